@@ -1,0 +1,118 @@
+import type { Pool } from 'undici';
+import type { ClusterConfig, Config } from '../config/schema/index.js';
+import type { Clock, Rng } from '../common/clock.js';
+import { HostFlag, type Host, type Locality } from './host.js';
+import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
+import type { PoolRegistry } from '../pool/pool-registry.js';
+import { splitAddress } from '../common/address.js';
+
+/** Flags set by the primary (active health checks, outlier ejection): cluster -> address -> flags. */
+export type HealthOverlay = Record<string, Record<string, number>>;
+
+/** A host plus what the data plane needs to send to it. */
+export interface UpstreamHost extends Host {
+  readonly pool: Pool;
+  /** The static cluster the endpoint belongs to (differs from the routed cluster for aggregates). */
+  readonly cluster: string;
+  /** Requests and errors seen by this worker, for status and outlier reporting. */
+  stats: { requests: number; errors: number };
+}
+
+export type LbFactory = (input: LbBuildInput) => LoadBalancer;
+
+const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING, healthy: 0 };
+const OVERLAY_MASK = HostFlag.FAILED_ACTIVE_HC | HostFlag.DEGRADED_ACTIVE_HC | HostFlag.FAILED_OUTLIER_CHECK;
+
+/** One routable cluster of a snapshot: its hosts (all priorities) and the load balancer over them. */
+export class ClusterRuntime {
+  readonly name: string;
+  readonly config: ClusterConfig;
+  readonly hosts: UpstreamHost[];
+  lb: LoadBalancer;
+  readonly #build: () => LoadBalancer;
+
+  constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer) {
+    this.name = config.name;
+    this.config = config;
+    this.hosts = hosts;
+    this.#build = () => build(hosts);
+    this.lb = this.#build();
+  }
+
+  /** Apply overlay flags; rebuild the LB only when some host's flags actually changed. */
+  applyOverlay(overlay: HealthOverlay): boolean {
+    let changed = false;
+    for (const h of this.hosts) {
+      const next = (h.flags & ~OVERLAY_MASK) | ((overlay[h.cluster]?.[h.address] ?? 0) & OVERLAY_MASK);
+      if (next !== h.flags) {
+        h.flags = next;
+        changed = true;
+      }
+    }
+    if (changed) this.lb = this.#build();
+    return changed;
+  }
+}
+
+/** All clusters of one snapshot, built from config with pools borrowed from the shared registry. */
+export class ClusterManager {
+  readonly #clusters = new Map<string, ClusterRuntime>();
+  readonly pools = new Set<Pool>();
+
+  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; clock: Clock; rng: Rng; lbFactory: LbFactory }) {
+    const staticHosts = new Map<string, UpstreamHost[]>();
+    for (const c of config.clusters) {
+      if (c.kind === 'aggregate') continue;
+      staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, 0, registry, overlay)));
+    }
+    const build = (c: ClusterConfig) => (hosts: UpstreamHost[]) =>
+      env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, clock: env.clock, rng: env.rng });
+    for (const c of config.clusters) {
+      const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
+      this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c)));
+    }
+  }
+
+  #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, priorityOffset: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {
+    const { host, port } = splitAddress(e.address);
+    const pool = registry.acquire(c, e.address);
+    this.pools.add(pool);
+    const flags = (ADMIN_FLAGS[e.health ?? 'healthy'] ?? 0) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
+    return {
+      address: e.address, hostname: host, port, weight: e.weight, priority: e.priority + priorityOffset,
+      locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince: 0,
+      pool, cluster: c.name, stats: { requests: 0, errors: 0 },
+    };
+  }
+
+  /**
+   * Aggregate cluster: members' priorities stacked in failover order (Envoy's aggregate cluster), so
+   * member 2's P0 becomes the priority after member 1's lowest.
+   */
+  #stack(agg: ClusterConfig, staticHosts: Map<string, UpstreamHost[]>): UpstreamHost[] {
+    const out: UpstreamHost[] = [];
+    let offset = 0;
+    for (const memberName of agg.clusters ?? []) {
+      const members = staticHosts.get(memberName) ?? [];
+      let maxPriority = -1;
+      for (const h of members) {
+        out.push({ ...h, priority: h.priority + offset, index: out.length, stats: h.stats });
+        maxPriority = Math.max(maxPriority, h.priority);
+      }
+      offset += maxPriority + 1;
+    }
+    return out;
+  }
+
+  get(name: string): ClusterRuntime | undefined {
+    return this.#clusters.get(name);
+  }
+
+  all(): IterableIterator<ClusterRuntime> {
+    return this.#clusters.values();
+  }
+
+  applyOverlay(overlay: HealthOverlay): void {
+    for (const c of this.#clusters.values()) c.applyOverlay(overlay);
+  }
+}

@@ -1,0 +1,96 @@
+import type { Config } from './schema/index.js';
+import type { ConfigError } from './validate.js';
+import { isLoopbackHost, splitAddress } from '../common/address.js';
+
+type Named = { name: string };
+
+/** Cross-field checks the schema cannot express: unique names, references, one action per route. */
+export function checkReferences(config: Config): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const add = (path: string, message: string) => errors.push({ path, message });
+  const clusters = uniqueNames(config.clusters, 'clusters', add);
+  const routes = uniqueNames(config.routes, 'routes', add);
+  uniqueNames(config.listeners, 'listeners', add);
+  const rbac = new Set((config.rbac as Named[]).map((p) => p.name));
+  const rateLimits = new Set((config.rateLimits as Named[]).map((p) => p.name));
+  const auth = config.auth as { jwtProviders?: Named[]; apiKeys?: Named[] } | undefined;
+  const authNames = new Set([...(auth?.jwtProviders ?? []), ...(auth?.apiKeys ?? [])].map((p) => p.name));
+
+  config.routes.forEach((r, i) => {
+    const p = `routes[${i}]`;
+    checkRouteAction(r, p, clusters, add);
+    checkRegex(r.match.path?.regex, `${p}.match.path.regex`, add);
+    r.match.headers?.forEach((h, j) => checkRegex(h.regex, `${p}.match.headers[${j}].regex`, add));
+    r.match.query?.forEach((q, j) => checkRegex(q.regex, `${p}.match.query[${j}].regex`, add));
+    const pathKinds = ['prefix', 'exact', 'regex'].filter((k) => r.match.path && (r.match.path as Record<string, unknown>)[k] !== undefined);
+    if (pathKinds.length > 1) add(`${p}.match.path`, 'set only one of prefix, exact, regex');
+    if (r.mirror && !clusters.has(r.mirror.cluster)) add(`${p}.mirror.cluster`, `unknown cluster "${r.mirror.cluster}"`);
+    r.auth?.forEach((n, j) => authNames.has(n) || add(`${p}.auth[${j}]`, `unknown auth provider "${n}"`));
+    if (r.rbac && !rbac.has(r.rbac)) add(`${p}.rbac`, `unknown rbac policy "${r.rbac}"`);
+    r.rateLimits?.forEach((n, j) => rateLimits.has(n) || add(`${p}.rateLimits[${j}]`, `unknown rate limit policy "${n}"`));
+  });
+  config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, clusters, add));
+  config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
+  checkAdmin(config, add);
+  return errors;
+}
+
+type Add = (path: string, message: string) => void;
+
+function uniqueNames(items: Named[], section: string, add: Add): Set<string> {
+  const names = new Set<string>();
+  items.forEach((item, i) => {
+    if (names.has(item.name)) add(`${section}[${i}].name`, `duplicate name "${item.name}"`);
+    names.add(item.name);
+  });
+  return names;
+}
+
+function checkRouteAction(r: Config['routes'][number], p: string, clusters: Set<string>, add: Add) {
+  const actions = (['cluster', 'weightedClusters', 'redirect', 'directResponse'] as const).filter((k) => r[k] !== undefined);
+  if (actions.length !== 1) add(p, `a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found ${actions.length ? actions.join(', ') : 'none'})`);
+  if (r.cluster !== undefined && !clusters.has(r.cluster)) add(`${p}.cluster`, `unknown cluster "${r.cluster}"`);
+  r.weightedClusters?.forEach((w, j) => clusters.has(w.cluster) || add(`${p}.weightedClusters[${j}].cluster`, `unknown cluster "${w.cluster}"`));
+  if (r.weightedClusters && r.weightedClusters.every((w) => w.weight === 0)) add(`${p}.weightedClusters`, 'at least one weight must be positive');
+}
+
+function checkRegex(source: string | undefined, path: string, add: Add) {
+  if (source === undefined) return;
+  try {
+    new RegExp(source);
+  } catch (e) {
+    add(path, `invalid regular expression: ${(e as Error).message}`);
+  }
+}
+
+function checkListener(l: Config['listeners'][number], p: string, routes: Set<string>, clusters: Set<string>, add: Add) {
+  l.routes?.forEach((n, j) => (routes.has(n) || (l.protocol === 'tls-passthrough' && clusters.has(n))) || add(`${p}.routes[${j}]`, `unknown route "${n}"`));
+  if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length) add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates)');
+  if (l.tls?.requireClientCert && !l.tls.ca) add(`${p}.tls.ca`, 'requireClientCert needs a ca bundle');
+  if ((l.tls?.cert === undefined) !== (l.tls?.key === undefined)) add(`${p}.tls`, 'cert and key must be given together');
+}
+
+function checkCluster(c: Config['clusters'][number], p: string, config: Config, add: Add) {
+  const seen = new Set<string>();
+  c.endpoints.forEach((e, j) => {
+    if (seen.has(e.address)) add(`${p}.endpoints[${j}].address`, `duplicate endpoint "${e.address}"`);
+    seen.add(e.address);
+  });
+  if (c.kind === 'aggregate') {
+    if (!c.clusters?.length) add(`${p}.clusters`, 'an aggregate cluster lists its member clusters');
+    c.clusters?.forEach((n, j) => {
+      const member = config.clusters.find((x) => x.name === n);
+      if (!member) add(`${p}.clusters[${j}]`, `unknown cluster "${n}"`);
+      else if (member.kind === 'aggregate') add(`${p}.clusters[${j}]`, 'an aggregate cluster cannot contain another aggregate');
+    });
+    if (c.endpoints.length) add(`${p}.endpoints`, 'an aggregate cluster has no endpoints of its own');
+  }
+  if (c.healthCheck && !c.healthCheck.http && !c.healthCheck.tcp) add(`${p}.healthCheck`, 'set http or tcp');
+  if (c.upstreamTls && ((c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))) add(`${p}.upstreamTls`, 'cert and key must be given together');
+}
+
+function checkAdmin(config: Config, add: Add) {
+  const { host } = splitAddress(config.admin.address);
+  const hasToken = Boolean(config.admin.token || config.admin.tokens?.length);
+  if (!isLoopbackHost(host) && !hasToken) add('admin.address', 'a non-loopback admin address requires admin.token (refusing to expose an unauthenticated admin API)');
+}

@@ -1,0 +1,50 @@
+import { Type } from '@sinclair/typebox';
+import { Address, Duration, Labels, LocalitySchema, Obj } from './common.js';
+
+/** Request limits and timeouts; defaults follow Envoy's edge recommendations (see docs/config.md). */
+export const LimitsSchema = Obj(
+  {
+    maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 61440 }),
+    maxHeaders: Type.Integer({ minimum: 1, maximum: 2000, default: 100 }),
+    maxUriLength: Type.Integer({ minimum: 256, maximum: 1048576, default: 16384 }),
+    maxBodyBytes: Type.Integer({ minimum: 0, default: 0, description: '0 = unlimited' }),
+    headersTimeout: Duration('30s'),
+    requestTimeout: Duration('300s'),
+    keepAliveTimeout: Duration('5s'),
+    idleTimeout: Duration('3600s'),
+    maxConcurrentStreams: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    maxConnections: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),
+    maxInFlightRequests: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),
+    heapShedPercent: Type.Integer({ minimum: 0, maximum: 100, default: 95, description: '0 = off' }),
+  },
+  { default: {} },
+);
+
+export const AccessLogSchema = Obj({ enabled: Type.Boolean({ default: true }), sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 1 }) }, { default: {} });
+
+export const GatewaySchema = Obj(
+  {
+    name: Type.String({ default: 'meridian' }),
+    locality: LocalitySchema,
+    labels: Labels,
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 'auto', errorMessage: 'expected a positive integer or "auto"' }),
+    trustForwardedHeaders: Type.Boolean({ default: false }),
+    drainTimeout: Duration('30s'),
+    limits: LimitsSchema,
+    accessLog: AccessLogSchema,
+    rejectUnderscoreHeaders: Type.Boolean({ default: true }),
+    normalizePath: Type.Boolean({ default: true }),
+    mergeSlashes: Type.Boolean({ default: true }),
+  },
+  { default: {} },
+);
+
+export const AdminSchema = Obj(
+  {
+    address: Type.String({ default: '127.0.0.1:9901', pattern: Address.pattern, errorMessage: 'expected host:port' }),
+    token: Type.Optional(Type.String({ minLength: 1 })),
+    tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }) }))),
+    opsAddress: Type.Optional(Address),
+  },
+  { default: {} },
+);

@@ -1,0 +1,78 @@
+import { Type } from '@sinclair/typebox';
+import { Duration, HeaderOps, Name, Obj } from './common.js';
+
+export const HeaderMatchSchema = Obj({
+  name: Type.String({ minLength: 1 }),
+  exact: Type.Optional(Type.String()),
+  prefix: Type.Optional(Type.String()),
+  regex: Type.Optional(Type.String()),
+  present: Type.Optional(Type.Boolean()),
+  invert: Type.Boolean({ default: false }),
+});
+
+export const QueryMatchSchema = Obj({
+  name: Type.String({ minLength: 1 }),
+  exact: Type.Optional(Type.String()),
+  regex: Type.Optional(Type.String()),
+  present: Type.Optional(Type.Boolean()),
+});
+
+export const PathMatchSchema = Obj({
+  prefix: Type.Optional(Type.String({ pattern: '^/', errorMessage: 'expected a path starting with /' })),
+  exact: Type.Optional(Type.String({ pattern: '^/', errorMessage: 'expected a path starting with /' })),
+  regex: Type.Optional(Type.String()),
+});
+
+export const RouteMatchSchema = Obj(
+  {
+    hosts: Type.Optional(Type.Array(Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9_.:\\[\\]-]+$|^\\*$', errorMessage: 'expected a host name, "*.suffix" or "*"' }))),
+    path: Type.Optional(PathMatchSchema),
+    headers: Type.Optional(Type.Array(HeaderMatchSchema)),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$', errorMessage: 'expected an upper-case method' }))),
+    query: Type.Optional(Type.Array(QueryMatchSchema)),
+  },
+  { default: {} },
+);
+
+const RetryOn = Type.Union(
+  ['5xx', 'gateway-error', 'connect-failure', 'reset', 'retriable-status-codes'].map((v) => Type.Literal(v)),
+  { errorMessage: 'expected one of 5xx, gateway-error, connect-failure, reset, retriable-status-codes' },
+);
+
+export const RetrySchema = Obj({
+  attempts: Type.Integer({ minimum: 0, maximum: 10, default: 1, description: 'retries after the first try' }),
+  on: Type.Array(RetryOn, { default: ['connect-failure', 'reset'] }),
+  statusCodes: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { default: [] }),
+  perTryTimeout: Type.Optional(Duration()),
+  backoff: Obj({ base: Duration('25ms'), max: Type.Optional(Duration()) }, { default: {} }),
+});
+
+export const RouteSchema = Obj({
+  name: Name,
+  match: RouteMatchSchema,
+  cluster: Type.Optional(Name),
+  weightedClusters: Type.Optional(Type.Array(Obj({ cluster: Name, weight: Type.Integer({ minimum: 0 }) }), { minItems: 1 })),
+  redirect: Type.Optional(
+    Obj({
+      scheme: Type.Optional(Type.String()),
+      host: Type.Optional(Type.String()),
+      path: Type.Optional(Type.String()),
+      status: Type.Union([301, 302, 303, 307, 308].map((s) => Type.Literal(s)), { default: 302, errorMessage: 'expected 301, 302, 303, 307 or 308' }),
+    }),
+  ),
+  directResponse: Type.Optional(
+    Obj({ status: Type.Integer({ minimum: 100, maximum: 599 }), body: Type.String({ default: '' }), headers: Type.Optional(Type.Record(Type.String(), Type.String())) }),
+  ),
+  rewrite: Type.Optional(Obj({ pathPrefix: Type.Optional(Type.String()), host: Type.Optional(Type.String()) })),
+  timeout: Duration('15s'),
+  idleTimeout: Type.Optional(Duration()),
+  retry: Type.Optional(RetrySchema),
+  hedge: Type.Optional(Obj({ delay: Duration('50ms'), onPerTryTimeout: Type.Boolean({ default: false }) })),
+  mirror: Type.Optional(Obj({ cluster: Name, percent: Type.Number({ minimum: 0, maximum: 100, default: 100 }) })),
+  requestHeaders: Type.Optional(HeaderOps),
+  responseHeaders: Type.Optional(HeaderOps),
+  maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  auth: Type.Optional(Type.Array(Name)),
+  rbac: Type.Optional(Name),
+  rateLimits: Type.Optional(Type.Array(Name)),
+});

@@ -1,0 +1,41 @@
+import type { Primary } from '../../process/primary.js';
+import { HostFlag, hostHealth } from '../../cluster/host.js';
+import type { ToPrimary } from '../ipc/messages.js';
+import { AdminError } from './http-util.js';
+
+type StatsReply = Extract<ToPrimary, { t: 'stats-reply' }>;
+
+const FLAG_NAMES: Array<[number, string]> = Object.entries(HostFlag).map(([k, v]) => [v, k.toLowerCase()]);
+const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING };
+
+/** Extra per-host facts from primary-side components (outlier ejections, health checks). */
+export type HostDetails = (cluster: string, address: string) => Record<string, unknown>;
+const detailProviders: HostDetails[] = [];
+export function addHostDetails(fn: HostDetails): void {
+  detailProviders.push(fn);
+}
+
+/**
+ * `GET /clusters/{name}/status`: per endpoint the health flags (each reason separately), live
+ * numbers summed over workers, plus the load balancer's priority loads and panic state.
+ */
+export async function clusterStatus(primary: Primary, name: string) {
+  const cluster = primary.current.config.clusters.find((c) => c.name === name);
+  if (!cluster) throw new AdminError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
+  const replies = await primary.collect<StatsReply>('stats');
+  const endpoints = cluster.endpoints.map((e) => {
+    const flags = (ADMIN_FLAGS[e.health ?? ''] ?? 0) | (primary.overlay[name]?.[e.address] ?? 0);
+    let active = 0, requests = 0, errors = 0;
+    for (const r of replies) {
+      const s = r.stats[name]?.[e.address];
+      if (s) { active += s.active; requests += s.requests; errors += s.errors; }
+    }
+    return {
+      address: e.address, priority: e.priority, weight: e.weight, locality: e.locality,
+      health: hostHealth(flags), flags: FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n),
+      activeRequests: active, requests, errors,
+      ...Object.assign({}, ...detailProviders.map((d) => d(name, e.address))),
+    };
+  });
+  return { name, version: primary.current.version, workersReporting: replies.length, lb: replies[0]?.lb?.[name], endpoints };
+}

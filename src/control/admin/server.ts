@@ -1,0 +1,209 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AggregatorRegistry } from 'prom-client';
+import type { Config } from '../../config/schema/index.js';
+import { validateConfig } from '../../config/validate.js';
+import { splitAddress } from '../../common/address.js';
+import type { Primary } from '../../process/primary.js';
+import { registry } from '../../observability/metrics.js';
+import { logger } from '../../observability/logger.js';
+import { authenticate } from './auth.js';
+import { ConfigService } from './config-service.js';
+import { AdminError, readBody, sendJson } from './http-util.js';
+import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
+import { clusterStatus } from './cluster-status.js';
+
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  who: string;
+  parts: string[];
+  ifMatch: string | undefined;
+}
+
+/** Extra admin routes contributed by other components (health, certificates, fleet). */
+export type AdminExtension = (call: Call, primary: Primary) => Promise<boolean>;
+
+/** The management API of one gateway (and its read-only ops variant). */
+export class AdminServer {
+  readonly #primary: Primary;
+  readonly service: ConfigService;
+  readonly #extensions: AdminExtension[] = [];
+  readonly #servers: http.Server[] = [];
+  draining = false;
+  /** Extra readiness facts (e.g. Redis state) merged into /ready. */
+  readonly readiness: Array<() => Record<string, unknown>> = [];
+
+  constructor(primary: Primary) {
+    this.#primary = primary;
+    this.service = new ConfigService(primary);
+  }
+
+  extend(ext: AdminExtension): void {
+    this.#extensions.push(ext);
+  }
+
+  /** Bind the admin API; and the ops listener when `admin.opsAddress` is set. Returns bound addresses. */
+  async listen(admin: Config['admin']): Promise<{ admin: string; ops?: string }> {
+    const a = await this.#bind(admin.address, false);
+    const ops = admin.opsAddress ? await this.#bind(admin.opsAddress, true) : undefined;
+    return { admin: a, ops };
+  }
+
+  async #bind(address: string, opsOnly: boolean): Promise<string> {
+    const server = http.createServer((req, res) => void this.#handle(req, res, opsOnly));
+    const { host, port } = splitAddress(address);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.#servers.push(server);
+    const a = server.address() as AddressInfo;
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse, opsOnly: boolean) {
+    try {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      const head = parts[0] ?? '';
+      if (head === 'live') return sendJson(res, 200, { live: true });
+      if (head === 'ready') return this.#ready(res);
+      if (opsOnly && head !== 'metrics') return sendJson(res, 404, { error: 'not_found', message: 'the ops listener serves only /ready, /live and /metrics' });
+      let who = 'ops';
+      if (!opsOnly) {
+        const auth = authenticate(req, this.#primary.current.config.admin);
+        if (!auth.ok) return sendJson(res, auth.status, { error: auth.status === 401 ? 'unauthenticated' : 'forbidden' }, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="meridian-admin"' } : {});
+        who = auth.who;
+      }
+      if (head === 'metrics' && req.method === 'GET') return this.#metrics(res);
+      const call: Call = { req, res, who, parts, ifMatch: req.headers['if-match'] };
+      if (await this.#route(call)) return;
+      for (const ext of this.#extensions) if (await ext(call, this.#primary)) return;
+      sendJson(res, 404, { error: 'not_found', message: `no admin route for ${req.method} ${url.pathname}` });
+    } catch (e) {
+      if (e instanceof AdminError) return sendJson(res, e.status, e.body ?? { error: e.message });
+      logger.error({ err: e }, 'admin request failed');
+      sendJson(res, 500, { error: 'internal_error', message: (e as Error).message });
+    }
+  }
+
+  #ready(res: ServerResponse) {
+    const extra = Object.assign({}, ...this.readiness.map((f) => f()));
+    const ready = !this.draining && this.#primary.links.size > 0;
+    sendJson(res, ready ? 200 : 503, { ready, draining: this.draining, version: this.#primary.current.version, workers: this.#primary.links.size, ...extra });
+  }
+
+  async #metrics(res: ServerResponse) {
+    const replies = await this.#primary.collect<{ t: 'metrics-reply'; id: number; metrics: unknown }>('metrics');
+    const own = await registry.getMetricsAsJSON();
+    // In single-process mode the worker shares this registry: do not count it twice.
+    const sets = this.#primary.isSingleProcess ? [own] : [own, ...replies.map((r) => r.metrics)];
+    const text = await AggregatorRegistry.aggregate(sets as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+    res.writeHead(200, { 'content-type': registry.contentType });
+    res.end(text);
+  }
+
+  async #route(c: Call): Promise<boolean> {
+    const [head, name, sub, addr, leaf] = c.parts;
+    const m = c.req.method;
+    if (head === 'config') return this.#config(c, name);
+    if (head === 'drain' && m === 'POST') return this.#drain(c);
+    if (head !== 'clusters' && head !== 'routes' && head !== 'listeners') return false;
+    const kind = head as ResourceKind;
+    const cfg = this.service.current.config;
+    if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this)), true;
+    if (!name) return false;
+    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name)), true;
+    if (kind === 'clusters' && sub === 'endpoints' && addr) return this.#endpoint(c, name, addr, leaf);
+    if (sub) return false;
+    if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this)), true;
+    if (m === 'PUT') {
+      const body = await readBody(c.req);
+      let created = false;
+      const r = await this.service.change(c.who, `put ${kind}/${name}`, c.ifMatch, (d) => void (created = putResource(d, kind, name, body)));
+      return void sendJson(c.res, created ? 201 : 200, r, { etag: `"${r.version}"` }), true;
+    }
+    if (m === 'DELETE') {
+      const r = await this.service.change(c.who, `delete ${kind}/${name}`, c.ifMatch, (d) => deleteResource(d, kind, name));
+      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+    }
+    return false;
+  }
+
+  async #config(c: Call, sub: string | undefined): Promise<boolean> {
+    const m = c.req.method;
+    if (!sub && m === 'GET') return void sendJson(c.res, 200, this.service.current.config, etag(this)), true;
+    if (!sub && m === 'PUT') {
+      const body = await readBody(c.req);
+      const r = await this.service.change(c.who, 'replace config', c.ifMatch, () => body as Config);
+      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+    }
+    if (sub === 'validate' && m === 'POST') {
+      const v = validateConfig(await readBody(c.req));
+      return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
+    }
+    if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#primary.store.list()), true;
+    if (sub === 'rollback' && m === 'POST') {
+      const body = (await readBody(c.req)) as { version?: unknown } | undefined;
+      const target = this.#primary.store.get(Number(body?.version));
+      if (!target) throw new AdminError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
+      const r = await this.service.change(c.who, `rollback to ${target.version}`, c.ifMatch, () => structuredClone(target.config) as Config, `rollback:${target.version}`);
+      return void sendJson(c.res, 200, { ...r, restored: target.version }, { etag: `"${r.version}"` }), true;
+    }
+    return false;
+  }
+
+  async #endpoint(c: Call, cluster: string, address: string, leaf: string | undefined): Promise<boolean> {
+    const m = c.req.method;
+    const action = `${m} clusters/${cluster}/endpoints/${address}${leaf ? `/${leaf}` : ''}`;
+    if (leaf === 'health' && m === 'POST') {
+      const body = (await readBody(c.req)) as { status?: string } | undefined;
+      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+        const ep = endpointsOf(d, cluster).find((e) => e.address === address);
+        if (!ep) throw new AdminError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        (ep as { health?: string }).health = body?.status;
+      });
+      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+    }
+    if (leaf) return false;
+    if (m === 'PUT') {
+      const body = ((await readBody(c.req)) ?? {}) as Record<string, unknown>;
+      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+        const list = endpointsOf(d, cluster);
+        const i = list.findIndex((e) => e.address === address);
+        const ep = { ...body, address } as (typeof list)[number];
+        if (i === -1) list.push(ep);
+        else list[i] = ep;
+      });
+      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+    }
+    if (m === 'DELETE') {
+      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+        const list = endpointsOf(d, cluster);
+        const i = list.findIndex((e) => e.address === address);
+        if (i === -1) throw new AdminError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        list.splice(i, 1);
+      });
+      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+    }
+    return false;
+  }
+
+  async #drain(c: Call): Promise<boolean> {
+    this.draining = true;
+    const deadline = Number(new URL(c.req.url ?? '/', 'http://a').searchParams.get('deadlineMs') ?? 30000);
+    logger.info({ who: c.who, deadline }, 'drain requested');
+    sendJson(c.res, 202, { draining: true });
+    void this.#primary.drain(deadline);
+    return true;
+  }
+}
+
+function etag(a: AdminServer) {
+  return { etag: `"${a.service.current.version}"` };
+}

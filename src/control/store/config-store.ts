@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../../config/schema/index.js';
+import { deepFreeze } from '../../config/validate.js';
+
+/** One stored config version. */
+export interface ConfigVersion {
+  version: number;
+  hash: string;
+  config: Config;
+  createdAt: string;
+  /** Who or what made it: "file", "admin:<token name>", "rollback:<n>", "hub". */
+  source: string;
+}
+
+interface StateFile {
+  current: number;
+  versions: ConfigVersion[];
+}
+
+const KEEP_VERSIONS = 50;
+
+/** Content hash of a config (stable key order is not needed: configs are built deterministically). */
+export function configHash(config: Config): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+}
+
+/**
+ * Versioned, persisted config history. Versions only grow: a rollback is a new version with an old
+ * config, so an ETag never names two different documents. Writes are atomic (temp file, fsync,
+ * rename, fsync of the directory), so a crash leaves the old or the new state, never a torn one.
+ */
+export class ConfigStore {
+  readonly #dir: string;
+  readonly #file: string;
+  #versions: ConfigVersion[] = [];
+  #current = 0;
+
+  constructor(stateDir: string) {
+    this.#dir = stateDir;
+    this.#file = join(stateDir, 'state.json');
+  }
+
+  /** Load persisted state; false when there is none (first start: seed from the config file). */
+  async load(): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(this.#file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    const state = JSON.parse(text) as StateFile;
+    this.#versions = state.versions.map((v) => deepFreeze(v));
+    this.#current = state.current;
+    return this.#versions.length > 0;
+  }
+
+  get current(): ConfigVersion | undefined {
+    return this.#versions.find((v) => v.version === this.#current);
+  }
+
+  get(version: number): ConfigVersion | undefined {
+    return this.#versions.find((v) => v.version === version);
+  }
+
+  list(): Array<Omit<ConfigVersion, 'config'> & { current: boolean }> {
+    return this.#versions.map(({ config: _c, ...meta }) => ({ ...meta, current: meta.version === this.#current }));
+  }
+
+  /** Record a validated config as the new current version (no-op when identical to current). */
+  async commit(config: Config, source: string): Promise<{ version: ConfigVersion; changed: boolean }> {
+    const hash = configHash(config);
+    const cur = this.current;
+    if (cur && cur.hash === hash) return { version: cur, changed: false };
+    const last = this.#versions.at(-1)?.version ?? 0;
+    const entry = deepFreeze({ version: last + 1, hash, config, createdAt: new Date().toISOString(), source });
+    const versions = [...this.#versions, entry].slice(-KEEP_VERSIONS);
+    await this.#persist({ current: entry.version, versions });
+    this.#versions = versions;
+    this.#current = entry.version;
+    return { version: entry, changed: true };
+  }
+
+  async #persist(state: StateFile): Promise<void> {
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.#file}.${process.pid}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(state));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.#file);
+    const dir = await open(this.#dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}

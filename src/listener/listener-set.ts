@@ -1,0 +1,103 @@
+import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Config, ListenerConfig } from '../config/schema/index.js';
+import { splitAddress } from '../common/address.js';
+import { createPlainServer, createTlsServer, tlsOptionsFromFiles, type ServerHandlers } from './servers.js';
+
+interface Running {
+  key: string;
+  config: ListenerConfig;
+  server: net.Server;
+  sockets: Set<net.Socket>;
+}
+
+/** Create the server of one listener; the handlers know which listener they serve. */
+export type HandlerFactory = (listener: ListenerConfig) => ServerHandlers;
+
+/**
+ * The running listeners of a worker, reconciled against each snapshot: an unchanged listener keeps
+ * its server and connections (its handlers read the current snapshot per request); a changed one is
+ * replaced; a removed one stops accepting and drains.
+ */
+export class ListenerSet {
+  readonly #running = new Map<string, Running>();
+
+  async reconcile(config: Config, handlers: HandlerFactory): Promise<void> {
+    const wanted = new Map(config.listeners.filter((l) => l.protocol !== 'tls-passthrough').map((l) => [l.name, l]));
+    for (const [name, r] of this.#running) {
+      const next = wanted.get(name);
+      if (!next || listenerKey(next, config) !== r.key) await this.#stop(name, r);
+    }
+    for (const [name, l] of wanted) {
+      if (this.#running.has(name)) continue;
+      await this.#start(l, config, handlers(l));
+    }
+  }
+
+  async #start(l: ListenerConfig, config: Config, handlers: ServerHandlers) {
+    const limits = config.gateway.limits;
+    const server = l.protocol === 'https' ? createTlsServer(l, limits, handlers, tlsOptionsFromFiles(l.tls!)) : createPlainServer(l, limits, handlers);
+    const sockets = new Set<net.Socket>();
+    server.on('connection', (s: net.Socket) => {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    });
+    if (limits.maxConnections) server.maxConnections = limits.maxConnections;
+    const { host, port } = splitAddress(l.address);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port, backlog: 2048 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#running.set(l.name, { key: listenerKey(l, config), config: l, server, sockets });
+  }
+
+  async #stop(name: string, r: Running) {
+    this.#running.delete(name);
+    await closeServer(r, 0);
+  }
+
+  /** Bound addresses by listener name ("127.0.0.1:41234"). */
+  addresses(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, r] of this.#running) {
+      const a = r.server.address() as AddressInfo | null;
+      if (a) out[name] = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    }
+    return out;
+  }
+
+  /** Open downstream connections across all listeners. */
+  connectionCount(): number {
+    let n = 0;
+    for (const r of this.#running.values()) n += r.sockets.size;
+    return n;
+  }
+
+  /** Stop accepting everywhere; idle keep-alive connections are closed after `graceMs`. */
+  async closeAll(graceMs: number): Promise<void> {
+    const all = [...this.#running.values()];
+    this.#running.clear();
+    await Promise.all(all.map((r) => closeServer(r, graceMs)));
+  }
+}
+
+function listenerKey(l: ListenerConfig, config: Config): string {
+  return JSON.stringify([l.address, l.protocol, l.h2c, l.tls ?? null, config.gateway.limits]);
+}
+
+/** Stop accepting; close idle connections now and the rest when they finish or the grace ends. */
+async function closeServer(r: Running, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => r.server.close(() => resolve()));
+  const inner = (r.server as net.Server & { inner?: { closeIdleConnections(): void } }).inner;
+  const http = r.server as unknown as { closeIdleConnections?: () => void };
+  http.closeIdleConnections?.();
+  inner?.closeIdleConnections();
+  const timer = setTimeout(() => {
+    for (const s of r.sockets) s.destroy();
+  }, graceMs);
+  await closed;
+  clearTimeout(timer);
+}

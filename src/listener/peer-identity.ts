@@ -1,0 +1,11 @@
+// PLACEHOLDER written by the lead so the core can run before helper-4 delivers; helper-4 overwrites this file.
+import type { X509Certificate } from 'node:crypto';
+import type { PeerIdentity } from '../filters/filter.js';
+
+export function peerIdentity(cert: X509Certificate): PeerIdentity {
+  return { subject: cert.subject, dnsNames: [], uris: [], fingerprint: cert.fingerprint256 };
+}
+
+export function formatXfcc(id: PeerIdentity): string {
+  return `Hash=${id.fingerprint}`;
+}

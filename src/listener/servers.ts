@@ -1,0 +1,109 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { Config, ListenerConfig } from '../config/schema/index.js';
+import { parseDuration } from '../config/duration.js';
+import type { DownstreamRequest } from '../proxy/request-scan.js';
+import type { DownstreamResponse } from '../proxy/respond.js';
+
+type Limits = Config['gateway']['limits'];
+
+/** Callbacks a server delivers to the data plane. */
+export interface ServerHandlers {
+  request(req: DownstreamRequest, res: DownstreamResponse): void;
+  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+/** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
+function h1Options(limits: Limits): http.ServerOptions {
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    requestTimeout: parseDuration(limits.requestTimeout),
+    headersTimeout: parseDuration(limits.headersTimeout),
+    keepAliveTimeout: parseDuration(limits.keepAliveTimeout),
+    insecureHTTPParser: false,
+    requireHostHeader: true,
+    noDelay: true,
+  };
+}
+
+function h2Settings(limits: Limits): http2.Settings {
+  return { maxConcurrentStreams: limits.maxConcurrentStreams, initialWindowSize: 65535, maxHeaderListSize: limits.maxHeaderBytes };
+}
+
+/**
+ * Plain listener: HTTP/1.1, plus HTTP/2 with prior knowledge (h2c) detected from the connection
+ * preface, so one port serves both without Upgrade: h2c (which is refused).
+ */
+export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers: ServerHandlers): net.Server {
+  const h1 = http.createServer(h1Options(limits), handlers.request);
+  configureH1(h1, limits, handlers);
+  if (!cfg.h2c) return h1;
+  const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
+  const idle = parseDuration(limits.idleTimeout);
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    socket.once('data', (chunk) => {
+      socket.pause();
+      socket.unshift(chunk);
+      const target = chunk.length >= 14 && chunk.toString('latin1', 0, 14) === H2_PREFACE ? h2 : h1;
+      if (target === h2) socket.setTimeout(idle, () => socket.destroy());
+      target.emit('connection', socket);
+      process.nextTick(() => socket.resume());
+    });
+  });
+  server.on('close', () => {
+    h1.close();
+    h2.close();
+  });
+  // Let close() callers reach idle keep-alive connections of the inner HTTP/1 server.
+  (server as net.Server & { inner?: http.Server }).inner = h1;
+  return server;
+}
+
+function configureH1(server: http.Server, limits: Limits, handlers: ServerHandlers) {
+  server.maxHeadersCount = limits.maxHeaders + 1;
+  server.on('upgrade', handlers.upgrade);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request'}\r\n\r\n`);
+  });
+}
+
+/** TLS listener: HTTP/2 and HTTP/1.1 by ALPN, optional client certificates (mTLS). */
+export function createTlsServer(cfg: ListenerConfig, limits: Limits, handlers: ServerHandlers, secure: http2.SecureServerOptions): http2.Http2SecureServer {
+  const server = http2.createSecureServer(
+    { ...secure, allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
+    handlers.request,
+  );
+  server.on('upgrade', handlers.upgrade);
+  server.setTimeout(parseDuration(limits.idleTimeout));
+  void cfg;
+  return server;
+}
+
+/** Basic TLS options from files (SNI certificates, SPIFFE checks and hot reload live in tls-context.ts). */
+export function tlsOptionsFromFiles(tls: NonNullable<ListenerConfig['tls']>): http2.SecureServerOptions {
+  return {
+    cert: tls.cert ? readFileSync(tls.cert) : undefined,
+    key: tls.key ? readFileSync(tls.key) : undefined,
+    ca: tls.ca ? readFileSync(tls.ca) : undefined,
+    requestCert: tls.requireClientCert || Boolean(tls.ca),
+    rejectUnauthorized: tls.requireClientCert,
+    minVersion: tls.minVersion ?? 'TLSv1.2',
+    ciphers: tls.ciphers,
+    ALPNProtocols: tls.alpn ?? ['h2', 'http/1.1'],
+  };
+}
+
+/** The TLS socket under an HTTP/1 or HTTP/2 request, if any. */
+export function tlsSocketOf(req: DownstreamRequest): TLSSocket | undefined {
+  const s = req.httpVersionMajor === 2 ? (req as http2.Http2ServerRequest).stream.session?.socket : req.socket;
+  return s && 'getPeerCertificate' in s ? (s as TLSSocket) : undefined;
+}

@@ -1,0 +1,66 @@
+import cluster from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from './config/load.js';
+import { startGateway, StartupError } from './process/gateway.js';
+import { runForkedWorker } from './process/forked-worker.js';
+import { logger } from './observability/logger.js';
+
+const USAGE = `usage: meridian <command> [options]
+  start -c FILE [--state-dir DIR]   run the gateway (the config file seeds the state on first start)
+  validate -c FILE                  check a config file; exit 1 with every error's path
+  version                           print the version`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, 'state-dir': { type: 'string', default: './.meridian' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const command = positionals[0];
+  if (command === 'version') return void console.log(version()), 0;
+  if (!command || values.help || !values.config) return void console.error(USAGE), command ? 2 : 0;
+  if (command === 'validate') {
+    const r = await loadConfigFile(values.config);
+    if (r.ok) return void console.log(`${values.config}: valid`), 0;
+    for (const e of r.errors) console.error(`${e.path}: ${e.message}`);
+    return 1;
+  }
+  if (command !== 'start') return void console.error(USAGE), 2;
+  return runStart(values.config, values['state-dir']!);
+}
+
+async function runStart(configFile: string, stateDir: string): Promise<number> {
+  let gw;
+  try {
+    gw = await startGateway({ configFile, stateDir, workerExec: fileURLToPath(import.meta.url) });
+  } catch (e) {
+    if (e instanceof StartupError) {
+      for (const err of e.errors) logger.error({ path: err.path }, err.message);
+      return 1;
+    }
+    throw e;
+  }
+  process.on('SIGHUP', () => void gw.reload());
+  const shutdown = () => {
+    logger.info('draining');
+    void gw.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  return -1;
+}
+
+if (cluster.isWorker) runForkedWorker();
+else {
+  main(process.argv.slice(2)).then(
+    (code) => { if (code >= 0) process.exitCode = code; },
+    (e) => { logger.fatal({ err: e }, 'fatal'); process.exit(1); },
+  );
+}

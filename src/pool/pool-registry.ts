@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { Pool } from 'undici';
+import type { ClusterConfig } from '../config/schema/index.js';
+import { parseDuration } from '../config/duration.js';
+import { splitAddress } from '../common/address.js';
+
+/**
+ * undici Pools shared across config snapshots: a pool is keyed by everything that shapes its
+ * connections, so a reload that leaves an endpoint's settings alone keeps its warm connections.
+ */
+export class PoolRegistry {
+  readonly #pools = new Map<string, Pool>();
+
+  /** The pool for one endpoint of a cluster, created on first use within a snapshot build. */
+  acquire(cluster: ClusterConfig, address: string): Pool {
+    const key = poolKey(cluster, address);
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      pool = createPool(cluster, address);
+      this.#pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Close (gracefully: in-flight requests finish) every pool not in `keep`. */
+  retainOnly(keep: Set<Pool>): void {
+    for (const [key, pool] of this.#pools) {
+      if (keep.has(pool)) continue;
+      this.#pools.delete(key);
+      pool.close().catch(() => {});
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(pools.map((p) => p.close()));
+  }
+}
+
+function poolKey(c: ClusterConfig, address: string): string {
+  return JSON.stringify([address, c.protocol, c.connectTimeout, c.keepAliveTimeout, c.maxConnectionsPerEndpoint, c.upstreamTls ?? null]);
+}
+
+function createPool(c: ClusterConfig, address: string): Pool {
+  const { host, port } = splitAddress(address);
+  const tls = c.upstreamTls;
+  const scheme = tls ? 'https' : 'http';
+  const origin = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return new Pool(origin, {
+    connections: c.maxConnectionsPerEndpoint,
+    pipelining: 1,
+    keepAliveTimeout: parseDuration(c.keepAliveTimeout),
+    keepAliveMaxTimeout: 600_000,
+    // Timeouts are set per request from the route; these are only ceilings.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    allowH2: c.protocol === 'http2',
+    useH2c: c.protocol === 'http2' && !tls,
+    connect: { timeout: parseDuration(c.connectTimeout), ...(tls ? tlsOptions(tls) : {}) },
+  } as Pool.Options);
+}
+
+type UpstreamTls = NonNullable<ClusterConfig['upstreamTls']>;
+
+/** TLS origination options; verification failures surface as connect errors (502), never a fallback. */
+function tlsOptions(tls: UpstreamTls) {
+  const sans = tls.verifySubjectAltName;
+  return {
+    servername: tls.sni,
+    ca: tls.ca ? readFileSync(tls.ca) : undefined,
+    cert: tls.cert ? readFileSync(tls.cert) : undefined,
+    key: tls.key ? readFileSync(tls.key) : undefined,
+    minVersion: tls.minVersion ?? 'TLSv1.2',
+    rejectUnauthorized: !tls.insecureSkipVerify,
+    checkServerIdentity: sans?.length ? (_host: string, cert: PeerCertificate) => verifySans(cert, sans) : (host: string, cert: PeerCertificate) => checkServerIdentity(tls.sni ?? host, cert),
+  };
+}
+
+/** Accept the peer only if one of its SANs (URI or DNS) is in the allow-list. */
+function verifySans(cert: PeerCertificate, allowed: string[]): Error | undefined {
+  const sans = (cert.subjectaltname ?? '').split(', ').map((s) => s.replace(/^(URI|DNS|IP Address):/, ''));
+  if (sans.some((s) => allowed.includes(s))) return undefined;
+  const err = new Error(`upstream certificate SANs [${sans.join(', ')}] match none of [${allowed.join(', ')}]`);
+  (err as NodeJS.ErrnoException).code = 'ERR_TLS_CERT_ALTNAME_INVALID';
+  return err;
+}

@@ -1,0 +1,132 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Config, ListenerConfig } from '../config/schema/index.js';
+import { systemClock, systemRng, type Clock, type Rng } from '../common/clock.js';
+import type { HealthOverlay, LbFactory, UpstreamHost } from '../cluster/cluster-manager.js';
+import { PoolRegistry } from '../pool/pool-registry.js';
+import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
+import { handleRequest, type ListenerContext, type RequestEnv } from '../proxy/handle-request.js';
+import { handleUpgrade } from '../proxy/upgrade.js';
+import type { ProxyRequest, UpstreamOutcome } from '../proxy/forwarder.js';
+import { ListenerSet } from '../listener/listener-set.js';
+import type { DownstreamRequest } from '../proxy/request-scan.js';
+import type { DownstreamResponse } from '../proxy/respond.js';
+import { AccessLog } from '../observability/access-log.js';
+import { configVersion } from '../observability/request-metrics.js';
+import { createPeerResolver } from '../listener/peer.js';
+import { normalizerFor } from '../listener/normalize.js';
+import { formatXfcc } from '../listener/peer-identity.js';
+
+export interface DataPlaneDeps {
+  lbFactory: LbFactory;
+  buildFilters: FilterBuilder;
+  /** Called for every finished upstream attempt (outlier detection feed). */
+  onOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
+  clock?: Clock;
+  rng?: Rng;
+}
+
+/**
+ * A worker's request path: the current snapshot (swapped by reference), the listeners, the pools.
+ * In-flight requests hold the snapshot they started with; a new one only affects new requests.
+ */
+export class DataPlane {
+  #snapshot: Snapshot | undefined;
+  #overlay: HealthOverlay = {};
+  readonly #pools = new PoolRegistry();
+  readonly #listeners = new ListenerSet();
+  readonly #deps: DataPlaneDeps;
+  readonly #clock: Clock;
+  readonly #rng: Rng;
+  readonly #accessLog = new AccessLog();
+  readonly env: RequestEnv;
+  #draining = false;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(deps: DataPlaneDeps) {
+    this.#deps = deps;
+    this.#clock = deps.clock ?? systemClock;
+    this.#rng = deps.rng ?? systemRng;
+    this.env = {
+      rng: this.#rng, inFlight: 0, shedding: false,
+      normalize: (p) => p,
+      xfcc: formatXfcc,
+      recordOutcome: (h, o, s) => deps.onOutcome(h, o, s),
+      onFinish: (p) => this.#onFinish(p),
+    };
+  }
+
+  get snapshot(): Snapshot | undefined {
+    return this.#snapshot;
+  }
+
+  /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
+  async apply(version: number, config: Config): Promise<Record<string, string>> {
+    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters });
+    await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
+    const previous = this.#snapshot;
+    this.#snapshot = next;
+    this.env.normalize = normalizerFor(config.gateway);
+    this.#accessLog.configure(config.gateway.accessLog, this.#rng);
+    configVersion.set(version);
+    this.#pools.retainOnly(next.clusters.pools);
+    previous?.close();
+    return this.#listeners.addresses();
+  }
+
+  /** Health/ejection flags from the primary; only affected clusters rebuild their LB. */
+  setOverlay(overlay: HealthOverlay): void {
+    this.#overlay = overlay;
+    this.#snapshot?.clusters.applyOverlay(overlay);
+  }
+
+  #handlersFor(l: ListenerConfig) {
+    const ctx: ListenerContext = { name: l.name, proto: l.protocol === 'https' ? 'https' : 'http', forwardClientCert: Boolean(l.tls?.forwardClientCert), peerOf: createPeerResolver(l) };
+    return {
+      request: (req: DownstreamRequest, res: DownstreamResponse) => {
+        const snap = this.#snapshot;
+        if (!snap) return void res.destroy();
+        handleRequest(snap, ctx, this.env, req, res);
+      },
+      upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        const snap = this.#snapshot;
+        if (!snap) return void socket.destroy();
+        handleUpgrade(snap, ctx, this.env, req, socket, head);
+      },
+    };
+  }
+
+  #onFinish(p: ProxyRequest) {
+    this.env.inFlight--;
+    const status = p.res.statusCode || p.status;
+    p.route.counters[(status / 100) | 0]?.inc();
+    this.#accessLog.write(p, status);
+    if (this.#draining && this.env.inFlight === 0) this.#wakeIdle();
+  }
+
+  #wakeIdle() {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Open downstream connections (for /clusters status and drain). */
+  connectionCount(): number {
+    return this.#listeners.connectionCount();
+  }
+
+  /**
+   * Graceful drain: stop accepting, let in-flight requests finish up to the deadline, then close
+   * what is left and release upstream pools.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    const closing = this.#listeners.closeAll(deadlineMs);
+    if (this.env.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => this.#idleWaiters.push(r)), new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+    }
+    await closing;
+    await this.#pools.closeAll();
+    this.#snapshot?.close();
+  }
+}

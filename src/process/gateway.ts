@@ -1,0 +1,67 @@
+import { logger } from '../observability/logger.js';
+import { loadConfigFile } from '../config/load.js';
+import type { ConfigError } from '../config/validate.js';
+import { Primary } from './primary.js';
+import { parseDuration } from '../config/duration.js';
+import { AdminServer } from '../control/admin/server.js';
+
+export interface GatewayOptions {
+  configFile: string;
+  stateDir: string;
+  workers?: number;
+  workerExec?: string;
+}
+
+/** A started gateway (primary side): the handles tests and the CLI need. */
+export interface RunningGateway {
+  primary: Primary;
+  admin: AdminServer;
+  /** Bound addresses: admin API, ops listener, data listeners by name. */
+  addresses: { admin: string; ops?: string; listeners: Record<string, string> };
+  /** Re-read the config file and apply it (SIGHUP); invalid files are rejected, old config stays. */
+  reload(): Promise<{ ok: boolean; version?: number; errors?: ConfigError[] }>;
+  /** Graceful stop: drain workers up to gateway.drainTimeout. */
+  stop(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  constructor(readonly errors: ConfigError[]) {
+    super(errors.map((e) => `${e.path}: ${e.message}`).join('\n'));
+  }
+}
+
+/**
+ * Start the primary: restore persisted state (or seed it from the config file on first start),
+ * start the workers and wait until every worker serves the current version.
+ */
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const primary = new Primary({ stateDir: opts.stateDir, workers: opts.workers, workerExec: opts.workerExec });
+  if (!(await primary.store.load())) {
+    const loaded = await loadConfigFile(opts.configFile);
+    if (!loaded.ok) throw new StartupError(loaded.errors);
+    await primary.store.commit(loaded.config, 'file');
+  }
+  const current = primary.current;
+  await primary.startWorkers(current.config);
+  const admin = new AdminServer(primary);
+  const bound = await admin.listen(current.config.admin);
+  const addresses = { ...bound, listeners: primary.listenerAddresses };
+  logger.info({ version: current.version, ...addresses }, 'ready');
+  const reload = async () => {
+    const loaded = await loadConfigFile(opts.configFile);
+    if (!loaded.ok) {
+      logger.error({ errors: loaded.errors }, 'config reload rejected; previous config stays live');
+      return { ok: false, errors: loaded.errors };
+    }
+    const { version, changed } = await primary.store.commit(loaded.config, 'file');
+    if (changed) await primary.publish(version);
+    logger.info({ version: version.version, changed }, 'config reloaded');
+    return { ok: true, version: version.version };
+  };
+  const stop = async () => {
+    admin.draining = true;
+    await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
+    await admin.close();
+  };
+  return { primary, admin, addresses, reload, stop };
+}

@@ -1,0 +1,216 @@
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { Config } from '../config/schema/index.js';
+import type { ToPrimary, ToWorker, WorkerLink } from '../control/ipc/messages.js';
+import { ConfigStore, type ConfigVersion } from '../control/store/config-store.js';
+import { WorkerRuntime } from './worker-runtime.js';
+import { logger } from '../observability/logger.js';
+import { configVersion } from '../observability/request-metrics.js';
+import type { HealthOverlay } from '../cluster/cluster-manager.js';
+
+const APPLY_TIMEOUT_MS = 15_000;
+
+export interface PrimaryOptions {
+  stateDir: string;
+  /** Override gateway.workers (tests); 1 = single process. */
+  workers?: number;
+  /** Entry module for forked workers. */
+  workerExec?: string;
+}
+
+interface PendingApply {
+  version: number;
+  errors: string[];
+  check: () => void;
+}
+
+/**
+ * The primary role: owns the config store and pushes snapshots to workers, waiting for every
+ * worker's acknowledgement so that "the call returned" means "every worker serves it".
+ */
+export class Primary {
+  readonly store: ConfigStore;
+  readonly links = new Map<number, WorkerLink>();
+  readonly listenerAddresses: Record<string, string> = {};
+  overlay: HealthOverlay = {};
+  readonly #opts: PrimaryOptions;
+  readonly #pending = new Map<number, PendingApply>();
+  readonly #applied = new Map<number, number>();
+  readonly #queries = new Map<number, (msg: ToPrimary) => void>();
+  #queryId = 0;
+  readonly #handlers: Array<(msg: ToPrimary, worker: number) => void> = [];
+  #workerCount = 1;
+  #stopping = false;
+
+  constructor(opts: PrimaryOptions) {
+    this.#opts = opts;
+    this.store = new ConfigStore(opts.stateDir);
+  }
+
+  /** True when the worker role runs inside this process (gateway.workers: 1). */
+  get isSingleProcess(): boolean {
+    return this.#workerCount === 1;
+  }
+
+  get current(): ConfigVersion {
+    return this.store.current!;
+  }
+
+  /** Subscribe to worker messages (outcomes, rpc) from any worker. */
+  onWorkerMessage(fn: (msg: ToPrimary, worker: number) => void): void {
+    this.#handlers.push(fn);
+  }
+
+  /** Start workers on the current version and wait until all serve it. */
+  async startWorkers(config: Config): Promise<void> {
+    const n = this.#opts.workers ?? (config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers);
+    this.#workerCount = n;
+    if (n === 1) this.#attach(localLink());
+    else {
+      cluster.setupPrimary({ exec: this.#opts.workerExec, args: ['worker'] });
+      for (let i = 0; i < n; i++) this.#fork();
+    }
+    await this.#waitAll(this.current.version);
+  }
+
+  #fork() {
+    const w = cluster.fork();
+    const link: WorkerLink = {
+      id: w.id,
+      send: (msg) => { if (w.isConnected()) w.send(msg); },
+      onMessage: (fn) => w.on('message', fn),
+    };
+    w.on('exit', (code, signal) => {
+      this.links.delete(w.id);
+      this.#forget(w.id);
+      if (this.#stopping) return;
+      logger.warn({ worker: w.id, code, signal }, 'worker exited; starting a replacement');
+      this.#fork();
+    });
+    this.#attach(link);
+  }
+
+  #attach(link: WorkerLink) {
+    this.links.set(link.id, link);
+    link.onMessage((msg) => this.#onMessage(link, msg));
+    this.#checkPending();
+  }
+
+  #onMessage(link: WorkerLink, msg: ToPrimary) {
+    if (msg.t === 'booted') {
+      link.send({ t: 'snapshot', version: this.current.version, config: this.current.config });
+      link.send({ t: 'overlay', overlay: this.overlay });
+    } else if (msg.t === 'applied') {
+      if (msg.listeners) Object.assign(this.listenerAddresses, msg.listeners);
+      if (msg.error) this.#pending.get(msg.version)?.errors.push(msg.error);
+      this.#applied.set(link.id, Math.max(this.#applied.get(link.id) ?? 0, msg.version));
+      this.#checkPending();
+    } else if (msg.t === 'stats-reply' || msg.t === 'metrics-reply') {
+      this.#queries.get(msg.id)?.(msg);
+    }
+    for (const h of this.#handlers) h(msg, link.id);
+  }
+
+  #forget(id: number) {
+    this.#applied.delete(id);
+    this.#checkPending();
+  }
+
+  #checkPending() {
+    for (const p of [...this.#pending.values()]) p.check();
+  }
+
+  /**
+   * Wait until at least the configured number of workers are live and each has acknowledged
+   * `version` or a later one (a respawned worker boots on the newest). Returns worker errors.
+   */
+  #waitAll(version: number): Promise<string[]> {
+    return new Promise((resolve) => {
+      const p: PendingApply = { version, errors: [], check: () => {} };
+      const finish = (extra?: string) => {
+        clearTimeout(timer);
+        this.#pending.delete(version);
+        resolve(extra ? [...p.errors, extra] : p.errors);
+      };
+      const timer = setTimeout(() => finish('timed out waiting for workers to apply'), APPLY_TIMEOUT_MS);
+      p.check = () => {
+        const live = [...this.links.keys()];
+        if (live.length >= this.#workerCount && live.every((id) => (this.#applied.get(id) ?? 0) >= version)) finish();
+      };
+      this.#pending.set(version, p);
+      p.check();
+    });
+  }
+
+  /** Push a committed version to every worker; resolves when all applied it. */
+  async publish(v: ConfigVersion): Promise<string[]> {
+    const done = this.#waitAll(v.version);
+    this.broadcast({ t: 'snapshot', version: v.version, config: v.config });
+    const errors = await done;
+    configVersion.set(v.version);
+    if (errors.length) logger.error({ version: v.version, errors }, 'some workers failed to apply the config');
+    return errors;
+  }
+
+  /**
+   * Ask every live worker for stats or metrics and gather the replies that arrive within the
+   * timeout: a worker being restarted must not make /metrics or /status fail.
+   */
+  collect<R extends ToPrimary>(t: 'stats' | 'metrics', timeoutMs = 1000): Promise<R[]> {
+    const id = ++this.#queryId;
+    const replies: R[] = [];
+    const expected = this.links.size;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#queries.delete(id);
+        resolve(replies);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#queries.set(id, (msg) => {
+        replies.push(msg as R);
+        if (replies.length >= expected) done();
+      });
+      if (expected === 0) return done();
+      this.broadcast({ t, id });
+    });
+  }
+
+  broadcast(msg: ToWorker): void {
+    for (const l of this.links.values()) l.send(msg);
+  }
+
+  setOverlay(overlay: HealthOverlay): void {
+    this.overlay = overlay;
+    this.broadcast({ t: 'overlay', overlay });
+  }
+
+  /** Drain every worker (stop accepting, finish in-flight up to the deadline). */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#stopping = true;
+    const drained = new Promise<void>((resolve) => {
+      let left = this.links.size;
+      if (left === 0) return resolve();
+      this.onWorkerMessage((m) => { if (m.t === 'drained' && --left === 0) resolve(); });
+    });
+    this.broadcast({ t: 'drain', deadlineMs });
+    await Promise.race([drained, new Promise((r) => setTimeout(r, deadlineMs + 2000))]);
+  }
+}
+
+let localId = 0;
+
+/** Single-process mode: the worker role runs in this process behind the same message protocol. */
+function localLink(): WorkerLink {
+  const listeners: Array<(msg: ToPrimary) => void> = [];
+  const runtime = new WorkerRuntime((msg) => queueMicrotask(() => listeners.forEach((l) => l(msg))));
+  const link: WorkerLink = {
+    id: ++localId,
+    send: (msg) => queueMicrotask(() => runtime.handle(structuredClone(msg))),
+    onMessage: (fn) => {
+      listeners.push(fn);
+      if (listeners.length === 1) queueMicrotask(() => fn({ t: 'booted' }));
+    },
+  };
+  return link;
+}

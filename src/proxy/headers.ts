@@ -1,0 +1,137 @@
+import type { RouteConfig } from '../config/schema/index.js';
+import type { ErrorCode } from '../common/errors.js';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus framing headers the gateway always re-creates. */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect',
+]);
+
+/** Identity headers only the gateway may set; always stripped from client input. */
+export const IDENTITY_HEADERS = new Set(['x-forwarded-client-cert', 'x-real-ip', 'x-spiffe-id']);
+
+/** Header operations of a route, compiled once per snapshot. Names are lower-case. */
+export interface HeaderOps {
+  readonly set: readonly string[]; // flat name, value
+  readonly add: readonly string[];
+  readonly remove: ReadonlySet<string>;
+  readonly empty: boolean;
+}
+
+export const NO_HEADER_OPS: HeaderOps = { set: [], add: [], remove: new Set(), empty: true };
+
+/** Compile a route's `requestHeaders` / `responseHeaders` section. */
+export function compileHeaderOps(ops: RouteConfig['requestHeaders']): HeaderOps {
+  if (!ops) return NO_HEADER_OPS;
+  const flat = (r?: Record<string, string>) => Object.entries(r ?? {}).flatMap(([k, v]) => [k.toLowerCase(), v]);
+  const set = flat(ops.set);
+  const add = flat(ops.add);
+  const remove = new Set((ops.remove ?? []).map((n) => n.toLowerCase()));
+  // A `set` also removes the incoming value of that header.
+  for (let i = 0; i < set.length; i += 2) remove.add(set[i]);
+  return { set, add, remove, empty: set.length + add.length + remove.size === 0 };
+}
+
+/** Per-request facts the header builder needs (one object per request, filled by the proxy). */
+export interface ForwardFacts {
+  clientIp: string;
+  proto: 'http' | 'https';
+  authority: string;
+  trustForwarded: boolean;
+  rejectUnderscores: boolean;
+  upgrade: boolean;
+  /** Filled from the request when present; the caller generates them otherwise. */
+  requestId: string | undefined;
+  traceparent: string | undefined;
+}
+
+const VIA = '1.1 meridian';
+
+/**
+ * Build the upstream header list (flat [name, value, ...]) from the client's raw headers in one pass:
+ * strips hop-by-hop, Connection-nominated, pseudo and identity headers; applies route ops; sets Via and
+ * X-Forwarded-*. Returns an error code instead when the request headers are not acceptable.
+ */
+export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, ops: HeaderOps, out: string[]): ErrorCode | undefined {
+  let nominated: Set<string> | undefined;
+  let xff: string | undefined;
+  let via: string | undefined;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'host') { hosts++; continue; }
+    if (f.rejectUnderscores && lower.includes('_')) return 'bad_request';
+    if (lower === 'connection') { nominated = addNominated(raw[i + 1], nominated); continue; }
+    if (lower === 'te') { if (raw[i + 1].trim().toLowerCase() === 'trailers') out.push('te', 'trailers'); continue; }
+    if (lower === 'upgrade' && f.upgrade) { out.push(name, raw[i + 1]); continue; }
+    if (HOP_BY_HOP.has(lower) || IDENTITY_HEADERS.has(lower) || ops.remove.has(lower)) continue;
+    if (lower === 'x-forwarded-for') { if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') { if (f.trustForwarded) out.push(name, raw[i + 1]); continue; }
+    if (lower === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }
+    if (lower === 'x-request-id') f.requestId ??= raw[i + 1];
+    else if (lower === 'traceparent') f.traceparent ??= raw[i + 1];
+    out.push(name, raw[i + 1]);
+  }
+  if (hosts > 1) return 'bad_request';
+  if (nominated) removeNominated(out, nominated);
+  if (f.upgrade) out.push('connection', 'upgrade');
+  out.push('host', f.authority);
+  out.push('x-forwarded-for', xff ? `${xff}, ${f.clientIp}` : f.clientIp);
+  if (!f.trustForwarded) out.push('x-forwarded-proto', f.proto, 'x-forwarded-host', f.authority);
+  out.push('via', via ? `${via}, ${VIA}` : VIA);
+  for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
+  for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);
+  return undefined;
+}
+
+function addNominated(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t && t !== 'keep-alive' && t !== 'close' && t !== 'upgrade') (into ??= new Set()).add(t);
+  }
+  return into;
+}
+
+function removeNominated(out: string[], nominated: Set<string>) {
+  let w = 0;
+  for (let r = 0; r < out.length; r += 2) {
+    if (nominated.has(out[r].toLowerCase())) continue;
+    out[w++] = out[r];
+    out[w++] = out[r + 1];
+  }
+  out.length = w;
+}
+
+/**
+ * Convert undici's raw response headers (Buffers) into a flat string list for the client, dropping
+ * hop-by-hop headers and applying the route's response ops.
+ */
+export function buildResponseHeaders(raw: readonly Buffer[] | readonly string[], ops: HeaderOps, extra: readonly string[] | undefined, keepUpgrade: boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toString();
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) && !(keepUpgrade && (lower === 'upgrade' || lower === 'connection'))) continue;
+    if (ops.remove.has(lower)) continue;
+    out.push(name, raw[i + 1].toString());
+  }
+  for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
+  for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);
+  if (extra) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
+  return out;
+}
+
+/** Flat header list -> object (HTTP/2 responses need one); repeated names become arrays. */
+export function flatToObject(flat: readonly string[]): Record<string, string | string[]> {
+  const obj: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i].toLowerCase();
+    const prev = obj[k];
+    if (prev === undefined) obj[k] = flat[i + 1];
+    else if (Array.isArray(prev)) prev.push(flat[i + 1]);
+    else obj[k] = [prev, flat[i + 1]];
+  }
+  return obj;
+}

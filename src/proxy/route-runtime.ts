@@ -1,0 +1,111 @@
+import type { RouteConfig } from '../config/schema/index.js';
+import { parseDuration } from '../config/duration.js';
+import type { ClusterManager, ClusterRuntime } from '../cluster/cluster-manager.js';
+import type { Filter } from '../filters/filter.js';
+import { compileHeaderOps, type HeaderOps } from './headers.js';
+import { routeCounters } from '../observability/request-metrics.js';
+
+/** Retry policy compiled from a route's `retry` section. */
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly onConnectFailure: boolean;
+  readonly onReset: boolean;
+  readonly on5xx: boolean;
+  readonly onGatewayError: boolean;
+  readonly statusCodes: ReadonlySet<number>;
+  readonly perTryTimeoutMs: number;
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+/** Everything the request path needs about one route, compiled once per snapshot. */
+export interface RouteRuntime {
+  readonly name: string;
+  readonly config: RouteConfig;
+  readonly kind: 'cluster' | 'weighted' | 'redirect' | 'direct';
+  readonly cluster: ClusterRuntime | undefined;
+  readonly weighted: { clusters: ClusterRuntime[]; cumulative: number[]; total: number } | undefined;
+  readonly direct: { status: number; body: Buffer; headers: Record<string, string> } | undefined;
+  readonly timeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly retry: RetryPolicy | undefined;
+  readonly hedgeDelayMs: number;
+  readonly mirror: { cluster: ClusterRuntime; fraction: number } | undefined;
+  readonly requestOps: HeaderOps;
+  readonly responseOps: HeaderOps;
+  readonly rewritePrefix: { from: string; to: string } | undefined;
+  readonly rewriteHost: string | undefined;
+  readonly maxBodyBytes: number;
+  filters: Filter[];
+  /** Downstream request counters by status class (index = status / 100). */
+  readonly counters: ReturnType<typeof routeCounters>;
+}
+
+/** Compile one route against the snapshot's clusters. */
+export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMaxBody: number): RouteRuntime {
+  const timeoutMs = parseDuration(r.timeout);
+  return {
+    name: r.name,
+    config: r,
+    kind: r.cluster ? 'cluster' : r.weightedClusters ? 'weighted' : r.redirect ? 'redirect' : 'direct',
+    cluster: r.cluster ? clusters.get(r.cluster) : undefined,
+    weighted: r.weightedClusters ? compileWeighted(r.weightedClusters, clusters) : undefined,
+    direct: r.directResponse ? { status: r.directResponse.status, body: Buffer.from(r.directResponse.body), headers: r.directResponse.headers ?? {} } : undefined,
+    timeoutMs,
+    idleTimeoutMs: r.idleTimeout ? parseDuration(r.idleTimeout) : timeoutMs,
+    retry: r.retry ? compileRetry(r.retry) : undefined,
+    hedgeDelayMs: r.hedge ? parseDuration(r.hedge.delay) : 0,
+    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100 } : undefined,
+    requestOps: compileHeaderOps(r.requestHeaders),
+    responseOps: compileHeaderOps(r.responseHeaders),
+    rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? '/', to: r.rewrite.pathPrefix } : undefined,
+    rewriteHost: r.rewrite?.host,
+    maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
+    filters: [],
+    counters: routeCounters(r.name),
+  };
+}
+
+function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {
+  const out = { clusters: [] as ClusterRuntime[], cumulative: [] as number[], total: 0 };
+  for (const w of list) {
+    if (w.weight === 0) continue;
+    out.total += w.weight;
+    out.clusters.push(clusters.get(w.cluster)!);
+    out.cumulative.push(out.total);
+  }
+  return out;
+}
+
+function compileRetry(r: NonNullable<RouteConfig['retry']>): RetryPolicy {
+  const on = new Set(r.on);
+  const baseMs = parseDuration(r.backoff.base);
+  return {
+    attempts: r.attempts,
+    onConnectFailure: on.has('connect-failure') || on.has('5xx') || on.has('gateway-error'),
+    onReset: on.has('reset') || on.has('5xx') || on.has('gateway-error'),
+    on5xx: on.has('5xx'),
+    onGatewayError: on.has('gateway-error'),
+    statusCodes: new Set(on.has('retriable-status-codes') ? r.statusCodes : []),
+    perTryTimeoutMs: r.perTryTimeout ? parseDuration(r.perTryTimeout) : 0,
+    baseMs,
+    maxMs: r.backoff.max ? parseDuration(r.backoff.max) : baseMs * 10,
+  };
+}
+
+/** Pick the cluster for a request: fixed, or weighted by a uniform draw. */
+export function pickCluster(route: RouteRuntime, random: number): ClusterRuntime | undefined {
+  if (route.cluster) return route.cluster;
+  const w = route.weighted;
+  if (!w) return undefined;
+  const x = random * w.total;
+  for (let i = 0; i < w.cumulative.length; i++) if (x < w.cumulative[i]) return w.clusters[i];
+  return w.clusters[w.clusters.length - 1];
+}
+
+/** Should this upstream status be retried under the policy? */
+export function retriableStatus(p: RetryPolicy, status: number): boolean {
+  if (p.statusCodes.has(status)) return true;
+  if (p.on5xx && status >= 500) return true;
+  return p.onGatewayError && (status === 502 || status === 503 || status === 504);
+}

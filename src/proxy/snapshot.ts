@@ -1,0 +1,46 @@
+import type { Config } from '../config/schema/index.js';
+import type { Clock, Rng } from '../common/clock.js';
+import { ClusterManager, type HealthOverlay, type LbFactory } from '../cluster/cluster-manager.js';
+import type { PoolRegistry } from '../pool/pool-registry.js';
+import { RouteTable } from '../router/route-table.js';
+import { compileRoute, type RouteRuntime } from './route-runtime.js';
+import type { Locality } from '../cluster/host.js';
+import type { Filter } from '../filters/filter.js';
+
+export type CompiledRoute = RouteRuntime;
+
+/** Builds the filter list of a route (authn, authz, rate limit), once per snapshot. */
+export type FilterBuilder = (route: Config['routes'][number], config: Config) => Filter[];
+
+/**
+ * One immutable compiled config version in a worker: clusters with their load balancers, compiled
+ * routes and one route table per listener. Requests keep the snapshot they started with.
+ */
+export class Snapshot {
+  readonly version: number;
+  readonly config: Config;
+  readonly clusters: ClusterManager;
+  readonly routes = new Map<string, CompiledRoute>();
+  readonly tables = new Map<string, RouteTable<CompiledRoute>>();
+
+  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder }) {
+    this.version = version;
+    this.config = config;
+    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality });
+    const maxBody = config.gateway.limits.maxBodyBytes;
+    for (const r of config.routes) {
+      const compiled = compileRoute(r, this.clusters, maxBody);
+      compiled.filters = env.buildFilters(r, config);
+      this.routes.set(r.name, compiled);
+    }
+    for (const l of config.listeners) {
+      const names = l.routes ?? config.routes.map((r) => r.name);
+      this.tables.set(l.name, new RouteTable(names.filter((n) => this.routes.has(n)).map((n) => ({ config: this.routes.get(n)!.config, payload: this.routes.get(n)! }))));
+    }
+  }
+
+  /** Release per-snapshot resources (filter timers); pools are owned by the registry. */
+  close(): void {
+    for (const r of this.routes.values()) for (const f of r.filters) f.close?.();
+  }
+}
