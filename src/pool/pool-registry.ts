@@ -57,8 +57,8 @@ function createPool(c: ClusterConfig, address: string): Pool {
     headersTimeout: 0,
     bodyTimeout: 0,
     allowH2: c.protocol === 'http2',
-    useH2c: c.protocol === 'http2' && !tls,
-    connect: { timeout: parseDuration(c.connectTimeout), ...(tls ? tlsOptions(tls) : {}) },
+    // Pool does not pass `useH2c` to its connector; the connect options do reach it.
+    connect: { timeout: parseDuration(c.connectTimeout), useH2c: c.protocol === 'http2' && !tls, ...(tls ? tlsOptions(tls) : {}) },
   } as Pool.Options);
 }
 
