@@ -2,13 +2,15 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { splitAddress } from '../common/address.js';
-import { createPlainServer, createTlsServer, tlsOptionsFromFiles, type ServerHandlers } from './servers.js';
+import { createPlainServer, createTlsServer, type ServerHandlers } from './servers.js';
+import { TlsContexts } from './tls-context.js';
 
 interface Running {
   key: string;
   config: ListenerConfig;
   server: net.Server;
   sockets: Set<net.Socket>;
+  contexts: TlsContexts | undefined;
 }
 
 /** Create the server of one listener; the handlers know which listener they serve. */
@@ -36,7 +38,8 @@ export class ListenerSet {
 
   async #start(l: ListenerConfig, config: Config, handlers: ServerHandlers) {
     const limits = config.gateway.limits;
-    const server = l.protocol === 'https' ? createTlsServer(l, limits, handlers, tlsOptionsFromFiles(l.tls!)) : createPlainServer(l, limits, handlers);
+    const contexts = l.protocol === 'https' ? new TlsContexts(l.name, l.tls!) : undefined;
+    const server = contexts ? createTlsServer(limits, handlers, contexts) : createPlainServer(l, limits, handlers);
     const sockets = new Set<net.Socket>();
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);
@@ -51,12 +54,23 @@ export class ListenerSet {
         resolve();
       });
     });
-    this.#running.set(l.name, { key: listenerKey(l, config), config: l, server, sockets });
+    this.#running.set(l.name, { key: listenerKey(l, config), config: l, server, sockets, contexts });
   }
 
   async #stop(name: string, r: Running) {
     this.#running.delete(name);
     await closeServer(r, 0);
+  }
+
+  /** Re-read every TLS listener's certificates (POST /certificates/reload); returns failures. */
+  reloadCertificates(): string[] {
+    const failed: string[] = [];
+    for (const [name, r] of this.#running) {
+      if (!r.contexts) continue;
+      if (r.contexts.reload()) (r.server as unknown as { setSecureContext(o: object): void }).setSecureContext(r.contexts.defaultContextOptions());
+      else failed.push(name);
+    }
+    return failed;
   }
 
   /** Bound addresses by listener name ("127.0.0.1:41234"). */

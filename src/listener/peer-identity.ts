@@ -9,3 +9,7 @@ export function peerIdentity(cert: X509Certificate): PeerIdentity {
 export function formatXfcc(id: PeerIdentity): string {
   return `Hash=${id.fingerprint}`;
 }
+
+export function validateSvid(id: PeerIdentity, trustDomains: string[]): string | undefined {
+  return id.spiffeId && trustDomains.some((d) => id.spiffeId!.startsWith(`spiffe://${d}/`)) ? undefined : 'invalid_svid';
+}

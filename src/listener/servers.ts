@@ -1,12 +1,12 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { DownstreamRequest } from '../proxy/request-scan.js';
+import type { TlsContexts } from './tls-context.js';
 import type { DownstreamResponse } from '../proxy/respond.js';
 
 type Limits = Config['gateway']['limits'];
@@ -76,30 +76,29 @@ function configureH1(server: http.Server, limits: Limits, handlers: ServerHandle
   });
 }
 
-/** TLS listener: HTTP/2 and HTTP/1.1 by ALPN, optional client certificates (mTLS). */
-export function createTlsServer(cfg: ListenerConfig, limits: Limits, handlers: ServerHandlers, secure: http2.SecureServerOptions): http2.Http2SecureServer {
+/**
+ * TLS listener: HTTP/2 and HTTP/1.1 by ALPN, optional client certificates (mTLS). Certificates come
+ * from `contexts` (SNI, hot reload); connections failing the post-handshake identity checks are
+ * closed before any request is read. Client-initiated renegotiation is disabled.
+ */
+export function createTlsServer(limits: Limits, handlers: ServerHandlers, contexts: TlsContexts): http2.Http2SecureServer {
   const server = http2.createSecureServer(
-    { ...secure, allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
+    { ...contexts.serverOptions(), allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
     handlers.request,
   );
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.disableRenegotiation();
+    const reason = contexts.refuseReason(socket);
+    if (reason) {
+      contexts.countRefusal(reason);
+      socket.destroy();
+    }
+  });
   server.on('upgrade', handlers.upgrade);
   server.setTimeout(parseDuration(limits.idleTimeout));
-  void cfg;
+  contexts.watch((opts) => server.setSecureContext(opts));
+  server.once('close', () => contexts.close());
   return server;
-}
-
-/** Basic TLS options from files (SNI certificates, SPIFFE checks and hot reload live in tls-context.ts). */
-export function tlsOptionsFromFiles(tls: NonNullable<ListenerConfig['tls']>): http2.SecureServerOptions {
-  return {
-    cert: tls.cert ? readFileSync(tls.cert) : undefined,
-    key: tls.key ? readFileSync(tls.key) : undefined,
-    ca: tls.ca ? readFileSync(tls.ca) : undefined,
-    requestCert: tls.requireClientCert || Boolean(tls.ca),
-    rejectUnauthorized: tls.requireClientCert,
-    minVersion: tls.minVersion ?? 'TLSv1.2',
-    ciphers: tls.ciphers,
-    ALPNProtocols: tls.alpn ?? ['h2', 'http/1.1'],
-  };
 }
 
 /** The TLS socket under an HTTP/1 or HTTP/2 request, if any. */

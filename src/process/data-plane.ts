@@ -110,6 +110,11 @@ export class DataPlane {
     for (const w of waiters) w();
   }
 
+  /** Re-read TLS certificates of every listener; returns listeners whose reload failed. */
+  reloadCertificates(): string[] {
+    return this.#listeners.reloadCertificates();
+  }
+
   /** Open downstream connections (for /clusters status and drain). */
   connectionCount(): number {
     return this.#listeners.connectionCount();

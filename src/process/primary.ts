@@ -105,7 +105,7 @@ export class Primary {
       if (msg.error) this.#pending.get(msg.version)?.errors.push(msg.error);
       this.#applied.set(link.id, Math.max(this.#applied.get(link.id) ?? 0, msg.version));
       this.#checkPending();
-    } else if (msg.t === 'stats-reply' || msg.t === 'metrics-reply') {
+    } else if (msg.t === 'stats-reply' || msg.t === 'metrics-reply' || msg.t === 'certs-reply') {
       this.#queries.get(msg.id)?.(msg);
     }
     for (const h of this.#handlers) h(msg, link.id);
@@ -156,7 +156,7 @@ export class Primary {
    * Ask every live worker for stats or metrics and gather the replies that arrive within the
    * timeout: a worker being restarted must not make /metrics or /status fail.
    */
-  collect<R extends ToPrimary>(t: 'stats' | 'metrics', timeoutMs = 1000): Promise<R[]> {
+  collect<R extends ToPrimary>(t: 'stats' | 'metrics' | 'reload-certs', timeoutMs = 1000): Promise<R[]> {
     const id = ++this.#queryId;
     const replies: R[] = [];
     const expected = this.links.size;

@@ -48,6 +48,8 @@ export class WorkerRuntime {
       case 'metrics':
         void registry.getMetricsAsJSON().then((metrics) => this.#send({ t: 'metrics-reply', id: msg.id, metrics }));
         return;
+      case 'reload-certs':
+        return this.#send({ t: 'certs-reply', id: msg.id, failed: this.dataPlane.reloadCertificates() });
       case 'rpc-reply': {
         const w = this.#rpcWaiters.get(msg.id);
         this.#rpcWaiters.delete(msg.id);

@@ -113,6 +113,11 @@ export class AdminServer {
     const m = c.req.method;
     if (head === 'config') return this.#config(c, name);
     if (head === 'drain' && m === 'POST') return this.#drain(c);
+    if (head === 'certificates' && name === 'reload' && m === 'POST') {
+      const replies = await this.#primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>('reload-certs', 5000);
+      const failed = [...new Set(replies.flatMap((r) => r.failed))];
+      return void sendJson(c.res, failed.length ? 500 : 200, { reloaded: failed.length === 0, workers: replies.length, failed }), true;
+    }
     if (head !== 'clusters' && head !== 'routes' && head !== 'listeners') return false;
     const kind = head as ResourceKind;
     const cfg = this.service.current.config;

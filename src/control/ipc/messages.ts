@@ -15,6 +15,7 @@ export type ToWorker =
   | { t: 'drain'; deadlineMs: number }
   | { t: 'stats'; id: number }
   | { t: 'metrics'; id: number }
+  | { t: 'reload-certs'; id: number }
   | { t: 'rpc-reply'; id: number; ok: boolean; value?: unknown; error?: string };
 
 /** Worker -> primary. */
@@ -24,6 +25,7 @@ export type ToPrimary =
   | { t: 'outcomes'; batch: OutcomeBatch }
   | { t: 'stats-reply'; id: number; stats: HostStats; lb: Record<string, LbState>; connections: number; inFlight: number }
   | { t: 'metrics-reply'; id: number; metrics: unknown }
+  | { t: 'certs-reply'; id: number; failed: string[] }
   | { t: 'rpc'; id: number; topic: string; payload: unknown }
   | { t: 'drained' };
 
