@@ -29,7 +29,7 @@ export function checkReferences(config: Config): ConfigError[] {
     if (r.rbac && !rbac.has(r.rbac)) add(`${p}.rbac`, `unknown rbac policy "${r.rbac}"`);
     r.rateLimits?.forEach((n, j) => rateLimits.has(n) || add(`${p}.rateLimits[${j}]`, `unknown rate limit policy "${n}"`));
   });
-  config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, clusters, add));
+  config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, add));
   config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
   checkAdmin(config, add);
   return errors;
@@ -63,8 +63,8 @@ function checkRegex(source: string | undefined, path: string, add: Add) {
   }
 }
 
-function checkListener(l: Config['listeners'][number], p: string, routes: Set<string>, clusters: Set<string>, add: Add) {
-  l.routes?.forEach((n, j) => (routes.has(n) || (l.protocol === 'tls-passthrough' && clusters.has(n))) || add(`${p}.routes[${j}]`, `unknown route "${n}"`));
+function checkListener(l: Config['listeners'][number], p: string, routes: Set<string>, add: Add) {
+  l.routes?.forEach((n, j) => routes.has(n) || add(`${p}.routes[${j}]`, `unknown route "${n}"`));
   if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length) add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates)');
   if (l.tls?.requireClientCert && !l.tls.ca) add(`${p}.tls.ca`, 'requireClientCert needs a ca bundle');
   if ((l.tls?.cert === undefined) !== (l.tls?.key === undefined)) add(`${p}.tls`, 'cert and key must be given together');

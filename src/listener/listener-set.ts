@@ -4,6 +4,7 @@ import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { splitAddress } from '../common/address.js';
 import { createPlainServer, createTlsServer, type ServerHandlers } from './servers.js';
 import { TlsContexts } from './tls-context.js';
+import { createPassthroughServer } from './passthrough-server.js';
 
 interface Running {
   key: string;
@@ -25,7 +26,7 @@ export class ListenerSet {
   readonly #running = new Map<string, Running>();
 
   async reconcile(config: Config, handlers: HandlerFactory): Promise<void> {
-    const wanted = new Map(config.listeners.filter((l) => l.protocol !== 'tls-passthrough').map((l) => [l.name, l]));
+    const wanted = new Map(config.listeners.map((l) => [l.name, l]));
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
       if (!next || listenerKey(next, config) !== r.key) await this.#stop(name, r);
@@ -39,7 +40,9 @@ export class ListenerSet {
   async #start(l: ListenerConfig, config: Config, handlers: ServerHandlers) {
     const limits = config.gateway.limits;
     const contexts = l.protocol === 'https' ? new TlsContexts(l.name, l.tls!) : undefined;
-    const server = contexts ? createTlsServer(limits, handlers, contexts) : createPlainServer(l, limits, handlers);
+    const server = contexts
+      ? createTlsServer(limits, handlers, contexts)
+      : l.protocol === 'tls-passthrough' ? createPassthroughServer(l.name, handlers.resolveSni) : createPlainServer(l, limits, handlers);
     const sockets = new Set<net.Socket>();
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);

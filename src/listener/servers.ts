@@ -7,6 +7,7 @@ import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { DownstreamRequest } from '../proxy/request-scan.js';
 import type { TlsContexts } from './tls-context.js';
+import type { SniResolver } from './passthrough-server.js';
 import type { DownstreamResponse } from '../proxy/respond.js';
 
 type Limits = Config['gateway']['limits'];
@@ -15,9 +16,19 @@ type Limits = Config['gateway']['limits'];
 export interface ServerHandlers {
   request(req: DownstreamRequest, res: DownstreamResponse): void;
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** tls-passthrough listeners: where to send a connection for an SNI name. */
+  resolveSni: SniResolver;
 }
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
+
+/** Parser errors -> status, reason phrase, catalogue code (the connection is always closed). */
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'headers_too_large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Payload Too Large', 'payload_too_large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request_timeout'],
+  default: [400, 'Bad Request', 'bad_request'],
+};
 
 /** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
 function h1Options(limits: Limits): http.ServerOptions {
@@ -65,14 +76,20 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   return server;
 }
 
+/** CONNECT is never honoured: the gateway is not a forward proxy. */
+function refuseConnect(_req: http.IncomingMessage, socket: Duplex) {
+  socket.on('error', () => socket.destroy());
+  socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: method_not_allowed\r\n\r\n');
+}
+
 function configureH1(server: http.Server, limits: Limits, handlers: ServerHandlers) {
   server.maxHeadersCount = limits.maxHeaders + 1;
   server.on('upgrade', handlers.upgrade);
+  server.on('connect', refuseConnect);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request'}\r\n\r\n`);
+    const [status, reason, code] = CLIENT_ERRORS[err.code ?? ''] ?? CLIENT_ERRORS.default;
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${code}\r\n\r\n`);
   });
 }
 
@@ -95,6 +112,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
     }
   });
   server.on('upgrade', handlers.upgrade);
+  server.on('connect', refuseConnect);
   server.setTimeout(parseDuration(limits.idleTimeout));
   contexts.watch((opts) => server.setSecureContext(opts));
   server.once('close', () => contexts.close());

@@ -17,6 +17,8 @@ import { createPeerResolver } from '../listener/peer.js';
 import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
 
+const NO_HEADERS = { headers: {} };
+
 export interface DataPlaneDeps {
   lbFactory: LbFactory;
   buildFilters: FilterBuilder;
@@ -87,6 +89,14 @@ export class DataPlane {
         const snap = this.#snapshot;
         if (!snap) return void res.destroy();
         handleRequest(snap, ctx, this.env, req, res);
+      },
+      resolveSni: (sni: string) => {
+        const route = this.#snapshot?.tables.get(l.name)?.match(sni, '/', 'GET', NO_HEADERS, '');
+        if (!route?.cluster) return 'no_route';
+        const host = route.cluster.lb.pick(undefined) as UpstreamHost | undefined;
+        if (!host) return 'no_healthy_upstream';
+        host.activeRequests++;
+        return { hostname: host.hostname, port: host.port, done: () => void host.activeRequests-- };
       },
       upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         const snap = this.#snapshot;
