@@ -21,6 +21,7 @@ export interface ProxyEnv {
 }
 
 const RETRY_SIGNAL = new Error('meridian: retrying on status');
+const DOWNSTREAM_GONE = new Error('meridian: downstream closed');
 
 /**
  * One proxied request: the undici dispatch handler (legacy raw-header API, which undici's core uses
@@ -74,10 +75,16 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     this.#abort = abort;
+    // The client may have gone before the upstream request even started.
+    if (this.#done) abort(DOWNSTREAM_GONE);
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (this.#done) return false;
+    if (this.#done) {
+      // Returning false alone would pause the upstream connection forever: abort it instead.
+      this.#abort?.(DOWNSTREAM_GONE);
+      return false;
+    }
     const retry = this.route.retry;
     if (retry && this.#canRetry() && retriableStatus(retry, statusCode)) {
       this.#outcome(statusCode);
@@ -95,6 +102,7 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#done) return true;
     this.bytesOut += chunk.length;
     const ok = (this.res as import('node:http').ServerResponse).write(chunk);
     if (!ok) this.res.once('drain', this.#onDrain);
@@ -127,7 +135,7 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
     // The client went away first: stop the upstream work too.
     this.#done = true;
     this.#release();
-    this.#abort?.(new Error('downstream closed'));
+    this.#abort?.(DOWNSTREAM_GONE);
     this.error ??= 'upstream_reset';
     this.env.onFinish(this);
   };
