@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type { Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { splitAddress } from '../common/address.js';
@@ -11,6 +12,7 @@ interface Running {
   config: ListenerConfig;
   server: net.Server;
   sockets: Set<net.Socket>;
+  sessions: Set<Http2Session>;
   contexts: TlsContexts | undefined;
 }
 
@@ -44,6 +46,12 @@ export class ListenerSet {
       ? createTlsServer(limits, handlers, contexts)
       : l.protocol === 'tls-passthrough' ? createPassthroughServer(l.name, handlers.resolveSni) : createPlainServer(l, limits, handlers);
     const sockets = new Set<net.Socket>();
+    const sessions = new Set<Http2Session>();
+    const h2 = (server as net.Server & { h2?: net.Server }).h2 ?? server;
+    h2.on('session', (session: Http2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+    });
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);
       s.once('close', () => sockets.delete(s));
@@ -57,7 +65,7 @@ export class ListenerSet {
         resolve();
       });
     });
-    this.#running.set(l.name, { key: listenerKey(l, config), config: l, server, sockets, contexts });
+    this.#running.set(l.name, { key: listenerKey(l, config), config: l, server, sockets, sessions, contexts });
   }
 
   async #stop(name: string, r: Running) {
@@ -93,11 +101,21 @@ export class ListenerSet {
     return n;
   }
 
-  /** Stop accepting everywhere; idle keep-alive connections are closed after `graceMs`. */
-  async closeAll(graceMs: number): Promise<void> {
+  /**
+   * Stop accepting everywhere and close idle connections (HTTP/2 sessions get a GOAWAY); returns a
+   * function that destroys whatever is still open, for when in-flight work is done or the deadline hits.
+   */
+  stopAccepting(): () => void {
     const all = [...this.#running.values()];
     this.#running.clear();
-    await Promise.all(all.map((r) => closeServer(r, graceMs)));
+    for (const r of all) {
+      r.server.close();
+      closeIdle(r);
+    }
+    return () => {
+      // end() after pending writes flush, so a response finished just now is not cut short.
+      for (const r of all) for (const s of r.sockets) s.destroySoon();
+    };
   }
 }
 
@@ -105,13 +123,18 @@ function listenerKey(l: ListenerConfig, config: Config): string {
   return JSON.stringify([l.address, l.protocol, l.h2c, l.tls ?? null, config.gateway.limits]);
 }
 
+/** Close idle HTTP/1 keep-alive connections and send GOAWAY on HTTP/2 sessions. */
+function closeIdle(r: Running) {
+  const inner = (r.server as net.Server & { inner?: { closeIdleConnections(): void } }).inner;
+  (r.server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  inner?.closeIdleConnections();
+  for (const session of r.sessions) session.close();
+}
+
 /** Stop accepting; close idle connections now and the rest when they finish or the grace ends. */
 async function closeServer(r: Running, graceMs: number): Promise<void> {
   const closed = new Promise<void>((resolve) => r.server.close(() => resolve()));
-  const inner = (r.server as net.Server & { inner?: { closeIdleConnections(): void } }).inner;
-  const http = r.server as unknown as { closeIdleConnections?: () => void };
-  http.closeIdleConnections?.();
-  inner?.closeIdleConnections();
+  closeIdle(r);
   const timer = setTimeout(() => {
     for (const s of r.sockets) s.destroy();
   }, graceMs);

@@ -71,8 +71,8 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
     h1.close();
     h2.close();
   });
-  // Let close() callers reach idle keep-alive connections of the inner HTTP/1 server.
-  (server as net.Server & { inner?: http.Server }).inner = h1;
+  // Let drain reach the inner servers: idle HTTP/1 keep-alive connections and HTTP/2 sessions.
+  Object.assign(server, { inner: h1, h2 });
   return server;
 }
 

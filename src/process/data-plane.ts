@@ -136,11 +136,11 @@ export class DataPlane {
    */
   async drain(deadlineMs: number): Promise<void> {
     this.#draining = true;
-    const closing = this.#listeners.closeAll(deadlineMs);
+    const destroyRest = this.#listeners.stopAccepting();
     if (this.env.inFlight > 0) {
       await Promise.race([new Promise<void>((r) => this.#idleWaiters.push(r)), new Promise((r) => setTimeout(r, deadlineMs).unref())]);
     }
-    await closing;
+    destroyRest();
     await this.#pools.closeAll();
     this.#snapshot?.close();
   }

@@ -128,11 +128,18 @@ function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerC
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs,
   };
   if (route.mirror && !hasBody && env.rng.random() < route.mirror.fraction) sendMirror(route.mirror.cluster, opts);
+  if (isGone(req, res)) return;
   const p = new ProxyRequest(req, res, route, cluster, env, opts, undefined);
   p.requestId = facts.requestId!;
   if (ctx && ctx.responseHeaders.length) p.extraResponseHeaders = ctx.responseHeaders;
   env.inFlight++;
   p.send();
+}
+
+/** True when the client already reset the stream or closed the connection (no 'close' will come). */
+function isGone(req: DownstreamRequest, res: DownstreamResponse): boolean {
+  if (req.httpVersionMajor === 2) return (res as import('node:http2').Http2ServerResponse).stream.destroyed;
+  return (res as ServerResponse).destroyed || req.socket.destroyed;
 }
 
 function addIdentityHeaders(headers: string[], facts: ForwardFacts, ctx: RequestContext | undefined, listener: ListenerContext, req: DownstreamRequest, env: RequestEnv) {
