@@ -16,6 +16,7 @@ import { configVersion } from '../observability/request-metrics.js';
 import { createPeerResolver } from '../listener/peer.js';
 import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
+import { watchHeap } from './overload.js';
 
 const NO_HEADERS = { headers: {} };
 
@@ -56,6 +57,7 @@ export class DataPlane {
       recordOutcome: (h, o, s) => deps.onOutcome(h, o, s),
       onFinish: (p) => this.#onFinish(p),
     };
+    watchHeap(this.env, () => this.#snapshot?.config.gateway.limits.heapShedPercent ?? 0);
   }
 
   get snapshot(): Snapshot | undefined {
