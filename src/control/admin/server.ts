@@ -33,6 +33,11 @@ export class AdminServer {
   draining = false;
   /** Extra readiness facts (e.g. Redis state) merged into /ready. */
   readonly readiness: Array<() => Record<string, unknown>> = [];
+  /**
+   * Write guards: return a message to refuse a change to a resource with 409 (e.g. resources owned
+   * by the management server on a managed gateway). `kind` is clusters | routes | listeners | config.
+   */
+  readonly writeGuards: Array<(kind: string, name: string | undefined) => string | undefined> = [];
 
   constructor(primary: Primary) {
     this.#primary = primary;
@@ -108,9 +113,17 @@ export class AdminServer {
     res.end(text);
   }
 
+  #guard(kind: string, name: string | undefined) {
+    for (const g of this.writeGuards) {
+      const refusal = g(kind, name);
+      if (refusal) throw new AdminError(409, 'conflict', { error: 'managed_resource', message: refusal });
+    }
+  }
+
   async #route(c: Call): Promise<boolean> {
     const [head, name, sub, addr, leaf] = c.parts;
     const m = c.req.method;
+    if (m !== 'GET' && m !== 'HEAD' && (head === 'clusters' || head === 'routes' || head === 'listeners' || (head === 'config' && name !== 'validate'))) this.#guard(head, name);
     if (head === 'config') return this.#config(c, name);
     if (head === 'drain' && m === 'POST') return this.#drain(c);
     if (head === 'certificates' && name === 'reload' && m === 'POST') {
