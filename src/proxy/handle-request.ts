@@ -156,8 +156,14 @@ function addIdentityHeaders(headers: string[], facts: ForwardFacts, ctx: Request
 
 /** W3C trace context for a request that arrived without one; the trace id reuses the request id's entropy. */
 function newTraceparent(requestId: string): string {
-  const hex = requestId.replace(/-/g, '');
-  return `00-${hex}-${randomUUID().replace(/-/g, '').slice(0, 16)}-01`;
+  const span = randomUUID();
+  return `00-${uuidHex(requestId)}-${span.slice(0, 8)}${span.slice(9, 13)}${span.slice(14, 18)}-01`;
+}
+
+/** The 32 hex digits of a UUID, or a fresh one when the request id is not a UUID. */
+function uuidHex(id: string): string {
+  const u = id.length === 36 && id.charCodeAt(8) === 45 ? id : randomUUID();
+  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24);
 }
 
 function rewritePath(route: CompiledRoute, path: string): string {
