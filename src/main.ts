@@ -47,13 +47,16 @@ async function runStart(configFile: string, stateDir: string): Promise<number> {
     }
     throw e;
   }
-  process.on('SIGHUP', () => void gw.reload());
+  const running = gw;
+  process.on('SIGHUP', () => void running.reload());
   const shutdown = () => {
     logger.info('draining');
-    void gw.stop().then(() => process.exit(0));
+    void running.stop().then(() => process.exit(0));
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
+  // Logged only once signals are handled, so whoever waits for "ready" can send SIGHUP at once.
+  logger.info({ version: running.primary.current.version, ...running.addresses }, 'ready');
   return -1;
 }
 

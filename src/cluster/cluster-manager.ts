@@ -29,6 +29,8 @@ export class ClusterRuntime {
   readonly config: ClusterConfig;
   readonly hosts: UpstreamHost[];
   lb: LoadBalancer;
+  /** Extracts the hash key for ring_hash/maglev from a request; undefined for other policies. */
+  readonly hashKeyOf: HashKeyFn | undefined;
   readonly #build: () => LoadBalancer;
 
   constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer) {
@@ -37,6 +39,7 @@ export class ClusterRuntime {
     this.hosts = hosts;
     this.#build = () => build(hosts);
     this.lb = this.#build();
+    this.hashKeyOf = compileHashKey(config.lb.hashOn);
   }
 
   /** Apply overlay flags; rebuild the LB only when some host's flags actually changed. */
@@ -52,6 +55,30 @@ export class ClusterRuntime {
     if (changed) this.lb = this.#build();
     return changed;
   }
+}
+
+/** What a hash key is read from: request headers and the client address. */
+export type HashKeyFn = (headers: Readonly<Record<string, string | string[] | undefined>>, clientIp: string) => string | undefined;
+
+/** Compile `lb.hashOn` (header, cookie or source IP) into a key extractor, once per snapshot. */
+function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | undefined {
+  if (!hashOn) return undefined;
+  if (hashOn.header) {
+    const name = hashOn.header.toLowerCase();
+    return (h) => {
+      const v = h[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+  }
+  if (hashOn.cookie) {
+    const re = new RegExp(`(?:^|;\\s*)${hashOn.cookie.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`);
+    return (h) => {
+      const c = h.cookie;
+      const m = typeof c === 'string' ? re.exec(c) : undefined;
+      return m ? m[1] : undefined;
+    };
+  }
+  return hashOn.sourceIp ? (_h, ip) => ip : undefined;
 }
 
 /** All clusters of one snapshot, built from config with pools borrowed from the shared registry. */

@@ -31,7 +31,7 @@ export class AccessLog {
       upstream: p.host?.address,
       route: p.route.name,
       cluster: p.cluster.name,
-      attempts: p.attempt + 1,
+      retries: p.retries,
       error: p.error,
     });
   }

@@ -46,7 +46,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const admin = new AdminServer(primary);
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
-  logger.info({ version: current.version, ...addresses }, 'ready');
   const reload = async () => {
     const loaded = await loadConfigFile(opts.configFile);
     if (!loaded.ok) {

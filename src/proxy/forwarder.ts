@@ -9,26 +9,25 @@ import { respondError, type DownstreamResponse } from './respond.js';
 import { retriableStatus, type RouteRuntime } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
+import { Attempt, type AttemptOwner } from './attempt.js';
 
 /** Upstream outcome classes reported for outlier detection. */
 export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failure';
 
-/** Services the forwarder needs from its worker; one object per snapshot. */
+/** Services the forwarder needs from its worker. */
 export interface ProxyEnv {
   readonly rng: Rng;
   recordOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
   onFinish(p: ProxyRequest): void;
 }
 
-const RETRY_SIGNAL = new Error('meridian: retrying on status');
-const DOWNSTREAM_GONE = new Error('meridian: downstream closed');
 
 /**
- * One proxied request: the undici dispatch handler (legacy raw-header API, which undici's core uses
- * natively, so no per-request wrapper objects), with retries on a different host and streaming with
- * backpressure in both directions.
+ * One proxied request, downstream side: picks hosts, runs attempts (retries on a different host,
+ * hedges after a delay), commits the first usable response to the client and streams it with
+ * backpressure.
  */
-export class ProxyRequest implements Dispatcher.DispatchHandler {
+export class ProxyRequest implements AttemptOwner {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
   readonly route: RouteRuntime;
@@ -36,19 +35,25 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
   readonly env: ProxyEnv;
   readonly startedAt = performance.now();
   readonly opts: Dispatcher.DispatchOptions;
-  host: UpstreamHost | undefined;
+  /** The attempt whose response goes to the client (or the last one tried). */
+  current: Attempt | undefined;
   status = 0;
   bytesOut = 0;
   error: ErrorCode | undefined;
   requestId = '';
-  attempt = 0;
+  /** Retries made so far (hedges are not counted). */
+  retries = 0;
   /** Response headers added by filters (rate-limit headers), flat. */
   extraResponseHeaders: string[] | undefined;
-  #abort: ((err?: Error) => void) | undefined;
-  #retrying = false;
+  #committed: Attempt | undefined;
+  #inFlight = 0;
+  /** The two racing attempts once a hedge was sent. */
+  #hedge: Attempt | undefined;
+  #hedged: Attempt | undefined;
+  #hedgeTimer: NodeJS.Timeout | undefined;
   #done = false;
   #resume: (() => void) | undefined;
-  #hashKey: string | undefined;
+  readonly #hashKey: string | undefined;
 
   constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
     this.req = req;
@@ -61,47 +66,61 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
     res.once('close', this.#onDownstreamClose);
   }
 
-  /** Pick a host (avoiding the previous one on retries) and dispatch. */
+  get host(): UpstreamHost | undefined {
+    return this.current?.host;
+  }
+
+  /** Start an attempt on a host other than the previous attempt's, when one exists. */
   send(): void {
-    const previous = this.host;
-    const host = this.cluster.lb.pick(previous ? { hashKey: this.#hashKey, accept: (h) => h !== previous } : this.#hashKey ? { hashKey: this.#hashKey } : undefined) as UpstreamHost | undefined;
+    const previous = this.current?.host;
+    const key = this.#hashKey;
+    const host = this.cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key ? { hashKey: key } : undefined) as UpstreamHost | undefined;
     if (!host) return this.#fail('no_healthy_upstream');
-    this.host = host;
-    host.activeRequests++;
-    host.stats.requests++;
-    this.#retrying = false;
-    host.pool.dispatch(this.opts, this);
+    const a = new Attempt(this, host);
+    this.current = a;
+    this.#inFlight++;
+    host.pool.dispatch(this.opts, a);
+    if (this.route.hedgeDelayMs > 0 && !this.#hedge && this.opts.body == null) this.#hedgeTimer = setTimeout(this.#sendHedge, this.route.hedgeDelayMs);
   }
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-    // The client may have gone before the upstream request even started.
-    if (this.#done) abort(DOWNSTREAM_GONE);
-  }
+  #sendHedge = () => {
+    if (this.#done || this.#committed || this.#inFlight !== 1) return;
+    const first = this.current!;
+    this.send();
+    if (this.current === first) return;
+    this.#hedged = first;
+    this.#hedge = this.current;
+  };
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (this.#done) {
-      // Returning false alone would pause the upstream connection forever: abort it instead.
-      this.#abort?.(DOWNSTREAM_GONE);
+  attemptHeaders(a: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.#done || this.#committed) {
+      a.cancel('lost');
       return false;
     }
     const retry = this.route.retry;
-    if (retry && this.#canRetry() && retriableStatus(retry, statusCode)) {
-      this.#outcome(statusCode);
-      this.#retrying = true;
-      this.#abort?.(RETRY_SIGNAL);
+    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode)) {
+      this.#outcome(a, statusCode);
+      a.cancel('retry');
       return false;
     }
+    this.#commit(a);
     this.status = statusCode;
     this.#resume = resume;
     const headers = buildResponseHeaders(rawHeaders, this.route.responseOps, this.extraResponseHeaders, false);
-    const res = this.res;
-    if (this.req.httpVersionMajor === 2) (res as import('node:http2').Http2ServerResponse).writeHead(statusCode, flatToObject(headers));
-    else (res as import('node:http').ServerResponse).writeHead(statusCode, statusText, headers);
+    if (this.req.httpVersionMajor === 2) (this.res as import('node:http2').Http2ServerResponse).writeHead(statusCode, flatToObject(headers));
+    else (this.res as import('node:http').ServerResponse).writeHead(statusCode, statusText, headers);
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  /** The first attempt to answer wins; the other racing attempt (if hedged) is cancelled. */
+  #commit(a: Attempt) {
+    this.#committed = a;
+    this.current = a;
+    clearTimeout(this.#hedgeTimer);
+    if (this.#hedge) (a === this.#hedge ? this.#hedged : this.#hedge)?.cancel('lost');
+  }
+
+  attemptData(_a: Attempt, chunk: Buffer): boolean {
     if (this.#done) return true;
     this.bytesOut += chunk.length;
     const ok = (this.res as import('node:http').ServerResponse).write(chunk);
@@ -109,22 +128,28 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
     return ok;
   }
 
-  onComplete(trailers: string[] | Buffer[] | null): void {
-    if (this.#done) return;
-    this.#release();
-    this.#outcome(this.status);
+  attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void {
+    this.#inFlight--;
+    if (this.#done || a !== this.#committed) return;
+    this.#outcome(a, this.status);
     if (trailers && trailers.length) this.res.addTrailers(flatToObject(trailers.map(String)));
     this.res.end();
     this.#finish();
   }
 
-  onError(err: Error): void {
+  attemptError(a: Attempt, err: Error): void {
+    this.#inFlight--;
     if (this.#done) return;
-    this.#release();
-    if (this.#retrying) return this.#retryLater();
+    if (a.cancelled === 'retry') return this.#retryLater();
+    if (a.cancelled) return;
+    // The response already started: the client's stream must be cut, not completed.
+    if (a === this.#committed) return this.#fail('upstream_reset');
+    if (this.#committed) return;
     const code = classifyUpstreamError(err);
-    if (this.status === 0) this.#outcome(code === 'upstream_timeout' ? 504 : 0);
-    if (this.status === 0 && this.#retryableError(code)) return this.#retryLater();
+    this.#outcome(a, code === 'upstream_timeout' ? 504 : 0);
+    // The other racing attempt (a hedge) may still answer.
+    if (this.#inFlight > 0) return;
+    if (this.#retryableError(code)) return this.#retryLater();
     this.#fail(code);
   }
 
@@ -134,20 +159,15 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     // The client went away first: stop the upstream work too.
     this.#done = true;
-    this.#release();
-    this.#abort?.(DOWNSTREAM_GONE);
+    clearTimeout(this.#hedgeTimer);
+    this.current?.cancel('gone');
+    this.#hedged?.cancel('gone');
     this.error ??= 'upstream_reset';
     this.env.onFinish(this);
   };
 
-  #release() {
-    const h = this.host;
-    if (h && h.activeRequests > 0) h.activeRequests--;
-  }
-
-  #outcome(status: number) {
-    const h = this.host;
-    if (!h) return;
+  #outcome(a: Attempt, status: number) {
+    const h = a.host;
     if (status === 0) this.env.recordOutcome(h, 'local-failure', 0);
     else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, 'gateway-error', status);
     else if (status >= 500) this.env.recordOutcome(h, '5xx', status);
@@ -159,14 +179,13 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
     const p = this.route.retry;
     if (!p || !this.#canRetry()) return false;
     if (code === 'upstream_connect_failure') return p.onConnectFailure;
-    if (code === 'upstream_reset' || code === 'upstream_protocol_error') return p.onReset && this.#bodyReplayable();
+    if (code === 'upstream_reset' || code === 'upstream_protocol_error') return p.onReset;
     if (code === 'upstream_timeout') return p.on5xx || p.onGatewayError;
     return false;
   }
 
   #canRetry(): boolean {
-    const p = this.route.retry!;
-    return this.attempt < p.attempts && !this.res.headersSent && this.#bodyReplayable();
+    return this.retries < this.route.retry!.attempts && !this.res.headersSent && this.#bodyReplayable();
   }
 
   /** A streamed body can be re-sent only if no byte of it has been read yet. */
@@ -176,9 +195,8 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
 
   #retryLater() {
     const p = this.route.retry!;
-    this.attempt++;
-    const delay = backoffDelay(this.attempt, p.baseMs, p.maxMs, this.env.rng);
-    setTimeout(this.#resend, delay);
+    this.retries++;
+    setTimeout(this.#resend, backoffDelay(this.retries, p.baseMs, p.maxMs, this.env.rng));
   }
 
   #resend = () => {
@@ -187,9 +205,9 @@ export class ProxyRequest implements Dispatcher.DispatchHandler {
 
   #fail(code: ErrorCode) {
     this.error = code;
-    this.status = this.res.headersSent ? this.status : 0;
+    clearTimeout(this.#hedgeTimer);
     respondError(this.res, code);
-    if (!this.status) this.status = this.res.statusCode;
+    this.status = this.res.statusCode;
     this.#finish();
   }
 

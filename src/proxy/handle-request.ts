@@ -129,7 +129,8 @@ function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerC
   };
   if (route.mirror && !hasBody && env.rng.random() < route.mirror.fraction) sendMirror(route.mirror.cluster, opts);
   if (isGone(req, res)) return;
-  const p = new ProxyRequest(req, res, route, cluster, env, opts, undefined);
+  const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, facts.clientIp) : undefined;
+  const p = new ProxyRequest(req, res, route, cluster, env, opts, hashKey);
   p.requestId = facts.requestId!;
   if (ctx && ctx.responseHeaders.length) p.extraResponseHeaders = ctx.responseHeaders;
   env.inFlight++;

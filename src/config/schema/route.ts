@@ -67,7 +67,7 @@ export const RouteSchema = Obj({
   timeout: Duration('15s'),
   idleTimeout: Type.Optional(Duration()),
   retry: Type.Optional(RetrySchema),
-  hedge: Type.Optional(Obj({ delay: Duration('50ms'), onPerTryTimeout: Type.Boolean({ default: false }) })),
+  hedge: Type.Optional(Obj({ delay: Duration('50ms') })),
   mirror: Type.Optional(Obj({ cluster: Name, percent: Type.Number({ minimum: 0, maximum: 100, default: 100 }) })),
   requestHeaders: Type.Optional(HeaderOps),
   responseHeaders: Type.Optional(HeaderOps),

@@ -1,0 +1,76 @@
+import type { Dispatcher } from 'undici';
+import type { UpstreamHost } from '../cluster/cluster-manager.js';
+
+const CANCELLED = new Error('meridian: attempt cancelled');
+
+/** What an attempt reports to the request that owns it. */
+export interface AttemptOwner {
+  attemptHeaders(a: Attempt, status: number, raw: Buffer[], resume: () => void, statusText: string): boolean;
+  attemptData(a: Attempt, chunk: Buffer): boolean;
+  attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void;
+  attemptError(a: Attempt, err: Error): void;
+}
+
+/**
+ * One upstream try of a request, on one host: the undici dispatch handler (legacy raw-header API,
+ * which undici's core calls natively, so no wrapper objects). Retries and hedges are more attempts.
+ */
+export class Attempt implements Dispatcher.DispatchHandler {
+  readonly owner: AttemptOwner;
+  readonly host: UpstreamHost;
+  readonly startedAt = performance.now();
+  abort: ((err?: Error) => void) | undefined;
+  /** Set once the owner stops listening; late callbacks are ignored. `retry` = cancelled to retry on status. */
+  cancelled: false | 'retry' | 'lost' | 'gone' = false;
+  status = 0;
+  #finished = false;
+
+  constructor(owner: AttemptOwner, host: UpstreamHost) {
+    this.owner = owner;
+    this.host = host;
+    host.activeRequests++;
+    host.stats.requests++;
+  }
+
+  /** Stop this attempt: abort the upstream request (or arrange for it to abort on connect). */
+  cancel(why: 'retry' | 'lost' | 'gone'): void {
+    if (this.cancelled) return;
+    this.cancelled = why;
+    this.abort?.(CANCELLED);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.cancelled) abort(CANCELLED);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    this.status = statusCode;
+    if (this.cancelled) {
+      // Returning false alone would pause the upstream connection forever: abort it instead.
+      this.abort?.(CANCELLED);
+      return false;
+    }
+    return this.owner.attemptHeaders(this, statusCode, rawHeaders, resume, statusText);
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.cancelled ? true : this.owner.attemptData(this, chunk);
+  }
+
+  onComplete(trailers: Buffer[] | string[] | null): void {
+    this.#release();
+    if (!this.cancelled) this.owner.attemptComplete(this, trailers);
+  }
+
+  onError(err: Error): void {
+    this.#release();
+    this.owner.attemptError(this, err);
+  }
+
+  #release() {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (this.host.activeRequests > 0) this.host.activeRequests--;
+  }
+}
