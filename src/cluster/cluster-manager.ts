@@ -5,6 +5,7 @@ import { HostFlag, type Host, type Locality } from './host.js';
 import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
 import type { PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
+import { hostMetrics } from '../observability/request-metrics.js';
 
 /** Flags set by the primary (active health checks, outlier ejection): cluster -> address -> flags. */
 export type HealthOverlay = Record<string, Record<string, number>>;
@@ -16,6 +17,8 @@ export interface UpstreamHost extends Host {
   readonly cluster: string;
   /** Requests and errors seen by this worker, for status and outlier reporting. */
   stats: { requests: number; errors: number };
+  /** Prometheus children for this endpoint, resolved once. */
+  readonly metrics: ReturnType<typeof hostMetrics>;
 }
 
 export type LbFactory = (input: LbBuildInput) => LoadBalancer;
@@ -108,7 +111,7 @@ export class ClusterManager {
     return {
       address: e.address, hostname: host, port, weight: e.weight, priority: e.priority + priorityOffset,
       locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince: 0,
-      pool, cluster: c.name, stats: { requests: 0, errors: 0 },
+      pool, cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
     };
   }
 

@@ -5,6 +5,7 @@ import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { splitAddress } from '../common/address.js';
 import { createPlainServer, createTlsServer, type ServerHandlers } from './servers.js';
 import { TlsContexts } from './tls-context.js';
+import { activeConnections } from '../observability/request-metrics.js';
 import { createPassthroughServer } from './passthrough-server.js';
 
 interface Running {
@@ -52,9 +53,14 @@ export class ListenerSet {
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
     });
+    const active = activeConnections.labels(l.name);
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);
-      s.once('close', () => sockets.delete(s));
+      active.inc();
+      s.once('close', () => {
+        sockets.delete(s);
+        active.dec();
+      });
     });
     if (limits.maxConnections) server.maxConnections = limits.maxConnections;
     const { host, port } = splitAddress(l.address);

@@ -168,6 +168,8 @@ export class ProxyRequest implements AttemptOwner {
 
   #outcome(a: Attempt, status: number) {
     const h = a.host;
+    h.metrics.byClass[(status / 100) | 0]?.inc();
+    h.metrics.latency.observe((performance.now() - a.startedAt) / 1000);
     if (status === 0) this.env.recordOutcome(h, 'local-failure', 0);
     else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, 'gateway-error', status);
     else if (status >= 500) this.env.recordOutcome(h, '5xx', status);

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import { ErrorCodes, type ErrorCode } from '../common/errors.js';
+import { downstreamErrors } from '../observability/request-metrics.js';
 
 export type DownstreamResponse = ServerResponse | Http2ServerResponse;
 
@@ -10,6 +11,7 @@ export type DownstreamResponse = ServerResponse | Http2ServerResponse;
  * because a half-sent body must not look complete to the client.
  */
 export function respondError(res: DownstreamResponse, code: ErrorCode, extra?: Record<string, string>, closeConnection = false): void {
+  downstreamErrors.labels(code).inc();
   if (res.headersSent) {
     res.destroy();
     return;
