@@ -9,6 +9,8 @@ import { configVersion } from '../observability/request-metrics.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
 
 const APPLY_TIMEOUT_MS = 15_000;
+const RESPAWN_MIN_LIFE_MS = 2000;
+const RESPAWN_BACKOFF_MS = 1000;
 
 export interface PrimaryOptions {
   stateDir: string;
@@ -75,6 +77,7 @@ export class Primary {
 
   #fork() {
     const w = cluster.fork();
+    const bornAt = Date.now();
     const link: WorkerLink = {
       id: w.id,
       send: (msg) => { if (w.isConnected()) w.send(msg); },
@@ -84,8 +87,10 @@ export class Primary {
       this.links.delete(w.id);
       this.#forget(w.id);
       if (this.#stopping) return;
-      logger.warn({ worker: w.id, code, signal }, 'worker exited; starting a replacement');
-      this.#fork();
+      // A worker that dies right after starting would otherwise respawn in a tight loop.
+      const delay = Date.now() - bornAt < RESPAWN_MIN_LIFE_MS ? RESPAWN_BACKOFF_MS : 0;
+      logger.warn({ worker: w.id, code, signal, respawnInMs: delay }, 'worker exited; starting a replacement');
+      setTimeout(() => { if (!this.#stopping) this.#fork(); }, delay);
     });
     this.#attach(link);
   }
