@@ -116,7 +116,7 @@ function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerC
   const facts: ForwardFacts = {
     clientIp: clientIp(req), proto: listener.proto, authority: route.rewriteHost ?? authority,
     trustForwarded: snap.config.gateway.trustForwardedHeaders, rejectUnderscores: snap.config.gateway.rejectUnderscoreHeaders,
-    upgrade: false, requestId: undefined, traceparent: undefined,
+    upgrade: false, identity: snap.identityHeaders, requestId: undefined, traceparent: undefined,
   };
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);

@@ -40,6 +40,8 @@ export interface ForwardFacts {
   trustForwarded: boolean;
   rejectUnderscores: boolean;
   upgrade: boolean;
+  /** Identity headers of this snapshot (built-ins plus configured claim headers): never taken from clients. */
+  identity: ReadonlySet<string>;
   /** Filled from the request when present; the caller generates them otherwise. */
   requestId: string | undefined;
   traceparent: string | undefined;
@@ -66,7 +68,7 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
     if (lower === 'connection') { nominated = addNominated(raw[i + 1], nominated); continue; }
     if (lower === 'te') { if (raw[i + 1].trim().toLowerCase() === 'trailers') out.push('te', 'trailers'); continue; }
     if (lower === 'upgrade' && f.upgrade) { out.push(name, raw[i + 1]); continue; }
-    if (HOP_BY_HOP.has(lower) || IDENTITY_HEADERS.has(lower) || ops.remove.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || f.identity.has(lower) || ops.remove.has(lower)) continue;
     if (lower === 'x-forwarded-for') { if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') { if (f.trustForwarded) out.push(name, raw[i + 1]); continue; }
     if (lower === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }

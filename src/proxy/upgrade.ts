@@ -38,7 +38,7 @@ export function handleUpgrade(snap: Snapshot, listener: ListenerContext, env: Re
   if (!host) return socketError(socket, 'no_healthy_upstream');
   const facts: ForwardFacts = {
     clientIp: clientIp(req), proto: listener.proto, authority: route.rewriteHost ?? authority, trustForwarded: snap.config.gateway.trustForwardedHeaders,
-    rejectUnderscores: snap.config.gateway.rejectUnderscoreHeaders, upgrade: false, requestId: undefined, traceparent: undefined,
+    rejectUnderscores: snap.config.gateway.rejectUnderscoreHeaders, upgrade: false, identity: snap.identityHeaders, requestId: undefined, traceparent: undefined,
   };
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);
