@@ -5,6 +5,7 @@ import type { ListenerConfig } from '../config/schema/index.js';
 import { gauge, counter } from '../observability/metrics.js';
 import { logger } from '../observability/logger.js';
 import { peerIdentity, validateSvid } from './peer-identity.js';
+import { hasCaBasicConstraint } from './basic-constraints.js';
 
 type ListenerTls = NonNullable<ListenerConfig['tls']>;
 
@@ -130,7 +131,7 @@ export class TlsContexts {
     const cert = socket.getPeerX509Certificate();
     if (!cert) return t.requireClientCert ? 'no_client_certificate' : undefined;
     if (!socket.authorized) return 'unverified_client_certificate';
-    if (cert.ca) return 'client_certificate_is_ca';
+    if (cert.ca || hasCaBasicConstraint(cert.raw)) return 'client_certificate_is_ca';
     if (t.spiffe) return validateSvid(peerIdentity(cert), t.spiffe.trustDomains);
     return undefined;
   }
