@@ -142,6 +142,24 @@ describe('TLS termination', () => {
   });
 });
 
+describe('certificate operations', () => {
+  it('exports the expiry of every loaded certificate', async () => {
+    const r = await request(`${gw.admin}/metrics`);
+    const text = await r.body.text();
+    const line = text.split('\n').find((l) => l.startsWith('meridian_tls_cert_expiry_timestamp_seconds') && l.includes('listener="mtls"'));
+    expect(line).toBeDefined();
+    const expiry = Number(line!.split(' ').at(-1));
+    expect(expiry).toBeGreaterThan(Date.now() / 1000);
+    expect(expiry).toBeLessThan(Date.now() / 1000 + 2 * 86400);
+  });
+
+  it('reloads certificates on POST /certificates/reload', async () => {
+    const r = await request(`${gw.admin}/certificates/reload`, { method: 'POST' });
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.json()).toMatchObject({ reloaded: true, failed: [] });
+  });
+});
+
 describe('mTLS with SPIFFE identities', () => {
   it('accepts a valid SVID and forwards the identity as x-forwarded-client-cert', async () => {
     const r = await mtlsGet(ca.client(SPIFFE_OPS));
