@@ -89,14 +89,14 @@ export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
   readonly pools = new Set<Pool>();
 
-  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; clock: Clock; rng: Rng; lbFactory: LbFactory }) {
+  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory }) {
     const staticHosts = new Map<string, UpstreamHost[]>();
     for (const c of config.clusters) {
       if (c.kind === 'aggregate') continue;
       staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, 0, registry, overlay)));
     }
     const build = (c: ClusterConfig) => (hosts: UpstreamHost[]) =>
-      env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, clock: env.clock, rng: env.rng });
+      env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
     for (const c of config.clusters) {
       const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
       this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c)));

@@ -1,19 +1,123 @@
-// PLACEHOLDER written by the lead so the core can run before helper-1 delivers; helper-1 overwrites this file.
-import type { LbBuildInput, LoadBalancer, PickContext } from './types.js';
 import { hostHealth, type Host } from '../cluster/host.js';
+import type { Rng } from '../common/clock.js';
+import { murmur3 } from '../common/hash.js';
+import { EdfScheduler } from './edf.js';
+import { effectivePriorities, localityKey, localityWeight, zoneAwareSplit } from './locality.js';
+import { computePriorityLoad, type PriorityLoad } from './priority-load.js';
+import { POLICIES } from './policies/index.js';
+import type { HostSelector, PolicyFactory } from './policies/policy.js';
+import type { LbBuildInput, LbConfig, LoadBalancer, PickContext } from './types.js';
 
+interface Level {
+  all: Host[];
+  healthy: Host[];
+  degraded: Host[];
+}
+
+const EMPTY: HostSelector = { pick: () => undefined };
+
+/**
+ * Build the load balancer of one cluster for its current host set and health: effective priorities,
+ * Envoy's priority load / degraded / panic math, optional locality weighting or zone-aware routing,
+ * then the configured policy per host set. Everything is derived here; pick() walks at most
+ * 2 x priorities cumulative thresholds and one policy pick.
+ */
 export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
-  const healthy = input.hosts.filter((h) => hostHealth(h.flags) === 'healthy');
-  const set = healthy.length ? healthy : input.hosts;
-  let i = 0;
+  const { hosts, config, rng } = input;
+  const hostPriority = effectivePriorities(hosts, config, input.localLocality, input.localLabels ?? {});
+  const levels = splitLevels(hosts, hostPriority);
+  const load = computePriorityLoad(levels.map((l) => ({ healthy: l.healthy.length, degraded: l.degraded.length, total: l.all.length })), config.overprovisioningFactor, config.panicThreshold);
+  const policy = POLICIES[config.policy];
+  const thresholds: number[] = [];
+  const selectors: HostSelector[] = [];
+  let cumulative = 0;
+  const add = (share: number, sel: HostSelector) => {
+    if (share <= 0) return;
+    cumulative += share;
+    thresholds.push(cumulative);
+    selectors.push(sel);
+  };
+  levels.forEach((l, p) => {
+    const inPanic = load.totalPanic || load.panic[p];
+    add(load.healthy[p], inPanic ? hostSet(l.all, l.all, config, policy, rng) : p === 0 ? zoneAware(l, input) ?? hostSet(l.healthy, l.all, config, policy, rng) : hostSet(l.healthy, l.all, config, policy, rng));
+  });
+  levels.forEach((l, p) => add(load.degraded[p], load.panic[p] ? hostSet(l.all, l.all, config, policy, rng) : hostSet(l.degraded, l.all, config, policy, rng)));
+  const state = stateOf(load, hostPriority);
   return {
     pick(ctx: PickContext | undefined): Host | undefined {
-      for (let n = 0; n < set.length; n++) {
-        const h = set[i++ % set.length];
-        if (!ctx?.accept || ctx.accept(h)) return h;
-      }
-      return set[i++ % set.length];
+      if (selectors.length === 0) return undefined;
+      const h = ctx?.hashKey !== undefined ? (murmur3(ctx.hashKey, 0x1234) % 100) + 1 : Math.floor(rng.random() * 100) + 1;
+      for (let i = 0; i < thresholds.length; i++) if (h <= thresholds[i]) return selectors[i].pick(ctx);
+      return selectors[selectors.length - 1].pick(ctx);
     },
-    state: () => ({ healthyPriorityLoad: [100], degradedPriorityLoad: [0], panic: [false], hostPriority: [] }),
+    state: () => state,
   };
+}
+
+function splitLevels(hosts: readonly Host[], prio: number[]): Level[] {
+  const n = hosts.length === 0 ? 0 : Math.max(...prio) + 1;
+  const levels: Level[] = Array.from({ length: n }, () => ({ all: [], healthy: [], degraded: [] }));
+  hosts.forEach((h, i) => {
+    const l = levels[prio[i]];
+    l.all.push(h);
+    const health = hostHealth(h.flags);
+    if (health === 'healthy') l.healthy.push(h);
+    else if (health === 'degraded') l.degraded.push(h);
+  });
+  return levels;
+}
+
+/**
+ * Selector over one host set. With locality-weighted LB, localities are picked by EDF on
+ * weight x min(1, factor x eligible / total) (Envoy's effective locality weight), then the policy.
+ */
+function hostSet(eligible: Host[], levelAll: Host[], cfg: LbConfig, policy: PolicyFactory, rng: Rng): HostSelector {
+  if (eligible.length === 0) return EMPTY;
+  if (!cfg.localityWeighted) return policy(eligible, cfg, rng);
+  const groups = new Map<string, { eligible: Host[]; total: number; weight: number }>();
+  for (const h of levelAll) {
+    const key = localityKey(h.locality);
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { eligible: [], total: 0, weight: localityWeight(cfg, h.locality) }));
+    g.total++;
+  }
+  for (const h of eligible) groups.get(localityKey(h.locality))!.eligible.push(h);
+  const edf = new EdfScheduler<HostSelector>();
+  for (const g of groups.values()) {
+    const effective = g.weight * Math.min(1, (cfg.overprovisioningFactor * g.eligible.length) / g.total);
+    if (effective > 0) edf.add(policy(g.eligible, cfg, rng), effective);
+  }
+  if (edf.size === 0) return EMPTY;
+  return { pick: (ctx) => edf.pick()!.pick(ctx) };
+}
+
+/** Zone-aware routing of P0's healthy hosts, or undefined when its preconditions do not hold. */
+function zoneAware(level: Level, input: LbBuildInput): HostSelector | undefined {
+  const { config: cfg, rng } = input;
+  if (!cfg.zoneAware.enabled || cfg.policy === 'ring_hash' || cfg.policy === 'maglev') return undefined;
+  const byZone = new Map<string, Host[]>();
+  for (const h of level.healthy) {
+    let list = byZone.get(h.locality.zone);
+    if (!list) byZone.set(h.locality.zone, (list = []));
+    list.push(h);
+  }
+  const split = zoneAwareSplit(new Map([...byZone].map(([z, hs]) => [z, hs.length])), input.localLocality.zone, cfg);
+  if (!split) return undefined;
+  const policy = POLICIES[cfg.policy];
+  const local = policy(byZone.get(input.localLocality.zone)!, cfg, rng);
+  const others = split.residual.map(([zone, capacity]) => ({ sel: policy(byZone.get(zone)!, cfg, rng), capacity }));
+  const capacityTotal = others.reduce((s, o) => s + o.capacity, 0);
+  return {
+    pick(ctx) {
+      if (others.length === 0 || rng.random() < split.local) return local.pick(ctx);
+      if (capacityTotal <= 0) return others[Math.floor(rng.random() * others.length)].sel.pick(ctx);
+      let x = rng.random() * capacityTotal;
+      for (const o of others) if ((x -= o.capacity) < 0) return o.sel.pick(ctx);
+      return others[others.length - 1].sel.pick(ctx);
+    },
+  };
+}
+
+function stateOf(load: PriorityLoad, hostPriority: number[]) {
+  return { healthyPriorityLoad: load.healthy, degradedPriorityLoad: load.degraded, panic: load.panic, totalPanic: load.totalPanic, hostPriority };
 }

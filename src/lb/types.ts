@@ -33,6 +33,8 @@ export interface LbBuildInput {
   config: LbConfig;
   /** The gateway's own locality (zone-aware routing, priorityFromLocality). */
   localLocality: Locality;
+  /** The gateway's own labels (failoverPriority). */
+  localLabels?: Readonly<Record<string, string>>;
   clock: Clock;
   rng: Rng;
 }
@@ -44,6 +46,8 @@ export interface LbState {
   panic: boolean[];
   /** Effective priority of each host index (after priorityFromLocality). */
   hostPriority: number[];
+  /** All priorities in panic: load follows host counts. */
+  totalPanic: boolean;
 }
 
 /**

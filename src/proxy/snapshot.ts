@@ -38,7 +38,7 @@ export class Snapshot {
     this.version = version;
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);
-    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality });
+    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels });
     const maxBody = config.gateway.limits.maxBodyBytes;
     for (const r of config.routes) {
       const compiled = compileRoute(r, this.clusters, maxBody);

@@ -14,6 +14,9 @@ export const EndpointSchema = Obj({
   health: Type.Optional(HealthOverride),
 });
 
+/** A locality pattern: the fields given must match, the others are wildcards. */
+const LocalityMatch = Obj({ region: Type.Optional(Type.String()), zone: Type.Optional(Type.String()), subzone: Type.Optional(Type.String()) });
+
 export const LbSchema = Obj(
   {
     policy: Type.Union(['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map((v) => Type.Literal(v)), {
@@ -25,7 +28,7 @@ export const LbSchema = Obj(
     priorityFromLocality: Type.Boolean({ default: false }),
     failoverPriority: Type.Optional(Type.Array(Type.String())),
     localityWeighted: Type.Boolean({ default: false }),
-    localityWeights: Type.Optional(Type.Array(Obj({ locality: Type.Partial(LocalitySchema), weight: Type.Integer({ minimum: 0 }) }))),
+    localityWeights: Type.Optional(Type.Array(Obj({ locality: LocalityMatch, weight: Type.Integer({ minimum: 0 }) }))),
     zoneAware: Obj(
       {
         enabled: Type.Boolean({ default: false }),
