@@ -6,6 +6,7 @@ import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
 import type { PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
 import { hostMetrics } from '../observability/request-metrics.js';
+import { CircuitBreaker } from '../pool/circuit-breaker.js';
 
 /** Flags set by the primary (active health checks, outlier ejection): cluster -> address -> flags. */
 export type HealthOverlay = Record<string, Record<string, number>>;
@@ -34,6 +35,7 @@ export class ClusterRuntime {
   lb: LoadBalancer;
   /** Extracts the hash key for ring_hash/maglev from a request; undefined for other policies. */
   readonly hashKeyOf: HashKeyFn | undefined;
+  readonly breaker: CircuitBreaker;
   readonly #build: () => LoadBalancer;
 
   constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer) {
@@ -43,6 +45,7 @@ export class ClusterRuntime {
     this.#build = () => build(hosts);
     this.lb = this.#build();
     this.hashKeyOf = compileHashKey(config.lb.hashOn);
+    this.breaker = new CircuitBreaker(config.name, config.circuitBreakers);
   }
 
   /** Apply overlay flags; rebuild the LB only when some host's flags actually changed. */

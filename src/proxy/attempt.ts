@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { UpstreamHost } from '../cluster/cluster-manager.js';
+import type { CircuitBreaker } from '../pool/circuit-breaker.js';
 
 const CANCELLED = new Error('meridian: attempt cancelled');
 
@@ -24,10 +25,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
   cancelled: false | 'retry' | 'lost' | 'gone' = false;
   status = 0;
   #finished = false;
+  #pending = true;
+  readonly #breaker: CircuitBreaker;
+  /** This attempt is a retry and holds one of the cluster's retry slots. */
+  readonly isRetry: boolean;
 
-  constructor(owner: AttemptOwner, host: UpstreamHost) {
+  /** Call only after `breaker.tryPending()` succeeded (and `tryRetry()` for a retry). */
+  constructor(owner: AttemptOwner, host: UpstreamHost, breaker: CircuitBreaker, isRetry: boolean) {
     this.owner = owner;
     this.host = host;
+    this.#breaker = breaker;
+    this.isRetry = isRetry;
     host.activeRequests++;
     host.stats.requests++;
   }
@@ -41,6 +49,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
+    this.#leavePending();
     if (this.cancelled) abort(CANCELLED);
   }
 
@@ -68,9 +77,18 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.owner.attemptError(this, err);
   }
 
+  /** Pending = dispatched but not yet on a connection (Envoy's pending request). */
+  #leavePending() {
+    if (!this.#pending) return;
+    this.#pending = false;
+    this.#breaker.releasePending();
+  }
+
   #release() {
     if (this.#finished) return;
     this.#finished = true;
+    this.#leavePending();
+    if (this.isRetry) this.#breaker.releaseRetry();
     if (this.host.activeRequests > 0) this.host.activeRequests--;
   }
 }

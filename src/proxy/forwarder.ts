@@ -22,6 +22,8 @@ export interface ProxyEnv {
 }
 
 
+const OVERLOADED = { 'x-meridian-overloaded': 'true' };
+
 /**
  * One proxied request, downstream side: picks hosts, runs attempts (retries on a different host,
  * hedges after a delay), commits the first usable response to the client and streams it with
@@ -54,6 +56,7 @@ export class ProxyRequest implements AttemptOwner {
   #done = false;
   #resume: (() => void) | undefined;
   readonly #hashKey: string | undefined;
+  #holdsRequest = false;
 
   constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
     this.req = req;
@@ -70,13 +73,27 @@ export class ProxyRequest implements AttemptOwner {
     return this.current?.host;
   }
 
+  /** Start the request: take a slot of the cluster's circuit breaker, then the first attempt. */
+  start(): void {
+    if (!this.cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
+    this.#holdsRequest = true;
+    this.send(false);
+  }
+
   /** Start an attempt on a host other than the previous attempt's, when one exists. */
-  send(): void {
+  send(isRetry: boolean): void {
     const previous = this.current?.host;
     const key = this.#hashKey;
     const host = this.cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key ? { hashKey: key } : undefined) as UpstreamHost | undefined;
-    if (!host) return this.#fail('no_healthy_upstream');
-    const a = new Attempt(this, host);
+    if (!host) {
+      if (isRetry) this.cluster.breaker.releaseRetry();
+      return this.#fail('no_healthy_upstream');
+    }
+    if (!this.cluster.breaker.tryPending()) {
+      if (isRetry) this.cluster.breaker.releaseRetry();
+      return this.#fail('overloaded', OVERLOADED);
+    }
+    const a = new Attempt(this, host, this.cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
     host.pool.dispatch(this.opts, a);
@@ -86,7 +103,7 @@ export class ProxyRequest implements AttemptOwner {
   #sendHedge = () => {
     if (this.#done || this.#committed || this.#inFlight !== 1) return;
     const first = this.current!;
-    this.send();
+    this.send(false);
     if (this.current === first) return;
     this.#hedged = first;
     this.#hedge = this.current;
@@ -98,7 +115,8 @@ export class ProxyRequest implements AttemptOwner {
       return false;
     }
     const retry = this.route.retry;
-    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode)) {
+    // The retry slot is taken before the response is dropped: with no budget left, the client gets it.
+    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode) && this.cluster.breaker.tryRetry()) {
       this.#outcome(a, statusCode);
       a.cancel('retry');
       return false;
@@ -140,7 +158,7 @@ export class ProxyRequest implements AttemptOwner {
   attemptError(a: Attempt, err: Error): void {
     this.#inFlight--;
     if (this.#done) return;
-    if (a.cancelled === 'retry') return this.#retryLater();
+    if (a.cancelled === 'retry') return this.#retryLater('upstream_reset', true);
     if (a.cancelled) return;
     // The response already started: the client's stream must be cut, not completed.
     if (a === this.#committed) return this.#fail('upstream_reset');
@@ -149,7 +167,7 @@ export class ProxyRequest implements AttemptOwner {
     this.#outcome(a, code === 'upstream_timeout' ? 504 : 0);
     // The other racing attempt (a hedge) may still answer.
     if (this.#inFlight > 0) return;
-    if (this.#retryableError(code)) return this.#retryLater();
+    if (this.#retryableError(code)) return this.#retryLater(code);
     this.#fail(code);
   }
 
@@ -163,6 +181,7 @@ export class ProxyRequest implements AttemptOwner {
     this.current?.cancel('gone');
     this.#hedged?.cancel('gone');
     this.error ??= 'upstream_reset';
+    this.#releaseRequest();
     this.env.onFinish(this);
   };
 
@@ -195,20 +214,23 @@ export class ProxyRequest implements AttemptOwner {
     return this.opts.body == null || (this.opts.body as Readable).readableDidRead === false;
   }
 
-  #retryLater() {
+  /** Schedule a retry if the cluster's retry budget allows (or the slot is already held); else answer `code`. */
+  #retryLater(code: ErrorCode, slotHeld = false) {
     const p = this.route.retry!;
+    if (!slotHeld && !this.cluster.breaker.tryRetry()) return this.#fail(code);
     this.retries++;
     setTimeout(this.#resend, backoffDelay(this.retries, p.baseMs, p.maxMs, this.env.rng));
   }
 
   #resend = () => {
-    if (!this.#done) this.send();
+    if (this.#done) this.cluster.breaker.releaseRetry();
+    else this.send(true);
   };
 
-  #fail(code: ErrorCode) {
+  #fail(code: ErrorCode, extra?: Record<string, string>) {
     this.error = code;
     clearTimeout(this.#hedgeTimer);
-    respondError(this.res, code);
+    respondError(this.res, code, extra);
     this.status = this.res.statusCode;
     this.#finish();
   }
@@ -216,6 +238,13 @@ export class ProxyRequest implements AttemptOwner {
   #finish() {
     if (this.#done) return;
     this.#done = true;
+    this.#releaseRequest();
     this.env.onFinish(this);
+  }
+
+  #releaseRequest() {
+    if (!this.#holdsRequest) return;
+    this.#holdsRequest = false;
+    this.cluster.breaker.releaseRequest();
   }
 }

@@ -134,7 +134,7 @@ function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerC
   p.requestId = facts.requestId!;
   if (ctx && ctx.responseHeaders.length) p.extraResponseHeaders = ctx.responseHeaders;
   env.inFlight++;
-  p.send();
+  p.start();
 }
 
 /** True when the client already reset the stream or closed the connection (no 'close' will come). */
