@@ -4,6 +4,8 @@ import type { ConfigError } from '../config/validate.js';
 import { Primary } from './primary.js';
 import { parseDuration } from '../config/duration.js';
 import { AdminServer } from '../control/admin/server.js';
+import { HealthControl } from './health-control.js';
+import { systemClock, systemRng } from '../common/clock.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -42,8 +44,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await primary.store.commit(loaded.config, 'file');
   }
   const current = primary.current;
+  const health = new HealthControl((overlay) => primary.setOverlay(overlay), systemClock, systemRng);
+  primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
+  primary.beforePublish = (config) => health.reconcile(config);
+  await health.reconcile(current.config);
   await primary.startWorkers(current.config);
   const admin = new AdminServer(primary);
+  admin.hostDetails.push((cluster, address) => health.details(cluster, address));
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
   const reload = async () => {
@@ -61,6 +68,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     admin.draining = true;
     await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
     await admin.close();
+    health.stop();
   };
   return { primary, admin, addresses, reload, stop };
 }

@@ -147,8 +147,12 @@ export class Primary {
     });
   }
 
+  /** Runs before a version is pushed (health checks of new endpoints get their first round). */
+  beforePublish: ((config: Config) => Promise<void>) | undefined;
+
   /** Push a committed version to every worker; resolves when all applied it. */
   async publish(v: ConfigVersion): Promise<string[]> {
+    await this.beforePublish?.(v.config);
     const done = this.#waitAll(v.version);
     this.broadcast({ t: 'snapshot', version: v.version, config: v.config });
     const errors = await done;

@@ -10,16 +10,12 @@ const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTH
 
 /** Extra per-host facts from primary-side components (outlier ejections, health checks). */
 export type HostDetails = (cluster: string, address: string) => Record<string, unknown>;
-const detailProviders: HostDetails[] = [];
-export function addHostDetails(fn: HostDetails): void {
-  detailProviders.push(fn);
-}
 
 /**
  * `GET /clusters/{name}/status`: per endpoint the health flags (each reason separately), live
  * numbers summed over workers, plus the load balancer's priority loads and panic state.
  */
-export async function clusterStatus(primary: Primary, name: string) {
+export async function clusterStatus(primary: Primary, name: string, detailProviders: readonly HostDetails[]) {
   const cluster = primary.current.config.clusters.find((c) => c.name === name);
   if (!cluster) throw new AdminError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
   const replies = await primary.collect<StatsReply>('stats');

@@ -11,7 +11,7 @@ import { authenticate } from './auth.js';
 import { ConfigService } from './config-service.js';
 import { AdminError, readBody, sendJson } from './http-util.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
-import { clusterStatus } from './cluster-status.js';
+import { clusterStatus, type HostDetails } from './cluster-status.js';
 
 interface Call {
   req: IncomingMessage;
@@ -31,6 +31,8 @@ export class AdminServer {
   readonly #extensions: AdminExtension[] = [];
   readonly #servers: http.Server[] = [];
   draining = false;
+  /** Per-endpoint facts added to GET /clusters/{name}/status (health checks, ejections). */
+  readonly hostDetails: HostDetails[] = [];
   /** Extra readiness facts (e.g. Redis state) merged into /ready. */
   readonly readiness: Array<() => Record<string, unknown>> = [];
   /**
@@ -136,7 +138,7 @@ export class AdminServer {
     const cfg = this.service.current.config;
     if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this)), true;
     if (!name) return false;
-    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name)), true;
+    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.hostDetails)), true;
     if (kind === 'clusters' && sub === 'endpoints' && addr) return this.#endpoint(c, name, addr, leaf);
     if (sub) return false;
     if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this)), true;

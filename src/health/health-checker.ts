@@ -1,0 +1,87 @@
+import net from 'node:net';
+import type { Pool } from 'undici';
+import type { ClusterConfig } from '../config/schema/index.js';
+import { parseDuration } from '../config/duration.js';
+import { splitAddress } from '../common/address.js';
+import type { Rng } from '../common/clock.js';
+import { HostHealthState, type CheckResult } from './host-health-state.js';
+
+type HealthCheck = NonNullable<ClusterConfig['healthCheck']>;
+
+/**
+ * Active health checks of one cluster, run in the primary: HTTP (path, expected statuses,
+ * x-envoy-degraded) or TCP connect, per endpoint on `interval` plus jitter, with a timeout.
+ * `onChange` receives the endpoint and its new state whenever failed/degraded flips.
+ */
+export class HealthChecker {
+  readonly states = new Map<string, HostHealthState>();
+  readonly #cfg: HealthCheck;
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #pool: (address: string) => Pool;
+  readonly #rng: Rng;
+  readonly #onChange: (address: string, s: HostHealthState) => void;
+  #stopped = false;
+
+  constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState) => void) {
+    this.#cfg = cfg;
+    this.#pool = pool;
+    this.#rng = rng;
+    this.#onChange = onChange;
+  }
+
+  /** Start checking `addresses`: one immediate round (awaited), then on the interval. */
+  async start(addresses: string[]): Promise<void> {
+    for (const a of addresses) this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
+    await Promise.all(addresses.map((a) => this.#checkAndSchedule(a)));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+  }
+
+  async #checkAndSchedule(address: string): Promise<void> {
+    if (this.#stopped) return;
+    const result = await this.check(address);
+    const state = this.states.get(address);
+    if (!state || this.#stopped) return;
+    if (state.apply(result)) this.#onChange(address, state);
+    const interval = parseDuration(this.#cfg.interval);
+    const jitter = parseDuration(this.#cfg.jitter);
+    const timer = setTimeout(() => void this.#checkAndSchedule(address), interval + Math.floor(this.#rng.random() * (jitter + 1)));
+    timer.unref();
+    this.#timers.set(address, timer);
+  }
+
+  /** One check of one endpoint. */
+  async check(address: string): Promise<CheckResult> {
+    const timeout = parseDuration(this.#cfg.timeout);
+    if (!this.#cfg.http) return tcpCheck(address, timeout);
+    const http = this.#cfg.http;
+    try {
+      const res = await this.#pool(address).request({
+        path: http.path, method: 'GET', headersTimeout: timeout, bodyTimeout: timeout,
+        headers: { host: http.host ?? address, 'user-agent': 'meridian-health-check' },
+      });
+      await res.body.dump();
+      if (!http.expectedStatuses.includes(res.statusCode)) return 'fail-now';
+      return res.headers['x-envoy-degraded'] !== undefined ? 'pass-degraded' : 'pass';
+    } catch {
+      return 'fail';
+    }
+  }
+}
+
+function tcpCheck(address: string, timeout: number): Promise<CheckResult> {
+  const { host, port } = splitAddress(address);
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (r: CheckResult) => {
+      s.destroy();
+      resolve(r);
+    };
+    s.setTimeout(timeout, () => done('fail'));
+    s.once('connect', () => done('pass'));
+    s.once('error', () => done('fail'));
+  });
+}

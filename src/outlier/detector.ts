@@ -1,0 +1,169 @@
+import type { ClusterConfig } from '../config/schema/index.js';
+import { parseDuration } from '../config/duration.js';
+import type { Clock, Rng } from '../common/clock.js';
+import { counter } from '../observability/metrics.js';
+
+/** Outcome codes as workers report them (see control/ipc/messages.ts OutcomeBatch). */
+export const Outcome = { SUCCESS: 0, HTTP_5XX: 1, GATEWAY_ERROR: 2, LOCAL_FAILURE: 3 } as const;
+
+type OutlierConfig = NonNullable<ClusterConfig['outlierDetection']>;
+type Reason = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage';
+
+const detected = counter('meridian_outlier_detected_total', 'Outliers detected (enforced or not)', ['cluster', 'reason']);
+const enforced = counter('meridian_outlier_ejections_enforced_total', 'Ejections enforced', ['cluster', 'reason']);
+const overflowed = counter('meridian_outlier_ejections_overflow_total', 'Ejections refused by maxEjectionPercent', ['cluster']);
+
+interface HostState {
+  cons5xx: number;
+  consGateway: number;
+  consLocal: number;
+  successes: number;
+  failures: number;
+  ejectedUntil: number; // 0 = not ejected
+  multiplier: number;
+  ejections: number;
+}
+
+/**
+ * Envoy's outlier detection for one cluster, run once in the primary on outcomes from every worker.
+ * Consecutive detectors eject inline; success rate and failure percentage run on each interval tick,
+ * which also returns hosts whose ejection time has passed and decays the back-off multiplier.
+ * Ejection time = min(base x multiplier, max); the multiplier grows on each ejection while
+ * multiplier x base < max + base (30 s, 60 s, 90 s, ... 300 s with the defaults).
+ */
+export class OutlierDetector {
+  readonly #cluster: string;
+  readonly #cfg: OutlierConfig;
+  readonly #clock: Clock;
+  readonly #rng: Rng;
+  readonly #hosts = new Map<string, HostState>();
+  readonly #onChange: () => void;
+  readonly #base: number;
+  readonly #max: number;
+
+  constructor(cluster: string, cfg: OutlierConfig, clock: Clock, rng: Rng, onChange: () => void) {
+    this.#cluster = cluster;
+    this.#cfg = cfg;
+    this.#clock = clock;
+    this.#rng = rng;
+    this.#onChange = onChange;
+    this.#base = parseDuration(cfg.baseEjectionTime);
+    this.#max = Math.max(parseDuration(cfg.maxEjectionTime), this.#base);
+  }
+
+  get intervalMs(): number {
+    return parseDuration(this.#cfg.interval);
+  }
+
+  /** Track exactly these hosts (keeps state of hosts that stay). */
+  setHosts(addresses: string[]): void {
+    const keep = new Set(addresses);
+    for (const a of this.#hosts.keys()) if (!keep.has(a)) this.#hosts.delete(a);
+    for (const a of addresses) if (!this.#hosts.has(a)) this.#hosts.set(a, { cons5xx: 0, consGateway: 0, consLocal: 0, successes: 0, failures: 0, ejectedUntil: 0, multiplier: 0, ejections: 0 });
+  }
+
+  /** Apply one host's outcomes, in the order they happened. */
+  record(address: string, outcomes: readonly number[]): void {
+    const h = this.#hosts.get(address);
+    if (!h) return;
+    for (const o of outcomes) {
+      if (o === Outcome.SUCCESS) {
+        h.successes++;
+        h.cons5xx = h.consGateway = h.consLocal = 0;
+        continue;
+      }
+      h.failures++;
+      this.#countFailure(h, o);
+    }
+  }
+
+  #countFailure(h: HostState, o: number) {
+    const c = this.#cfg;
+    const local = o === Outcome.LOCAL_FAILURE;
+    if (local && c.splitExternalLocalOriginErrors) {
+      if (++h.consLocal >= c.consecutiveLocalOriginFailure && c.consecutiveLocalOriginFailure > 0) this.#detect(h, 'consecutive_local_origin_failure', c.enforcingConsecutiveLocalOriginFailure);
+      return;
+    }
+    // Non-split mode counts local-origin failures as 5xx and as gateway failures.
+    if (o === Outcome.GATEWAY_ERROR || local) {
+      if (++h.consGateway >= c.consecutiveGatewayFailure && c.consecutiveGatewayFailure > 0) this.#detect(h, 'consecutive_gateway_failure', c.enforcingConsecutiveGatewayFailure);
+    } else h.consGateway = 0;
+    if (++h.cons5xx >= c.consecutive5xx && c.consecutive5xx > 0) this.#detect(h, 'consecutive_5xx', c.enforcingConsecutive5xx);
+  }
+
+  #detect(h: HostState, reason: Reason, enforcing: number) {
+    if (h.ejectedUntil) return;
+    detected.labels(this.#cluster, reason).inc();
+    if (this.#rng.random() * 100 >= enforcing) return;
+    if (!this.#mayEject()) {
+      overflowed.labels(this.#cluster).inc();
+      return;
+    }
+    if (h.multiplier * this.#base < this.#max + this.#base) h.multiplier++;
+    h.ejectedUntil = this.#clock.now() + Math.min(this.#base * h.multiplier, this.#max);
+    h.ejections++;
+    h.cons5xx = h.consGateway = h.consLocal = 0;
+    enforced.labels(this.#cluster, reason).inc();
+    this.#onChange();
+  }
+
+  /** Current Envoy rule: eject only while 100 * (ejected + 1) / hosts <= maxEjectionPercent. */
+  #mayEject(): boolean {
+    const ejected = this.ejected().size;
+    if (this.#cfg.alwaysEjectOneHost && ejected === 0) return true;
+    return (100 * (ejected + 1)) / this.#hosts.size <= this.#cfg.maxEjectionPercent;
+  }
+
+  /** The interval timer: return expired ejections, decay multipliers, run statistical detectors. */
+  tick(): void {
+    const now = this.#clock.now();
+    let changed = false;
+    for (const h of this.#hosts.values()) {
+      if (h.ejectedUntil && h.ejectedUntil <= now) {
+        h.ejectedUntil = 0;
+        h.cons5xx = h.consGateway = h.consLocal = 0;
+        changed = true;
+      } else if (!h.ejectedUntil && h.multiplier > 0) h.multiplier--;
+    }
+    if (changed) this.#onChange();
+    this.#successRate();
+    this.#failurePercentage();
+    for (const h of this.#hosts.values()) h.successes = h.failures = 0;
+  }
+
+  /** Eject hosts whose success rate is below mean - stdevFactor/1000 x stdev (population stdev). */
+  #successRate() {
+    const c = this.#cfg.successRate;
+    const eligible = this.#volumeHosts(c.requestVolume);
+    if (eligible.length < c.minimumHosts) return;
+    const rates = eligible.map(([, h]) => (100 * h.successes) / (h.successes + h.failures));
+    const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
+    const stdev = Math.sqrt(rates.reduce((a, r) => a + (r - mean) ** 2, 0) / rates.length);
+    const threshold = mean - (c.stdevFactor / 1000) * stdev;
+    eligible.forEach(([, h], i) => { if (rates[i] < threshold) this.#detect(h, 'success_rate', c.enforcing); });
+  }
+
+  #failurePercentage() {
+    const c = this.#cfg.failurePercentage;
+    const eligible = this.#volumeHosts(c.requestVolume);
+    if (eligible.length < c.minimumHosts) return;
+    for (const [, h] of eligible) if ((100 * h.failures) / (h.successes + h.failures) >= c.threshold) this.#detect(h, 'failure_percentage', c.enforcing);
+  }
+
+  #volumeHosts(volume: number): Array<[string, HostState]> {
+    return [...this.#hosts].filter(([, h]) => !h.ejectedUntil && h.successes + h.failures >= volume);
+  }
+
+  ejected(): Set<string> {
+    const out = new Set<string>();
+    for (const [a, h] of this.#hosts) if (h.ejectedUntil) out.add(a);
+    return out;
+  }
+
+  /** Ejection facts of one host for GET /clusters/{name}/status. */
+  status(address: string): { ejected: boolean; ejections: number; ejectedForMs: number } | undefined {
+    const h = this.#hosts.get(address);
+    if (!h) return undefined;
+    return { ejected: h.ejectedUntil > 0, ejections: h.ejections, ejectedForMs: h.ejectedUntil ? Math.max(0, Math.round(h.ejectedUntil - this.#clock.now())) : 0 };
+  }
+}

@@ -1,0 +1,108 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { request, Agent } from 'undici';
+import { startInProcess, spawnGateway, baseConfig, waitFor } from '../helpers/gateway.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!().catch(() => {});
+});
+
+async function upstreams(n: number, name: string, healthy: (i: number) => boolean, status = () => 200): Promise<TestUpstream[]> {
+  const out: TestUpstream[] = [];
+  for (let i = 0; i < n; i++) {
+    const up = await startUpstream((req, res) => {
+      if (req.url === '/healthz') { res.writeHead(healthy(i) ? 200 : 503); return void res.end(); }
+      res.writeHead(status());
+      res.end(`${name}${i}`);
+    });
+    cleanup.push(() => up.close());
+    out.push(up);
+  }
+  return out;
+}
+
+describe('load balancing with real upstreams', () => {
+  it('shifts 30 % of traffic to P1 when half of P0 fails its health checks (2000 requests, within 3 points)', async () => {
+    const p0 = await upstreams(4, 'p0-', (i) => i < 2);
+    const p1 = await upstreams(4, 'p1-', () => true);
+    const gw = await startInProcess(baseConfig({
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{
+        name: 'app',
+        endpoints: [...p0.map((u) => ({ address: u.address, priority: 0 })), ...p1.map((u) => ({ address: u.address, priority: 1 }))],
+        healthCheck: { http: { path: '/healthz' }, interval: '200ms', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 1 },
+      }],
+    }));
+    cleanup.push(() => gw.stop());
+    const status = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { lb: { healthyPriorityLoad: number[] }; endpoints: Array<{ flags: string[] }> };
+    expect(status.lb.healthyPriorityLoad).toEqual([70, 30]);
+    expect(status.endpoints.filter((e) => e.flags.includes('failed_active_hc'))).toHaveLength(2);
+    const counts: Record<string, number> = {};
+    const agent = new Agent({ connections: 20 });
+    for (let batch = 0; batch < 40; batch++) {
+      const bodies = await Promise.all(Array.from({ length: 50 }, async () => (await request(`${gw.url}/x`, { dispatcher: agent })).body.text()));
+      for (const b of bodies) counts[b.slice(0, 2)] = (counts[b.slice(0, 2)] ?? 0) + 1;
+    }
+    await agent.close();
+    expect(counts.p0 + counts.p1).toBe(2000);
+    expect(Math.abs((100 * counts.p1) / 2000 - 30)).toBeLessThanOrEqual(3);
+    // The failing P0 endpoints got health checks only.
+    expect(p0[2].requests.filter((r) => r.url !== '/healthz')).toHaveLength(0);
+    expect(p0[3].requests.filter((r) => r.url !== '/healthz')).toHaveLength(0);
+  });
+
+  it('ejects a 5xx endpoint after 5 consecutive failures and no worker of a 2-worker gateway sends to it while ejected', async () => {
+    const good = await upstreams(2, 'good', () => true);
+    const bad = await upstreams(1, 'bad', () => true, () => 500);
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'od', workers: 2, accessLog: { enabled: false } },
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{
+        name: 'app',
+        endpoints: [...good, ...bad].map((u) => ({ address: u.address })),
+        outlierDetection: { consecutive5xx: 5, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
+      }],
+    }));
+    cleanup.push(() => gw.stop());
+    const agent = new Agent();
+    const hit = async (n: number) => { for (let i = 0; i < n; i++) await (await request(`${gw.url}/x`, { dispatcher: agent })).body.dump(); };
+    await waitFor(async () => {
+      await hit(20);
+      const s = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { endpoints: Array<{ address: string; flags: string[]; outlier?: { ejected: boolean } }> };
+      return s.endpoints.find((e) => e.address === bad[0].address)?.outlier?.ejected;
+    }, 10000);
+    // Let the overlay reach both workers (it is broadcast right after the decision).
+    await new Promise((r) => setTimeout(r, 200));
+    const before = bad[0].requests.length;
+    await hit(300);
+    expect(bad[0].requests.length).toBe(before);
+    const s = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { endpoints: Array<{ address: string; flags: string[] }> };
+    expect(s.endpoints.find((e) => e.address === bad[0].address)!.flags).toContain('failed_outlier_check');
+    await agent.close();
+  });
+
+  it('answers 503 with x-meridian-overloaded at once when maxPendingRequests overflows', async () => {
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('ok'), 800));
+    cleanup.push(() => slow.close());
+    const gw = await startInProcess(baseConfig({
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{ name: 'app', endpoints: [{ address: slow.address }], maxConnectionsPerEndpoint: 1, circuitBreakers: { maxPendingRequests: 1 } }],
+    }));
+    cleanup.push(() => gw.stop());
+    const agent = new Agent({ connections: 10 });
+    const first = request(`${gw.url}/a`, { dispatcher: agent });
+    await waitFor(() => slow.requests.length === 1, 2000);
+    const second = request(`${gw.url}/b`, { dispatcher: agent });
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    const third = await request(`${gw.url}/c`, { dispatcher: agent });
+    expect(third.statusCode).toBe(503);
+    expect(third.headers['x-meridian-overloaded']).toBe('true');
+    expect(Date.now() - t0).toBeLessThan(300);
+    await third.body.dump();
+    expect((await first).statusCode).toBe(200);
+    expect((await second).statusCode).toBe(200);
+    await agent.close();
+  });
+});
