@@ -147,12 +147,24 @@ function addIdentityHeaders(headers: string[], facts: ForwardFacts, ctx: Request
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = randomUUID()));
   if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent(facts.requestId));
   if (ctx) {
+    if (ctx.upstreamStrip.length) removeHeaders(headers, ctx.upstreamStrip);
     for (let i = 0; i < ctx.upstreamHeaders.length; i++) headers.push(ctx.upstreamHeaders[i]);
   }
   if (listener.forwardClientCert) {
     const peer = listener.peerOf(req);
     if (peer) headers.push('x-forwarded-client-cert', env.xfcc(peer));
   }
+}
+
+/** Drop credentials the filters consumed (an API key, a bearer token) from the upstream headers. */
+function removeHeaders(headers: string[], names: readonly string[]) {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    if (names.includes(headers[r].toLowerCase())) continue;
+    headers[w++] = headers[r];
+    headers[w++] = headers[r + 1];
+  }
+  headers.length = w;
 }
 
 /** W3C trace context for a request that arrived without one; the trace id reuses the request id's entropy. */

@@ -1,12 +1,11 @@
 import { Type } from '@sinclair/typebox';
+import { AuthSchema, RbacPolicySchema } from './auth.js';
+import { RateLimitPolicySchema, RedisSchema } from './ratelimit.js';
 
-/**
- * Sections added by later capabilities (auth, rbac, rate limits, redis). Each is owned by its
- * filter's schema module; listed here so the root schema stays one object.
- */
+/** Sections of the filters (auth, rbac, rate limits) and their shared Redis connection. */
 export const ExtensionSchemas = {
-  auth: Type.Optional(Type.Any()),
-  rbac: Type.Array(Type.Any(), { default: [] }),
-  rateLimits: Type.Array(Type.Any(), { default: [] }),
-  redis: Type.Optional(Type.Any()),
+  auth: AuthSchema,
+  rbac: Type.Array(RbacPolicySchema, { default: [] }),
+  rateLimits: Type.Array(RateLimitPolicySchema, { default: [] }),
+  redis: Type.Optional(RedisSchema),
 };
