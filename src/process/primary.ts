@@ -7,6 +7,7 @@ import { WorkerRuntime } from './worker-runtime.js';
 import { logger } from '../observability/logger.js';
 import { configVersion } from '../observability/request-metrics.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
+import type { RpcServer } from '../control/ipc/rpc.js';
 
 const APPLY_TIMEOUT_MS = 15_000;
 const RESPAWN_MIN_LIFE_MS = 2000;
@@ -57,6 +58,10 @@ export class Primary {
   get current(): ConfigVersion {
     return this.store.current!;
   }
+
+  /** Request/reply handlers for workers (e.g. rate-limit token leasing), by topic. */
+  readonly rpc: RpcServer = { handle: (topic, fn) => void this.#rpcHandlers.set(topic, fn) };
+  readonly #rpcHandlers = new Map<string, (payload: any, worker: number) => unknown>();
 
   /** Subscribe to worker messages (outcomes, rpc) from any worker. */
   onWorkerMessage(fn: (msg: ToPrimary, worker: number) => void): void {
@@ -110,10 +115,23 @@ export class Primary {
       if (msg.error) this.#pending.get(msg.version)?.errors.push(msg.error);
       this.#applied.set(link.id, Math.max(this.#applied.get(link.id) ?? 0, msg.version));
       this.#checkPending();
+    } else if (msg.t === 'rpc') {
+      this.#answerRpc(link, msg);
     } else if (msg.t === 'stats-reply' || msg.t === 'metrics-reply' || msg.t === 'certs-reply') {
       this.#queries.get(msg.id)?.(msg);
     }
     for (const h of this.#handlers) h(msg, link.id);
+  }
+
+  #answerRpc(link: WorkerLink, msg: Extract<ToPrimary, { t: 'rpc' }>) {
+    const fn = this.#rpcHandlers.get(msg.topic);
+    if (!fn) return link.send({ t: 'rpc-reply', id: msg.id, ok: false, error: `no handler for ${msg.topic}` });
+    Promise.resolve()
+      .then(() => fn(msg.payload, link.id))
+      .then(
+        (value) => link.send({ t: 'rpc-reply', id: msg.id, ok: true, value }),
+        (e: Error) => link.send({ t: 'rpc-reply', id: msg.id, ok: false, error: e.message }),
+      );
   }
 
   #forget(id: number) {

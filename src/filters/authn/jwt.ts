@@ -20,14 +20,15 @@ function keySetFor(p: JwtProviderConfig): JWTVerifyGetKey {
   const key = JSON.stringify(p.jwks);
   let set = keySets.get(key);
   if (set) return set;
-  if (p.jwks.uri) {
-    set = createRemoteJWKSet(new URL(p.jwks.uri), {
-      cacheMaxAge: parseDuration(p.jwks.cacheDuration),
-      cooldownDuration: parseDuration(p.jwks.cooldown),
-      timeoutDuration: parseDuration(p.jwks.timeout),
+  const j = p.jwks;
+  if ('uri' in j) {
+    set = createRemoteJWKSet(new URL(j.uri), {
+      cacheMaxAge: parseDuration(j.cacheDuration),
+      cooldownDuration: parseDuration(j.cooldown),
+      timeoutDuration: parseDuration(j.timeout),
     });
   } else {
-    const keys = p.jwks.keys ?? (JSON.parse(readFileSync(p.jwks.file!, 'utf8')) as { keys: unknown[] }).keys;
+    const keys = 'keys' in j ? j.keys : (JSON.parse(readFileSync(j.file, 'utf8')) as { keys: unknown[] }).keys;
     set = createLocalJWKSet({ keys: keys as never });
   }
   keySets.set(key, set);
@@ -84,6 +85,6 @@ export class JwtProvider {
       const v = claims[claim];
       if (v !== undefined) ctx.upstreamHeaders.push(header, typeof v === 'string' ? v : JSON.stringify(v));
     }
-    if (!this.config.forwardToken) for (const s of this.config.from) if (s.header) ctx.upstreamStrip.push(s.header.toLowerCase());
+    if (!this.config.forwardToken) for (const s of this.config.from) if ('header' in s) ctx.upstreamStrip.push(s.header.toLowerCase());
   }
 }
