@@ -24,7 +24,6 @@ export interface LbConfig {
   activeRequestBias: number; // least_request
   ringHash: { minRingSize: number; maxRingSize: number };
   maglev: { tableSize: number };
-  slowStart?: { window: number; aggression: number; minWeightPercent: number };
 }
 
 /** What the LB builder gets: the hosts of one cluster (all priorities) plus the gateway's environment. */
