@@ -1,6 +1,8 @@
 import type { Config } from './schema/index.js';
 import type { ConfigError } from './validate.js';
+import { existsSync } from 'node:fs';
 import { isLoopbackHost, splitAddress } from '../common/address.js';
+import { authConfigErrors } from './schema/auth.js';
 
 type Named = { name: string };
 
@@ -11,10 +13,9 @@ export function checkReferences(config: Config): ConfigError[] {
   const clusters = uniqueNames(config.clusters, 'clusters', add);
   const routes = uniqueNames(config.routes, 'routes', add);
   uniqueNames(config.listeners, 'listeners', add);
-  const rbac = new Set((config.rbac as Named[]).map((p) => p.name));
-  const rateLimits = new Set((config.rateLimits as Named[]).map((p) => p.name));
-  const auth = config.auth as { jwtProviders?: Named[]; apiKeys?: Named[] } | undefined;
-  const authNames = new Set([...(auth?.jwtProviders ?? []), ...(auth?.apiKeys ?? [])].map((p) => p.name));
+  const rbac = uniqueNames(config.rbac, 'rbac', add);
+  const rateLimits = uniqueNames(config.rateLimits, 'rateLimits', add);
+  const authNames = new Set([...config.auth.jwtProviders, ...config.auth.apiKeys].map((p) => p.name));
 
   config.routes.forEach((r, i) => {
     const p = `routes[${i}]`;
@@ -32,6 +33,8 @@ export function checkReferences(config: Config): ConfigError[] {
   config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, add));
   config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
   checkAdmin(config, add);
+  for (const [path, message] of authConfigErrors(config.auth, config.rbac)) add(path, message);
+  checkFiles(config, add);
   return errors;
 }
 
@@ -87,6 +90,17 @@ function checkCluster(c: Config['clusters'][number], p: string, config: Config, 
   }
   if (c.healthCheck && !c.healthCheck.http && !c.healthCheck.tcp) add(`${p}.healthCheck`, 'set http or tcp');
   if (c.upstreamTls && ((c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))) add(`${p}.upstreamTls`, 'cert and key must be given together');
+}
+
+/** Files the snapshot will read (JWKS, API keys): missing ones are config errors, not runtime crashes. */
+function checkFiles(config: Config, add: Add) {
+  config.auth.jwtProviders.forEach((p, i) => { if ('file' in p.jwks && !existsSync(p.jwks.file)) add(`auth.jwtProviders[${i}].jwks.file`, `file not found: ${p.jwks.file}`); });
+  config.auth.apiKeys.forEach((k, i) => { if (k.file && !existsSync(k.file)) add(`auth.apiKeys[${i}].file`, `file not found: ${k.file}`); });
+  config.listeners.forEach((l, i) => {
+    const t = l.tls;
+    const files: Array<[string, string | undefined]> = [['cert', t?.cert], ['key', t?.key], ['ca', t?.ca]];
+    for (const [field, f] of files) if (f && !existsSync(f)) add(`listeners[${i}].tls.${field}`, `file not found: ${f}`);
+  });
 }
 
 function checkAdmin(config: Config, add: Add) {

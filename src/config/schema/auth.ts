@@ -32,6 +32,7 @@ const JwksSource = Type.Union([
   Obj({ file: Type.String({ minLength: 1 }) }),
 ], { errorMessage: 'expected jwks with exactly one of { uri, cacheDuration?, cooldown?, timeout? }, { keys } or { file }' });
 
+/** A JWT issuer: where keys come from, what a valid token must satisfy, where it is read, what is forwarded. */
 export const JwtProviderSchema = Obj({
   name: Name,
   issuer: Type.String({ minLength: 1 }),
@@ -48,6 +49,7 @@ export const JwtProviderSchema = Obj({
   required: Type.Boolean({ default: true }),
 });
 
+/** A named set of API keys (SHA-256 digests) read from one header, each mapped to a consumer. */
 export const ApiKeySetSchema = Obj({
   name: Name,
   header: Type.String({ default: 'x-api-key' }),
@@ -62,6 +64,7 @@ export const ApiKeySetSchema = Obj({
   forwardKey: Type.Boolean({ default: false }),
 });
 
+/** The `auth` section: providers that routes name in `auth: [...]`. */
 export const AuthSchema = Obj({
   jwtProviders: Type.Array(JwtProviderSchema, { default: [] }),
   apiKeys: Type.Array(ApiKeySetSchema, { default: [] }),
@@ -94,18 +97,21 @@ export const PermissionSchema = Obj({
   headers: Type.Optional(Type.Array(HeaderMatch, { minItems: 1 })),
 });
 
+/** One rule: it matches when any principal and any permission match. */
 export const RbacRuleSchema = Obj({
   action: Type.Union([Type.Literal('allow'), Type.Literal('deny')], { errorMessage: 'expected allow or deny' }),
   principals: Type.Array(PrincipalSchema, { minItems: 1, default: [{ any: true }] }),
   permissions: Type.Array(PermissionSchema, { minItems: 1, default: [{}] }),
 });
 
+/** An RBAC policy (deny wins, default deny); `shadow` only logs and counts. */
 export const RbacPolicySchema = Obj({
   name: Name,
   shadow: Type.Boolean({ default: false }),
   rules: Type.Array(RbacRuleSchema, { minItems: 1 }),
 });
 
+/** Derived config types (validated, defaults applied). */
 export type AuthConfig = Static<typeof AuthSchema>;
 export type JwtProviderConfig = Static<typeof JwtProviderSchema>;
 export type ApiKeySetConfig = Static<typeof ApiKeySetSchema>;

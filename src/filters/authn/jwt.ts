@@ -1,90 +1,141 @@
-import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { Static } from '@sinclair/typebox';
-import type { JwtProviderSchema } from '../../config/schema/auth.js';
+import { jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { HMAC_ALGORITHMS, type JwtProviderConfig } from '../../config/schema/auth.js';
 import { parseDuration } from '../../config/duration.js';
+import { logger } from '../../observability/logger.js';
 import type { RequestContext } from '../filter.js';
-import { compileTokenSources } from './token-source.js';
+import { compileTokenSources, tokenHeaders } from './token-source.js';
+import { hasSymmetricKeys, keySourceFor, type KeySource } from './jwks.js';
 
-export type JwtProviderConfig = Static<typeof JwtProviderSchema>;
+export type { JwtProviderConfig } from '../../config/schema/auth.js';
 
-const keySets = new Map<string, JWTVerifyGetKey>();
+/** Verified tokens remembered per provider (FIFO eviction); only tokens that verified are stored. */
 const MAX_CACHED_TOKENS = 10_000;
 
-/**
- * Key set of a provider, shared across snapshots while its `jwks` settings are unchanged, so a config
- * reload neither refetches keys nor loses jose's cache (rotation: an unknown `kid` triggers one refetch,
- * limited by the cooldown; a JWKS outage keeps the cached keys working).
- */
-function keySetFor(p: JwtProviderConfig): JWTVerifyGetKey {
-  const key = JSON.stringify(p.jwks);
-  let set = keySets.get(key);
-  if (set) return set;
-  const j = p.jwks;
-  if ('uri' in j) {
-    set = createRemoteJWKSet(new URL(j.uri), {
-      cacheMaxAge: parseDuration(j.cacheDuration),
-      cooldownDuration: parseDuration(j.cooldown),
-      timeoutDuration: parseDuration(j.timeout),
-    });
-  } else {
-    const keys = 'keys' in j ? j.keys : (JSON.parse(readFileSync(j.file, 'utf8')) as { keys: unknown[] }).keys;
-    set = createLocalJWKSet({ keys: keys as never });
-  }
-  keySets.set(key, set);
-  return set;
+interface CachedToken {
+  claims: JWTPayload;
+  exp: number;
+  nbf: number;
+  generation: number;
 }
 
-/** Why a JWT was refused; logged and counted, never sent to the client. */
-export type JwtFailure = 'missing' | 'invalid';
-
 /**
- * A JWT provider compiled once per snapshot: token extraction, jose verification against the
- * algorithm allow-list, issuer, audiences, exp (required) and nbf with clock skew. Verified tokens
- * are cached until they expire, so a client reusing its token pays for one signature check.
+ * A JWT provider compiled once per snapshot (RFC 8725): a fixed algorithm allow-list (HS* only with
+ * inline `oct` keys, so an RSA public key can never be used as an HMAC secret), `iss`, `aud`, `exp`
+ * (required) and `nbf` with clock skew; `kid` only selects a key from the provider's own JWKS
+ * (`jku`, `x5u`, `jwk` headers are ignored) and unknown `crit` parameters are rejected (jose).
+ * Tokens that verified are cached until they expire or the key set changes, so a client reusing
+ * its token pays for one signature check.
  */
 export class JwtProvider {
   readonly name: string;
-  readonly config: JwtProviderConfig;
+  /** false: a request without a token may pass (an invalid token is still refused). */
+  readonly required: boolean;
   readonly extract: (ctx: RequestContext) => string | undefined;
-  readonly #keys: JWTVerifyGetKey;
+  readonly #keys: KeySource;
+  readonly #options: JWTVerifyOptions;
   readonly #skewSec: number;
-  readonly #verified = new Map<string, JWTPayload>();
-  readonly #forward: Array<[string, string]>;
+  readonly #strip: readonly string[];
+  readonly #forward: ReadonlyArray<readonly [claim: string, path: readonly string[], header: string]>;
+  readonly #tokens = new Map<string, CachedToken>();
 
   constructor(p: JwtProviderConfig) {
     this.name = p.name;
-    this.config = p;
+    this.required = p.required;
     this.extract = compileTokenSources(p.from);
-    this.#keys = keySetFor(p);
-    this.#skewSec = Math.round(parseDuration(p.clockSkew) / 1000);
-    this.#forward = Object.entries(p.forwardClaims).map(([claim, header]) => [claim, header.toLowerCase()]);
+    this.#keys = keySourceFor(p);
+    this.#skewSec = Math.ceil(parseDuration(p.clockSkew) / 1000);
+    const algorithms = effectiveAlgorithms(p);
+    this.#options = Object.freeze({ issuer: p.issuer, audience: p.audiences, algorithms, clockTolerance: this.#skewSec, requiredClaims: ['exp'] });
+    this.#strip = p.forwardToken ? [] : tokenHeaders(p.from);
+    this.#forward = Object.entries(p.forwardClaims).map(([claim, header]) => [claim, claim.split('.'), header.toLowerCase()] as const);
   }
 
-  /** Verify a token; resolves to its claims or rejects with jose's error. */
-  async verify(token: string): Promise<JWTPayload> {
-    const cached = this.#verified.get(token);
+  /** Claims of a token verified earlier and still valid now, without a signature check; else undefined. */
+  cached(token: string): JWTPayload | undefined {
+    const c = this.#tokens.get(token);
+    if (!c) return undefined;
     const now = Date.now() / 1000;
-    if (cached && (cached.exp ?? 0) + this.#skewSec > now && (cached.nbf ?? 0) - this.#skewSec <= now) return cached;
-    const { payload } = await jwtVerify(token, this.#keys, {
-      issuer: this.config.issuer,
-      audience: this.config.audiences,
-      algorithms: this.config.algorithms,
-      clockTolerance: this.#skewSec,
-      requiredClaims: ['exp'],
-    });
-    if (this.#verified.size >= MAX_CACHED_TOKENS) this.#verified.delete(this.#verified.keys().next().value!);
-    this.#verified.set(token, payload);
+    if (c.generation === this.#keys.generation() && now < c.exp + this.#skewSec && now >= c.nbf - this.#skewSec) return c.claims;
+    this.#tokens.delete(token);
+    return undefined;
+  }
+
+  /** Verify a token; resolves to its claims or rejects with jose's error (see {@link jwtFailureReason}). */
+  async verify(token: string): Promise<JWTPayload> {
+    const { payload } = await jwtVerify(token, this.#keys.getKey, this.#options);
+    if (this.#tokens.size >= MAX_CACHED_TOKENS) this.#tokens.delete(this.#tokens.keys().next().value!);
+    // Read after verifying: the first verification itself may have fetched the key set.
+    this.#tokens.set(token, { claims: payload, exp: payload.exp!, nbf: payload.nbf ?? 0, generation: this.#keys.generation() });
     return payload;
   }
 
-  /** Record the verified claims on the request and forward the configured ones as headers. */
+  /** Record verified claims on the request, forward configured claims as headers, drop the token header. */
   accept(ctx: RequestContext, claims: JWTPayload): void {
     ctx.claims = claims as Record<string, unknown>;
-    for (const [claim, header] of this.#forward) {
-      const v = claims[claim];
-      if (v !== undefined) ctx.upstreamHeaders.push(header, typeof v === 'string' ? v : JSON.stringify(v));
+    for (const [claim, path, header] of this.#forward) {
+      const v = headerValue(claimValue(claims, claim, path));
+      if (v !== undefined) ctx.upstreamHeaders.push(header, v);
     }
-    if (!this.config.forwardToken) for (const s of this.config.from) if ('header' in s) ctx.upstreamStrip.push(s.header.toLowerCase());
+    for (const h of this.#strip) ctx.upstreamStrip.push(h);
+  }
+}
+
+/**
+ * The configured algorithms minus those the keys cannot safely back: HS* are dropped unless the
+ * provider has inline `oct` keys (a JWKS URI or file publishes keys; HMAC with them is forgery).
+ */
+export function effectiveAlgorithms(p: JwtProviderConfig): string[] {
+  const symmetric = hasSymmetricKeys(p);
+  const algs = p.algorithms.filter((a) => symmetric || !(HMAC_ALGORITHMS as readonly string[]).includes(a));
+  if (algs.length < p.algorithms.length) logger.warn({ provider: p.name }, 'HMAC algorithms ignored: the provider has no inline oct keys');
+  return algs;
+}
+
+/** A claim by exact name first ("https://x/roles"), else by dotted path ("realm_access.roles"). */
+export function claimValue(claims: Record<string, unknown>, name: string, path: readonly string[]): unknown {
+  if (name in claims) return claims[name];
+  let v: unknown = claims;
+  for (const part of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
+const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A claim as a header value: strings as is, numbers/booleans as text, arrays comma-joined, objects as JSON; never CR/LF. */
+function headerValue(v: unknown): string | undefined {
+  let s: string;
+  if (typeof v === 'string') s = v;
+  else if (typeof v === 'number' || typeof v === 'boolean') s = String(v);
+  else if (Array.isArray(v)) s = v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(',');
+  else if (v !== null && typeof v === 'object') s = JSON.stringify(v);
+  else return undefined;
+  return HEADER_SAFE.test(s) ? s : undefined; // a claim must not be able to inject headers
+}
+
+/**
+ * A short, metric-safe reason for a jose error. Logged and counted only: the client always gets the
+ * same generic 401.
+ */
+export function jwtFailureReason(err: unknown): string {
+  const e = err as { code?: string; claim?: string };
+  switch (e.code) {
+    case 'ERR_JWT_EXPIRED': return 'expired';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      if (e.claim === 'nbf') return 'not_yet_valid';
+      if (e.claim === 'aud') return 'bad_audience';
+      if (e.claim === 'iss') return 'bad_issuer';
+      if (e.claim === 'exp') return 'missing_exp';
+      return 'bad_claim';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED': return 'alg_not_allowed';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED': return 'bad_signature';
+    case 'ERR_JWKS_NO_MATCHING_KEY': return 'unknown_kid';
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS': return 'ambiguous_kid';
+    case 'ERR_JWS_INVALID': case 'ERR_JWT_INVALID': return 'malformed';
+    case 'ERR_JOSE_NOT_SUPPORTED': return 'unsupported';
+    case 'ERR_JWKS_TIMEOUT': case 'ERR_JOSE_GENERIC': return 'jwks_unavailable';
+    default: return e.code ? 'invalid' : 'jwks_unavailable';
   }
 }

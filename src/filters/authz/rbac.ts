@@ -1,110 +1,181 @@
-import { BlockList, isIPv4 } from 'node:net';
 import type { Logger } from 'pino';
-import type { Static } from '@sinclair/typebox';
-import type { PermissionSchema, PrincipalSchema, RbacPolicySchema } from '../../config/schema/auth.js';
-import type { Filter, RequestContext } from '../filter.js';
+import type { PermissionConfig, PrincipalConfig, RbacPolicyConfig } from '../../config/schema/auth.js';
+import type { Filter, FilterResponse, RequestContext } from '../filter.js';
 import { counter } from '../../observability/metrics.js';
+import { compileCidr, compileGlob, compileGlobs } from './matchers.js';
 
-export type RbacPolicyConfig = Static<typeof RbacPolicySchema>;
-type Principal = Static<typeof PrincipalSchema>;
-type Permission = Static<typeof PermissionSchema>;
+export type { RbacPolicyConfig } from '../../config/schema/auth.js';
+
 type Test = (ctx: RequestContext) => boolean;
 
-const decisions = counter('meridian_rbac_decisions_total', 'RBAC decisions', ['policy', 'decision', 'shadow']);
+const decisions = counter('meridian_rbac_decisions_total', 'RBAC decisions per policy (shadow: dry-run, not enforced)', ['policy', 'decision', 'shadow']);
 
-/** Glob with `*` matching any run of characters (including "/"), compiled to an anchored regex. */
-export function globToRegex(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+const FORBIDDEN: FilterResponse = Object.freeze({ status: 403, code: 'forbidden' as const, body: 'forbidden\n' });
+
+/** Outcome of one policy evaluation: the decision and the index of the deciding rule (-1: default deny). */
+export interface RbacDecision {
+  allowed: boolean;
+  rule: number;
 }
 
-/** Read a dotted claim path ("realm_access.roles") from verified claims. */
-function claimAt(claims: Record<string, unknown> | undefined, path: string): unknown {
+/** A compiled policy: evaluate a request against it without any per-request compilation. */
+export interface CompiledPolicy {
+  readonly name: string;
+  readonly shadow: boolean;
+  evaluate(ctx: RequestContext): RbacDecision;
+}
+
+const ALLOW_NONE: RbacDecision = Object.freeze({ allowed: false, rule: -1 });
+
+/**
+ * Compile a policy. A rule matches when any of its principals AND any of its permissions match.
+ * Deny rules are checked first and win; then the first matching allow rule allows; no match is a
+ * deny (default deny once a policy is attached).
+ */
+export function compilePolicy(policy: RbacPolicyConfig): CompiledPolicy {
+  const rules = policy.rules.map((r, index) => {
+    const principals = r.principals.map(principalTest);
+    const permissions = r.permissions.map(permissionTest);
+    const test: Test = (ctx) => some(principals, ctx) && some(permissions, ctx);
+    return { deny: r.action === 'deny', test, decision: Object.freeze({ allowed: r.action === 'allow', rule: index }) };
+  });
+  const ordered = [...rules.filter((r) => r.deny), ...rules.filter((r) => !r.deny)];
+  return {
+    name: policy.name,
+    shadow: policy.shadow,
+    evaluate(ctx) {
+      for (const r of ordered) if (r.test(ctx)) return r.decision;
+      return ALLOW_NONE;
+    },
+  };
+}
+
+function some(tests: readonly Test[], ctx: RequestContext): boolean {
+  for (const t of tests) if (t(ctx)) return true;
+  return false;
+}
+
+/** One principal (the schema guarantees exactly one key). */
+export function principalTest(p: PrincipalConfig): Test {
+  if (p.spiffeId !== undefined) {
+    const m = compileGlob(p.spiffeId);
+    return (ctx) => ctx.peer?.spiffeId !== undefined && m(ctx.peer.spiffeId);
+  }
+  if (p.claim) return claimTest(p.claim);
+  if (p.consumer !== undefined) {
+    const m = compileGlob(p.consumer);
+    return (ctx) => ctx.consumer !== undefined && m(ctx.consumer);
+  }
+  if (p.sourceCidr !== undefined) {
+    const m = compileCidr(p.sourceCidr);
+    return (ctx) => m(ctx.clientIp);
+  }
+  if (p.authenticated) return (ctx) => ctx.claims !== undefined || ctx.consumer !== undefined || ctx.peer !== undefined;
+  if (p.any) return () => true;
+  return () => false; // unreachable with a validated config; fail closed
+}
+
+type ClaimMatch = NonNullable<PrincipalConfig['claim']>;
+
+/**
+ * Claim principal over verified JWT claims. The claim is found by exact name first (URL-like names
+ * contain dots), else by dotted path. `equals`: a scalar equal to the value. `contains`: an array
+ * holding the value, or a space-delimited string (OAuth `scope`) with it as a token. `in`: a scalar
+ * among the values. Numbers and booleans compare by their text.
+ */
+function claimTest(c: ClaimMatch): Test {
+  const path = c.name.split('.');
+  const set = c.in ? new Set(c.in) : undefined;
+  return (ctx) => {
+    const claims = ctx.claims;
+    if (!claims) return false;
+    const v = lookup(claims, c.name, path);
+    if (c.equals !== undefined) return isScalar(v) && String(v) === c.equals;
+    if (set) return isScalar(v) && set.has(String(v));
+    if (c.contains !== undefined) {
+      if (Array.isArray(v)) return v.some((x) => isScalar(x) && String(x) === c.contains);
+      return typeof v === 'string' && hasToken(v, c.contains);
+    }
+    return false;
+  };
+}
+
+function lookup(claims: Record<string, unknown>, name: string, path: readonly string[]): unknown {
+  if (Object.hasOwn(claims, name)) return claims[name];
   let v: unknown = claims;
-  for (const part of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
+  for (const part of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
   return v;
 }
 
-function principalTest(p: Principal): Test {
-  const tests: Test[] = [];
-  if (p.spiffeId !== undefined) {
-    const re = globToRegex(p.spiffeId);
-    tests.push((ctx) => ctx.peer?.spiffeId !== undefined && re.test(ctx.peer.spiffeId));
-  }
-  if (p.claim) tests.push(claimTest(p.claim));
-  if (p.consumer !== undefined) tests.push((ctx) => ctx.consumer === p.consumer);
-  if (p.sourceCidr !== undefined) tests.push(cidrTest(p.sourceCidr));
-  if (p.authenticated) tests.push((ctx) => ctx.claims !== undefined || ctx.consumer !== undefined || ctx.peer !== undefined);
-  if (tests.length === 0) return () => Boolean(p.any);
-  return (ctx) => tests.every((t) => t(ctx));
+function isScalar(v: unknown): v is string | number | boolean {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
 }
 
-function claimTest(c: NonNullable<Principal['claim']>): Test {
+/** "read admin write" has token "admin" (not "adm"). */
+function hasToken(s: string, token: string): boolean {
+  let at = s.indexOf(token);
+  while (at !== -1) {
+    const end = at + token.length;
+    if ((at === 0 || s[at - 1] === ' ') && (end === s.length || s[end] === ' ')) return true;
+    at = s.indexOf(token, at + 1);
+  }
+  return false;
+}
+
+/** One permission: every field given must match (methods AND paths AND all headers). */
+export function permissionTest(p: PermissionConfig): Test {
+  const methods = p.methods ? new Set(p.methods.map((m) => m.toUpperCase())) : undefined;
+  const paths = p.paths ? compileGlobs(p.paths) : undefined;
+  const headers = (p.headers ?? []).map(headerTest);
   return (ctx) => {
-    const v = claimAt(ctx.claims, c.name);
-    if (v === undefined) return false;
-    const values = Array.isArray(v) ? v.map(String) : typeof v === 'string' && c.contains !== undefined ? v.split(' ') : [String(v)];
-    if (c.equals !== undefined && !(values.length === 1 && values[0] === c.equals)) return false;
-    if (c.contains !== undefined && !values.includes(c.contains)) return false;
-    if (c.in !== undefined && !values.some((x) => c.in!.includes(x))) return false;
+    if (methods && !methods.has(ctx.method)) return false;
+    if (paths && !paths(ctx.path)) return false;
+    for (const h of headers) if (!h(ctx)) return false;
     return true;
   };
 }
 
-function cidrTest(cidr: string): Test {
-  const [ip, bits] = cidr.split('/');
-  const list = new BlockList();
-  const family = isIPv4(ip) ? 'ipv4' : 'ipv6';
-  list.addSubnet(ip, Number(bits ?? (family === 'ipv4' ? 32 : 128)), family);
+function headerTest(h: NonNullable<PermissionConfig['headers']>[number]): Test {
+  const name = h.name.toLowerCase();
+  const one = (v: string) => (h.exact !== undefined ? v === h.exact : h.prefix !== undefined ? v.startsWith(h.prefix) : true);
   return (ctx) => {
-    try {
-      return list.check(ctx.clientIp, isIPv4(ctx.clientIp) ? 'ipv4' : 'ipv6');
-    } catch {
-      return false;
-    }
+    const raw = ctx.headers[name];
+    if (h.present !== undefined) return (raw !== undefined) === h.present;
+    if (raw === undefined) return false;
+    return Array.isArray(raw) ? raw.some(one) : one(raw);
   };
 }
 
-function permissionTest(p: Permission): Test {
-  const methods = p.methods ? new Set(p.methods.map((m) => m.toUpperCase())) : undefined;
-  const paths = p.paths?.map(globToRegex);
-  const headers = (p.headers ?? []).map((h) => {
-    const name = h.name.toLowerCase();
-    return (ctx: RequestContext) => {
-      const raw = ctx.headers[name];
-      const v = Array.isArray(raw) ? raw.join(',') : raw;
-      if (h.exact !== undefined) return v === h.exact;
-      if (h.prefix !== undefined) return v !== undefined && v.startsWith(h.prefix);
-      return (v !== undefined) === (h.present ?? true);
-    };
-  });
-  return (ctx) => (!methods || methods.has(ctx.method)) && (!paths || paths.some((re) => re.test(ctx.path))) && headers.every((t) => t(ctx));
-}
-
 /**
- * One RBAC policy, compiled once per snapshot. A rule matches when any of its principals and any of
- * its permissions match. Deny rules win over allow rules; when no rule allows, the request is denied
- * (403). In shadow mode the decision is only logged and counted. Paths are the normalized path, so
- * `/admin/../public` or `/%61dmin` are judged as what they are.
+ * The RBAC filter of a route, compiled once per snapshot. 403 when denied; in shadow mode the
+ * decision is only logged and counted (`meridian_rbac_decisions_total{shadow="true"}`) and the
+ * request continues. Paths are the normalized path, so `/admin/../public` or `/%61dmin` are judged
+ * as what they are.
  */
 export function createRbacFilter(policy: RbacPolicyConfig, logger: Logger): Filter {
-  const rules = policy.rules.map((r) => {
-    const principals = r.principals.map(principalTest);
-    const permissions = r.permissions.map(permissionTest);
-    return { deny: r.action === 'deny', test: (ctx: RequestContext) => principals.some((t) => t(ctx)) && permissions.some((t) => t(ctx)) };
-  });
+  const compiled = compilePolicy(policy);
   const shadow = String(policy.shadow);
-  const counters = { allow: decisions.labels(policy.name, 'allow', shadow), deny: decisions.labels(policy.name, 'deny', shadow) };
+  const allowCount = decisions.labels(policy.name, 'allow', shadow);
+  const denyCount = decisions.labels(policy.name, 'deny', shadow);
   return {
     name: 'rbac',
     onRequest(ctx) {
-      const denied = rules.some((r) => r.deny && r.test(ctx)) || !rules.some((r) => !r.deny && r.test(ctx));
-      counters[denied ? 'deny' : 'allow'].inc();
-      if (!denied) return undefined;
-      if (policy.shadow) {
-        logger.info({ policy: policy.name, path: ctx.path, method: ctx.method, shadow: true }, 'rbac would deny');
+      const d = compiled.evaluate(ctx);
+      if (d.allowed) {
+        allowCount.inc();
         return undefined;
       }
-      return { status: 403, code: 'forbidden', body: 'forbidden\n' };
+      denyCount.inc();
+      const who = { policy: policy.name, rule: d.rule, method: ctx.method, path: ctx.path, spiffeId: ctx.peer?.spiffeId, consumer: ctx.consumer, sub: ctx.claims?.sub, requestId: ctx.requestId };
+      if (policy.shadow) {
+        logger.info({ ...who, shadow: true }, 'rbac would deny (shadow)');
+        return undefined;
+      }
+      logger.info(who, 'rbac denied');
+      return FORBIDDEN;
     },
   };
 }
