@@ -5,6 +5,8 @@ import { Primary } from './primary.js';
 import { parseDuration } from '../config/duration.js';
 import { AdminServer } from '../control/admin/server.js';
 import { HealthControl } from './health-control.js';
+import { registerLocalRateLimitServer } from '../filters/ratelimit/local-store.js';
+import { RedisHealth } from '../filters/ratelimit/redis-health.js';
 import { systemClock, systemRng } from '../common/clock.js';
 
 export interface GatewayOptions {
@@ -48,8 +50,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
   primary.beforePublish = (config) => health.reconcile(config);
   await health.reconcile(current.config);
+  registerLocalRateLimitServer(primary.rpc, systemClock);
   await primary.startWorkers(current.config);
   const admin = new AdminServer(primary);
+  const redisHealth = new RedisHealth();
+  admin.readiness.push(() => redisHealth.status(primary.current.config));
   admin.hostDetails.push((cluster, address) => health.details(cluster, address));
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
@@ -69,6 +74,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
     await admin.close();
     health.stop();
+    redisHealth.stop();
   };
   return { primary, admin, addresses, reload, stop };
 }

@@ -9,6 +9,11 @@ import { ApiKeySet } from '../filters/authn/api-key.js';
 import { createAuthnFilter } from '../filters/authn/filter.js';
 import { createRbacFilter } from '../filters/authz/rbac.js';
 import { logger } from '../observability/logger.js';
+import { systemClock } from '../common/clock.js';
+import { createLocalStore } from '../filters/ratelimit/local-store.js';
+import { connectRedis, createRedisStore } from '../filters/ratelimit/redis-store.js';
+import { compilePolicy, createRateLimitFilter } from '../filters/ratelimit/filter.js';
+import type { LeasingStore } from '../filters/ratelimit/leasing-store.js';
 
 /** The load balancer used by every cluster: priority/locality math plus the configured policy. */
 export const lbFactory: LbFactory = createLoadBalancer;
@@ -31,12 +36,41 @@ function providersOf(config: Config): Map<string, Provider> {
 
 /** Build a route's filter chain in phase order: authn -> authz -> rate limit. */
 export function filterBuilder(rpc: RpcChannel): FilterBuilder {
-  void rpc;
+  const stores = new RateLimitStores(rpc);
   return (route, config) => {
     const filters: Filter[] = [];
     const log = logger.child({ route: route.name });
     if (route.auth?.length) filters.push(createAuthnFilter(route.name, route.auth.map((n) => providersOf(config).get(n)!), log));
     if (route.rbac) filters.push(createRbacFilter(config.rbac.find((p) => p.name === route.rbac)!, log));
+    if (route.rateLimits?.length) {
+      const policies = route.rateLimits.map((n) => config.rateLimits.find((p) => p.name === n)!);
+      filters.push(createRateLimitFilter(policies.map((p) => compilePolicy(p, stores.for(p, config)))));
+    }
     return filters;
   };
+}
+
+/**
+ * The worker's rate-limit stores: one local (leasing from the primary) and one per Redis
+ * configuration, kept across snapshots so buckets, leases and connections survive reloads.
+ */
+class RateLimitStores {
+  readonly #local: LeasingStore;
+  #redis: { key: string; client: ReturnType<typeof connectRedis>; store: LeasingStore } | undefined;
+
+  constructor(rpc: RpcChannel) {
+    this.#local = createLocalStore(rpc, systemClock);
+  }
+
+  for(policy: Config['rateLimits'][number], config: Config): LeasingStore {
+    if (policy.store === 'local') return this.#local;
+    const cfg = config.redis!;
+    const key = JSON.stringify(cfg);
+    if (this.#redis?.key !== key) {
+      this.#redis?.client.disconnect();
+      const client = connectRedis(cfg);
+      this.#redis = { key, client, store: createRedisStore(client, cfg, systemClock) };
+    }
+    return this.#redis.store;
+  }
 }

@@ -1,0 +1,138 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import autocannon from 'autocannon';
+import { request, Agent } from 'undici';
+import { spawnGateway, startInProcess, baseConfig, waitFor } from '../helpers/gateway.js';
+import { startUpstream, okHandler } from '../helpers/upstream.js';
+import { startRedis } from '../helpers/redis-server.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!().catch(() => {});
+});
+
+async function upstream() {
+  const up = await startUpstream(okHandler('up'));
+  cleanup.push(() => up.close());
+  return up;
+}
+
+function limited(upAddress: string, policy: Record<string, unknown>, extra: Record<string, unknown> = {}, workers = 2) {
+  return baseConfig({
+    gateway: { name: 'rl', workers, accessLog: { enabled: false } },
+    rateLimits: [{ name: 'per-client', key: [{ value: 'all' }], limit: { requests: 100, per: '1s' }, ...policy }],
+    routes: [{ name: 'api', match: { path: { prefix: '/' } }, cluster: 'up', rateLimits: ['per-client'] }],
+    clusters: [{ name: 'up', endpoints: [{ address: upAddress }] }],
+    ...extra,
+  });
+}
+
+const run = (url: string, seconds = 5) => autocannon({ url, connections: 10, duration: seconds });
+/** Bucket starts full (burst 100) and refills 100/s: over 5 s the limit admits 600. */
+const EXPECTED = 600;
+
+describe('rate limiting', () => {
+  it('a 2-worker gateway with the local store admits the limit within 5 %', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(limited(up.address, { store: 'local' }));
+    cleanup.push(() => gw.stop());
+    const r = await run(`${gw.url}/x`);
+    const admitted = r['2xx'];
+    expect(Math.abs(admitted - EXPECTED) / EXPECTED).toBeLessThanOrEqual(0.05);
+    expect(r.non2xx).toBeGreaterThan(1000);
+  });
+
+  it('two gateways sharing one Redis enforce one global limit within 5 %', async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const up = await upstream();
+    const cfg = limited(up.address, { store: 'redis' }, { redis: { url: redis.url, timeout: '100ms' } }, 1);
+    const a = await spawnGateway(cfg);
+    cleanup.push(() => a.stop());
+    const b = await spawnGateway(cfg);
+    cleanup.push(() => b.stop());
+    const [ra, rb] = await Promise.all([run(`${a.url}/x`), run(`${b.url}/x`)]);
+    const admitted = ra['2xx'] + rb['2xx'];
+    expect(Math.abs(admitted - EXPECTED) / EXPECTED).toBeLessThanOrEqual(0.05);
+    expect(ra['2xx']).toBeGreaterThan(100);
+    expect(rb['2xx']).toBeGreaterThan(100);
+  });
+
+  it('answers 429 with Retry-After and the draft RateLimit headers', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(limited(up.address, { limit: { requests: 2, per: '10s' }, headersOnSuccess: true }, {}, 1));
+    cleanup.push(() => gw.stop());
+    const first = await request(`${gw.url}/x`);
+    await first.body.dump();
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['ratelimit-policy']).toBe('"per-client";q=2;w=10');
+    expect(first.headers.ratelimit).toMatch(/^"per-client";r=\d+;t=10$/);
+    await (await request(`${gw.url}/x`)).body.dump();
+    const before = up.requests.length;
+    const third = await request(`${gw.url}/x`);
+    expect(third.statusCode).toBe(429);
+    expect(third.headers['x-meridian-error']).toBe('rate_limited');
+    expect(Number(third.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(Number(third.headers['retry-after'])).toBeLessThanOrEqual(5);
+    expect(third.headers.ratelimit).toMatch(/^"per-client";r=0;t=\d+$/);
+    await third.body.dump();
+    expect(up.requests.length).toBe(before);
+  });
+
+  it('applies per-key overrides (a gold consumer gets 10x)', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(limited(up.address, {
+      key: [{ header: 'x-tenant' }], limit: { requests: 2, per: '10s' }, overrides: [{ match: 'gold-*', limit: { requests: 20, per: '10s' } }],
+    }, {}, 1));
+    cleanup.push(() => gw.stop());
+    const count = async (tenant: string) => {
+      let ok = 0;
+      for (let i = 0; i < 30; i++) {
+        const r = await request(`${gw.url}/x`, { headers: { 'x-tenant': tenant } });
+        await r.body.dump();
+        if (r.statusCode === 200) ok++;
+      }
+      return ok;
+    };
+    expect(await count('basic-1')).toBe(2);
+    expect(await count('gold-1')).toBe(20);
+    // Without the key header the policy does not apply (onMissingKey: skip).
+    expect((await request(`${gw.url}/x`)).statusCode).toBe(200);
+  });
+
+  for (const mode of ['open', 'closed'] as const) {
+    it(`follows failureMode ${mode} when Redis dies, answers within the timeout, and recovers when it returns`, async () => {
+      const redis = await startRedis();
+      cleanup.push(() => redis.stop());
+      const up = await upstream();
+      const gw = await startInProcess(limited(up.address, { store: 'redis', failureMode: mode, limit: { requests: 5, per: '10s' } }, { redis: { url: redis.url, timeout: '50ms' } }, 1));
+      cleanup.push(() => gw.stop());
+      const agent = new Agent();
+      const statuses = async (n: number) => {
+        const out: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const t0 = Date.now();
+          const r = await request(`${gw.url}/x`, { dispatcher: agent });
+          await r.body.dump();
+          expect(Date.now() - t0).toBeLessThan(500);
+          out.push(r.statusCode);
+        }
+        return out;
+      };
+      const healthy = await statuses(8);
+      expect(healthy.filter((s) => s === 429).length).toBeGreaterThan(0);
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 150)); // outlive the 100 ms lease
+      const during = await statuses(10);
+      expect(during).toEqual(Array(10).fill(mode === 'open' ? 200 : 503));
+      const ready = await (await request(`${gw.admin}/ready`)).body.json() as { redis?: string };
+      await waitFor(async () => ((await (await request(`${gw.admin}/ready`)).body.json()) as { redis?: string }).redis === 'down', 3000);
+      void ready;
+      await redis.restart();
+      await waitFor(async () => (await statuses(1))[0] === 200 || mode === 'open', 5000);
+      // Recovered without a gateway restart: the limit applies again (a fresh Redis has full buckets).
+      const after = await waitFor(async () => { const s = await statuses(10); return s.includes(429) ? s : undefined; }, 8000);
+      expect(after.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+      await agent.close();
+    });
+  }
+});
