@@ -43,6 +43,7 @@ export class Primary {
   #queryId = 0;
   readonly #handlers: Array<(msg: ToPrimary, worker: number) => void> = [];
   #workerCount = 1;
+  #drain: { deadlineMs: number; drained: Set<number>; done: Promise<void>; check: () => void } | undefined;
   #stopping = false;
 
   constructor(opts: PrimaryOptions) {
@@ -107,7 +108,13 @@ export class Primary {
   }
 
   #onMessage(link: WorkerLink, msg: ToPrimary) {
-    if (msg.t === 'booted') {
+    if (msg.t === 'drained') {
+      this.#drain?.drained.add(link.id);
+      this.#drain?.check();
+    } else if (msg.t === 'booted' && this.#drain) {
+      // A worker that boots during a drain (a replacement forked just before) only needs to stop.
+      link.send({ t: 'drain', deadlineMs: this.#drain.deadlineMs });
+    } else if (msg.t === 'booted') {
       link.send({ t: 'snapshot', version: this.current.version, config: this.current.config });
       link.send({ t: 'overlay', overlay: this.overlay });
     } else if (msg.t === 'applied') {
@@ -137,6 +144,7 @@ export class Primary {
   #forget(id: number) {
     this.#applied.delete(id);
     this.#checkPending();
+    this.#drain?.check();
   }
 
   #checkPending() {
@@ -214,14 +222,14 @@ export class Primary {
 
   /** Drain every worker (stop accepting, finish in-flight up to the deadline). */
   async drain(deadlineMs: number): Promise<void> {
+    if (this.#drain) return this.#drain.done;
     this.#stopping = true;
-    const drained = new Promise<void>((resolve) => {
-      let left = this.links.size;
-      if (left === 0) return resolve();
-      this.onWorkerMessage((m) => { if (m.t === 'drained' && --left === 0) resolve(); });
-    });
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    this.#drain = { deadlineMs, drained: new Set(), done, check: () => { if ([...this.links.keys()].every((id) => this.#drain!.drained.has(id))) resolve(); } };
     this.broadcast({ t: 'drain', deadlineMs });
-    await Promise.race([drained, new Promise((r) => setTimeout(r, deadlineMs + 2000))]);
+    this.#drain.check();
+    await Promise.race([done, new Promise((r) => setTimeout(r, deadlineMs + 2000).unref())]);
   }
 }
 

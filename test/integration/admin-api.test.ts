@@ -1,0 +1,229 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import autocannon from 'autocannon';
+import { WebSocketServer, WebSocket } from 'ws';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request, Agent } from 'undici';
+import { spawnGateway, startInProcess, baseConfig, waitFor, writeConfig, MAIN, REPO } from '../helpers/gateway.js';
+import { startUpstream, okHandler } from '../helpers/upstream.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!().catch(() => {});
+});
+
+async function upstream(name = 'up') {
+  const up = await startUpstream(okHandler(name));
+  cleanup.push(() => up.close());
+  return up;
+}
+
+const json = async (r: Awaited<ReturnType<typeof request>>) => JSON.parse(await r.body.text());
+
+function cfg(upAddress: string, extra: Record<string, unknown> = {}) {
+  return baseConfig({
+    gateway: { name: 'adm', workers: 2, accessLog: { enabled: false } },
+    routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'up' }],
+    clusters: [{ name: 'up', endpoints: [{ address: upAddress }] }],
+    ...extra,
+  });
+}
+
+function workerPids(primary: number): number[] {
+  return execFileSync('ps', ['-o', 'pid=', '--ppid', String(primary)]).toString().split('\n').map((s) => Number(s.trim())).filter(Boolean);
+}
+
+describe('management API on a 2-worker gateway', () => {
+  it('applies changes to every worker under load with zero non-2xx, keeping a WebSocket open', async () => {
+    const up = await upstream('v1');
+    const up2 = await upstream('v2');
+    const wsHttp = http.createServer();
+    const wss = new WebSocketServer({ server: wsHttp });
+    wss.on('connection', (s) => s.on('message', (m) => s.send(`echo:${m}`)));
+    await new Promise<void>((r) => wsHttp.listen(0, '127.0.0.1', r));
+    cleanup.push(async () => { wss.close(); wsHttp.close(); });
+    const gw = await spawnGateway(cfg(up.address, {
+      routes: [{ name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' }, { name: 'app', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }, { name: 'ws', endpoints: [{ address: `127.0.0.1:${(wsHttp.address() as AddressInfo).port}` }] }],
+    }));
+    cleanup.push(() => gw.stop());
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/ws`);
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    let wsClosed = false;
+    ws.on('close', () => (wsClosed = true));
+    const load = autocannon({ url: `${gw.url}/load`, connections: 10, duration: 3 });
+    await new Promise((r) => setTimeout(r, 700));
+    const put = await request(`${gw.admin}/clusters/up/endpoints/${up2.address}`, { method: 'PUT', body: '{}' });
+    expect(put.statusCode).toBe(200);
+    const { version } = await json(put);
+    const route = await request(`${gw.admin}/routes/new`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: '/new' } }, directResponse: { status: 200, body: 'new route' } }) });
+    expect(route.statusCode).toBe(201);
+    expect((await json(route)).version).toBe(version + 1);
+    // "Live when the call returns": fresh connections (either worker) all see the new route.
+    for (let i = 0; i < 30; i++) {
+      const a = new Agent();
+      const r = await request(`${gw.url}/new`, { dispatcher: a });
+      expect(await r.body.text()).toBe('new route');
+      await a.close();
+    }
+    const result = await load;
+    expect(result.non2xx).toBe(0);
+    expect(result.errors).toBe(0);
+    const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
+    ws.send('still here');
+    expect(await reply).toBe('echo:still here');
+    expect(wsClosed).toBe(false);
+    ws.close();
+  });
+
+  it('persists a change across a restart and keeps the version history', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address));
+    const put = await request(`${gw.admin}/routes/kept`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: '/kept' } }, directResponse: { status: 200, body: 'kept' } }) });
+    expect(put.statusCode).toBe(201);
+    expect(await gw.stop()).toBe(0);
+    const again = await spawnGateway(gw.configFile, { stateDir: gw.stateDir });
+    cleanup.push(() => again.stop());
+    expect(await (await request(`${again.url}/kept`)).body.text()).toBe('kept');
+    const versions = await json(await request(`${again.admin}/config/versions`));
+    expect(versions.map((v: { version: number }) => v.version)).toEqual([1, 2]);
+    expect(versions.at(-1).current).toBe(true);
+  });
+
+  it('leaves the old or the new state file after kill -9 of the primary during writes, never a torn one', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'k9', workers: 1, accessLog: { enabled: false } } }));
+    const acked: number[] = [];
+    let n = 0;
+    const writer = (async () => {
+      for (;;) {
+        try {
+          const r = await request(`${gw.admin}/routes/r${n++}`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: `/r${n}` } }, directResponse: { status: 200 } }) });
+          acked.push((await json(r)).version);
+        } catch {
+          return;
+        }
+      }
+    })();
+    await waitFor(() => acked.length >= 5, 10000);
+    gw.kill('SIGKILL');
+    await writer;
+    await gw.exited;
+    const state = JSON.parse(readFileSync(join(gw.stateDir, 'state.json'), 'utf8')) as { current: number };
+    const last = acked.at(-1)!;
+    expect([last, last + 1]).toContain(state.current);
+    const again = await spawnGateway(gw.configFile, { stateDir: gw.stateDir });
+    cleanup.push(() => again.stop());
+    expect(again.ready.version).toBe(state.current);
+  });
+});
+
+describe('management API contract', () => {
+  it('rejects invalid input with field paths and keeps the old config serving', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'v', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const before = await request(`${gw.admin}/config`);
+    const etag = before.headers.etag;
+    const config = await json(before);
+    config.clusters[0].endpoints[0].address = 'not-an-address';
+    const bad = await request(`${gw.admin}/config`, { method: 'PUT', body: JSON.stringify(config) });
+    expect(bad.statusCode).toBe(400);
+    expect((await json(bad)).errors).toContainEqual({ path: 'clusters[0].endpoints[0].address', message: 'expected host:port' });
+    const badCluster = await request(`${gw.admin}/clusters/up`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: '1.2.3.4:80', weight: 0 }] }) });
+    expect(badCluster.statusCode).toBe(400);
+    expect((await json(badCluster)).errors[0].path).toBe('clusters[0].endpoints[0].weight');
+    const dangling = await request(`${gw.admin}/clusters/up`, { method: 'DELETE' });
+    expect(dangling.statusCode).toBe(400);
+    expect((await json(dangling)).errors[0]).toEqual({ path: 'routes[0].cluster', message: 'unknown cluster "up"' });
+    expect((await request(`${gw.admin}/config`)).headers.etag).toBe(etag);
+    expect((await request(`${gw.url}/x`)).statusCode).toBe(200);
+    const validate = await request(`${gw.admin}/config/validate`, { method: 'POST', body: JSON.stringify(config) });
+    expect(validate.statusCode).toBe(400);
+    expect((await json(validate)).valid).toBe(false);
+  });
+
+  it('refuses a stale If-Match with 412 and accepts the current one', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'e', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const body = JSON.stringify({ match: { path: { exact: '/a' } }, directResponse: { status: 200 } });
+    const stale = await request(`${gw.admin}/routes/a`, { method: 'PUT', headers: { 'if-match': '"99"' }, body });
+    expect(stale.statusCode).toBe(412);
+    await stale.body.dump();
+    const ok = await request(`${gw.admin}/routes/a`, { method: 'PUT', headers: { 'if-match': '"1"' }, body });
+    expect(ok.statusCode).toBe(201);
+    expect(ok.headers.etag).toBe('"2"');
+    await ok.body.dump();
+  });
+
+  it('rolls back to an earlier version as a new version', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'rb', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    await (await request(`${gw.admin}/routes/temp`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: '/temp' } }, directResponse: { status: 200, body: 'temp' } }) })).body.dump();
+    expect(await (await request(`${gw.url}/temp`)).body.text()).toBe('temp');
+    const rb = await request(`${gw.admin}/config/rollback`, { method: 'POST', body: JSON.stringify({ version: 1 }) });
+    expect(await json(rb)).toMatchObject({ version: 3, restored: 1 });
+    expect((await request(`${gw.url}/temp`)).statusCode).toBe(200); // falls to the catch-all route again
+    expect((await json(await request(`${gw.admin}/routes`))).map((r: { name: string }) => r.name)).toEqual(['app']);
+  });
+
+  it('enforces the admin token: 401 without, 403 wrong, 200 right; the ops listener needs none and serves only probes and metrics', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 't', workers: 1, accessLog: { enabled: false } }, admin: { address: '127.0.0.1:0', token: 's3cret-token', opsAddress: '127.0.0.1:0' } }));
+    cleanup.push(() => gw.stop());
+    expect((await request(`${gw.admin}/config`)).statusCode).toBe(401);
+    expect((await request(`${gw.admin}/config`, { headers: { authorization: 'Bearer wrong-token' } })).statusCode).toBe(403);
+    expect((await request(`${gw.admin}/config`, { headers: { authorization: 'Bearer s3cret-token' } })).statusCode).toBe(200);
+    const ops = `http://${gw.gw.addresses.ops}`;
+    expect((await request(`${ops}/ready`)).statusCode).toBe(200);
+    expect((await request(`${ops}/metrics`)).statusCode).toBe(200);
+    expect((await request(`${ops}/config`)).statusCode).toBe(404);
+    expect((await request(`${ops}/routes/x`, { method: 'DELETE' })).statusCode).toBe(404);
+  });
+
+  it('refuses to start on a non-loopback admin address without a token', () => {
+    const file = writeConfig(baseConfig({ admin: { address: '0.0.0.0:0' } }));
+    const r = spawnSync(process.execPath, [MAIN, 'start', '-c', file, '--state-dir', join(file, '..', 'st')], { cwd: REPO, encoding: 'utf8', timeout: 15000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toContain('admin.address');
+  });
+
+  it('aggregates /metrics over both workers and still answers while a worker restarts', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address));
+    cleanup.push(() => gw.stop());
+    for (let i = 0; i < 40; i++) {
+      const a = new Agent();
+      await (await request(`${gw.url}/m`, { dispatcher: a })).body.dump();
+      await a.close();
+    }
+    const text = await (await request(`${gw.admin}/metrics`)).body.text();
+    const line = text.split('\n').find((l) => l.startsWith('meridian_downstream_rq_total{') && l.includes('route="app"') && l.includes('2xx'));
+    expect(Number(line!.split(' ').at(-1))).toBe(40);
+    const [victim] = workerPids(gw.proc.pid!);
+    process.kill(victim, 'SIGKILL');
+    const during = await request(`${gw.admin}/metrics`);
+    expect(during.statusCode).toBe(200);
+    await during.body.dump();
+  });
+
+  it('updates and removes endpoints and shows an admin health override in the cluster status', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'ep', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    await (await request(`${gw.admin}/clusters/up/endpoints/127.0.0.1:9`, { method: 'PUT', body: JSON.stringify({ weight: 3 }) })).body.dump();
+    await (await request(`${gw.admin}/clusters/up/endpoints/${up.address}/health`, { method: 'POST', body: JSON.stringify({ status: 'draining' }) })).body.dump();
+    const status = await json(await request(`${gw.admin}/clusters/up/status`));
+    expect(status.endpoints.map((e: { address: string; weight: number; flags: string[] }) => [e.address, e.weight, e.flags])).toEqual([[up.address, 1, ['draining']], ['127.0.0.1:9', 3, []]]);
+    const del = await request(`${gw.admin}/clusters/up/endpoints/127.0.0.1:9`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(200);
+    await del.body.dump();
+    expect((await json(await request(`${gw.admin}/clusters/up`))).endpoints).toHaveLength(1);
+    expect((await request(`${gw.admin}/clusters/up/endpoints/9.9.9.9:9`, { method: 'DELETE' })).statusCode).toBe(404);
+  });
+});
