@@ -6,9 +6,11 @@ import { loadConfigFile } from './config/load.js';
 import { startGateway, StartupError } from './process/gateway.js';
 import { runForkedWorker } from './process/forked-worker.js';
 import { logger } from './observability/logger.js';
+import { HubStartupError, startHub } from './hub/control-plane.js';
 
 const USAGE = `usage: meridian <command> [options]
   start -c FILE [--state-dir DIR]   run the gateway (the config file seeds the state on first start)
+  control-plane -c FILE [--state-dir DIR]   run the management server (hub) for a fleet of gateways
   validate -c FILE                  check a config file; exit 1 with every error's path
   version                           print the version`;
 
@@ -32,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
     for (const e of r.errors) console.error(`${e.path}: ${e.message}`);
     return 1;
   }
+  if (command === 'control-plane') return runHub(values.config, values['state-dir']!);
   if (command !== 'start') return void console.error(USAGE), 2;
   return runStart(values.config, values['state-dir']!);
 }
@@ -57,6 +60,23 @@ async function runStart(configFile: string, stateDir: string): Promise<number> {
   process.once('SIGINT', shutdown);
   // Logged only once signals are handled, so whoever waits for "ready" can send SIGHUP at once.
   logger.info({ version: running.primary.current.version, ...running.addresses }, 'ready');
+  return -1;
+}
+
+async function runHub(configFile: string, stateDir: string): Promise<number> {
+  let hub;
+  try {
+    hub = await startHub({ configFile, stateDir });
+  } catch (e) {
+    if (!(e instanceof HubStartupError)) throw e;
+    for (const err of e.errors) logger.error({ path: err.path }, err.message);
+    return 1;
+  }
+  const running = hub;
+  const shutdown = () => void running.stop().then(() => process.exit(0));
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+  logger.info({ address: running.address, version: running.store.current!.version }, 'ready');
   return -1;
 }
 

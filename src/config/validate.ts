@@ -1,3 +1,4 @@
+import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SetErrorFunction, DefaultErrorFunction } from '@sinclair/typebox/errors';
 import { ConfigSchema, type Config } from './schema/index.js';
@@ -34,7 +35,7 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   const substituted = substituteEnv(structuredClone(input ?? {}), env, '', envErrors);
   if (envErrors.length) return { ok: false, errors: envErrors };
   const withDefaults = Value.Default(ConfigSchema, substituted);
-  const schemaErrors = collectSchemaErrors(withDefaults);
+  const schemaErrors = collectSchemaErrors(ConfigSchema, withDefaults);
   if (schemaErrors.length) return { ok: false, errors: schemaErrors };
   const config = withDefaults as Config;
   const refErrors = checkReferences(config);
@@ -42,10 +43,11 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   return { ok: true, config: deepFreeze(config) };
 }
 
-function collectSchemaErrors(value: unknown): ConfigError[] {
+/** Every schema violation with its field path (the first message per path). */
+export function collectSchemaErrors(schema: TSchema, value: unknown): ConfigError[] {
   const seen = new Set<string>();
   const errors: ConfigError[] = [];
-  for (const e of Value.Errors(ConfigSchema, value)) {
+  for (const e of Value.Errors(schema, value)) {
     const path = pointerToPath(e.path);
     // A failed union reports each branch too; keep the first, most readable message per path.
     if (seen.has(path)) continue;

@@ -8,6 +8,7 @@ import { HealthControl } from './health-control.js';
 import { registerLocalRateLimitServer } from '../filters/ratelimit/local-store.js';
 import { RedisHealth } from '../filters/ratelimit/redis-health.js';
 import { systemClock, systemRng } from '../common/clock.js';
+import { ManagedGateway } from '../control/managed/managed-gateway.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -46,7 +47,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await primary.store.commit(loaded.config, 'file');
   }
   const current = primary.current;
-  const health = new HealthControl((overlay) => primary.setOverlay(overlay), systemClock, systemRng);
+  let managed: ManagedGateway | undefined;
+  const health = new HealthControl((overlay) => {
+    primary.setOverlay(overlay);
+    void managed?.client.reportNow();
+  }, systemClock, systemRng);
   primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
   primary.beforePublish = (config) => health.reconcile(config);
   await health.reconcile(current.config);
@@ -58,23 +63,42 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   admin.hostDetails.push((cluster, address) => health.details(cluster, address));
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
+  managed = await followManagementServer(primary, admin, opts.stateDir);
   const reload = async () => {
     const loaded = await loadConfigFile(opts.configFile);
     if (!loaded.ok) {
       logger.error({ errors: loaded.errors }, 'config reload rejected; previous config stays live');
       return { ok: false, errors: loaded.errors };
     }
-    const { version, changed } = await primary.store.commit(loaded.config, 'file');
+    const next = managed ? managed.overlay(loaded.config) : loaded;
+    if (!next.ok) {
+      logger.error({ errors: next.errors }, 'config reload rejected with the managed resources laid over it; previous config stays live');
+      return { ok: false, errors: next.errors };
+    }
+    const { version, changed } = await primary.store.commit(next.config, 'file');
     if (changed) await primary.publish(version);
     logger.info({ version: version.version, changed }, 'config reloaded');
     return { ok: true, version: version.version };
   };
   const stop = async () => {
     admin.draining = true;
+    managed?.client.stop();
     await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
     await admin.close();
     health.stop();
     redisHealth.stop();
   };
   return { primary, admin, addresses, reload, stop };
+}
+
+/** With `managementServer` set: load the last applied snapshot, guard managed resources, start watching. */
+async function followManagementServer(primary: Primary, admin: AdminServer, stateDir: string): Promise<ManagedGateway | undefined> {
+  const ms = primary.current.config.managementServer;
+  if (!ms) return undefined;
+  const managed = new ManagedGateway(primary, admin.service, stateDir, ms, systemRng);
+  await managed.load();
+  admin.writeGuards.push((kind, name) => managed.guard(kind, name));
+  admin.readiness.push(() => ({ managementServer: { url: ms.url, connected: managed.client.connected, applied: managed.applied ?? null } }));
+  managed.client.start();
+  return managed;
 }

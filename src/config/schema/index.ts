@@ -5,6 +5,7 @@ import { ListenerSchema } from './listener.js';
 import { RouteSchema } from './route.js';
 import { ClusterSchema } from './cluster.js';
 import { ExtensionSchemas } from './extensions.js';
+import { ManagementServerSchema } from './managed.js';
 
 /** The whole gateway configuration: the single source of truth for types and defaults. */
 export const ConfigSchema = Obj({
@@ -14,6 +15,7 @@ export const ConfigSchema = Obj({
   routes: Type.Array(RouteSchema, { default: [] }),
   clusters: Type.Array(ClusterSchema, { default: [] }),
   ...ExtensionSchemas,
+  managementServer: Type.Optional(ManagementServerSchema),
 });
 
 export type Config = Static<typeof ConfigSchema>;

@@ -54,7 +54,7 @@ export class ConfigService {
 }
 
 /** If-Match: `*`, `"7"`, `7`, or a list. */
-function etagMatches(header: string, version: number): boolean {
+export function etagMatches(header: string, version: number): boolean {
   return header.split(',').some((t) => {
     const v = t.trim().replace(/^W\//, '').replace(/"/g, '');
     return v === '*' || v === String(version);

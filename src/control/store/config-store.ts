@@ -5,24 +5,24 @@ import type { Config } from '../../config/schema/index.js';
 import { deepFreeze } from '../../config/validate.js';
 
 /** One stored config version. */
-export interface ConfigVersion {
+export interface ConfigVersion<T = Config> {
   version: number;
   hash: string;
-  config: Config;
+  config: T;
   createdAt: string;
   /** Who or what made it: "file", "admin:<token name>", "rollback:<n>", "hub". */
   source: string;
 }
 
-interface StateFile {
+interface StateFile<T> {
   current: number;
-  versions: ConfigVersion[];
+  versions: Array<ConfigVersion<T>>;
 }
 
 const KEEP_VERSIONS = 50;
 
 /** Content hash of a config (stable key order is not needed: configs are built deterministically). */
-export function configHash(config: Config): string {
+export function configHash(config: unknown): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
 }
 
@@ -31,15 +31,15 @@ export function configHash(config: Config): string {
  * config, so an ETag never names two different documents. Writes are atomic (temp file, fsync,
  * rename, fsync of the directory), so a crash leaves the old or the new state, never a torn one.
  */
-export class ConfigStore {
+export class ConfigStore<T = Config> {
   readonly #dir: string;
   readonly #file: string;
-  #versions: ConfigVersion[] = [];
+  #versions: Array<ConfigVersion<T>> = [];
   #current = 0;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, fileName = 'state.json') {
     this.#dir = stateDir;
-    this.#file = join(stateDir, 'state.json');
+    this.#file = join(stateDir, fileName);
   }
 
   /** Load persisted state; false when there is none (first start: seed from the config file). */
@@ -51,26 +51,26 @@ export class ConfigStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw e;
     }
-    const state = JSON.parse(text) as StateFile;
+    const state = JSON.parse(text) as StateFile<T>;
     this.#versions = state.versions.map((v) => deepFreeze(v));
     this.#current = state.current;
     return this.#versions.length > 0;
   }
 
-  get current(): ConfigVersion | undefined {
+  get current(): ConfigVersion<T> | undefined {
     return this.#versions.find((v) => v.version === this.#current);
   }
 
-  get(version: number): ConfigVersion | undefined {
+  get(version: number): ConfigVersion<T> | undefined {
     return this.#versions.find((v) => v.version === version);
   }
 
-  list(): Array<Omit<ConfigVersion, 'config'> & { current: boolean }> {
+  list(): Array<Omit<ConfigVersion<T>, 'config'> & { current: boolean }> {
     return this.#versions.map(({ config: _c, ...meta }) => ({ ...meta, current: meta.version === this.#current }));
   }
 
   /** Record a validated config as the new current version (no-op when identical to current). */
-  async commit(config: Config, source: string): Promise<{ version: ConfigVersion; changed: boolean }> {
+  async commit(config: T, source: string): Promise<{ version: ConfigVersion<T>; changed: boolean }> {
     const hash = configHash(config);
     const cur = this.current;
     if (cur && cur.hash === hash) return { version: cur, changed: false };
@@ -83,7 +83,7 @@ export class ConfigStore {
     return { version: entry, changed: true };
   }
 
-  async #persist(state: StateFile): Promise<void> {
+  async #persist(state: StateFile<T>): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.#file}.${process.pid}.tmp`;
     const fh = await open(tmp, 'w', 0o600);

@@ -1,0 +1,23 @@
+import { Type } from '@sinclair/typebox';
+import { Address, Duration, Name, Obj } from './common.js';
+
+const TlsFiles = Obj({ ca: Type.Optional(Type.String()), cert: Type.Optional(Type.String()), key: Type.Optional(Type.String()) });
+
+/** A gateway that follows a management server (hub): see docs/multicluster.md. */
+export const ManagementServerSchema = Obj({
+  url: Type.String({ pattern: '^https?://[^/]+/?$', errorMessage: 'expected http(s)://host:port' }),
+  /** Identity in the fleet; replicas of one gateway share it. Default: gateway.name. */
+  id: Type.Optional(Name),
+  token: Type.Optional(Type.String({ minLength: 1 })),
+  /** Client TLS to the hub (mTLS when cert and key are set). */
+  tls: Type.Optional(TlsFiles),
+  reportInterval: Duration('10s'),
+  eastWest: Type.Optional(
+    Obj({
+      /** Advertised host:port of this gateway's east-west listener. */
+      address: Address,
+      /** Credentials this gateway presents to other clusters' east-west gateways. */
+      tls: Type.Optional(TlsFiles),
+    }),
+  ),
+});

@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../../config/schema/index.js';
+import { validateConfig, type ConfigError } from '../../config/validate.js';
+import { HostFlag, hostHealth } from '../../cluster/host.js';
+import type { Rng } from '../../common/clock.js';
+import { parseDuration } from '../../config/duration.js';
+import { logger } from '../../observability/logger.js';
+import type { Primary } from '../../process/primary.js';
+import type { ConfigService } from '../admin/config-service.js';
+import { AdminError } from '../admin/http-util.js';
+import { MANAGED_KINDS, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
+import { HubClient } from './hub-client.js';
+
+type ManagementServer = NonNullable<Config['managementServer']>;
+type Named = { name: string };
+
+interface AppliedState {
+  version: number;
+  hash: string;
+  resources: ManagedResources;
+}
+
+const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, draining: HostFlag.DRAINING, degraded: HostFlag.ADMIN_DEGRADED };
+
+/**
+ * A gateway that follows a management server. Managed resources are merged into the local config
+ * (local listeners, gateway settings and local resources stay the operator's), applied through the
+ * same validated, persisted, acked path as an admin change, and refused to local writers. The last
+ * applied snapshot is persisted beside the config state: after a restart the gateway serves it
+ * without the hub (static stability) and only re-applies when the hub sends different content.
+ */
+export class ManagedGateway {
+  readonly client: HubClient;
+  readonly #primary: Primary;
+  readonly #service: ConfigService;
+  readonly #file: string;
+  readonly #ms: ManagementServer;
+  #applied?: AppliedState;
+
+  constructor(primary: Primary, service: ConfigService, stateDir: string, ms: ManagementServer, rng: Rng) {
+    this.#primary = primary;
+    this.#service = service;
+    this.#ms = ms;
+    this.#file = join(stateDir, 'managed.json');
+    const id = ms.id ?? primary.current.config.gateway.name;
+    const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
+    this.client = new HubClient(
+      { url: ms.url, id, token: ms.token, tls, reportIntervalMs: parseDuration(ms.reportInterval) },
+      { report: () => this.report(), apply: (s) => this.apply(s) },
+      rng,
+    );
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.#applied = JSON.parse(await readFile(this.#file, 'utf8')) as AppliedState;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+
+  get applied(): { version: number; hash: string } | undefined {
+    return this.#applied && { version: this.#applied.version, hash: this.#applied.hash };
+  }
+
+  /** Admin write guard: managed resources (and whole-document writes) belong to the hub. */
+  guard(kind: string, name: string | undefined): string | undefined {
+    if (kind === 'config') return `this gateway is managed by ${this.#ms.url}: whole-config writes are refused; change local resources one by one, managed ones at the management server`;
+    if (name && this.#isManaged(kind, name)) return `${kind.slice(0, -1)} "${name}" is managed by ${this.#ms.url}; change it there`;
+    return undefined;
+  }
+
+  /** Validate and apply a snapshot; returns the errors when it is rejected (nothing applied). */
+  async apply(snapshot: Snapshot): Promise<ConfigError[] | undefined> {
+    const previous = this.#applied;
+    if (previous?.hash === snapshot.hash && previous.version === snapshot.version) return undefined;
+    // Set first: health changes triggered by the apply itself report (and guard) the new managed set.
+    this.#applied = { version: snapshot.version, hash: snapshot.hash, resources: snapshot.resources };
+    try {
+      await this.#service.change('hub', `apply snapshot ${snapshot.version}/${snapshot.hash}`, undefined, (draft) => this.#merge(draft as unknown as Record<string, Named[]>, previous, snapshot.resources) as unknown as Config, `hub:${snapshot.version}`);
+    } catch (e) {
+      this.#applied = previous;
+      if (e instanceof AdminError) return (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(apply)', message: e.message }];
+      throw e;
+    }
+    await this.#persist();
+    logger.info({ version: snapshot.version, hash: snapshot.hash }, 'applied management server snapshot');
+    return undefined;
+  }
+
+  /** A locally loaded config (SIGHUP) with the managed resources laid over it again. */
+  overlay(config: Config): ReturnType<typeof validateConfig> {
+    const draft = structuredClone(config) as unknown as Record<string, Named[]>;
+    return validateConfig(this.#applied ? this.#merge(draft, this.#applied, this.#applied.resources) : draft);
+  }
+
+  report(): GatewayReport {
+    const { config } = this.#primary.current;
+    const overlay = this.#primary.overlay;
+    const instances: GatewayReport['instances'] = [];
+    for (const c of config.clusters) {
+      if (c.kind === 'aggregate' || this.#isManaged('clusters', c.name)) continue;
+      for (const e of c.endpoints) {
+        const flags = (ADMIN_FLAGS[e.health ?? ''] ?? 0) | (overlay[c.name]?.[e.address] ?? 0);
+        instances.push({ cluster: c.name, address: e.address, labels: { ...e.labels }, healthy: hostHealth(flags) !== 'unhealthy' });
+      }
+    }
+    const { locality, labels } = config.gateway;
+    return { labels: { ...labels }, locality: { ...locality }, eastWestAddress: this.#ms.eastWest?.address, instances };
+  }
+
+  #isManaged(kind: string, name: string): boolean {
+    return !!this.#applied && (MANAGED_KINDS as readonly string[]).includes(kind) && this.#applied.resources[kind as ManagedKind].some((r) => r.name === name);
+  }
+
+  /** Drop the previous managed resources from a draft, then add the snapshot's (hub wins on a name clash). */
+  #merge(draft: Record<string, Named[]>, previous: AppliedState | undefined, resources: ManagedResources): Record<string, Named[]> {
+    for (const kind of MANAGED_KINDS) {
+      const incoming = kind === 'clusters' ? resources.clusters.map((c) => this.#eastWestTls(c)) : resources[kind];
+      const replaced = new Set([...(previous?.resources[kind] ?? []), ...incoming].map((r) => r.name));
+      draft[kind] = [...(draft[kind] ?? []).filter((r) => !replaced.has(r.name)), ...incoming];
+    }
+    return draft;
+  }
+
+  /** Clusters that reach other gateways' east-west listeners use this gateway's own credentials. */
+  #eastWestTls(cluster: ManagedResources['clusters'][number]) {
+    const tls = cluster.upstreamTls as Record<string, unknown> | undefined;
+    if (!tls || !cluster.name.startsWith('vd.')) return cluster;
+    return { ...cluster, upstreamTls: { ...this.#ms.eastWest?.tls, ...tls } };
+  }
+
+  async #persist(): Promise<void> {
+    const tmp = `${this.#file}.${process.pid}.tmp`;
+    await mkdir(join(this.#file, '..'), { recursive: true });
+    await writeFile(tmp, JSON.stringify(this.#applied), { mode: 0o600 });
+    await rename(tmp, this.#file);
+  }
+}
+
+function read(file: string | undefined): Buffer | undefined {
+  return file ? readFileSync(file) : undefined;
+}

@@ -1,0 +1,103 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { Address, Labels, Name, Obj } from '../config/schema/common.js';
+import { HealthCheckSchema } from '../config/schema/cluster.js';
+import { collectSchemaErrors, deepFreeze, validateConfig, type ConfigError } from '../config/validate.js';
+import { MANAGED_KINDS } from './protocol.js';
+
+/** A managed resource: any gateway resource plus `targets` (labels a gateway must carry). */
+const Targeted = Type.Object({ name: Name, targets: Type.Optional(Labels) }, { additionalProperties: true });
+
+export const VirtualDestinationSchema = Obj({
+  name: Name,
+  host: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', errorMessage: 'expected a host name' }),
+  port: Type.Integer({ minimum: 1, maximum: 65535, default: 80 }),
+  selector: Type.Record(Type.String(), Type.String(), { minProperties: 1, errorMessage: 'expected labels selecting service instances' }),
+  failover: Obj(
+    {
+      /** Active-active, closest first (the default): local, same zone, same region, then others. */
+      priorityFromLocality: Type.Optional(Type.Boolean()),
+      /** Active-passive: the value of the `cluster` label of gateways, in failover order. */
+      order: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+    },
+    { default: {} },
+  ),
+  healthCheck: Type.Optional(HealthCheckSchema),
+  targets: Type.Optional(Labels),
+});
+
+export const HubSectionSchema = Obj(
+  {
+    address: Type.String({ default: '127.0.0.1:9950', pattern: Address.pattern, errorMessage: 'expected host:port' }),
+    tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }) }))),
+    /** TLS for the hub API; with `clientCa`, client certificates are required (mTLS). */
+    tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
+  },
+  { default: {} },
+);
+
+export const HubConfigSchema = Obj({
+  hub: HubSectionSchema,
+  routes: Type.Array(Targeted, { default: [] }),
+  clusters: Type.Array(Targeted, { default: [] }),
+  rateLimits: Type.Array(Targeted, { default: [] }),
+  virtualDestinations: Type.Array(VirtualDestinationSchema, { default: [] }),
+});
+
+export type HubConfig = Static<typeof HubConfigSchema>;
+export type VirtualDestination = HubConfig['virtualDestinations'][number];
+
+export type HubValidation = { ok: true; config: HubConfig } | { ok: false; errors: ConfigError[] };
+
+/** Drop the hub-only `targets` field, leaving the resource as a gateway sees it. */
+export function withoutTargets<T extends { targets?: unknown }>(r: T): Omit<T, 'targets'> {
+  const { targets: _t, ...rest } = r;
+  return rest;
+}
+
+/**
+ * Validate a fleet document: its own shape, then every managed resource with the gateway's schema
+ * and reference checks (as if one gateway received all of them), so paths point into the document.
+ */
+export function validateHubConfig(input: unknown): HubValidation {
+  const doc = Value.Default(HubConfigSchema, structuredClone(input ?? {}));
+  const shape = collectSchemaErrors(HubConfigSchema, doc);
+  if (shape.length) return { ok: false, errors: shape };
+  const config = doc as HubConfig;
+  const asGateway = Object.fromEntries(MANAGED_KINDS.map((k) => [k, config[k].map(withoutTargets)]));
+  const gateway = validateConfig(asGateway);
+  const errors = gateway.ok ? [] : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
+  errors.push(...virtualDestinationErrors(config));
+  return errors.length ? { ok: false, errors } : { ok: true, config: deepFreeze(config) };
+}
+
+function virtualDestinationErrors(config: HubConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const seen = new Set<string>();
+  config.virtualDestinations.forEach((vd, i) => {
+    if (seen.has(vd.name)) errors.push({ path: `virtualDestinations[${i}].name`, message: `duplicate virtual destination "${vd.name}"` });
+    seen.add(vd.name);
+    if (vd.failover.order && vd.failover.priorityFromLocality) {
+      errors.push({ path: `virtualDestinations[${i}].failover`, message: 'set either priorityFromLocality or order, not both' });
+    }
+  });
+  return errors;
+}
+
+const Str = Type.String({ maxLength: 256 });
+const ReportLabels = Type.Record(Str, Str);
+
+/** A gateway's report, checked before the hub believes it (a gateway is a client like any other). */
+export const ReportSchema = Type.Object({
+  labels: ReportLabels,
+  locality: Type.Object({ region: Str, zone: Str, subzone: Str }),
+  eastWestAddress: Type.Optional(Address),
+  instances: Type.Array(Type.Object({ cluster: Str, address: Address, labels: ReportLabels, healthy: Type.Boolean() }), { maxItems: 10000 }),
+});
+
+export const AckSchema = Type.Object({
+  version: Type.Integer(),
+  hash: Str,
+  ok: Type.Boolean(),
+  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }), { maxItems: 100 })),
+});

@@ -1,0 +1,44 @@
+import { readFile } from 'node:fs/promises';
+import { ConfigStore } from '../control/store/config-store.js';
+import { parseConfigText } from '../config/load.js';
+import type { ConfigError } from '../config/validate.js';
+import { isLoopbackHost, splitAddress } from '../common/address.js';
+import { validateHubConfig, type HubConfig } from './config.js';
+import { Fleet } from './fleet.js';
+import { HubServer } from './server.js';
+
+export interface RunningHub {
+  address: string;
+  store: ConfigStore<HubConfig>;
+  fleet: Fleet;
+  stop(): Promise<void>;
+}
+
+export class HubStartupError extends Error {
+  constructor(readonly errors: ConfigError[]) {
+    super(errors.map((e) => `${e.path}: ${e.message}`).join('\n'));
+  }
+}
+
+async function loadHubFile(file: string): Promise<HubConfig> {
+  const parsed = parseConfigText(await readFile(file, 'utf8'));
+  if (!parsed.ok) throw new HubStartupError([{ path: '(syntax)', message: parsed.message }]);
+  const v = validateHubConfig(parsed.value);
+  if (!v.ok) throw new HubStartupError(v.errors);
+  return v.config;
+}
+
+/** Start the management server: persisted fleet state, or the file as the seed on first start. */
+export async function startHub(opts: { configFile: string; stateDir: string }): Promise<RunningHub> {
+  const store = new ConfigStore<HubConfig>(opts.stateDir, 'hub-state.json');
+  if (!(await store.load())) await store.commit(await loadHubFile(opts.configFile), 'file');
+  const current = store.current!;
+  const { hub } = current.config;
+  if (!isLoopbackHost(splitAddress(hub.address).host) && !hub.tokens?.length && !hub.tls?.clientCa) {
+    throw new HubStartupError([{ path: 'hub.address', message: 'a non-loopback hub needs hub.tokens or hub.tls.clientCa' }]);
+  }
+  const fleet = new Fleet(current.config, current.version);
+  const server = new HubServer(store, fleet);
+  const address = await server.listen();
+  return { address, store, fleet, stop: () => server.close() };
+}

@@ -1,0 +1,127 @@
+import type { ServerResponse } from 'node:http';
+import type { HubConfig } from './config.js';
+import type { Ack, GatewayReport, Snapshot } from './protocol.js';
+import { buildSnapshot } from './snapshot.js';
+import type { FleetMember } from './virtual-destinations.js';
+
+const HEARTBEAT_MS = 15000;
+
+interface Gateway {
+  id: string;
+  report: GatewayReport;
+  /** Open watches: replicas of one gateway share its id and all receive the same snapshot. */
+  watches: Set<ServerResponse>;
+  lastSent?: { version: number; hash: string; at: string };
+  lastAck?: { version: number; hash: string; at: string };
+  lastRejected?: { version: number; hash: string; at: string; errors: Ack['errors'] };
+  lastSeen: string;
+}
+
+/**
+ * The hub's view of its gateways: their reports, their open watches and what each acknowledged.
+ * Whenever the fleet document or any report changes, every connected gateway's snapshot is rebuilt
+ * and sent if its content changed (virtual destinations depend on other gateways' reports).
+ */
+export class Fleet {
+  readonly #gateways = new Map<string, Gateway>();
+  readonly #heartbeat: NodeJS.Timeout;
+  #config: HubConfig;
+  #version: number;
+  /** Observers of acks (benchmarks and tests measure propagation with it). */
+  onAck?: (id: string, ack: Ack) => void;
+
+  constructor(config: HubConfig, version: number) {
+    this.#config = config;
+    this.#version = version;
+    this.#heartbeat = setInterval(() => this.#ping(), HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  setConfig(config: HubConfig, version: number): void {
+    this.#config = config;
+    this.#version = version;
+    this.#pushAll();
+  }
+
+  report(id: string, report: GatewayReport): void {
+    const g = this.#gateways.get(id);
+    const now = new Date().toISOString();
+    if (g) Object.assign(g, { report, lastSeen: now });
+    else this.#gateways.set(id, { id, report, watches: new Set(), lastSeen: now });
+    this.#pushAll();
+  }
+
+  has(id: string): boolean {
+    return this.#gateways.has(id);
+  }
+
+  /** Hold a server-sent-events stream open for a gateway and send it its snapshot at once. */
+  watch(id: string, res: ServerResponse): void {
+    const g = this.#gateways.get(id)!;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+    res.flushHeaders();
+    g.watches.add(res);
+    res.on('close', () => g.watches.delete(res));
+    this.#send(g, this.#snapshotFor(g), [res]);
+  }
+
+  ack(id: string, ack: Ack): void {
+    const g = this.#gateways.get(id);
+    if (!g) return;
+    const entry = { version: ack.version, hash: ack.hash, at: new Date().toISOString() };
+    if (ack.ok) g.lastAck = entry;
+    else g.lastRejected = { ...entry, errors: ack.errors ?? [] };
+    this.onAck?.(id, ack);
+  }
+
+  /** GET /fleet */
+  list() {
+    return [...this.#gateways.values()].map((g) => ({
+      id: g.id,
+      labels: g.report.labels,
+      locality: g.report.locality,
+      eastWestAddress: g.report.eastWestAddress,
+      connected: g.watches.size > 0,
+      replicas: g.watches.size,
+      instances: g.report.instances.length,
+      lastSeen: g.lastSeen,
+      lastSent: g.lastSent,
+      lastAck: g.lastAck,
+      lastRejected: g.lastRejected,
+      inSync: !!g.lastSent && g.lastAck?.hash === g.lastSent.hash,
+    }));
+  }
+
+  close(): void {
+    clearInterval(this.#heartbeat);
+    for (const g of this.#gateways.values()) for (const w of g.watches) w.destroy();
+  }
+
+  #members(): FleetMember[] {
+    return [...this.#gateways.values()].map((g) => ({ id: g.id, report: g.report }));
+  }
+
+  #snapshotFor(g: Gateway, fleet = this.#members()): Snapshot {
+    return buildSnapshot(this.#config, this.#version, g, fleet);
+  }
+
+  #pushAll(): void {
+    const fleet = this.#members();
+    for (const g of this.#gateways.values()) {
+      if (g.watches.size === 0) continue;
+      const snap = this.#snapshotFor(g, fleet);
+      if (g.lastSent?.hash === snap.hash && g.lastSent.version === snap.version) continue;
+      this.#send(g, snap, [...g.watches]);
+    }
+  }
+
+  #send(g: Gateway, snap: Snapshot, to: ServerResponse[]): void {
+    const frame = `event: snapshot\ndata: ${JSON.stringify(snap)}\n\n`;
+    for (const res of to) res.write(frame);
+    g.lastSent = { version: snap.version, hash: snap.hash, at: new Date().toISOString() };
+  }
+
+  #ping(): void {
+    for (const g of this.#gateways.values()) for (const w of g.watches) w.write(': ping\n\n');
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The wire protocol between the management server (hub) and gateways (spokes).
+ *
+ * A gateway POSTs reports, holds one server-sent-events watch open, and POSTs an ack or a nack for
+ * every snapshot it receives. Snapshots are state of the world (every resource that targets the
+ * gateway), so a reconnect needs no replay: the next snapshot replaces whatever came before.
+ */
+
+export interface Locality {
+  region: string;
+  zone: string;
+  subzone: string;
+}
+
+/** One local service instance: an endpoint of one of the gateway's own clusters. */
+export interface ServiceInstance {
+  cluster: string;
+  address: string;
+  labels: Record<string, string>;
+  healthy: boolean;
+}
+
+/** What a gateway tells the hub about itself (POST /v1/gateways/{id}/report). */
+export interface GatewayReport {
+  labels: Record<string, string>;
+  locality: Locality;
+  /** Address other clusters' gateways use to reach this one's east-west listener (mTLS). */
+  eastWestAddress?: string;
+  instances: ServiceInstance[];
+}
+
+/** Managed resources for one gateway, by kind, each a list of named resources. */
+export interface ManagedResources {
+  routes: Array<Record<string, unknown> & { name: string }>;
+  clusters: Array<Record<string, unknown> & { name: string }>;
+  rateLimits: Array<Record<string, unknown> & { name: string }>;
+}
+
+export const MANAGED_KINDS = ['routes', 'clusters', 'rateLimits'] as const;
+export type ManagedKind = (typeof MANAGED_KINDS)[number];
+
+/** One SSE `snapshot` event. `version` is the hub config version; `hash` names the content. */
+export interface Snapshot {
+  version: number;
+  hash: string;
+  resources: ManagedResources;
+}
+
+/** POST /v1/gateways/{id}/ack */
+export interface Ack {
+  version: number;
+  hash: string;
+  ok: boolean;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+/** Header on requests one gateway sends to another's east-west listener: route locally, never onward. */
+export const EAST_WEST_HEADER = 'x-meridian-east-west';

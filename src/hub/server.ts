@@ -1,0 +1,193 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { TSchema } from '@sinclair/typebox';
+import { splitAddress } from '../common/address.js';
+import { collectSchemaErrors } from '../config/validate.js';
+import { logger } from '../observability/logger.js';
+import { authenticate } from '../control/admin/auth.js';
+import { etagMatches } from '../control/admin/config-service.js';
+import { AdminError, readBody, sendJson } from '../control/admin/http-util.js';
+import { deleteResource, findResource, putResource, type ResourceKind } from '../control/admin/resources.js';
+import type { ConfigStore } from '../control/store/config-store.js';
+import type { Config } from '../config/schema/index.js';
+import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
+import type { Fleet } from './fleet.js';
+import type { Ack, GatewayReport } from './protocol.js';
+
+const audit = logger.child({ type: 'audit', component: 'hub' });
+const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
+
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  who: string;
+  parts: string[];
+}
+
+/**
+ * The management server's API: the fleet document (same conventions as a gateway's admin API:
+ * field-path errors, versions, ETag/If-Match, rollback, persistence), GET /fleet, and the gateway
+ * protocol under /v1/gateways/{id}: report, watch (server-sent events) and ack.
+ */
+export class HubServer {
+  readonly #store: ConfigStore<HubConfig>;
+  readonly #fleet: Fleet;
+  #server?: http.Server;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(store: ConfigStore<HubConfig>, fleet: Fleet) {
+    this.#store = store;
+    this.#fleet = fleet;
+  }
+
+  get current() {
+    return this.#store.current!;
+  }
+
+  async listen(): Promise<string> {
+    const { hub } = this.current.config;
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
+    const server = hub.tls
+      ? https.createServer({ cert: readFileSync(hub.tls.cert), key: readFileSync(hub.tls.key), ...(hub.tls.clientCa ? { ca: readFileSync(hub.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+      : http.createServer(handler);
+    server.keepAliveTimeout = 30000;
+    const { host, port } = splitAddress(hub.address);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.#server = server;
+    const a = server.address() as AddressInfo;
+    return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  async close(): Promise<void> {
+    this.#fleet.close();
+    const s = this.#server;
+    if (s) await new Promise((r) => { s.close(r); s.closeAllConnections(); });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse) {
+    try {
+      const url = new URL(req.url ?? '/', 'http://hub');
+      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+      if (parts[0] === 'live' || parts[0] === 'ready') return sendJson(res, 200, { ready: true, version: this.current.version });
+      const who = this.#authenticate(req);
+      if (!who) return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
+      const call = { req, res, who, parts };
+      if (!(await this.#route(call))) sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
+    } catch (e) {
+      if (e instanceof AdminError) return sendJson(res, e.status, e.body ?? { error: e.message });
+      logger.error({ err: e }, 'hub request failed');
+      sendJson(res, 500, { error: 'internal_error', message: (e as Error).message });
+    }
+  }
+
+  /** A verified client certificate (mTLS) or a bearer token; anonymous only when neither is configured. */
+  #authenticate(req: IncomingMessage): string | undefined {
+    const socket = req.socket as TLSSocket;
+    if (socket.authorized) {
+      const cert = socket.getPeerCertificate();
+      const uri = cert.subjectaltname?.split(', ').find((s) => s.startsWith('URI:'));
+      return uri ? uri.slice(4) : `cert:${cert.subject?.CN ?? 'unknown'}`;
+    }
+    const hub = this.current.config.hub;
+    const auth = authenticate(req, { tokens: hub.tokens } as Config['admin']);
+    return auth.ok ? auth.who : undefined;
+  }
+
+  async #route(c: Call): Promise<boolean> {
+    const [head, name, sub] = c.parts;
+    const m = c.req.method;
+    if (head === 'v1' && name === 'gateways' && sub) return this.#gatewayProtocol(c, sub, c.parts[3]);
+    if (head === 'fleet' && m === 'GET') return void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true;
+    if (head === 'config') return this.#config(c, name);
+    if (!KINDS.has(head ?? '')) return false;
+    const kind = head as ResourceKind;
+    const etag = { etag: `"${this.current.version}"` };
+    if (!name && m === 'GET') return void sendJson(c.res, 200, (this.current.config as unknown as Config)[kind], etag), true;
+    if (!name || sub) return false;
+    if (m === 'GET') return void sendJson(c.res, 200, findResource(this.current.config as unknown as Config, kind, name), etag), true;
+    if (m === 'PUT') {
+      const body = await readBody(c.req);
+      return void this.#reply(c, await this.#change(c, `put ${kind}/${name}`, (d) => void putResource(d as unknown as Config, kind, name, body))), true;
+    }
+    if (m === 'DELETE') return void this.#reply(c, await this.#change(c, `delete ${kind}/${name}`, (d) => deleteResource(d as unknown as Config, kind, name))), true;
+    return false;
+  }
+
+  async #config(c: Call, sub: string | undefined): Promise<boolean> {
+    const m = c.req.method;
+    if (!sub && m === 'GET') return void sendJson(c.res, 200, this.current.config, { etag: `"${this.current.version}"` }), true;
+    if (!sub && m === 'PUT') {
+      const body = await readBody(c.req);
+      return void this.#reply(c, await this.#change(c, 'replace config', () => body as HubConfig)), true;
+    }
+    if (sub === 'validate' && m === 'POST') {
+      const v = validateHubConfig(await readBody(c.req));
+      return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
+    }
+    if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#store.list()), true;
+    if (sub === 'rollback' && m === 'POST') {
+      const body = (await readBody(c.req)) as { version?: unknown } | undefined;
+      const target = this.#store.get(Number(body?.version));
+      if (!target) throw new AdminError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
+      return void this.#reply(c, await this.#change(c, `rollback to ${target.version}`, () => structuredClone(target.config) as HubConfig)), true;
+    }
+    return false;
+  }
+
+  async #gatewayProtocol(c: Call, id: string, action: string | undefined): Promise<boolean> {
+    const m = c.req.method;
+    if (action === 'report' && m === 'POST') {
+      this.#fleet.report(id, checked<GatewayReport>(ReportSchema, await readBody(c.req)));
+      return void sendJson(c.res, 200, { ok: true, version: this.current.version }), true;
+    }
+    if (action === 'ack' && m === 'POST') {
+      const ack = checked<Ack>(AckSchema, await readBody(c.req));
+      if (!ack.ok) logger.warn({ gateway: id, version: ack.version, errors: ack.errors }, 'gateway rejected a snapshot');
+      this.#fleet.ack(id, ack);
+      return void sendJson(c.res, 200, { ok: true }), true;
+    }
+    if (action === 'watch' && m === 'GET') {
+      if (!this.#fleet.has(id)) throw new AdminError(409, 'report first', { error: 'unknown_gateway', message: `gateway ${id} must POST a report before it watches` });
+      this.#fleet.watch(id, c.res);
+      return true;
+    }
+    return false;
+  }
+
+  /** Serialized: If-Match, validation with field paths, persist, then push to the fleet. */
+  #change(c: Call, action: string, edit: (draft: HubConfig) => HubConfig | void) {
+    const run = async () => {
+      const cur = this.current;
+      const ifMatch = c.req.headers['if-match'];
+      if (ifMatch !== undefined && !etagMatches(ifMatch, cur.version)) {
+        throw new AdminError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });
+      }
+      const draft = structuredClone(cur.config) as HubConfig;
+      const result = validateHubConfig(edit(draft) ?? draft);
+      if (!result.ok) throw new AdminError(400, 'invalid config', { errors: result.errors });
+      const { version, changed } = await this.#store.commit(result.config, `admin:${c.who}`);
+      if (changed) this.#fleet.setConfig(version.config, version.version);
+      audit.info({ who: c.who, action, oldVersion: cur.version, newVersion: version.version, changed }, 'fleet config change');
+      return { version: version.version, changed };
+    };
+    const p = this.#queue.then(run, run);
+    this.#queue = p.catch(() => {});
+    return p;
+  }
+
+  #reply(c: Call, r: { version: number; changed: boolean }) {
+    sendJson(c.res, 200, r, { etag: `"${r.version}"` });
+  }
+}
+
+function checked<T>(schema: TSchema, body: unknown): T {
+  const errors = collectSchemaErrors(schema, body);
+  if (errors.length) throw new AdminError(400, 'invalid body', { errors });
+  return body as T;
+}
