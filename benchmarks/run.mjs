@@ -1,32 +1,39 @@
 // Meridian beside its baselines, in the same run, interleaved (A B C D A B C D ...).
-// Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (100), SCENARIOS (plain,jwt,https,ratelimit-local), TOOLS (autocannon,wrk)
+// Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (100), TOOLS (autocannon,wrk),
+//      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier),
+//      APPEND (1; 0 = print the report without appending it to RESULTS.md).
 import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, writeFileSync, readFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jwtToken, meridianConfig, selfSignedCert } from './scenarios.mjs';
+import { jwtToken, meridianConfig, selfSignedCert, LB_PORTS, usesLbPorts, usesRedis, TARGETS } from './scenarios.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const DURATION = Number(process.env.DURATION ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 100);
-const SCENARIOS = (process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local').split(',');
+const SCENARIOS = (process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier').split(',');
+const APPEND = process.env.APPEND !== '0';
 const has = (bin) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const TOOLS = (process.env.TOOLS ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || has(t));
 const PIN = has('taskset') && cpus().length >= 2;
 const pinned = (core, cmd, args) => (PIN ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]);
+const READY = /on \d+|"msg":"ready"|listening/;
+const UPSTREAM_PORT = 18090;
 const children = [];
 
-function start(name, cmd, args, env = {}, core = 0) {
+/** Spawn a server (pinned to `core`) and resolve once its output matches `ready`. */
+function start(name, cmd, args, { env = {}, core = 0, ready = READY } = {}) {
   const [c, a] = pinned(core, cmd, args);
   const p = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(p);
   p.name = name;
   return new Promise((resolve, reject) => {
     let out = '';
-    const onData = (d) => { out += d; if (/on \d+|"msg":"ready"|listening/.test(out)) resolve(p); };
+    const onData = (d) => { out += d; if (ready.test(out)) resolve(p); };
     p.stdout.on('data', onData);
     p.stderr.on('data', (d) => { out += d; });
     p.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${out.slice(-500)}`)));
@@ -39,6 +46,7 @@ function cleanup() {
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
+process.on('SIGTERM', () => { cleanup(); process.exit(143); });
 
 /** utime + stime of a process in microseconds (from /proc; 0 where /proc is missing). */
 function cpuMicros(pid) {
@@ -57,7 +65,8 @@ function load(tool, url, headers) {
     const ms = (s) => (s.endsWith('us') ? parseFloat(s) / 1000 : s.endsWith('ms') ? parseFloat(s) : parseFloat(s) * 1000);
     const total = Number(/(\d+) requests in/.exec(out)[1]);
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-    return { rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: ms(/50%\s+(\S+)/.exec(out)[1]), p99: ms(/99%\s+(\S+)/.exec(out)[1]), total, errors: non2xx };
+    const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((s, n) => s + Number(n), 0) ?? 0;
+    return { rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: ms(/50%\s+(\S+)/.exec(out)[1]), p99: ms(/99%\s+(\S+)/.exec(out)[1]), total, errors: non2xx + socketErrors };
   }
   const args = [join(HERE, 'node_modules/autocannon/autocannon.js'), '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
   const [c, a] = pinned(1, process.execPath, args);
@@ -65,24 +74,74 @@ function load(tool, url, headers) {
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, errors: r.errors + r.non2xx };
 }
 
-async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-'));
-  if (!existsSync(join(ROOT, 'dist/main.js'))) throw new Error('build Meridian first: npm run build (in the repo root)');
-  await start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], { PORT: '18090' }, 1);
-  const targets = [
-    { name: 'direct', url: 'http://127.0.0.1:18090/x', proc: null },
-    { name: 'floor', url: 'http://127.0.0.1:18081/x', proc: await start('floor', process.execPath, [join(HERE, 'servers/floor-proxy.mjs')], { PORT: '18081' }) },
-    { name: 'fastify', url: 'http://127.0.0.1:18082/x', proc: await start('fastify', process.execPath, [join(HERE, 'servers/fastify-proxy.mjs')], { PORT: '18082' }) },
+// ---------------------------------------------------------------------------------------------
+// Servers: upstream, baselines, Redis (only when a scenario needs it), one Meridian per scenario.
+
+/** One upstream process; the lb-* scenarios' endpoints are extra ports of it. */
+function startUpstream() {
+  const ports = [UPSTREAM_PORT, ...(SCENARIOS.some(usesLbPorts) ? LB_PORTS : [])];
+  return start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], { env: { PORTS: ports.join(',') }, core: 1 });
+}
+
+async function startBaselines() {
+  const node = (name, file, port) => start(name, process.execPath, [join(HERE, 'servers', file)], { env: { PORT: String(port) } });
+  return [
+    { name: 'direct', url: `http://127.0.0.1:${UPSTREAM_PORT}/x`, proc: null },
+    { name: 'floor', url: 'http://127.0.0.1:18081/x', proc: await node('floor', 'floor-proxy.mjs', 18081) },
+    { name: 'fastify', url: 'http://127.0.0.1:18082/x', proc: await node('fastify', 'fastify-proxy.mjs', 18082) },
   ];
-  const cert = SCENARIOS.includes('https') ? selfSignedCert(dir) : undefined;
-  let port = 18100;
-  for (const s of SCENARIOS) {
-    const p = port++;
-    const file = join(dir, `${s}.json`);
-    writeFileSync(file, JSON.stringify(await meridianConfig(s, p, cert)));
-    const proc = await start(`meridian-${s}`, process.execPath, [join(ROOT, 'dist/main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${s}`)], { MERIDIAN_LOG_LEVEL: 'info' }).catch((e) => { console.error(`skipping ${s}: ${e.message}`); return null; });
-    if (proc) targets.push({ name: `meridian-${s}`, url: `${s === 'https' ? 'https' : 'http'}://127.0.0.1:${p}/x`, proc, headers: s === 'jwt' ? { authorization: `Bearer ${await jwtToken()}` } : undefined, tools: s === 'https' ? ['wrk'] : undefined });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A throwaway redis-server (no persistence) on a free port, pinned with the load; returns its URL. */
+async function startRedis(dir) {
+  if (!has('redis-server')) throw new Error('redis-server is not installed');
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  await start('redis', 'redis-server', args, { core: 1, ready: /Ready to accept connections/ });
+  return `redis://127.0.0.1:${port}`;
+}
+
+/** What the scenarios need besides their config: a certificate, a Redis URL (or why there is none). */
+async function scenarioMaterial(dir) {
+  const material = {};
+  if (SCENARIOS.includes('https')) material.cert = selfSignedCert(dir);
+  if (SCENARIOS.some(usesRedis)) material.redisUrl = await startRedis(dir).catch((e) => { material.redisError = e.message; return undefined; });
+  return material;
+}
+
+/** Start one Meridian process for a scenario; null (and a message) when it cannot run. */
+async function startMeridian(s, port, dir, material) {
+  if (usesRedis(s) && !material.redisUrl) {
+    console.error(`skipping ${s}: ${material.redisError}`);
+    return null;
   }
+  const file = join(dir, `${s}.json`);
+  writeFileSync(file, JSON.stringify(await meridianConfig(s, port, material)));
+  const args = [join(ROOT, 'dist/main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${s}`)];
+  const proc = await start(`meridian-${s}`, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch((e) => { console.error(`skipping ${s}: ${e.message}`); return null; });
+  if (!proc) return null;
+  return {
+    name: `meridian-${s}`,
+    url: `${s === 'https' ? 'https' : 'http'}://127.0.0.1:${port}/x`,
+    proc,
+    headers: s === 'jwt' ? { authorization: `Bearer ${await jwtToken()}` } : undefined,
+    tools: s === 'https' ? ['wrk'] : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load, interleaved round by round; then medians, ratios and targets.
+
+function measure(targets) {
   const results = {};
   for (const tool of TOOLS) {
     for (let round = 0; round < ROUNDS; round++) {
@@ -96,32 +155,91 @@ async function main() {
       }
     }
   }
-  report(results);
-  cleanup();
+  return results;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function report(results) {
-  const rows = [];
+/** tool -> target -> medians over rounds (errors summed). */
+function summarize(results) {
   const byTool = {};
   for (const [k, runs] of Object.entries(results)) {
     const [tool, name] = k.split('|');
     const m = { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu: median(runs.map((r) => r.cpuPerReq)), errors: runs.reduce((s, r) => s + r.errors, 0) };
     (byTool[tool] ??= {})[name] = m;
   }
+  return byTool;
+}
+
+/** a / b to 2 decimals, or '-' when either side is missing or zero. */
+const ratio = (a, b) => (a && b ? (a / b).toFixed(2) : '-');
+
+function resultRows(byTool) {
+  const rows = [];
   for (const [tool, t] of Object.entries(byTool)) {
+    const plain = t['meridian-plain'];
     for (const [name, m] of Object.entries(t)) {
-      const vsFastify = t.fastify ? (m.rps / t.fastify.rps).toFixed(2) : '-';
-      const cpuVsFloor = t.floor?.cpu && m.cpu ? (m.cpu / t.floor.cpu).toFixed(2) : '-';
-      rows.push(`| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${vsFastify} | ${cpuVsFloor} | ${m.errors} |`);
+      const vsPlain = name.startsWith('meridian-') && plain ? [ratio(m.rps, plain.rps), ratio(m.cpu, plain.cpu)] : ['-', '-'];
+      rows.push(`| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${ratio(m.rps, t.fastify?.rps)} | ${ratio(m.cpu, t.floor?.cpu)} | ${vsPlain[0]} | ${vsPlain[1]} | ${m.errors} |`);
     }
   }
+  return rows;
+}
+
+const pct = (x) => `${(100 * x).toFixed(1)} %`;
+
+/** One row per target whose scenario and baseline both ran: throughput cost and CPU/request cost. */
+function targetRows(byTool) {
+  const rows = [];
+  for (const [tool, t] of Object.entries(byTool)) {
+    for (const { scenario, base, maxCost } of TARGETS) {
+      const m = t[`meridian-${scenario}`];
+      const b = t[`meridian-${base}`];
+      if (!m || !b) continue;
+      const cost = 1 - m.rps / b.rps;
+      const cpuCost = m.cpu && b.cpu ? pct(m.cpu / b.cpu - 1) : '-';
+      const met = m.errors + b.errors > 0 ? 'no (errors)' : cost < maxCost ? 'yes' : 'no';
+      rows.push(`| ${tool} | ${scenario} | ${base} | ${pct(cost)} | ${cpuCost} | < ${pct(maxCost)} | ${met} |`);
+    }
+  }
+  return rows;
+}
+
+function report(byTool) {
   const cpu = cpus()[0]?.model ?? 'unknown';
-  const header = `\n## ${new Date().toISOString()} · ${cpus().length} cores · ${cpu} · node ${process.version}\n\nDURATION=${DURATION}s ROUNDS=${ROUNDS} (medians) CONNECTIONS=${CONNECTIONS}, one Meridian worker, 100-byte responses, proxies pinned to core 0 and load + upstream to core 1: ${PIN}.\n\n| tool | target | req/s | p50 ms | p99 ms | proxy CPU us/req | req/s vs fastify | CPU vs floor | errors |\n|---|---|---|---|---|---|---|---|---|\n`;
-  const text = header + rows.join('\n') + '\n';
+  const setup = `DURATION=${DURATION}s ROUNDS=${ROUNDS} (medians) CONNECTIONS=${CONNECTIONS}, one Meridian worker, 100-byte responses, lb-* scenarios over ${LB_PORTS.length} endpoints (ports of one upstream process), proxies pinned to core 0 and load + upstream + Redis to core 1: ${PIN}.`;
+  const results = [
+    '| tool | target | req/s | p50 ms | p99 ms | proxy CPU us/req | req/s vs fastify | CPU vs floor | req/s vs plain | CPU vs plain | errors |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...resultRows(byTool),
+  ];
+  const targets = targetRows(byTool);
+  const targetTable = targets.length === 0 ? [] : [
+    '',
+    'Targets (throughput cost = 1 - req/s / baseline req/s, same tool and run; autocannon is bounded by the load generator, wrk is the precise one):',
+    '',
+    '| tool | scenario | baseline | throughput cost | CPU/req cost | target | met |',
+    '|---|---|---|---|---|---|---|',
+    ...targets,
+  ];
+  return [`\n## ${new Date().toISOString()} · ${cpus().length} cores · ${cpu} · node ${process.version}`, '', setup, '', ...results, ...targetTable, ''].join('\n');
+}
+
+async function main() {
+  if (!existsSync(join(ROOT, 'dist/main.js'))) throw new Error('build Meridian first: npm run build (in the repo root)');
+  const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-'));
+  await startUpstream();
+  const targets = await startBaselines();
+  const material = await scenarioMaterial(dir);
+  let port = 18100;
+  for (const s of SCENARIOS) {
+    const target = await startMeridian(s, port++, dir, material);
+    if (target) targets.push(target);
+  }
+  const text = report(summarize(measure(targets)));
   console.log(text);
-  appendFileSync(join(HERE, 'RESULTS.md'), text);
+  if (APPEND) appendFileSync(join(HERE, 'RESULTS.md'), text);
+  cleanup();
 }
 
 main().catch((e) => { console.error(e); cleanup(); process.exit(1); });

@@ -1,4 +1,5 @@
-// Meridian configs for each benchmark scenario, and the material they need (a JWT, a certificate).
+// Meridian configs for each benchmark scenario, the material they need (a JWT, a certificate), and the
+// issues' targets the report checks them against.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SignJWT, generateKeyPair, exportJWK } from 'jose';
@@ -19,13 +20,35 @@ export function selfSignedCert(dir) {
   return { cert, key };
 }
 
-/** One worker, access log off, one route to the shared upstream; the scenario adds its feature. */
-export function meridianConfig(scenario, port, cert) {
+/** Ports of the lb-* scenarios' endpoints: extra ports of the upstream process (10 endpoints). */
+export const LB_PORTS = Array.from({ length: 10 }, (_, i) => 18120 + i);
+export const usesLbPorts = (scenario) => scenario.startsWith('lb-');
+export const usesRedis = (scenario) => scenario === 'ratelimit-redis';
+
+/**
+ * The issues' targets: the scenario's throughput may cost at most `maxCost` of its baseline's
+ * (same tool, same run). CPU per request is reported beside it.
+ */
+export const TARGETS = [
+  { scenario: 'ratelimit-local', base: 'plain', maxCost: 0.05 },
+  { scenario: 'ratelimit-redis', base: 'plain', maxCost: 0.2 },
+  { scenario: 'lb-lr-outlier', base: 'lb-rr', maxCost: 0.05 },
+  { scenario: 'jwt', base: 'plain', maxCost: 0.15 },
+];
+
+/** Rate limit far above the load, so the cost of deciding is measured, not refusals. */
+const bigLimit = (store) => ({ name: 'bench', key: [{ source: 'clientIp' }], limit: { requests: 10000000, per: '1s' }, store });
+
+/**
+ * One worker, access log off, one route to the shared upstream; the scenario adds its feature.
+ * opts: { cert } for https, { redisUrl } for ratelimit-redis.
+ */
+export function meridianConfig(scenario, port, opts = {}) {
   const route = { name: 'bench', match: { path: { prefix: '/' } }, cluster: 'up' };
   const config = {
     gateway: { name: `bench-${scenario}`, workers: 1, accessLog: { enabled: false } },
     admin: { address: '127.0.0.1:0' },
-    listeners: [{ name: 'main', address: `127.0.0.1:${port}`, protocol: scenario === 'https' ? 'https' : 'http', ...(scenario === 'https' ? { tls: cert } : {}) }],
+    listeners: [{ name: 'main', address: `127.0.0.1:${port}`, protocol: scenario === 'https' ? 'https' : 'http', ...(scenario === 'https' ? { tls: opts.cert } : {}) }],
     routes: [route],
     clusters: [{ name: 'up', endpoints: [{ address: '127.0.0.1:18090' }] }],
   };
@@ -38,9 +61,25 @@ export function meridianConfig(scenario, port, cert) {
     });
   }
   if (scenario === 'ratelimit-local') {
-    // A limit far above the load, so the cost of deciding is measured, not refusals.
-    config.rateLimits = [{ name: 'bench', key: [{ source: 'clientIp' }], limit: { requests: 10000000, per: '1s' }, store: 'local' }];
+    config.rateLimits = [bigLimit('local')];
     route.rateLimits = ['bench'];
+  }
+  if (scenario === 'ratelimit-redis') {
+    // 100 tokens leased per Redis round trip. Fail closed, so a Redis problem shows up as errors
+    // instead of silently admitting without Redis (fail-open would measure nothing).
+    config.redis = { url: opts.redisUrl };
+    config.rateLimits = [{ ...bigLimit('redis'), batch: 100, failureMode: 'closed' }];
+    route.rateLimits = ['bench'];
+  }
+  if (usesLbPorts(scenario)) {
+    const cluster = { name: 'up', endpoints: LB_PORTS.map((p) => ({ address: `127.0.0.1:${p}` })), lb: { policy: 'round_robin' } };
+    if (scenario === 'lb-lr-outlier') {
+      cluster.lb.policy = 'least_request';
+      // Envoy's defaults (consecutive 5xx, success rate, 10 % max ejection), evaluated every second so
+      // that even short runs include several evaluations.
+      cluster.outlierDetection = { interval: '1s' };
+    }
+    config.clusters = [cluster];
   }
   return config;
 }
