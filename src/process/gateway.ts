@@ -1,6 +1,7 @@
 import { logger } from '../observability/logger.js';
 import { loadConfigFile } from '../config/load.js';
 import type { ConfigError } from '../config/validate.js';
+import { AdminError } from '../control/admin/http-util.js';
 import { Primary } from './primary.js';
 import { parseDuration } from '../config/duration.js';
 import { AdminServer } from '../control/admin/server.js';
@@ -64,21 +65,21 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
   managed = await followManagementServer(primary, admin, opts.stateDir);
+  // Through the config service, so a reload queues behind (never races) admin and hub changes.
   const reload = async () => {
     const loaded = await loadConfigFile(opts.configFile);
-    if (!loaded.ok) {
-      logger.error({ errors: loaded.errors }, 'config reload rejected; previous config stays live');
-      return { ok: false, errors: loaded.errors };
+    try {
+      if (!loaded.ok) throw new AdminError(400, 'invalid config', { errors: loaded.errors });
+      const next = managed ? managed.withManaged(loaded.config) : loaded.config;
+      const r = await admin.service.change('sighup', 'reload config file', undefined, () => next, 'file');
+      logger.info({ version: r.version, changed: r.changed }, 'config reloaded');
+      return { ok: true, version: r.version };
+    } catch (e) {
+      if (!(e instanceof AdminError)) throw e;
+      const errors = (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(reload)', message: e.message }];
+      logger.error({ errors }, 'config reload rejected; previous config stays live');
+      return { ok: false, errors };
     }
-    const next = managed ? managed.overlay(loaded.config) : loaded;
-    if (!next.ok) {
-      logger.error({ errors: next.errors }, 'config reload rejected with the managed resources laid over it; previous config stays live');
-      return { ok: false, errors: next.errors };
-    }
-    const { version, changed } = await primary.store.commit(next.config, 'file');
-    if (changed) await primary.publish(version);
-    logger.info({ version: version.version, changed }, 'config reloaded');
-    return { ok: true, version: version.version };
   };
   const stop = async () => {
     admin.draining = true;

@@ -221,6 +221,11 @@ export class Primary {
   }
 
   /** Drain every worker (stop accepting, finish in-flight up to the deadline). */
+  /** True once a drain started: no new config is published (it would re-bind listeners). */
+  get draining(): boolean {
+    return this.#drain !== undefined;
+  }
+
   async drain(deadlineMs: number): Promise<void> {
     if (this.#drain) return this.#drain.done;
     this.#stopping = true;

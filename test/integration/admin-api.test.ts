@@ -226,4 +226,30 @@ describe('management API contract', () => {
     expect((await json(await request(`${gw.admin}/clusters/up`))).endpoints).toHaveLength(1);
     expect((await request(`${gw.admin}/clusters/up/endpoints/9.9.9.9:9`, { method: 'DELETE' })).statusCode).toBe(404);
   });
+  it('queues SIGHUP reloads behind concurrent admin writes: every write succeeds with its own version', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address));
+    cleanup.push(() => gw.stop());
+    const writes = Array.from({ length: 12 }, (_, i) => request(`${gw.admin}/routes/r${i}`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: `/r${i}` } }, directResponse: { status: 200, body: `r${i}` } }) }));
+    for (let i = 0; i < 4; i++) gw.proc.kill('SIGHUP');
+    const results = await Promise.all(writes.map(async (w) => ({ status: (await w).statusCode, body: await json(await w) })));
+    expect(results.map((r) => r.status)).toEqual(Array(12).fill(201));
+    const versions = results.map((r) => r.body.version);
+    expect(new Set(versions).size).toBe(12);
+    await waitFor(() => gw.output.filter((l) => l.includes('config reloaded')).length >= 1, 5000);
+    expect(gw.output.some((l) => l.includes('unhandled') || l.includes('ENOENT'))).toBe(false);
+    const state = JSON.parse(readFileSync(join(gw.stateDir, 'state.json'), 'utf8')) as { versions: Array<{ version: number }> };
+    const stored = state.versions.map((v) => v.version);
+    expect(new Set(stored).size).toBe(stored.length);
+  });
+
+  it('refuses config changes during a drain (503) so listeners are not re-bound', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'adm', workers: 1, accessLog: { enabled: false }, drainTimeout: '3s' } }));
+    cleanup.push(() => gw.stop());
+    await (await request(`${gw.admin}/drain`, { method: 'POST' })).body.dump();
+    const r = await request(`${gw.admin}/listeners/extra`, { method: 'PUT', body: JSON.stringify({ address: '127.0.0.1:0', protocol: 'http' }) });
+    expect(r.statusCode).toBe(503);
+    expect((await json(r)).error).toBe('draining');
+  });
 });

@@ -31,6 +31,7 @@ export class ConfigService {
   /** Apply `edit` to a copy of the current config. `edit` may replace the whole document by returning one. */
   change(who: string, action: string, ifMatch: string | undefined, edit: (draft: Config) => Config | void, source = `admin:${who}`): Promise<ChangeResult> {
     const run = async (): Promise<ChangeResult> => {
+      if (this.#primary.draining) throw new AdminError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' });
       const cur = this.#primary.current;
       if (ifMatch !== undefined && !etagMatches(ifMatch, cur.version)) {
         throw new AdminError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
-import { validateConfig, type ConfigError } from '../../config/validate.js';
+import type { ConfigError } from '../../config/validate.js';
 import { HostFlag, hostHealth } from '../../cluster/host.js';
 import type { Rng } from '../../common/clock.js';
 import { parseDuration } from '../../config/duration.js';
@@ -91,9 +91,9 @@ export class ManagedGateway {
   }
 
   /** A locally loaded config (SIGHUP) with the managed resources laid over it again. */
-  overlay(config: Config): ReturnType<typeof validateConfig> {
+  withManaged(config: Config): Config {
     const draft = structuredClone(config) as unknown as Record<string, Named[]>;
-    return validateConfig(this.#applied ? this.#merge(draft, this.#applied, this.#applied.resources) : draft);
+    return (this.#applied ? this.#merge(draft, this.#applied, this.#applied.resources) : draft) as unknown as Config;
   }
 
   report(): GatewayReport {
