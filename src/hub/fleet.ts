@@ -9,6 +9,8 @@ const HEARTBEAT_MS = 15000;
 interface Gateway {
   id: string;
   report: GatewayReport;
+  /** Who authenticated the last report: SPIFFE ID or token name. */
+  identity: string;
   /** Open watches: replicas of one gateway share its id and all receive the same snapshot. */
   watches: Set<ServerResponse>;
   lastSent?: { version: number; hash: string; at: string };
@@ -43,11 +45,11 @@ export class Fleet {
     this.#pushAll();
   }
 
-  report(id: string, report: GatewayReport): void {
+  report(id: string, report: GatewayReport, identity: string): void {
     const g = this.#gateways.get(id);
     const now = new Date().toISOString();
-    if (g) Object.assign(g, { report, lastSeen: now });
-    else this.#gateways.set(id, { id, report, watches: new Set(), lastSeen: now });
+    if (g) Object.assign(g, { report, identity, lastSeen: now });
+    else this.#gateways.set(id, { id, report, identity, watches: new Set(), lastSeen: now });
     this.#pushAll();
   }
 
@@ -78,6 +80,7 @@ export class Fleet {
   list() {
     return [...this.#gateways.values()].map((g) => ({
       id: g.id,
+      identity: g.identity,
       labels: g.report.labels,
       locality: g.report.locality,
       eastWestAddress: g.report.eastWestAddress,

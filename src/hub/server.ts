@@ -143,7 +143,7 @@ export class HubServer {
   async #gatewayProtocol(c: Call, id: string, action: string | undefined): Promise<boolean> {
     const m = c.req.method;
     if (action === 'report' && m === 'POST') {
-      this.#fleet.report(id, checked<GatewayReport>(ReportSchema, await readBody(c.req)));
+      this.#fleet.report(id, checked<GatewayReport>(ReportSchema, await readBody(c.req)), c.who);
       return void sendJson(c.res, 200, { ok: true, version: this.current.version }), true;
     }
     if (action === 'ack' && m === 'POST') {

@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
+import { startHub, type RunningHub } from '../../src/hub/control-plane.js';
+import { HubClient } from '../../src/control/managed/hub-client.js';
+import type { Snapshot } from '../../src/hub/protocol.js';
+import { systemRng } from '../../src/common/clock.js';
+import { tempDir, waitFor } from '../helpers/gateway.js';
+import { closedPort } from '../helpers/upstream.js';
+import { TestCa } from '../helpers/pki.js';
+import { readFileSync } from 'node:fs';
+
+const ca = new TestCa('Hub CA');
+const server = ca.issue({ cn: 'hub', san: ['DNS:localhost', 'IP:127.0.0.1'], eku: 'serverAuth' });
+const client = ca.issue({ cn: 'gw-1', san: ['URI:spiffe://mesh.internal/gateway/gw-1'], eku: 'clientAuth' });
+const tls = { ca: readFileSync(ca.cert), cert: readFileSync(client.cert), key: readFileSync(client.key) };
+const dispatcher = new Agent({ connect: tls });
+
+let hub: RunningHub;
+let url: string;
+let dir: string;
+let port: number;
+
+const api = async (path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}) => {
+  const r = await request(`${url}${path}`, { dispatcher, method: (init.method ?? 'GET') as 'GET', headers: { 'content-type': 'application/json', ...init.headers }, body: init.body === undefined ? undefined : JSON.stringify(init.body) });
+  return { status: r.statusCode, headers: r.headers, body: (await r.body.json()) as any };
+};
+
+const report = { labels: { cluster: 'gw-1' }, locality: { region: 'r', zone: 'z', subzone: '' }, instances: [] };
+
+async function start() {
+  hub = await startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') });
+}
+
+describe('management server API over mTLS', () => {
+  beforeAll(async () => {
+    dir = tempDir('meridian-hub-');
+    port = await closedPort();
+    url = `https://127.0.0.1:${port}`;
+    writeFileSync(join(dir, 'hub.yaml'), stringify({
+      hub: { address: `127.0.0.1:${port}`, tls: { cert: server.cert, key: server.key, clientCa: ca.cert } },
+      routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200, body: 'hi' } }],
+    }));
+    await start();
+  });
+  afterAll(async () => {
+    await hub.stop();
+    await dispatcher.close();
+  });
+
+  it('refuses a client without a certificate at the TLS handshake', async () => {
+    const bare = new Agent({ connect: { ca: tls.ca } });
+    await expect(request(`${url}/fleet`, { dispatcher: bare })).rejects.toThrow();
+    await bare.close();
+  });
+
+  it('delivers a snapshot to a watching client with a certificate and records its ack under its SPIFFE identity', async () => {
+    const received: Snapshot[] = [];
+    const watcher = new HubClient({ url, id: 'gw-1', tls, reportIntervalMs: 60000 }, { report: () => report, apply: async (s) => void received.push(s) }, systemRng);
+    watcher.start();
+    try {
+      await waitFor(() => received.length > 0, 5000);
+      expect(received[0]!.resources.routes.map((r) => r.name)).toEqual(['hello']);
+      const fleet = await waitFor(async () => {
+        const f = await api('/fleet');
+        return f.body.gateways[0]?.inSync ? f.body : undefined;
+      }, 5000);
+      expect(fleet.gateways[0]).toMatchObject({ id: 'gw-1', identity: 'spiffe://mesh.internal/gateway/gw-1', connected: true, lastAck: { version: received[0]!.version, hash: received[0]!.hash } });
+      // A change reaches the open watch.
+      const put = await api('/routes/bye', { method: 'PUT', body: { match: { path: { exact: '/bye' } }, directResponse: { status: 200 } } });
+      expect(put.status).toBe(200);
+      await waitFor(() => received.at(-1)!.version === put.body.version, 5000);
+      expect(received.at(-1)!.resources.routes.map((r) => r.name)).toEqual(['hello', 'bye']);
+    } finally {
+      watcher.stop();
+    }
+  });
+
+  it('honours If-Match (412 on a stale version), rolls back as a new version and keeps history across a restart', async () => {
+    const cur = await api('/config');
+    const version = Number(String(cur.headers.etag).replace(/"/g, ''));
+    const stale = await api('/routes/x', { method: 'PUT', headers: { 'if-match': `"${version - 1}"` }, body: { match: {}, directResponse: { status: 204 } } });
+    expect(stale.status).toBe(412);
+    const ok = await api('/routes/x', { method: 'PUT', headers: { 'if-match': `"${version}"` }, body: { match: {}, directResponse: { status: 204 } } });
+    expect(ok.body.version).toBe(version + 1);
+    const back = await api('/config/rollback', { method: 'POST', body: { version } });
+    expect(back.body.version).toBe(version + 2);
+    expect((await api('/routes/x')).status).toBe(404);
+    await hub.stop();
+    await start();
+    const versions = await api('/config/versions');
+    expect(versions.body.at(-1)).toMatchObject({ version: version + 2, current: true });
+  });
+
+  it('rejects malformed reports with field paths and a watch before any report', async () => {
+    const bad = await api('/v1/gateways/gw-x/report', { method: 'POST', body: { labels: {}, locality: {}, instances: [{ address: 'nope' }] } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.errors.map((e: { path: string }) => e.path)).toContain('locality.region');
+    const watch = await api('/v1/gateways/gw-unknown/watch');
+    expect(watch.status).toBe(409);
+  });
+});
