@@ -35,6 +35,7 @@ export function checkReferences(config: Config): ConfigError[] {
   checkAdmin(config, add);
   for (const [path, message] of authConfigErrors(config.auth, config.rbac)) add(path, message);
   checkFiles(config, add);
+  if (config.configStore && config.managementServer) add('configStore', 'configStore and managementServer are alternatives: replicas of a managed gateway get their config from the hub');
   config.rateLimits.forEach((p, i) => { if (p.store === 'redis' && !config.redis) add(`rateLimits[${i}].store`, 'store "redis" needs a top-level redis section'); });
   return errors;
 }

@@ -10,6 +10,7 @@ import { registerLocalRateLimitServer } from '../filters/ratelimit/local-store.j
 import { RedisHealth } from '../filters/ratelimit/redis-health.js';
 import { systemClock, systemRng } from '../common/clock.js';
 import { ManagedGateway } from '../control/managed/managed-gateway.js';
+import { SharedConfigStore } from '../control/store/shared-store.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -65,6 +66,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
   managed = await followManagementServer(primary, admin, opts.stateDir);
+  const shared = shareConfigThroughRedis(primary, admin);
   // Through the config service, so a reload queues behind (never races) admin and hub changes.
   const reload = async () => {
     const loaded = await loadConfigFile(opts.configFile);
@@ -84,6 +86,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const stop = async () => {
     admin.draining = true;
     managed?.client.stop();
+    shared?.stop();
     await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
     await admin.close();
     health.stop();
@@ -102,4 +105,14 @@ async function followManagementServer(primary: Primary, admin: AdminServer, stat
   admin.readiness.push(() => ({ managementServer: { url: ms.url, connected: managed.client.connected, applied: managed.applied ?? null } }));
   managed.client.start();
   return managed;
+}
+
+/** With `configStore` set: replicas keep one config through Redis (no hub). */
+function shareConfigThroughRedis(primary: Primary, admin: AdminServer): SharedConfigStore | undefined {
+  const { configStore, gateway } = primary.current.config;
+  if (!configStore) return undefined;
+  const shared = new SharedConfigStore(configStore, gateway.name, admin.service);
+  admin.readiness.push(() => ({ sharedConfigStore: { connected: shared.connected } }));
+  shared.start();
+  return shared;
 }

@@ -5,7 +5,7 @@ import { ListenerSchema } from './listener.js';
 import { RouteSchema } from './route.js';
 import { ClusterSchema } from './cluster.js';
 import { ExtensionSchemas } from './extensions.js';
-import { ManagementServerSchema } from './managed.js';
+import { ConfigStoreSchema, ManagementServerSchema } from './managed.js';
 
 /** The whole gateway configuration: the single source of truth for types and defaults. */
 export const ConfigSchema = Obj({
@@ -16,6 +16,7 @@ export const ConfigSchema = Obj({
   clusters: Type.Array(ClusterSchema, { default: [] }),
   ...ExtensionSchemas,
   managementServer: Type.Optional(ManagementServerSchema),
+  configStore: Type.Optional(ConfigStoreSchema),
 });
 
 export type Config = Static<typeof ConfigSchema>;

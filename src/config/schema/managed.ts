@@ -21,3 +21,12 @@ export const ManagementServerSchema = Obj({
     }),
   ),
 });
+
+/** Replicas of one gateway sharing their config through Redis (no hub): see docs/multicluster.md. */
+export const ConfigStoreSchema = Obj({
+  url: Type.String({ pattern: '^rediss?://', errorMessage: 'expected redis://host:port or rediss://host:port' }),
+  /** Key prefix; replicas sharing a config use the same one. Default: meridian:config:<gateway.name>. */
+  key: Type.Optional(Type.String({ minLength: 1 })),
+  passwordEnv: Type.Optional(Type.String()),
+  timeout: Duration('1s'),
+});

@@ -3,6 +3,7 @@ import { validateConfig } from '../../config/validate.js';
 import type { Primary } from '../../process/primary.js';
 import { logger } from '../../observability/logger.js';
 import { AdminError } from './http-util.js';
+import { configHash } from '../store/config-store.js';
 
 const audit = logger.child({ type: 'audit' });
 
@@ -19,6 +20,8 @@ export interface ChangeResult {
 export class ConfigService {
   readonly #primary: Primary;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Runs after validation, before the change is stored; may refuse it with an AdminError (shared store). */
+  beforeCommit?: (config: Config, source: string) => Promise<void>;
 
   constructor(primary: Primary) {
     this.#primary = primary;
@@ -40,6 +43,7 @@ export class ConfigService {
       const next = edit(draft) ?? draft;
       const result = validateConfig(next);
       if (!result.ok) throw new AdminError(400, 'invalid config', { errors: result.errors });
+      if (this.beforeCommit && configHash(result.config) !== cur.hash) await this.beforeCommit(result.config, source);
       const { version, changed } = await this.#primary.store.commit(result.config, source);
       if (changed) {
         const errors = await this.#primary.publish(version);

@@ -1,0 +1,113 @@
+import { Redis } from 'ioredis';
+import type { Config } from '../../config/schema/index.js';
+import { parseDuration } from '../../config/duration.js';
+import { logger } from '../../observability/logger.js';
+import type { ConfigService } from '../admin/config-service.js';
+import { AdminError } from '../admin/http-util.js';
+import { configHash } from './config-store.js';
+
+type ConfigStoreConfig = NonNullable<Config['configStore']>;
+
+const log = logger.child({ component: 'shared-config' });
+const SOURCE = 'shared-store';
+
+/**
+ * Compare-and-set of the shared document: succeeds only if nobody wrote since the revision this
+ * replica last saw, so two replicas changing the config at once cannot silently lose one change.
+ */
+const CAS_LUA = `
+local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
+if rev ~= tonumber(ARGV[1]) then return {0, rev} end
+rev = rev + 1
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], rev)
+redis.call('PUBLISH', KEYS[3], rev)
+return {1, rev}`;
+
+type CasClient = Redis & { meridianCas(doc: string, rev: string, chan: string, expected: number, body: string): Promise<[number, number]> };
+
+/**
+ * Replicas of one gateway kept consistent through Redis, without a hub: every admin change is
+ * written to Redis (compare-and-set) before it is stored locally, and published; every replica
+ * applies the shared document when notified, on start and after a reconnect. When Redis is down the
+ * data plane keeps its config and admin writes are refused (503) rather than let replicas diverge.
+ */
+export class SharedConfigStore {
+  readonly #cmd: CasClient;
+  readonly #sub: Redis;
+  readonly #service: ConfigService;
+  readonly #keys: { doc: string; rev: string; channel: string };
+  #rev = 0;
+  #syncing: Promise<void> = Promise.resolve();
+
+  constructor(cfg: ConfigStoreConfig, gatewayName: string, service: ConfigService) {
+    const prefix = cfg.key ?? `meridian:config:${gatewayName}`;
+    this.#keys = { doc: `${prefix}:doc`, rev: `${prefix}:rev`, channel: `${prefix}:changed` };
+    const timeout = parseDuration(cfg.timeout);
+    const opts = { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: timeout, connectTimeout: timeout, retryStrategy: (n: number) => Math.min(100 * n, 2000), password: cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined };
+    this.#cmd = new Redis(cfg.url, opts) as CasClient;
+    this.#cmd.defineCommand('meridianCas', { numberOfKeys: 3, lua: CAS_LUA });
+    this.#sub = new Redis(cfg.url, { ...opts, commandTimeout: undefined });
+    this.#service = service;
+    for (const c of [this.#cmd, this.#sub]) c.on('error', () => {});
+  }
+
+  start(): void {
+    this.#service.beforeCommit = (config, source) => this.#write(config, source);
+    this.#cmd.on('ready', () => this.#syncSoon());
+    this.#cmd.on('close', () => log.warn('shared config store unreachable; serving the current config, refusing admin writes'));
+    this.#sub.on('ready', () => void this.#sub.subscribe(this.#keys.channel).catch(() => {}));
+    this.#sub.on('message', () => this.#syncSoon());
+  }
+
+  get connected(): boolean {
+    return this.#cmd.status === 'ready';
+  }
+
+  stop(): void {
+    this.#cmd.disconnect();
+    this.#sub.disconnect();
+  }
+
+  async #write(config: Config, source: string): Promise<void> {
+    // Adopting the shared document: from now on our config is that revision (set inside the
+    // change queue, so a local change queued before it cannot compare-and-set against it).
+    if (source.startsWith(SOURCE)) return void (this.#rev = Number(source.slice(SOURCE.length + 1)));
+    let result: [number, number];
+    try {
+      const body = JSON.stringify({ hash: configHash(config), config });
+      result = await this.#cmd.meridianCas(this.#keys.doc, this.#keys.rev, this.#keys.channel, this.#rev, body);
+    } catch (e) {
+      throw new AdminError(503, 'shared store unreachable', { error: 'store_unavailable', message: `the shared config store is unreachable (${(e as Error).message}); the change is refused so replicas do not diverge` });
+    }
+    const [ok, rev] = result;
+    if (!ok) {
+      this.#syncSoon();
+      throw new AdminError(409, 'conflict', { error: 'conflict', message: `another replica changed the config first (shared revision ${rev}); read it again and retry` });
+    }
+    this.#rev = rev;
+  }
+
+  #syncSoon(): void {
+    this.#syncing = this.#syncing.then(() => this.#sync()).catch((e: Error) => log.warn({ err: e.message }, 'shared config sync failed'));
+  }
+
+  /** Adopt the shared document if it differs from ours; seed it from ours if Redis has none. */
+  async #sync(): Promise<void> {
+    const [doc, rev] = await this.#cmd.mget(this.#keys.doc, this.#keys.rev);
+    if (!doc) {
+      this.#rev = 0;
+      const cur = this.#service.current;
+      await this.#write(cur.config, 'seed');
+      log.info({ version: cur.version }, 'seeded the shared config store');
+      return;
+    }
+    const sharedRev = Number(rev ?? 0);
+    const shared = JSON.parse(doc) as { hash: string; config: Config };
+    if (shared.hash === this.#service.current.hash) return void (this.#rev = sharedRev);
+    // By the time this runs in the change queue a local write may have moved past sharedRev: keep it.
+    const adopt = (draft: Config) => (this.#rev >= sharedRev ? draft : shared.config);
+    const r = await this.#service.change(SOURCE, `sync shared revision ${sharedRev}`, undefined, adopt, `${SOURCE}:${sharedRev}`);
+    log.info({ version: r.version, sharedRevision: sharedRev }, 'applied the shared config');
+  }
+}
