@@ -64,7 +64,8 @@ export function connectRedis(cfg: RedisConfig): Client {
   const client: Client = cfg.mode === 'cluster'
     ? new Cluster((cfg.nodes ?? [cfg.url.replace(/^rediss?:\/\//, '')]).map((n) => splitAddress(n)), { redisOptions: opts, enableOfflineQueue: false })
     : cfg.mode === 'sentinel'
-      ? new Redis({ ...opts, sentinels: (cfg.sentinels ?? []).map((s) => splitAddress(s)), name: cfg.name })
+      // ioredis applies `tls` to the master only when told to; sentinels get the same credentials.
+      ? new Redis({ ...opts, sentinels: (cfg.sentinels ?? []).map((s) => splitAddress(s)), name: cfg.name, enableTLSForSentinelMode: cfg.tls, sentinelTLS: opts.tls, sentinelPassword: opts.password, sentinelUsername: opts.username })
       : new Redis(cfg.url, opts);
   client.defineCommand('meridianTake', { numberOfKeys: 1, lua: TAKE_LUA });
   client.on('error', () => {});
