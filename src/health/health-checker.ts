@@ -11,7 +11,7 @@ type HealthCheck = NonNullable<ClusterConfig['healthCheck']>;
 /**
  * Active health checks of one cluster, run in the primary: HTTP (path, expected statuses,
  * x-envoy-degraded) or TCP connect, per endpoint on `interval` plus jitter, with a timeout.
- * `onChange` receives the endpoint and its new state whenever failed/degraded flips.
+ * `onChange` receives the endpoint and its state after every check, and whether failed/degraded flipped.
  */
 export class HealthChecker {
   readonly states = new Map<string, HostHealthState>();
@@ -19,10 +19,10 @@ export class HealthChecker {
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #pool: (address: string) => Pool;
   readonly #rng: Rng;
-  readonly #onChange: (address: string, s: HostHealthState) => void;
+  readonly #onChange: (address: string, s: HostHealthState, changed: boolean) => void;
   #stopped = false;
 
-  constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState) => void) {
+  constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
     this.#cfg = cfg;
     this.#pool = pool;
     this.#rng = rng;
@@ -45,7 +45,7 @@ export class HealthChecker {
     const result = await this.check(address);
     const state = this.states.get(address);
     if (!state || this.#stopped) return;
-    if (state.apply(result)) this.#onChange(address, state);
+    this.#onChange(address, state, state.apply(result));
     const interval = parseDuration(this.#cfg.interval);
     const jitter = parseDuration(this.#cfg.jitter);
     const timer = setTimeout(() => void this.#checkAndSchedule(address), interval + Math.floor(this.#rng.random() * (jitter + 1)));

@@ -107,6 +107,15 @@ export class OutlierDetector {
     this.#onChange();
   }
 
+  /** End an ejection early (a passing active health check); true if the host was ejected. */
+  uneject(address: string): boolean {
+    const h = this.#hosts.get(address);
+    if (!h?.ejectedUntil) return false;
+    h.ejectedUntil = 0;
+    h.cons5xx = h.consGateway = h.consLocal = 0;
+    return true;
+  }
+
   /** Current Envoy rule: eject only while 100 * (ejected + 1) / hosts <= maxEjectionPercent. */
   #mayEject(): boolean {
     const ejected = this.ejected().size;

@@ -55,7 +55,11 @@ export class HealthControl {
     existing?.checker.stop();
     this.#checked.delete(c.name);
     if (!c.healthCheck) return;
-    const checker = new HealthChecker(c.healthCheck, (a) => this.#pools.acquire(c, a), this.#rng, () => this.#republish());
+    const checker = new HealthChecker(c.healthCheck, (a) => this.#pools.acquire(c, a), this.#rng, (address, state, changed) => {
+      // Envoy's successful_active_health_check_uneject_host: a passing check ends an ejection.
+      const unejected = !state.failed && c.outlierDetection?.successfulActiveHealthCheckUnejectHost && this.#detected.get(c.name)?.detector.uneject(address);
+      if (changed || unejected) this.#republish();
+    });
     this.#checked.set(c.name, { key, checker });
     await checker.start(c.endpoints.map((e) => e.address));
   }

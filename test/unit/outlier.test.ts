@@ -121,4 +121,19 @@ describe('outlier detection (fake clock)', () => {
     d.tick();
     expect([...d.ejected()]).toEqual(['h0']);
   });
+  it('uneject() ends an ejection early (a passing active health check) and keeps the back-off multiplier', () => {
+    const { d, clock } = setup(10, { maxEjectionPercent: 100 });
+    d.record('h0', fives(5));
+    expect(d.uneject('h0')).toBe(true);
+    expect(d.ejected().size).toBe(0);
+    expect(d.uneject('h0')).toBe(false);
+    d.record('h0', fives(5));
+    // Second ejection: 2 x base (the multiplier was not reset by the early return).
+    clock.t += 59 * SEC;
+    d.tick();
+    expect([...d.ejected()]).toEqual(['h0']);
+    clock.t += 2 * SEC;
+    d.tick();
+    expect(d.ejected().size).toBe(0);
+  });
 });

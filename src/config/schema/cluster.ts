@@ -74,6 +74,7 @@ export const OutlierDetectionSchema = Obj({
   maxEjectionTime: Duration('300s'),
   maxEjectionPercent: Percent(10),
   alwaysEjectOneHost: Type.Boolean({ default: false }),
+  successfulActiveHealthCheckUnejectHost: Type.Boolean({ default: true }),
 });
 
 export const CircuitBreakersSchema = Obj(
