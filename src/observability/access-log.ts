@@ -30,7 +30,7 @@ export class AccessLog {
       durationMs: Math.round((performance.now() - p.startedAt) * 1000) / 1000,
       upstream: p.host?.address,
       route: p.route.name,
-      cluster: p.cluster.name,
+      cluster: p.cluster?.name,
       retries: p.retries,
       error: p.error,
     });

@@ -23,17 +23,22 @@ export interface ProxyEnv {
 
 
 const OVERLOADED = { 'x-meridian-overloaded': 'true' };
+/** Dispatch options of a request answered locally: never dispatched. */
+const NO_UPSTREAM: Dispatcher.DispatchOptions = Object.freeze({ path: '/', method: 'GET' as const });
 
 /**
  * One proxied request, downstream side: picks hosts, runs attempts (retries on a different host,
  * hedges after a delay), commits the first usable response to the client and streams it with
- * backpressure.
+ * backpressure. A routed request the gateway answers itself (a filter refused it) is one too,
+ * without a cluster ({@link ProxyRequest.local}), so it finishes through the same counters and
+ * access log.
  */
 export class ProxyRequest implements AttemptOwner {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
   readonly route: RouteRuntime;
-  readonly cluster: ClusterRuntime;
+  /** The cluster chosen for the request; undefined when it was answered locally. */
+  readonly cluster: ClusterRuntime | undefined;
   readonly env: ProxyEnv;
   readonly startedAt = performance.now();
   readonly opts: Dispatcher.DispatchOptions;
@@ -58,7 +63,7 @@ export class ProxyRequest implements AttemptOwner {
   readonly #hashKey: string | undefined;
   #holdsRequest = false;
 
-  constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
+  constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
     this.req = req;
     this.res = res;
     this.route = route;
@@ -69,13 +74,28 @@ export class ProxyRequest implements AttemptOwner {
     res.once('close', this.#onDownstreamClose);
   }
 
+  /** A routed request that will be answered without an upstream: see {@link refuse}. */
+  static local(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv): ProxyRequest {
+    return new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM, undefined);
+  }
+
   get host(): UpstreamHost | undefined {
     return this.current?.host;
   }
 
+  /** Only proxied requests start attempts, and those always have a cluster. */
+  get #cluster(): ClusterRuntime {
+    return this.cluster!;
+  }
+
+  /** Answer a local request (a filter's refusal) and finish it: counted and logged by env.onFinish. */
+  refuse(code: ErrorCode, headers: Record<string, string> | undefined, body: string | undefined): void {
+    this.#fail(code, headers, body);
+  }
+
   /** Start the request: take a slot of the cluster's circuit breaker, then the first attempt. */
   start(): void {
-    if (!this.cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
+    if (!this.#cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
     this.#holdsRequest = true;
     this.send(false);
   }
@@ -84,16 +104,16 @@ export class ProxyRequest implements AttemptOwner {
   send(isRetry: boolean): void {
     const previous = this.current?.host;
     const key = this.#hashKey;
-    const host = this.cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key ? { hashKey: key } : undefined) as UpstreamHost | undefined;
+    const host = this.#cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key ? { hashKey: key } : undefined) as UpstreamHost | undefined;
     if (!host) {
-      if (isRetry) this.cluster.breaker.releaseRetry();
+      if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('no_healthy_upstream');
     }
-    if (!this.cluster.breaker.tryPending()) {
-      if (isRetry) this.cluster.breaker.releaseRetry();
+    if (!this.#cluster.breaker.tryPending()) {
+      if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('overloaded', OVERLOADED);
     }
-    const a = new Attempt(this, host, this.cluster.breaker, isRetry);
+    const a = new Attempt(this, host, this.#cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
     host.pool.dispatch(this.opts, a);
@@ -116,7 +136,7 @@ export class ProxyRequest implements AttemptOwner {
     }
     const retry = this.route.retry;
     // The retry slot is taken before the response is dropped: with no budget left, the client gets it.
-    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode) && this.cluster.breaker.tryRetry()) {
+    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode) && this.#cluster.breaker.tryRetry()) {
       this.#outcome(a, statusCode);
       a.cancel('retry');
       return false;
@@ -217,20 +237,20 @@ export class ProxyRequest implements AttemptOwner {
   /** Schedule a retry if the cluster's retry budget allows (or the slot is already held); else answer `code`. */
   #retryLater(code: ErrorCode, slotHeld = false) {
     const p = this.route.retry!;
-    if (!slotHeld && !this.cluster.breaker.tryRetry()) return this.#fail(code);
+    if (!slotHeld && !this.#cluster.breaker.tryRetry()) return this.#fail(code);
     this.retries++;
     setTimeout(this.#resend, backoffDelay(this.retries, p.baseMs, p.maxMs, this.env.rng));
   }
 
   #resend = () => {
-    if (this.#done) this.cluster.breaker.releaseRetry();
+    if (this.#done) this.#cluster.breaker.releaseRetry();
     else this.send(true);
   };
 
-  #fail(code: ErrorCode, extra?: Record<string, string>) {
+  #fail(code: ErrorCode, extra?: Record<string, string>, body?: string) {
     this.error = code;
     clearTimeout(this.#hedgeTimer);
-    respondError(this.res, code, extra);
+    respondError(this.res, code, extra, false, body);
     this.status = this.res.statusCode;
     this.#finish();
   }
@@ -245,6 +265,6 @@ export class ProxyRequest implements AttemptOwner {
   #releaseRequest() {
     if (!this.#holdsRequest) return;
     this.#holdsRequest = false;
-    this.cluster.breaker.releaseRequest();
+    this.#cluster.breaker.releaseRequest();
   }
 }

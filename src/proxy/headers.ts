@@ -77,7 +77,7 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
     out.push(name, raw[i + 1]);
   }
   if (hosts > 1) return 'bad_request';
-  if (nominated) removeNominated(out, nominated);
+  if (nominated) removeHeaders(out, nominated);
   if (f.upgrade) out.push('connection', 'upgrade');
   out.push('host', f.authority);
   out.push('x-forwarded-for', xff ? `${xff}, ${f.clientIp}` : f.clientIp);
@@ -96,10 +96,17 @@ function addNominated(value: string, into: Set<string> | undefined): Set<string>
   return into;
 }
 
-function removeNominated(out: string[], nominated: Set<string>) {
+/**
+ * Remove, in place, every header of a flat list whose lower-cased name is listed: names nominated
+ * by Connection (a Set) or credentials the filters consumed (a short array).
+ */
+export function removeHeaders(out: string[], names: ReadonlySet<string> | readonly string[]): void {
+  const list = Array.isArray(names) ? (names as readonly string[]) : undefined;
+  const set = names as ReadonlySet<string>;
   let w = 0;
   for (let r = 0; r < out.length; r += 2) {
-    if (nominated.has(out[r].toLowerCase())) continue;
+    const lower = out[r].toLowerCase();
+    if (list ? list.includes(lower) : set.has(lower)) continue;
     out[w++] = out[r];
     out[w++] = out[r + 1];
   }

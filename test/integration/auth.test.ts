@@ -156,3 +156,26 @@ describe('API keys and RBAC', () => {
     expect(up.requests.at(-1)!.url).toBe('/api/x');
   });
 });
+
+describe('refused requests in the metrics', () => {
+  const counts = async () => {
+    const text = await (await request(`${gw.admin}/metrics`)).body.text();
+    const n = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    return {
+      api4xx: n(/meridian_downstream_rq_total\{route="api",status_class="4xx"\} (\d+)/),
+      admin4xx: n(/meridian_downstream_rq_total\{route="admin",status_class="4xx"\} (\d+)/),
+      unauthenticated: n(/meridian_downstream_errors_total\{code="unauthenticated"\} (\d+)/),
+      forbidden: n(/meridian_downstream_errors_total\{code="forbidden"\} (\d+)/),
+    };
+  };
+
+  it('counts 401 and 403 per route and per error code like any other response', async () => {
+    const before = await counts();
+    expect((await call('/api/x')).status).toBe(401);
+    expect((await call('/api/x', { 'x-api-key': 'guess' })).status).toBe(401);
+    expect((await call('/admin/panel', bearer(await token({ roles: ['user'] })))).status).toBe(403);
+    expect(await counts()).toEqual({
+      api4xx: before.api4xx + 2, admin4xx: before.admin4xx + 1, unauthenticated: before.unauthenticated + 2, forbidden: before.forbidden + 1,
+    });
+  });
+});

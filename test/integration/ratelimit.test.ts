@@ -1,5 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import autocannon from 'autocannon';
+import { createHash } from 'node:crypto';
 import { request, Agent } from 'undici';
 import { spawnGateway, startInProcess, baseConfig, waitFor } from '../helpers/gateway.js';
 import { startUpstream, okHandler } from '../helpers/upstream.js';
@@ -97,6 +98,49 @@ describe('rate limiting', () => {
     expect(await count('gold-1')).toBe(20);
     // Without the key header the policy does not apply (onMissingKey: skip).
     expect((await request(`${gw.url}/x`)).statusCode).toBe(200);
+  });
+
+  it('counts and access-logs refusals (429, 401, 403) with their route and error code', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'refusals', workers: 2, accessLog: { enabled: true } },
+      auth: { apiKeys: [{ name: 'keys', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('k1').digest('hex') }] }] },
+      rbac: [{ name: 'nobody', rules: [{ action: 'deny' }] }],
+      rateLimits: [{ name: 'one', key: [{ value: 'all' }], limit: { requests: 1, per: '60s' } }],
+      routes: [
+        { name: 'rl', match: { path: { prefix: '/rl' } }, cluster: 'up', rateLimits: ['one'] },
+        { name: 'keyed', match: { path: { prefix: '/keyed' } }, cluster: 'up', auth: ['keys'] },
+        { name: 'closed', match: { path: { prefix: '/closed' } }, cluster: 'up', rbac: 'nobody' },
+      ],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }));
+    cleanup.push(() => gw.stop());
+    const get = async (path: string, id: string) => {
+      const r = await request(`${gw.url}${path}`, { headers: { 'x-request-id': id } });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    expect(await get('/rl', 'rl-1')).toBe(200);
+    expect(await get('/rl', 'rl-2')).toBe(429);
+    expect(await get('/keyed', 'keyed-1')).toBe(401);
+    expect(await get('/closed', 'closed-1')).toBe(403);
+    expect(up.requests.length).toBe(1);
+
+    const metrics = await waitFor(async () => {
+      const text = await (await request(`${gw.admin}/metrics`)).body.text();
+      return text.includes('route="closed",status_class="4xx"} 1') ? text : undefined;
+    });
+    for (const line of [
+      'meridian_downstream_rq_total{route="rl",status_class="2xx"} 1', 'meridian_downstream_rq_total{route="rl",status_class="4xx"} 1',
+      'meridian_downstream_rq_total{route="keyed",status_class="4xx"} 1', 'meridian_downstream_errors_total{code="rate_limited"} 1',
+      'meridian_downstream_errors_total{code="unauthenticated"} 1', 'meridian_downstream_errors_total{code="forbidden"} 1',
+    ]) expect(metrics).toContain(line);
+
+    const access = (id: string) => waitFor(() => gw.output.map((l) => { try { return JSON.parse(l); } catch { return {}; } })
+      .find((l) => l.type === 'access' && l.requestId === id));
+    expect(await access('rl-2')).toMatchObject({ route: 'rl', status: 429, error: 'rate_limited', path: '/rl' });
+    expect(await access('keyed-1')).toMatchObject({ route: 'keyed', status: 401, error: 'unauthenticated' });
+    expect(await access('closed-1')).toMatchObject({ route: 'closed', status: 403, error: 'forbidden' });
   });
 
   for (const mode of ['open', 'closed'] as const) {
