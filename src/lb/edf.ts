@@ -8,6 +8,38 @@ export class EdfScheduler<T> {
   #now = 0;
   #seq = 0;
 
+  /**
+   * A scheduler over `items` in the state it would reach after `picks` picks from empty (Envoy's
+   * EdfScheduler::createWithPicks): each item is charged floor(picks x w / W) picks at once (weights
+   * get +1e-13 so exact multiples do not tie differently), then the few leftover picks (< n) run one
+   * by one. O(n log n) whatever `picks` is, so a random start costs no more than a plain build.
+   * Non-positive weights are skipped.
+   */
+  static withPicks<T>(items: readonly T[], weights: ArrayLike<number>, picks: number): EdfScheduler<T> {
+    const edf = new EdfScheduler<T>();
+    picks = Math.floor(picks) % 429496729;
+    let sum = 0;
+    for (let i = 0; i < items.length; i++) if (weights[i] > 0) sum += weights[i] + 1e-13;
+    if (sum === 0) return edf;
+    let done = 0;
+    let now = 0;
+    const perUnit = picks / sum;
+    for (let i = 0; i < items.length; i++) {
+      const weight = weights[i];
+      if (!(weight > 0)) continue;
+      const aug = weight + 1e-13;
+      let floorPicks = Math.floor(aug * perUnit);
+      if (floorPicks > 0 && floorPicks / aug >= perUnit) floorPicks--;
+      now = Math.max(now, floorPicks / aug);
+      edf.#heap.push({ deadline: (floorPicks + 1) / aug, order: edf.#seq++, weight, item: items[i] });
+      done += floorPicks;
+    }
+    edf.#now = now;
+    for (let i = (edf.#heap.length >> 1) - 1; i >= 0; i--) edf.#siftDown(i);
+    for (; done < picks; done++) edf.pick();
+    return edf;
+  }
+
   add(item: T, weight: number): void {
     if (weight <= 0) return;
     this.#push({ deadline: this.#now + 1 / weight, order: this.#seq++, weight, item });

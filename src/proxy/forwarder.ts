@@ -104,7 +104,7 @@ export class ProxyRequest implements AttemptOwner {
   send(isRetry: boolean): void {
     const previous = this.current?.host;
     const key = this.#hashKey;
-    const host = this.#cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key ? { hashKey: key } : undefined) as UpstreamHost | undefined;
+    const host = this.#cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key !== undefined ? { hashKey: key } : undefined) as UpstreamHost | undefined;
     if (!host) {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('no_healthy_upstream');

@@ -7,8 +7,22 @@ export interface HostSelector {
   pick(ctx: PickContext | undefined): Host | undefined;
 }
 
-/** A load-balancing policy: builds a selector for a host set. Built when hosts or health change. */
-export type PolicyFactory = (hosts: readonly Host[], config: LbConfig, rng: Rng) => HostSelector;
+/**
+ * Hands back a table (ring, maglev table) built for exactly this host list (same Host objects, same
+ * order) and weights by the previous LB build of the same cluster, or builds it. A health change then
+ * rebuilds only the host sets it touched.
+ */
+export interface TableCache {
+  get<T>(kind: string, hosts: readonly Host[], weights: ArrayLike<number> | undefined, build: () => T): T;
+}
+
+/**
+ * A load-balancing policy: builds a selector for a host set. Built when hosts or health change.
+ * `weights` (parallel to `hosts`, positive reals) overrides the host weights; only the consistent-hash
+ * policies take it, for locality-weighted ring_hash / maglev (host weight x locality weight share).
+ * The consistent-hash policies also take a `cache` of the previous build's tables.
+ */
+export type PolicyFactory = (hosts: readonly Host[], config: LbConfig, rng: Rng, weights?: ArrayLike<number>, cache?: TableCache) => HostSelector;
 
 /**
  * When the policy's choice is rejected by `accept` (a retry avoiding the previous host), take the

@@ -4,12 +4,18 @@ import { acceptOrNext, type PolicyFactory } from './policy.js';
 
 /**
  * Weighted round robin: plain rotation when weights are equal (O(1)), EDF schedule otherwise
- * (O(log n)), as Envoy. Weights 3:1:1 give the repeating sequence a a b a c (deterministic).
+ * (O(log n)), as Envoy. Weights 3:1:1 give the repeating sequence a a b c a (deterministic).
+ *
+ * Every build starts at a random point of the rotation, drawn from the injected rng (Envoy seeds each
+ * LB instance: the unweighted index starts at `seed`, the EDF schedule is created with `seed` picks).
+ * Without it every worker would restart at the first host after each rebuild, all in lock-step.
+ * Equal weights: start index floor(r x n). Unequal: the schedule after floor(r x Σ weights) picks,
+ * i.e. a uniformly random position within one full round.
  */
-export const roundRobin: PolicyFactory = (hosts) => {
+export const roundRobin: PolicyFactory = (hosts, _config, rng) => {
   if (hosts.length === 0) return { pick: () => undefined };
   if (hosts.every((h) => h.weight === hosts[0].weight)) {
-    let next = 0;
+    let next = Math.min(hosts.length - 1, Math.floor(rng.random() * hosts.length));
     return {
       pick(ctx) {
         const h = hosts[next];
@@ -18,7 +24,9 @@ export const roundRobin: PolicyFactory = (hosts) => {
       },
     };
   }
-  const edf = new EdfScheduler<Host>();
-  for (const h of hosts) edf.add(h, h.weight);
+  const weights = hosts.map((h) => h.weight);
+  let total = 0;
+  for (const w of weights) total += w;
+  const edf = EdfScheduler.withPicks<Host>(hosts, weights, Math.floor(rng.random() * total));
   return { pick: (ctx) => acceptOrNext(hosts, edf.pick()!, ctx) };
 };
