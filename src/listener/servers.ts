@@ -56,13 +56,13 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   configureH1(h1, limits, handlers);
   if (!cfg.h2c) return h1;
   const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
+  h2.on('session', widenConnectionWindow);
   const idle = parseDuration(limits.idleTimeout);
+  const sniffTimeout = parseDuration(limits.headersTimeout);
   const server = net.createServer({ noDelay: true }, (socket) => {
-    socket.once('data', (chunk) => {
-      socket.pause();
-      socket.unshift(chunk);
-      const target = chunk.length >= 14 && chunk.toString('latin1', 0, 14) === H2_PREFACE ? h2 : h1;
-      if (target === h2) socket.setTimeout(idle, () => socket.destroy());
+    sniffPreface(socket, sniffTimeout, (isH2) => {
+      const target = isH2 ? h2 : h1;
+      if (isH2) socket.setTimeout(idle, () => socket.destroy());
       target.emit('connection', socket);
       process.nextTick(() => socket.resume());
     });
@@ -74,6 +74,45 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   // Let drain reach the inner servers: idle HTTP/1 keep-alive connections and HTTP/2 sessions.
   Object.assign(server, { inner: h1, h2 });
   return server;
+}
+
+/**
+ * Decide h2c vs HTTP/1 from the first bytes. They may arrive in pieces: wait while they are still a
+ * prefix of the h2 preface (bounded by the header timeout), then hand the socket over with the
+ * bytes put back.
+ */
+function sniffPreface(socket: net.Socket, timeoutMs: number, decide: (isH2: boolean) => void) {
+  let seen: Buffer | undefined;
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  timer.unref();
+  const onData = (chunk: Buffer) => {
+    seen = seen ? Buffer.concat([seen, chunk]) : chunk;
+    const n = Math.min(seen.length, H2_PREFACE.length);
+    const isPrefix = seen.toString('latin1', 0, n) === H2_PREFACE.slice(0, n);
+    if (isPrefix && n < H2_PREFACE.length) return;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.pause();
+    socket.unshift(seen);
+    decide(isPrefix);
+  };
+  socket.on('data', onData);
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * Streams keep Envoy's 64 KiB initial window (SETTINGS), but the connection window is raised to
+ * Envoy's edge value of 1 MiB: left at the protocol default of 64 KiB, all streams of a session
+ * would share 64 KiB of upload in flight.
+ */
+const H2_CONNECTION_WINDOW = 1024 * 1024;
+
+function widenConnectionWindow(session: http2.ServerHttp2Session) {
+  try {
+    session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+  } catch {
+    // The session was destroyed before it was set up; nothing to widen.
+  }
 }
 
 /** CONNECT is never honoured: the gateway is not a forward proxy. */
@@ -103,6 +142,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
     { ...contexts.serverOptions(), allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
     handlers.request,
   );
+  server.on('session', widenConnectionWindow);
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
     const reason = contexts.refuseReason(socket);

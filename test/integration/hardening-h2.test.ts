@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { startInProcess, baseConfig, type InProcessGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -34,6 +35,29 @@ describe('HTTP/2 abuse', () => {
     await new Promise((r) => client.once('remoteSettings', r));
     expect(client.remoteSettings.maxConcurrentStreams).toBe(100);
     client.close();
+  });
+
+  it('keeps 64 KiB stream windows but opens the connection window to 1 MiB', async () => {
+    const client = http2.connect(gw.url);
+    expect(await h2get(client, '/')).toBe(200);
+    expect(client.remoteSettings.initialWindowSize).toBe(65535);
+    expect(client.state.remoteWindowSize).toBeGreaterThanOrEqual(1024 * 1024 - 65535);
+    client.close();
+  });
+
+  it('recognizes an h2c preface that arrives in pieces', async () => {
+    const { port } = new URL(gw.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const first = new Promise<Buffer>((r) => socket.once('data', r));
+    socket.write('PRI * HT');
+    await new Promise((r) => setTimeout(r, 50));
+    socket.write('TP/2.0\r\n\r\nSM\r\n\r\n');
+    socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // empty SETTINGS
+    const reply = await first;
+    expect(reply.toString('latin1', 0, 8)).not.toBe('HTTP/1.1');
+    expect(reply[3]).toBe(4); // the server's SETTINGS frame
+    socket.destroy();
   });
 
   it('survives a rapid-reset flood while a normal client keeps being served', async () => {
