@@ -2,13 +2,14 @@
 // Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (100), TOOLS (autocannon,wrk),
 //      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier),
 //      APPEND (1; 0 = print the report without appending it to RESULTS.md).
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync, readFileSync, appendFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jwtToken, meridianConfig, selfSignedCert, LB_PORTS, usesLbPorts, usesRedis, TARGETS } from './scenarios.mjs';
+import { has, PIN, pinned, start, cpuMicros, cleanup } from './processes.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -17,44 +18,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 100);
 const SCENARIOS = (process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier').split(',');
 const APPEND = process.env.APPEND !== '0';
-const has = (bin) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const TOOLS = (process.env.TOOLS ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || has(t));
-const PIN = has('taskset') && cpus().length >= 2;
-const pinned = (core, cmd, args) => (PIN ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]);
-const READY = /on \d+|"msg":"ready"|listening/;
 const UPSTREAM_PORT = 18090;
-const children = [];
 
-/** Spawn a server (pinned to `core`) and resolve once its output matches `ready`. */
-function start(name, cmd, args, { env = {}, core = 0, ready = READY } = {}) {
-  const [c, a] = pinned(core, cmd, args);
-  const p = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(p);
-  p.name = name;
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d) => { out += d; if (ready.test(out)) resolve(p); };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', (d) => { out += d; });
-    p.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${out.slice(-500)}`)));
-    setTimeout(() => reject(new Error(`${name} did not start: ${out.slice(-500)}`)), 20000).unref();
-  });
-}
-
-function cleanup() {
-  for (const c of children) if (c.exitCode === null) { try { c.kill('SIGKILL'); } catch {} }
-}
-process.on('exit', cleanup);
-process.on('SIGINT', () => { cleanup(); process.exit(130); });
-process.on('SIGTERM', () => { cleanup(); process.exit(143); });
-
-/** utime + stime of a process in microseconds (from /proc; 0 where /proc is missing). */
-function cpuMicros(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10_000;
-  } catch { return 0; }
-}
 
 function load(tool, url, headers) {
   const h = Object.entries(headers ?? {});
@@ -242,4 +208,4 @@ async function main() {
   cleanup();
 }
 
-main().catch((e) => { console.error(e); cleanup(); process.exit(1); });
+main().catch((e) => { console.error(e); process.exit(1); });
