@@ -41,6 +41,10 @@ export interface RequestContext {
   upstreamHeaders: string[];
   /** Lowercase header names to remove from the upstream request. */
   upstreamStrip: string[];
+  /** Cookie names to remove from the upstream Cookie header (credentials read from cookies). */
+  upstreamStripCookies?: readonly string[];
+  /** Query parameter names to remove from the upstream query string (credentials read from the query). */
+  upstreamStripQuery?: readonly string[];
   /** Headers to add to the downstream response, flat [name, value, ...]. */
   responseHeaders: string[];
 }

@@ -158,9 +158,3 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
   server.once('close', () => contexts.close());
   return server;
 }
-
-/** The TLS socket under an HTTP/1 or HTTP/2 request, if any. */
-export function tlsSocketOf(req: DownstreamRequest): TLSSocket | undefined {
-  const s = req.httpVersionMajor === 2 ? (req as http2.Http2ServerRequest).stream.session?.socket : req.socket;
-  return s && 'getPeerCertificate' in s ? (s as TLSSocket) : undefined;
-}

@@ -3,7 +3,11 @@ import type { Rng } from '../common/clock.js';
 import { logger } from './logger.js';
 import type { ProxyRequest } from '../proxy/forwarder.js';
 
-/** One JSON line per proxied request (pino), sampled or off by `gateway.accessLog`. */
+/**
+ * One JSON line per downstream request, whoever answered it (upstream, direct response, redirect,
+ * a gateway error or refusal; an upgrade when its tunnel closes), sampled or off by
+ * `gateway.accessLog`. Requests answered before a route was chosen have no `route`.
+ */
 export class AccessLog {
   #log: Logger = logger.child({ type: 'access' });
   #enabled = true;
@@ -29,7 +33,7 @@ export class AccessLog {
       bytesOut: p.bytesOut,
       durationMs: Math.round((performance.now() - p.startedAt) * 1000) / 1000,
       upstream: p.host?.address,
-      route: p.route.name,
+      route: p.route.name || undefined,
       cluster: p.cluster?.name,
       retries: p.retries,
       error: p.error,

@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import type { Duplex } from 'node:stream';
 import type { UpstreamHost } from '../cluster/cluster-manager.js';
 import type { CircuitBreaker } from '../pool/circuit-breaker.js';
 
@@ -10,6 +11,8 @@ export interface AttemptOwner {
   attemptData(a: Attempt, chunk: Buffer): boolean;
   attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void;
   attemptError(a: Attempt, err: Error): void;
+  /** An upgrade request's upstream answered 101: the socket is now the owner's. */
+  attemptUpgrade(a: Attempt, status: number, raw: Buffer[] | string[] | null, socket: Duplex): void;
 }
 
 /**
@@ -70,6 +73,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onComplete(trailers: Buffer[] | string[] | null): void {
     this.#release();
     if (!this.cancelled) this.owner.attemptComplete(this, trailers);
+  }
+
+  onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Duplex): void {
+    this.status = statusCode;
+    this.#release();
+    if (this.cancelled) socket.destroy();
+    else this.owner.attemptUpgrade(this, statusCode, rawHeaders, socket);
   }
 
   onError(err: Error): void {

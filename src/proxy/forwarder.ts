@@ -1,12 +1,12 @@
 import type { Dispatcher } from 'undici';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Rng } from '../common/clock.js';
 import type { ErrorCode } from '../common/errors.js';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
 import { buildResponseHeaders, flatToObject } from './headers.js';
 import { classifyUpstreamError } from './error-map.js';
 import { respondError, type DownstreamResponse } from './respond.js';
-import { retriableStatus, type RouteRuntime } from './route-runtime.js';
+import { retriableStatus, UNROUTED, type RouteRuntime } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
@@ -17,21 +17,32 @@ export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failu
 /** Services the forwarder needs from its worker. */
 export interface ProxyEnv {
   readonly rng: Rng;
+  /**
+   * Requests between their ProxyRequest's creation and env.onFinish (which decrements it): every
+   * downstream request, an upgrade until its tunnel closes. maxInFlightRequests and drain read it.
+   */
+  inFlight: number;
   recordOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
+  /** Called exactly once per ProxyRequest: count it, write its access-log line, release inFlight. */
   onFinish(p: ProxyRequest): void;
 }
-
 
 const OVERLOADED = { 'x-meridian-overloaded': 'true' };
 /** Dispatch options of a request answered locally: never dispatched. */
 const NO_UPSTREAM: Dispatcher.DispatchOptions = Object.freeze({ path: '/', method: 'GET' as const });
 
+/** Error listener of sockets whose errors only mean "close it". */
+export function destroySelf(this: Duplex): void {
+  this.destroy();
+}
+
 /**
- * One proxied request, downstream side: picks hosts, runs attempts (retries on a different host,
- * hedges after a delay), commits the first usable response to the client and streams it with
- * backpressure. A routed request the gateway answers itself (a filter refused it) is one too,
- * without a cluster ({@link ProxyRequest.local}), so it finishes through the same counters and
- * access log.
+ * One downstream request: picks hosts, runs attempts (retries on a different host, hedges after a
+ * delay), commits the first usable response to the client and streams it with backpressure. An
+ * upgrade is one too: on 101 the two sockets are piped together and it finishes when either closes.
+ * A request the gateway answers itself (an error, a filter's refusal, a direct response or redirect)
+ * is one without a cluster ({@link ProxyRequest.answer}, {@link ProxyRequest.answered}), so every
+ * response finishes through the same counters, access log and in-flight count (env.onFinish).
  */
 export class ProxyRequest implements AttemptOwner {
   readonly req: DownstreamRequest;
@@ -62,7 +73,12 @@ export class ProxyRequest implements AttemptOwner {
   #resume: (() => void) | undefined;
   readonly #hashKey: string | undefined;
   #holdsRequest = false;
+  /** Bound once by start(): the downstream's (and a tunnel's upstream's) 'close' listener. */
+  #onClose: (() => void) | undefined;
+  /** The upstream socket of an upgraded connection. */
+  #tunnel: Duplex | undefined;
 
+  /** In flight from here until env.onFinish: the caller must either start() it or answer it. */
   constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
     this.req = req;
     this.res = res;
@@ -71,12 +87,27 @@ export class ProxyRequest implements AttemptOwner {
     this.env = env;
     this.opts = opts;
     this.#hashKey = hashKey;
-    res.once('close', this.#onDownstreamClose);
+    env.inFlight++;
   }
 
-  /** A routed request that will be answered without an upstream: see {@link refuse}. */
-  static local(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv): ProxyRequest {
-    return new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM, undefined);
+  /**
+   * Answer a request with a gateway error (a filter's refusal, a request refused before or after
+   * routing) and finish it: counted under its route (`route=""` without one) and access-logged.
+   */
+  static answer(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime | undefined, env: ProxyEnv, requestId: string, code: ErrorCode,
+    headers?: Record<string, string>, body?: string, closeConnection = false): void {
+    const p = new ProxyRequest(req, res, route ?? UNROUTED, undefined, env, NO_UPSTREAM, undefined);
+    p.requestId = requestId;
+    p.#fail(code, headers ?? (code === 'overloaded' ? OVERLOADED : undefined), body, closeConnection);
+  }
+
+  /** Finish a request whose response the gateway wrote itself (direct response, redirect). */
+  static answered(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv, requestId: string, bytesOut: number): void {
+    const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM, undefined);
+    p.requestId = requestId;
+    p.status = res.statusCode;
+    p.bytesOut = bytesOut;
+    p.#finish();
   }
 
   get host(): UpstreamHost | undefined {
@@ -88,13 +119,9 @@ export class ProxyRequest implements AttemptOwner {
     return this.cluster!;
   }
 
-  /** Answer a local request (a filter's refusal) and finish it: counted and logged by env.onFinish. */
-  refuse(code: ErrorCode, headers: Record<string, string> | undefined, body: string | undefined): void {
-    this.#fail(code, headers, body);
-  }
-
   /** Start the request: take a slot of the cluster's circuit breaker, then the first attempt. */
   start(): void {
+    this.res.once('close', (this.#onClose = this.#onDownstreamClose.bind(this)));
     if (!this.#cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
     this.#holdsRequest = true;
     this.send(false);
@@ -117,17 +144,19 @@ export class ProxyRequest implements AttemptOwner {
     this.current = a;
     this.#inFlight++;
     host.pool.dispatch(this.opts, a);
-    if (this.route.hedgeDelayMs > 0 && !this.#hedge && this.opts.body == null) this.#hedgeTimer = setTimeout(this.#sendHedge, this.route.hedgeDelayMs);
+    if (this.route.hedgeDelayMs > 0 && !this.#hedge && this.opts.body == null && !this.opts.upgrade) {
+      this.#hedgeTimer = setTimeout(ProxyRequest.#sendHedge, this.route.hedgeDelayMs, this);
+    }
   }
 
-  #sendHedge = () => {
-    if (this.#done || this.#committed || this.#inFlight !== 1) return;
-    const first = this.current!;
-    this.send(false);
-    if (this.current === first) return;
-    this.#hedged = first;
-    this.#hedge = this.current;
-  };
+  static #sendHedge(p: ProxyRequest): void {
+    if (p.#done || p.#committed || p.#inFlight !== 1) return;
+    const first = p.current!;
+    p.send(false);
+    if (p.current === first) return;
+    p.#hedged = first;
+    p.#hedge = p.current;
+  }
 
   attemptHeaders(a: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.#done || this.#committed) {
@@ -162,8 +191,36 @@ export class ProxyRequest implements AttemptOwner {
     if (this.#done) return true;
     this.bytesOut += chunk.length;
     const ok = (this.res as import('node:http').ServerResponse).write(chunk);
-    if (!ok) this.res.once('drain', this.#onDrain);
+    // undici's resume is bound to its connection: it is the drain listener itself.
+    if (!ok) this.res.once('drain', this.#resume!);
     return ok;
+  }
+
+  /**
+   * The upstream switched protocols: answer the client's upgrade with its 101 and pipe the two
+   * sockets together. The exchange stays in flight (and unlogged) until either side closes.
+   */
+  attemptUpgrade(a: Attempt, statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    upstream.on('error', destroySelf);
+    if (this.#done || this.#committed) {
+      upstream.destroy();
+      return;
+    }
+    this.#commit(a);
+    this.#outcome(a, statusCode);
+    // The request/response exchange is over: a long-lived tunnel holds no circuit-breaker request slot.
+    this.#releaseRequest();
+    this.status = statusCode;
+    this.res.statusCode = statusCode; // what env.onFinish reports; nothing is written through res
+    const client = this.req.socket as Duplex & { bytesWritten: number };
+    const headers = buildResponseHeaders(rawHeaders ?? [], this.route.responseOps, this.extraResponseHeaders, true);
+    let head = `HTTP/1.1 ${statusCode} Switching Protocols\r\n`;
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.bytesOut = -client.bytesWritten; // + bytesWritten at the end: what this tunnel sent the client
+    client.write(`${head}\r\n`);
+    this.#tunnel = upstream;
+    upstream.once('close', this.#onClose!);
+    upstream.pipe(client).pipe(upstream);
   }
 
   attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void {
@@ -191,9 +248,17 @@ export class ProxyRequest implements AttemptOwner {
     this.#fail(code);
   }
 
-  #onDrain = () => this.#resume?.();
-
-  #onDownstreamClose = () => {
+  #onDownstreamClose(): void {
+    const tunnel = this.#tunnel;
+    if (tunnel) {
+      // Either side of an upgraded connection closed: close the other; the exchange ends here.
+      const client = this.req.socket as Duplex & { bytesWritten: number };
+      tunnel.destroy();
+      client.destroy();
+      if (this.#done) return;
+      this.bytesOut += client.bytesWritten;
+      return this.#finish();
+    }
     if (this.#done) return;
     // The client went away first: stop the upstream work too.
     this.#done = true;
@@ -203,7 +268,7 @@ export class ProxyRequest implements AttemptOwner {
     this.error ??= 'upstream_reset';
     this.#releaseRequest();
     this.env.onFinish(this);
-  };
+  }
 
   #outcome(a: Attempt, status: number) {
     const h = a.host;
@@ -239,18 +304,18 @@ export class ProxyRequest implements AttemptOwner {
     const p = this.route.retry!;
     if (!slotHeld && !this.#cluster.breaker.tryRetry()) return this.#fail(code);
     this.retries++;
-    setTimeout(this.#resend, backoffDelay(this.retries, p.baseMs, p.maxMs, this.env.rng));
+    setTimeout(ProxyRequest.#resend, backoffDelay(this.retries, p.baseMs, p.maxMs, this.env.rng), this);
   }
 
-  #resend = () => {
-    if (this.#done) this.#cluster.breaker.releaseRetry();
-    else this.send(true);
-  };
+  static #resend(p: ProxyRequest): void {
+    if (p.#done) p.#cluster.breaker.releaseRetry();
+    else p.send(true);
+  }
 
-  #fail(code: ErrorCode, extra?: Record<string, string>, body?: string) {
+  #fail(code: ErrorCode, extra?: Record<string, string>, body?: string, closeConnection = false) {
     this.error = code;
     clearTimeout(this.#hedgeTimer);
-    respondError(this.res, code, extra, false, body);
+    respondError(this.res, code, extra, closeConnection, body);
     this.status = this.res.statusCode;
     this.#finish();
   }

@@ -1,14 +1,14 @@
 import type { Dispatcher } from 'undici';
 import type { ServerResponse } from 'node:http';
-import type { PeerIdentity, RequestContext } from '../filters/filter.js';
+import type { PeerIdentity } from '../filters/filter.js';
 import { buildUpstreamHeaders, flatToObject } from './headers.js';
-import { respondError, type DownstreamResponse } from './respond.js';
+import type { DownstreamResponse } from './respond.js';
 import { ProxyRequest, type ProxyEnv } from './forwarder.js';
 import { pickCluster } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import { sendMirror } from './mirror.js';
-import { addIdentityHeaders, clientIp, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, type AfterFilters, type Exchange } from './request-path.js';
+import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters, type Exchange } from './request-path.js';
 
 /** What a listener contributes to each request. */
 export interface ListenerContext {
@@ -22,25 +22,21 @@ export interface ListenerContext {
 
 /** Per-worker request-path state that outlives snapshots. */
 export interface RequestEnv extends ProxyEnv {
-  inFlight: number;
   shedding: boolean;
   normalize(path: string): string | null;
   xfcc(peer: PeerIdentity): string;
 }
 
-const OVERLOADED = { 'x-meridian-overloaded': 'true' };
-
 /**
  * The request path: guard -> route -> filters -> direct/redirect/proxy. Everything here reads the
- * snapshot the request started with; nothing is compiled per request.
+ * snapshot the request started with; nothing is compiled per request. Every response, the
+ * gateway's own included, finishes through a ProxyRequest (counted, access-logged, in flight).
  */
 export function handleRequest(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse): void {
   const t = routeRequest(snap, listener, env, req);
-  if (t.error) return respondError(res, t.error, undefined, t.close);
+  if (t.error) return ProxyRequest.answer(req, res, t.route, env, clientRequestId(req), t.error, undefined, undefined, t.close);
   const route = t.route!;
-  const limits = snap.config.gateway.limits;
-  if (env.shedding || (limits.maxInFlightRequests && env.inFlight >= limits.maxInFlightRequests)) return respondError(res, 'overloaded', OVERLOADED);
-  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes) return respondError(res, 'payload_too_large', undefined, true);
+  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes) return ProxyRequest.answer(req, res, route, env, clientRequestId(req), 'payload_too_large', undefined, undefined, true);
   if (route.filters.length === 0) return dispatchRoute(snap, route, listener, env, req, res, t.path, t.query, t.authority, t.hasBody, undefined);
   runRouteFilters(newExchange(snap, listener, env, req, t, res), AFTER_FILTERS);
 }
@@ -52,27 +48,37 @@ const AFTER_FILTERS: AfterFilters = {
 };
 
 function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, path: string, query: string, authority: string, hasBody: boolean, x: Exchange | undefined): void {
-  if (route.kind === 'direct') return respondDirect(route, res, x);
-  if (route.kind === 'redirect') return respondRedirect(route, listener, res, authority, path, query);
+  if (route.kind === 'direct') return respondDirect(route, env, req, res, x);
+  if (route.kind === 'redirect') return respondRedirect(route, listener, env, req, res, authority, path, query, x);
+  forward(snap, route, listener, env, req, res, path, query, authority, hasBody, x, undefined);
+}
+
+/**
+ * Send a routed request to its cluster (an upgrade too, with its `Upgrade` protocol): upstream
+ * headers (hop-by-hop and client identity headers stripped, the gateway's identity headers set),
+ * the normalized and rewritten path, then a ProxyRequest that runs the attempts.
+ */
+export function forward(snap: Snapshot, route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse,
+  path: string, query: string, authority: string, hasBody: boolean, x: Exchange | undefined, upgrade: string | undefined): void {
   const cluster = pickCluster(route, env.rng.random());
-  if (!cluster) return respondError(res, 'no_healthy_upstream');
+  if (!cluster) return ProxyRequest.answer(req, res, route, env, x?.requestId ?? clientRequestId(req), 'no_healthy_upstream');
   const facts = forwardFacts(snap, route, listener, req, authority);
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);
-  if (bad) return respondError(res, bad, undefined, true);
-  addIdentityHeaders(headers, facts, x, listener, req, env);
+  if (bad) return ProxyRequest.answer(req, res, route, env, x?.requestId ?? clientRequestId(req), bad, undefined, undefined, true);
+  // The client address after trusted-proxy handling: x-real-ip, and source-IP hashing (like rate limits and RBAC).
+  const ip = x ? x.clientIp : clientIp(req, facts.trustForwarded);
+  addIdentityHeaders(headers, facts, x, listener, req, env, ip);
   const opts: Dispatcher.DispatchOptions = {
-    path: upstreamPath(route, path, query), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
-    headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs,
+    path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
+    headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
-  if (route.mirror && !hasBody && env.rng.random() < route.mirror.fraction) sendMirror(route.mirror.cluster, opts);
+  if (route.mirror && !hasBody && upgrade === undefined && env.rng.random() < route.mirror.fraction) sendMirror(route.mirror.cluster, opts);
   if (isGone(req, res)) return;
-  // Source-IP hashing uses the client address after trusted-proxy handling, like rate limits and RBAC.
-  const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, x?.clientIp ?? clientIp(req, facts.trustForwarded)) : undefined;
+  const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, ip) : undefined;
   const p = new ProxyRequest(req, res, route, cluster, env, opts, hashKey);
   p.requestId = facts.requestId!;
   if (x && x.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
-  env.inFlight++;
   p.start();
 }
 
@@ -82,19 +88,18 @@ function isGone(req: DownstreamRequest, res: DownstreamResponse): boolean {
   return (res as ServerResponse).destroyed || req.socket.destroyed;
 }
 
-function respondDirect(route: CompiledRoute, res: DownstreamResponse, ctx: RequestContext | undefined) {
+function respondDirect(route: CompiledRoute, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, x: Exchange | undefined) {
   const d = route.direct!;
-  const headers: Record<string, string | number> = { 'content-length': d.body.length, ...d.headers };
-  if (ctx?.responseHeaders.length) Object.assign(headers, flatToObject(ctx.responseHeaders));
-  res.writeHead(d.status, headers);
+  // Filters' response headers (rate-limit headers) need a copy; otherwise the compiled headers serve as is.
+  res.writeHead(d.status, x?.responseHeaders.length ? { ...d.headers, ...flatToObject(x.responseHeaders) } : d.headers);
   res.end(d.body);
-  route.counters[(d.status / 100) | 0]?.inc();
+  ProxyRequest.answered(req, res, route, env, x?.requestId ?? clientRequestId(req), d.body.length);
 }
 
-function respondRedirect(route: CompiledRoute, listener: ListenerContext, res: DownstreamResponse, authority: string, path: string, query: string) {
+function respondRedirect(route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, authority: string, path: string, query: string, x: Exchange | undefined) {
   const r = route.config.redirect!;
-  const location = `${r.scheme ?? listener.proto}://${r.host ?? authority}${r.path ?? path}${query}`;
+  const location = `${r.scheme ?? listener.proto}://${r.host ?? authority}${r.path ?? path}${upstreamQuery(x, query)}`;
   (res as ServerResponse).writeHead(r.status, { location, 'content-length': 0 });
   res.end();
-  route.counters[3].inc();
+  ProxyRequest.answered(req, res, route, env, x?.requestId ?? clientRequestId(req), 0);
 }

@@ -5,6 +5,7 @@ import type { ErrorCode } from '../common/errors.js';
 import type { FilterResponse, RequestContext } from '../filters/filter.js';
 import { runFilters } from '../filters/chain.js';
 import { hostOf } from '../router/route-table.js';
+import { withoutCookies, withoutQueryParams } from '../filters/authn/token-source.js';
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { ProxyRequest } from './forwarder.js';
 import type { DownstreamResponse } from './respond.js';
@@ -36,24 +37,57 @@ export interface Target extends RequestScan {
 const target: Target = { authority: '', hostCount: 0, hasBody: false, contentLength: -1, route: undefined, error: undefined, close: false, path: '', query: '' };
 
 /**
- * Guard the request line and headers, find the authority, normalize the path and match a route.
+ * Guard the request line and headers, find the authority, normalize the path, match a route and
+ * apply the worker's overload caps (an `overloaded` refusal keeps its route, for the metrics).
  * The result is valid until the caller yields (it is a shared scratch object).
  */
 export function routeRequest(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest): Target {
   const t = target;
   t.route = undefined;
-  t.error = guardRequest(req, snap.config.gateway.limits);
+  const limits = snap.config.gateway.limits;
+  t.error = guardRequest(req, limits);
   if (t.error) return refused(t, t.error, true);
   scanRequest(req, t);
-  if (t.hostCount > 1 || t.authority === '') return refused(t, 'bad_request', true);
-  const url = req.url ?? '/';
+  if (t.hostCount > 1) return refused(t, 'bad_request', true);
+  let url = req.url ?? '/';
+  if (url.charCodeAt(0) !== 47 /* '/' */ && (url = absoluteTarget(snap, listener, url, t)) === '') return refused(t, 'bad_request', true);
+  if (t.authority === '') return refused(t, 'bad_request', true);
   const q = url.indexOf('?');
   const path = env.normalize(q === -1 ? url : url.slice(0, q));
   if (path === null) return refused(t, 'bad_request', false);
   t.path = path;
   t.query = q === -1 ? '' : url.slice(q);
   t.route = snap.tables.get(listener.name)?.match(hostOf(t.authority), path, req.method ?? 'GET', req, t.query);
-  return t.route ? t : refused(t, 'no_route', false);
+  if (!t.route) return refused(t, 'no_route', false);
+  if (env.shedding || (limits.maxInFlightRequests && env.inFlight >= limits.maxInFlightRequests)) return refused(t, 'overloaded', false);
+  return t;
+}
+
+/** host[:port] of an absolute-form target: a DNS name or IPv4 address, or a bracketed IPv6 address. */
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::[0-9]{1,5})?$/;
+
+/**
+ * An absolute-form target (`GET http://api.example.com/x HTTP/1.1`, HTTP/1.x only). RFC 9112 3.2.2:
+ * its authority replaces Host. It is accepted only for an authority this listener serves: a host one
+ * of its routes names (exact or `*.suffix`; host-less and `*` routes do not count), or the request's
+ * own Host header. The gateway never connects to the URI's authority (routes pick the upstream), so
+ * this is not a forward proxy. Sets `t.authority` and returns the origin-form target (path and
+ * query, "/" when empty), or '' to refuse with 400.
+ */
+function absoluteTarget(snap: Snapshot, listener: ListenerContext, url: string, t: Target): string {
+  const sep = url.indexOf('://');
+  if (sep !== 4 && sep !== 5) return '';
+  const scheme = url.slice(0, sep).toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') return '';
+  const from = sep + 3;
+  let end = from;
+  while (end < url.length && url.charCodeAt(end) !== 47 /* '/' */ && url.charCodeAt(end) !== 63 /* '?' */) end++;
+  const authority = url.slice(from, end);
+  if (!AUTHORITY.test(authority)) return '';
+  if (authority.toLowerCase() !== t.authority.toLowerCase() && !snap.servesHost(listener.name, hostOf(authority))) return '';
+  t.authority = authority;
+  if (end === url.length) return '/';
+  return url.charCodeAt(end) === 47 ? url.slice(end) : `/${url.slice(end)}`;
 }
 
 function refused(t: Target, code: ErrorCode, close: boolean): Target {
@@ -68,7 +102,8 @@ function guardRequest(req: DownstreamRequest, limits: Snapshot['config']['gatewa
   if (req.method === 'CONNECT') return 'method_not_allowed';
   const url = req.url ?? '';
   if (url.length > limits.maxUriLength) return 'uri_too_long';
-  if (url.charCodeAt(0) !== 47 /* '/' */) return 'bad_request';
+  // HTTP/2 has no absolute-form (:authority is separate); HTTP/1 targets are checked by routeRequest.
+  if (url.charCodeAt(0) !== 47 /* '/' */ && req.httpVersionMajor !== 1) return 'bad_request';
   if (req.rawHeaders.length > limits.maxHeaders * 2) return 'headers_too_large';
   return undefined;
 }
@@ -87,25 +122,29 @@ export interface Exchange extends RequestContext {
   readonly hasBody: boolean;
   /** A plain request's response; upgrades have none until one is needed for a refusal. */
   readonly res: DownstreamResponse | undefined;
-  /** Upgrades only: the client's socket and the bytes read past the request head. */
+  /** Upgrades only: the client's socket (holding any bytes read past the request head). */
   readonly socket: Duplex | undefined;
-  readonly head: Buffer | undefined;
 }
 
 /** Build the exchange of a routed request (call before anything yields: `t` is scratch). */
-export function newExchange(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, t: Target, res: DownstreamResponse | undefined, socket?: Duplex, head?: Buffer): Exchange {
+export function newExchange(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, t: Target, res: DownstreamResponse | undefined, socket?: Duplex): Exchange {
   const trust = snap.config.gateway.trustForwardedHeaders;
+  const id = clientRequestId(req);
   return {
     method: req.method ?? 'GET', path: t.path, query: t.query, authority: t.authority, headers: req.headers, clientIp: clientIp(req, trust),
-    peer: listener.peerOf(req), routeName: t.route!.name, requestId: requestIdOf(req), upstreamHeaders: [], upstreamStrip: [], responseHeaders: [],
-    snap, route: t.route!, listener, env, req, hasBody: t.hasBody, res, socket, head,
+    peer: listener.peerOf(req), routeName: t.route!.name, requestId: id === '' ? randomUUID() : id, upstreamHeaders: [], upstreamStrip: [],
+    upstreamStripCookies: undefined, upstreamStripQuery: undefined, responseHeaders: [],
+    snap, route: t.route!, listener, env, req, hasBody: t.hasBody, res, socket,
   };
 }
 
-/** The client's request id, or a new one: known before the filters so their logs and the access log agree. */
-function requestIdOf(req: DownstreamRequest): string {
+/**
+ * The client's x-request-id, or ''. An exchange (filters) gets a new one when absent, so the
+ * filters' logs and the access log agree; a forwarded request gets one with its upstream headers.
+ */
+export function clientRequestId(req: DownstreamRequest): string {
   const id = req.headers['x-request-id'];
-  return typeof id === 'string' && id !== '' ? id : randomUUID();
+  return typeof id === 'string' ? id : '';
 }
 
 /** What a kind of request (plain, upgrade) does once its route's filters have decided. */
@@ -131,11 +170,7 @@ export function runRouteFilters(x: Exchange, then: AfterFilters): void {
  */
 function refuse(x: Exchange, then: AfterFilters, r: FilterResponse): void {
   const res = then.responseFor(x);
-  if (!res) return;
-  const p = ProxyRequest.local(x.req, res, x.route, x.env);
-  p.requestId = x.requestId;
-  x.env.inFlight++; // env.onFinish releases it, as for a proxied request
-  p.refuse(r.code, r.headers, r.body);
+  if (res) ProxyRequest.answer(x.req, res, x.route, x.env, x.requestId, r.code, r.headers, r.body);
 }
 
 /** The TCP peer's address, IPv4-mapped prefix removed: what the gateway appends to X-Forwarded-For. */
@@ -174,22 +209,44 @@ export function forwardFacts(snap: Snapshot, route: CompiledRoute, listener: Lis
 }
 
 /**
- * Headers the gateway vouches for: request id and traceparent (when the client sent none), what the
- * filters learned (forwarded claims) minus the credentials they consumed, and the verified client
- * certificate.
+ * Headers the gateway vouches for (the client's copies were stripped by buildUpstreamHeaders):
+ * request id and traceparent (when the client sent none), what the filters learned (forwarded
+ * claims, API-key consumer) minus the credentials they consumed, `x-real-ip` (the client IP after
+ * trusted-proxy handling), and from a verified client certificate `x-spiffe-id` and, when the
+ * listener forwards it, `x-forwarded-client-cert`.
  */
-export function addIdentityHeaders(headers: string[], facts: ForwardFacts, x: Exchange | undefined, listener: ListenerContext, req: DownstreamRequest, env: RequestEnv): void {
+export function addIdentityHeaders(headers: string[], facts: ForwardFacts, x: Exchange | undefined, listener: ListenerContext, req: DownstreamRequest, env: RequestEnv, ip: string): void {
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
   if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent(facts.requestId));
   if (x) {
-    // Credentials the filters consumed (an API key, a bearer token) do not go upstream.
+    // Credentials the filters consumed (an API key, a bearer token, a token cookie) do not go upstream.
     if (x.upstreamStrip.length) removeHeaders(headers, x.upstreamStrip);
+    if (x.upstreamStripCookies) stripCookies(headers, x.upstreamStripCookies);
     for (let i = 0; i < x.upstreamHeaders.length; i++) headers.push(x.upstreamHeaders[i]);
   }
-  if (listener.forwardClientCert) {
-    const peer = listener.peerOf(req);
-    if (peer) headers.push('x-forwarded-client-cert', env.xfcc(peer));
+  headers.push('x-real-ip', ip);
+  const peer = x ? x.peer : listener.peerOf(req);
+  if (peer) {
+    if (peer.spiffeId !== undefined) headers.push('x-spiffe-id', peer.spiffeId);
+    if (listener.forwardClientCert) headers.push('x-forwarded-client-cert', env.xfcc(peer));
   }
+}
+
+/** Remove the named cookies from every Cookie header of a flat list (dropping a header left empty). */
+function stripCookies(headers: string[], names: readonly string[]): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    let value = headers[r + 1];
+    if (headers[r].length === 6 && headers[r].toLowerCase() === 'cookie' && (value = withoutCookies(value, names)) === '') continue;
+    headers[w++] = headers[r];
+    headers[w++] = value;
+  }
+  headers.length = w;
+}
+
+/** The query to forward: without the query parameters a filter consumed as credentials. */
+export function upstreamQuery(x: Exchange | undefined, query: string): string {
+  return x?.upstreamStripQuery && query !== '' ? withoutQueryParams(query, x.upstreamStripQuery) : query;
 }
 
 /** W3C trace context for a request that arrived without one; the trace id reuses the request id's entropy. */

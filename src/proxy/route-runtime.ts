@@ -2,7 +2,7 @@ import type { RouteConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { ClusterManager, ClusterRuntime } from '../cluster/cluster-manager.js';
 import type { Filter } from '../filters/filter.js';
-import { compileHeaderOps, type HeaderOps } from './headers.js';
+import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
 import { routeCounters } from '../observability/request-metrics.js';
 
 /** Retry policy compiled from a route's `retry` section. */
@@ -25,7 +25,8 @@ export interface RouteRuntime {
   readonly kind: 'cluster' | 'weighted' | 'redirect' | 'direct';
   readonly cluster: ClusterRuntime | undefined;
   readonly weighted: { clusters: ClusterRuntime[]; cumulative: number[]; total: number } | undefined;
-  readonly direct: { status: number; body: Buffer; headers: Record<string, string> } | undefined;
+  /** A direct response; `headers` already carries its content-length. */
+  readonly direct: { status: number; body: Buffer; headers: Readonly<Record<string, string | number>> } | undefined;
   readonly timeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly retry: RetryPolicy | undefined;
@@ -50,7 +51,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     kind: r.cluster ? 'cluster' : r.weightedClusters ? 'weighted' : r.redirect ? 'redirect' : 'direct',
     cluster: r.cluster ? clusters.get(r.cluster) : undefined,
     weighted: r.weightedClusters ? compileWeighted(r.weightedClusters, clusters) : undefined,
-    direct: r.directResponse ? { status: r.directResponse.status, body: Buffer.from(r.directResponse.body), headers: r.directResponse.headers ?? {} } : undefined,
+    direct: r.directResponse ? compileDirect(r.directResponse) : undefined,
     timeoutMs,
     idleTimeoutMs: r.idleTimeout ? parseDuration(r.idleTimeout) : timeoutMs,
     retry: r.retry ? compileRetry(r.retry) : undefined,
@@ -65,6 +66,21 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     counters: routeCounters(r.name),
   };
 }
+
+function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullable<RouteRuntime['direct']> {
+  const body = Buffer.from(d.body);
+  return { status: d.status, body, headers: Object.freeze({ 'content-length': body.length, ...d.headers }) };
+}
+
+/**
+ * Stands in for the route of a request answered before one was chosen (refused before routing, or
+ * no route matched), so it is counted (`route=""`) and access-logged like every other request.
+ */
+export const UNROUTED: RouteRuntime = Object.freeze({
+  name: '', config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig, kind: 'direct', cluster: undefined, weighted: undefined,
+  direct: undefined, timeoutMs: 0, idleTimeoutMs: 0, retry: undefined, hedgeDelayMs: 0, mirror: undefined, requestOps: NO_HEADER_OPS,
+  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewriteHost: undefined, maxBodyBytes: 0, filters: [], counters: routeCounters(''),
+});
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {
   const out = { clusters: [] as ClusterRuntime[], cumulative: [] as number[], total: 0 };

@@ -13,12 +13,33 @@ export type CompiledRoute = RouteRuntime;
 /** Builds the filter list of a route (authn, authz, rate limit), once per snapshot. */
 export type FilterBuilder = (route: Config['routes'][number], config: Config) => Filter[];
 
-/** Built-in identity headers plus every header JWT providers forward claims into. */
+/** Built-in identity headers plus every header JWT providers forward claims into and API-key sets name consumers in. */
 function identityHeaderSet(config: Config): Set<string> {
   const set = new Set(IDENTITY_HEADERS);
-  const providers = (config.auth as { jwtProviders?: Array<{ forwardClaims?: Record<string, string> }> } | undefined)?.jwtProviders ?? [];
-  for (const p of providers) for (const h of Object.values(p.forwardClaims ?? {})) set.add(h.toLowerCase());
+  const auth = config.auth as { jwtProviders?: Array<{ forwardClaims?: Record<string, string> }>; apiKeys?: Array<{ consumerHeader?: string }> } | undefined;
+  for (const p of auth?.jwtProviders ?? []) for (const h of Object.values(p.forwardClaims ?? {})) set.add(h.toLowerCase());
+  for (const k of auth?.apiKeys ?? []) if (k.consumerHeader) set.add(k.consumerHeader.toLowerCase());
   return set;
+}
+
+/** The hosts a listener's routes name: exact (lower-case) and `*.suffix` wildcards (as ".suffix"). */
+interface ServedHosts {
+  readonly exact: ReadonlySet<string>;
+  readonly suffixes: readonly string[];
+}
+
+function servedHosts(routes: readonly CompiledRoute[]): ServedHosts {
+  const exact = new Set<string>();
+  const suffixes: string[] = [];
+  for (const r of routes) {
+    for (const h of r.config.match.hosts ?? []) {
+      const host = h.toLowerCase();
+      if (host === '*') continue;
+      if (host.startsWith('*.')) suffixes.push(host.slice(1));
+      else exact.add(host);
+    }
+  }
+  return { exact, suffixes };
 }
 
 /**
@@ -33,6 +54,7 @@ export class Snapshot {
   readonly tables = new Map<string, RouteTable<CompiledRoute>>();
   /** Headers only the gateway may set (XFCC, x-real-ip, configured claim headers); stripped from clients. */
   readonly identityHeaders: ReadonlySet<string>;
+  readonly #hosts = new Map<string, ServedHosts>();
 
   constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder }) {
     this.version = version;
@@ -47,8 +69,22 @@ export class Snapshot {
     }
     for (const l of config.listeners) {
       const names = l.routes ?? config.routes.map((r) => r.name);
-      this.tables.set(l.name, new RouteTable(names.filter((n) => this.routes.has(n)).map((n) => ({ config: this.routes.get(n)!.config, payload: this.routes.get(n)! }))));
+      const routes = names.filter((n) => this.routes.has(n)).map((n) => this.routes.get(n)!);
+      this.tables.set(l.name, new RouteTable(routes.map((r) => ({ config: r.config, payload: r }))));
+      this.#hosts.set(l.name, servedHosts(routes));
     }
+  }
+
+  /**
+   * Does a route of this listener name `host` (lower-case, without port), exactly or by a `*.suffix`
+   * wildcard (matched as the route table matches it)? Host-less and `*` routes do not count.
+   */
+  servesHost(listener: string, host: string): boolean {
+    const h = this.#hosts.get(listener);
+    if (!h) return false;
+    if (h.exact.has(host)) return true;
+    for (const suffix of h.suffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true;
+    return false;
   }
 
   /** Release per-snapshot resources (filter timers); pools are owned by the registry. */

@@ -39,13 +39,17 @@ beforeAll(async () => {
   up = await startUpstream((req, res) => res.end(JSON.stringify({ user: req.headers['x-user-id'] ?? null, auth: req.headers.authorization ?? null, key: req.headers['x-api-key'] ?? null })));
   gw = await startInProcess(baseConfig({
     auth: {
-      jwtProviders: [{ name: 'main', issuer: ISS, audiences: ['api'], algorithms: ['ES256', 'RS256'], jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' }, forwardClaims: { sub: 'x-user-id' } }],
+      jwtProviders: [
+        { name: 'main', issuer: ISS, audiences: ['api'], algorithms: ['ES256', 'RS256'], jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' }, forwardClaims: { sub: 'x-user-id' } },
+        { name: 'web', issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' }, from: [{ cookie: 'session' }, { query: 'access_token' }], forwardClaims: { sub: 'x-user-id' } },
+      ],
       apiKeys: [{ name: 'partners', header: 'x-api-key', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('secret-key-1').digest('hex') }] }],
     },
     rbac: [{ name: 'admins', rules: [{ action: 'allow', principals: [{ claim: { name: 'roles', contains: 'admin' } }], permissions: [{ paths: ['/admin/*'] }] }] }],
     routes: [
       { name: 'admin', match: { path: { prefix: '/admin' } }, cluster: 'up', auth: ['main'], rbac: 'admins' },
       { name: 'api', match: { path: { prefix: '/api' } }, cluster: 'up', auth: ['main', 'partners'] },
+      { name: 'web', match: { path: { prefix: '/web' } }, cluster: 'up', auth: ['web'] },
       { name: 'open', match: { path: { prefix: '/' } }, cluster: 'up' },
     ],
     clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
@@ -130,6 +134,41 @@ describe('JWT authentication', () => {
     } finally {
       jwksUp = true;
     }
+  });
+});
+
+describe('tokens from cookies and query parameters', () => {
+  it('removes a token read from a cookie from the forwarded Cookie header, keeping the other cookies', async () => {
+    const t = await token({ sub: 'carol' });
+    const r = await call('/web/x', { cookie: `theme=dark; session=${t}; xsession=keep; lang=en` });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).user).toBe('carol');
+    const seen = up.requests.at(-1)!;
+    expect(seen.headers.cookie).toBe('theme=dark; xsession=keep; lang=en');
+    expect(JSON.stringify(seen.rawHeaders)).not.toContain(t);
+  });
+
+  it('drops the Cookie header when the token was its only cookie', async () => {
+    const r = await call('/web/x', { cookie: `session=${await token()}` });
+    expect(r.status).toBe(200);
+    expect(up.requests.at(-1)!.headers.cookie).toBeUndefined();
+  });
+
+  it('removes a token read from a query parameter from the forwarded query, keeping the other parameters', async () => {
+    const t = await token({ sub: 'dave' });
+    const r = await call(`/web/x?a=1&access_token=${t}&b=2&access_token_hint=keep`);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).user).toBe('dave');
+    expect(up.requests.at(-1)!.url).toBe('/web/x?a=1&b=2&access_token_hint=keep');
+    const only = await call(`/web/y?access_token=${t}`);
+    expect(only.status).toBe(200);
+    expect(up.requests.at(-1)!.url).toBe('/web/y');
+  });
+
+  it('refuses a bad cookie token with 401 and forwards nothing', async () => {
+    const before = up.requests.length;
+    expect((await call('/web/x', { cookie: 'session=not.a.jwt' })).status).toBe(401);
+    expect(up.requests.length).toBe(before);
   });
 });
 

@@ -6,21 +6,28 @@ import { startUpstream, okHandler, type TestUpstream } from '../helpers/upstream
 
 let gw: InProcessGateway;
 let up: TestUpstream;
+/** Upstream of the host-specific routes (absolute-form cases). */
+let hosted: TestUpstream;
 let badUp: net.Server;
 let badResponse = '';
 let port = 0;
 
 beforeAll(async () => {
   up = await startUpstream(okHandler('up'));
+  hosted = await startUpstream(okHandler('hosted'));
   badUp = net.createServer((s) => s.once('data', () => s.end(badResponse)));
   await new Promise<void>((r) => badUp.listen(0, '127.0.0.1', r));
   gw = await startInProcess(baseConfig({
     routes: [
       { name: 'bad', match: { path: { prefix: '/bad-upstream' } }, cluster: 'bad' },
+      { name: 'api', match: { hosts: ['api.example.com'], path: { prefix: '/' } }, cluster: 'hosted' },
+      { name: 'wild', match: { hosts: ['*.wild.test'], path: { prefix: '/' } }, cluster: 'hosted' },
+      { name: 'api-admin', match: { hosts: ['api.example.com'], path: { prefix: '/admin' } }, directResponse: { status: 403, body: 'no' } },
       { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
     ],
     clusters: [
       { name: 'up', endpoints: [{ address: up.address }] },
+      { name: 'hosted', endpoints: [{ address: hosted.address }] },
       { name: 'bad', endpoints: [{ address: `127.0.0.1:${(badUp.address() as net.AddressInfo).port}` }] },
     ],
   }));
@@ -30,6 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await up?.close();
+  await hosted?.close();
   badUp?.close();
 });
 
@@ -89,12 +97,88 @@ describe('hostile HTTP/1 input', () => {
     });
   }
 
-  it('never forwards a client x-forwarded-client-cert header', async () => {
-    const reply = await raw(`GET /x HTTP/1.1\r\n${H}X-Forwarded-Client-Cert: By=spiffe://evil\r\nX-Real-IP: 1.1.1.1\r\nConnection: close\r\n\r\n`);
+  it('never forwards client identity headers: XFCC and x-spiffe-id are dropped, x-real-ip is the gateway\'s', async () => {
+    const reply = await raw(`GET /x HTTP/1.1\r\n${H}X-Forwarded-Client-Cert: By=spiffe://evil\r\nX-Spiffe-Id: spiffe://evil/x\r\nX-Real-IP: 1.1.1.1\r\nConnection: close\r\n\r\n`);
     expect(reply).toMatch(/^HTTP\/1.1 200/);
     const h = up.requests.at(-1)!.headers;
     expect(h['x-forwarded-client-cert']).toBeUndefined();
-    expect(h['x-real-ip']).toBeUndefined();
+    expect(h['x-spiffe-id']).toBeUndefined();
+    expect(h['x-real-ip']).toBe('127.0.0.1');
+  });
+});
+
+/**
+ * Absolute-form targets (`GET http://host/path HTTP/1.1`, RFC 9112 3.2.2) are accepted only for an
+ * authority the listener serves: a route host (exact or `*.suffix`; the catch-all route does not
+ * count), or the request's own Host. The URI's authority then replaces Host and the upstream gets
+ * origin-form. Anything else is a 400 with nothing forwarded: never a forward proxy.
+ */
+describe('absolute-form request targets', () => {
+  const send = (line: string, headers = 'Host: other.test\r\n') => raw(`${line}\r\n${headers}Connection: close\r\n\r\n`);
+  const total = () => up.requests.length + hosted.requests.length;
+
+  it('accepts a configured route host: the URI authority replaces Host, the upstream gets origin-form', async () => {
+    const before = hosted.requests.length;
+    expect(await send('GET http://api.example.com/v1/items?page=2 HTTP/1.1')).toMatch(/^HTTP\/1.1 200/);
+    expect(hosted.requests.length).toBe(before + 1);
+    const seen = hosted.requests.at(-1)!;
+    expect(seen.url).toBe('/v1/items?page=2');
+    expect(seen.headers.host).toBe('api.example.com');
+    expect(seen.headers['x-forwarded-host']).toBe('api.example.com');
+  });
+
+  it('routes on the URI authority, not on Host', async () => {
+    expect(await send('GET http://API.example.com/admin/x HTTP/1.1')).toMatch(/^HTTP\/1.1 403/);
+  });
+
+  it('accepts a wildcard route host with a port, and an empty path as "/"', async () => {
+    const before = hosted.requests.length;
+    expect(await send('GET http://a.wild.test:8080 HTTP/1.1', 'Host: a.wild.test:8080\r\n')).toMatch(/^HTTP\/1.1 200/);
+    expect(hosted.requests.length).toBe(before + 1);
+    expect(hosted.requests.at(-1)!.url).toBe('/');
+    expect(hosted.requests.at(-1)!.headers.host).toBe('a.wild.test:8080');
+  });
+
+  it('normalizes the path of an absolute-form target like any other', async () => {
+    const before = hosted.requests.length;
+    expect(await send('GET http://api.example.com/a/../%62 HTTP/1.1')).toMatch(/^HTTP\/1.1 200/);
+    expect(hosted.requests.length).toBe(before + 1);
+    expect(hosted.requests.at(-1)!.url).toBe('/b');
+  });
+
+  it('accepts an authority equal to the request\'s own Host (the catch-all route serves it as origin-form)', async () => {
+    const before = up.requests.length;
+    expect(await send(`GET http://127.0.0.1:${port}/self HTTP/1.1`, `Host: 127.0.0.1:${port}\r\n`)).toMatch(/^HTTP\/1.1 200/);
+    expect(up.requests.length).toBe(before + 1);
+    expect(up.requests.at(-1)!.url).toBe('/self');
+  });
+
+  const refused: Array<[string, string, string?]> = [
+    ['an authority no route names (the catch-all route does not count)', 'GET http://evil.example/x HTTP/1.1'],
+    ['a wildcard route\'s bare suffix', 'GET http://wild.test/x HTTP/1.1', 'Host: wild.test.evil\r\n'],
+    ['userinfo in the authority', 'GET http://user@api.example.com/x HTTP/1.1'],
+    ['a scheme other than http(s)', 'GET ftp://api.example.com/x HTTP/1.1'],
+    ['an empty authority', 'GET http:///x HTTP/1.1'],
+    ['a malformed port', 'GET http://api.example.com:8o/x HTTP/1.1'],
+    ['an asterisk-form target on GET', 'GET * HTTP/1.1'],
+    ['two Host headers', 'GET http://api.example.com/x HTTP/1.1', 'Host: api.example.com\r\nHost: other.test\r\n'],
+  ];
+  for (const [what, line, headers] of refused) {
+    it(`refuses ${what} with 400 and forwards nothing`, async () => {
+      const before = total();
+      const reply = await send(line, headers);
+      expect(reply).toMatch(/^HTTP\/1.1 400/);
+      expect(reply.toLowerCase()).toContain('x-meridian-error: bad_request');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(total()).toBe(before);
+      await stillServes();
+    });
+  }
+
+  it('keeps refusing CONNECT to a configured host with 405', async () => {
+    const before = total();
+    expect(await send('CONNECT api.example.com:443 HTTP/1.1', 'Host: api.example.com:443\r\n')).toMatch(/^HTTP\/1.1 405/);
+    expect(total()).toBe(before);
   });
 });
 

@@ -1,7 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import net from 'node:net';
 import { request, Agent } from 'undici';
-import { startInProcess, baseConfig, type InProcessGateway } from '../helpers/gateway.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, WebSocket } from 'ws';
+import { startInProcess, spawnGateway, waitFor, baseConfig, type InProcessGateway, type SpawnedGateway } from '../helpers/gateway.js';
 import { startUpstream, closedPort, okHandler, type TestUpstream } from '../helpers/upstream.js';
 
 let gw: InProcessGateway;
@@ -172,5 +175,106 @@ describe('proxying HTTP/1.1', () => {
     expect(r.statusCode).toBe(413);
     await r.body.dump();
     expect(up.requests.length).toBe(before);
+  });
+});
+
+/**
+ * Every downstream response is counted once in meridian_downstream_rq_total and written once to the
+ * access log: proxied, direct, redirected, refused before routing, unrouted, overloaded, and each
+ * upgrade when its tunnel ends. Upgrades are in flight while open: maxInFlightRequests and drain
+ * see them.
+ */
+describe('accounting: metrics, access log and in-flight', () => {
+  let sgw: SpawnedGateway;
+  let wsServer: http.Server;
+  const open: WebSocket[] = [];
+
+  beforeAll(async () => {
+    wsServer = http.createServer((_req, res) => res.end('plain'));
+    new WebSocketServer({ server: wsServer }).on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${String(m)}`)));
+    await new Promise<void>((r) => wsServer.listen(0, '127.0.0.1', r));
+    sgw = await spawnGateway(baseConfig({
+      gateway: { name: 'acct', workers: 1, accessLog: { enabled: true }, drainTimeout: '20s', limits: { maxInFlightRequests: 1 } },
+      routes: [
+        { name: 'echo', match: { path: { exact: '/echo' } }, directResponse: { status: 200, body: 'hi' } },
+        { name: 'moved', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 302 } },
+        { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
+      ],
+      clusters: [{ name: 'ws', endpoints: [{ address: `127.0.0.1:${(wsServer.address() as AddressInfo).port}` }] }],
+    }));
+  });
+
+  afterAll(async () => {
+    for (const ws of open) ws.terminate();
+    await sgw?.stop();
+    wsServer?.closeAllConnections();
+    await new Promise((r) => wsServer?.close(r));
+  });
+
+  const metrics = async () => (await request(`${sgw.admin}/metrics`)).body.text();
+  const count = (text: string, route: string, cls: string) =>
+    Number(new RegExp(`meridian_downstream_rq_total\\{route="${route}",status_class="${cls}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  const accessLines = () => sgw.output.flatMap((l) => { try { const j = JSON.parse(l); return j.type === 'access' ? [j] : []; } catch { return []; } });
+  const access = (id: string) => waitFor(() => accessLines().filter((l) => l.requestId === id).length ? accessLines().filter((l) => l.requestId === id) : undefined);
+  const send = async (path: string, id: string) => {
+    const r = await request(`${sgw.url}${path}`, { headers: { 'x-request-id': id } });
+    await r.body.dump();
+    return r.statusCode;
+  };
+  async function openWs(id: string): Promise<WebSocket> {
+    const ws = new WebSocket(`${sgw.url.replace('http', 'ws')}/ws/chat`, { headers: { 'x-request-id': id } });
+    open.push(ws);
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
+    ws.send('hi');
+    expect(await reply).toBe('echo:hi');
+    return ws;
+  }
+
+  it('counts and access-logs direct responses and redirects', async () => {
+    const before = await metrics();
+    expect(await send('/echo', 'direct-1')).toBe(200);
+    expect(await send('/moved/x', 'redirect-1')).toBe(302);
+    expect(await access('direct-1')).toEqual([expect.objectContaining({ route: 'echo', status: 200, path: '/echo' })]);
+    expect(await access('redirect-1')).toEqual([expect.objectContaining({ route: 'moved', status: 302 })]);
+    const after = await metrics();
+    expect(count(after, 'echo', '2xx')).toBe(count(before, 'echo', '2xx') + 1);
+    expect(count(after, 'moved', '3xx')).toBe(count(before, 'moved', '3xx') + 1);
+  });
+
+  it('counts and access-logs unrouted requests and requests refused before routing', async () => {
+    const before = await metrics();
+    expect(await send('/nowhere', 'unrouted-1')).toBe(404);
+    expect(await send('/a%zz', 'malformed-1')).toBe(400);
+    expect(await access('unrouted-1')).toEqual([expect.objectContaining({ status: 404, error: 'no_route' })]);
+    expect(await access('malformed-1')).toEqual([expect.objectContaining({ status: 400, error: 'bad_request' })]);
+    const after = await metrics();
+    // Requests without a route are counted under route="".
+    expect(count(after, '', '4xx')).toBe(count(before, '', '4xx') + 2);
+  });
+
+  it('holds an upgrade in flight while it is open: maxInFlightRequests refuses others, counted and logged as overloaded', async () => {
+    const ws = await openWs('ws-1');
+    const before = await metrics();
+    expect(await send('/echo', 'over-1')).toBe(503);
+    expect(await access('over-1')).toEqual([expect.objectContaining({ route: 'echo', status: 503, error: 'overloaded' })]);
+    expect(count(await metrics(), 'echo', '5xx')).toBe(count(before, 'echo', '5xx') + 1);
+    ws.close();
+    // The upgrade is logged once, when it ends, and counted as 1xx.
+    expect(await access('ws-1')).toEqual([expect.objectContaining({ route: 'ws', status: 101, cluster: 'ws' })]);
+    expect(count(await metrics(), 'ws', '1xx')).toBe(count(before, 'ws', '1xx') + 1);
+    expect(await waitFor(async () => (await send('/echo', 'after-ws')) === 200)).toBe(true);
+  });
+
+  it('drains an open upgrade: SIGTERM waits for it, then the process exits once it closes', async () => {
+    const ws = await openWs('ws-drain');
+    sgw.proc.kill('SIGTERM');
+    const exited = await Promise.race([sgw.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 800))]);
+    expect(exited).toBe(false);
+    const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
+    ws.send('still there');
+    expect(await reply).toBe('echo:still there');
+    ws.close();
+    expect(await Promise.race([sgw.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))])).toBe(true);
   });
 });

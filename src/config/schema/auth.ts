@@ -62,6 +62,8 @@ export const ApiKeySetSchema = Obj({
   file: Type.Optional(Type.String()),
   /** Keep the key header on the upstream request (default: removed, keys are secrets). */
   forwardKey: Type.Boolean({ default: false }),
+  /** Upstream header that carries the verified key's consumer name (off unless set; stripped from clients). */
+  consumerHeader: Type.Optional(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", errorMessage: 'expected a header name' })),
 });
 
 /** The `auth` section: providers that routes name in `auth: [...]`. */

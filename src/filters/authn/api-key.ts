@@ -2,13 +2,17 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ApiKeySetConfig } from '../../config/schema/auth.js';
 import type { RequestContext } from '../filter.js';
+import { isHeaderSafe } from './jwt.js';
 
 export type { ApiKeySetConfig } from '../../config/schema/auth.js';
 
 interface Consumer {
   consumer: string;
   metadata: Readonly<Record<string, string>>;
+  /** The consumer as an upstream header value; undefined when it is not header-safe. */
+  headerValue: string | undefined;
 }
+
 
 type KeyEntry = ApiKeySetConfig['keys'][number];
 
@@ -16,20 +20,26 @@ type KeyEntry = ApiKeySetConfig['keys'][number];
  * API keys stored as SHA-256 digests (in config or a JSON file). A presented key is hashed and the
  * digest looked up in a Map: the work per request is one hash and one lookup whichever key matches
  * or fails, and comparing digests leaks nothing useful about the stored keys. The key header is
- * removed from the upstream request unless `forwardKey` is set (keys are secrets).
+ * removed from the upstream request unless `forwardKey` is set (keys are secrets); with
+ * `consumerHeader` the verified consumer's name is sent upstream in that header instead.
  */
 export class ApiKeySet {
   readonly name: string;
   readonly #header: string;
   readonly #forward: boolean;
+  readonly #consumerHeader: string | undefined;
   readonly #byDigest = new Map<string, Consumer>();
 
   constructor(cfg: ApiKeySetConfig) {
     this.name = cfg.name;
     this.#header = cfg.header.toLowerCase();
     this.#forward = cfg.forwardKey;
+    this.#consumerHeader = cfg.consumerHeader?.toLowerCase();
     const all = cfg.file ? [...cfg.keys, ...readKeyFile(cfg.file)] : cfg.keys;
-    for (const k of all) this.#byDigest.set(k.sha256.toLowerCase(), { consumer: k.consumer, metadata: Object.freeze({ ...(k.metadata ?? {}) }) });
+    for (const k of all) {
+      const headerValue = isHeaderSafe(k.consumer) ? k.consumer : undefined;
+      this.#byDigest.set(k.sha256.toLowerCase(), { consumer: k.consumer, metadata: Object.freeze({ ...(k.metadata ?? {}) }), headerValue });
+    }
   }
 
   /** Number of distinct keys loaded. */
@@ -51,6 +61,7 @@ export class ApiKeySet {
     ctx.consumer = c.consumer;
     ctx.consumerMetadata = c.metadata;
     if (!this.#forward) ctx.upstreamStrip.push(this.#header);
+    if (this.#consumerHeader && c.headerValue !== undefined) ctx.upstreamHeaders.push(this.#consumerHeader, c.headerValue);
     return true;
   }
 }

@@ -3,7 +3,7 @@ import { HMAC_ALGORITHMS, type JwtProviderConfig } from '../../config/schema/aut
 import { parseDuration } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
 import type { RequestContext } from '../filter.js';
-import { compileTokenSources, tokenHeaders } from './token-source.js';
+import { compileTokenSources, tokenCookies, tokenHeaders, tokenQueryParams } from './token-source.js';
 import { hasSymmetricKeys, keySourceFor, type KeySource } from './jwks.js';
 
 export type { JwtProviderConfig } from '../../config/schema/auth.js';
@@ -35,6 +35,9 @@ export class JwtProvider {
   readonly #options: JWTVerifyOptions;
   readonly #skewSec: number;
   readonly #strip: readonly string[];
+  /** Cookies and query parameters the token may come from: removed upstream like the headers (undefined: none). */
+  readonly #stripCookies: readonly string[] | undefined;
+  readonly #stripQuery: readonly string[] | undefined;
   readonly #forward: ReadonlyArray<readonly [claim: string, path: readonly string[], header: string]>;
   readonly #tokens = new Map<string, CachedToken>();
 
@@ -47,6 +50,8 @@ export class JwtProvider {
     const algorithms = effectiveAlgorithms(p);
     this.#options = Object.freeze({ issuer: p.issuer, audience: p.audiences, algorithms, clockTolerance: this.#skewSec, requiredClaims: ['exp'] });
     this.#strip = p.forwardToken ? [] : tokenHeaders(p.from);
+    this.#stripCookies = p.forwardToken ? undefined : nonEmpty(tokenCookies(p.from));
+    this.#stripQuery = p.forwardToken ? undefined : nonEmpty(tokenQueryParams(p.from));
     this.#forward = Object.entries(p.forwardClaims).map(([claim, header]) => [claim, claim.split('.'), header.toLowerCase()] as const);
   }
 
@@ -69,7 +74,7 @@ export class JwtProvider {
     return payload;
   }
 
-  /** Record verified claims on the request, forward configured claims as headers, drop the token header. */
+  /** Record verified claims on the request, forward configured claims as headers, drop the token (header, cookie, query parameter). */
   accept(ctx: RequestContext, claims: JWTPayload): void {
     ctx.claims = claims as Record<string, unknown>;
     for (const [claim, path, header] of this.#forward) {
@@ -77,7 +82,18 @@ export class JwtProvider {
       if (v !== undefined) ctx.upstreamHeaders.push(header, v);
     }
     for (const h of this.#strip) ctx.upstreamStrip.push(h);
+    if (this.#stripCookies) ctx.upstreamStripCookies = concat(ctx.upstreamStripCookies, this.#stripCookies);
+    if (this.#stripQuery) ctx.upstreamStripQuery = concat(ctx.upstreamStripQuery, this.#stripQuery);
   }
+}
+
+function nonEmpty(list: readonly string[]): readonly string[] | undefined {
+  return list.length ? Object.freeze(list) : undefined;
+}
+
+/** The provider's frozen list itself when nothing was recorded before (no allocation per request). */
+function concat(prev: readonly string[] | undefined, add: readonly string[]): readonly string[] {
+  return prev ? [...prev, ...add] : add;
 }
 
 /**
@@ -104,6 +120,11 @@ export function claimValue(claims: Record<string, unknown>, name: string, path: 
 
 const HEADER_SAFE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** True when a value can go into a header as is: no CR, LF, NUL or other control bytes. */
+export function isHeaderSafe(s: string): boolean {
+  return HEADER_SAFE.test(s);
+}
+
 /** A claim as a header value: strings as is, numbers/booleans as text, arrays comma-joined, objects as JSON; never CR/LF. */
 function headerValue(v: unknown): string | undefined {
   let s: string;
@@ -112,7 +133,7 @@ function headerValue(v: unknown): string | undefined {
   else if (Array.isArray(v)) s = v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(',');
   else if (v !== null && typeof v === 'object') s = JSON.stringify(v);
   else return undefined;
-  return HEADER_SAFE.test(s) ? s : undefined; // a claim must not be able to inject headers
+  return isHeaderSafe(s) ? s : undefined; // a claim must not be able to inject headers
 }
 
 /**

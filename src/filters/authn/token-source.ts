@@ -26,6 +26,47 @@ export function tokenHeaders(sources: readonly TokenSource[]): string[] {
   return sources.flatMap((s) => ('header' in s ? [s.header.toLowerCase()] : []));
 }
 
+/** Names of the cookies a source list reads (removed from the upstream Cookie header unless forwarded). */
+export function tokenCookies(sources: readonly TokenSource[]): string[] {
+  return sources.flatMap((s) => ('cookie' in s ? [s.cookie] : []));
+}
+
+/** Names of the query parameters a source list reads (removed from the upstream query unless forwarded). */
+export function tokenQueryParams(sources: readonly TokenSource[]): string[] {
+  return sources.flatMap((s) => ('query' in s ? [s.query] : []));
+}
+
+/**
+ * A Cookie header value without the named cookies (matched as the cookie getter matches them: by
+ * exact name, case-sensitive); the value itself when none is present, '' when nothing is left.
+ */
+export function withoutCookies(header: string, names: readonly string[]): string {
+  if (!names.some((n) => header.includes(`${n}=`))) return header;
+  let out = '';
+  for (const part of header.split(';')) {
+    const pair = part.trim();
+    const eq = pair.indexOf('=');
+    if (pair === '' || names.includes(eq === -1 ? pair : pair.slice(0, eq))) continue;
+    out = out === '' ? pair : `${out}; ${pair}`;
+  }
+  return out;
+}
+
+/**
+ * A raw query ("?a=1&b=2" or "") without the named parameters (every occurrence, matched by raw
+ * name as the query getter matches them); the query itself when none is present.
+ */
+export function withoutQueryParams(query: string, names: readonly string[]): string {
+  if (!names.some((n) => query.includes(`${n}=`))) return query;
+  let out = '';
+  for (const part of query.slice(1).split('&')) {
+    const eq = part.indexOf('=');
+    if (names.includes(eq === -1 ? part : part.slice(0, eq))) continue;
+    out += out === '' ? `?${part}` : `&${part}`;
+  }
+  return out;
+}
+
 function compileOne(s: TokenSource): Getter {
   if ('header' in s) return headerGetter(s.header.toLowerCase(), s.prefix ?? '');
   if ('cookie' in s) return cookieGetter(s.cookie);
