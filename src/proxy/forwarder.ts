@@ -5,7 +5,7 @@ import type { ErrorCode } from '../common/errors.js';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
 import { buildResponseHeaders, flatToObject } from './headers.js';
 import { classifyUpstreamError } from './error-map.js';
-import { respondError, type DownstreamResponse } from './respond.js';
+import { abandonUnreadBody, respondError, type DownstreamResponse } from './respond.js';
 import { retriableStatus, UNROUTED, type RouteRuntime } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
@@ -324,6 +324,7 @@ export class ProxyRequest implements AttemptOwner {
     if (this.#done) return;
     this.#done = true;
     this.#releaseRequest();
+    abandonUnreadBody(this.req);
     this.env.onFinish(this);
   }
 

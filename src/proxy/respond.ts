@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { Http2ServerResponse } from 'node:http2';
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { DownstreamRequest } from './request-scan.js';
 import { ErrorCodes, type ErrorCode } from '../common/errors.js';
 import { downstreamErrors } from '../observability/request-metrics.js';
 
@@ -26,4 +27,19 @@ export function respondError(res: DownstreamResponse, code: ErrorCode, extra?: R
   if (closeConnection && 'shouldKeepAlive' in res) headers.connection = 'close';
   res.writeHead(ErrorCodes[code], headers);
   res.end(body);
+}
+
+/**
+ * The response is complete but the client is still sending a body nobody will read. HTTP/1: Node
+ * discards the rest. HTTP/2: flow control would leave the client's stream open (holding one of its
+ * concurrent-stream slots) until the idle timeout, so once the response is flushed the stream is
+ * reset with NO_ERROR, as RFC 9113 section 8.1 allows.
+ */
+export function abandonUnreadBody(req: DownstreamRequest): void {
+  if (req.httpVersionMajor !== 2 || req.complete) return;
+  // The stream's own 'finish' (its writable side flushed): the compat response emits 'finish' only
+  // once the whole stream closed, which is what never happens here.
+  const stream = (req as Http2ServerRequest).stream;
+  if (stream.writableFinished) stream.close(h2.NGHTTP2_NO_ERROR);
+  else stream.once('finish', () => stream.close(h2.NGHTTP2_NO_ERROR));
 }

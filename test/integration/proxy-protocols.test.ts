@@ -5,12 +5,13 @@ import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import { request, Agent } from 'undici';
-import { startInProcess, baseConfig, type InProcessGateway } from '../helpers/gateway.js';
+import { startInProcess, baseConfig, waitFor, type InProcessGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 let gw: InProcessGateway;
 let counting: TestUpstream;
 let trailers: TestUpstream;
+let early: http.Server;
 let h2up: http2.Http2Server;
 let h2Seen: Array<{ path: string; proto: string }> = [];
 let wsServer: http.Server;
@@ -29,6 +30,9 @@ beforeAll(async () => {
     res.addTrailers({ 'x-checksum': 'abc' });
     res.end();
   });
+  // Answers at once, never reading the request body.
+  early = http.createServer((_req, res) => res.end('early'));
+  await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
   h2up = http2.createServer((req, res) => {
     h2Seen.push({ path: req.url, proto: req.httpVersion });
     res.end(`h2 upstream ${req.url}`);
@@ -44,11 +48,13 @@ beforeAll(async () => {
       { name: 'upload', match: { path: { prefix: '/upload' } }, cluster: 'counting', timeout: '60s' },
       { name: 'trailers', match: { path: { prefix: '/trailers' } }, cluster: 'trailers' },
       { name: 'h2', match: { path: { prefix: '/h2' } }, cluster: 'h2up' },
+      { name: 'early', match: { path: { prefix: '/early' } }, cluster: 'early' },
       { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
     ],
     clusters: [
       { name: 'counting', endpoints: [{ address: counting.address }] },
       { name: 'trailers', endpoints: [{ address: trailers.address }] },
+      { name: 'early', endpoints: [{ address: `127.0.0.1:${port(early)}` }] },
       { name: 'h2up', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port(h2up)}` }] },
       { name: 'ws', endpoints: [{ address: `127.0.0.1:${port(wsServer)}` }] },
     ],
@@ -60,6 +66,8 @@ afterAll(async () => {
   await counting?.close();
   await trailers?.close();
   h2up?.close();
+  early?.closeAllConnections();
+  early?.close();
   wss?.close();
   wsServer?.close();
 });
@@ -96,6 +104,24 @@ describe('protocols and streaming', () => {
     });
     client.close();
     expect(body).toBe('5');
+  });
+
+  it('resets (NO_ERROR) an HTTP/2 upload the upstream answered without reading, so the stream is not left open', async () => {
+    const client = http2.connect(gw.url);
+    try {
+      const stream = client.request({ ':method': 'POST', ':path': '/early' });
+      let status = 0;
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.on('error', () => {});
+      stream.resume();
+      // More than the 64 KiB stream window: without the reset the rest could never be sent.
+      stream.write(Buffer.alloc(512 * 1024));
+      await waitFor(() => stream.closed, 5000);
+      expect(status).toBe(200);
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    } finally {
+      client.destroy();
+    }
   });
 
   it('proxies to an HTTP/2 (h2c) upstream', async () => {
