@@ -29,7 +29,8 @@ export const VirtualDestinationSchema = Obj({
 export const HubSectionSchema = Obj(
   {
     address: Type.String({ default: '127.0.0.1:9950', pattern: Address.pattern, errorMessage: 'expected host:port' }),
-    tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }) }))),
+    /** With `gateways`, a token may only speak the gateway protocol, as one of those gateway ids. */
+    tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }), gateways: Type.Optional(Type.Array(Name, { minItems: 1 })) }))),
     /** TLS for the hub API; with `clientCa`, client certificates are required (mTLS). */
     tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
   },

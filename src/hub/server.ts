@@ -24,7 +24,15 @@ interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   who: string;
+  /** Gateway ids this caller may act as; undefined = any (an operator). */
+  gatewayIds: string[] | undefined;
   parts: string[];
+}
+
+/** Who is calling: a verified certificate (its SPIFFE ID names one gateway) or a bearer token. */
+interface Principal {
+  who: string;
+  gatewayIds: string[] | undefined;
 }
 
 /**
@@ -75,9 +83,9 @@ export class HubServer {
       const url = new URL(req.url ?? '/', 'http://hub');
       const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
       if (parts[0] === 'live' || parts[0] === 'ready') return sendJson(res, 200, { ready: true, version: this.current.version });
-      const who = this.#authenticate(req);
-      if (!who) return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
-      const call = { req, res, who, parts };
+      const principal = this.#authenticate(req);
+      if (!principal) return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
+      const call = { req, res, parts, ...principal };
       if (!(await this.#route(call))) sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
     } catch (e) {
       if (e instanceof AdminError) return sendJson(res, e.status, e.body ?? { error: e.message });
@@ -86,23 +94,33 @@ export class HubServer {
     }
   }
 
-  /** A verified client certificate (mTLS) or a bearer token; anonymous only when neither is configured. */
-  #authenticate(req: IncomingMessage): string | undefined {
+  /**
+   * A verified client certificate (mTLS) or a bearer token; anonymous only when neither is
+   * configured. A certificate with a SPIFFE ID may act only as the gateway its last path segment
+   * names (spiffe://mesh/gateway/cluster-a -> cluster-a); a token only as its `gateways`, if listed.
+   */
+  #authenticate(req: IncomingMessage): Principal | undefined {
     const socket = req.socket as TLSSocket;
     if (socket.authorized) {
       const cert = socket.getPeerCertificate();
-      const uri = cert.subjectaltname?.split(', ').find((s) => s.startsWith('URI:'));
-      return uri ? uri.slice(4) : `cert:${cert.subject?.CN ?? 'unknown'}`;
+      const uri = cert.subjectaltname?.split(', ').find((s) => s.startsWith('URI:spiffe://'))?.slice(4);
+      return uri ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] } : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
     }
     const hub = this.current.config.hub;
     const auth = authenticate(req, { tokens: hub.tokens } as Config['admin']);
-    return auth.ok ? auth.who : undefined;
+    if (!auth.ok) return undefined;
+    const token = hub.tokens?.find((t) => `token:${t.name}` === auth.who);
+    return { who: auth.who, gatewayIds: token?.gateways };
   }
 
   async #route(c: Call): Promise<boolean> {
     const [head, name, sub] = c.parts;
     const m = c.req.method;
-    if (head === 'v1' && name === 'gateways' && sub) return this.#gatewayProtocol(c, sub, c.parts[3]);
+    if (head === 'v1' && name === 'gateways' && sub) {
+      if (c.gatewayIds && !c.gatewayIds.includes(sub)) throw new AdminError(403, 'forbidden', { error: 'forbidden', message: `${c.who} may not act as gateway "${sub}"` });
+      return this.#gatewayProtocol(c, sub, c.parts[3]);
+    }
+    if (c.gatewayIds) throw new AdminError(403, 'forbidden', { error: 'forbidden', message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}` });
     if (head === 'fleet' && m === 'GET') return void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true;
     if (head === 'config') return this.#config(c, name);
     if (!KINDS.has(head ?? '')) return false;

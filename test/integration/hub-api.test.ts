@@ -15,8 +15,11 @@ import { readFileSync } from 'node:fs';
 const ca = new TestCa('Hub CA');
 const server = ca.issue({ cn: 'hub', san: ['DNS:localhost', 'IP:127.0.0.1'], eku: 'serverAuth' });
 const client = ca.issue({ cn: 'gw-1', san: ['URI:spiffe://mesh.internal/gateway/gw-1'], eku: 'clientAuth' });
+const operator = ca.issue({ cn: 'operator', eku: 'clientAuth' });
 const tls = { ca: readFileSync(ca.cert), cert: readFileSync(client.cert), key: readFileSync(client.key) };
-const dispatcher = new Agent({ connect: tls });
+// Operators: a certificate without a SPIFFE ID. A gateway's SVID may only speak for that gateway.
+const dispatcher = new Agent({ connect: { ca: tls.ca, cert: readFileSync(operator.cert), key: readFileSync(operator.key) } });
+const asGateway = new Agent({ connect: tls });
 
 let hub: RunningHub;
 let url: string;
@@ -48,6 +51,7 @@ describe('management server API over mTLS', () => {
   afterAll(async () => {
     await hub.stop();
     await dispatcher.close();
+    await asGateway.close();
   });
 
   it('refuses a client without a certificate at the TLS handshake', async () => {
@@ -92,6 +96,19 @@ describe('management server API over mTLS', () => {
     await start();
     const versions = await api('/config/versions');
     expect(versions.body.at(-1)).toMatchObject({ version: version + 2, current: true });
+  });
+
+  it('lets a gateway certificate act only as the gateway its SPIFFE ID names', async () => {
+    const call = (path: string, method = 'GET', body?: unknown) => request(`${url}${path}`, { dispatcher: asGateway, method: method as 'GET', body: body && JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const other = await call('/v1/gateways/gw-2/report', 'POST', report);
+    expect(other.statusCode).toBe(403);
+    expect(((await other.body.json()) as { message: string }).message).toContain('spiffe://mesh.internal/gateway/gw-1');
+    const own = await call('/v1/gateways/gw-1/report', 'POST', report);
+    expect(own.statusCode).toBe(200);
+    await own.body.dump();
+    const admin = await call('/config');
+    expect(admin.statusCode).toBe(403);
+    await admin.body.dump();
   });
 
   it('rejects malformed reports with field paths and a watch before any report', async () => {

@@ -84,7 +84,7 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
     hubFile = join(dir, 'hub.yaml');
     hubState = join(dir, 'hub-state');
     writeFileSync(hubFile, stringify({
-      hub: { address: `127.0.0.1:${hubPort}`, tokens: [{ name: 'fleet', token: TOKEN }] },
+      hub: { address: `127.0.0.1:${hubPort}`, tokens: [{ name: 'fleet', token: TOKEN }, { name: 'c-a-only', token: 'c-a-only-token', gateways: ['c-a'] }] },
       virtualDestinations: [{ name: 'app-b', host: HOST, selector: { app: 'b' }, healthCheck: fastCheck }],
     }));
     await startTheHub();
@@ -137,6 +137,17 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
     // The eu-west gateway prefers its own instances too: closest-first is per gateway.
     expect(await settleOn(sites[2]!.gw!, 'c-c')).toEqual({ 'c-c': 200 });
   }, 60_000);
+
+  it('confines a gateway-scoped hub token to its gateway ids and the gateway protocol', async () => {
+    const scoped = (path: string, method = 'GET', body?: unknown) => request(`${hubUrl()}${path}`, { method: method as 'GET', headers: { authorization: 'Bearer c-a-only-token', 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const report = { labels: {}, locality: { region: 'x', zone: 'y', subzone: '' }, instances: [] };
+    const asOther = await scoped('/v1/gateways/c-b/report', 'POST', report);
+    expect(asOther.statusCode).toBe(403);
+    await asOther.body.dump();
+    const admin = await scoped('/config', 'PUT', {});
+    expect(admin.statusCode).toBe(403);
+    await admin.body.dump();
+  });
 
   it('refuses local writes to managed resources with 409', async () => {
     const r = await request(`${sites[0]!.gw!.admin}/routes/vd.app-b`, { method: 'PUT', body: JSON.stringify({ match: {}, directResponse: { status: 200 } }), headers: { 'content-type': 'application/json' } });
