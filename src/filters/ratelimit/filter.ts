@@ -68,7 +68,7 @@ export function compilePolicy(p: Policy, store: LeasingStore): Compiled {
       }
       return key;
     },
-    rateFor: (key) => overrides.find((o) => o.test(key))?.limit ?? base,
+    rateFor: overrides.length === 0 ? () => base : (key) => overrides.find((o) => o.test(key))?.limit ?? base,
     store,
     want: p.store === 'redis' ? p.batch : undefined,
     failOpen: p.failureMode === 'open',
@@ -85,31 +85,52 @@ type Outcome = { policy: Compiled; decision: Decision; requests: number; windowS
  * A store failure follows the policy's failure mode: open admits, closed answers 503.
  */
 export function createRateLimitFilter(policies: Compiled[]): Filter {
+  // One policy (the common case) decides without collecting outcomes in an array.
+  const only = policies.length === 1 ? policies[0] : undefined;
   return {
     name: 'ratelimit',
     onRequest(ctx): FilterResult | Promise<FilterResult> {
+      if (only) {
+        const o = outcomeOf(only, ctx);
+        if (o === undefined) return undefined;
+        return o instanceof Promise ? o.then((r) => decide(ctx, [r])) : decideOne(ctx, o);
+      }
       const pending: Array<Outcome | Promise<Outcome>> = [];
       let async = false;
       for (const policy of policies) {
-        const key = policy.keyOf(ctx);
-        if (key === undefined) continue;
-        const { rate, requests, windowSec } = policy.rateFor(key);
-        let d: Decision | Promise<Decision>;
-        try {
-          d = policy.store.take(`${policy.name}|${key}`, rate, policy.want);
-        } catch {
-          pending.push({ policy, failed: true });
-          continue;
-        }
-        if (d instanceof Promise) {
-          async = true;
-          pending.push(d.then((decision) => ({ policy, decision, requests, windowSec }), () => ({ policy, failed: true as const })));
-        } else pending.push({ policy, decision: d, requests, windowSec });
+        const o = outcomeOf(policy, ctx);
+        if (o === undefined) continue;
+        if (o instanceof Promise) async = true;
+        pending.push(o);
       }
       if (!async) return decide(ctx, pending as Outcome[]);
       return Promise.all(pending).then((outcomes) => decide(ctx, outcomes));
     },
   };
+}
+
+/** One policy's decision for a request; undefined when the request has no key for it. */
+function outcomeOf(policy: Compiled, ctx: RequestContext): Outcome | Promise<Outcome> | undefined {
+  const key = policy.keyOf(ctx);
+  if (key === undefined) return undefined;
+  const { rate, requests, windowSec } = policy.rateFor(key);
+  let d: Decision | Promise<Decision>;
+  try {
+    d = policy.store.take(`${policy.name}|${key}`, rate, policy.want);
+  } catch {
+    return { policy, failed: true };
+  }
+  if (d instanceof Promise) return d.then((decision) => ({ policy, decision, requests, windowSec }), () => ({ policy, failed: true as const }));
+  return { policy, decision: d, requests, windowSec };
+}
+
+/** The synchronous single-policy case: an admission without response headers allocates nothing more. */
+function decideOne(ctx: RequestContext, o: Outcome): FilterResult {
+  if (!('failed' in o) && o.decision.allowed && !o.policy.headersOnSuccess) {
+    o.policy.counters.allowed.inc();
+    return undefined;
+  }
+  return decide(ctx, [o]);
 }
 
 function decide(ctx: RequestContext, outcomes: Outcome[]): FilterResult {
