@@ -2,6 +2,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { connect } from 'node:net';
 
 export const has = (bin) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 export const PIN = has('taskset') && cpus().length >= 2;
@@ -10,14 +11,18 @@ export const pinned = (core, cmd, args) => (PIN ? ['taskset', ['-c', String(core
 const READY = /on \d+|"msg":"ready"|listening/;
 const children = [];
 
-/** Spawn a server (pinned to `core`) and resolve once its output matches `ready`. */
-export function start(name, cmd, args, { env = {}, core = 0, ready = READY } = {}) {
+/**
+ * Spawn a server (pinned to `core`) and resolve once its output matches `ready`, or, for servers
+ * that print nothing (nginx), once `readyPort` accepts connections.
+ */
+export function start(name, cmd, args, { env = {}, core = 0, ready = READY, readyPort } = {}) {
   const [c, a] = pinned(core, cmd, args);
   const p = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(p);
   p.name = name;
   return new Promise((resolve, reject) => {
     let out = '';
+    if (readyPort) pollPort(readyPort, () => resolve(p));
     const onData = (d) => { out += d; if (ready.test(out)) resolve(p); };
     p.stdout.on('data', onData);
     p.stderr.on('data', (d) => { out += d; });
@@ -39,4 +44,10 @@ export function cpuMicros(pid) {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return (Number(f[11]) + Number(f[12])) * 10_000;
   } catch { return 0; }
+}
+
+function pollPort(port, onOpen, deadline = Date.now() + 20000) {
+  const s = connect(port, '127.0.0.1');
+  s.once('connect', () => { s.destroy(); onOpen(); });
+  s.once('error', () => { if (Date.now() < deadline) setTimeout(() => pollPort(port, onOpen, deadline), 50); });
 }

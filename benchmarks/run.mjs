@@ -1,5 +1,5 @@
 // Meridian beside its baselines, in the same run, interleaved (A B C D A B C D ...).
-// Env: DURATION (s, 10), ROUNDS (3), CONNECTIONS (100), TOOLS (autocannon,wrk),
+// Env: DURATION (s, 10), ROUNDS (3), WARMUP (s, 3), CONNECTIONS (100), TOOLS (autocannon,wrk), UPSTREAM_SERVER (nginx if installed, else node),
 //      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier),
 //      APPEND (1; 0 = print the report without appending it to RESULTS.md).
 import { execFileSync } from 'node:child_process';
@@ -15,17 +15,19 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const DURATION = Number(process.env.DURATION ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const WARMUP = Number(process.env.WARMUP ?? 3);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 100);
 const SCENARIOS = (process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier').split(',');
 const APPEND = process.env.APPEND !== '0';
 const TOOLS = (process.env.TOOLS ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || has(t));
 const UPSTREAM_PORT = 18090;
+const UPSTREAM = process.env.UPSTREAM_SERVER ?? (has('nginx') ? 'nginx' : 'node');
 
 
-function load(tool, url, headers) {
+function load(tool, url, headers, duration = DURATION) {
   const h = Object.entries(headers ?? {});
   if (tool === 'wrk') {
-    const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', ...h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+    const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', ...h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
     const [c, a] = pinned(1, 'wrk', args);
     const out = execFileSync(c, a, { encoding: 'utf8' });
     const ms = (s) => (s.endsWith('us') ? parseFloat(s) / 1000 : s.endsWith('ms') ? parseFloat(s) : parseFloat(s) * 1000);
@@ -34,7 +36,7 @@ function load(tool, url, headers) {
     const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((s, n) => s + Number(n), 0) ?? 0;
     return { rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: ms(/50%\s+(\S+)/.exec(out)[1]), p99: ms(/99%\s+(\S+)/.exec(out)[1]), total, errors: non2xx + socketErrors };
   }
-  const args = [join(HERE, 'node_modules/autocannon/autocannon.js'), '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
+  const args = [join(HERE, 'node_modules/autocannon/autocannon.js'), '-c', String(CONNECTIONS), '-d', String(duration), '-j', ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
   const [c, a] = pinned(1, process.execPath, args);
   const r = JSON.parse(execFileSync(c, a, { encoding: 'utf8', env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } }));
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, errors: r.errors + r.non2xx };
@@ -43,10 +45,31 @@ function load(tool, url, headers) {
 // ---------------------------------------------------------------------------------------------
 // Servers: upstream, baselines, Redis (only when a scenario needs it), one Meridian per scenario.
 
-/** One upstream process; the lb-* scenarios' endpoints are extra ports of it. */
-function startUpstream() {
+/**
+ * One upstream process; the lb-* scenarios' endpoints are extra ports of it. nginx (`return 200`, one
+ * process) when installed, as it leaves more of the load core to the load generator; else Node.
+ */
+function startUpstream(dir) {
   const ports = [UPSTREAM_PORT, ...(SCENARIOS.some(usesLbPorts) ? LB_PORTS : [])];
+  if (UPSTREAM === 'nginx') {
+    writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, ports));
+    return start('upstream', 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { core: 1, readyPort: UPSTREAM_PORT });
+  }
   return start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], { env: { PORTS: ports.join(',') }, core: 1 });
+}
+
+function nginxConfig(dir, ports) {
+  return `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 10000000; keepalive_timeout 300s; tcp_nodelay on; tcp_nopush on; postpone_output 0;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  server {
+    ${ports.map((p) => `listen 127.0.0.1:${p};`).join(' ')}
+    location / { default_type text/plain; return 200 "${'x'.repeat(100)}"; }
+  }
+}
+`;
 }
 
 async function startBaselines() {
@@ -110,6 +133,8 @@ async function startMeridian(s, port, dir, material) {
 function measure(targets) {
   const results = {};
   for (const tool of TOOLS) {
+    // Unmeasured: the first seconds of a fresh process are JIT warm-up, not steady state.
+    if (WARMUP > 0) for (const t of targets) if (!t.tools || t.tools.includes(tool)) load(tool, t.url, t.headers, WARMUP);
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
         if (t.tools && !t.tools.includes(tool)) continue;
@@ -131,22 +156,33 @@ function summarize(results) {
   const byTool = {};
   for (const [k, runs] of Object.entries(results)) {
     const [tool, name] = k.split('|');
-    const m = { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu: median(runs.map((r) => r.cpuPerReq)), errors: runs.reduce((s, r) => s + r.errors, 0) };
+    const m = { runs, rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu: median(runs.map((r) => r.cpuPerReq)), errors: runs.reduce((s, r) => s + r.errors, 0) };
     (byTool[tool] ??= {})[name] = m;
   }
   return byTool;
 }
 
-/** a / b to 2 decimals, or '-' when either side is missing or zero. */
-const ratio = (a, b) => (a && b ? (a / b).toFixed(2) : '-');
+/**
+ * Median over rounds of a's value / b's value in the same round. Paired: this VM's speed drifts over
+ * tens of seconds, and targets of one round run back to back, so per-round ratios are far steadier
+ * than a ratio of medians.
+ */
+function paired(a, b, field) {
+  if (!a || !b) return undefined;
+  const xs = a.runs.map((r, i) => r[field] / b.runs[i]?.[field]).filter((x) => Number.isFinite(x) && x > 0);
+  return xs.length ? median(xs) : undefined;
+}
+
+/** Paired ratio to 2 decimals, or '-'. */
+const ratio = (a, b, field) => paired(a, b, field)?.toFixed(2) ?? '-';
 
 function resultRows(byTool) {
   const rows = [];
   for (const [tool, t] of Object.entries(byTool)) {
     const plain = t['meridian-plain'];
     for (const [name, m] of Object.entries(t)) {
-      const vsPlain = name.startsWith('meridian-') && plain ? [ratio(m.rps, plain.rps), ratio(m.cpu, plain.cpu)] : ['-', '-'];
-      rows.push(`| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${ratio(m.rps, t.fastify?.rps)} | ${ratio(m.cpu, t.floor?.cpu)} | ${vsPlain[0]} | ${vsPlain[1]} | ${m.errors} |`);
+      const vsPlain = name.startsWith('meridian-') && plain ? [ratio(m, plain, 'rps'), ratio(m, plain, 'cpuPerReq')] : ['-', '-'];
+      rows.push(`| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${ratio(m, t.fastify, 'rps')} | ${ratio(m, t.floor, 'cpuPerReq')} | ${vsPlain[0]} | ${vsPlain[1]} | ${m.errors} |`);
     }
   }
   return rows;
@@ -162,8 +198,9 @@ function targetRows(byTool) {
       const m = t[`meridian-${scenario}`];
       const b = t[`meridian-${base}`];
       if (!m || !b) continue;
-      const cost = 1 - m.rps / b.rps;
-      const cpuCost = m.cpu && b.cpu ? pct(m.cpu / b.cpu - 1) : '-';
+      const cost = 1 - paired(m, b, 'rps');
+      const cpuRatio = paired(m, b, 'cpuPerReq');
+      const cpuCost = cpuRatio ? pct(cpuRatio - 1) : '-';
       const met = m.errors + b.errors > 0 ? 'no (errors)' : cost < maxCost ? 'yes' : 'no';
       rows.push(`| ${tool} | ${scenario} | ${base} | ${pct(cost)} | ${cpuCost} | < ${pct(maxCost)} | ${met} |`);
     }
@@ -173,8 +210,10 @@ function targetRows(byTool) {
 
 function report(byTool) {
   const cpu = cpus()[0]?.model ?? 'unknown';
-  const setup = `DURATION=${DURATION}s ROUNDS=${ROUNDS} (medians) CONNECTIONS=${CONNECTIONS}, one Meridian worker, 100-byte responses, lb-* scenarios over ${LB_PORTS.length} endpoints (ports of one upstream process), proxies pinned to core 0 and load + upstream + Redis to core 1: ${PIN}.`;
+  const setup = `DURATION=${DURATION}s ROUNDS=${ROUNDS} (medians, after a ${WARMUP}s unmeasured warm-up per target) CONNECTIONS=${CONNECTIONS}, one Meridian worker, 100-byte responses from a ${UPSTREAM} upstream, lb-* scenarios over ${LB_PORTS.length} endpoints (ports of one upstream process), proxies pinned to core 0 and load + upstream + Redis to core 1: ${PIN}.`;
   const results = [
+    'Absolute columns are medians over rounds; ratio columns are medians of per-round ratios (paired).',
+    '',
     '| tool | target | req/s | p50 ms | p99 ms | proxy CPU us/req | req/s vs fastify | CPU vs floor | req/s vs plain | CPU vs plain | errors |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...resultRows(byTool),
@@ -182,7 +221,7 @@ function report(byTool) {
   const targets = targetRows(byTool);
   const targetTable = targets.length === 0 ? [] : [
     '',
-    'Targets (throughput cost = 1 - req/s / baseline req/s, same tool and run; autocannon is bounded by the load generator, wrk is the precise one):',
+    'Targets (throughput cost = 1 - median over rounds of req/s / baseline req/s in the same round; autocannon is bounded by the load generator, wrk is the precise one):',
     '',
     '| tool | scenario | baseline | throughput cost | CPU/req cost | target | met |',
     '|---|---|---|---|---|---|---|',
@@ -194,7 +233,7 @@ function report(byTool) {
 async function main() {
   if (!existsSync(join(ROOT, 'dist/main.js'))) throw new Error('build Meridian first: npm run build (in the repo root)');
   const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-'));
-  await startUpstream();
+  await startUpstream(dir);
   const targets = await startBaselines();
   const material = await scenarioMaterial(dir);
   let port = 18100;
