@@ -47,12 +47,17 @@ export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
   levels.forEach((l, p) => add(load.degraded[p], () => (load.panic[p] ? hostSet(l.all, l.all, config, policy, rng) : hostSet(l.degraded, l.all, config, policy, rng))));
   tables?.commit();
   const state = stateOf(load, hostPriority);
+  // Host sets without a share, built on a retry's first need: every host of the shared sets was tried.
+  let spare: HostSelector[] | undefined;
+  const spares = () => (spare ??= levels.flatMap((l) => [l.healthy, l.degraded].filter((hs) => hs.length > 0).map((hs) => hostSet(hs, l.all, config, policy, rng))));
   return {
     pick(ctx: PickContext | undefined): Host | undefined {
       if (selectors.length === 0) return undefined;
       const h = ctx?.hashKey !== undefined ? (murmur3(ctx.hashKey, 0x1234) % 100) + 1 : Math.floor(rng.random() * 100) + 1;
-      for (let i = 0; i < thresholds.length; i++) if (h <= thresholds[i]) return selectors[i].pick(ctx);
-      return selectors[selectors.length - 1].pick(ctx);
+      let i = 0;
+      while (i < thresholds.length - 1 && h > thresholds[i]) i++;
+      const host = selectors[i].pick(ctx);
+      return ctx?.accept && host && !ctx.accept(host) ? acceptedElsewhere(selectors, i, ctx) ?? acceptedElsewhere(spares(), -1, ctx) ?? host : host;
     },
     state: () => state,
   };
@@ -218,4 +223,17 @@ function zoneAware(level: Level, input: LbBuildInput): HostSelector | undefined 
 
 function stateOf(load: PriorityLoad, hostPriority: number[]) {
   return { healthyPriorityLoad: load.healthy, degradedPriorityLoad: load.degraded, panic: load.panic, totalPanic: load.totalPanic, hostPriority };
+}
+
+/**
+ * A retry whose chosen host set holds only hosts already tried moves on to the next host sets in
+ * priority order (then wraps), like Envoy's previous_priorities retry plugin. `from` -1 scans all.
+ */
+function acceptedElsewhere(selectors: HostSelector[], from: number, ctx: PickContext): Host | undefined {
+  const n = selectors.length;
+  for (let k = 1; k < (from < 0 ? n + 1 : n); k++) {
+    const h = selectors[(from + k + n) % n].pick(ctx);
+    if (h && ctx.accept!(h)) return h;
+  }
+  return undefined;
 }

@@ -72,6 +72,8 @@ export class ProxyRequest implements AttemptOwner {
   #done = false;
   #resume: (() => void) | undefined;
   readonly #hashKey: string | undefined;
+  /** Hosts of earlier attempts; allocated only when a request makes a second attempt. */
+  #tried: UpstreamHost[] | undefined;
   #holdsRequest = false;
   /** Bound once by start(): the downstream's (and a tunnel's upstream's) 'close' listener. */
   #onClose: (() => void) | undefined;
@@ -127,11 +129,17 @@ export class ProxyRequest implements AttemptOwner {
     this.send(false);
   }
 
-  /** Start an attempt on a host other than the previous attempt's, when one exists. */
+  /**
+   * Start an attempt on a host no earlier attempt used, when one exists (Envoy's previous_hosts
+   * retry predicate; the load balancer then also moves on to the next priority, like
+   * previous_priorities, when every host of the chosen one was tried).
+   */
   send(isRetry: boolean): void {
     const previous = this.current?.host;
+    if (previous) (this.#tried ??= []).push(previous);
+    const tried = this.#tried;
     const key = this.#hashKey;
-    const host = this.#cluster.lb.pick(previous ? { hashKey: key, accept: (h) => h !== previous } : key !== undefined ? { hashKey: key } : undefined) as UpstreamHost | undefined;
+    const host = this.#cluster.lb.pick(tried ? { hashKey: key, accept: (h) => !tried.includes(h as UpstreamHost) } : key !== undefined ? { hashKey: key } : undefined) as UpstreamHost | undefined;
     if (!host) {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('no_healthy_upstream');

@@ -35,6 +35,18 @@ describe('createLoadBalancer', () => {
     expect(lb.state().healthyPriorityLoad).toEqual([70, 30]);
   });
 
+  it('moves a retry to the next priority when every host of the chosen one was already tried', () => {
+    const p0 = level(0, 2, 2);
+    const lb = build([...p0, ...level(1, 2, 2)]);
+    expect(lb.state().healthyPriorityLoad).toEqual([100, 0]);
+    for (let i = 0; i < 200; i++) {
+      const h = lb.pick({ accept: (x) => !p0.includes(x) })!;
+      expect(h.priority).toBe(1);
+    }
+    // Only one P0 host tried: the retry stays in P0, on the other host.
+    for (let i = 0; i < 200; i++) expect(lb.pick({ accept: (x) => x !== p0[0] })).toBe(p0[1]);
+  });
+
   it('never picks an unhealthy host outside panic', () => {
     const lb = build([...level(0, 10, 5), ...level(1, 10, 10)]);
     for (let i = 0; i < 2000; i++) expect(lb.pick(undefined)!.flags).toBe(0);
