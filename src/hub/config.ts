@@ -4,6 +4,7 @@ import { Address, Labels, Name, Obj } from '../config/schema/common.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
 import { collectSchemaErrors, deepFreeze, validateConfig, type ConfigError } from '../config/validate.js';
 import { MANAGED_KINDS } from './protocol.js';
+import { substituteEnv } from '../config/env.js';
 
 /** A managed resource: any gateway resource plus `targets` (labels a gateway must carry). */
 const Targeted = Type.Object({ name: Name, targets: Type.Optional(Labels) }, { additionalProperties: true });
@@ -60,13 +61,16 @@ export function withoutTargets<T extends { targets?: unknown }>(r: T): Omit<T, '
  * Validate a fleet document: its own shape, then every managed resource with the gateway's schema
  * and reference checks (as if one gateway received all of them), so paths point into the document.
  */
-export function validateHubConfig(input: unknown): HubValidation {
-  const doc = Value.Default(HubConfigSchema, structuredClone(input ?? {}));
+export function validateHubConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): HubValidation {
+  const envErrors: ConfigError[] = [];
+  const substituted = substituteEnv(structuredClone(input ?? {}), env, '', envErrors);
+  if (envErrors.length) return { ok: false, errors: envErrors };
+  const doc = Value.Default(HubConfigSchema, substituted);
   const shape = collectSchemaErrors(HubConfigSchema, doc);
   if (shape.length) return { ok: false, errors: shape };
   const config = doc as HubConfig;
   const asGateway = Object.fromEntries(MANAGED_KINDS.map((k) => [k, config[k].map(withoutTargets)]));
-  const gateway = validateConfig(asGateway);
+  const gateway = validateConfig(asGateway, env);
   const errors = gateway.ok ? [] : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
   errors.push(...virtualDestinationErrors(config));
   return errors.length ? { ok: false, errors } : { ok: true, config: deepFreeze(config) };

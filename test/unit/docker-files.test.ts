@@ -45,4 +45,17 @@ describe('docker/ files', () => {
     const k8s = validateConfig(parse(cm.data['gateway.yaml']), { MERIDIAN_ADMIN_TOKEN: 'test-token-123' });
     expect(k8s.ok ? [] : k8s.errors).toEqual([]);
   });
+  it('has a management server manifest whose hub document validates', async () => {
+    const { validateHubConfig } = await import('../../src/hub/config.js');
+    const { parse } = await import('yaml');
+    const docs = parseAllDocuments(readFileSync(join(REPO, 'docker/k8s-hub/control-plane.yaml'), 'utf8')).map((d) => d.toJS());
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PersistentVolumeClaim', 'Service']);
+    const c = docs.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0];
+    expect(c.args.slice(0, 1)).toEqual(['control-plane']);
+    expect(c.readinessProbe.httpGet.path).toBe('/ready');
+    const hub = validateHubConfig(parse(docs.find((d) => d.kind === 'ConfigMap').data['hub.yaml']), { HUB_OPS_TOKEN: 'ops-token-123' });
+    expect(hub.ok ? [] : hub.errors).toEqual([]);
+    const missing = validateHubConfig(parse(docs.find((d) => d.kind === 'ConfigMap').data['hub.yaml']), {});
+    expect(missing.ok).toBe(false);
+  });
 });
