@@ -175,7 +175,7 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
       await waitFor(async () => {
         const r = await request(`${s.gw!.url}/hello`);
         return (await r.body.text()) === 'hello from the hub';
-      }, 10000, 50);
+      }, 20000, 50);
     }
     const fleet = await json('/fleet');
     for (const g of fleet.gateways) expect(g.lastAck.version).toBe(version);
