@@ -1,9 +1,9 @@
-import { counter, gauge, histogram } from './metrics.js';
+import { batchedCounter, counter, gauge, histogram } from './metrics.js';
 
 /** Metric table of the request path (Envoy-like names). Children are cached per route/host at compile time. */
-export const downstreamRequests = counter('meridian_downstream_rq_total', 'Downstream requests by route and status class', ['route', 'status_class']);
+const downstreamRequests = batchedCounter('meridian_downstream_rq_total', 'Downstream requests by route and status class', ['route', 'status_class']);
 export const downstreamErrors = counter('meridian_downstream_errors_total', 'Gateway-generated error responses by code', ['code']);
-export const upstreamRequests = counter('meridian_upstream_rq_total', 'Upstream requests by cluster, endpoint and status class', ['cluster', 'endpoint', 'status_class']);
+const upstreamRequests = batchedCounter('meridian_upstream_rq_total', 'Upstream requests by cluster, endpoint and status class', ['cluster', 'endpoint', 'status_class']);
 export const upstreamLatency = histogram('meridian_upstream_rq_time_seconds', 'Upstream request time to completion', ['cluster', 'endpoint'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 export const activeConnections = gauge('meridian_downstream_cx_active', 'Open downstream connections', ['listener']);
 export const configVersion = gauge('meridian_config_version', 'Config version applied by this process', [], 'max');
@@ -13,12 +13,12 @@ const CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** Per-route counters, one child per status class, resolved once so the hot path only increments. */
 export function routeCounters(route: string) {
-  return CLASSES.map((c) => downstreamRequests.labels(route, c));
+  return CLASSES.map((c) => downstreamRequests(route, c));
 }
 
 /** Per-host upstream counters and latency histogram child. */
 export function hostMetrics(cluster: string, endpoint: string) {
-  return { byClass: CLASSES.map((c) => upstreamRequests.labels(cluster, endpoint, c)), latency: upstreamLatency.labels(cluster, endpoint) };
+  return { byClass: CLASSES.map((c) => upstreamRequests(cluster, endpoint, c)), latency: upstreamLatency.labels(cluster, endpoint) };
 }
 
 export function statusClass(status: number): number {
