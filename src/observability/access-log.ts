@@ -13,11 +13,14 @@ export class AccessLog {
   #enabled = true;
   #rate = 1;
   #rng: Rng = { random: Math.random };
+  /** Query parameters that carry credentials (JWT token sources): their values are not logged. */
+  #secretParams: ReadonlySet<string> | undefined;
 
-  configure(cfg: { enabled: boolean; sampleRate: number }, rng: Rng): void {
+  configure(cfg: { enabled: boolean; sampleRate: number }, rng: Rng, secretParams: readonly string[] = []): void {
     this.#enabled = cfg.enabled && cfg.sampleRate > 0;
     this.#rate = cfg.sampleRate;
     this.#rng = rng;
+    this.#secretParams = secretParams.length ? new Set(secretParams) : undefined;
   }
 
   write(p: ProxyRequest, status: number): void {
@@ -27,7 +30,7 @@ export class AccessLog {
       requestId: p.requestId,
       method: req.method,
       authority: req.headers[':authority'] ?? req.headers.host,
-      path: req.url,
+      path: this.#secretParams ? redactQuery(req.url ?? '', this.#secretParams) : req.url,
       status,
       bytesIn: req.socket?.bytesRead,
       bytesOut: p.bytesOut,
@@ -38,5 +41,24 @@ export class AccessLog {
       retries: p.retries,
       error: p.error,
     });
+  }
+}
+
+/** The request target with the values of `names` query parameters replaced by "REDACTED". */
+export function redactQuery(url: string, names: ReadonlySet<string>): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const params = url.slice(q + 1).split('&').map((kv) => {
+    const eq = kv.indexOf('=');
+    return eq !== -1 && names.has(decodeName(kv.slice(0, eq))) ? `${kv.slice(0, eq)}=REDACTED` : kv;
+  });
+  return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
   }
 }

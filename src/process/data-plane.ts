@@ -71,7 +71,7 @@ export class DataPlane {
     const previous = this.#snapshot;
     this.#snapshot = next;
     this.env.normalize = normalizerFor(config.gateway);
-    this.#accessLog.configure(config.gateway.accessLog, this.#rng);
+    this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => p.from.flatMap((f) => ('query' in f ? [f.query] : []))));
     configVersion.set(version);
     this.#pools.retainOnly(next.clusters.pools);
     previous?.close();
