@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 /**
  * The process-wide metric registry. Each component declares its metrics once at module load with
@@ -18,11 +18,6 @@ export function gauge<L extends string>(name: string, help: string, labelNames: 
   return new Gauge({ name, help, labelNames: labelNames as L[], registers: [registry], aggregator });
 }
 
-export function histogram<L extends string>(name: string, help: string, labelNames: readonly L[] = [], buckets?: number[]): Histogram<L> {
-  const existing = registry.getSingleMetric(name);
-  if (existing) return existing as Histogram<L>;
-  return new Histogram({ name, help, labelNames: labelNames as L[], registers: [registry], ...(buckets ? { buckets } : {}) });
-}
 
 /** A hot-path count: a plain increment, folded into its prom-client counter child when scraped. */
 export class PendingCount {
@@ -58,4 +53,71 @@ export function batchedCounter(name: string, help: string, labelNames: readonly 
     if (!p) pending.set(key, (p = new PendingCount(c.labels(...values))));
     return p;
   };
+}
+
+/** One label set of a {@link LatencyHistogram}: bucket counts in a typed array, no per-observe lookup. */
+export class HistogramChild {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(readonly labels: Record<string, string>, readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(v: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram for the request path, registered in the prom-client registry as a metric of its own:
+ * it renders the same `_bucket{le}` / `_sum` / `_count` series (so the primary's aggregation across
+ * workers sums it like a prom-client histogram), but an observation is a bucket scan and three adds.
+ */
+export class LatencyHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #children = new Map<string, HistogramChild>();
+
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly bounds: readonly number[]) {}
+
+  labels(...values: string[]): HistogramChild {
+    const key = values.join('\u0000');
+    let c = this.#children.get(key);
+    if (!c) this.#children.set(key, (c = new HistogramChild(Object.fromEntries(this.labelNames.map((n, i) => [n, values[i]])), this.bounds)));
+    return c;
+  }
+
+  get() {
+    const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
+    for (const c of this.#children.values()) {
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += c.counts[i];
+        values.push({ value: cumulative, labels: { ...c.labels, le }, metricName: `${this.name}_bucket` });
+      });
+      values.push({ value: cumulative + c.counts[this.bounds.length], labels: { ...c.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({ value: c.sum, labels: c.labels, metricName: `${this.name}_sum` });
+      values.push({ value: c.count, labels: c.labels, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    this.#children.clear();
+  }
+}
+
+/** Declare (or get the already declared) latency histogram `name`. */
+export function latencyHistogram(name: string, help: string, labelNames: readonly string[], bounds: readonly number[]): LatencyHistogram {
+  const existing = registry.getSingleMetric(name) as unknown;
+  if (existing instanceof LatencyHistogram) return existing;
+  const h = new LatencyHistogram(name, help, labelNames, bounds);
+  registry.registerMetric(h as unknown as Parameters<Registry['registerMetric']>[0]);
+  return h;
 }

@@ -205,6 +205,10 @@ describe('management API contract', () => {
     const text = await (await request(`${gw.admin}/metrics`)).body.text();
     const line = text.split('\n').find((l) => l.startsWith('meridian_downstream_rq_total{') && l.includes('route="app"') && l.includes('2xx'));
     expect(Number(line!.split(' ').at(-1))).toBe(40);
+    // The latency histogram sums across workers too: +Inf bucket = count = 40.
+    const series = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))!.split(' ').at(-1));
+    expect(series('meridian_upstream_rq_time_seconds_count{')).toBe(40);
+    expect(text).toMatch(/meridian_upstream_rq_time_seconds_bucket\{[^}]*le="\+Inf"\} 40\n/);
     const [victim] = workerPids(gw.proc.pid!);
     process.kill(victim, 'SIGKILL');
     const during = await request(`${gw.admin}/metrics`);
