@@ -31,16 +31,31 @@ export function pointerToPath(pointer: string): string {
  * Pure: returns a deep-frozen config or every error with its path. Never throws on bad input.
  */
 export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): ValidationResult {
-  const envErrors: ConfigError[] = [];
-  const substituted = substituteEnv(structuredClone(input ?? {}), env, '', envErrors);
-  if (envErrors.length) return { ok: false, errors: envErrors };
-  const withDefaults = Value.Default(ConfigSchema, substituted);
-  const schemaErrors = collectSchemaErrors(ConfigSchema, withDefaults);
-  if (schemaErrors.length) return { ok: false, errors: schemaErrors };
-  const config = withDefaults as Config;
-  const refErrors = checkReferences(config);
+  const substituted = substituteAll(input, env);
+  return substituted.ok ? checkConfig(substituted.value) : substituted;
+}
+
+/** A deep copy of `input` with every `${VAR}` replaced from `env`, or the errors of missing ones. */
+export function substituteAll(input: unknown, env: NodeJS.ProcessEnv): { ok: true; value: unknown } | { ok: false; errors: ConfigError[] } {
+  const errors: ConfigError[] = [];
+  const value = substituteEnv(structuredClone(input ?? {}), env, '', errors);
+  return errors.length ? { ok: false, errors } : { ok: true, value };
+}
+
+/** Fill `schema`'s defaults into `value` (in place) and check it, every error with its path. */
+export function applySchema<T>(schema: TSchema, value: unknown): { ok: true; value: T } | { ok: false; errors: ConfigError[] } {
+  const withDefaults = Value.Default(schema, value);
+  const errors = collectSchemaErrors(schema, withDefaults);
+  return errors.length ? { ok: false, errors } : { ok: true, value: withDefaults as T };
+}
+
+/** Schema, defaults and cross-references of input whose `${VAR}`s are already substituted (mutated in place). */
+export function checkConfig(input: unknown): ValidationResult {
+  const shaped = applySchema<Config>(ConfigSchema, input);
+  if (!shaped.ok) return shaped;
+  const refErrors = checkReferences(shaped.value);
   if (refErrors.length) return { ok: false, errors: refErrors };
-  return { ok: true, config: deepFreeze(config) };
+  return { ok: true, config: deepFreeze(shaped.value) };
 }
 
 /** Every schema violation with its field path (the first message per path). */

@@ -1,10 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import { Address, Labels, Name, Obj } from '../config/schema/common.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
-import { collectSchemaErrors, deepFreeze, validateConfig, type ConfigError } from '../config/validate.js';
+import { applySchema, checkConfig, deepFreeze, substituteAll, type ConfigError } from '../config/validate.js';
 import { MANAGED_KINDS } from './protocol.js';
-import { substituteEnv } from '../config/env.js';
 
 /** A managed resource: any gateway resource plus `targets` (labels a gateway must carry). */
 const Targeted = Type.Object({ name: Name, targets: Type.Optional(Labels) }, { additionalProperties: true });
@@ -62,15 +60,14 @@ export function withoutTargets<T extends { targets?: unknown }>(r: T): Omit<T, '
  * and reference checks (as if one gateway received all of them), so paths point into the document.
  */
 export function validateHubConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): HubValidation {
-  const envErrors: ConfigError[] = [];
-  const substituted = substituteEnv(structuredClone(input ?? {}), env, '', envErrors);
-  if (envErrors.length) return { ok: false, errors: envErrors };
-  const doc = Value.Default(HubConfigSchema, substituted);
-  const shape = collectSchemaErrors(HubConfigSchema, doc);
-  if (shape.length) return { ok: false, errors: shape };
-  const config = doc as HubConfig;
-  const asGateway = Object.fromEntries(MANAGED_KINDS.map((k) => [k, config[k].map(withoutTargets)]));
-  const gateway = validateConfig(asGateway, env);
+  const substituted = substituteAll(input, env);
+  if (!substituted.ok) return substituted;
+  const shaped = applySchema<HubConfig>(HubConfigSchema, substituted.value);
+  if (!shaped.ok) return shaped;
+  const config = shaped.value;
+  // A copy: the gateway's defaults must not be filled into the hub's own document.
+  const asGateway = structuredClone(Object.fromEntries(MANAGED_KINDS.map((k) => [k, config[k].map(withoutTargets)])));
+  const gateway = checkConfig(asGateway);
   const errors = gateway.ok ? [] : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
   errors.push(...virtualDestinationErrors(config));
   return errors.length ? { ok: false, errors } : { ok: true, config: deepFreeze(config) };

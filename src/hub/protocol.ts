@@ -56,3 +56,10 @@ export interface Ack {
 
 /** Header on requests one gateway sends to another's east-west listener: route locally, never onward. */
 export const EAST_WEST_HEADER = 'x-meridian-east-west';
+
+/**
+ * Name prefix of the clusters and routes the hub generates for virtual destinations. A generated
+ * cluster with `upstreamTls` reaches other gateways' east-west listeners: the receiving gateway fills
+ * in its own client credentials.
+ */
+export const VD_PREFIX = 'vd.';

@@ -8,7 +8,7 @@ import { splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
 import { authenticate } from '../control/admin/auth.js';
-import { etagMatches } from '../control/admin/config-service.js';
+import { ConfigService } from '../control/admin/config-service.js';
 import { AdminError, readBody, sendJson } from '../control/admin/http-util.js';
 import { deleteResource, findResource, putResource, type ResourceKind } from '../control/admin/resources.js';
 import type { ConfigStore } from '../control/store/config-store.js';
@@ -17,7 +17,6 @@ import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './co
 import type { Fleet } from './fleet.js';
 import type { Ack, GatewayReport } from './protocol.js';
 
-const audit = logger.child({ type: 'audit', component: 'hub' });
 const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
 
 interface Call {
@@ -43,12 +42,18 @@ interface Principal {
 export class HubServer {
   readonly #store: ConfigStore<HubConfig>;
   readonly #fleet: Fleet;
+  /** The same change path as a gateway's: a new version is live when the fleet has been sent it. */
+  readonly #service: ConfigService<HubConfig>;
   #server?: http.Server;
-  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(store: ConfigStore<HubConfig>, fleet: Fleet) {
     this.#store = store;
     this.#fleet = fleet;
+    this.#service = new ConfigService<HubConfig>({
+      store,
+      validate: (input) => validateHubConfig(input),
+      publish: async (v) => (fleet.setConfig(v.config, v.version), []),
+    });
   }
 
   get current() {
@@ -178,25 +183,9 @@ export class HubServer {
     return false;
   }
 
-  /** Serialized: If-Match, validation with field paths, persist, then push to the fleet. */
+  /** A change through the config service, with the caller's If-Match. */
   #change(c: Call, action: string, edit: (draft: HubConfig) => HubConfig | void) {
-    const run = async () => {
-      const cur = this.current;
-      const ifMatch = c.req.headers['if-match'];
-      if (ifMatch !== undefined && !etagMatches(ifMatch, cur.version)) {
-        throw new AdminError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });
-      }
-      const draft = structuredClone(cur.config) as HubConfig;
-      const result = validateHubConfig(edit(draft) ?? draft);
-      if (!result.ok) throw new AdminError(400, 'invalid config', { errors: result.errors });
-      const { version, changed } = await this.#store.commit(result.config, `admin:${c.who}`);
-      if (changed) this.#fleet.setConfig(version.config, version.version);
-      audit.info({ who: c.who, action, oldVersion: cur.version, newVersion: version.version, changed }, 'fleet config change');
-      return { version: version.version, changed };
-    };
-    const p = this.#queue.then(run, run);
-    this.#queue = p.catch(() => {});
-    return p;
+    return this.#service.change(c.who, action, c.req.headers['if-match'], edit);
   }
 
   #reply(c: Call, r: { version: number; changed: boolean }) {

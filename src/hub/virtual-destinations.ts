@@ -1,5 +1,5 @@
 import type { VirtualDestination } from './config.js';
-import { EAST_WEST_HEADER, type GatewayReport, type ManagedResources, type ServiceInstance } from './protocol.js';
+import { EAST_WEST_HEADER, VD_PREFIX, type GatewayReport, type ManagedResources, type ServiceInstance } from './protocol.js';
 
 /** A gateway as the hub knows it: its fleet id and last report. */
 export interface FleetMember {
@@ -54,7 +54,7 @@ function tiers(vd: VirtualDestination, self: FleetMember, fleet: FleetMember[]):
 
 function localCluster(vd: VirtualDestination, self: FleetMember, instances: ServiceInstance[]): Resource {
   return {
-    name: `vd.${vd.name}.local`,
+    name: `${VD_PREFIX}${vd.name}.local`,
     endpoints: instances.map((i) => ({ address: i.address, labels: i.labels, locality: self.report.locality, ...(i.healthy ? {} : { health: 'unhealthy' }) })),
     ...(vd.healthCheck ? { healthCheck: vd.healthCheck } : {}),
   };
@@ -67,7 +67,7 @@ function localCluster(vd: VirtualDestination, self: FleetMember, instances: Serv
  */
 function remoteCluster(vd: VirtualDestination, rank: number, tier: Tier): Resource {
   return {
-    name: `vd.${vd.name}.tier${rank}`,
+    name: `${VD_PREFIX}${vd.name}.tier${rank}`,
     endpoints: tier.members.map(({ member, instances }) => {
       const healthy = instances.filter((i) => i.healthy).length;
       return {
@@ -104,26 +104,26 @@ export function expandVirtualDestination(vd: VirtualDestination, self: FleetMemb
   if (local) clusters.push(localCluster(vd, self, local.instances));
   if (self.report.eastWestAddress) {
     // First, so that it wins the tie with the outbound route (same host, same path).
-    routes.push(local ? { name: `vd.${vd.name}.inbound`, match: inboundMatch, cluster: `vd.${vd.name}.local` } : unavailable(vd, `vd.${vd.name}.inbound`, inboundMatch));
+    routes.push(local ? { name: `${VD_PREFIX}${vd.name}.inbound`, match: inboundMatch, cluster: `${VD_PREFIX}${vd.name}.local` } : unavailable(vd, `${VD_PREFIX}${vd.name}.inbound`, inboundMatch));
   }
   const members: string[] = [];
   for (const tier of all) {
     const remote = tier.members.filter((m) => m.member.id !== self.id);
-    if (tier === localTier) members.push(`vd.${vd.name}.local`);
+    if (tier === localTier) members.push(`${VD_PREFIX}${vd.name}.local`);
     if (remote.length === 0) continue;
     const c = remoteCluster(vd, tier.rank, { rank: tier.rank, members: remote });
     clusters.push(c);
     members.push(c.name);
   }
   if (members.length === 0) {
-    routes.push(unavailable(vd, `vd.${vd.name}`, hostMatch));
+    routes.push(unavailable(vd, `${VD_PREFIX}${vd.name}`, hostMatch));
     return { routes, clusters };
   }
-  clusters.push({ name: `vd.${vd.name}`, kind: 'aggregate', clusters: members, endpoints: [] });
+  clusters.push({ name: `${VD_PREFIX}${vd.name}`, kind: 'aggregate', clusters: members, endpoints: [] });
   routes.push({
-    name: `vd.${vd.name}`,
+    name: `${VD_PREFIX}${vd.name}`,
     match: hostMatch,
-    cluster: `vd.${vd.name}`,
+    cluster: `${VD_PREFIX}${vd.name}`,
     requestHeaders: { set: { [EAST_WEST_HEADER]: self.id } },
     retry: { attempts: 2, on: ['connect-failure', 'reset', 'gateway-error'] },
   });

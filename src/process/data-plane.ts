@@ -17,6 +17,7 @@ import { createPeerResolver } from '../listener/peer.js';
 import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
 import { watchHeap } from './overload.js';
+import { tokenQueryParams } from '../filters/authn/token-source.js';
 
 const NO_HEADERS = { headers: {} };
 
@@ -71,7 +72,7 @@ export class DataPlane {
     const previous = this.#snapshot;
     this.#snapshot = next;
     this.env.normalize = normalizerFor(config.gateway);
-    this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => p.from.flatMap((f) => ('query' in f ? [f.query] : []))));
+    this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)));
     configVersion.set(version);
     this.#pools.retainOnly(next.clusters.pools);
     previous?.close();

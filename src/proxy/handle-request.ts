@@ -66,8 +66,9 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);
   if (bad) return ProxyRequest.answer(req, res, route, env, x?.requestId ?? clientRequestId(req), bad, undefined, undefined, true);
-  // The client address after trusted-proxy handling: x-real-ip, and source-IP hashing (like rate limits and RBAC).
-  const ip = x ? x.clientIp : clientIp(req, facts.trustForwarded);
+  // The client address after trusted-proxy handling: x-real-ip, and source-IP hashing (like rate limits
+  // and RBAC). At the edge it is the peer address the facts already hold.
+  const ip = x ? x.clientIp : facts.trustForwarded ? clientIp(req, true) : facts.clientIp;
   addIdentityHeaders(headers, facts, x, listener, req, env, ip);
   const opts: Dispatcher.DispatchOptions = {
     path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,

@@ -1,9 +1,8 @@
 import type { Config } from '../../config/schema/index.js';
-import { validateConfig } from '../../config/validate.js';
-import type { Primary } from '../../process/primary.js';
+import type { ConfigError } from '../../config/validate.js';
 import { logger } from '../../observability/logger.js';
 import { AdminError } from './http-util.js';
-import { configHash } from '../store/config-store.js';
+import { configHash, type ConfigStore, type ConfigVersion } from '../store/config-store.js';
 
 const audit = logger.child({ type: 'audit' });
 
@@ -13,40 +12,53 @@ export interface ChangeResult {
   changed: boolean;
 }
 
+/** What a config service changes: a gateway (its workers run each version) or the hub (its fleet). */
+export interface ConfigTarget<T> {
+  readonly store: ConfigStore<T>;
+  validate(input: unknown): { ok: true; config: T } | { ok: false; errors: ConfigError[] };
+  /** Make a committed version live; resolves with the apply errors (none: every consumer runs it). */
+  publish(version: ConfigVersion<T>): Promise<unknown[]>;
+  /** Why no change may be made now (e.g. a drain), if so. */
+  refusal?(): AdminError | undefined;
+}
+
 /**
  * Every config change goes through here: serialized, version-checked (If-Match), validated with
- * field paths, committed to the store (persisted), then published to every worker before returning.
+ * field paths, committed to the store (persisted), then published (to every worker, or to the fleet)
+ * before returning. The gateway's admin API, SIGHUP, hub snapshots, the shared store and the hub's
+ * own API all use it.
  */
-export class ConfigService {
-  readonly #primary: Primary;
+export class ConfigService<T = Config> {
+  readonly #target: ConfigTarget<T>;
   #queue: Promise<unknown> = Promise.resolve();
   /** Runs after validation, before the change is stored; may refuse it with an AdminError (shared store). */
-  beforeCommit?: (config: Config, source: string) => Promise<void>;
+  beforeCommit?: (config: T, source: string) => Promise<void>;
 
-  constructor(primary: Primary) {
-    this.#primary = primary;
+  constructor(target: ConfigTarget<T>) {
+    this.#target = target;
   }
 
-  get current() {
-    return this.#primary.current;
+  get current(): ConfigVersion<T> {
+    return this.#target.store.current!;
   }
 
   /** Apply `edit` to a copy of the current config. `edit` may replace the whole document by returning one. */
-  change(who: string, action: string, ifMatch: string | undefined, edit: (draft: Config) => Config | void, source = `admin:${who}`): Promise<ChangeResult> {
+  change(who: string, action: string, ifMatch: string | undefined, edit: (draft: T) => T | void, source = `admin:${who}`): Promise<ChangeResult> {
     const run = async (): Promise<ChangeResult> => {
-      if (this.#primary.draining) throw new AdminError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' });
-      const cur = this.#primary.current;
+      const refusal = this.#target.refusal?.();
+      if (refusal) throw refusal;
+      const cur = this.current;
       if (ifMatch !== undefined && !etagMatches(ifMatch, cur.version)) {
         throw new AdminError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });
       }
-      const draft = structuredClone(cur.config) as Config;
+      const draft = structuredClone(cur.config) as T;
       const next = edit(draft) ?? draft;
-      const result = validateConfig(next);
+      const result = this.#target.validate(next);
       if (!result.ok) throw new AdminError(400, 'invalid config', { errors: result.errors });
       if (this.beforeCommit && configHash(result.config) !== cur.hash) await this.beforeCommit(result.config, source);
-      const { version, changed } = await this.#primary.store.commit(result.config, source);
+      const { version, changed } = await this.#target.store.commit(result.config, source);
       if (changed) {
-        const errors = await this.#primary.publish(version);
+        const errors = await this.#target.publish(version);
         if (errors.length) throw new AdminError(500, 'apply failed', { error: 'apply_failed', errors, version: version.version });
       }
       audit.info({ who, action, oldVersion: cur.version, newVersion: version.version, changed }, 'config change');
@@ -59,7 +71,7 @@ export class ConfigService {
 }
 
 /** If-Match: `*`, `"7"`, `7`, or a list. */
-export function etagMatches(header: string, version: number): boolean {
+function etagMatches(header: string, version: number): boolean {
   return header.split(',').some((t) => {
     const v = t.trim().replace(/^W\//, '').replace(/"/g, '');
     return v === '*' || v === String(version);

@@ -44,7 +44,12 @@ export class AdminServer {
 
   constructor(primary: Primary) {
     this.#primary = primary;
-    this.service = new ConfigService(primary);
+    this.service = new ConfigService({
+      store: primary.store,
+      validate: validateConfig,
+      publish: (v) => primary.publish(v),
+      refusal: () => (primary.draining ? new AdminError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
+    });
   }
 
   extend(ext: AdminExtension): void {

@@ -67,23 +67,26 @@ export class HubClient {
 
   /** Send the report if it changed (or `force`); failures are left to the watch loop to recover. */
   async reportNow(force = false): Promise<void> {
-    const report = JSON.stringify(this.#handlers.report());
-    if (!force && report === this.#lastReport) return;
     try {
-      await this.#post('report', report);
-      this.#lastReport = report;
+      await this.#report(force);
     } catch (e) {
       log.debug({ err: (e as Error).message }, 'report failed');
     }
   }
 
+  async #report(force: boolean): Promise<void> {
+    const report = JSON.stringify(this.#handlers.report());
+    if (!force && report === this.#lastReport) return;
+    await this.#post('report', report);
+    this.#lastReport = report;
+  }
+
+  /** Report, then watch; on any failure back off (full jitter) and start again. */
   async #run(): Promise<void> {
     let attempt = 0;
     while (!this.#stopped) {
       try {
-        this.#lastReport = '';
-        await this.reportNow(true);
-        if (!this.#lastReport) throw new Error('report refused or hub unreachable');
+        await this.#report(true);
         await this.#watchOnce(() => { attempt = 0; });
       } catch (e) {
         if (this.connected || attempt === 0) log.warn({ hub: this.#opts.url, err: (e as Error).message }, 'hub unreachable; serving the last good config');

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
@@ -10,7 +10,8 @@ import { logger } from '../../observability/logger.js';
 import type { Primary } from '../../process/primary.js';
 import type { ConfigService } from '../admin/config-service.js';
 import { AdminError } from '../admin/http-util.js';
-import { MANAGED_KINDS, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
+import { writeFileAtomic } from '../store/config-store.js';
+import { MANAGED_KINDS, VD_PREFIX, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
 
 type ManagementServer = NonNullable<Config['managementServer']>;
@@ -128,15 +129,12 @@ export class ManagedGateway {
   /** Clusters that reach other gateways' east-west listeners use this gateway's own credentials. */
   #eastWestTls(cluster: ManagedResources['clusters'][number]) {
     const tls = cluster.upstreamTls as Record<string, unknown> | undefined;
-    if (!tls || !cluster.name.startsWith('vd.')) return cluster;
+    if (!tls || !cluster.name.startsWith(VD_PREFIX)) return cluster;
     return { ...cluster, upstreamTls: { ...this.#ms.eastWest?.tls, ...tls } };
   }
 
-  async #persist(): Promise<void> {
-    const tmp = `${this.#file}.${process.pid}.tmp`;
-    await mkdir(join(this.#file, '..'), { recursive: true });
-    await writeFile(tmp, JSON.stringify(this.#applied), { mode: 0o600 });
-    await rename(tmp, this.#file);
+  #persist(): Promise<void> {
+    return writeFileAtomic(this.#file, JSON.stringify(this.#applied));
   }
 }
 

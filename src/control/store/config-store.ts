@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
 import { deepFreeze } from '../../config/validate.js';
 
@@ -32,13 +32,11 @@ export function configHash(config: unknown): string {
  * rename, fsync of the directory), so a crash leaves the old or the new state, never a torn one.
  */
 export class ConfigStore<T = Config> {
-  readonly #dir: string;
   readonly #file: string;
   #versions: Array<ConfigVersion<T>> = [];
   #current = 0;
 
   constructor(stateDir: string, fileName = 'state.json') {
-    this.#dir = stateDir;
     this.#file = join(stateDir, fileName);
   }
 
@@ -83,22 +81,31 @@ export class ConfigStore<T = Config> {
     return { version: entry, changed: true };
   }
 
-  async #persist(state: StateFile<T>): Promise<void> {
-    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.#file}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(state));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.#file);
-    const dir = await open(this.#dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+  #persist(state: StateFile<T>): Promise<void> {
+    return writeFileAtomic(this.#file, JSON.stringify(state));
+  }
+}
+
+/**
+ * Replace `file` atomically and durably (temp file, fsync, rename, fsync of the directory): a crash
+ * leaves the old or the new content, never a torn one.
+ */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const dir = dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
   }
 }

@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config/schema/index.js';
-import { parseDuration } from '../../config/duration.js';
+import { connectRedis } from '../../filters/ratelimit/redis-store.js';
 import { logger } from '../../observability/logger.js';
 import type { ConfigService } from '../admin/config-service.js';
 import { AdminError } from '../admin/http-util.js';
@@ -40,22 +40,31 @@ export class SharedConfigStore {
   #rev = 0;
   #syncing: Promise<void> = Promise.resolve();
 
+  #down = false;
+
   constructor(cfg: ConfigStoreConfig, gatewayName: string, service: ConfigService) {
     const prefix = cfg.key ?? `meridian:config:${gatewayName}`;
     this.#keys = { doc: `${prefix}:doc`, rev: `${prefix}:rev`, channel: `${prefix}:changed` };
-    const timeout = parseDuration(cfg.timeout);
-    const opts = { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: timeout, connectTimeout: timeout, retryStrategy: (n: number) => Math.min(100 * n, 2000), password: cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined };
-    this.#cmd = new Redis(cfg.url, opts) as CasClient;
+    // The rate limiter's connection settings: no offline queue, a command timeout, capped reconnects.
+    this.#cmd = connectRedis({ url: cfg.url, mode: 'standalone', timeout: cfg.timeout, connectTimeout: cfg.timeout, tls: cfg.url.startsWith('rediss:'), passwordEnv: cfg.passwordEnv, keyPrefix: '' }) as CasClient;
     this.#cmd.defineCommand('meridianCas', { numberOfKeys: 3, lua: CAS_LUA });
-    this.#sub = new Redis(cfg.url, { ...opts, commandTimeout: undefined });
+    this.#sub = this.#cmd.duplicate({ commandTimeout: undefined });
+    this.#sub.on('error', () => {});
     this.#service = service;
-    for (const c of [this.#cmd, this.#sub]) c.on('error', () => {});
   }
 
   start(): void {
     this.#service.beforeCommit = (config, source) => this.#write(config, source);
-    this.#cmd.on('ready', () => this.#syncSoon());
-    this.#cmd.on('close', () => log.warn('shared config store unreachable; serving the current config, refusing admin writes'));
+    this.#cmd.on('ready', () => {
+      if (this.#down) log.info('shared config store reachable again');
+      this.#down = false;
+      this.#syncSoon();
+    });
+    // ioredis emits 'close' on every failed reconnect attempt too: log the outage once.
+    this.#cmd.on('close', () => {
+      if (!this.#down) log.warn('shared config store unreachable; serving the current config, refusing admin writes');
+      this.#down = true;
+    });
     this.#sub.on('ready', () => void this.#sub.subscribe(this.#keys.channel).catch(() => {}));
     this.#sub.on('message', () => this.#syncSoon());
   }
@@ -65,6 +74,7 @@ export class SharedConfigStore {
   }
 
   stop(): void {
+    this.#down = true; // a deliberate close is not an outage
     this.#cmd.disconnect();
     this.#sub.disconnect();
   }

@@ -13,7 +13,6 @@ interface Consumer {
   headerValue: string | undefined;
 }
 
-
 type KeyEntry = ApiKeySetConfig['keys'][number];
 
 /**
