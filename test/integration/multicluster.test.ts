@@ -177,8 +177,12 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
         return (await r.body.text()) === 'hello from the hub';
       }, 20000, 50);
     }
-    const fleet = await json('/fleet');
-    for (const g of fleet.gateways) expect(g.lastAck.version).toBe(version);
+    // A gateway serves the new snapshot before its acknowledgement reaches the hub.
+    const fleet = await waitFor(async () => {
+      const f = await json('/fleet');
+      return f.gateways.every((g: any) => g.lastAck?.version === version) ? f : undefined;
+    }, 10000, 50);
+    expect(fleet.gateways.map((g: any) => g.lastAck.version)).toEqual([version, version, version]);
   }, 60_000);
 
   it('a snapshot that fails validation on one gateway is rejected there, reported in /fleet, applied elsewhere', async () => {
