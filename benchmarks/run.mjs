@@ -140,6 +140,7 @@ function measure(targets) {
         if (t.tools && !t.tools.includes(tool)) continue;
         const before = t.proc ? cpuMicros(t.proc.pid) : 0;
         const r = load(tool, t.url, t.headers);
+        if (r.total === 0) throw new Error(`${t.name} served no request in ${tool} round ${round + 1}: a stalled target invalidates the run`);
         r.cpuPerReq = t.proc ? (cpuMicros(t.proc.pid) - before) / r.total : 0;
         (results[`${tool}|${t.name}`] ??= []).push(r);
         console.error(`${tool} round ${round + 1} ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${r.cpuPerReq.toFixed(1)} us/req cpu, ${r.errors} errors`);
