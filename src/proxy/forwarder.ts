@@ -123,7 +123,8 @@ export class ProxyRequest implements AttemptOwner {
 
   /** Start the request: take a slot of the cluster's circuit breaker, then the first attempt. */
   start(): void {
-    this.res.once('close', (this.#onClose = this.#onDownstreamClose.bind(this)));
+    // `on`, not `once`: a response closes once, and once() would allocate a wrapper per request.
+    this.res.on('close', (this.#onClose = this.#onDownstreamClose.bind(this)));
     if (!this.#cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
     this.#holdsRequest = true;
     this.send(false);

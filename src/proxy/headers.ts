@@ -115,16 +115,18 @@ export function removeHeaders(out: string[], names: ReadonlySet<string> | readon
 
 /**
  * Convert undici's raw response headers (Buffers) into a flat string list for the client, dropping
- * hop-by-hop headers and applying the route's response ops.
+ * hop-by-hop headers and applying the route's response ops. Decoded as latin1, like Node's own
+ * parser: every byte maps to one char and back, so non-ASCII values reach the client unchanged
+ * (utf8 decoding re-encoded them, or turned them into U+FFFD).
  */
 export function buildResponseHeaders(raw: readonly Buffer[] | readonly string[], ops: HeaderOps, extra: readonly string[] | undefined, keepUpgrade: boolean): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString();
+    const name = raw[i].toString('latin1');
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) && !(keepUpgrade && (lower === 'upgrade' || lower === 'connection'))) continue;
     if (ops.remove.has(lower)) continue;
-    out.push(name, raw[i + 1].toString());
+    out.push(name, raw[i + 1].toString('latin1'));
   }
   for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
   for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
+import { randomHex } from '../common/random-hex.js';
 import type { FilterResponse, RequestContext } from '../filters/filter.js';
 import { runFilters } from '../filters/chain.js';
 import { hostOf } from '../router/route-table.js';
@@ -217,7 +218,7 @@ export function forwardFacts(snap: Snapshot, route: CompiledRoute, listener: Lis
  */
 export function addIdentityHeaders(headers: string[], facts: ForwardFacts, x: Exchange | undefined, listener: ListenerContext, req: DownstreamRequest, env: RequestEnv, ip: string): void {
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
-  if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent(facts.requestId));
+  if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent());
   if (x) {
     // Credentials the filters consumed (an API key, a bearer token, a token cookie) do not go upstream.
     if (x.upstreamStrip.length) removeHeaders(headers, x.upstreamStrip);
@@ -249,16 +250,9 @@ export function upstreamQuery(x: Exchange | undefined, query: string): string {
   return x?.upstreamStripQuery && query !== '' ? withoutQueryParams(query, x.upstreamStripQuery) : query;
 }
 
-/** W3C trace context for a request that arrived without one; the trace id reuses the request id's entropy. */
-function newTraceparent(requestId: string): string {
-  const span = randomUUID();
-  return `00-${uuidHex(requestId)}-${span.slice(0, 8)}${span.slice(9, 13)}${span.slice(14, 18)}-01`;
-}
-
-/** The 32 hex digits of a UUID, or a fresh one when the request id is not a UUID. */
-function uuidHex(id: string): string {
-  const u = id.length === 36 && id.charCodeAt(8) === 45 ? id : randomUUID();
-  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24);
+/** W3C trace context for a request that arrived without one: a new trace, sampled. */
+function newTraceparent(): string {
+  return `00-${randomHex(16)}-${randomHex(8)}-01`;
 }
 
 /** The upstream path: the normalized path (the one routing and RBAC judged) with the route's prefix rewrite. */

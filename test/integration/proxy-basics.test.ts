@@ -13,6 +13,10 @@ let hang: TestUpstream;
 let flaky: TestUpstream;
 let mirror: TestUpstream;
 let refused: number;
+/** A raw TCP upstream: keeps the bytes of each request head, answers with non-ASCII header bytes. */
+let rawUp: net.Server;
+const rawHeads: Buffer[] = [];
+const RAW_REPLY = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Reply: '), Buffer.from([0xc3, 0xa9, 0x74, 0xe9]), Buffer.from('\r\n\r\nok')]);
 const agent = new Agent({ keepAliveTimeout: 10 });
 
 beforeAll(async () => {
@@ -26,6 +30,14 @@ beforeAll(async () => {
   });
   mirror = await startUpstream(okHandler('mirror'));
   refused = await closedPort();
+  rawUp = net.createServer((sock) => {
+    let head = Buffer.alloc(0);
+    sock.on('data', (d) => {
+      head = Buffer.concat([head, d]);
+      if (head.includes('\r\n\r\n')) { rawHeads.push(head); sock.end(RAW_REPLY); }
+    });
+  });
+  await new Promise<void>((r) => rawUp.listen(0, '127.0.0.1', r));
   gw = await startInProcess(baseConfig({
     routes: [
       { name: 'plain', match: { path: { prefix: '/plain' } }, cluster: 'up', requestHeaders: { set: { 'x-added': 'yes' }, remove: ['x-secret'] }, responseHeaders: { add: { 'x-gw': 'meridian' } } },
@@ -37,6 +49,7 @@ beforeAll(async () => {
       { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
       { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100 } },
       { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
+      { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
       { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
     ],
     clusters: [
@@ -46,6 +59,7 @@ beforeAll(async () => {
       { name: 'dead-then-up', endpoints: [{ address: `127.0.0.1:${refused}` }, { address: up.address }] },
       { name: 'flaky', endpoints: [{ address: flaky.address }] },
       { name: 'mirror', endpoints: [{ address: mirror.address }] },
+      { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as AddressInfo).port}` }] },
     ],
   }));
 });
@@ -53,6 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await Promise.all([up, hang, flaky, mirror].map((u) => u?.close()));
+  rawUp?.close();
   await agent.close();
 });
 
@@ -98,6 +113,18 @@ describe('proxying HTTP/1.1', () => {
     expect(h['proxy-authorization']).toBeUndefined();
     expect(h['x-forwarded-client-cert']).toBeUndefined();
     expect(h.te).toBe('trailers');
+  });
+
+  it('passes non-ASCII header bytes through unchanged in both directions', async () => {
+    const sock = net.connect(Number(gw.url.split(':').at(-1)), '127.0.0.1');
+    const name = Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9, 0xff]); // "café" in UTF-8, then an obs-text byte
+    sock.write(Buffer.concat([Buffer.from('GET /raw-bytes HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-Name: '), name, Buffer.from('\r\n\r\n')]));
+    const chunks: Buffer[] = [];
+    for await (const c of sock) chunks.push(c as Buffer);
+    const reply = Buffer.concat(chunks);
+    expect(reply.subarray(0, 15).toString()).toBe('HTTP/1.1 200 OK');
+    expect(reply.includes(Buffer.concat([Buffer.from('X-Reply: '), Buffer.from([0xc3, 0xa9, 0x74, 0xe9]), Buffer.from('\r\n')]))).toBe(true);
+    expect(rawHeads.at(-1)!.includes(Buffer.concat([Buffer.from('X-Name: '), name, Buffer.from('\r\n')]))).toBe(true);
   });
 
   it('rewrites the path prefix', async () => {
