@@ -7,7 +7,7 @@ import { ProxyRequest, type ProxyEnv } from './forwarder.js';
 import { pickCluster } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
-import { sendMirror } from './mirror.js';
+import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
 import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters, type Exchange } from './request-path.js';
 
 /** What a listener contributes to each request. */
@@ -74,13 +74,23 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
     path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
-  if (route.mirror && !hasBody && upgrade === undefined && env.rng.random() < route.mirror.fraction) sendMirror(route.mirror.cluster, opts);
+  if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, req, opts, hasBody);
   if (isGone(req, res)) return;
   const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, ip) : undefined;
   const p = new ProxyRequest(req, res, route, cluster, env, opts, hashKey);
   p.requestId = facts.requestId!;
   if (x && x.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
   p.start();
+}
+
+/** Send a body-less request's copy now; tee a body within the mirror's limit and send the copy when it ends. */
+function mirror(policy: MirrorPolicy, req: DownstreamRequest, opts: Dispatcher.DispatchOptions, hasBody: boolean): void {
+  if (!hasBody) return sendMirror(policy.cluster, opts);
+  const length = req.headers['content-length'];
+  if (length !== undefined && Number(length) > policy.maxBodyBytes) return;
+  const tee = new MirrorTee(req, policy);
+  tee.opts = opts;
+  opts.body = tee;
 }
 
 /** True when the client already reset the stream or closed the connection (no 'close' will come). */

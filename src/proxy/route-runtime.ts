@@ -4,6 +4,7 @@ import type { ClusterManager, ClusterRuntime } from '../cluster/cluster-manager.
 import type { Filter } from '../filters/filter.js';
 import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
 import { routeCounters } from '../observability/request-metrics.js';
+import type { MirrorPolicy } from './mirror.js';
 
 /** Retry policy compiled from a route's `retry` section. */
 export interface RetryPolicy {
@@ -31,7 +32,7 @@ export interface RouteRuntime {
   readonly idleTimeoutMs: number;
   readonly retry: RetryPolicy | undefined;
   readonly hedgeDelayMs: number;
-  readonly mirror: { cluster: ClusterRuntime; fraction: number } | undefined;
+  readonly mirror: MirrorPolicy | undefined;
   readonly requestOps: HeaderOps;
   readonly responseOps: HeaderOps;
   readonly rewritePrefix: { from: string; to: string } | undefined;
@@ -56,7 +57,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     idleTimeoutMs: r.idleTimeout ? parseDuration(r.idleTimeout) : timeoutMs,
     retry: r.retry ? compileRetry(r.retry) : undefined,
     hedgeDelayMs: r.hedge ? parseDuration(r.hedge.delay) : 0,
-    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100 } : undefined,
+    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100, maxBodyBytes: r.mirror.maxBodyBytes } : undefined,
     requestOps: compileHeaderOps(r.requestHeaders),
     responseOps: compileHeaderOps(r.responseHeaders),
     rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? '/', to: r.rewrite.pathPrefix } : undefined,

@@ -13,6 +13,7 @@ let hang: TestUpstream;
 let flaky: TestUpstream;
 let mirror: TestUpstream;
 let refused: number;
+const mirrorBodies: string[] = [];
 /** A raw TCP upstream: keeps the bytes of each request head, answers with non-ASCII header bytes. */
 let rawUp: net.Server;
 const rawHeads: Buffer[] = [];
@@ -28,7 +29,10 @@ beforeAll(async () => {
     res.writeHead(n % 2 === 1 ? 503 : 200, { 'content-type': 'text/plain' });
     res.end(`attempt ${n}`);
   });
-  mirror = await startUpstream(okHandler('mirror'));
+  mirror = await startUpstream((req, res, body) => {
+    mirrorBodies.push(body.toString());
+    okHandler('mirror')(req, res, body);
+  });
   refused = await closedPort();
   rawUp = net.createServer((sock) => {
     let head = Buffer.alloc(0);
@@ -47,7 +51,7 @@ beforeAll(async () => {
       { name: 'retry-connect', match: { path: { prefix: '/retry-connect' } }, cluster: 'dead-then-up', retry: { attempts: 2, on: ['connect-failure'], backoff: { base: '5ms' } } },
       { name: 'retry-5xx', match: { path: { prefix: '/retry-5xx' } }, cluster: 'flaky', retry: { attempts: 2, on: ['5xx'], backoff: { base: '5ms' } } },
       { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
-      { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100 } },
+      { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100, maxBodyBytes: 1000 } },
       { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
       { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
       { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
@@ -187,6 +191,35 @@ describe('proxying HTTP/1.1', () => {
     while (mirror.requests.length === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
     expect(mirror.requests.length).toBe(before + 1);
     expect(mirror.requests.at(-1)!.headers.host).toMatch(/-shadow$/);
+  });
+
+  it('mirrors a body within the mirror limit, and sends a larger one to the primary only', async () => {
+    const post = (body: string, chunked = false) => request(`${gw.url}/mirrored/post`, {
+      dispatcher: agent, method: 'POST',
+      // A generator body has no length: undici sends it chunked.
+      body: chunked ? (async function* () { yield body.slice(0, 10); yield body.slice(10); })() : body,
+    });
+    const before = mirror.requests.length;
+    const small = await post('a'.repeat(900));
+    expect(small.statusCode).toBe(200);
+    await small.body.dump();
+    await waitFor(() => mirror.requests.length === before + 1, 2000, 10);
+    expect(mirrorBodies.at(-1)).toBe('a'.repeat(900));
+    expect(up.requests.at(-1)!.bodyBytes).toBe(900);
+
+    const chunked = await post('c'.repeat(500), true);
+    await chunked.body.dump();
+    await waitFor(() => mirror.requests.length === before + 2, 2000, 10);
+    expect(mirrorBodies.at(-1)).toBe('c'.repeat(500));
+
+    // Over the limit by Content-Length, and over it only once streamed (chunked): primary only.
+    for (const big of [await post('b'.repeat(5000)), await post('d'.repeat(5000), true)]) {
+      expect(big.statusCode).toBe(200);
+      await big.body.dump();
+      expect(up.requests.at(-1)!.bodyBytes).toBe(5000);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(mirror.requests.length).toBe(before + 2);
   });
 
   it('redirects', async () => {

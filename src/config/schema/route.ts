@@ -68,7 +68,7 @@ export const RouteSchema = Obj({
   idleTimeout: Type.Optional(Duration()),
   retry: Type.Optional(RetrySchema),
   hedge: Type.Optional(Obj({ delay: Duration('50ms') })),
-  mirror: Type.Optional(Obj({ cluster: Name, percent: Type.Number({ minimum: 0, maximum: 100, default: 100 }) })),
+  mirror: Type.Optional(Obj({ cluster: Name, percent: Type.Number({ minimum: 0, maximum: 100, default: 100 }), maxBodyBytes: Type.Integer({ minimum: 0, default: 65536 }) })),
   requestHeaders: Type.Optional(HeaderOps),
   responseHeaders: Type.Optional(HeaderOps),
   maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0 })),
