@@ -172,6 +172,28 @@ describe('management API contract', () => {
     expect((await json(await request(`${gw.admin}/routes`))).map((r: { name: string }) => r.name)).toEqual(['app']);
   });
 
+  it('restores the previous config as a new version when a valid change fails to apply (port in use)', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'af', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const busy = http.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => busy.close(r)));
+    const address = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
+    const put = await request(`${gw.admin}/listeners/extra`, { method: 'PUT', body: JSON.stringify({ address, protocol: 'http' }) });
+    expect(put.statusCode).toBe(500);
+    const body = await json(put);
+    expect(body).toMatchObject({ error: 'apply_failed', version: 2, restoredVersion: 3 });
+    expect(body.restoreErrors).toBeUndefined();
+    expect(String(body.errors[0])).toMatch(/EADDRINUSE/);
+    const now = await request(`${gw.admin}/config`);
+    expect(now.headers.etag).toBe('"3"');
+    expect((await json(now)).listeners.map((l: { name: string }) => l.name)).toEqual(['main']);
+    const versions = await json(await request(`${gw.admin}/config/versions`));
+    expect(versions.at(-1)).toMatchObject({ version: 3, source: 'rollback:1', current: true });
+    expect((await request(`${gw.url}/x`)).statusCode).toBe(200);
+  });
+
   it('enforces the admin token: 401 without, 403 wrong, 200 right; the ops listener needs none and serves only probes and metrics', async () => {
     const up = await upstream();
     const gw = await startInProcess(cfg(up.address, { gateway: { name: 't', workers: 1, accessLog: { enabled: false } }, admin: { address: '127.0.0.1:0', token: 's3cret-token', opsAddress: '127.0.0.1:0' } }));

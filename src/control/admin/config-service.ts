@@ -59,7 +59,7 @@ export class ConfigService<T = Config> {
       const { version, changed } = await this.#target.store.commit(result.config, source);
       if (changed) {
         const errors = await this.#target.publish(version);
-        if (errors.length) throw new AdminError(500, 'apply failed', { error: 'apply_failed', errors, version: version.version });
+        if (errors.length) throw await this.#restore(cur, version, errors, who);
       }
       audit.info({ who, action, oldVersion: cur.version, newVersion: version.version, changed }, 'config change');
       return { version: version.version, changed };
@@ -67,6 +67,27 @@ export class ConfigService<T = Config> {
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => {});
     return p;
+  }
+
+  /**
+   * A version some consumer could not run (a listener port in use) is replaced by the config before
+   * it, committed as a new version and published again: what is stored and persisted stays a config
+   * every worker runs, and a restart does not bring the failed one back.
+   */
+  async #restore(previous: ConfigVersion<T>, failed: ConfigVersion<T>, errors: unknown[], who: string): Promise<AdminError> {
+    const source = `rollback:${previous.version}`;
+    let restoreErrors: unknown[];
+    let restored: number | undefined;
+    try {
+      if (this.beforeCommit) await this.beforeCommit(previous.config, source);
+      const { version } = await this.#target.store.commit(previous.config, source);
+      restored = version.version;
+      restoreErrors = await this.#target.publish(version);
+    } catch (e) {
+      restoreErrors = [(e as Error).message];
+    }
+    audit.warn({ who, failedVersion: failed.version, restoredVersion: restored, errors, restoreErrors }, 'config change failed to apply; previous config restored');
+    return new AdminError(500, 'apply failed', { error: 'apply_failed', errors, version: failed.version, restoredVersion: restored, ...(restoreErrors.length ? { restoreErrors } : {}) });
   }
 }
 
