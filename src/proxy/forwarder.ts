@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import type { Rng } from '../common/clock.js';
@@ -94,19 +95,20 @@ export class ProxyRequest implements AttemptOwner {
 
   /**
    * Answer a request with a gateway error (a filter's refusal, a request refused before or after
-   * routing) and finish it: counted under its route (`route=""` without one) and access-logged.
+   * routing) and finish it: counted under its route (`route=""` without one) and access-logged,
+   * with a new request id when the client sent none (as Envoy generates one for every request).
    */
   static answer(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime | undefined, env: ProxyEnv, requestId: string, code: ErrorCode,
     headers?: Record<string, string>, body?: string, closeConnection = false): void {
     const p = new ProxyRequest(req, res, route ?? UNROUTED, undefined, env, NO_UPSTREAM, undefined);
-    p.requestId = requestId;
+    p.requestId = requestId || randomUUID();
     p.#fail(code, headers ?? (code === 'overloaded' ? OVERLOADED : undefined), body, closeConnection);
   }
 
   /** Finish a request whose response the gateway wrote itself (direct response, redirect). */
   static answered(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv, requestId: string, bytesOut: number): void {
     const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM, undefined);
-    p.requestId = requestId;
+    p.requestId = requestId || randomUUID();
     p.status = res.statusCode;
     p.bytesOut = bytesOut;
     p.#finish();

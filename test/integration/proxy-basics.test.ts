@@ -311,6 +311,11 @@ describe('accounting: metrics, access log and in-flight', () => {
     const after = await metrics();
     // Requests without a route are counted under route="".
     expect(count(after, '', '4xx')).toBe(count(before, '', '4xx') + 2);
+    // Without a client id, the gateway's own answers are logged with a generated one.
+    const r = await request(`${sgw.url}/nowhere-anonymous`);
+    await r.body.dump();
+    const line = await waitFor(() => accessLines().find((l) => l.path === '/nowhere-anonymous'));
+    expect(line.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   });
 
   it('holds an upgrade in flight while it is open: maxInFlightRequests refuses others, counted and logged as overloaded', async () => {
