@@ -35,11 +35,17 @@ export class PendingCount {
   }
 }
 
+/** Children of a batched counter by label values; `retain` drops the series of label sets no longer in use. */
+export interface BatchedCounter {
+  (...values: string[]): PendingCount;
+  retain(keep: (values: readonly string[]) => boolean): void;
+}
+
 /**
  * A counter for the request path. prom-client hashes the label values on every `inc()` of a child;
  * here a request only bumps a number and the sums reach prom-client when the registry is read.
  */
-export function batchedCounter(name: string, help: string, labelNames: readonly string[]): (...values: string[]) => PendingCount {
+export function batchedCounter(name: string, help: string, labelNames: readonly string[]): BatchedCounter {
   const pending = new Map<string, PendingCount>();
   const c = new Counter({
     name, help, labelNames: [...labelNames], registers: [registry],
@@ -47,12 +53,21 @@ export function batchedCounter(name: string, help: string, labelNames: readonly 
       for (const p of pending.values()) p.flush();
     },
   });
-  return (...values) => {
+  const child = (...values: string[]) => {
     const key = values.join('\u0000');
     let p = pending.get(key);
     if (!p) pending.set(key, (p = new PendingCount(c.labels(...values))));
     return p;
   };
+  const retain = (keep: (values: readonly string[]) => boolean) => {
+    for (const key of pending.keys()) {
+      const values = key.split('\u0000');
+      if (keep(values)) continue;
+      pending.delete(key);
+      c.remove(...values);
+    }
+  };
+  return Object.assign(child, { retain });
 }
 
 /** One label set of a {@link LatencyHistogram}: bucket counts in a typed array, no per-observe lookup. */
@@ -91,6 +106,11 @@ export class LatencyHistogram {
     let c = this.#children.get(key);
     if (!c) this.#children.set(key, (c = new HistogramChild(Object.fromEntries(this.labelNames.map((n, i) => [n, values[i]])), this.bounds)));
     return c;
+  }
+
+  /** Drop the series of label sets no longer in use. */
+  retain(keep: (values: readonly string[]) => boolean): void {
+    for (const key of this.#children.keys()) if (!keep(key.split('\u0000'))) this.#children.delete(key);
   }
 
   get() {

@@ -21,6 +21,17 @@ export function hostMetrics(cluster: string, endpoint: string) {
   return { byClass: CLASSES.map((c) => upstreamRequests(cluster, endpoint, c)), latency: upstreamLatency.labels(cluster, endpoint) };
 }
 
+/**
+ * Drop the series of routes and endpoints a new config no longer has (keys `cluster\u0000address`), so
+ * endpoint churn does not grow /metrics without bound. Requests still in flight on the old snapshot
+ * count into detached children: their last few counts are not reported.
+ */
+export function retainSeries(routes: ReadonlySet<string>, endpoints: ReadonlySet<string>): void {
+  downstreamRequests.retain(([route]) => route === '' || routes.has(route));
+  upstreamRequests.retain(([cluster, endpoint]) => endpoints.has(`${cluster}\u0000${endpoint}`));
+  upstreamLatency.retain(([cluster, endpoint]) => endpoints.has(`${cluster}\u0000${endpoint}`));
+}
+
 export function statusClass(status: number): number {
   const c = (status / 100) | 0;
   return c >= 1 && c <= 5 ? c : 0;

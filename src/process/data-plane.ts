@@ -12,7 +12,7 @@ import { ListenerSet } from '../listener/listener-set.js';
 import type { DownstreamRequest } from '../proxy/request-scan.js';
 import type { DownstreamResponse } from '../proxy/respond.js';
 import { AccessLog } from '../observability/access-log.js';
-import { configVersion } from '../observability/request-metrics.js';
+import { configVersion, retainSeries } from '../observability/request-metrics.js';
 import { createPeerResolver } from '../listener/peer.js';
 import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
@@ -74,6 +74,7 @@ export class DataPlane {
     this.env.normalize = normalizerFor(config.gateway);
     this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)));
     configVersion.set(version);
+    retainSeries(new Set(config.routes.map((r) => r.name)), new Set(config.clusters.flatMap((c) => c.endpoints.map((e) => `${c.name}\u0000${e.address}`))));
     this.#pools.retainOnly(next.clusters.pools);
     previous?.close();
     return this.#listeners.addresses();

@@ -252,6 +252,29 @@ describe('management API contract', () => {
     expect((await json(await request(`${gw.admin}/clusters/up`))).endpoints).toHaveLength(1);
     expect((await request(`${gw.admin}/clusters/up/endpoints/9.9.9.9:9`, { method: 'DELETE' })).statusCode).toBe(404);
   });
+  it('drops the metric series of a removed endpoint and a removed route', async () => {
+    const [a, b] = [await upstream('a'), await upstream('b')];
+    const gw = await startInProcess(baseConfig({
+      gateway: { name: 'ms', workers: 1, accessLog: { enabled: false } },
+      routes: [{ name: 'gone', match: { path: { prefix: '/gone' } }, directResponse: { status: 200 } }, { name: 'app', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: a.address }, { address: b.address }] }],
+    }));
+    cleanup.push(() => gw.stop());
+    for (let i = 0; i < 6; i++) await (await request(`${gw.url}/x`)).body.dump();
+    await (await request(`${gw.url}/gone`)).body.dump();
+    const series = async () => (await (await request(`${gw.admin}/metrics`)).body.text()).split('\n').filter((l) => !l.startsWith('#'));
+    const before = await series();
+    expect(before.filter((l) => l.includes(`endpoint="${b.address}"`)).length).toBeGreaterThan(0);
+    expect(before.some((l) => l.startsWith('meridian_downstream_rq_total{route="gone"'))).toBe(true);
+    await (await request(`${gw.admin}/clusters/up/endpoints/${b.address}`, { method: 'DELETE' })).body.dump();
+    await (await request(`${gw.admin}/routes/gone`, { method: 'DELETE' })).body.dump();
+    const after = await series();
+    expect(after.filter((l) => l.includes(`endpoint="${b.address}"`))).toEqual([]);
+    expect(after.some((l) => l.startsWith('meridian_downstream_rq_total{route="gone"'))).toBe(false);
+    expect(after.some((l) => l.startsWith('meridian_upstream_rq_total{') && l.includes(`endpoint="${a.address}"`))).toBe(true);
+    expect(after.some((l) => l.startsWith('meridian_upstream_rq_time_seconds_count{') && l.includes(`endpoint="${a.address}"`))).toBe(true);
+  });
+
   it('queues SIGHUP reloads behind concurrent admin writes: every write succeeds with its own version', async () => {
     const up = await upstream();
     const gw = await spawnGateway(cfg(up.address));
