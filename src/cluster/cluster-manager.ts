@@ -7,6 +7,7 @@ import type { PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
 import { hostMetrics } from '../observability/request-metrics.js';
 import { CircuitBreaker } from '../pool/circuit-breaker.js';
+import type { HostAges } from './host-ages.js';
 
 /** Flags set by the primary (active health checks, outlier ejection): cluster -> address -> flags. */
 export type HealthOverlay = Record<string, Record<string, number>>;
@@ -37,9 +38,11 @@ export class ClusterRuntime {
   readonly hashKeyOf: HashKeyFn | undefined;
   readonly breaker: CircuitBreaker;
   readonly #build: () => LoadBalancer;
+  readonly #ages: HostAges;
 
-  constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer) {
+  constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer, ages: HostAges) {
     this.name = config.name;
+    this.#ages = ages;
     this.config = config;
     this.hosts = hosts;
     this.#build = () => build(hosts);
@@ -54,6 +57,7 @@ export class ClusterRuntime {
     for (const h of this.hosts) {
       const next = (h.flags & ~OVERLAY_MASK) | ((overlay[h.cluster]?.[h.address] ?? 0) & OVERLAY_MASK);
       if (next !== h.flags) {
+        if (h.flags & HostFlag.FAILED_ACTIVE_HC && !(next & HostFlag.FAILED_ACTIVE_HC)) h.healthySince = this.#ages.becameHealthy(h.cluster, h.address);
         h.flags = next;
         changed = true;
       }
@@ -92,28 +96,30 @@ export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
   readonly pools = new Set<Pool>();
 
-  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory }) {
+  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }) {
     const staticHosts = new Map<string, UpstreamHost[]>();
     for (const c of config.clusters) {
       if (c.kind === 'aggregate') continue;
-      staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, 0, registry, overlay)));
+      const ages = env.ages.track(c.name, c.endpoints.map((e) => e.address));
+      staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, ages[i], registry, overlay)));
     }
+    env.ages.retainOnly(new Set(staticHosts.keys()));
     const build = (c: ClusterConfig) => (hosts: UpstreamHost[]) =>
       env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
     for (const c of config.clusters) {
       const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
-      this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c)));
+      this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c), env.ages));
     }
   }
 
-  #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, priorityOffset: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {
+  #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, healthySince: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {
     const { host, port } = splitAddress(e.address);
     const pool = registry.acquire(c, e.address);
     this.pools.add(pool);
     const flags = (ADMIN_FLAGS[e.health ?? 'healthy'] ?? 0) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
     return {
-      address: e.address, hostname: host, port, weight: e.weight, priority: e.priority + priorityOffset,
-      locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince: 0,
+      address: e.address, hostname: host, port, weight: e.weight, priority: e.priority,
+      locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince,
       pool, cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
     };
   }

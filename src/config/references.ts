@@ -90,6 +90,7 @@ function checkCluster(c: Config['clusters'][number], p: string, config: Config, 
     });
     if (c.endpoints.length) add(`${p}.endpoints`, 'an aggregate cluster has no endpoints of its own');
   }
+  if (c.lb.slowStart && c.lb.policy !== 'round_robin' && c.lb.policy !== 'least_request') add(`${p}.lb.slowStart`, 'slow start applies to round_robin and least_request only');
   if (c.healthCheck && !c.healthCheck.http && !c.healthCheck.tcp) add(`${p}.healthCheck`, 'set http or tcp');
   if (c.upstreamTls && ((c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))) add(`${p}.upstreamTls`, 'cert and key must be given together');
 }

@@ -6,6 +6,7 @@ import { effectivePriorities, localityKey, localityWeight, zoneAwareSplit } from
 import { computePriorityLoad, type PriorityLoad } from './priority-load.js';
 import { POLICIES } from './policies/index.js';
 import type { HostSelector, PolicyFactory, TableCache } from './policies/policy.js';
+import { withSlowStart } from './policies/slow-start.js';
 import type { LbBuildInput, LbConfig, LoadBalancer, PickContext } from './types.js';
 
 interface Level {
@@ -29,7 +30,8 @@ export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
   const load = computePriorityLoad(levels.map((l) => ({ healthy: l.healthy.length, degraded: l.degraded.length, total: l.all.length })), config.overprovisioningFactor, config.panicThreshold);
   const tables = config.policy === 'ring_hash' || config.policy === 'maglev' ? new BuildTables(config) : undefined;
   const base = POLICIES[config.policy];
-  const policy: PolicyFactory = tables ? (hs, cfg, r, weights) => base(hs, cfg, r, weights, tables) : base;
+  const tabled: PolicyFactory = tables ? (hs, cfg, r, weights) => base(hs, cfg, r, weights, tables) : base;
+  const policy = config.slowStart ? withSlowStart(tabled, config.slowStart, input.clock) : tabled;
   const thresholds: number[] = [];
   const selectors: HostSelector[] = [];
   let cumulative = 0;
@@ -42,7 +44,7 @@ export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
   };
   levels.forEach((l, p) => {
     const inPanic = load.totalPanic || load.panic[p];
-    add(load.healthy[p], () => (inPanic ? hostSet(l.all, l.all, config, policy, rng) : p === 0 ? zoneAware(l, input) ?? hostSet(l.healthy, l.all, config, policy, rng) : hostSet(l.healthy, l.all, config, policy, rng)));
+    add(load.healthy[p], () => (inPanic ? hostSet(l.all, l.all, config, policy, rng) : p === 0 ? zoneAware(l, input, policy) ?? hostSet(l.healthy, l.all, config, policy, rng) : hostSet(l.healthy, l.all, config, policy, rng)));
   });
   levels.forEach((l, p) => add(load.degraded[p], () => (load.panic[p] ? hostSet(l.all, l.all, config, policy, rng) : hostSet(l.degraded, l.all, config, policy, rng))));
   tables?.commit();
@@ -195,7 +197,7 @@ function hashWeights(eligible: Host[], levelAll: Host[], cfg: LbConfig): { hosts
 }
 
 /** Zone-aware routing of P0's healthy hosts, or undefined when its preconditions do not hold. */
-function zoneAware(level: Level, input: LbBuildInput): HostSelector | undefined {
+function zoneAware(level: Level, input: LbBuildInput, policy: PolicyFactory): HostSelector | undefined {
   const { config: cfg, rng } = input;
   if (!cfg.zoneAware.enabled || cfg.policy === 'ring_hash' || cfg.policy === 'maglev') return undefined;
   const byZone = new Map<string, Host[]>();
@@ -206,7 +208,6 @@ function zoneAware(level: Level, input: LbBuildInput): HostSelector | undefined 
   }
   const split = zoneAwareSplit(new Map([...byZone].map(([z, hs]) => [z, hs.length])), input.localLocality.zone, cfg);
   if (!split) return undefined;
-  const policy = POLICIES[cfg.policy];
   const local = policy(byZone.get(input.localLocality.zone)!, cfg, rng);
   const others = split.residual.map(([zone, capacity]) => ({ sel: policy(byZone.get(zone)!, cfg, rng), capacity }));
   const capacityTotal = others.reduce((s, o) => s + o.capacity, 0);

@@ -24,6 +24,8 @@ export interface LbConfig {
   activeRequestBias: number; // least_request
   ringHash: { minRingSize: number; maxRingSize: number };
   maglev: { tableSize: number };
+  /** round_robin and least_request: new and newly healthy hosts ramp up over `window` (a duration). */
+  slowStart?: { window: string; aggression: number; minWeightPercent: number };
 }
 
 /** What the LB builder gets: the hosts of one cluster (all priorities) plus the gateway's environment. */

@@ -18,6 +18,7 @@ import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
 import { watchHeap } from './overload.js';
 import { tokenQueryParams } from '../filters/authn/token-source.js';
+import { HostAges } from '../cluster/host-ages.js';
 
 const NO_HEADERS = { headers: {} };
 
@@ -43,6 +44,7 @@ export class DataPlane {
   readonly #clock: Clock;
   readonly #rng: Rng;
   readonly #accessLog = new AccessLog();
+  readonly #ages: HostAges;
   readonly env: RequestEnv;
   #draining = false;
   #idleWaiters: Array<() => void> = [];
@@ -51,6 +53,7 @@ export class DataPlane {
     this.#deps = deps;
     this.#clock = deps.clock ?? systemClock;
     this.#rng = deps.rng ?? systemRng;
+    this.#ages = new HostAges(this.#clock);
     this.env = {
       rng: this.#rng, inFlight: 0, shedding: false,
       normalize: (p) => p,
@@ -67,7 +70,7 @@ export class DataPlane {
 
   /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
   async apply(version: number, config: Config): Promise<Record<string, string>> {
-    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters });
+    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters, ages: this.#ages });
     await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
     const previous = this.#snapshot;
     this.#snapshot = next;

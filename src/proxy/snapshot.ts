@@ -7,6 +7,7 @@ import { compileRoute, type RouteRuntime } from './route-runtime.js';
 import type { Locality } from '../cluster/host.js';
 import type { Filter } from '../filters/filter.js';
 import { IDENTITY_HEADERS } from './headers.js';
+import type { HostAges } from '../cluster/host-ages.js';
 
 export type CompiledRoute = RouteRuntime;
 
@@ -56,7 +57,7 @@ export class Snapshot {
   readonly identityHeaders: ReadonlySet<string>;
   readonly #hosts = new Map<string, ServedHosts>();
 
-  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder }) {
+  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }) {
     this.version = version;
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);

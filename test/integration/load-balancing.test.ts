@@ -105,4 +105,41 @@ describe('load balancing with real upstreams', () => {
     expect((await second).statusCode).toBe(200);
     await agent.close();
   });
+
+  it('slow-starts an endpoint added through the admin API and one back from a failed health check', async () => {
+    let bHealthy = true;
+    const ups = await upstreams(3, 'e', (i) => i !== 1 || bHealthy);
+    const [a, b, c] = ups.map((u) => u.address);
+    const gw = await startInProcess(baseConfig({
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{
+        name: 'app', endpoints: [{ address: a }, { address: b }], lb: { policy: 'round_robin', slowStart: { window: '60s' } },
+        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 1 },
+      }],
+    }));
+    cleanup.push(() => gw.stop());
+    const count = async (n: number) => {
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < n; i++) {
+        const body = await (await request(`${gw.url}/`)).body.text();
+        seen[body] = (seen[body] ?? 0) + 1;
+      }
+      return seen;
+    };
+    // Endpoints of the first config start together: plain round robin.
+    expect(await count(200)).toEqual({ e0: 100, e1: 100 });
+    await (await request(`${gw.admin}/clusters/app/endpoints/${c}`, { method: 'PUT', body: JSON.stringify({}) })).body.dump();
+    // Weight factor 0.1 for the next 6 s: e2 gets about 1 / 21 of the traffic (19 of 400).
+    const joined = await count(400);
+    expect(joined.e2).toBeGreaterThan(0);
+    expect(joined.e2).toBeLessThan(60);
+    bHealthy = false;
+    await waitFor(async () => ((await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as { endpoints: Array<{ address: string; flags: string[] }> }).endpoints.find((e) => e.address === b)!.flags.includes('failed_active_hc'), 5000, 50);
+    bHealthy = true;
+    await waitFor(async () => ((await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as { endpoints: Array<{ address: string; flags: string[] }> }).endpoints.find((e) => e.address === b)!.flags.length === 0, 5000, 50);
+    const back = await count(400);
+    expect(back.e1).toBeGreaterThan(0);
+    expect(back.e1).toBeLessThan(60);
+    expect(back.e0).toBeGreaterThan(250); // 133 without slow start
+  });
 });

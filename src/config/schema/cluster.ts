@@ -42,6 +42,11 @@ export const LbSchema = Obj(
     activeRequestBias: Type.Number({ minimum: 0, default: 1 }),
     ringHash: Obj({ minRingSize: Type.Integer({ minimum: 1, default: 1024 }), maxRingSize: Type.Integer({ minimum: 1, default: 8388608 }) }, { default: {} }),
     maglev: Obj({ tableSize: Type.Integer({ minimum: 1, default: 65537 }) }, { default: {} }),
+    slowStart: Type.Optional(Obj({
+      window: Duration(),
+      aggression: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+      minWeightPercent: Type.Number({ minimum: 0, maximum: 100, default: 10 }),
+    })),
   },
   { default: {} },
 );
