@@ -208,6 +208,47 @@ describe('management API contract', () => {
     expect((await request(`${ops}/routes/x`, { method: 'DELETE' })).statusCode).toBe(404);
   });
 
+  it('shows secrets redacted, keeps them through GET-edit-PUT and when a replace omits admin', async () => {
+    const up = await upstream();
+    const tokens = [{ name: 'ops', token: 'ops-token-123' }, { name: 'ci', token: 'ci-token-4567' }];
+    const gw = await startInProcess(cfg(up.address, {
+      gateway: { name: 's', workers: 1, accessLog: { enabled: false } },
+      admin: { address: '127.0.0.1:0', tokens },
+      auth: { jwtProviders: [{ name: 'hs', issuer: 'https://i', algorithms: ['HS256'], jwks: { keys: [{ kty: 'oct', kid: 'h1', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0' }] } }] },
+    }));
+    cleanup.push(() => gw.stop());
+    const as = (token: string) => ({ authorization: `Bearer ${token}` });
+    const shown = await request(`${gw.admin}/config`, { headers: as('ops-token-123') });
+    const text = await shown.body.text();
+    expect(text).not.toContain('ops-token-123');
+    expect(text).not.toContain('c2VjcmV0');
+    const doc = JSON.parse(text);
+    expect(doc.admin.tokens).toEqual([{ name: 'ops', token: '<redacted>' }, { name: 'ci', token: '<redacted>' }]);
+    expect(doc.auth.jwtProviders[0].jwks.keys[0]).toMatchObject({ kid: 'h1', k: '<redacted>' });
+    // Edit the shown document (tokens reordered) and write it back: every secret is kept.
+    doc.routes.push({ name: 'extra', match: { path: { exact: '/extra' } }, directResponse: { status: 200, body: 'extra' } });
+    doc.admin.tokens.reverse();
+    const put = await request(`${gw.admin}/config`, { method: 'PUT', headers: as('ci-token-4567'), body: JSON.stringify(doc) });
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    expect((await request(`${gw.admin}/config`, { headers: as('ops-token-123') })).statusCode).toBe(200);
+    expect((await request(`${gw.admin}/config`, { headers: as('ci-token-4567') })).statusCode).toBe(200);
+    expect(await (await request(`${gw.url}/extra`)).body.text()).toBe('extra');
+    // A replace without an admin section keeps the tokens: the API stays closed.
+    const { admin: _admin, ...withoutAdmin } = doc;
+    const replace = await request(`${gw.admin}/config`, { method: 'PUT', headers: as('ops-token-123'), body: JSON.stringify(withoutAdmin) });
+    expect(replace.statusCode).toBe(200);
+    await replace.body.dump();
+    expect((await request(`${gw.admin}/config`)).statusCode).toBe(401);
+    // A placeholder for a secret that does not exist is an error with its path; nothing changes.
+    const etag = (await request(`${gw.admin}/config`, { headers: as('ops-token-123') })).headers.etag;
+    doc.admin.tokens.push({ name: 'new', token: '<redacted>' });
+    const bad = await request(`${gw.admin}/config`, { method: 'PUT', headers: as('ops-token-123'), body: JSON.stringify(doc) });
+    expect(bad.statusCode).toBe(400);
+    expect((await json(bad)).errors).toEqual([{ path: 'admin.tokens[2].token', message: '"<redacted>" keeps the current secret, and there is none here' }]);
+    expect((await request(`${gw.admin}/config`, { headers: as('ops-token-123') })).headers.etag).toBe(etag);
+  });
+
   it('refuses to start on a non-loopback admin address without a token', () => {
     const file = writeConfig(baseConfig({ admin: { address: '0.0.0.0:0' } }));
     const r = spawnSync(process.execPath, [MAIN, 'start', '-c', file, '--state-dir', join(file, '..', 'st')], { cwd: REPO, encoding: 'utf8', timeout: 15000 });

@@ -13,6 +13,7 @@ import { ConfigService } from './config-service.js';
 import { AdminError, readBody, sendJson } from './http-util.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
 import { clusterStatus, type HostDetails } from './cluster-status.js';
+import { redactSecrets, restoreSecrets } from './secrets.js';
 
 interface Call {
   req: IncomingMessage;
@@ -163,14 +164,14 @@ export class AdminServer {
 
   async #config(c: Call, sub: string | undefined): Promise<boolean> {
     const m = c.req.method;
-    if (!sub && m === 'GET') return void sendJson(c.res, 200, this.service.current.config, etag(this)), true;
+    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.service.current.config), etag(this)), true;
     if (!sub && m === 'PUT') {
       const body = await readBody(c.req);
-      const r = await this.service.change(c.who, 'replace config', c.ifMatch, () => body as Config);
+      const r = await this.service.change(c.who, 'replace config', c.ifMatch, (draft) => withSecrets(body, draft));
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
     }
     if (sub === 'validate' && m === 'POST') {
-      const v = validateConfig(await readBody(c.req));
+      const v = validateConfig(withSecrets(await readBody(c.req), this.service.current.config));
       return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
     }
     if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#primary.store.list()), true;
@@ -233,4 +234,11 @@ export class AdminServer {
 
 function etag(a: AdminServer) {
   return { etag: `"${a.service.current.version}"` };
+}
+
+/** A written document with its redacted secrets (and an omitted admin section) taken from `current`. */
+function withSecrets(body: unknown, current: Config): Config {
+  const { doc, errors } = restoreSecrets(body, current);
+  if (errors.length) throw new AdminError(400, 'invalid config', { errors });
+  return doc as Config;
 }

@@ -1,0 +1,72 @@
+import type { Config } from '../../config/schema/index.js';
+import type { ConfigError } from '../../config/validate.js';
+
+/** What the admin API shows instead of a secret, and accepts back as "keep the current value". */
+export const REDACTED = '<redacted>';
+
+/** JWK members that are secret: the HMAC key and the private parts of RSA / EC / OKP keys. */
+const JWK_SECRETS = ['k', 'd', 'p', 'q', 'dp', 'dq', 'qi'];
+
+/** One place a secret lives: `key` names it independently of list order (token name, provider + kid). */
+interface SecretSlot {
+  path: string;
+  key: string;
+  holder: Record<string, unknown>;
+  field: string;
+}
+
+type Loose = Record<string, unknown> | undefined;
+const obj = (v: unknown): Loose => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The secrets of a config document, valid or not (a written document is read before validation):
+ * admin tokens, the management-server token, secret members of inline JWKS keys.
+ */
+function secretSlots(doc: unknown): SecretSlot[] {
+  const slots: SecretSlot[] = [];
+  const add = (holder: Loose, field: string, path: string, key: string) => {
+    if (holder && typeof holder[field] === 'string') slots.push({ path, key, holder, field });
+  };
+  const root = obj(doc);
+  const admin = obj(root?.admin);
+  add(admin, 'token', 'admin.token', 'admin.token');
+  list(admin?.tokens).forEach((t, i) => add(obj(t), 'token', `admin.tokens[${i}].token`, `admin.tokens[${String(obj(t)?.name)}]`));
+  add(obj(root?.managementServer), 'token', 'managementServer.token', 'managementServer.token');
+  list(obj(root?.auth)?.jwtProviders).forEach((p, i) => {
+    const provider = String(obj(p)?.name);
+    list(obj(obj(p)?.jwks)?.keys).forEach((k, j) => {
+      const id = obj(k)?.kid ?? j;
+      for (const m of JWK_SECRETS) add(obj(k), m, `auth.jwtProviders[${i}].jwks.keys[${j}].${m}`, `jwks[${provider}][${String(id)}].${m}`);
+    });
+  });
+  return slots;
+}
+
+/** The config as the admin API shows it: every secret replaced by {@link REDACTED}. */
+export function redactSecrets(config: Config): Config {
+  const copy = structuredClone(config);
+  for (const s of secretSlots(copy)) s.holder[s.field] = REDACTED;
+  return copy;
+}
+
+/**
+ * A whole document written through the admin API, made whole again: each {@link REDACTED} takes the
+ * current value of the same secret (so GET, edit, PUT keeps the secrets), and a document without an
+ * `admin` section keeps the current one (so a replace cannot drop the admin tokens by omission).
+ * Placeholders with no current secret are errors with their paths.
+ */
+export function restoreSecrets(input: unknown, current: Config): { doc: unknown; errors: ConfigError[] } {
+  const doc = obj(input);
+  if (!doc) return { doc: input, errors: [] };
+  const restored: Record<string, unknown> = { ...doc };
+  if (!('admin' in restored)) restored.admin = structuredClone(current.admin);
+  const known = new Map(secretSlots(current).map((s) => [s.key, s.holder[s.field]]));
+  const errors: ConfigError[] = [];
+  for (const s of secretSlots(restored)) {
+    if (s.holder[s.field] !== REDACTED) continue;
+    if (known.has(s.key)) s.holder[s.field] = known.get(s.key);
+    else errors.push({ path: s.path, message: `"${REDACTED}" keeps the current secret, and there is none here` });
+  }
+  return { doc: restored, errors };
+}
