@@ -1,7 +1,7 @@
 // Micro-benchmark of the load balancer's pick and of its rebuild on a health change (dist build).
 //   npm run build && node benchmarks/micro/lb-pick.mjs
 // Env: BATCHES (200), PICKS (10000 per batch), WARMUP (50 batches), REBUILD_MS (2000 per case),
-//      POLICIES (comma list), VARIANTS (full,flat).
+//      POLICIES (comma list), VARIANTS (full,flat,slow; slow only for round_robin and least_request).
 // Each (policy, variant) runs in its own child process, so one policy's JIT feedback (polymorphic call
 // sites, deopts) cannot colour another's numbers. Target: < 1 us median per pick.
 import { spawnSync } from 'node:child_process';
@@ -16,7 +16,8 @@ const PICKS = Number(process.env.PICKS ?? 10000);
 const WARMUP = Number(process.env.WARMUP ?? 50);
 const REBUILD_MS = Number(process.env.REBUILD_MS ?? 2000);
 const POLICIES = (process.env.POLICIES ?? 'round_robin,least_request,random,ring_hash,maglev').split(',');
-const VARIANTS = (process.env.VARIANTS ?? 'full,flat').split(',');
+const VARIANTS = (process.env.VARIANTS ?? 'full,flat,slow').split(',');
+const SLOW_START_POLICIES = new Set(['round_robin', 'least_request']);
 const TARGET_NS = 1000;
 const HOSTS = 1000;
 const LOCAL = { region: 'r0', zone: 'r0-z0', subzone: '' };
@@ -43,6 +44,8 @@ const FULL_LB = {
 };
 
 function variantSetup(variant) {
+  // slow: the flat cluster with one host in ten inside its slow-start window for the whole run.
+  if (variant === 'slow') return { layout: variantSetup('flat').layout, lb: { slowStart: { window: '3600s' } }, slowEvery: 10 };
   if (variant === 'flat') return { layout: (i) => ({ priority: 0, locality: fullLayout(i).locality, flags: 0 }), lb: { hashOn: { header: 'x-user' } } };
   return { layout: fullLayout, lb: FULL_LB };
 }
@@ -77,12 +80,14 @@ function baseOverlay(variant) {
 }
 
 /** Hosts as ClusterManager builds them, minus the connection pool and metrics the LB never reads. */
-function hosts(config, overlay) {
+function hosts(config, overlay, variant) {
+  const every = variantSetup(variant).slowEvery;
+  const joined = performance.now() - 60_000;
   return config.endpoints.map((e, index) => {
     const [hostname, port] = e.address.split(':');
     return {
       address: e.address, hostname, port: Number(port), weight: e.weight, priority: e.priority, locality: e.locality, labels: e.labels,
-      index, flags: overlay.bench[e.address] ?? 0, activeRequests: index % 4, healthySince: 0, cluster: 'bench', stats: { requests: 0, errors: 0 },
+      index, flags: overlay.bench[e.address] ?? 0, activeRequests: index % 4, healthySince: every && index % every === 0 ? joined : 0, cluster: 'bench', stats: { requests: 0, errors: 0 },
     };
   });
 }
@@ -134,7 +139,8 @@ async function measure(policy, variant) {
   const config = await clusterConfig(policy, variant);
   const overlay = baseOverlay(variant);
   const build = (hs) => createLoadBalancer({ hosts: hs, config: config.lb, localLocality: LOCAL, clock: systemClock, rng: systemRng });
-  const runtime = new ClusterRuntime(config, hosts(config, overlay), build);
+  const { HostAges } = await import(new URL('cluster/host-ages.js', DIST));
+  const runtime = new ClusterRuntime(config, hosts(config, overlay, variant), build, new HostAges(systemClock));
   const ctxs = contexts(policy);
 
   let gcs = 0;
@@ -180,12 +186,15 @@ function table(rows) {
 async function main() {
   const started = performance.now();
   const rows = [];
-  for (const policy of POLICIES) for (const variant of VARIANTS) rows.push(runChild(policy, variant));
+  for (const policy of POLICIES) {
+    for (const variant of VARIANTS) if (variant !== 'slow' || SLOW_START_POLICIES.has(policy)) rows.push(runChild(policy, variant));
+  }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   console.log(`\n### lb pick · ${new Date().toISOString()} · ${cpus()[0]?.model ?? 'unknown'} · node ${process.version}\n`);
   console.log(`${HOSTS} endpoints, ${BATCHES} batches x ${PICKS} picks after ${WARMUP} warm-up batches, one child process per row, ${secs} s total.`);
   console.log('full: P0 400 / P1 350 / P2 250 endpoints over 9 localities (3 regions x 3 zones), unhealthy and degraded hosts (spill to P1, P2 and P0-degraded),');
   console.log('locality-weighted (regions 3:2:1) and zone-aware P0 (gateway in r0-z0; not applied to ring_hash/maglev). flat: one priority, all healthy, no locality features.');
+  console.log('slow: flat with lb.slowStart (1 h window) and 100 of the 1000 hosts 60 s into it (EDF re-weighted on every pick, a clock read per pick).');
   console.log('ring_hash/maglev picks carry a hash key (4096 distinct keys); the others pass no context, as the forwarder does.');
   console.log('Rebuild: ClusterRuntime.applyOverlay flipping one P0 host between healthy and outlier-ejected (the whole LB is rebuilt).\n');
   console.log(table(rows));
