@@ -21,10 +21,17 @@ describe('meridian CLI', () => {
   });
 
   it('exits 1 listing every error with its path', () => {
-    const file = writeConfig({ clusters: [{ name: 'c', endpoints: [{ address: 'bad' }] }], routes: [{ name: 'r', match: {}, cluster: 'nope' }] });
+    // Schema errors are all listed; cross-references are checked once the schema passes.
+    const file = writeConfig({ clusters: [{ name: 'c', endpoints: [{ address: 'bad', weight: 0 }] }], routes: [{ name: 'r', match: {}, cluster: 'nope' }] });
     const r = run('validate', '-c', file);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('clusters[0].endpoints[0].address: expected host:port');
+    expect(r.stderr).toMatch(/clusters\[0\]\.endpoints\[0\]\.weight: /);
+    const refs = writeConfig({ clusters: [{ name: 'c', endpoints: [{ address: '127.0.0.1:1' }] }], routes: [{ name: 'r', match: {}, cluster: 'nope' }, { name: 'r', match: {}, cluster: 'c' }] });
+    const r2 = run('validate', '-c', refs);
+    expect(r2.status).toBe(1);
+    expect(r2.stderr).toContain('routes[0].cluster: unknown cluster "nope"');
+    expect(r2.stderr).toMatch(/routes\[1\]\.name: duplicate name "r"/);
   });
 
   it('reports a YAML syntax error', () => {
