@@ -249,6 +249,18 @@ describe('management API contract', () => {
     expect((await request(`${gw.admin}/config`, { headers: as('ops-token-123') })).headers.etag).toBe(etag);
   });
 
+  it('writes an audit line per change: who (token name), what, old and new version', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'au', workers: 1, accessLog: { enabled: false } }, admin: { address: '127.0.0.1:0', tokens: [{ name: 'ci', token: 'ci-token-123' }] } }));
+    cleanup.push(() => gw.stop());
+    const put = await request(`${gw.admin}/routes/audited`, { method: 'PUT', headers: { authorization: 'Bearer ci-token-123' }, body: JSON.stringify({ match: { path: { exact: '/a' } }, directResponse: { status: 200 } }) });
+    expect(put.statusCode).toBe(201);
+    await put.body.dump();
+    const audit = await waitFor(() => gw.output.map((l) => { try { return JSON.parse(l); } catch { return undefined; } }).find((j) => j?.type === 'audit'));
+    expect(audit).toMatchObject({ who: 'token:ci', action: 'put routes/audited', oldVersion: 1, newVersion: 2, changed: true });
+    expect(JSON.stringify(audit)).not.toContain('ci-token-123');
+  });
+
   it('refuses to start on a non-loopback admin address without a token', () => {
     const file = writeConfig(baseConfig({ admin: { address: '0.0.0.0:0' } }));
     const r = spawnSync(process.execPath, [MAIN, 'start', '-c', file, '--state-dir', join(file, '..', 'st')], { cwd: REPO, encoding: 'utf8', timeout: 15000 });
@@ -258,13 +270,19 @@ describe('management API contract', () => {
 
   it('aggregates /metrics over both workers and still answers while a worker restarts', async () => {
     const up = await upstream();
-    const gw = await spawnGateway(cfg(up.address));
+    const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'adm', workers: 2, accessLog: { enabled: true } } }));
     cleanup.push(() => gw.stop());
     for (let i = 0; i < 40; i++) {
       const a = new Agent();
       await (await request(`${gw.url}/m`, { dispatcher: a })).body.dump();
       await a.close();
     }
+    // Both workers served some of the 40 (each access-log line carries its process id).
+    const pids = await waitFor(() => {
+      const lines = gw.output.flatMap((l) => { try { const j = JSON.parse(l); return j.type === 'access' ? [j.pid as number] : []; } catch { return []; } });
+      return lines.length === 40 ? new Set(lines) : undefined;
+    });
+    expect(pids.size).toBe(2);
     const text = await (await request(`${gw.admin}/metrics`)).body.text();
     const line = text.split('\n').find((l) => l.startsWith('meridian_downstream_rq_total{') && l.includes('route="app"') && l.includes('2xx'));
     expect(Number(line!.split(' ').at(-1))).toBe(40);
