@@ -31,4 +31,27 @@ describe('access log', () => {
       await gw.stop();
     }
   });
+
+  it('samples by gateway.accessLog.sampleRate, and writes nothing when disabled', async () => {
+    const lines = async (accessLog: Record<string, unknown>, n: number) => {
+      const gw = await spawnGateway(baseConfig({
+        gateway: { name: 'sample', workers: 1, accessLog },
+        routes: [{ name: 'r', match: { path: { prefix: '/' } }, directResponse: { status: 200 } }],
+      }));
+      try {
+        for (let i = 0; i < n; i++) await (await request(`${gw.url}/s`)).body.dump();
+        // Log lines reach the test through the child's stdout pipe: give them a moment.
+        await new Promise((r) => setTimeout(r, 300));
+        return gw.output.filter((l) => l.includes('"type":"access"') && l.includes('"path":"/s"')).length;
+      } finally {
+        await gw.stop();
+      }
+    };
+    // 400 requests at 25 %: binomial mean 100, sd 8.7; the bounds are beyond 4 sd.
+    const sampled = await lines({ enabled: true, sampleRate: 0.25 }, 400);
+    expect(sampled).toBeGreaterThan(60);
+    expect(sampled).toBeLessThan(140);
+    expect(await lines({ enabled: false }, 50)).toBe(0);
+    expect(await lines({ enabled: true, sampleRate: 1 }, 50)).toBe(50);
+  }, 30_000);
 });
