@@ -142,4 +142,39 @@ describe('load balancing with real upstreams', () => {
     expect(back.e1).toBeLessThan(60);
     expect(back.e0).toBeGreaterThan(250); // 133 without slow start
   });
+
+  it('an aggregate cluster fails over to its second member when an admin override marks the first unhealthy, on every worker', async () => {
+    const [first] = await upstreams(1, 'first', () => true);
+    const [second] = await upstreams(1, 'second', () => true);
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'agg', workers: 2, accessLog: { enabled: true } },
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'both' }],
+      clusters: [
+        { name: 'a', endpoints: [{ address: first.address }] },
+        { name: 'b', endpoints: [{ address: second.address }] },
+        { name: 'both', kind: 'aggregate', clusters: ['a', 'b'] },
+      ],
+    }));
+    cleanup.push(() => gw.stop());
+    // New connections alternate between the two workers (node:cluster round robin).
+    const bodies = async (n: number, tag: string) => {
+      const out: Record<string, number> = {};
+      for (let i = 0; i < n; i++) {
+        const a = new Agent();
+        const body = await (await request(`${gw.url}/`, { dispatcher: a, headers: { 'x-request-id': `${tag}-${i}` } })).body.text();
+        out[body] = (out[body] ?? 0) + 1;
+        await a.close();
+      }
+      return out;
+    };
+    const pidsOf = (tag: string) => new Set(gw.output.flatMap((l) => { try { const j = JSON.parse(l); return j.type === 'access' && String(j.requestId).startsWith(`${tag}-`) ? [j.pid] : []; } catch { return []; } }));
+    expect(await bodies(20, 'before')).toEqual({ first0: 20 });
+    const mark = (status: string) => request(`${gw.admin}/clusters/a/endpoints/${first.address}/health`, { method: 'POST', body: JSON.stringify({ status }) }).then((r) => r.body.dump());
+    await mark('unhealthy');
+    // Live on every worker when the call returned: member b (stacked as priority 1) takes everything.
+    expect(await bodies(40, 'failover')).toEqual({ second0: 40 });
+    expect((await waitFor(() => (pidsOf('failover').size === 2 ? pidsOf('failover') : undefined))).size).toBe(2);
+    await mark('healthy');
+    expect(await bodies(20, 'back')).toEqual({ first0: 20 });
+  });
 });
