@@ -58,6 +58,24 @@ describe('rate limiting', () => {
     expect(rb['2xx']).toBeGreaterThan(100);
   });
 
+  it('with batch: 20, two 2-worker gateways on one Redis never exceed the limit and lose a bounded share to unspent leases', async () => {
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const up = await upstream();
+    const cfg = limited(up.address, { store: 'redis', batch: 20 }, { redis: { url: redis.url, timeout: '100ms' } }, 2);
+    const a = await spawnGateway(cfg);
+    cleanup.push(() => a.stop());
+    const b = await spawnGateway(cfg);
+    cleanup.push(() => b.stop());
+    const [ra, rb] = await Promise.all([run(`${a.url}/x`), run(`${b.url}/x`)]);
+    const admitted = ra['2xx'] + rb['2xx'];
+    // Measured here: 499-517 of 600 (batch 1: 594; batch 20 with one worker per gateway: 561). The
+    // trade-off documented in docs/rate-limiting.md: leases never over-admit, unspent ones are lost.
+    console.log(`batch 20, 2 gateways x 2 workers: admitted ${admitted} of ${EXPECTED}`);
+    expect(admitted).toBeLessThanOrEqual(EXPECTED * 1.05);
+    expect(admitted).toBeGreaterThanOrEqual(EXPECTED * 0.7);
+  });
+
   it('answers 429 with Retry-After and the draft RateLimit headers', async () => {
     const up = await upstream();
     const gw = await startInProcess(limited(up.address, { limit: { requests: 2, per: '10s' }, headersOnSuccess: true }, {}, 1));
