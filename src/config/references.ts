@@ -15,7 +15,7 @@ export function checkReferences(config: Config): ConfigError[] {
   uniqueNames(config.listeners, 'listeners', add);
   const rbac = uniqueNames(config.rbac, 'rbac', add);
   const rateLimits = uniqueNames(config.rateLimits, 'rateLimits', add);
-  const authNames = new Set([...config.auth.jwtProviders, ...config.auth.apiKeys].map((p) => p.name));
+  const authNames = uniqueAuthNames(config.auth, add);
 
   config.routes.forEach((r, i) => {
     const p = `routes[${i}]`;
@@ -41,6 +41,17 @@ export function checkReferences(config: Config): ConfigError[] {
 }
 
 type Add = (path: string, message: string) => void;
+
+/** JWT providers and API-key sets share one namespace: a route's `auth` names either. */
+function uniqueAuthNames(auth: Config['auth'], add: Add): Set<string> {
+  const names = new Set<string>();
+  const entries = [...auth.jwtProviders.map((p, i) => [p.name, `auth.jwtProviders[${i}].name`]), ...auth.apiKeys.map((k, i) => [k.name, `auth.apiKeys[${i}].name`])];
+  for (const [name, path] of entries) {
+    if (names.has(name)) add(path, `duplicate name "${name}" (JWT providers and API-key sets share names)`);
+    names.add(name);
+  }
+  return names;
+}
 
 function uniqueNames(items: Named[], section: string, add: Add): Set<string> {
   const names = new Set<string>();
@@ -99,10 +110,14 @@ function checkCluster(c: Config['clusters'][number], p: string, config: Config, 
 function checkFiles(config: Config, add: Add) {
   config.auth.jwtProviders.forEach((p, i) => { if ('file' in p.jwks && !existsSync(p.jwks.file)) add(`auth.jwtProviders[${i}].jwks.file`, `file not found: ${p.jwks.file}`); });
   config.auth.apiKeys.forEach((k, i) => { if (k.file && !existsSync(k.file)) add(`auth.apiKeys[${i}].file`, `file not found: ${k.file}`); });
+  const exists = (path: string, f: string | undefined) => { if (f && !existsSync(f)) add(path, `file not found: ${f}`); };
   config.listeners.forEach((l, i) => {
     const t = l.tls;
-    const files: Array<[string, string | undefined]> = [['cert', t?.cert], ['key', t?.key], ['ca', t?.ca]];
-    for (const [field, f] of files) if (f && !existsSync(f)) add(`listeners[${i}].tls.${field}`, `file not found: ${f}`);
+    for (const field of ['cert', 'key', 'ca'] as const) exists(`listeners[${i}].tls.${field}`, t?.[field]);
+    t?.certificates?.forEach((c, j) => { exists(`listeners[${i}].tls.certificates[${j}].cert`, c.cert); exists(`listeners[${i}].tls.certificates[${j}].key`, c.key); });
+  });
+  config.clusters.forEach((c, i) => {
+    for (const field of ['ca', 'cert', 'key'] as const) exists(`clusters[${i}].upstreamTls.${field}`, c.upstreamTls?.[field]);
   });
 }
 

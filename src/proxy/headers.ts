@@ -48,6 +48,8 @@ export interface ForwardFacts {
 }
 
 const VIA = '1.1 meridian';
+/** Which X-Forwarded-* a trusted client sent (scratch: read within one synchronous call). */
+const forwarded = { proto: false, host: false };
 
 /**
  * Build the upstream header list (flat [name, value, ...]) from the client's raw headers in one pass:
@@ -59,6 +61,7 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
   let xff: string | undefined;
   let via: string | undefined;
   let hosts = 0;
+  forwarded.proto = forwarded.host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
@@ -70,7 +73,10 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
     if (lower === 'upgrade' && f.upgrade) { out.push(name, raw[i + 1]); continue; }
     if (HOP_BY_HOP.has(lower) || f.identity.has(lower) || ops.remove.has(lower)) continue;
     if (lower === 'x-forwarded-for') { if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
-    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') { if (f.trustForwarded) out.push(name, raw[i + 1]); continue; }
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') {
+      if (f.trustForwarded) { out.push(name, raw[i + 1]); if (lower === 'x-forwarded-proto') forwarded.proto = true; else forwarded.host = true; }
+      continue;
+    }
     if (lower === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (lower === 'x-request-id') f.requestId ??= raw[i + 1];
     else if (lower === 'traceparent') f.traceparent ??= raw[i + 1];
@@ -81,7 +87,9 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
   if (f.upgrade) out.push('connection', 'upgrade');
   out.push('host', f.authority);
   out.push('x-forwarded-for', xff ? `${xff}, ${f.clientIp}` : f.clientIp);
-  if (!f.trustForwarded) out.push('x-forwarded-proto', f.proto, 'x-forwarded-host', f.authority);
+  // Behind a trusted proxy its X-Forwarded-Proto/-Host are kept; the gateway's own fill in when absent.
+  if (!f.trustForwarded || !forwarded.proto) out.push('x-forwarded-proto', f.proto);
+  if (!f.trustForwarded || !forwarded.host) out.push('x-forwarded-host', f.authority);
   out.push('via', via ? `${via}, ${VIA}` : VIA);
   for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
   for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);
@@ -121,13 +129,16 @@ export function removeHeaders(out: string[], names: ReadonlySet<string> | readon
  */
 export function buildResponseHeaders(raw: readonly Buffer[] | readonly string[], ops: HeaderOps, extra: readonly string[] | undefined, keepUpgrade: boolean): string[] {
   const out: string[] = [];
+  let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString('latin1');
     const lower = name.toLowerCase();
+    if (lower === 'connection') nominated = addNominated(raw[i + 1].toString('latin1'), nominated);
     if (HOP_BY_HOP.has(lower) && !(keepUpgrade && (lower === 'upgrade' || lower === 'connection'))) continue;
     if (ops.remove.has(lower)) continue;
     out.push(name, raw[i + 1].toString('latin1'));
   }
+  if (nominated) removeHeaders(out, nominated);
   for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
   for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);
   if (extra) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
