@@ -30,17 +30,32 @@ const CLIENT_ERRORS: Record<string, [number, string, string]> = {
   default: [400, 'Bad Request', 'bad_request'],
 };
 
+/** How often Node's HTTP/1 servers look for connections past headersTimeout / requestTimeout. */
+const TIMEOUT_CHECK_MS = 250;
+
 /** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
 function h1Options(limits: Limits): http.ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
     requestTimeout: parseDuration(limits.requestTimeout),
     headersTimeout: parseDuration(limits.headersTimeout),
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     keepAliveTimeout: parseDuration(limits.keepAliveTimeout),
     insecureHTTPParser: false,
     requireHostHeader: true,
     noDelay: true,
   };
+}
+
+/**
+ * Node enforces headersTimeout (slowloris: 408) and requestTimeout on a timer it starts when a server
+ * emits 'listening'. The inner HTTP/1 server of an h2c listener never listens (the outer one hands it
+ * connections), so its timer is started here; the TLS server (http2 with allowHTTP1) ignores the
+ * timeouts given at creation (60 s, 300 s, checked every 30 s), so they are set on it before it listens.
+ */
+function enforceH1Timeouts(server: http.Server | http2.Http2SecureServer, limits: Limits, startTimer: boolean): void {
+  Object.assign(server, { headersTimeout: parseDuration(limits.headersTimeout), requestTimeout: parseDuration(limits.requestTimeout), connectionsCheckingInterval: TIMEOUT_CHECK_MS });
+  if (startTimer) server.emit('listening');
 }
 
 function h2Settings(limits: Limits): http2.Settings {
@@ -55,6 +70,7 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   const h1 = http.createServer(h1Options(limits), handlers.request);
   configureH1(h1, limits, handlers);
   if (!cfg.h2c) return h1;
+  enforceH1Timeouts(h1, limits, true);
   const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
   h2.on('session', widenConnectionWindow);
   const idle = parseDuration(limits.idleTimeout);
@@ -142,6 +158,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
     { ...contexts.serverOptions(), allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
     handlers.request,
   );
+  enforceH1Timeouts(server, limits, false);
   server.on('session', widenConnectionWindow);
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();

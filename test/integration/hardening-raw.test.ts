@@ -197,4 +197,32 @@ describe('hostile upstream responses', () => {
       await r.body.dump();
     });
   }
+
+  it('never serves bytes an upstream sends on an idle keep-alive connection as the next response', async () => {
+    let connections = 0;
+    const chatty = net.createServer((sock) => {
+      connections++;
+      sock.on('data', () => {
+        sock.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood');
+        // Unsolicited: a second "response" on the idle connection, before any further request.
+        setTimeout(() => sock.destroyed || sock.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil'), 30);
+      });
+    });
+    await new Promise<void>((r) => chatty.listen(0, '127.0.0.1', r));
+    const g = await startInProcess(baseConfig({
+      routes: [{ name: 'chatty', match: { path: { prefix: '/' } }, cluster: 'chatty' }],
+      clusters: [{ name: 'chatty', endpoints: [{ address: `127.0.0.1:${(chatty.address() as net.AddressInfo).port}` }] }],
+    }));
+    try {
+      for (let i = 0; i < 4; i++) {
+        expect(await (await request(`${g.url}/`)).body.text()).toBe('good');
+        await new Promise((r) => setTimeout(r, 120));
+      }
+      // Each poisoned connection was dropped: every request needed a new one.
+      expect(connections).toBe(4);
+    } finally {
+      await g.stop();
+      chatty.close();
+    }
+  });
 });
