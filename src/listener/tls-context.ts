@@ -37,7 +37,8 @@ export class TlsContexts {
   serverOptions(): tls.TlsOptions {
     const t = this.#tls;
     return {
-      ...this.#contextOptions(t.cert, t.key),
+      // Without SNI Node never calls SNICallback: the base context must already be the default one.
+      ...this.defaultContextOptions(),
       requestCert: t.requireClientCert || Boolean(t.ca),
       rejectUnauthorized: t.requireClientCert,
       minVersion: t.minVersion ?? 'TLSv1.2',
