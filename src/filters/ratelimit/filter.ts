@@ -6,6 +6,7 @@ import type { Decision } from './store.js';
 import type { LeasingStore } from './leasing-store.js';
 import type { Rate } from './token-bucket.js';
 import { compileGlob } from '../authz/matchers.js';
+import { claimValue } from '../authn/jwt.js';
 
 type Policy = Config['rateLimits'][number];
 type KeyPart = Policy['key'][number];
@@ -35,11 +36,13 @@ function keyPart(p: KeyPart): (ctx: RequestContext) => string | undefined {
     return (ctx) => { const v = ctx.headers[name]; return Array.isArray(v) ? v[0] : v; };
   }
   if (p.claim) {
-    const path = p.claim.split('.');
+    const name = p.claim;
+    const path = name.split('.');
+    // As RBAC and forwarded claims read them: exact name first, then dotted path. Only a scalar is a
+    // key; an object or array claim counts as missing (else they would all share one bucket).
     return (ctx) => {
-      let v: unknown = ctx.claims;
-      for (const k of path) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
-      return v === undefined ? undefined : String(v);
+      const v = ctx.claims ? claimValue(ctx.claims, name, path) : undefined;
+      return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
     };
   }
   if (p.value !== undefined) return () => p.value;
@@ -133,6 +136,12 @@ function decideOne(ctx: RequestContext, o: Outcome): FilterResult {
   return decide(ctx, [o]);
 }
 
+/** A refusal beats an admission; of two refusals the longer wait wins (Retry-After), of two admissions the fewer tokens left. */
+function stricter(a: Decision, b: Decision): boolean {
+  if (a.allowed !== b.allowed) return !a.allowed;
+  return a.allowed ? a.remaining < b.remaining : a.retryAfterMs > b.retryAfterMs;
+}
+
 function decide(ctx: RequestContext, outcomes: Outcome[]): FilterResult {
   let worst: Extract<Outcome, { decision: Decision }> | undefined;
   for (const o of outcomes) {
@@ -142,7 +151,7 @@ function decide(ctx: RequestContext, outcomes: Outcome[]): FilterResult {
       return { status: 503, code: 'overloaded', headers: { 'retry-after': '1' } };
     }
     o.policy.counters[o.decision.allowed ? 'allowed' : 'limited'].inc();
-    if (!worst || (!o.decision.allowed && worst.decision.allowed) || (o.decision.allowed === worst.decision.allowed && o.decision.remaining < worst.decision.remaining)) worst = o;
+    if (!worst || stricter(o.decision, worst.decision)) worst = o;
   }
   if (!worst) return undefined;
   const d = worst.decision;
