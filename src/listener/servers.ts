@@ -72,7 +72,7 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   if (!cfg.h2c) return h1;
   enforceH1Timeouts(h1, limits, true);
   const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
-  h2.on('session', widenConnectionWindow);
+  h2.on('session', onH2Session(parseDuration(limits.headersTimeout)));
   const idle = parseDuration(limits.idleTimeout);
   const sniffTimeout = parseDuration(limits.headersTimeout);
   const server = net.createServer({ noDelay: true }, (socket) => {
@@ -131,6 +131,21 @@ function widenConnectionWindow(session: http2.ServerHttp2Session) {
   }
 }
 
+/**
+ * HTTP/2's slowloris: Node's headersTimeout covers HTTP/1 only, and a header block left unfinished
+ * stalls the whole connection until the idle timeout. A session must complete its first request's
+ * headers within headersTimeout, as an HTTP/1 connection must, or it is closed.
+ */
+function onH2Session(headersTimeoutMs: number): (session: http2.ServerHttp2Session) => void {
+  return (session) => {
+    widenConnectionWindow(session);
+    const timer = setTimeout(() => session.destroy(), headersTimeoutMs);
+    timer.unref();
+    session.once('stream', () => clearTimeout(timer));
+    session.once('close', () => clearTimeout(timer));
+  };
+}
+
 /** CONNECT is never honoured: the gateway is not a forward proxy. */
 function refuseConnect(_req: http.IncomingMessage, socket: Duplex) {
   socket.on('error', () => socket.destroy());
@@ -159,7 +174,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
     handlers.request,
   );
   enforceH1Timeouts(server, limits, false);
-  server.on('session', widenConnectionWindow);
+  server.on('session', onH2Session(parseDuration(limits.headersTimeout)));
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
     const reason = contexts.refuseReason(socket);
