@@ -10,7 +10,8 @@ type HealthCheck = NonNullable<ClusterConfig['healthCheck']>;
 
 /**
  * Active health checks of one cluster, run in the primary: HTTP (path, expected statuses,
- * x-envoy-degraded) or TCP connect, per endpoint on `interval` plus jitter, with a timeout.
+ * x-envoy-degraded) or TCP connect, per endpoint on `interval` plus jitter (`noTrafficInterval` until
+ * the cluster first carries traffic), with a timeout.
  * `onChange` receives the endpoint and its state after every check, and whether failed/degraded flipped.
  */
 export class HealthChecker {
@@ -21,6 +22,8 @@ export class HealthChecker {
   readonly #rng: Rng;
   readonly #onChange: (address: string, s: HostHealthState, changed: boolean) => void;
   #stopped = false;
+  /** Envoy's no_traffic_interval applies until the cluster first carries traffic. */
+  #trafficSeen = false;
 
   constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
     this.#cfg = cfg;
@@ -35,6 +38,20 @@ export class HealthChecker {
     await Promise.all(addresses.map((a) => this.#checkAndSchedule(a)));
   }
 
+  /**
+   * The cluster carried traffic (reported by a worker): from now on checks run on `interval`; checks
+   * waiting out the longer no-traffic interval are brought forward.
+   */
+  noteTraffic(): void {
+    if (this.#trafficSeen) return;
+    this.#trafficSeen = true;
+    if (!this.#cfg.noTrafficInterval) return;
+    for (const [address, timer] of this.#timers) {
+      clearTimeout(timer);
+      this.#schedule(address);
+    }
+  }
+
   stop(): void {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
@@ -46,7 +63,12 @@ export class HealthChecker {
     const state = this.states.get(address);
     if (!state || this.#stopped) return;
     this.#onChange(address, state, state.apply(result));
-    const interval = parseDuration(this.#cfg.interval);
+    this.#schedule(address);
+  }
+
+  #schedule(address: string): void {
+    const quiet = !this.#trafficSeen && this.#cfg.noTrafficInterval;
+    const interval = parseDuration(quiet || this.#cfg.interval);
     const jitter = parseDuration(this.#cfg.jitter);
     const timer = setTimeout(() => void this.#checkAndSchedule(address), interval + Math.floor(this.#rng.random() * (jitter + 1)));
     timer.unref();

@@ -80,15 +80,28 @@ export class OutlierDetector {
   #countFailure(h: HostState, o: number) {
     const c = this.#cfg;
     const local = o === Outcome.LOCAL_FAILURE;
-    if (local && c.splitExternalLocalOriginErrors) {
-      if (++h.consLocal >= c.consecutiveLocalOriginFailure && c.consecutiveLocalOriginFailure > 0) this.#detect(h, 'consecutive_local_origin_failure', c.enforcingConsecutiveLocalOriginFailure);
-      return;
+    if (c.splitExternalLocalOriginErrors) {
+      if (local) {
+        if (++h.consLocal === c.consecutiveLocalOriginFailure) this.#consecutive(h, 'consLocal', 'consecutive_local_origin_failure', c.enforcingConsecutiveLocalOriginFailure);
+        return;
+      }
+      // The upstream answered, so the connection worked (Envoy's LocalOriginConnectSuccess).
+      h.consLocal = 0;
     }
     // Non-split mode counts local-origin failures as 5xx and as gateway failures.
     if (o === Outcome.GATEWAY_ERROR || local) {
-      if (++h.consGateway >= c.consecutiveGatewayFailure && c.consecutiveGatewayFailure > 0) this.#detect(h, 'consecutive_gateway_failure', c.enforcingConsecutiveGatewayFailure);
+      if (++h.consGateway === c.consecutiveGatewayFailure) this.#consecutive(h, 'consGateway', 'consecutive_gateway_failure', c.enforcingConsecutiveGatewayFailure);
     } else h.consGateway = 0;
-    if (++h.cons5xx >= c.consecutive5xx && c.consecutive5xx > 0) this.#detect(h, 'consecutive_5xx', c.enforcingConsecutive5xx);
+    if (++h.cons5xx === c.consecutive5xx) this.#consecutive(h, 'cons5xx', 'consecutive_5xx', c.enforcingConsecutive5xx);
+  }
+
+  /**
+   * A consecutive-error threshold was reached: as Envoy (onConsecutiveErrorWorker), the counter
+   * starts over whether or not the ejection is enforced, so the next detection needs a full run again.
+   */
+  #consecutive(h: HostState, counter: 'cons5xx' | 'consGateway' | 'consLocal', reason: Reason, enforcing: number) {
+    h[counter] = 0;
+    this.#detect(h, reason, enforcing);
   }
 
   #detect(h: HostState, reason: Reason, enforcing: number) {

@@ -82,9 +82,10 @@ export class HealthControl {
     d.detector.setHosts(c.endpoints.map((e) => e.address));
   }
 
-  /** Outcome batches from workers feed the detectors. */
+  /** Outcome batches from workers feed the detectors and tell checkers their cluster carries traffic. */
   onOutcomes(batch: OutcomeBatch): void {
     for (const [cluster, hosts] of Object.entries(batch)) {
+      this.#checked.get(cluster)?.checker.noteTraffic();
       const d = this.#detected.get(cluster)?.detector;
       if (!d) continue;
       for (const [address, outcomes] of Object.entries(hosts)) d.record(address, outcomes);
