@@ -55,6 +55,8 @@ export class ListenerSet {
     });
     const active = activeConnections.labels(l.name);
     server.on('connection', (s: net.Socket) => {
+      // limits.maxConnections is per worker, over all its listeners (server.maxConnections would be per listener).
+      if (limits.maxConnections && this.connectionCount() >= limits.maxConnections) return void s.destroy();
       sockets.add(s);
       active.inc();
       s.once('close', () => {
@@ -62,7 +64,6 @@ export class ListenerSet {
         active.dec();
       });
     });
-    if (limits.maxConnections) server.maxConnections = limits.maxConnections;
     const { host, port } = splitAddress(l.address);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -13,18 +13,28 @@ import type { CompiledRoute, Snapshot } from './snapshot.js';
  * rewritten path) and is forwarded by a ProxyRequest on a response object created on the socket:
  * errors and refusals are written through it, and on 101 the two sockets are piped together. The
  * upgrade is in flight until the tunnel closes; then it is counted and access-logged.
- * `Upgrade: h2c` is refused: it would let a client switch protocols behind the gateway's back.
+ * An Upgrade naming h2c anywhere is refused: it would let a client switch protocols behind the
+ * gateway's back (h2c smuggling: `Upgrade: websocket, h2c` reaching an h2c-capable upstream).
  */
 export function handleUpgrade(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', destroySelf);
   // Bytes the client sent past the request head go back on the socket: the tunnel forwards them first.
   if (head.length) socket.unshift(head);
-  if ((req.headers.upgrade ?? '').toLowerCase() === 'h2c') return answer(req, socket, env, undefined, 'bad_request');
+  if (namesH2c(req.rawHeaders)) return answer(req, socket, env, undefined, 'bad_request');
   const t = routeRequest(snap, listener, env, req);
   if (t.error) return answer(req, socket, env, t.route, t.error);
   if (t.route!.kind !== 'cluster' && t.route!.kind !== 'weighted') return answer(req, socket, env, t.route, 'method_not_allowed');
   // Upgrades are rare next to plain requests: always building the exchange keeps one code path.
   runRouteFilters(newExchange(snap, listener, env, req, t, undefined, socket), AFTER_FILTERS);
+}
+
+/** True when any Upgrade header (a list, possibly repeated) names h2c, with or without a version. */
+export function namesH2c(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length !== 7 || raw[i].toLowerCase() !== 'upgrade') continue;
+    for (const token of raw[i + 1].split(',')) if (token.trim().split('/')[0].toLowerCase() === 'h2c') return true;
+  }
+  return false;
 }
 
 /** Upgrades: a refusal is written on a response created on the raw socket. */
