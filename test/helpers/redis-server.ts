@@ -43,7 +43,8 @@ export async function startRedis(): Promise<TestRedis> {
   };
   const kill = async () => {
     const p = proc;
-    if (!p || p.exitCode !== null) return;
+    // A process ended by a signal has exitCode null and signalCode set: it will not exit again.
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;

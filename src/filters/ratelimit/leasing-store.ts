@@ -22,6 +22,8 @@ interface Lease {
   remaining: number;
   retryAfterMs: number;
   pending: Promise<void> | undefined;
+  /** Requests waiting for tokens of this key: a round trip asks for at least one per waiter. */
+  waiting: number;
 }
 
 /**
@@ -45,29 +47,41 @@ export class LeasingStore implements RateLimitStore {
     if (lease && lease.tokens > 0 && lease.expires > this.#clock.now()) return spend(lease);
     if (!lease) {
       if (this.#leases.size >= MAX_KEYS) this.#leases.clear();
-      this.#leases.set(key, (lease = { tokens: 0, expires: 0, remaining: 0, retryAfterMs: 0, pending: undefined }));
+      this.#leases.set(key, (lease = { tokens: 0, expires: 0, remaining: 0, retryAfterMs: 0, pending: undefined, waiting: 0 }));
     }
     return this.#refill(key, rate, lease, want);
   }
 
+  /**
+   * Wait for tokens of a key. Concurrent requests share round trips, and a round trip asks for at
+   * least one token per waiting request; a request that still finds none retries while the
+   * authoritative bucket had tokens left (it was outrun by the others), and is refused only when the
+   * bucket itself is empty. A failure rejects every waiter.
+   */
   async #refill(key: string, rate: Rate, lease: Lease, want: number): Promise<Decision> {
-    // Concurrent requests for the same key share one round trip; a failure rejects all of them.
-    lease.pending ??= this.#fetch(key, rate, want).then(
-      (r) => {
-        lease.tokens = r.granted;
-        lease.remaining = r.remaining;
-        lease.retryAfterMs = r.retryAfterMs;
-        lease.expires = this.#clock.now() + LEASE_TTL_MS;
-        lease.pending = undefined;
-      },
-      (e: Error) => {
-        lease.pending = undefined;
-        throw e;
-      },
-    );
-    await lease.pending;
-    if (lease.tokens > 0) return spend(lease);
-    return { allowed: false, remaining: 0, retryAfterMs: lease.retryAfterMs || 1000 };
+    lease.waiting++;
+    try {
+      for (;;) {
+        lease.pending ??= this.#fetch(key, rate, Math.max(want, lease.waiting)).then(
+          (r) => {
+            lease.tokens = r.granted;
+            lease.remaining = r.remaining;
+            lease.retryAfterMs = r.retryAfterMs;
+            lease.expires = this.#clock.now() + LEASE_TTL_MS;
+            lease.pending = undefined;
+          },
+          (e: Error) => {
+            lease.pending = undefined;
+            throw e;
+          },
+        );
+        await lease.pending;
+        if (lease.tokens > 0) return spend(lease);
+        if (lease.remaining <= 0) return { allowed: false, remaining: 0, retryAfterMs: lease.retryAfterMs || 1000 };
+      }
+    } finally {
+      lease.waiting--;
+    }
   }
 }
 
