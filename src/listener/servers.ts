@@ -156,11 +156,14 @@ function configureH1(server: http.Server, limits: Limits, handlers: ServerHandle
   server.maxHeadersCount = limits.maxHeaders + 1;
   server.on('upgrade', handlers.upgrade);
   server.on('connect', refuseConnect);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable) return socket.destroy();
-    const [status, reason, code] = CLIENT_ERRORS[err.code ?? ''] ?? CLIENT_ERRORS.default;
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${code}\r\n\r\n`);
-  });
+  server.on('clientError', answerClientError);
+}
+
+/** An HTTP/1 request Node's parser refused (or timed out): status and error code from the catalogue, then close. */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex) {
+  if (!socket.writable) return socket.destroy();
+  const [status, reason, code] = CLIENT_ERRORS[err.code ?? ''] ?? CLIENT_ERRORS.default;
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${code}\r\n\r\n`);
 }
 
 /**
@@ -185,6 +188,8 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
   });
   server.on('upgrade', handlers.upgrade);
   server.on('connect', refuseConnect);
+  // HTTP/1 over TLS: parser errors and header timeouts answered like on a plain listener.
+  server.on('clientError', answerClientError);
   server.setTimeout(parseDuration(limits.idleTimeout));
   contexts.watch((opts) => server.setSecureContext(opts));
   server.once('close', () => contexts.close());

@@ -570,3 +570,45 @@ describe('heap shedding (heapShedPercent)', () => {
     }
   });
 });
+
+describe('HTTP/1 over TLS: refusals carry the error catalogue', () => {
+  let tgw: InProcessGateway;
+  beforeAll(async () => {
+    tgw = await startInProcess(baseConfig({
+      gateway: { name: 'tls408', workers: 1, accessLog: { enabled: false }, limits: { headersTimeout: '400ms' } },
+      listeners: [{ name: 'main', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key } }],
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }));
+  });
+  afterAll(async () => tgw?.stop());
+
+  /** Send `bytes` over TLS (ALPN http/1.1) and collect the reply until the server closes. */
+  const exchange = (bytes: string) => new Promise<{ reply: string; ms: number }>((resolve, reject) => {
+    const t0 = Date.now();
+    const s = tls.connect({ port: portOf(tgw.gw.addresses.listeners.main), host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => s.write(bytes));
+    let reply = '';
+    s.on('data', (d: Buffer) => (reply += d.toString('latin1')));
+    s.on('error', () => {});
+    s.on('close', () => resolve({ reply, ms: Date.now() - t0 }));
+    setTimeout(() => { s.destroy(); reject(new Error(`no close within 5 s; got ${JSON.stringify(reply)}`)); }, 5000).unref();
+  });
+
+  it('answers a stalled request head with 408 request_timeout after about headersTimeout', async () => {
+    const before = up.requests.length;
+    const { reply, ms } = await exchange('GET /slow HTTP/1.1\r\nHo');
+    expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+    expect(reply.toLowerCase()).toContain('x-meridian-error: request_timeout');
+    expect(ms).toBeGreaterThanOrEqual(350);
+    expect(ms).toBeLessThan(2000);
+    expect(up.requests.length).toBe(before);
+  });
+
+  it('answers a malformed request with 400 bad_request and forwards nothing', async () => {
+    const before = up.requests.length;
+    const { reply } = await exchange('GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab');
+    expect(reply).toMatch(/^HTTP\/1\.1 400 /);
+    expect(reply.toLowerCase()).toContain('x-meridian-error: bad_request');
+    expect(up.requests.length).toBe(before);
+  });
+});
