@@ -143,7 +143,33 @@ function onH2Session(headersTimeoutMs: number): (session: http2.ServerHttp2Sessi
     timer.unref();
     session.once('stream', () => clearTimeout(timer));
     session.once('close', () => clearTimeout(timer));
+    watchPrematureResets(session);
   };
+}
+
+/** Envoy's premature-reset defaults: judged after this many streams, a reset within this lifetime counts. */
+const PREMATURE_RESET_MIN_STREAMS = 500;
+const PREMATURE_RESET_LIFETIME_MS = 1000;
+
+/**
+ * Rapid reset (CVE-2023-44487), as Envoy handles it: once a session has opened 500 streams, if at
+ * least half of them were reset by the client within a second of opening, the connection is closed
+ * (GOAWAY ENHANCE_YOUR_CALM, then the socket). nghttp2's own limit only sends GOAWAY and leaves the
+ * TCP connection to the client.
+ */
+function watchPrematureResets(session: http2.ServerHttp2Session): void {
+  let streams = 0;
+  let premature = 0;
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    streams++;
+    const opened = performance.now();
+    stream.once('close', () => {
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.headersSent && performance.now() - opened < PREMATURE_RESET_LIFETIME_MS) premature++;
+      if (streams < PREMATURE_RESET_MIN_STREAMS || premature * 2 < streams || session.destroyed) return;
+      session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy();
+    });
+  });
 }
 
 /** CONNECT is never honoured: the gateway is not a forward proxy. */

@@ -452,12 +452,13 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
       expect(lastStream).toBeLessThan(2 * pairs + 1);
       expect(pairs).toBeLessThan(3000);
 
-      // After GOAWAY new streams on that connection are ignored: never forwarded. (Node does not close
-      // the TCP connection itself; it stays open until the client closes it or limits.idleTimeout.)
+      // After GOAWAY new streams on that connection are never forwarded, and the gateway closes the
+      // connection itself (Envoy's premature-reset rule), freeing the slot.
       const next = 2 * pairs + 1;
-      sock.write(Buffer.concat([frame(FRAME.HEADERS, END_STREAM_HEADERS, next, getBlock('/rr-after-goaway')), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]));
+      if (!closed) sock.write(Buffer.concat([frame(FRAME.HEADERS, END_STREAM_HEADERS, next, getBlock('/rr-after-goaway')), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]));
       await sleep(300);
       expect(upSaw('/rr-after-goaway')).toBe(0);
+      expect(await waitFor(() => closed, 2000, 20)).toBe(true);
       // Cancelled streams did not turn into upstream requests in any number.
       expect(upSaw('/rr-reset/')).toBeLessThan(pairs / 10);
     } finally {
