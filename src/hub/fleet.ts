@@ -11,10 +11,12 @@ interface Gateway {
   report: GatewayReport;
   /** Who authenticated the last report: SPIFFE ID or token name. */
   identity: string;
-  /** Open watches: replicas of one gateway share its id and all receive the same snapshot. */
-  watches: Set<ServerResponse>;
+  /** Open watches by replica: replicas of one gateway share its id and all receive the same snapshot. */
+  watches: Map<ServerResponse, string>;
   lastSent?: { version: number; hash: string; at: string };
   lastAck?: { version: number; hash: string; at: string };
+  /** The last ack of each connected replica (by the id its hub client sends), ok or not. */
+  replicaAcks: Map<string, { version: number; hash: string; at: string; ok: boolean }>;
   lastRejected?: { version: number; hash: string; at: string; errors: Ack['errors'] };
   lastSeen: string;
 }
@@ -49,7 +51,7 @@ export class Fleet {
     const g = this.#gateways.get(id);
     const now = new Date().toISOString();
     if (g) Object.assign(g, { report, identity, lastSeen: now });
-    else this.#gateways.set(id, { id, report, identity, watches: new Set(), lastSeen: now });
+    else this.#gateways.set(id, { id, report, identity, watches: new Map(), replicaAcks: new Map(), lastSeen: now });
     this.#pushAll();
   }
 
@@ -58,21 +60,25 @@ export class Fleet {
   }
 
   /** Hold a server-sent-events stream open for a gateway and send it its snapshot at once. */
-  watch(id: string, res: ServerResponse): void {
+  watch(id: string, res: ServerResponse, replica: string): void {
     const g = this.#gateways.get(id)!;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.flushHeaders();
-    g.watches.add(res);
-    res.on('close', () => g.watches.delete(res));
+    g.watches.set(res, replica);
+    res.on('close', () => {
+      g.watches.delete(res);
+      if (![...g.watches.values()].includes(replica)) g.replicaAcks.delete(replica);
+    });
     this.#send(g, this.#snapshotFor(g), [res]);
   }
 
-  ack(id: string, ack: Ack): void {
+  ack(id: string, ack: Ack, replica: string): void {
     const g = this.#gateways.get(id);
     if (!g) return;
     const entry = { version: ack.version, hash: ack.hash, at: new Date().toISOString() };
     if (ack.ok) g.lastAck = entry;
     else g.lastRejected = { ...entry, errors: ack.errors ?? [] };
+    if (replica && [...g.watches.values()].includes(replica)) g.replicaAcks.set(replica, { ...entry, ok: ack.ok });
     this.onAck?.(id, ack);
   }
 
@@ -91,13 +97,14 @@ export class Fleet {
       lastSent: g.lastSent,
       lastAck: g.lastAck,
       lastRejected: g.lastRejected,
-      inSync: !!g.lastSent && g.lastAck?.hash === g.lastSent.hash,
+      replicaAcks: [...new Set(g.watches.values())].filter((r) => r).map((replica) => ({ replica, lastAck: g.replicaAcks.get(replica) })),
+      inSync: inSync(g),
     }));
   }
 
   close(): void {
     clearInterval(this.#heartbeat);
-    for (const g of this.#gateways.values()) for (const w of g.watches) w.destroy();
+    for (const g of this.#gateways.values()) for (const w of g.watches.keys()) w.destroy();
   }
 
   #members(): FleetMember[] {
@@ -114,7 +121,7 @@ export class Fleet {
       if (g.watches.size === 0) continue;
       const snap = this.#snapshotFor(g, fleet);
       if (g.lastSent?.hash === snap.hash && g.lastSent.version === snap.version) continue;
-      this.#send(g, snap, [...g.watches]);
+      this.#send(g, snap, [...g.watches.keys()]);
     }
   }
 
@@ -125,6 +132,21 @@ export class Fleet {
   }
 
   #ping(): void {
-    for (const g of this.#gateways.values()) for (const w of g.watches) w.write(': ping\n\n');
+    for (const g of this.#gateways.values()) for (const w of g.watches.keys()) w.write(': ping\n\n');
   }
+}
+
+/**
+ * In sync: the last snapshot sent was acknowledged, by every connected replica that names itself
+ * (a replica behind or rejecting makes its gateway out of sync), else by the gateway's last ack.
+ */
+function inSync(g: Gateway): boolean {
+  if (!g.lastSent) return false;
+  const sent = g.lastSent.hash;
+  const named = [...new Set(g.watches.values())].filter((r) => r);
+  if (named.length === 0) return g.lastAck?.hash === sent;
+  return named.every((r) => {
+    const a = g.replicaAcks.get(r);
+    return a?.ok === true && a.hash === sent;
+  });
 }

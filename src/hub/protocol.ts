@@ -54,6 +54,12 @@ export interface Ack {
   errors?: Array<{ path: string; message: string }>;
 }
 
+/**
+ * Header on a gateway's watch and ack requests: a random id per gateway process, so the hub tracks
+ * what each replica of one gateway id acknowledged.
+ */
+export const REPLICA_HEADER = 'x-meridian-replica';
+
 /** Header on requests one gateway sends to another's east-west listener: route locally, never onward. */
 export const EAST_WEST_HEADER = 'x-meridian-east-west';
 

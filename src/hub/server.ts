@@ -15,7 +15,7 @@ import type { ConfigStore } from '../control/store/config-store.js';
 import type { Config } from '../config/schema/index.js';
 import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
 import type { Fleet } from './fleet.js';
-import type { Ack, GatewayReport } from './protocol.js';
+import { REPLICA_HEADER, type Ack, type GatewayReport } from './protocol.js';
 
 const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
 
@@ -172,12 +172,12 @@ export class HubServer {
     if (action === 'ack' && m === 'POST') {
       const ack = checked<Ack>(AckSchema, await readBody(c.req));
       if (!ack.ok) logger.warn({ gateway: id, version: ack.version, errors: ack.errors }, 'gateway rejected a snapshot');
-      this.#fleet.ack(id, ack);
+      this.#fleet.ack(id, ack, replicaOf(c.req));
       return void sendJson(c.res, 200, { ok: true }), true;
     }
     if (action === 'watch' && m === 'GET') {
       if (!this.#fleet.has(id)) throw new AdminError(409, 'report first', { error: 'unknown_gateway', message: `gateway ${id} must POST a report before it watches` });
-      this.#fleet.watch(id, c.res);
+      this.#fleet.watch(id, c.res, replicaOf(c.req));
       return true;
     }
     return false;
@@ -197,4 +197,10 @@ function checked<T>(schema: TSchema, body: unknown): T {
   const errors = collectSchemaErrors(schema, body);
   if (errors.length) throw new AdminError(400, 'invalid body', { errors });
   return body as T;
+}
+
+/** The replica a gateway process names itself with (REPLICA_HEADER), or '' when absent or malformed. */
+function replicaOf(req: IncomingMessage): string {
+  const v = req.headers[REPLICA_HEADER];
+  return typeof v === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(v) ? v : '';
 }

@@ -400,8 +400,8 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     expect(n1.applied).toEqual({ version: byId['c-r'].lastAck.version, hash: byId['c-r'].lastAck.hash });
     expect(await managedOf(r2)).toEqual(await managedOf(r1));
 
-    // /fleet keeps one ack per gateway id, not per replica: with replica 2 frozen (SIGSTOP, so it
-    // cannot apply anything), replica 1's ack alone makes `c-r` inSync at the new version.
+    // /fleet tracks each replica's ack: with replica 2 frozen (SIGSTOP, so it cannot apply anything),
+    // replica 1's ack moves `lastAck` but `c-r` is not in sync until replica 2 has acked too.
     const pid = r2.proc.pid!;
     process.kill(pid, 'SIGSTOP');
     try {
@@ -414,12 +414,16 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
         const x = (await fleetById())['c-r'];
         return x.lastAck?.version === v2 ? x : undefined;
       }, 10_000, 50);
-      expect(g).toMatchObject({ replicas: 2, connected: true, inSync: true });
+      expect(g).toMatchObject({ replicas: 2, connected: true, inSync: false });
+      expect(g.replicaAcks).toHaveLength(2);
+      expect(g.replicaAcks.map((r: { lastAck?: { version: number } }) => r.lastAck?.version).sort()).toEqual([v2 - 1, v2].sort());
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     const v2 = (await hubApi('/config')).headers.etag;
     await waitFor(async () => `"${(await ready(r2)).managementServer.applied?.version}"` === v2, 15_000, 50);
+    const synced = await waitFor(async () => { const x = (await fleetById())['c-r']; return x.inSync ? x : undefined; }, 10_000, 50);
+    expect(synced.replicaAcks.every((r: { lastAck?: { version: number } }) => `"${r.lastAck?.version}"` === v2)).toBe(true);
     await waitFor(async () => (await text(`${r2.url}/while-frozen`)).body === 'frozen', 10_000, 50);
     const [f1, f2] = await applied();
     expect(f2.applied).toEqual(f1.applied);

@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { logger } from '../../observability/logger.js';
-import type { Ack, GatewayReport, Snapshot } from '../../hub/protocol.js';
+import { REPLICA_HEADER, type Ack, type GatewayReport, type Snapshot } from '../../hub/protocol.js';
 import { SseParser } from './sse.js';
 
 const log = logger.child({ component: 'hub-client' });
@@ -37,6 +38,7 @@ export class HubClient {
   readonly #agent: http.Agent;
   readonly #request: typeof http.request;
   #stopped = false;
+  readonly #replica = randomUUID();
   #watch?: http.ClientRequest;
   #reportTimer?: NodeJS.Timeout;
   #lastReport = '';
@@ -101,7 +103,7 @@ export class HubClient {
   /** One watch: resolves when the stream ends, rejects on error. */
   #watchOnce(onOpen: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url('watch'), { method: 'GET', agent: this.#agent, headers: { ...this.#auth(), accept: 'text/event-stream' } });
+      const req = this.#request(this.#url('watch'), { method: 'GET', agent: this.#agent, headers: { ...this.#identity(), accept: 'text/event-stream' } });
       this.#watch = req;
       req.setTimeout(WATCH_IDLE_MS, () => req.destroy(new Error('watch idle')));
       req.on('error', reject);
@@ -138,13 +140,14 @@ export class HubClient {
     return new URL(`/v1/gateways/${encodeURIComponent(this.#opts.id)}/${action}`, this.#opts.url);
   }
 
-  #auth(): Record<string, string> {
-    return this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : {};
+  /** Who is calling: the hub token if any, and this process's replica id (see REPLICA_HEADER). */
+  #identity(): Record<string, string> {
+    return this.#opts.token ? { authorization: `Bearer ${this.#opts.token}`, [REPLICA_HEADER]: this.#replica } : { [REPLICA_HEADER]: this.#replica };
   }
 
   #post(action: string, body: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url(action), { method: 'POST', agent: this.#agent, headers: { ...this.#auth(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+      const req = this.#request(this.#url(action), { method: 'POST', agent: this.#agent, headers: { ...this.#identity(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
       req.setTimeout(5000, () => req.destroy(new Error('hub request timed out')));
       req.on('error', reject);
       req.on('response', (res) => {
