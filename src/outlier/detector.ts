@@ -40,6 +40,7 @@ export class OutlierDetector {
   readonly #onChange: () => void;
   readonly #base: number;
   readonly #max: number;
+  readonly #jitter: number;
 
   constructor(cluster: string, cfg: OutlierConfig, clock: Clock, rng: Rng, onChange: () => void) {
     this.#cluster = cluster;
@@ -49,6 +50,7 @@ export class OutlierDetector {
     this.#onChange = onChange;
     this.#base = parseDuration(cfg.baseEjectionTime);
     this.#max = Math.max(parseDuration(cfg.maxEjectionTime), this.#base);
+    this.#jitter = parseDuration(cfg.maxEjectionTimeJitter);
   }
 
   get intervalMs(): number {
@@ -113,7 +115,9 @@ export class OutlierDetector {
       return;
     }
     if (h.multiplier * this.#base < this.#max + this.#base) h.multiplier++;
-    h.ejectedUntil = this.#clock.now() + Math.min(this.#base * h.multiplier, this.#max);
+    // Envoy's max_ejection_time_jitter: gateways that eject a host together do not return it together.
+    const jitter = this.#jitter > 0 ? Math.floor(this.#rng.random() * (this.#jitter + 1)) : 0;
+    h.ejectedUntil = this.#clock.now() + Math.min(this.#base * h.multiplier, this.#max) + jitter;
     h.ejections++;
     h.cons5xx = h.consGateway = h.consLocal = 0;
     enforced.labels(this.#cluster, reason).inc();

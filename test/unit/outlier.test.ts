@@ -47,6 +47,19 @@ describe('outlier detection (fake clock)', () => {
     expect(d.status('h0')!.ejectedForMs).toBe(90 * SEC);
   });
 
+  it('adds up to maxEjectionTimeJitter to each ejection, so hosts ejected together do not return together', () => {
+    const { d } = setup(20, { maxEjectionTimeJitter: '10s', maxEjectionPercent: 100 });
+    const times = Array.from({ length: 10 }, (_, i) => {
+      d.record(`h${i}`, fives(5));
+      return d.status(`h${i}`)!.ejectedForMs / SEC;
+    });
+    for (const t of times) {
+      expect(t).toBeGreaterThanOrEqual(30);
+      expect(t).toBeLessThanOrEqual(40);
+    }
+    expect(new Set(times).size).toBeGreaterThan(5);
+  });
+
   it('caps the ejection time at maxEjectionTime', () => {
     const { d, clock } = setup(10, { maxEjectionTime: '100s' });
     const times: number[] = [];

@@ -77,6 +77,7 @@ export const OutlierDetectionSchema = Obj({
   interval: Duration('10s'),
   baseEjectionTime: Duration('30s'),
   maxEjectionTime: Duration('300s'),
+  maxEjectionTimeJitter: Duration('0s'),
   maxEjectionPercent: Percent(10),
   alwaysEjectOneHost: Type.Boolean({ default: false }),
   successfulActiveHealthCheckUnejectHost: Type.Boolean({ default: true }),
