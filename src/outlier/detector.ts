@@ -7,7 +7,14 @@ import { counter } from '../observability/metrics.js';
 export const Outcome = { SUCCESS: 0, HTTP_5XX: 1, GATEWAY_ERROR: 2, LOCAL_FAILURE: 3 } as const;
 
 type OutlierConfig = NonNullable<ClusterConfig['outlierDetection']>;
-type Reason = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage';
+type Reason = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage'
+  | 'success_rate_local_origin' | 'failure_percentage_local_origin';
+
+/** Request counts of one interval, for the statistical detectors. */
+interface Counts {
+  ok: number;
+  failed: number;
+}
 
 const detected = counter('meridian_outlier_detected_total', 'Outliers detected (enforced or not)', ['cluster', 'reason']);
 const enforced = counter('meridian_outlier_ejections_enforced_total', 'Ejections enforced', ['cluster', 'reason']);
@@ -17,8 +24,10 @@ interface HostState {
   cons5xx: number;
   consGateway: number;
   consLocal: number;
-  successes: number;
-  failures: number;
+  /** External origin (the upstream's answers); in non-split mode local-origin failures count here too. */
+  external: Counts;
+  /** Split mode only: connections that worked vs local-origin failures. */
+  local: Counts;
   ejectedUntil: number; // 0 = not ejected
   multiplier: number;
   ejections: number;
@@ -61,20 +70,27 @@ export class OutlierDetector {
   setHosts(addresses: string[]): void {
     const keep = new Set(addresses);
     for (const a of this.#hosts.keys()) if (!keep.has(a)) this.#hosts.delete(a);
-    for (const a of addresses) if (!this.#hosts.has(a)) this.#hosts.set(a, { cons5xx: 0, consGateway: 0, consLocal: 0, successes: 0, failures: 0, ejectedUntil: 0, multiplier: 0, ejections: 0 });
+    for (const a of addresses) if (!this.#hosts.has(a)) this.#hosts.set(a, { cons5xx: 0, consGateway: 0, consLocal: 0, external: { ok: 0, failed: 0 }, local: { ok: 0, failed: 0 }, ejectedUntil: 0, multiplier: 0, ejections: 0 });
   }
 
   /** Apply one host's outcomes, in the order they happened. */
   record(address: string, outcomes: readonly number[]): void {
     const h = this.#hosts.get(address);
     if (!h) return;
+    const split = this.#cfg.splitExternalLocalOriginErrors;
     for (const o of outcomes) {
       if (o === Outcome.SUCCESS) {
-        h.successes++;
+        h.external.ok++;
+        if (split) h.local.ok++;
         h.cons5xx = h.consGateway = h.consLocal = 0;
         continue;
       }
-      h.failures++;
+      if (!split) h.external.failed++;
+      else if (o === Outcome.LOCAL_FAILURE) h.local.failed++;
+      else {
+        h.external.failed++;
+        h.local.ok++;
+      }
       this.#countFailure(h, o);
     }
   }
@@ -152,32 +168,37 @@ export class OutlierDetector {
       } else if (!h.ejectedUntil && h.multiplier > 0) h.multiplier--;
     }
     if (changed) this.#onChange();
-    this.#successRate();
-    this.#failurePercentage();
-    for (const h of this.#hosts.values()) h.successes = h.failures = 0;
+    const c = this.#cfg;
+    this.#successRate((h) => h.external, 'success_rate', c.successRate.enforcing);
+    this.#failurePercentage((h) => h.external, 'failure_percentage', c.failurePercentage.enforcing);
+    if (c.splitExternalLocalOriginErrors) {
+      this.#successRate((h) => h.local, 'success_rate_local_origin', c.successRate.enforcingLocalOrigin);
+      this.#failurePercentage((h) => h.local, 'failure_percentage_local_origin', c.failurePercentage.enforcingLocalOrigin);
+    }
+    for (const h of this.#hosts.values()) h.external.ok = h.external.failed = h.local.ok = h.local.failed = 0;
   }
 
   /** Eject hosts whose success rate is below mean - stdevFactor/1000 x stdev (population stdev). */
-  #successRate() {
+  #successRate(counts: (h: HostState) => Counts, reason: Reason, enforcing: number) {
     const c = this.#cfg.successRate;
-    const eligible = this.#volumeHosts(c.requestVolume);
+    const eligible = this.#volumeHosts(counts, c.requestVolume);
     if (eligible.length < c.minimumHosts) return;
-    const rates = eligible.map(([, h]) => (100 * h.successes) / (h.successes + h.failures));
+    const rates = eligible.map((h) => (100 * counts(h).ok) / (counts(h).ok + counts(h).failed));
     const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
     const stdev = Math.sqrt(rates.reduce((a, r) => a + (r - mean) ** 2, 0) / rates.length);
     const threshold = mean - (c.stdevFactor / 1000) * stdev;
-    eligible.forEach(([, h], i) => { if (rates[i] < threshold) this.#detect(h, 'success_rate', c.enforcing); });
+    eligible.forEach((h, i) => { if (rates[i] < threshold) this.#detect(h, reason, enforcing); });
   }
 
-  #failurePercentage() {
+  #failurePercentage(counts: (h: HostState) => Counts, reason: Reason, enforcing: number) {
     const c = this.#cfg.failurePercentage;
-    const eligible = this.#volumeHosts(c.requestVolume);
+    const eligible = this.#volumeHosts(counts, c.requestVolume);
     if (eligible.length < c.minimumHosts) return;
-    for (const [, h] of eligible) if ((100 * h.failures) / (h.successes + h.failures) >= c.threshold) this.#detect(h, 'failure_percentage', c.enforcing);
+    for (const h of eligible) if ((100 * counts(h).failed) / (counts(h).ok + counts(h).failed) >= c.threshold) this.#detect(h, reason, enforcing);
   }
 
-  #volumeHosts(volume: number): Array<[string, HostState]> {
-    return [...this.#hosts].filter(([, h]) => !h.ejectedUntil && h.successes + h.failures >= volume);
+  #volumeHosts(counts: (h: HostState) => Counts, volume: number): HostState[] {
+    return [...this.#hosts.values()].filter((h) => !h.ejectedUntil && counts(h).ok + counts(h).failed >= volume);
   }
 
   ejected(): Set<string> {

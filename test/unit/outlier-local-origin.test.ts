@@ -137,3 +137,39 @@ describe('outlier detection: local-origin failures without split mode', () => {
     expect([...d.ejected()]).toEqual(['h0']);
   });
 });
+
+describe('outlier detection: success rate by origin (Envoy computes local-origin success rate apart in split mode)', () => {
+  // 5 hosts x 100 requests; h0: 50 successes and 50 connect failures spread out (no consecutive run).
+  const traffic = (d: OutlierDetector) => {
+    d.record('h0', Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.LOCAL_FAILURE : Outcome.SUCCESS)));
+    for (let i = 1; i < 5; i++) d.record(`h${i}`, Array(100).fill(Outcome.SUCCESS));
+  };
+
+  it('split mode: local-origin failures eject by success_rate_local_origin, not by the external success rate', async () => {
+    const { d, cluster } = setup(5, { ...SPLIT, successRate: { minimumHosts: 5, requestVolume: 50 } });
+    traffic(d);
+    d.tick();
+    expect([...d.ejected()]).toEqual(['h0']);
+    expect(await enforced(cluster, 'success_rate_local_origin')).toBe(1);
+    // External success rate: h0 answered 50 of 50 connected requests fine, not an outlier there.
+    expect(await detected(cluster, 'success_rate')).toBe(0);
+  });
+
+  it('split mode: the external success rate counts only the upstream answers', async () => {
+    const { d, cluster } = setup(5, { ...SPLIT, successRate: { minimumHosts: 5, requestVolume: 50 } });
+    d.record('h0', Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.HTTP_5XX : Outcome.SUCCESS)));
+    for (let i = 1; i < 5; i++) d.record(`h${i}`, Array(100).fill(Outcome.SUCCESS));
+    d.tick();
+    expect(await enforced(cluster, 'success_rate')).toBe(1);
+    expect(await detected(cluster, 'success_rate_local_origin')).toBe(0);
+  });
+
+  it('without split mode local-origin failures count in the one success rate', async () => {
+    const { d, cluster } = setup(5, { successRate: { minimumHosts: 5, requestVolume: 50 } });
+    traffic(d);
+    d.tick();
+    expect([...d.ejected()]).toEqual(['h0']);
+    expect(await enforced(cluster, 'success_rate')).toBe(1);
+    expect(await detected(cluster, 'success_rate_local_origin')).toBe(0);
+  });
+});
