@@ -93,6 +93,29 @@ describe('management API on a 2-worker gateway', () => {
     expect(versions.at(-1).current).toBe(true);
   });
 
+  it('validates persisted state on start: older configs get the current defaults, invalid ones stop the start', async () => {
+    const up = await upstream();
+    const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'pv', workers: 1, accessLog: { enabled: false } } }));
+    expect(await gw.stop()).toBe(0);
+    const stateFile = join(gw.stateDir, 'state.json');
+    const state = JSON.parse(readFileSync(stateFile, 'utf8'));
+    // As if written by an older Meridian that had no maxConnections field.
+    delete state.versions[0].config.gateway.limits.maxConnections;
+    writeFileSync(stateFile, JSON.stringify(state));
+    const again = await spawnGateway(gw.configFile, { stateDir: gw.stateDir });
+    const versions = await json(await request(`${again.admin}/config/versions`));
+    expect(versions.map((v: { version: number; source: string }) => [v.version, v.source])).toEqual([[1, 'file'], [2, 'defaults:1']]);
+    expect((await json(await request(`${again.admin}/config`))).gateway.limits.maxConnections).toBe(0);
+    expect(await again.stop()).toBe(0);
+    // A stored config this version refuses: the start fails with the state file and the field's path.
+    const broken = JSON.parse(readFileSync(stateFile, 'utf8'));
+    broken.versions.at(-1).config.clusters[0].endpoints[0].address = 'not-an-address';
+    writeFileSync(stateFile, JSON.stringify(broken));
+    const r = spawnSync(process.execPath, [MAIN, 'start', '-c', gw.configFile, '--state-dir', gw.stateDir], { cwd: REPO, encoding: 'utf8', timeout: 15000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toContain(`${stateFile} (version 2) clusters[0].endpoints[0].address`);
+  });
+
   it('leaves the old or the new state file after kill -9 of the primary during writes, never a torn one', async () => {
     const up = await upstream();
     const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'k9', workers: 1, accessLog: { enabled: false } } }));

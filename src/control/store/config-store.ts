@@ -40,6 +40,11 @@ export class ConfigStore<T = Config> {
     this.#file = join(stateDir, fileName);
   }
 
+  /** The state file's path (for messages). */
+  get file(): string {
+    return this.#file;
+  }
+
   /** Load persisted state; false when there is none (first start: seed from the config file). */
   async load(): Promise<boolean> {
     let text: string;
