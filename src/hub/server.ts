@@ -11,6 +11,7 @@ import { authenticate } from '../control/admin/auth.js';
 import { ConfigService } from '../control/admin/config-service.js';
 import { AdminError, readBody, sendJson } from '../control/admin/http-util.js';
 import { deleteResource, findResource, putResource, type ResourceKind } from '../control/admin/resources.js';
+import { redactSecrets, withSecrets } from '../control/admin/secrets.js';
 import type { ConfigStore } from '../control/store/config-store.js';
 import type { Config } from '../config/schema/index.js';
 import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
@@ -144,13 +145,13 @@ export class HubServer {
 
   async #config(c: Call, sub: string | undefined): Promise<boolean> {
     const m = c.req.method;
-    if (!sub && m === 'GET') return void sendJson(c.res, 200, this.current.config, { etag: `"${this.current.version}"` }), true;
+    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.current.config), { etag: `"${this.current.version}"` }), true;
     if (!sub && m === 'PUT') {
       const body = await readBody(c.req);
-      return void this.#reply(c, await this.#change(c, 'replace config', () => body as HubConfig)), true;
+      return void this.#reply(c, await this.#change(c, 'replace config', (draft) => withSecrets(body, draft, 'hub'))), true;
     }
     if (sub === 'validate' && m === 'POST') {
-      const v = validateHubConfig(await readBody(c.req));
+      const v = validateHubConfig(withSecrets(await readBody(c.req), this.current.config, 'hub'));
       return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
     }
     if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#store.list()), true;

@@ -98,6 +98,27 @@ describe('management server API over mTLS', () => {
     expect(versions.body.at(-1)).toMatchObject({ version: version + 2, current: true });
   });
 
+  it('shows hub tokens redacted and keeps them through GET-edit-PUT and a replace without the hub section', async () => {
+    const before = await api('/config');
+    const doc = before.body;
+    doc.hub.tokens = [{ name: 'ops', token: 'ops-token-1234' }];
+    expect((await api('/config', { method: 'PUT', body: doc })).status).toBe(200);
+    const shown = await api('/config');
+    expect(JSON.stringify(shown.body)).not.toContain('ops-token-1234');
+    expect(shown.body.hub.tokens).toEqual([{ name: 'ops', token: '<redacted>' }]);
+    shown.body.routes.push({ name: 'extra', match: { path: { exact: '/extra' } }, directResponse: { status: 200 } });
+    expect((await api('/config', { method: 'PUT', body: shown.body })).status).toBe(200);
+    expect(hub.store.current!.config.hub.tokens).toEqual([{ name: 'ops', token: 'ops-token-1234' }]);
+    const { hub: _hub, ...withoutHub } = shown.body;
+    expect((await api('/config', { method: 'PUT', body: withoutHub })).status).toBe(200);
+    expect(hub.store.current!.config.hub).toMatchObject({ address: doc.hub.address, tokens: [{ name: 'ops', token: 'ops-token-1234' }] });
+    // Put the document back as it was (no tokens) for the tests that follow.
+    const restore = (await api('/config')).body;
+    delete restore.hub.tokens;
+    restore.routes = restore.routes.filter((r: { name: string }) => r.name !== 'extra');
+    expect((await api('/config', { method: 'PUT', body: restore })).status).toBe(200);
+  });
+
   it('lets a gateway certificate act only as the gateway its SPIFFE ID names', async () => {
     const call = (path: string, method = 'GET', body?: unknown) => request(`${url}${path}`, { dispatcher: asGateway, method: method as 'GET', body: body && JSON.stringify(body), headers: { 'content-type': 'application/json' } });
     const other = await call('/v1/gateways/gw-2/report', 'POST', report);

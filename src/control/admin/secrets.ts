@@ -1,5 +1,5 @@
-import type { Config } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
+import { AdminError } from './http-util.js';
 
 /** What the admin API shows instead of a secret, and accepts back as "keep the current value". */
 export const REDACTED = '<redacted>';
@@ -21,7 +21,8 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 /**
  * The secrets of a config document, valid or not (a written document is read before validation):
- * admin tokens, the management-server token, secret members of inline JWKS keys.
+ * admin tokens, the management-server token, secret members of inline JWKS keys; in the hub's
+ * document, its API tokens.
  */
 function secretSlots(doc: unknown): SecretSlot[] {
   const slots: SecretSlot[] = [];
@@ -33,6 +34,7 @@ function secretSlots(doc: unknown): SecretSlot[] {
   add(admin, 'token', 'admin.token', 'admin.token');
   list(admin?.tokens).forEach((t, i) => add(obj(t), 'token', `admin.tokens[${i}].token`, `admin.tokens[${String(obj(t)?.name)}]`));
   add(obj(root?.managementServer), 'token', 'managementServer.token', 'managementServer.token');
+  list(obj(root?.hub)?.tokens).forEach((t, i) => add(obj(t), 'token', `hub.tokens[${i}].token`, `hub.tokens[${String(obj(t)?.name)}]`));
   list(obj(root?.auth)?.jwtProviders).forEach((p, i) => {
     const provider = String(obj(p)?.name);
     list(obj(obj(p)?.jwks)?.keys).forEach((k, j) => {
@@ -44,23 +46,23 @@ function secretSlots(doc: unknown): SecretSlot[] {
 }
 
 /** The config as the admin API shows it: every secret replaced by {@link REDACTED}. */
-export function redactSecrets(config: Config): Config {
+export function redactSecrets<T>(config: T): T {
   const copy = structuredClone(config);
   for (const s of secretSlots(copy)) s.holder[s.field] = REDACTED;
   return copy;
 }
 
 /**
- * A whole document written through the admin API, made whole again: each {@link REDACTED} takes the
- * current value of the same secret (so GET, edit, PUT keeps the secrets), and a document without an
- * `admin` section keeps the current one (so a replace cannot drop the admin tokens by omission).
- * Placeholders with no current secret are errors with their paths.
+ * A whole document written through an admin API, made whole again: each {@link REDACTED} takes the
+ * current value of the same secret (so GET, edit, PUT keeps the secrets), and a document without its
+ * `access` section (`admin` for a gateway, `hub` for the hub) keeps the current one, so a replace
+ * cannot drop the API's tokens by omission. Placeholders with no current secret are errors with their paths.
  */
-export function restoreSecrets(input: unknown, current: Config): { doc: unknown; errors: ConfigError[] } {
+export function restoreSecrets(input: unknown, current: object, access: 'admin' | 'hub'): { doc: unknown; errors: ConfigError[] } {
   const doc = obj(input);
   if (!doc) return { doc: input, errors: [] };
   const restored: Record<string, unknown> = { ...doc };
-  if (!('admin' in restored)) restored.admin = structuredClone(current.admin);
+  if (!(access in restored)) restored[access] = structuredClone((current as Record<string, unknown>)[access]);
   const known = new Map(secretSlots(current).map((s) => [s.key, s.holder[s.field]]));
   const errors: ConfigError[] = [];
   for (const s of secretSlots(restored)) {
@@ -69,4 +71,11 @@ export function restoreSecrets(input: unknown, current: Config): { doc: unknown;
     else errors.push({ path: s.path, message: `"${REDACTED}" keeps the current secret, and there is none here` });
   }
   return { doc: restored, errors };
+}
+
+/** {@link restoreSecrets} for an admin API: the restored document, or a 400 with the errors' paths. */
+export function withSecrets<T extends object>(body: unknown, current: T, access: 'admin' | 'hub' = 'admin'): T {
+  const { doc, errors } = restoreSecrets(body, current, access);
+  if (errors.length) throw new AdminError(400, 'invalid config', { errors });
+  return doc as T;
 }

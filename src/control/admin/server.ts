@@ -13,7 +13,7 @@ import { ConfigService } from './config-service.js';
 import { AdminError, readBody, sendJson } from './http-util.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
 import { clusterStatus, type HostDetails } from './cluster-status.js';
-import { redactSecrets, restoreSecrets } from './secrets.js';
+import { redactSecrets, withSecrets } from './secrets.js';
 
 interface Call {
   req: IncomingMessage;
@@ -234,11 +234,4 @@ export class AdminServer {
 
 function etag(a: AdminServer) {
   return { etag: `"${a.service.current.version}"` };
-}
-
-/** A written document with its redacted secrets (and an omitted admin section) taken from `current`. */
-function withSecrets(body: unknown, current: Config): Config {
-  const { doc, errors } = restoreSecrets(body, current);
-  if (errors.length) throw new AdminError(400, 'invalid config', { errors });
-  return doc as Config;
 }
