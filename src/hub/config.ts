@@ -61,8 +61,12 @@ export function withoutTargets<T extends { targets?: unknown }>(r: T): Omit<T, '
  */
 export function validateHubConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): HubValidation {
   const substituted = substituteAll(input, env);
-  if (!substituted.ok) return substituted;
-  const shaped = applySchema<HubConfig>(HubConfigSchema, substituted.value);
+  return substituted.ok ? checkHubConfig(substituted.value) : substituted;
+}
+
+/** {@link validateHubConfig} after `${VAR}` substitution (a persisted document is stored resolved). */
+export function checkHubConfig(value: unknown): HubValidation {
+  const shaped = applySchema<HubConfig>(HubConfigSchema, value);
   if (!shaped.ok) return shaped;
   const config = shaped.value;
   // A copy: the gateway's defaults must not be filled into the hub's own document.

@@ -140,3 +140,23 @@ describe('management server API over mTLS', () => {
     expect(watch.status).toBe(409);
   });
 });
+
+describe('management server persisted state', () => {
+  it('is validated again on start: a document the current version refuses stops the start with its path', async () => {
+    const d = tempDir('meridian-hub-state-');
+    writeFileSync(join(d, 'hub.yaml'), stringify({
+      hub: { address: `127.0.0.1:${await closedPort()}` },
+      routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200 } }],
+    }));
+    const first = await startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') });
+    await first.stop();
+    const again = await startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') });
+    expect(again.store.list().map((v) => v.version)).toEqual([1]); // a valid, current document: no new version
+    await again.stop();
+    const file = join(d, 'state', 'hub-state.json');
+    const state = JSON.parse(readFileSync(file, 'utf8'));
+    state.versions[0].config.routes[0].directResponse.status = 99;
+    writeFileSync(file, JSON.stringify(state));
+    await expect(startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') })).rejects.toThrow(`${file} (version 1) routes[0].directResponse.status`);
+  });
+});
