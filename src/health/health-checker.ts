@@ -24,12 +24,18 @@ export class HealthChecker {
   #stopped = false;
   /** Envoy's no_traffic_interval applies until the cluster first carries traffic. */
   #trafficSeen = false;
+  /** Durations in ms, parsed once. */
+  readonly #ms: { interval: number; noTraffic: number | undefined; jitter: number; timeout: number };
 
   constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
     this.#cfg = cfg;
     this.#pool = pool;
     this.#rng = rng;
     this.#onChange = onChange;
+    this.#ms = {
+      interval: parseDuration(cfg.interval), noTraffic: cfg.noTrafficInterval ? parseDuration(cfg.noTrafficInterval) : undefined,
+      jitter: parseDuration(cfg.jitter), timeout: parseDuration(cfg.timeout),
+    };
   }
 
   /** Start checking `addresses`: one immediate round (awaited), then on the interval. */
@@ -45,7 +51,7 @@ export class HealthChecker {
   noteTraffic(): void {
     if (this.#trafficSeen) return;
     this.#trafficSeen = true;
-    if (!this.#cfg.noTrafficInterval) return;
+    if (this.#ms.noTraffic === undefined) return;
     for (const [address, timer] of this.#timers) {
       clearTimeout(timer);
       this.#schedule(address);
@@ -67,17 +73,16 @@ export class HealthChecker {
   }
 
   #schedule(address: string): void {
-    const quiet = !this.#trafficSeen && this.#cfg.noTrafficInterval;
-    const interval = parseDuration(quiet || this.#cfg.interval);
-    const jitter = parseDuration(this.#cfg.jitter);
-    const timer = setTimeout(() => void this.#checkAndSchedule(address), interval + Math.floor(this.#rng.random() * (jitter + 1)));
+    const { interval, noTraffic, jitter } = this.#ms;
+    const base = !this.#trafficSeen && noTraffic !== undefined ? noTraffic : interval;
+    const timer = setTimeout(() => void this.#checkAndSchedule(address), base + Math.floor(this.#rng.random() * (jitter + 1)));
     timer.unref();
     this.#timers.set(address, timer);
   }
 
   /** One check of one endpoint. */
   async check(address: string): Promise<CheckResult> {
-    const timeout = parseDuration(this.#cfg.timeout);
+    const timeout = this.#ms.timeout;
     if (!this.#cfg.http) return tcpCheck(address, timeout);
     const http = this.#cfg.http;
     try {

@@ -28,22 +28,14 @@ async function loadHubFile(file: string): Promise<HubConfig> {
   return v.config;
 }
 
-/**
- * As a gateway does (src/process/gateway.ts): the persisted document gets the current defaults (a new
- * version when that changes it), and one the current version refuses stops the start with its paths.
- */
-async function revalidatePersisted(store: ConfigStore<HubConfig>): Promise<void> {
-  const cur = store.current!;
-  const checked = checkHubConfig(structuredClone(cur.config));
-  if (!checked.ok) throw new HubStartupError(checked.errors.map((e) => ({ path: `${store.file} (version ${cur.version}) ${e.path}`, message: e.message })));
-  await store.commit(checked.config, `defaults:${cur.version}`);
-}
-
 /** Start the management server: persisted fleet state, or the file as the seed on first start. */
 export async function startHub(opts: { configFile: string; stateDir: string }): Promise<RunningHub> {
   const store = new ConfigStore<HubConfig>(opts.stateDir, 'hub-state.json');
   if (!(await store.load())) await store.commit(await loadHubFile(opts.configFile), 'file');
-  else await revalidatePersisted(store);
+  else {
+    const errors = await store.revalidate(checkHubConfig);
+    if (errors.length) throw new HubStartupError(errors);
+  }
   const current = store.current!;
   const { hub } = current.config;
   if (!isLoopbackHost(splitAddress(hub.address).host) && !hub.tokens?.length && !hub.tls?.clientCa) {

@@ -33,29 +33,24 @@ const CLIENT_ERRORS: Record<string, [number, string, string]> = {
 /** How often Node's HTTP/1 servers look for connections past headersTimeout / requestTimeout. */
 const TIMEOUT_CHECK_MS = 250;
 
+/**
+ * HTTP/1 header and request timeouts as Node's servers take them. Node enforces them (slowloris: 408)
+ * on a timer it starts when a server emits 'listening' and runs every connectionsCheckingInterval.
+ */
+function h1Timeouts(limits: Limits) {
+  return { requestTimeout: parseDuration(limits.requestTimeout), headersTimeout: parseDuration(limits.headersTimeout), connectionsCheckingInterval: TIMEOUT_CHECK_MS };
+}
+
 /** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
 function h1Options(limits: Limits): http.ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
-    requestTimeout: parseDuration(limits.requestTimeout),
-    headersTimeout: parseDuration(limits.headersTimeout),
-    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+    ...h1Timeouts(limits),
     keepAliveTimeout: parseDuration(limits.keepAliveTimeout),
     insecureHTTPParser: false,
     requireHostHeader: true,
     noDelay: true,
   };
-}
-
-/**
- * Node enforces headersTimeout (slowloris: 408) and requestTimeout on a timer it starts when a server
- * emits 'listening'. The inner HTTP/1 server of an h2c listener never listens (the outer one hands it
- * connections), so its timer is started here; the TLS server (http2 with allowHTTP1) ignores the
- * timeouts given at creation (60 s, 300 s, checked every 30 s), so they are set on it before it listens.
- */
-function enforceH1Timeouts(server: http.Server | http2.Http2SecureServer, limits: Limits, startTimer: boolean): void {
-  Object.assign(server, { headersTimeout: parseDuration(limits.headersTimeout), requestTimeout: parseDuration(limits.requestTimeout), connectionsCheckingInterval: TIMEOUT_CHECK_MS });
-  if (startTimer) server.emit('listening');
 }
 
 function h2Settings(limits: Limits): http2.Settings {
@@ -70,7 +65,8 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   const h1 = http.createServer(h1Options(limits), handlers.request);
   configureH1(h1, limits, handlers);
   if (!cfg.h2c) return h1;
-  enforceH1Timeouts(h1, limits, true);
+  // The outer server hands this one its connections and it never listens: start Node's timeout timer.
+  h1.emit('listening');
   const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
   h2.on('session', onH2Session(parseDuration(limits.headersTimeout)));
   const idle = parseDuration(limits.idleTimeout);
@@ -202,7 +198,8 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
     { ...contexts.serverOptions(), allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
     handlers.request,
   );
-  enforceH1Timeouts(server, limits, false);
+  // http2's HTTP/1 fallback ignores the timeouts given at creation (60 s, 300 s, checked every 30 s).
+  Object.assign(server, h1Timeouts(limits));
   server.on('session', onH2Session(parseDuration(limits.headersTimeout)));
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();

@@ -1,7 +1,6 @@
 import { logger } from '../observability/logger.js';
 import { loadConfigFile } from '../config/load.js';
 import { checkConfig, type ConfigError } from '../config/validate.js';
-import type { ConfigStore } from '../control/store/config-store.js';
 import { AdminError } from '../control/admin/http-util.js';
 import { Primary } from './primary.js';
 import { parseDuration } from '../config/duration.js';
@@ -39,19 +38,6 @@ export class StartupError extends Error {
 }
 
 /**
- * Persisted state is validated again on start (without `${VAR}` substitution: it was stored resolved).
- * A config stored by an older Meridian gets this version's schema defaults, committed as a new version
- * when they change it (else new fields would be missing at compile time); one this version refuses stops
- * the start with its errors, naming the state file, instead of failing later in the workers.
- */
-async function revalidatePersisted(store: ConfigStore): Promise<void> {
-  const cur = store.current!;
-  const checked = checkConfig(structuredClone(cur.config));
-  if (!checked.ok) throw new StartupError(checked.errors.map((e) => ({ path: `${store.file} (version ${cur.version}) ${e.path}`, message: e.message })));
-  await store.commit(checked.config, `defaults:${cur.version}`);
-}
-
-/**
  * Start the primary: restore persisted state (or seed it from the config file on first start),
  * start the workers and wait until every worker serves the current version.
  */
@@ -61,7 +47,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const loaded = await loadConfigFile(opts.configFile);
     if (!loaded.ok) throw new StartupError(loaded.errors);
     await primary.store.commit(loaded.config, 'file');
-  } else await revalidatePersisted(primary.store);
+  } else {
+    const errors = await primary.store.revalidate(checkConfig);
+    if (errors.length) throw new StartupError(errors);
+  }
   const current = primary.current;
   let managed: ManagedGateway | undefined;
   const health = new HealthControl((overlay) => {

@@ -88,9 +88,7 @@ function mirror(policy: MirrorPolicy, req: DownstreamRequest, opts: Dispatcher.D
   if (!hasBody) return sendMirror(policy.cluster, opts);
   const length = req.headers['content-length'];
   if (length !== undefined && Number(length) > policy.maxBodyBytes) return;
-  const tee = new MirrorTee(req, policy);
-  tee.opts = opts;
-  opts.body = tee;
+  opts.body = new MirrorTee(req, opts, policy);
 }
 
 /** True when the client already reset the stream or closed the connection (no 'close' will come). */

@@ -48,8 +48,6 @@ export interface ForwardFacts {
 }
 
 const VIA = '1.1 meridian';
-/** Which X-Forwarded-* a trusted client sent (scratch: read within one synchronous call). */
-const forwarded = { proto: false, host: false };
 
 /**
  * Build the upstream header list (flat [name, value, ...]) from the client's raw headers in one pass:
@@ -61,7 +59,8 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
   let xff: string | undefined;
   let via: string | undefined;
   let hosts = 0;
-  forwarded.proto = forwarded.host = false;
+  let sentProto = false;
+  let sentHost = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
@@ -74,7 +73,11 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
     if (HOP_BY_HOP.has(lower) || f.identity.has(lower) || ops.remove.has(lower)) continue;
     if (lower === 'x-forwarded-for') { if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') {
-      if (f.trustForwarded) { out.push(name, raw[i + 1]); if (lower === 'x-forwarded-proto') forwarded.proto = true; else forwarded.host = true; }
+      if (f.trustForwarded) {
+        out.push(name, raw[i + 1]);
+        if (lower === 'x-forwarded-proto') sentProto = true;
+        else sentHost = true;
+      }
       continue;
     }
     if (lower === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }
@@ -88,8 +91,8 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
   out.push('host', f.authority);
   out.push('x-forwarded-for', xff ? `${xff}, ${f.clientIp}` : f.clientIp);
   // Behind a trusted proxy its X-Forwarded-Proto/-Host are kept; the gateway's own fill in when absent.
-  if (!f.trustForwarded || !forwarded.proto) out.push('x-forwarded-proto', f.proto);
-  if (!f.trustForwarded || !forwarded.host) out.push('x-forwarded-host', f.authority);
+  if (!sentProto) out.push('x-forwarded-proto', f.proto);
+  if (!sentHost) out.push('x-forwarded-host', f.authority);
   out.push('via', via ? `${via}, ${VIA}` : VIA);
   for (let i = 0; i < ops.set.length; i++) out.push(ops.set[i]);
   for (let i = 0; i < ops.add.length; i++) out.push(ops.add[i]);

@@ -39,16 +39,17 @@ export function sendMirror(cluster: ClusterRuntime, opts: Dispatcher.DispatchOpt
  * The request body on its way to the primary upstream, copied for the mirror as it passes: chunks
  * go through at once (the primary's backpressure is the only one), copies are kept up to the
  * policy's limit, and the mirror is sent with them once the body ended. A body that outgrows the
- * limit, or fails, is not mirrored. Set `opts` before the body can flow (synchronously).
+ * limit, or fails, is not mirrored. The primary's `opts.body` is the tee.
  */
 export class MirrorTee extends Transform {
-  opts: Dispatcher.DispatchOptions | undefined;
+  readonly #opts: Dispatcher.DispatchOptions;
   readonly #policy: MirrorPolicy;
   #copies: Buffer[] | undefined = [];
   #size = 0;
 
-  constructor(body: Readable, policy: MirrorPolicy) {
+  constructor(body: Readable, opts: Dispatcher.DispatchOptions, policy: MirrorPolicy) {
     super();
+    this.#opts = opts;
     this.#policy = policy;
     // An error on either side destroys both, as it would the body undici reads directly.
     pipeline(body, this, ignore);
@@ -64,7 +65,7 @@ export class MirrorTee extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.#copies && this.opts) sendMirror(this.#policy.cluster, this.opts, Buffer.concat(this.#copies));
+    if (this.#copies) sendMirror(this.#policy.cluster, this.#opts, Buffer.concat(this.#copies));
     this.#copies = undefined;
     done();
   }

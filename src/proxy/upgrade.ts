@@ -29,7 +29,7 @@ export function handleUpgrade(snap: Snapshot, listener: ListenerContext, env: Re
 }
 
 /** True when any Upgrade header (a list, possibly repeated) names h2c, with or without a version. */
-export function namesH2c(raw: readonly string[]): boolean {
+function namesH2c(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].length !== 7 || raw[i].toLowerCase() !== 'upgrade') continue;
     for (const token of raw[i + 1].split(',')) if (token.trim().split('/')[0].toLowerCase() === 'h2c') return true;

@@ -56,11 +56,11 @@ export function redactSecrets<T>(config: T): T {
  * A whole document written through an admin API, made whole again: each {@link REDACTED} takes the
  * current value of the same secret (so GET, edit, PUT keeps the secrets), and a document without its
  * `access` section (`admin` for a gateway, `hub` for the hub) keeps the current one, so a replace
- * cannot drop the API's tokens by omission. Placeholders with no current secret are errors with their paths.
+ * cannot drop the API's tokens by omission. A placeholder with no current secret is a 400 with its path.
  */
-export function restoreSecrets(input: unknown, current: object, access: 'admin' | 'hub'): { doc: unknown; errors: ConfigError[] } {
-  const doc = obj(input);
-  if (!doc) return { doc: input, errors: [] };
+export function withSecrets<T extends object>(body: unknown, current: T, access: 'admin' | 'hub' = 'admin'): T {
+  const doc = obj(body);
+  if (!doc) return body as T;
   const restored: Record<string, unknown> = { ...doc };
   if (!(access in restored)) restored[access] = structuredClone((current as Record<string, unknown>)[access]);
   const known = new Map(secretSlots(current).map((s) => [s.key, s.holder[s.field]]));
@@ -70,12 +70,6 @@ export function restoreSecrets(input: unknown, current: object, access: 'admin' 
     if (known.has(s.key)) s.holder[s.field] = known.get(s.key);
     else errors.push({ path: s.path, message: `"${REDACTED}" keeps the current secret, and there is none here` });
   }
-  return { doc: restored, errors };
-}
-
-/** {@link restoreSecrets} for an admin API: the restored document, or a 400 with the errors' paths. */
-export function withSecrets<T extends object>(body: unknown, current: T, access: 'admin' | 'hub' = 'admin'): T {
-  const { doc, errors } = restoreSecrets(body, current, access);
   if (errors.length) throw new AdminError(400, 'invalid config', { errors });
-  return doc as T;
+  return restored as T;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
-import { deepFreeze } from '../../config/validate.js';
+import { deepFreeze, type ConfigError } from '../../config/validate.js';
 
 /** One stored config version. */
 export interface ConfigVersion<T = Config> {
@@ -40,9 +40,19 @@ export class ConfigStore<T = Config> {
     this.#file = join(stateDir, fileName);
   }
 
-  /** The state file's path (for messages). */
-  get file(): string {
-    return this.#file;
+  /**
+   * Validate the current version again with `check` (the current schema and rules; a persisted config
+   * is stored resolved, so without `${VAR}` substitution). A config stored by an older version gets the
+   * current defaults, committed as a new version (`defaults:<n>`) when they change it, so a new field is
+   * never missing at compile time. Returns the errors of one the current version refuses, each path
+   * naming this file and the version, for the caller to stop its start with.
+   */
+  async revalidate(check: (value: unknown) => { ok: true; config: T } | { ok: false; errors: ConfigError[] }): Promise<ConfigError[]> {
+    const cur = this.current!;
+    const checked = check(structuredClone(cur.config));
+    if (!checked.ok) return checked.errors.map((e) => ({ path: `${this.#file} (version ${cur.version}) ${e.path}`, message: e.message }));
+    await this.commit(checked.config, `defaults:${cur.version}`);
+    return [];
   }
 
   /** Load persisted state; false when there is none (first start: seed from the config file). */
