@@ -66,19 +66,25 @@ export interface SpawnedGateway {
   exited: Promise<number | null>;
 }
 
-/** Spawn `node dist/main.js start` as a real multi-process gateway; resolves on its "ready" log line. */
-export async function spawnGateway(config: Record<string, unknown> | string, opts: { stateDir?: string; env?: Record<string, string> } = {}): Promise<SpawnedGateway> {
-  const dir = tempDir();
-  const configFile = typeof config === 'string' ? config : writeConfig(config, dir);
-  const stateDir = opts.stateDir ?? join(dir, 'state');
-  const proc = spawn(process.execPath, [MAIN, 'start', '-c', configFile, '--state-dir', stateDir], {
-    cwd: REPO, env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
+/** A `node dist/main.js` child process: its output lines and its exit code (-1 when a signal ended it). */
+export interface MainProcess<R> {
+  proc: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+  /** The parsed "ready" log line. */
+  ready: R;
+}
+
+/** Spawn `node dist/main.js <args>` (a gateway or a hub); resolves on its "ready" log line. */
+export async function spawnMain<R>(args: string[], what: string, env: Record<string, string> = {}, timeoutMs = 20_000): Promise<MainProcess<R>> {
+  const proc = spawn(process.execPath, [MAIN, ...args], {
+    cwd: REPO, env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const ready = await new Promise<SpawnedGateway['ready']>((resolveReady, reject) => {
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
+  const ready = await new Promise<R>((resolveReady, reject) => {
     let buf = '';
-    const onData = (d: Buffer) => {
+    proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl;
       while ((nl = buf.indexOf('\n')) !== -1) {
@@ -87,12 +93,20 @@ export async function spawnGateway(config: Record<string, unknown> | string, opt
         output.push(line);
         if (line.includes('"msg":"ready"')) resolveReady(JSON.parse(line));
       }
-    };
-    proc.stdout!.on('data', onData);
+    });
     proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
-    void exited.then((code) => reject(new Error(`gateway exited (${code}) before ready:\n${output.join('\n')}`)));
-    setTimeout(() => reject(new Error(`gateway not ready in 20s:\n${output.join('\n')}`)), 20_000).unref();
+    void exited.then((code) => reject(new Error(`${what} exited (${code}) before ready:\n${output.join('\n')}`)));
+    setTimeout(() => reject(new Error(`${what} not ready in ${timeoutMs / 1000}s:\n${output.join('\n')}`)), timeoutMs).unref();
   });
+  return { proc, output, exited, ready };
+}
+
+/** Spawn `node dist/main.js start` as a real multi-process gateway; resolves on its "ready" log line. */
+export async function spawnGateway(config: Record<string, unknown> | string, opts: { stateDir?: string; env?: Record<string, string> } = {}): Promise<SpawnedGateway> {
+  const dir = tempDir();
+  const configFile = typeof config === 'string' ? config : writeConfig(config, dir);
+  const stateDir = opts.stateDir ?? join(dir, 'state');
+  const { proc, output, exited, ready } = await spawnMain<SpawnedGateway['ready']>(['start', '-c', configFile, '--state-dir', stateDir], 'gateway', opts.env);
   return {
     proc, ready, configFile, stateDir, output, exited,
     url: `http://${ready.listeners.main}`,

@@ -4,13 +4,12 @@
 // Everything runs as real processes; the hub API and the east-west listeners use mTLS with
 // certificates issued by a throwaway CA at test time.
 import http from 'node:http';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
-import { MAIN, REPO, spawnGateway, tempDir, waitFor, writeConfig, type SpawnedGateway } from '../helpers/gateway.js';
+import { spawnGateway, spawnMain, tempDir, waitFor, writeConfig, type MainProcess, type SpawnedGateway } from '../helpers/gateway.js';
 import { closedPort } from '../helpers/upstream.js';
 import { TestCa, type Issued } from '../helpers/pki.js';
 
@@ -65,38 +64,11 @@ let hubPort: number;
 let hubFile: string;
 let hubState: string;
 
-interface HubProcess {
-  proc: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
+type HubProcess = MainProcess<unknown>;
 let hubProc: HubProcess | undefined;
 
 /** `node dist/main.js control-plane`; resolves on its "ready" log line. */
-async function spawnHub(): Promise<HubProcess> {
-  const proc = spawn(process.execPath, [MAIN, 'control-plane', '-c', hubFile, '--state-dir', hubState], {
-    cwd: REPO, env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
-  await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        output.push(line);
-        if (line.includes('"msg":"ready"')) resolve();
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
-    void exited.then((code) => reject(new Error(`hub exited (${code}) before ready:\n${output.join('\n')}`)));
-    setTimeout(() => reject(new Error(`hub not ready in 15s:\n${output.join('\n')}`)), 15_000).unref();
-  });
-  return { proc, output, exited };
-}
+const spawnHub = (): Promise<HubProcess> => spawnMain(['control-plane', '-c', hubFile, '--state-dir', hubState], 'hub', {}, 15_000);
 
 const hubUrl = () => `https://127.0.0.1:${hubPort}`;
 async function hubApi(path: string, init: { method?: string; body?: unknown } = {}) {
