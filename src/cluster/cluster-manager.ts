@@ -1,4 +1,4 @@
-import type { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { ClusterConfig, Config } from '../config/schema/index.js';
 import type { Clock, Rng } from '../common/clock.js';
 import { HostFlag, type Host, type Locality } from './host.js';
@@ -14,7 +14,7 @@ export type HealthOverlay = Record<string, Record<string, number>>;
 
 /** A host plus what the data plane needs to send to it. */
 export interface UpstreamHost extends Host {
-  readonly pool: Pool;
+  readonly pool: Dispatcher;
   /** The static cluster the endpoint belongs to (differs from the routed cluster for aggregates). */
   readonly cluster: string;
   /** Requests and errors seen by this worker, for status and outlier reporting. */
@@ -94,7 +94,7 @@ function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | unde
 /** All clusters of one snapshot, built from config with pools borrowed from the shared registry. */
 export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
-  readonly pools = new Set<Pool>();
+  readonly pools = new Set<Dispatcher>();
 
   constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }) {
     const staticHosts = new Map<string, UpstreamHost[]>();

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import { splitAddress } from '../common/address.js';
@@ -18,7 +18,7 @@ export class HealthChecker {
   readonly states = new Map<string, HostHealthState>();
   readonly #cfg: HealthCheck;
   readonly #timers = new Map<string, NodeJS.Timeout>();
-  readonly #pool: (address: string) => Pool;
+  readonly #pool: (address: string) => Dispatcher;
   readonly #rng: Rng;
   readonly #onChange: (address: string, s: HostHealthState, changed: boolean) => void;
   #stopped = false;
@@ -27,7 +27,7 @@ export class HealthChecker {
   /** Durations in ms, parsed once. */
   readonly #ms: { interval: number; noTraffic: number | undefined; jitter: number; timeout: number };
 
-  constructor(cfg: HealthCheck, pool: (address: string) => Pool, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
+  constructor(cfg: HealthCheck, pool: (address: string) => Dispatcher, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
     this.#cfg = cfg;
     this.#pool = pool;
     this.#rng = rng;

@@ -1,19 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
+import { H2Origin } from './h2-origin.js';
 import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import { splitAddress } from '../common/address.js';
 
 /**
- * undici Pools shared across config snapshots: a pool is keyed by everything that shapes its
- * connections, so a reload that leaves an endpoint's settings alone keeps its warm connections.
+ * Upstream connection pools shared across config snapshots: a pool is keyed by everything that
+ * shapes its connections, so a reload that leaves an endpoint's settings alone keeps its warm
+ * connections. HTTP/1.1 endpoints get an undici Pool; HTTP/2 ones an {@link H2Origin} (one
+ * multiplexed session; see there why not undici's own HTTP/2 client).
  */
 export class PoolRegistry {
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, Dispatcher>();
 
   /** The pool for one endpoint of a cluster, created on first use within a snapshot build. */
-  acquire(cluster: ClusterConfig, address: string): Pool {
+  acquire(cluster: ClusterConfig, address: string): Dispatcher {
     const key = poolKey(cluster, address);
     let pool = this.#pools.get(key);
     if (!pool) {
@@ -24,7 +27,7 @@ export class PoolRegistry {
   }
 
   /** Close (gracefully: in-flight requests finish) every pool not in `keep`. */
-  retainOnly(keep: Set<Pool>): void {
+  retainOnly(keep: Set<Dispatcher>): void {
     for (const [key, pool] of this.#pools) {
       if (keep.has(pool)) continue;
       this.#pools.delete(key);
@@ -43,9 +46,12 @@ function poolKey(c: ClusterConfig, address: string): string {
   return JSON.stringify([address, c.protocol, c.connectTimeout, c.keepAliveTimeout, c.maxConnectionsPerEndpoint, c.upstreamTls ?? null]);
 }
 
-function createPool(c: ClusterConfig, address: string): Pool {
+function createPool(c: ClusterConfig, address: string): Dispatcher {
   const { host, port } = splitAddress(address);
   const tls = c.upstreamTls;
+  if (c.protocol === 'http2') {
+    return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: parseDuration(c.connectTimeout), keepAliveTimeoutMs: parseDuration(c.keepAliveTimeout) });
+  }
   const scheme = tls ? 'https' : 'http';
   const origin = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   return new Pool(origin, {
@@ -56,9 +62,7 @@ function createPool(c: ClusterConfig, address: string): Pool {
     // Timeouts are set per request from the route; these are only ceilings.
     headersTimeout: 0,
     bodyTimeout: 0,
-    allowH2: c.protocol === 'http2',
-    // Pool does not pass `useH2c` to its connector; the connect options do reach it.
-    connect: { timeout: parseDuration(c.connectTimeout), useH2c: c.protocol === 'http2' && !tls, ...(tls ? tlsOptions(tls) : {}) },
+    connect: { timeout: parseDuration(c.connectTimeout), ...(tls ? tlsOptions(tls) : {}) },
   } as Pool.Options);
 }
 

@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
+import type { Http2ServerResponse } from 'node:http2';
 import type { Rng } from '../common/clock.js';
 import type { ErrorCode } from '../common/errors.js';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
-import { buildResponseHeaders, flatToObject } from './headers.js';
+import { buildResponseHeaders, flatToObject, trailersToObject } from './headers.js';
 import { classifyUpstreamError } from './error-map.js';
 import { abandonUnreadBody, respondError, type DownstreamResponse } from './respond.js';
-import { retriableStatus, UNROUTED, type RouteRuntime } from './route-runtime.js';
+import { retriableResponse, UNROUTED, type RouteRuntime } from './route-runtime.js';
+import { grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
 import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
+import { ReplayableBody } from './replay-body.js';
 
 /** Upstream outcome classes reported for outlier detection. */
 export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failure';
@@ -31,6 +34,17 @@ export interface ProxyEnv {
 const OVERLOADED = { 'x-meridian-overloaded': 'true' };
 /** Dispatch options of a request answered locally: never dispatched. */
 const NO_UPSTREAM: Dispatcher.DispatchOptions = Object.freeze({ path: '/', method: 'GET' as const });
+
+/**
+ * Stage the head of a gRPC Trailers-Only response (grpc-status in the headers, which gRPC allows
+ * only there) instead of sending it: it must go out as one HEADERS frame with END_STREAM, or clients
+ * read the status as metadata and fail the call as INTERNAL "ended without gRPC status". res.end()
+ * then sends it with END_STREAM (a body chunk, which such a response never has, would send it first).
+ */
+function stageTrailersOnlyHead(res: Http2ServerResponse, status: number, headers: Record<string, string | string[]>): void {
+  res.statusCode = status;
+  for (const name in headers) res.setHeader(name, headers[name]);
+}
 
 /** Error listener of sockets whose errors only mean "close it". */
 export function destroySelf(this: Duplex): void {
@@ -65,6 +79,8 @@ export class ProxyRequest implements AttemptOwner {
   /** Response headers added by filters (rate-limit headers), flat. */
   extraResponseHeaders: string[] | undefined;
   #committed: Attempt | undefined;
+  /** The committed response's grpc-status mapped to HTTP (headers or trailers), once seen. */
+  #grpcHttpStatus: number | undefined;
   #inFlight = 0;
   /** The two racing attempts once a hedge was sent. */
   #hedge: Attempt | undefined;
@@ -151,6 +167,8 @@ export class ProxyRequest implements AttemptOwner {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('overloaded', OVERLOADED);
     }
+    // A retry after the body was sent carries the kept copy (#bodyReplayable said there is one).
+    if (isRetry && this.opts.body instanceof ReplayableBody && this.opts.body.readableDidRead) this.opts.body = this.opts.body.replay()!;
     const a = new Attempt(this, host, this.#cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
@@ -176,8 +194,9 @@ export class ProxyRequest implements AttemptOwner {
     }
     const retry = this.route.retry;
     // The retry slot is taken before the response is dropped: with no budget left, the client gets it.
-    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableStatus(retry, statusCode) && this.#cluster.breaker.tryRetry()) {
-      this.#outcome(a, statusCode);
+    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableResponse(retry, statusCode, rawHeaders) && this.#cluster.breaker.tryRetry()) {
+      const grpcStatus = grpcStatusIn(rawHeaders);
+      this.#outcome(a, statusCode, grpcStatus < 0 ? statusCode : grpcToHttpStatus(String(grpcStatus)));
       a.cancel('retry');
       return false;
     }
@@ -185,8 +204,16 @@ export class ProxyRequest implements AttemptOwner {
     this.status = statusCode;
     this.#resume = resume;
     const headers = buildResponseHeaders(rawHeaders, this.route.responseOps, this.extraResponseHeaders, false);
-    if (this.req.httpVersionMajor === 2) (this.res as import('node:http2').Http2ServerResponse).writeHead(statusCode, flatToObject(headers));
-    else (this.res as import('node:http').ServerResponse).writeHead(statusCode, statusText, headers);
+    if (this.req.httpVersionMajor === 2) {
+      const h = flatToObject(headers);
+      // gRPC needs HTTP/2: only an HTTP/2 client's response can carry a gRPC status worth reading.
+      const grpcStatus = h['grpc-status'];
+      if (grpcStatus === undefined) (this.res as Http2ServerResponse).writeHead(statusCode, h);
+      else {
+        this.#grpcHttpStatus = grpcToHttpStatus(grpcStatus);
+        stageTrailersOnlyHead(this.res as Http2ServerResponse, statusCode, h);
+      }
+    } else (this.res as import('node:http').ServerResponse).writeHead(statusCode, statusText, headers);
     return true;
   }
 
@@ -237,10 +264,15 @@ export class ProxyRequest implements AttemptOwner {
   attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void {
     this.#inFlight--;
     if (this.#done || a !== this.#committed) return;
-    this.#outcome(a, this.status);
-    if (trailers && trailers.length) this.res.addTrailers(flatToObject(trailers.map(String)));
+    const t = trailersToObject(trailers);
+    if (t) {
+      const grpcStatus = t['grpc-status'];
+      if (grpcStatus !== undefined) this.#grpcHttpStatus = grpcToHttpStatus(grpcStatus);
+      this.res.addTrailers(t);
+    }
+    this.#outcome(a, this.status, this.#grpcHttpStatus);
     this.res.end();
-    this.#finish();
+    this.#finish(t !== undefined);
   }
 
   attemptError(a: Attempt, err: Error): void {
@@ -281,10 +313,16 @@ export class ProxyRequest implements AttemptOwner {
     this.env.onFinish(this);
   }
 
-  #outcome(a: Attempt, status: number) {
+  /**
+   * Count an attempt's result for its host: metrics by the HTTP status; outlier detection and the
+   * host's error count by `verdict`, which for a gRPC response is its grpc-status mapped to HTTP
+   * (Envoy's rule: a failed call answers HTTP 200 with UNAVAILABLE in its trailers).
+   */
+  #outcome(a: Attempt, status: number, verdict = status) {
     const h = a.host;
     h.metrics.byClass[(status / 100) | 0]?.inc();
     h.metrics.latency.observe((performance.now() - a.startedAt) / 1000);
+    status = verdict;
     if (status === 0) this.env.recordOutcome(h, 'local-failure', 0);
     else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, 'gateway-error', status);
     else if (status >= 500) this.env.recordOutcome(h, '5xx', status);
@@ -305,9 +343,11 @@ export class ProxyRequest implements AttemptOwner {
     return this.retries < this.route.retry!.attempts && !this.res.headersSent && this.#bodyReplayable();
   }
 
-  /** A streamed body can be re-sent only if no byte of it has been read yet. */
+  /** A streamed body can be re-sent if no byte of it has been read yet, or all of it was kept for replay. */
   #bodyReplayable(): boolean {
-    return this.opts.body == null || (this.opts.body as Readable).readableDidRead === false;
+    const body = this.opts.body;
+    if (body == null || Buffer.isBuffer(body)) return true;
+    return body instanceof ReplayableBody ? body.replayable : (body as Readable).readableDidRead === false;
   }
 
   /** Schedule a retry if the cluster's retry budget allows (or the slot is already held); else answer `code`. */
@@ -331,11 +371,11 @@ export class ProxyRequest implements AttemptOwner {
     this.#finish();
   }
 
-  #finish() {
+  #finish(trailersPending = false) {
     if (this.#done) return;
     this.#done = true;
     this.#releaseRequest();
-    abandonUnreadBody(this.req);
+    abandonUnreadBody(this.req, trailersPending);
     this.env.onFinish(this);
   }
 

@@ -8,6 +8,8 @@ import { pickCluster } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
+import { ReplayableBody } from './replay-body.js';
+import type { Readable } from 'node:stream';
 import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters, type Exchange } from './request-path.js';
 
 /** What a listener contributes to each request. */
@@ -75,6 +77,9 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
   if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, req, opts, hasBody);
+  if (hasBody && route.retry && route.retry.bufferBytes > 0 && !(Number(req.headers['content-length']) > route.retry.bufferBytes)) {
+    opts.body = new ReplayableBody(opts.body as Readable, route.retry.bufferBytes);
+  }
   if (isGone(req, res)) return;
   const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, ip) : undefined;
   const p = new ProxyRequest(req, res, route, cluster, env, opts, hashKey);

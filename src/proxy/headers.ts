@@ -160,3 +160,24 @@ export function flatToObject(flat: readonly string[]): Record<string, string | s
   }
   return obj;
 }
+
+/** Trailer fields the gateway never forwards: framing and routing fields (RFC 9110 §6.5.1). */
+const FORBIDDEN_TRAILERS = new Set([...HOP_BY_HOP, 'content-length', 'host']);
+
+/**
+ * Upstream response trailers (undici's flat raw list; empty when there were none) as an object for
+ * `res.addTrailers`, or undefined when there are none. Decoded as latin1 like the response headers;
+ * pseudo and framing fields are dropped, repeated names kept.
+ */
+export function trailersToObject(trailers: readonly Buffer[] | readonly string[] | null): Record<string, string | string[]> | undefined {
+  if (!trailers || trailers.length === 0) return undefined;
+  let out: Record<string, string | string[]> | undefined;
+  for (let i = 0; i < trailers.length; i += 2) {
+    const name = trailers[i].toString('latin1').toLowerCase();
+    if (name.charCodeAt(0) === 58 /* ':' */ || FORBIDDEN_TRAILERS.has(name)) continue;
+    const value = trailers[i + 1].toString('latin1');
+    const prev = (out ??= Object.create(null) as Record<string, string | string[]>)[name];
+    out[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  return out;
+}

@@ -35,11 +35,15 @@ export function respondError(res: DownstreamResponse, code: ErrorCode, extra?: R
  * concurrent-stream slots) until the idle timeout, so once the response is flushed the stream is
  * reset with NO_ERROR, as RFC 9113 section 8.1 allows.
  */
-export function abandonUnreadBody(req: DownstreamRequest): void {
+export function abandonUnreadBody(req: DownstreamRequest, trailersPending: boolean): void {
   if (req.httpVersionMajor !== 2 || req.complete) return;
+  // Trailers go out after the writable side's 'finish': a reset then would cut them (every GET with
+  // a trailered response: nobody reads its empty body). Such a stream is left to close by itself,
+  // which it does at once when the client already ended its side, as a GET's END_STREAM did.
+  if (trailersPending) return;
+  const stream = (req as Http2ServerRequest).stream;
   // The stream's own 'finish' (its writable side flushed): the compat response emits 'finish' only
   // once the whole stream closed, which is what never happens here.
-  const stream = (req as Http2ServerRequest).stream;
   if (stream.writableFinished) stream.close(h2.NGHTTP2_NO_ERROR);
   else stream.once('finish', () => stream.close(h2.NGHTTP2_NO_ERROR));
 }

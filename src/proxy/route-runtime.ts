@@ -5,6 +5,7 @@ import type { Filter } from '../filters/filter.js';
 import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
 import { routeCounters } from '../observability/request-metrics.js';
 import type { MirrorPolicy } from './mirror.js';
+import { GRPC_RETRY_ON, grpcStatusIn } from './grpc-status.js';
 
 /** Retry policy compiled from a route's `retry` section. */
 export interface RetryPolicy {
@@ -14,7 +15,11 @@ export interface RetryPolicy {
   readonly on5xx: boolean;
   readonly onGatewayError: boolean;
   readonly statusCodes: ReadonlySet<number>;
+  /** gRPC statuses retried when a response's headers carry them (empty: grpc-status is not looked at). */
+  readonly grpcCodes: ReadonlySet<number>;
   readonly perTryTimeoutMs: number;
+  /** Request bodies up to this size are kept so a retry can send them again (0: only unread bodies). */
+  readonly bufferBytes: number;
   readonly baseMs: number;
   readonly maxMs: number;
 }
@@ -104,7 +109,10 @@ function compileRetry(r: NonNullable<RouteConfig['retry']>): RetryPolicy {
     on5xx: on.has('5xx'),
     onGatewayError: on.has('gateway-error'),
     statusCodes: new Set(on.has('retriable-status-codes') ? r.statusCodes : []),
+    grpcCodes: new Set(r.on.filter((c) => c in GRPC_RETRY_ON).map((c) => GRPC_RETRY_ON[c])),
     perTryTimeoutMs: r.perTryTimeout ? parseDuration(r.perTryTimeout) : 0,
+    // Every gRPC call has a body, so gRPC conditions without a kept body would never retry anything.
+    bufferBytes: r.bufferBytes ?? (r.on.some((c) => c in GRPC_RETRY_ON) ? 65536 : 0),
     baseMs,
     maxMs: r.backoff.max ? parseDuration(r.backoff.max) : baseMs * 10,
   };
@@ -120,9 +128,14 @@ export function pickCluster(route: RouteRuntime, random: number): ClusterRuntime
   return w.clusters[w.clusters.length - 1];
 }
 
-/** Should this upstream status be retried under the policy? */
-export function retriableStatus(p: RetryPolicy, status: number): boolean {
+/**
+ * Should this upstream response be retried under the policy? By its HTTP status, or by the
+ * grpc-status in its headers (the upstream's raw list), as Envoy's gRPC
+ * retry_on conditions read it: from headers only, since trailers come after the body was sent.
+ */
+export function retriableResponse(p: RetryPolicy, status: number, headers: readonly (Buffer | string)[]): boolean {
   if (p.statusCodes.has(status)) return true;
   if (p.on5xx && status >= 500) return true;
-  return p.onGatewayError && (status === 502 || status === 503 || status === 504);
+  if (p.onGatewayError && (status === 502 || status === 503 || status === 504)) return true;
+  return p.grpcCodes.size > 0 && p.grpcCodes.has(grpcStatusIn(headers));
 }

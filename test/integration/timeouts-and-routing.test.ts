@@ -104,6 +104,7 @@ beforeAll(async () => {
       { name: 'mirror-hang', match: { path: { prefix: '/mirror-hang' } }, cluster: 'up', timeout: '20s', mirror: { cluster: 'mirror-hang' } },
       { name: 'mirror-refused', match: { path: { prefix: '/mirror-refused' } }, cluster: 'up', mirror: { cluster: 'refused' } },
       { name: 'retry-reset', match: { path: { prefix: '/retry-reset' } }, cluster: 'reset-then-backup', timeout: '5s', retry: { attempts: 2, on: ['5xx', 'reset'], backoff: { base: '5ms' } } },
+      { name: 'retry-buffered', match: { path: { prefix: '/retry-buffered' } }, cluster: 'reset-then-backup', timeout: '5s', retry: { attempts: 2, on: ['reset'], bufferBytes: 1024, backoff: { base: '5ms' } } },
       ...(hasPython ? [
         { name: 'blackhole', match: { path: { prefix: '/blackhole' } }, cluster: 'blackhole', timeout: '5s' },
         { name: 'blackhole-retry', match: { path: { prefix: '/bh-retry' } }, cluster: 'blackhole-then-up', timeout: '5s', retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '5ms' } } },
@@ -370,6 +371,38 @@ describe('retries and request bodies', () => {
     expect(resetter.requests.length).toBe(r0 + 1);
     expect(resetter.requests.at(-1)!.bodyBytes).toBe(chunks.join('').length);
     await sleep(100); // a (wrong) retry would have been sent within the 5ms backoff
+    expect(backup.requests.length).toBe(b0);
+  });
+
+  it('with retry.bufferBytes, a streamed body within it is kept and sent whole to the retry', async () => {
+    const [r0, b0] = [resetter.requests.length, backup.requests.length];
+    const chunks = ['alpha-', 'beta-', 'gamma-', 'delta'];
+    const r = await get('/retry-buffered/upload', {
+      method: 'POST',
+      body: (async function* () {
+        for (const c of chunks) { yield c; await sleep(30); }
+      })(),
+    });
+    expect(r.statusCode).toBe(200);
+    expect((await r.body.json() as { upstream: string }).upstream).toBe('backup');
+    expect(resetter.requests.length).toBe(r0 + 1);
+    expect(resetter.requests.at(-1)!.bodyBytes).toBe(chunks.join('').length);
+    expect(backup.requests.length).toBe(b0 + 1);
+    expect(backup.requests.at(-1)!.bodyBytes).toBe(chunks.join('').length);
+  });
+
+  it('with retry.bufferBytes, a body that outgrows it is not re-sent', async () => {
+    const [r0, b0] = [resetter.requests.length, backup.requests.length];
+    const r = await get('/retry-buffered/big', {
+      method: 'POST',
+      body: (async function* () {
+        for (let i = 0; i < 4; i++) { yield 'x'.repeat(400); await sleep(10); }
+      })(),
+    });
+    expect(r.statusCode).toBe(502);
+    await r.body.dump();
+    expect(resetter.requests.length).toBe(r0 + 1);
+    await sleep(100);
     expect(backup.requests.length).toBe(b0);
   });
 

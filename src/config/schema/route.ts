@@ -34,16 +34,16 @@ export const RouteMatchSchema = Obj(
   { default: {} },
 );
 
-const RetryOn = Type.Union(
-  ['5xx', 'gateway-error', 'connect-failure', 'reset', 'retriable-status-codes'].map((v) => Type.Literal(v)),
-  { errorMessage: 'expected one of 5xx, gateway-error, connect-failure, reset, retriable-status-codes' },
-);
+/** HTTP conditions, then the gRPC ones (a grpc-status in the response headers: a Trailers-Only answer). */
+const RETRY_ON = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable'];
+const RetryOn = Type.Union(RETRY_ON.map((v) => Type.Literal(v)), { errorMessage: `expected one of ${RETRY_ON.join(', ')}` });
 
 export const RetrySchema = Obj({
   attempts: Type.Integer({ minimum: 0, maximum: 10, default: 1, description: 'retries after the first try' }),
   on: Type.Array(RetryOn, { default: ['connect-failure', 'reset'] }),
   statusCodes: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { default: [] }),
   perTryTimeout: Type.Optional(Duration()),
+  bufferBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'request bodies up to this size are kept so a retry can send them again; default 65536 when `on` names a gRPC condition, else 0' })),
   backoff: Obj({ base: Duration('25ms'), max: Type.Optional(Duration()) }, { default: {} }),
 });
 
