@@ -124,5 +124,7 @@ function checkFiles(config: Config, add: Add) {
 function checkAdmin(config: Config, add: Add) {
   const { host } = splitAddress(config.admin.address);
   const hasToken = Boolean(config.admin.token || config.admin.tokens?.length);
-  if (!isLoopbackHost(host) && !hasToken) add('admin.address', 'a non-loopback admin address requires admin.token (refusing to expose an unauthenticated admin API)');
+  if (!isLoopbackHost(host) && !hasToken && !config.admin.insecure) {
+    add('admin.address', 'a non-loopback admin address requires admin.token or admin.tokens (refusing to expose an unauthenticated admin API; admin.insecure: true overrides)');
+  }
 }

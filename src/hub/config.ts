@@ -32,6 +32,8 @@ export const HubSectionSchema = Obj(
     tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }), gateways: Type.Optional(Type.Array(Name, { minItems: 1 })) }))),
     /** TLS for the hub API; with `clientCa`, client certificates are required (mTLS). */
     tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
+    /** Serve an unauthenticated hub API on a non-loopback address anyway (warned at every start). */
+    insecure: Type.Boolean({ default: false }),
   },
   { default: {} },
 );

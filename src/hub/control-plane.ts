@@ -1,3 +1,4 @@
+import { logger } from '../observability/logger.js';
 import { readFile } from 'node:fs/promises';
 import { ConfigStore } from '../control/store/config-store.js';
 import { parseConfigText } from '../config/load.js';
@@ -39,7 +40,8 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
   const current = store.current!;
   const { hub } = current.config;
   if (!isLoopbackHost(splitAddress(hub.address).host) && !hub.tokens?.length && !hub.tls?.clientCa) {
-    throw new HubStartupError([{ path: 'hub.address', message: 'a non-loopback hub needs hub.tokens or hub.tls.clientCa' }]);
+    if (!hub.insecure) throw new HubStartupError([{ path: 'hub.address', message: 'a non-loopback hub needs hub.tokens or hub.tls.clientCa (hub.insecure: true overrides)' }]);
+    logger.warn({ address: hub.address }, 'hub.insecure: the hub API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change every gateway');
   }
   const fleet = new Fleet(current.config, current.version);
   const server = new HubServer(store, fleet);

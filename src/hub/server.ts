@@ -10,6 +10,7 @@ import { logger } from '../observability/logger.js';
 import { authenticate } from '../control/admin/auth.js';
 import { ConfigService } from '../control/admin/config-service.js';
 import { AdminError, readBody, sendJson } from '../control/admin/http-util.js';
+import { pathParts, probePath } from '../control/admin/request-path.js';
 import { deleteResource, findResource, putResource, type ResourceKind } from '../control/admin/resources.js';
 import { redactSecrets, withSecrets } from '../control/admin/secrets.js';
 import type { ConfigStore } from '../control/store/config-store.js';
@@ -86,11 +87,13 @@ export class HubServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse) {
     try {
-      const url = new URL(req.url ?? '/', 'http://hub');
-      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-      if (parts[0] === 'live' || parts[0] === 'ready') return sendJson(res, 200, { ready: true, version: this.current.version });
+      // Probes on their exact paths only; everything else is authenticated before the path is parsed
+      // (an unauthenticated caller gets 401 whether or not the path exists).
+      if (probePath(req.url)) return sendJson(res, 200, { ready: true, version: this.current.version });
       const principal = this.#authenticate(req);
       if (!principal) return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
+      const url = new URL(req.url ?? '/', 'http://hub');
+      const parts = pathParts(url.pathname);
       const call = { req, res, parts, ...principal };
       if (!(await this.#route(call))) sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
     } catch (e) {

@@ -14,6 +14,8 @@ import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
 import { ReplayableBody } from './replay-body.js';
+import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
+import { BodyTooLargeError } from './body-limit.js';
 
 /** Upstream outcome classes reported for outlier detection. */
 export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failure';
@@ -96,6 +98,8 @@ export class ProxyRequest implements AttemptOwner {
   #onClose: (() => void) | undefined;
   /** The upstream socket of an upgraded connection. */
   #tunnel: Duplex | undefined;
+  /** Watches a streamed request body's progress (limits.bodyTimeout) until the request finishes. */
+  #bodyDeadline: BodyDeadline | undefined;
 
   /** In flight from here until env.onFinish: the caller must either start() it or answer it. */
   constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
@@ -146,6 +150,26 @@ export class ProxyRequest implements AttemptOwner {
     if (!this.#cluster.breaker.tryRequest()) return this.#fail('overloaded', OVERLOADED);
     this.#holdsRequest = true;
     this.send(false);
+  }
+
+  /** Hold the request body to the snapshot's progress rule: a stalled or trickled body ends in 408. */
+  watchBody(rule: BodyProgressRule): void {
+    if (this.#done) return;
+    this.#bodyDeadline = new BodyDeadline(this.req, rule, () => this.#bodyTimedOut());
+  }
+
+  #bodyTimedOut(): void {
+    this.#clientFault('request_timeout');
+  }
+
+  /** End a request for the client's own fault (its body): stop every attempt and answer `code`. */
+  #clientFault(code: 'request_timeout' | 'payload_too_large'): void {
+    if (this.#done) return;
+    clearTimeout(this.#hedgeTimer);
+    this.current?.cancel('gone');
+    this.#hedged?.cancel('gone');
+    // The rest of the client's body will not be read: the connection cannot be reused.
+    this.#fail(code, undefined, undefined, true);
   }
 
   /**
@@ -278,6 +302,8 @@ export class ProxyRequest implements AttemptOwner {
   attemptError(a: Attempt, err: Error): void {
     this.#inFlight--;
     if (this.#done) return;
+    // The client's body outgrew maxBodyBytes: the client's fault, not the upstream's (no outcome).
+    if (err instanceof BodyTooLargeError) return this.#clientFault('payload_too_large');
     if (a.cancelled === 'retry') return this.#retryLater('upstream_reset', true);
     if (a.cancelled) return;
     // The response already started: the client's stream must be cut, not completed.
@@ -305,6 +331,7 @@ export class ProxyRequest implements AttemptOwner {
     if (this.#done) return;
     // The client went away first: stop the upstream work too.
     this.#done = true;
+    this.#bodyDeadline?.stop();
     clearTimeout(this.#hedgeTimer);
     this.current?.cancel('gone');
     this.#hedged?.cancel('gone');
@@ -374,6 +401,7 @@ export class ProxyRequest implements AttemptOwner {
   #finish(trailersPending = false) {
     if (this.#done) return;
     this.#done = true;
+    this.#bodyDeadline?.stop();
     this.#releaseRequest();
     abandonUnreadBody(this.req, trailersPending);
     this.env.onFinish(this);

@@ -9,6 +9,7 @@ import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
 import { ReplayableBody } from './replay-body.js';
+import { LimitedBody } from './body-limit.js';
 import type { Readable } from 'node:stream';
 import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters, type Exchange } from './request-path.js';
 
@@ -76,6 +77,8 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
     path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
+  // Innermost, so the mirror's and a retry's copies are of the counted body.
+  if (hasBody && route.maxBodyBytes > 0 && req.headers['content-length'] === undefined) opts.body = new LimitedBody(req, route.maxBodyBytes);
   if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, req, opts, hasBody);
   if (hasBody && route.retry && route.retry.bufferBytes > 0 && !(Number(req.headers['content-length']) > route.retry.bufferBytes)) {
     opts.body = new ReplayableBody(opts.body as Readable, route.retry.bufferBytes);
@@ -86,6 +89,7 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
   p.requestId = facts.requestId!;
   if (x && x.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
   p.start();
+  if (hasBody && upgrade === undefined && snap.bodyProgress) p.watchBody(snap.bodyProgress);
 }
 
 /** Send a body-less request's copy now; tee a body within the mirror's limit and send the copy when it ends. */
@@ -93,7 +97,7 @@ function mirror(policy: MirrorPolicy, req: DownstreamRequest, opts: Dispatcher.D
   if (!hasBody) return sendMirror(policy.cluster, opts);
   const length = req.headers['content-length'];
   if (length !== undefined && Number(length) > policy.maxBodyBytes) return;
-  opts.body = new MirrorTee(req, opts, policy);
+  opts.body = new MirrorTee(opts.body as Readable, opts, policy);
 }
 
 /** True when the client already reset the stream or closed the connection (no 'close' will come). */

@@ -6,6 +6,7 @@ import { randomHex } from '../common/random-hex.js';
 import type { FilterResponse, RequestContext } from '../filters/filter.js';
 import { runFilters } from '../filters/chain.js';
 import { hostOf } from '../router/route-table.js';
+import { isValidAuthority } from '../common/address.js';
 import { withoutCookies, withoutQueryParams } from '../filters/authn/token-source.js';
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { ProxyRequest } from './forwarder.js';
@@ -52,7 +53,9 @@ export function routeRequest(snap: Snapshot, listener: ListenerContext, env: Req
   if (t.hostCount > 1) return refused(t, 'bad_request', true);
   let url = req.url ?? '/';
   if (url.charCodeAt(0) !== 47 /* '/' */ && (url = absoluteTarget(snap, listener, url, t)) === '') return refused(t, 'bad_request', true);
-  if (t.authority === '') return refused(t, 'bad_request', true);
+  // Never forward an authority that is not one (`Host: evil.invalid/../x y`): upstreams, logs and
+  // caches take Host at its word (an absolute-form target's authority has replaced it by now).
+  if (t.authority === '' || !isValidAuthority(t.authority)) return refused(t, 'bad_request', true);
   const q = url.indexOf('?');
   const path = env.normalize(q === -1 ? url : url.slice(0, q));
   if (path === null) return refused(t, 'bad_request', false);
@@ -60,12 +63,11 @@ export function routeRequest(snap: Snapshot, listener: ListenerContext, env: Req
   t.query = q === -1 ? '' : url.slice(q);
   t.route = snap.tables.get(listener.name)?.match(hostOf(t.authority), path, req.method ?? 'GET', req, t.query);
   if (!t.route) return refused(t, 'no_route', false);
+  // TRACE echoes the request (credentials included) back: only a route that names it may see it.
+  if (req.method === 'TRACE' && !t.route.allowsTrace) return refused(t, 'method_not_allowed', false);
   if (env.shedding || (limits.maxInFlightRequests && env.inFlight >= limits.maxInFlightRequests)) return refused(t, 'overloaded', false);
   return t;
 }
-
-/** host[:port] of an absolute-form target: a DNS name or IPv4 address, or a bracketed IPv6 address. */
-const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::[0-9]{1,5})?$/;
 
 /**
  * An absolute-form target (`GET http://api.example.com/x HTTP/1.1`, HTTP/1.x only). RFC 9112 3.2.2:
@@ -84,7 +86,7 @@ function absoluteTarget(snap: Snapshot, listener: ListenerContext, url: string, 
   let end = from;
   while (end < url.length && url.charCodeAt(end) !== 47 /* '/' */ && url.charCodeAt(end) !== 63 /* '?' */) end++;
   const authority = url.slice(from, end);
-  if (!AUTHORITY.test(authority)) return '';
+  if (!isValidAuthority(authority)) return '';
   if (authority.toLowerCase() !== t.authority.toLowerCase() && !snap.servesHost(listener.name, hostOf(authority))) return '';
   t.authority = authority;
   if (end === url.length) return '/';

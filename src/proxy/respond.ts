@@ -24,9 +24,36 @@ export function respondError(res: DownstreamResponse, code: ErrorCode, extra?: R
     'x-meridian-error': code,
     ...extra,
   };
-  if (closeConnection && 'shouldKeepAlive' in res) headers.connection = 'close';
+  if (closeConnection && 'shouldKeepAlive' in res) {
+    headers.connection = 'close';
+    if (!res.req.complete) lingerClose(res);
+  }
   res.writeHead(ErrorCodes[code], headers);
   res.end(body);
+}
+
+/** How long a connection closed mid-body keeps reading and discarding what the client still sends. */
+const LINGER_MS = 2000;
+
+/**
+ * Close an HTTP/1 connection whose client is still sending a body (refused midway: 413, 408) without
+ * losing the answer. Node destroys the socket once the response is flushed, and closing a socket with
+ * unread input sends RST, on which the client's kernel drops the response it has not read yet. As
+ * nginx's lingering_close: half-close after the response (FIN), discard what still arrives, destroy
+ * when the client closes its side or after LINGER_MS.
+ */
+function lingerClose(res: ServerResponse): void {
+  const socket = res.socket;
+  if (!socket) return;
+  // Node's resOnFinish calls destroySoon() on a `Connection: close` response; for this one socket it
+  // only half-closes.
+  socket.destroySoon = () => {
+    socket.end();
+    socket.once('end', () => socket.destroy());
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  };
+  // Discard the rest of the body (the forwarder stopped reading it) so the socket keeps draining.
+  res.req.resume();
 }
 
 /**

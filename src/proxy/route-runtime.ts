@@ -43,6 +43,8 @@ export interface RouteRuntime {
   readonly rewritePrefix: { from: string; to: string } | undefined;
   readonly rewriteHost: string | undefined;
   readonly maxBodyBytes: number;
+  /** The route's `match.methods` names TRACE: refused with 405 everywhere else. */
+  readonly allowsTrace: boolean;
   filters: Filter[];
   /** Downstream request counters by status class (index = status / 100). */
   readonly counters: ReturnType<typeof routeCounters>;
@@ -68,6 +70,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? '/', to: r.rewrite.pathPrefix } : undefined,
     rewriteHost: r.rewrite?.host,
     maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
+    allowsTrace: r.match.methods?.includes('TRACE') ?? false,
     filters: [],
     counters: routeCounters(r.name),
   };
@@ -85,7 +88,7 @@ function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullab
 export const UNROUTED: RouteRuntime = Object.freeze({
   name: '', config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig, kind: 'direct', cluster: undefined, weighted: undefined,
   direct: undefined, timeoutMs: 0, idleTimeoutMs: 0, retry: undefined, hedgeDelayMs: 0, mirror: undefined, requestOps: NO_HEADER_OPS,
-  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewriteHost: undefined, maxBodyBytes: 0, filters: [], counters: routeCounters(''),
+  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
 });
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {

@@ -7,6 +7,8 @@ import { compileRoute, type RouteRuntime } from './route-runtime.js';
 import type { Locality } from '../cluster/host.js';
 import type { Filter } from '../filters/filter.js';
 import { IDENTITY_HEADERS } from './headers.js';
+import { parseDuration } from '../config/duration.js';
+import type { BodyProgressRule } from './body-deadline.js';
 import type { HostAges } from '../cluster/host-ages.js';
 
 export type CompiledRoute = RouteRuntime;
@@ -55,12 +57,17 @@ export class Snapshot {
   readonly tables = new Map<string, RouteTable<CompiledRoute>>();
   /** Headers only the gateway may set (XFCC, x-real-ip, configured claim headers); stripped from clients. */
   readonly identityHeaders: ReadonlySet<string>;
+  /** limits.bodyTimeout / bodyMinRate, parsed; undefined when the rule is off. */
+  readonly bodyProgress: BodyProgressRule | undefined;
   readonly #hosts = new Map<string, ServedHosts>();
 
   constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }) {
     this.version = version;
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);
+    const limits = config.gateway.limits;
+    const bodyTimeoutMs = parseDuration(limits.bodyTimeout);
+    this.bodyProgress = bodyTimeoutMs > 0 ? { timeoutMs: bodyTimeoutMs, minRate: limits.bodyMinRate } : undefined;
     this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels });
     const maxBody = config.gateway.limits.maxBodyBytes;
     for (const r of config.routes) {

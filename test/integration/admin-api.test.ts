@@ -291,6 +291,13 @@ describe('management API contract', () => {
     expect(r.stdout + r.stderr).toContain('admin.address');
   });
 
+  it('starts on a non-loopback admin address without a token only with admin.insecure, warning at start', async () => {
+    const gw = await spawnGateway(baseConfig({ admin: { address: '0.0.0.0:0', insecure: true } }));
+    cleanup.push(() => gw.stop());
+    const warning = await waitFor(() => gw.output.find((l) => l.includes('admin.insecure')));
+    expect(JSON.parse(warning).level).toBe(40);
+  });
+
   it('aggregates /metrics over both workers and still answers while a worker restarts', async () => {
     const up = await upstream();
     const gw = await spawnGateway(cfg(up.address, { gateway: { name: 'adm', workers: 2, accessLog: { enabled: true } } }));

@@ -45,7 +45,7 @@ beforeAll(async () => {
   const port = (s: { address(): unknown }) => (s.address() as AddressInfo).port;
   gw = await startInProcess(baseConfig({
     routes: [
-      { name: 'upload', match: { path: { prefix: '/upload' } }, cluster: 'counting', timeout: '60s' },
+      { name: 'upload', match: { path: { prefix: '/upload' } }, cluster: 'counting', timeout: '60s', maxBodyBytes: 0 },
       { name: 'trailers', match: { path: { prefix: '/trailers' } }, cluster: 'trailers' },
       { name: 'h2', match: { path: { prefix: '/h2' } }, cluster: 'h2up' },
       { name: 'early', match: { path: { prefix: '/early' } }, cluster: 'early' },

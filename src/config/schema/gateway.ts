@@ -7,8 +7,11 @@ export const LimitsSchema = Obj(
     maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1048576, default: 61440 }),
     maxHeaders: Type.Integer({ minimum: 1, maximum: 2000, default: 100 }),
     maxUriLength: Type.Integer({ minimum: 256, maximum: 1048576, default: 16384 }),
-    maxBodyBytes: Type.Integer({ minimum: 0, default: 0, description: '0 = unlimited' }),
-    headersTimeout: Duration('30s'),
+    maxBodyBytes: Type.Integer({ minimum: 0, default: 10485760, description: '10 MiB; 0 = unlimited' }),
+    headersTimeout: Duration('15s'),
+    // A request body must keep arriving: this long, plus 1 s per bodyMinRate bytes received (0s = off).
+    bodyTimeout: Duration('15s'),
+    bodyMinRate: Type.Integer({ minimum: 0, default: 500, description: 'bytes/s that extend bodyTimeout by 1 s each' }),
     requestTimeout: Duration('300s'),
     keepAliveTimeout: Duration('5s'),
     idleTimeout: Duration('3600s'),
@@ -45,6 +48,8 @@ export const AdminSchema = Obj(
     token: Type.Optional(Type.String({ minLength: 1 })),
     tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }) }))),
     opsAddress: Type.Optional(Address),
+    /** Serve an unauthenticated admin API on a non-loopback address anyway (warned at every start). */
+    insecure: Type.Boolean({ default: false }),
   },
   { default: {} },
 );

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../../config/schema/index.js';
 import { validateConfig } from '../../config/validate.js';
-import { splitAddress } from '../../common/address.js';
+import { isLoopbackHost, splitAddress } from '../../common/address.js';
 import { parseDuration } from '../../config/duration.js';
 import type { Primary } from '../../process/primary.js';
 import { registry } from '../../observability/metrics.js';
@@ -11,6 +11,7 @@ import { logger } from '../../observability/logger.js';
 import { authenticate } from './auth.js';
 import { ConfigService } from './config-service.js';
 import { AdminError, readBody, sendJson } from './http-util.js';
+import { pathParts, probePath } from './request-path.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
 import { clusterStatus, type HostDetails } from './cluster-status.js';
 import { redactSecrets, withSecrets } from './secrets.js';
@@ -59,6 +60,9 @@ export class AdminServer {
 
   /** Bind the admin API; and the ops listener when `admin.opsAddress` is set. Returns bound addresses. */
   async listen(admin: Config['admin']): Promise<{ admin: string; ops?: string }> {
+    if (!isLoopbackHost(splitAddress(admin.address).host) && !admin.token && !admin.tokens?.length) {
+      logger.warn({ address: admin.address }, 'admin.insecure: the admin API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change the config');
+    }
     const a = await this.#bind(admin.address, false);
     const ops = admin.opsAddress ? await this.#bind(admin.opsAddress, true) : undefined;
     return { admin: a, ops };
@@ -82,18 +86,21 @@ export class AdminServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse, opsOnly: boolean) {
     try {
-      const url = new URL(req.url ?? '/', 'http://admin');
-      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-      const head = parts[0] ?? '';
-      if (head === 'live') return sendJson(res, 200, { live: true });
-      if (head === 'ready') return this.#ready(res);
-      if (opsOnly && head !== 'metrics') return sendJson(res, 404, { error: 'not_found', message: 'the ops listener serves only /ready, /live and /metrics' });
+      // Probes answer without credentials, on their exact paths only; everything else is authenticated
+      // before the path is even parsed, so a caller without a token learns nothing of which paths exist.
+      const probe = probePath(req.url);
+      if (probe === 'live') return sendJson(res, 200, { live: true });
+      if (probe === 'ready') return this.#ready(res);
       let who = 'ops';
       if (!opsOnly) {
         const auth = authenticate(req, this.#primary.current.config.admin);
         if (!auth.ok) return sendJson(res, auth.status, { error: auth.status === 401 ? 'unauthenticated' : 'forbidden' }, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="meridian-admin"' } : {});
         who = auth.who;
       }
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const parts = pathParts(url.pathname);
+      const head = parts[0] ?? '';
+      if (opsOnly && head !== 'metrics') return sendJson(res, 404, { error: 'not_found', message: 'the ops listener serves only /ready, /live and /metrics' });
       if (head === 'metrics' && req.method === 'GET') return this.#metrics(res);
       const call: Call = { req, res, who, parts, ifMatch: req.headers['if-match'] };
       if (await this.#route(call)) return;

@@ -23,7 +23,21 @@ describe('config validation', () => {
     expect(r.config.clusters[0].lb.overprovisioningFactor).toBe(1.4);
     expect(r.config.clusters[0].endpoints[0].weight).toBe(1);
     expect(r.config.gateway.limits.maxHeaders).toBe(100);
+    // The edge defaults (docs/security.md): 10 MiB bodies, 15 s for a head, a body progressing >= 500 B/s.
+    expect(r.config.gateway.limits.maxBodyBytes).toBe(10 * 1024 * 1024);
+    expect(r.config.gateway.limits.headersTimeout).toBe('15s');
+    expect(r.config.gateway.limits.bodyTimeout).toBe('15s');
+    expect(r.config.gateway.limits.bodyMinRate).toBe(500);
+    expect(r.config.admin.insecure).toBe(false);
     expect(Object.isFrozen(r.config.clusters[0].endpoints[0])).toBe(true);
+  });
+
+  it('admin.insecure lets an unauthenticated admin API bind a non-loopback address', () => {
+    const c = base() as { admin?: unknown };
+    c.admin = { address: '0.0.0.0:9901', insecure: true };
+    expect(errorsOf(c)).toEqual([]);
+    c.admin = { address: '0.0.0.0:9901' };
+    expect(errorsOf(c).map((e) => e.message).join()).toContain('admin.insecure: true overrides');
   });
 
   it('converts JSON pointers to field paths', () => {
