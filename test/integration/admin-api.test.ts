@@ -183,6 +183,44 @@ describe('management API contract', () => {
     await ok.body.dump();
   });
 
+  it('refuses a body nested 10,000 levels deep (JSON or YAML) with 400 naming the depth limit, config unchanged', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'deep', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const deepJson = '{"match":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000) + ',"cluster":"up"}';
+    const deepYaml = 'match:\n  ' + '- '.repeat(10_000) + 'x\ncluster: up\n';
+    for (const [path, body, type] of [
+      ['/routes/deep', deepJson, 'application/json'],
+      ['/config', deepJson, 'application/json'],
+      ['/routes/deep', deepYaml, 'application/yaml'],
+      ['/routes/deep', '['.repeat(10_000) + ']'.repeat(10_000), 'application/yaml'],
+    ]) {
+      const r = await request(`${gw.admin}${path}`, { method: 'PUT', headers: { 'content-type': type }, body });
+      expect(r.statusCode, `${type} ${path}`).toBe(400);
+      expect((await json(r)).errors[0].message).toMatch(/nested more than 64 levels deep/);
+    }
+    const now = await request(`${gw.admin}/config`);
+    expect(now.headers.etag).toBe('"1"');
+    expect((await json(now)).routes.map((r: { name: string }) => r.name)).toEqual(['app']);
+  });
+
+  it('refuses a __proto__ key anywhere in a body with 400 naming its path, config unchanged', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'proto', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const viaJson = await request(`${gw.admin}/routes/p`, { method: 'PUT', body: '{"match":{"path":{"prefix":"/p"},"__proto__":{"x":1}},"cluster":"up"}' });
+    expect(viaJson.statusCode).toBe(400);
+    expect((await json(viaJson)).errors).toEqual([{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }]);
+    const viaYaml = await request(`${gw.admin}/routes/p`, {
+      method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: 'match:\n  path:\n    prefix: /p\n    __proto__: {x: 1}\ncluster: up\n',
+    });
+    expect(viaYaml.statusCode).toBe(400);
+    expect((await json(viaYaml)).errors[0].path).toBe('match.path.__proto__');
+    const now = await request(`${gw.admin}/config`);
+    expect(now.headers.etag).toBe('"1"');
+    expect((await json(now)).routes.map((r: { name: string }) => r.name)).toEqual(['app']);
+  });
+
   it('rolls back to an earlier version as a new version', async () => {
     const up = await upstream();
     const gw = await startInProcess(cfg(up.address, { gateway: { name: 'rb', workers: 1, accessLog: { enabled: false } } }));
