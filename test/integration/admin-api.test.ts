@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import autocannon from 'autocannon';
@@ -141,6 +141,28 @@ describe('management API on a 2-worker gateway', () => {
     const again = await spawnGateway(gw.configFile, { stateDir: gw.stateDir });
     cleanup.push(() => again.stop());
     expect(again.ready.version).toBe(state.current);
+  });
+
+  it('removes the temp files a kill -9 during a write left in the state dir on start, and loads the committed state', async () => {
+    const up = await upstream();
+    const first = await startInProcess(cfg(up.address, { gateway: { name: 'tmp', workers: 1, accessLog: { enabled: false } } }));
+    await (await request(`${first.admin}/routes/kept`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: '/kept' } }, directResponse: { status: 200, body: 'kept' } }) })).body.dump();
+    await first.stop();
+    // Pids of writers that are gone: a child that has exited, and one above any pid_max.
+    const stale = [`state.json.${spawnSync(process.execPath, ['-e', '']).pid}.tmp`, 'state.json.2147483646.tmp'];
+    // A killed writer leaves a torn temp file; the committed state.json stays the truth.
+    for (const name of stale) writeFileSync(join(first.stateDir, name), '{"current": 99, "versions": [');
+    // Not this code's temp names, or (the test process's pid) a live process that may still be writing.
+    const unrelated = ['state.json.bak', 'notes.tmp', 'state.json.x.tmp', 'other.json.123.tmp', `state.json.${process.pid}.tmp`];
+    for (const name of unrelated) writeFileSync(join(first.stateDir, name), 'keep');
+    const again = await spawnGateway(first.configFile, { stateDir: first.stateDir });
+    cleanup.push(() => again.stop());
+    expect(again.ready.version).toBe(2);
+    expect(await (await request(`${again.url}/kept`)).body.text()).toBe('kept');
+    const names = readdirSync(first.stateDir);
+    for (const name of stale) expect(names).not.toContain(name);
+    for (const name of unrelated) expect(names).toContain(name);
+    expect(names).toContain('state.json');
   });
 });
 
