@@ -110,6 +110,20 @@ describe('management server API over mTLS', () => {
     expect((await api('/config/versions')).body.at(-1)).toMatchObject({ version: before, current: true });
   });
 
+  it('refuses a __proto__ key and a body nested beyond 64 levels with 400, like the admin API, version unchanged', async () => {
+    const before = (await api('/config/versions')).body.at(-1).version;
+    const put = async (body: string) => {
+      const r = await request(`${url}/routes/p`, { dispatcher, method: 'PUT', headers: { 'content-type': 'application/json' }, body });
+      return { status: r.statusCode, body: (await r.body.json()) as { errors: Array<{ path: string; message: string }> } };
+    };
+    const proto = await put('{"match":{"__proto__":{"x":1}},"directResponse":{"status":204}}');
+    expect(proto).toEqual({ status: 400, body: { errors: [{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }] } });
+    const deep = await put('{"match":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000) + '}');
+    expect(deep.status).toBe(400);
+    expect(deep.body.errors[0].message).toMatch(/nested more than 64 levels deep/);
+    expect((await api('/config/versions')).body.at(-1)).toMatchObject({ version: before, current: true });
+  });
+
   it('shows hub tokens redacted and keeps them through GET-edit-PUT and a replace without the hub section', async () => {
     const before = await api('/config');
     const doc = before.body;
