@@ -1,6 +1,8 @@
 /**
  * The one error catalogue: every failure the gateway answers itself has a code and a status,
- * and is turned into a response in exactly one place (proxy/respond-error.ts).
+ * and is turned into a response in exactly one place (proxy/respond.ts). docs/config.md lists
+ * the same codes (test/unit/proxy/error-catalogue.test.ts holds them together). An open circuit
+ * breaker answers `overloaded`, as Envoy's overflow does.
  */
 export const ErrorCodes = {
   no_route: 404,
@@ -11,7 +13,6 @@ export const ErrorCodes = {
   upstream_timeout: 504,
   no_healthy_upstream: 503,
   overloaded: 503,
-  circuit_open: 503,
   rate_limited: 429,
   unauthenticated: 401,
   forbidden: 403,
@@ -21,7 +22,6 @@ export const ErrorCodes = {
   uri_too_long: 414,
   headers_too_large: 431,
   method_not_allowed: 405,
-  not_implemented: 501,
   internal_error: 500,
 } as const;
 

@@ -1,3 +1,4 @@
+import { errors } from 'undici';
 import type { ErrorCode } from '../common/errors.js';
 
 const TLS_CODES = new Set([
@@ -8,6 +9,18 @@ const TLS_CODES = new Set([
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
+/**
+ * A malformed upstream response. undici 7 reports it as an HTTPParserError whose `code` is undefined
+ * (it looks up llhttp's numeric error in a name -> number table), so the class is the signal, not the
+ * code; undici's `instanceof` checks a Symbol.for brand, so it holds across undici copies.
+ * Node's own parser (and older undici) do set an HPE_* code.
+ */
+function isMalformedResponse(e: { code?: string; cause?: unknown }, code: string, causeCode: string): boolean {
+  return e instanceof errors.HTTPParserError || e?.cause instanceof errors.HTTPParserError
+    || code.startsWith('HPE_') || causeCode.startsWith('HPE_')
+    || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
+}
+
 /** Classify an upstream failure into the error catalogue (one place for every undici/socket code). */
 export function classifyUpstreamError(err: unknown): ErrorCode {
   const e = err as { code?: string; cause?: { code?: string } };
@@ -16,6 +29,6 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
   if (TIMEOUT_CODES.has(code)) return 'upstream_timeout';
   if (CONNECT_CODES.has(code) || CONNECT_CODES.has(causeCode)) return 'upstream_connect_failure';
   if (TLS_CODES.has(code) || TLS_CODES.has(causeCode) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')) return 'upstream_tls_error';
-  if (code.startsWith('HPE_') || causeCode.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return 'upstream_protocol_error';
+  if (isMalformedResponse(e, code, causeCode)) return 'upstream_protocol_error';
   return 'upstream_reset';
 }

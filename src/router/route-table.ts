@@ -15,7 +15,12 @@ interface RegexEntry<T> extends Entry<T> {
   readonly regex: RegExp;
 }
 
-/** Routes of one host bucket, split by path match kind for precedence: exact > longest prefix > regex. */
+/**
+ * Routes of one host bucket, split by path match kind for precedence: exact, then regexes in config
+ * order, then the longest prefix (nginx's location order without `^~`). A regex is checked before the
+ * prefixes so that a catch-all `prefix: /` cannot hide it; a regex is the narrower intent, and the
+ * prefixes are the fallback. Each list is in its final order once sealed: a request walks arrays.
+ */
 class PathTable<T> {
   readonly exact = new Map<string, Entry<T>[]>();
   readonly prefixes: PrefixEntry<T>[] = [];
@@ -42,8 +47,8 @@ class PathTable<T> {
   match(path: string, method: string, headers: HeaderSource, query: string): T | undefined {
     const exact = this.exact.get(path);
     if (exact) for (const e of exact) if (!e.predicate || e.predicate(method, headers, query)) return e.payload;
-    for (const e of this.prefixes) if (path.startsWith(e.prefix) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
     for (const e of this.regexes) if (e.regex.test(path) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
+    for (const e of this.prefixes) if (path.startsWith(e.prefix) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
     return undefined;
   }
 }

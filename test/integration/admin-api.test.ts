@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import autocannon from 'autocannon';
@@ -30,6 +30,13 @@ function cfg(upAddress: string, extra: Record<string, unknown> = {}) {
     clusters: [{ name: 'up', endpoints: [{ address: upAddress }] }],
     ...extra,
   });
+}
+
+/** The refused writes changed nothing: still version 1 with only the `app` route. */
+async function expectFirstVersion(admin: string) {
+  const now = await request(`${admin}/config`);
+  expect(now.headers.etag).toBe('"1"');
+  expect((await json(now)).routes.map((r: { name: string }) => r.name)).toEqual(['app']);
 }
 
 function workerPids(primary: number): number[] {
@@ -142,6 +149,28 @@ describe('management API on a 2-worker gateway', () => {
     cleanup.push(() => again.stop());
     expect(again.ready.version).toBe(state.current);
   });
+
+  it('removes the temp files a kill -9 during a write left in the state dir on start, and loads the committed state', async () => {
+    const up = await upstream();
+    const first = await startInProcess(cfg(up.address, { gateway: { name: 'tmp', workers: 1, accessLog: { enabled: false } } }));
+    await (await request(`${first.admin}/routes/kept`, { method: 'PUT', body: JSON.stringify({ match: { path: { exact: '/kept' } }, directResponse: { status: 200, body: 'kept' } }) })).body.dump();
+    await first.stop();
+    // Pids of writers that are gone: a child that has exited, and one above any pid_max.
+    const stale = [`state.json.${spawnSync(process.execPath, ['-e', '']).pid}.tmp`, 'state.json.2147483646.tmp'];
+    // A killed writer leaves a torn temp file; the committed state.json stays the truth.
+    for (const name of stale) writeFileSync(join(first.stateDir, name), '{"current": 99, "versions": [');
+    // Not this code's temp names, or (the test process's pid) a live process that may still be writing.
+    const unrelated = ['state.json.bak', 'notes.tmp', 'state.json.x.tmp', 'other.json.123.tmp', `state.json.${process.pid}.tmp`];
+    for (const name of unrelated) writeFileSync(join(first.stateDir, name), 'keep');
+    const again = await spawnGateway(first.configFile, { stateDir: first.stateDir });
+    cleanup.push(() => again.stop());
+    expect(again.ready.version).toBe(2);
+    expect(await (await request(`${again.url}/kept`)).body.text()).toBe('kept');
+    const names = readdirSync(first.stateDir);
+    for (const name of stale) expect(names).not.toContain(name);
+    for (const name of unrelated) expect(names).toContain(name);
+    expect(names).toContain('state.json');
+  });
 });
 
 describe('management API contract', () => {
@@ -181,6 +210,40 @@ describe('management API contract', () => {
     expect(ok.statusCode).toBe(201);
     expect(ok.headers.etag).toBe('"2"');
     await ok.body.dump();
+  });
+
+  it('refuses a body nested 10,000 levels deep (JSON or YAML) with 400 naming the depth limit, config unchanged', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'deep', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const deepJson = '{"match":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000) + ',"cluster":"up"}';
+    const deepYaml = 'match:\n  ' + '- '.repeat(10_000) + 'x\ncluster: up\n';
+    for (const [path, body, type] of [
+      ['/routes/deep', deepJson, 'application/json'],
+      ['/config', deepJson, 'application/json'],
+      ['/routes/deep', deepYaml, 'application/yaml'],
+      ['/routes/deep', '['.repeat(10_000) + ']'.repeat(10_000), 'application/yaml'],
+    ]) {
+      const r = await request(`${gw.admin}${path}`, { method: 'PUT', headers: { 'content-type': type }, body });
+      expect(r.statusCode, `${type} ${path}`).toBe(400);
+      expect((await json(r)).errors[0].message).toMatch(/nested more than 64 levels deep/);
+    }
+    await expectFirstVersion(gw.admin);
+  });
+
+  it('refuses a __proto__ key anywhere in a body with 400 naming its path, config unchanged', async () => {
+    const up = await upstream();
+    const gw = await startInProcess(cfg(up.address, { gateway: { name: 'proto', workers: 1, accessLog: { enabled: false } } }));
+    cleanup.push(() => gw.stop());
+    const viaJson = await request(`${gw.admin}/routes/p`, { method: 'PUT', body: '{"match":{"path":{"prefix":"/p"},"__proto__":{"x":1}},"cluster":"up"}' });
+    expect(viaJson.statusCode).toBe(400);
+    expect((await json(viaJson)).errors).toEqual([{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }]);
+    const viaYaml = await request(`${gw.admin}/routes/p`, {
+      method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: 'match:\n  path:\n    prefix: /p\n    __proto__: {x: 1}\ncluster: up\n',
+    });
+    expect(viaYaml.statusCode).toBe(400);
+    expect((await json(viaYaml)).errors[0].path).toBe('match.path.__proto__');
+    await expectFirstVersion(gw.admin);
   });
 
   it('rolls back to an earlier version as a new version', async () => {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
@@ -96,6 +96,32 @@ describe('management server API over mTLS', () => {
     await start();
     const versions = await api('/config/versions');
     expect(versions.body.at(-1)).toMatchObject({ version: version + 2, current: true });
+  });
+
+  it('removes the temp files a killed write left beside hub-state.json on start and keeps the committed version', async () => {
+    const before = (await api('/config/versions')).body.at(-1).version;
+    await hub.stop();
+    const stateDir = join(dir, 'state');
+    writeFileSync(join(stateDir, 'hub-state.json.2147483646.tmp'), '{"current": 99, "versions": [');
+    writeFileSync(join(stateDir, 'hub-state.json.keep'), 'not a temp file');
+    await start();
+    expect(readdirSync(stateDir)).not.toContain('hub-state.json.2147483646.tmp');
+    expect(readdirSync(stateDir)).toContain('hub-state.json.keep');
+    expect((await api('/config/versions')).body.at(-1)).toMatchObject({ version: before, current: true });
+  });
+
+  it('refuses a __proto__ key and a body nested beyond 64 levels with 400, like the admin API, version unchanged', async () => {
+    const before = (await api('/config/versions')).body.at(-1).version;
+    const put = async (body: string) => {
+      const r = await request(`${url}/routes/p`, { dispatcher, method: 'PUT', headers: { 'content-type': 'application/json' }, body });
+      return { status: r.statusCode, body: (await r.body.json()) as { errors: Array<{ path: string; message: string }> } };
+    };
+    const proto = await put('{"match":{"__proto__":{"x":1}},"directResponse":{"status":204}}');
+    expect(proto).toEqual({ status: 400, body: { errors: [{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }] } });
+    const deep = await put('{"match":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000) + '}');
+    expect(deep.status).toBe(400);
+    expect(deep.body.errors[0].message).toMatch(/nested more than 64 levels deep/);
+    expect((await api('/config/versions')).body.at(-1)).toMatchObject({ version: before, current: true });
   });
 
   it('shows hub tokens redacted and keeps them through GET-edit-PUT and a replace without the hub section', async () => {

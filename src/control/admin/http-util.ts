@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
+import { checkBodyShape, checkYamlDepth } from './body-shape.js';
 
 const MAX_BODY = 10 * 1024 * 1024;
 
@@ -16,7 +17,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** Read a JSON (or YAML, by content type) request body, bounded in size. */
+/**
+ * Read a JSON (or YAML, by content type) request body, bounded in size and in shape (nesting depth,
+ * no `__proto__` key: see body-shape.ts). The admin API and the hub's API both read bodies here.
+ */
 export async function readBody(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -27,9 +31,16 @@ export async function readBody(req: IncomingMessage): Promise<unknown> {
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return undefined;
+  const yaml = /yaml/.test(req.headers['content-type'] ?? '');
+  const tooDeep = yaml ? checkYamlDepth(text) : undefined;
+  if (tooDeep) throw new AdminError(400, 'malformed request body', { errors: [tooDeep] });
+  let body: unknown;
   try {
-    return /yaml/.test(req.headers['content-type'] ?? '') ? parseYaml(text) : JSON.parse(text);
+    body = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
     throw new AdminError(400, 'malformed request body', { errors: [{ path: '(body)', message: (e as Error).message }] });
   }
+  const refused = checkBodyShape(body);
+  if (refused) throw new AdminError(400, 'malformed request body', { errors: [refused] });
+  return body;
 }

@@ -10,7 +10,7 @@ import { logger } from '../../observability/logger.js';
 import type { Primary } from '../../process/primary.js';
 import type { ConfigService } from '../admin/config-service.js';
 import { AdminError } from '../admin/http-util.js';
-import { writeFileAtomic } from '../store/config-store.js';
+import { removeStaleTempFiles, writeFileAtomic } from '../store/config-store.js';
 import { MANAGED_KINDS, VD_PREFIX, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
 
@@ -54,7 +54,9 @@ export class ManagedGateway {
     );
   }
 
+  /** Load the last applied snapshot, after removing temp files a killed write left (managed.json stays the truth). */
   async load(): Promise<void> {
+    await removeStaleTempFiles(this.#file);
     try {
       this.#applied = JSON.parse(await readFile(this.#file, 'utf8')) as AppliedState;
     } catch (e) {

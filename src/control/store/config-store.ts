@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
 import { deepFreeze, type ConfigError } from '../../config/validate.js';
 
@@ -55,8 +55,12 @@ export class ConfigStore<T = Config> {
     return [];
   }
 
-  /** Load persisted state; false when there is none (first start: seed from the config file). */
+  /**
+   * Load persisted state; false when there is none (first start: seed from the config file).
+   * Temp files a killed write left beside the state file are removed first (the state file is the truth).
+   */
   async load(): Promise<boolean> {
+    await removeStaleTempFiles(this.#file);
     let text: string;
     try {
       text = await readFile(this.#file, 'utf8');
@@ -108,7 +112,7 @@ export class ConfigStore<T = Config> {
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = tempFileOf(file, process.pid);
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(text);
@@ -122,5 +126,50 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     await d.sync();
   } finally {
     await d.close();
+  }
+}
+
+/** The temp file writeFileAtomic writes `file` through: `<file>.<pid>.tmp`, one per writing process. */
+function tempFileOf(file: string, pid: number): string {
+  return `${file}.${pid}.tmp`;
+}
+
+/**
+ * Remove the temp files of `file` that a process killed between open and rename left behind
+ * (`state.json.<pid>.tmp`, nothing else). Call it on start, before the first write. A temp file whose
+ * pid is a running process other than this one is kept: another process may be writing it (two
+ * processes on one state directory is a mistake, but deleting its file would fail its write). A dead
+ * process's pid reused by an unrelated one only delays the clean-up to a later start. In a container
+ * the gateway is pid 1 on every start, so a temp file named with this process's own pid is stale too.
+ * Returns the names removed.
+ */
+export async function removeStaleTempFiles(file: string): Promise<string[]> {
+  const dir = dirname(file);
+  const prefix = `${basename(file)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = name.slice(prefix.length, -'.tmp'.length);
+    if (!/^[1-9][0-9]*$/.test(pid) || (Number(pid) !== process.pid && isRunning(Number(pid)))) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists, owned by someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -32,7 +32,8 @@ describe('route table precedence', () => {
     ['other.org', '/api/x', 'GET', {}, '', 'api-prefix'],
     ['other.org', '/api/v1/x', 'GET', {}, '', 'api-v1-prefix'],
     ['other.org', '/api/status', 'GET', {}, '', 'api-exact'],
-    ['other.org', '/api/v1/users/42', 'GET', {}, '', 'api-v1-prefix'],
+    ['other.org', '/api/v1/users/42', 'GET', {}, '', 'regex'],
+    ['other.org', '/api/v1/users/me', 'GET', {}, '', 'api-v1-prefix'],
     ['api.example.com', '/anything', 'GET', {}, '', 'exact-host'],
     ['www.example.com', '/anything', 'GET', {}, '', 'wild-host'],
     ['x.eu.example.com', '/anything', 'GET', {}, '', 'deep-wild-host'],
@@ -59,6 +60,37 @@ describe('route table precedence', () => {
     expect(t2.match('h', '/users/7', 'GET', req(), '')).toBe('regex');
     expect(t2.match('h', '/users/me', 'GET', req(), '')).toBe('exact');
     expect(t2.match('h', '/users/x', 'GET', req(), '')).toBeUndefined();
+  });
+
+  it('reaches a regex route beside a catch-all prefix: /, which still answers what the regex does not match', () => {
+    const t2 = table([
+      { name: 'catch-all', match: { path: { prefix: '/' } }, cluster: 'c' },
+      { name: 'users-prefix', match: { path: { prefix: '/users' } }, cluster: 'c' },
+      { name: 'user-by-id', match: { path: { regex: '^/users/[0-9]+$' } }, cluster: 'c' },
+    ]);
+    expect(t2.match('h', '/users/42', 'GET', req(), '')).toBe('user-by-id');
+    expect(t2.match('h', '/users/me', 'GET', req(), '')).toBe('users-prefix');
+    expect(t2.match('h', '/other', 'GET', req(), '')).toBe('catch-all');
+  });
+
+  it('puts an exact path before a regex that also matches it, and regexes in config order', () => {
+    const t2 = table([
+      { name: 'catch-all', match: { path: { prefix: '/' } }, cluster: 'c' },
+      { name: 'any-user', match: { path: { regex: '/users/.+' } }, cluster: 'c' },
+      { name: 'user-by-id', match: { path: { regex: '/users/[0-9]+' } }, cluster: 'c' },
+      { name: 'user-zero', match: { path: { exact: '/users/0' } }, cluster: 'c' },
+    ]);
+    expect(t2.match('h', '/users/0', 'GET', req(), '')).toBe('user-zero');
+    expect(t2.match('h', '/users/7', 'GET', req(), '')).toBe('any-user');
+  });
+
+  it('falls from a regex whose method or header predicate fails to the longest prefix', () => {
+    const t2 = table([
+      { name: 'catch-all', match: { path: { prefix: '/' } }, cluster: 'c' },
+      { name: 'user-write', match: { path: { regex: '/users/[0-9]+' }, methods: ['PUT'] }, cluster: 'c' },
+    ]);
+    expect(t2.match('h', '/users/7', 'PUT', req(), '')).toBe('user-write');
+    expect(t2.match('h', '/users/7', 'GET', req(), '')).toBe('catch-all');
   });
 
   it('strips the port and lower-cases the host', () => {
