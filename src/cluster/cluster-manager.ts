@@ -15,6 +15,8 @@ export type HealthOverlay = Record<string, Record<string, number>>;
 /** A host plus what the data plane needs to send to it. */
 export interface UpstreamHost extends Host {
   readonly pool: Dispatcher;
+  /** Send one request on a new connection of its own (see PoolRegistry.dispatchFresh). */
+  readonly dispatchFresh: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => void;
   /** The static cluster the endpoint belongs to (differs from the routed cluster for aggregates). */
   readonly cluster: string;
   /** Requests and errors seen by this worker, for status and outlier reporting. */
@@ -120,7 +122,7 @@ export class ClusterManager {
     return {
       address: e.address, hostname: host, port, weight: e.weight, priority: e.priority,
       locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince,
-      pool, cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
+      pool, dispatchFresh: (o, h) => registry.dispatchFresh(c, e.address, o, h), cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
     };
   }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import { H2Origin } from './h2-origin.js';
 import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
@@ -26,6 +26,20 @@ export class PoolRegistry {
     return pool;
   }
 
+  /**
+   * Send one request on a new connection of its own, closed once the request ends: the resend of a
+   * request whose reused keep-alive connection the upstream had just closed (any other idle
+   * connection of the pool may be just as stale). HTTP/2 endpoints use their session: a stream the
+   * peer did not take is refused there, not lost on a stale connection.
+   */
+  dispatchFresh(cluster: ClusterConfig, address: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    if (cluster.protocol === 'http2') return void this.acquire(cluster, address).dispatch(opts, handler);
+    const client = new Client(originOf(cluster, address), h1Options(cluster));
+    client.dispatch(opts, handler);
+    // Graceful: the request runs to its end, then the connection closes.
+    client.close().catch(() => {});
+  }
+
   /** Close (gracefully: in-flight requests finish) every pool not in `keep`. */
   retainOnly(keep: Set<Dispatcher>): void {
     for (const [key, pool] of this.#pools) {
@@ -47,15 +61,23 @@ function poolKey(c: ClusterConfig, address: string): string {
 }
 
 function createPool(c: ClusterConfig, address: string): Dispatcher {
-  const { host, port } = splitAddress(address);
-  const tls = c.upstreamTls;
   if (c.protocol === 'http2') {
+    const { host, port } = splitAddress(address);
+    const tls = c.upstreamTls;
     return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: parseDuration(c.connectTimeout), keepAliveTimeoutMs: parseDuration(c.keepAliveTimeout) });
   }
-  const scheme = tls ? 'https' : 'http';
-  const origin = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return new Pool(origin, {
-    connections: c.maxConnectionsPerEndpoint,
+  return new Pool(originOf(c, address), { connections: c.maxConnectionsPerEndpoint, ...h1Options(c) } as Pool.Options);
+}
+
+function originOf(c: ClusterConfig, address: string): string {
+  const { host, port } = splitAddress(address);
+  return `${c.upstreamTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** HTTP/1.1 connection options of an endpoint, for its pool and for a one-off fresh connection. */
+function h1Options(c: ClusterConfig) {
+  const tls = c.upstreamTls;
+  return {
     pipelining: 1,
     keepAliveTimeout: parseDuration(c.keepAliveTimeout),
     keepAliveMaxTimeout: 600_000,
@@ -63,7 +85,7 @@ function createPool(c: ClusterConfig, address: string): Dispatcher {
     headersTimeout: 0,
     bodyTimeout: 0,
     connect: { timeout: parseDuration(c.connectTimeout), ...(tls ? tlsOptions(tls) : {}) },
-  } as Pool.Options);
+  };
 }
 
 type UpstreamTls = NonNullable<ClusterConfig['upstreamTls']>;

@@ -32,3 +32,15 @@ export function classifyUpstreamError(err: unknown): ErrorCode {
   if (isMalformedResponse(e, code, causeCode)) return 'upstream_protocol_error';
   return 'upstream_reset';
 }
+
+/**
+ * Did the upstream close the connection before any byte of this response, on a connection that had
+ * carried an earlier response (undici's "other side closed" with bytes read before), or reset it
+ * (ECONNRESET / EPIPE: undici does not say whether that connection was reused)? That is the
+ * keep-alive race: the upstream closed an idle connection just as the gateway sent the next request.
+ */
+export function closedBeforeResponse(err: unknown): boolean {
+  const e = err as { code?: string; socket?: { bytesRead?: number } };
+  if (e?.code === 'UND_ERR_SOCKET') return (e.socket?.bytesRead ?? 0) > 0;
+  return e?.code === 'ECONNRESET' || e?.code === 'EPIPE';
+}

@@ -6,7 +6,7 @@ import type { Rng } from '../common/clock.js';
 import type { ErrorCode } from '../common/errors.js';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
 import { buildResponseHeaders, flatToObject, trailersToObject } from './headers.js';
-import { classifyUpstreamError } from './error-map.js';
+import { classifyUpstreamError, closedBeforeResponse } from './error-map.js';
 import { abandonUnreadBody, respondError, type DownstreamResponse } from './respond.js';
 import { retriableResponse, UNROUTED, type RouteRuntime } from './route-runtime.js';
 import { grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
@@ -48,6 +48,9 @@ function stageTrailersOnlyHead(res: Http2ServerResponse, status: number, headers
   for (const name in headers) res.setHeader(name, headers[name]);
 }
 
+/** Methods a request of which may be sent twice without a different effect (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 /** Error listener of sockets whose errors only mean "close it". */
 export function destroySelf(this: Duplex): void {
   this.destroy();
@@ -81,6 +84,8 @@ export class ProxyRequest implements AttemptOwner {
   /** Response headers added by filters (rate-limit headers), flat. */
   extraResponseHeaders: string[] | undefined;
   #committed: Attempt | undefined;
+  /** The request was already sent again after the keep-alive race (once per request). */
+  #resentFresh = false;
   /** The committed response's grpc-status mapped to HTTP (headers or trailers), once seen. */
   #grpcHttpStatus: number | undefined;
   #inFlight = 0;
@@ -309,6 +314,7 @@ export class ProxyRequest implements AttemptOwner {
     // The response already started: the client's stream must be cut, not completed.
     if (a === this.#committed) return this.#fail('upstream_reset');
     if (this.#committed) return;
+    if (this.#inFlight === 0 && this.#resendable(a, err)) return this.#resendFresh(a);
     const code = classifyUpstreamError(err);
     this.#outcome(a, code === 'upstream_timeout' ? 504 : 0);
     // The other racing attempt (a hedge) may still answer.
@@ -345,6 +351,31 @@ export class ProxyRequest implements AttemptOwner {
    * host's error count by `verdict`, which for a gRPC response is its grpc-status mapped to HTTP
    * (Envoy's rule: a failed call answers HTTP 200 with UNAVAILABLE in its trailers).
    */
+  /**
+   * May a request that died in the keep-alive race (see closedBeforeResponse) be sent again? Once per
+   * request, before any response byte, and only when the upstream cannot have acted on it: an
+   * idempotent method (RFC 9110 §9.2.2), or a body the upstream never got a byte of; the body must
+   * be available again. This is nginx's, Go's Transport's and Envoy's rule; it needs no retry policy
+   * and spends no retry budget, and it is not an upstream failure (no outlier outcome).
+   */
+  #resendable(a: Attempt, err: Error): boolean {
+    if (this.#resentFresh || a.status !== 0 || a.cancelled || !closedBeforeResponse(err) || !this.#bodyReplayable()) return false;
+    if (IDEMPOTENT.has(this.opts.method)) return true;
+    const body = this.opts.body;
+    return body != null && !Buffer.isBuffer(body) && (body as Readable).readableDidRead === false;
+  }
+
+  /** Send the request again to the same host, on a connection of its own. */
+  #resendFresh(a: Attempt): void {
+    this.#resentFresh = true;
+    if (!this.#cluster.breaker.tryPending()) return this.#fail('overloaded', OVERLOADED);
+    if (this.opts.body instanceof ReplayableBody && this.opts.body.readableDidRead) this.opts.body = this.opts.body.replay()!;
+    const b = new Attempt(this, a.host, this.#cluster.breaker, false);
+    this.current = b;
+    this.#inFlight++;
+    a.host.dispatchFresh(this.opts, b);
+  }
+
   #outcome(a: Attempt, status: number, verdict = status) {
     const h = a.host;
     h.metrics.byClass[(status / 100) | 0]?.inc();
