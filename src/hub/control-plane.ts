@@ -1,6 +1,7 @@
 import { logger } from '../observability/logger.js';
 import { readFile } from 'node:fs/promises';
 import { ConfigStore } from '../control/store/config-store.js';
+import { ConfigService } from '../control/config-service.js';
 import { parseConfigText } from '../config/load.js';
 import type { ConfigError } from '../config/validate.js';
 import { isLoopbackHost, splitAddress } from '../common/address.js';
@@ -44,7 +45,9 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
     logger.warn({ address: hub.address }, 'hub.insecure: the hub API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change every gateway');
   }
   const fleet = new Fleet(current.config, current.version);
-  const server = new HubServer(store, fleet);
+  // The hub's one change path: a new version is live once the fleet has been sent it.
+  const changes = new ConfigService<HubConfig>({ store, validate: validateHubConfig, publish: async (v) => (fleet.setConfig(v.config, v.version), []) });
+  const server = new HubServer(store, fleet, changes);
   const address = await server.listen();
   return { address, store, fleet, stop: () => server.close() };
 }

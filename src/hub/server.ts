@@ -1,4 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { ApiError } from '../control/api-error.js';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -8,8 +9,8 @@ import { splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
 import { authenticate } from '../control/admin/auth.js';
-import { ConfigService } from '../control/admin/config-service.js';
-import { AdminError, readBody, sendJson } from '../control/admin/http-util.js';
+import type { ConfigChanges } from '../control/config-service.js';
+import { readBody, sendJson } from '../control/admin/http-util.js';
 import { pathParts, probePath } from '../control/admin/request-path.js';
 import { deleteResource, findResource, putResource, type ResourceKind } from '../control/admin/resources.js';
 import { redactSecrets, withSecrets } from '../control/admin/secrets.js';
@@ -45,17 +46,13 @@ export class HubServer {
   readonly #store: ConfigStore<HubConfig>;
   readonly #fleet: Fleet;
   /** The same change path as a gateway's: a new version is live when the fleet has been sent it. */
-  readonly #service: ConfigService<HubConfig>;
+  readonly #changes: ConfigChanges<HubConfig>;
   #server?: http.Server;
 
-  constructor(store: ConfigStore<HubConfig>, fleet: Fleet) {
+  constructor(store: ConfigStore<HubConfig>, fleet: Fleet, changes: ConfigChanges<HubConfig>) {
     this.#store = store;
     this.#fleet = fleet;
-    this.#service = new ConfigService<HubConfig>({
-      store,
-      validate: (input) => validateHubConfig(input),
-      publish: async (v) => (fleet.setConfig(v.config, v.version), []),
-    });
+    this.#changes = changes;
   }
 
   get current() {
@@ -97,7 +94,7 @@ export class HubServer {
       const call = { req, res, parts, ...principal };
       if (!(await this.#route(call))) sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
     } catch (e) {
-      if (e instanceof AdminError) return sendJson(res, e.status, e.body ?? { error: e.message });
+      if (e instanceof ApiError) return sendJson(res, e.status, e.body ?? { error: e.message });
       logger.error({ err: e }, 'hub request failed');
       sendJson(res, 500, { error: 'internal_error', message: (e as Error).message });
     }
@@ -126,10 +123,10 @@ export class HubServer {
     const [head, name, sub] = c.parts;
     const m = c.req.method;
     if (head === 'v1' && name === 'gateways' && sub) {
-      if (c.gatewayIds && !c.gatewayIds.includes(sub)) throw new AdminError(403, 'forbidden', { error: 'forbidden', message: `${c.who} may not act as gateway "${sub}"` });
+      if (c.gatewayIds && !c.gatewayIds.includes(sub)) throw new ApiError(403, 'forbidden', { error: 'forbidden', message: `${c.who} may not act as gateway "${sub}"` });
       return this.#gatewayProtocol(c, sub, c.parts[3]);
     }
-    if (c.gatewayIds) throw new AdminError(403, 'forbidden', { error: 'forbidden', message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}` });
+    if (c.gatewayIds) throw new ApiError(403, 'forbidden', { error: 'forbidden', message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}` });
     if (head === 'fleet' && m === 'GET') return void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true;
     if (head === 'config') return this.#config(c, name);
     if (!KINDS.has(head ?? '')) return false;
@@ -161,7 +158,7 @@ export class HubServer {
     if (sub === 'rollback' && m === 'POST') {
       const body = (await readBody(c.req)) as { version?: unknown } | undefined;
       const target = this.#store.get(Number(body?.version));
-      if (!target) throw new AdminError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
+      if (!target) throw new ApiError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
       return void this.#reply(c, await this.#change(c, `rollback to ${target.version}`, () => structuredClone(target.config) as HubConfig)), true;
     }
     return false;
@@ -180,7 +177,7 @@ export class HubServer {
       return void sendJson(c.res, 200, { ok: true }), true;
     }
     if (action === 'watch' && m === 'GET') {
-      if (!this.#fleet.has(id)) throw new AdminError(409, 'report first', { error: 'unknown_gateway', message: `gateway ${id} must POST a report before it watches` });
+      if (!this.#fleet.has(id)) throw new ApiError(409, 'report first', { error: 'unknown_gateway', message: `gateway ${id} must POST a report before it watches` });
       this.#fleet.watch(id, c.res, replicaOf(c.req));
       return true;
     }
@@ -189,7 +186,7 @@ export class HubServer {
 
   /** A change through the config service, with the caller's If-Match. */
   #change(c: Call, action: string, edit: (draft: HubConfig) => HubConfig | void) {
-    return this.#service.change(c.who, action, c.req.headers['if-match'], edit);
+    return this.#changes.change(c.who, action, c.req.headers['if-match'], edit);
   }
 
   #reply(c: Call, r: { version: number; changed: boolean }) {
@@ -199,7 +196,7 @@ export class HubServer {
 
 function checked<T>(schema: TSchema, body: unknown): T {
   const errors = collectSchemaErrors(schema, body);
-  if (errors.length) throw new AdminError(400, 'invalid body', { errors });
+  if (errors.length) throw new ApiError(400, 'invalid body', { errors });
   return body as T;
 }
 

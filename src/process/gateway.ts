@@ -1,7 +1,9 @@
-import { logger } from '../observability/logger.js';
+import { ApiError } from '../control/api-error.js';
+import { ConfigService, type ConfigChanges } from '../control/config-service.js';
+import { reloadConfigFile } from '../control/file-reload.js';
 import { loadConfigFile } from '../config/load.js';
-import { checkConfig, type ConfigError } from '../config/validate.js';
-import { AdminError } from '../control/admin/http-util.js';
+import { checkConfig, validateConfig, type ConfigError } from '../config/validate.js';
+
 import { Primary } from './primary.js';
 import { parseDuration } from '../config/duration.js';
 import { AdminServer } from '../control/admin/server.js';
@@ -39,7 +41,9 @@ export class StartupError extends Error {
 
 /**
  * Start the primary: restore persisted state (or seed it from the config file on first start),
- * start the workers and wait until every worker serves the current version.
+ * start the workers and wait until every worker serves the current version. This is the one place
+ * the control path is wired: every source (admin API, SIGHUP, hub client, shared store) gets the
+ * one ConfigService built here, which stores each change and publishes it to the workers.
  */
 export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
   const primary = new Primary({ stateDir: opts.stateDir, workers: opts.workers, workerExec: opts.workerExec });
@@ -58,34 +62,38 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     void managed?.client.reportNow();
   }, systemClock, systemRng);
   primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
-  primary.beforePublish = (config) => health.reconcile(config);
   await health.reconcile(current.config);
   registerLocalRateLimitServer(primary.rpc, systemClock);
   await primary.startWorkers(current.config);
-  const admin = new AdminServer(primary);
+  const shared = current.config.configStore ? new SharedConfigStore(current.config.configStore, current.config.gateway.name) : undefined;
+  const changes = new ConfigService({
+    store: primary.store,
+    validate: validateConfig,
+    // Health checks of new endpoints get their first round before workers route to them.
+    publish: async (v) => {
+      await health.reconcile(v.config);
+      return primary.publish(v);
+    },
+    refusal: () => (primary.draining ? new ApiError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
+    // Replicas sharing one config write every change through to Redis before storing it.
+    beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,
+  });
+  managed = await loadManagedState(primary, changes, opts.stateDir);
   const redisHealth = new RedisHealth();
-  admin.readiness.push(() => redisHealth.status(primary.current.config));
-  admin.hostDetails.push((cluster, address) => health.details(cluster, address));
+  const readiness: Array<() => Record<string, unknown>> = [() => redisHealth.status(primary.current.config)];
+  if (managed) readiness.push(managedReadiness(managed, current.config.managementServer!.url));
+  if (shared) readiness.push(() => ({ sharedConfigStore: { connected: shared.connected } }));
+  const admin = new AdminServer(primary, {
+    changes,
+    readiness,
+    hostDetails: [(cluster, address) => health.details(cluster, address)],
+    writeGuard: managed ? (kind, name) => managed!.guard(kind, name) : undefined,
+  });
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };
-  managed = await followManagementServer(primary, admin, opts.stateDir);
-  const shared = shareConfigThroughRedis(primary, admin);
-  // Through the config service, so a reload queues behind (never races) admin and hub changes.
-  const reload = async () => {
-    const loaded = await loadConfigFile(opts.configFile);
-    try {
-      if (!loaded.ok) throw new AdminError(400, 'invalid config', { errors: loaded.errors });
-      const next = managed ? managed.withManaged(loaded.config) : loaded.config;
-      const r = await admin.service.change('sighup', 'reload config file', undefined, () => next, 'file');
-      logger.info({ version: r.version, changed: r.changed }, 'config reloaded');
-      return { ok: true, version: r.version };
-    } catch (e) {
-      if (!(e instanceof AdminError)) throw e;
-      const errors = (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(reload)', message: e.message }];
-      logger.error({ errors }, 'config reload rejected; previous config stays live');
-      return { ok: false, errors };
-    }
-  };
+  managed?.client.start();
+  shared?.start(changes);
+  const reload = () => reloadConfigFile(changes, opts.configFile, managed ? (c) => managed!.withManaged(c) : undefined);
   const stop = async () => {
     admin.draining = true;
     managed?.client.stop();
@@ -98,24 +106,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   return { primary, admin, addresses, reload, stop };
 }
 
-/** With `managementServer` set: load the last applied snapshot, guard managed resources, start watching. */
-async function followManagementServer(primary: Primary, admin: AdminServer, stateDir: string): Promise<ManagedGateway | undefined> {
+/** With `managementServer` set: the last applied snapshot, loaded; the hub client is started later. */
+async function loadManagedState(primary: Primary, changes: ConfigChanges, stateDir: string): Promise<ManagedGateway | undefined> {
   const ms = primary.current.config.managementServer;
   if (!ms) return undefined;
-  const managed = new ManagedGateway(primary, admin.service, stateDir, ms, systemRng);
+  const managed = new ManagedGateway(primary, changes, stateDir, ms, systemRng);
   await managed.load();
-  admin.writeGuards.push((kind, name) => managed.guard(kind, name));
-  admin.readiness.push(() => ({ managementServer: { url: ms.url, connected: managed.client.connected, applied: managed.applied ?? null } }));
-  managed.client.start();
   return managed;
 }
 
-/** With `configStore` set: replicas keep one config through Redis (no hub). */
-function shareConfigThroughRedis(primary: Primary, admin: AdminServer): SharedConfigStore | undefined {
-  const { configStore, gateway } = primary.current.config;
-  if (!configStore) return undefined;
-  const shared = new SharedConfigStore(configStore, gateway.name, admin.service);
-  admin.readiness.push(() => ({ sharedConfigStore: { connected: shared.connected } }));
-  shared.start();
-  return shared;
+function managedReadiness(managed: ManagedGateway, url: string): () => Record<string, unknown> {
+  return () => ({ managementServer: { url, connected: managed.client.connected, applied: managed.applied ?? null } });
 }

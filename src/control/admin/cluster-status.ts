@@ -1,7 +1,7 @@
 import type { Primary } from '../../process/primary.js';
+import { ApiError } from '../api-error.js';
 import { HostFlag, hostHealth } from '../../cluster/host.js';
 import type { ToPrimary } from '../ipc/messages.js';
-import { AdminError } from './http-util.js';
 
 type StatsReply = Extract<ToPrimary, { t: 'stats-reply' }>;
 
@@ -17,7 +17,7 @@ export type HostDetails = (cluster: string, address: string) => Record<string, u
  */
 export async function clusterStatus(primary: Primary, name: string, detailProviders: readonly HostDetails[]) {
   const cluster = primary.current.config.clusters.find((c) => c.name === name);
-  if (!cluster) throw new AdminError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
+  if (!cluster) throw new ApiError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
   const replies = await primary.collect<StatsReply>('stats');
   const endpoints = cluster.endpoints.map((e) => {
     const flags = (ADMIN_FLAGS[e.health ?? ''] ?? 0) | (primary.overlay[name]?.[e.address] ?? 0);

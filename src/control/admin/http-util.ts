@@ -1,15 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { checkBodyShape, checkYamlDepth } from './body-shape.js';
+import { ApiError } from '../api-error.js';
 
 const MAX_BODY = 10 * 1024 * 1024;
 
-/** An admin API failure with its HTTP status and a JSON body. */
-export class AdminError extends Error {
-  constructor(readonly status: number, message: string, readonly body?: unknown) {
-    super(message);
-  }
-}
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body, null, 2);
@@ -26,21 +21,21 @@ export async function readBody(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new AdminError(413, 'request body too large');
+    if (size > MAX_BODY) throw new ApiError(413, 'request body too large');
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return undefined;
   const yaml = /yaml/.test(req.headers['content-type'] ?? '');
   const tooDeep = yaml ? checkYamlDepth(text) : undefined;
-  if (tooDeep) throw new AdminError(400, 'malformed request body', { errors: [tooDeep] });
+  if (tooDeep) throw new ApiError(400, 'malformed request body', { errors: [tooDeep] });
   let body: unknown;
   try {
     body = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
-    throw new AdminError(400, 'malformed request body', { errors: [{ path: '(body)', message: (e as Error).message }] });
+    throw new ApiError(400, 'malformed request body', { errors: [{ path: '(body)', message: (e as Error).message }] });
   }
   const refused = checkBodyShape(body);
-  if (refused) throw new AdminError(400, 'malformed request body', { errors: [refused] });
+  if (refused) throw new ApiError(400, 'malformed request body', { errors: [refused] });
   return body;
 }

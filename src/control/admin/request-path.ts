@@ -1,4 +1,4 @@
-import { AdminError } from './http-util.js';
+import { ApiError } from '../api-error.js';
 
 /**
  * `live` / `ready` when the request target is exactly that probe path (a query allowed), else
@@ -17,6 +17,6 @@ export function pathParts(pathname: string): string[] {
   try {
     return pathname.split('/').filter(Boolean).map(decodeURIComponent);
   } catch {
-    throw new AdminError(400, 'bad path', { error: 'bad_request', message: 'the request path has a malformed %-escape' });
+    throw new ApiError(400, 'bad path', { error: 'bad_request', message: 'the request path has a malformed %-escape' });
   }
 }

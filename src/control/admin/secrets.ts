@@ -1,5 +1,5 @@
 import type { ConfigError } from '../../config/validate.js';
-import { AdminError } from './http-util.js';
+import { ApiError } from '../api-error.js';
 
 /** What the admin API shows instead of a secret, and accepts back as "keep the current value". */
 export const REDACTED = '<redacted>';
@@ -70,6 +70,6 @@ export function withSecrets<T extends object>(body: unknown, current: T, access:
     if (known.has(s.key)) s.holder[s.field] = known.get(s.key);
     else errors.push({ path: s.path, message: `"${REDACTED}" keeps the current secret, and there is none here` });
   }
-  if (errors.length) throw new AdminError(400, 'invalid config', { errors });
+  if (errors.length) throw new ApiError(400, 'invalid config', { errors });
   return restored as T;
 }

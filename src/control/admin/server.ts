@@ -1,4 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { ApiError } from '../api-error.js';
 import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../../config/schema/index.js';
@@ -9,8 +10,8 @@ import type { Primary } from '../../process/primary.js';
 import { registry } from '../../observability/metrics.js';
 import { logger } from '../../observability/logger.js';
 import { authenticate } from './auth.js';
-import { ConfigService } from './config-service.js';
-import { AdminError, readBody, sendJson } from './http-util.js';
+import type { ConfigChanges } from '../config-service.js';
+import { readBody, sendJson } from './http-util.js';
 import { pathParts, probePath } from './request-path.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
 import { clusterStatus, type HostDetails } from './cluster-status.js';
@@ -24,38 +25,37 @@ interface Call {
   ifMatch: string | undefined;
 }
 
-/** Extra admin routes contributed by other components (health, certificates, fleet). */
-export type AdminExtension = (call: Call, primary: Primary) => Promise<boolean>;
+/** What the gateway's wiring gives its admin API. */
+export interface AdminOptions {
+  /** The config change path (built once, in the wiring). */
+  changes: ConfigChanges;
+  /** Per-endpoint facts added to GET /clusters/{name}/status (health checks, ejections). */
+  hostDetails?: HostDetails[];
+  /** Extra readiness facts (e.g. Redis state, the hub connection) merged into /ready. */
+  readiness?: Array<() => Record<string, unknown>>;
+  /**
+   * Refuse a change to a resource with 409, with this message (e.g. resources owned by the
+   * management server on a managed gateway). `kind` is clusters | routes | listeners | config.
+   */
+  writeGuard?: (kind: string, name: string | undefined) => string | undefined;
+}
 
-/** The management API of one gateway (and its read-only ops variant). */
+/** The management API of one gateway (and its read-only ops variant): a source of config changes. */
 export class AdminServer {
   readonly #primary: Primary;
-  readonly service: ConfigService;
-  readonly #extensions: AdminExtension[] = [];
+  readonly #changes: ConfigChanges;
+  readonly #hostDetails: HostDetails[];
+  readonly #readiness: Array<() => Record<string, unknown>>;
+  readonly #writeGuard: AdminOptions['writeGuard'];
   readonly #servers: http.Server[] = [];
   draining = false;
-  /** Per-endpoint facts added to GET /clusters/{name}/status (health checks, ejections). */
-  readonly hostDetails: HostDetails[] = [];
-  /** Extra readiness facts (e.g. Redis state) merged into /ready. */
-  readonly readiness: Array<() => Record<string, unknown>> = [];
-  /**
-   * Write guards: return a message to refuse a change to a resource with 409 (e.g. resources owned
-   * by the management server on a managed gateway). `kind` is clusters | routes | listeners | config.
-   */
-  readonly writeGuards: Array<(kind: string, name: string | undefined) => string | undefined> = [];
 
-  constructor(primary: Primary) {
+  constructor(primary: Primary, opts: AdminOptions) {
     this.#primary = primary;
-    this.service = new ConfigService({
-      store: primary.store,
-      validate: validateConfig,
-      publish: (v) => primary.publish(v),
-      refusal: () => (primary.draining ? new AdminError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
-    });
-  }
-
-  extend(ext: AdminExtension): void {
-    this.#extensions.push(ext);
+    this.#changes = opts.changes;
+    this.#hostDetails = opts.hostDetails ?? [];
+    this.#readiness = opts.readiness ?? [];
+    this.#writeGuard = opts.writeGuard;
   }
 
   /** Bind the admin API; and the ops listener when `admin.opsAddress` is set. Returns bound addresses. */
@@ -104,17 +104,16 @@ export class AdminServer {
       if (head === 'metrics' && req.method === 'GET') return this.#metrics(res);
       const call: Call = { req, res, who, parts, ifMatch: req.headers['if-match'] };
       if (await this.#route(call)) return;
-      for (const ext of this.#extensions) if (await ext(call, this.#primary)) return;
       sendJson(res, 404, { error: 'not_found', message: `no admin route for ${req.method} ${url.pathname}` });
     } catch (e) {
-      if (e instanceof AdminError) return sendJson(res, e.status, e.body ?? { error: e.message });
+      if (e instanceof ApiError) return sendJson(res, e.status, e.body ?? { error: e.message });
       logger.error({ err: e }, 'admin request failed');
       sendJson(res, 500, { error: 'internal_error', message: (e as Error).message });
     }
   }
 
   #ready(res: ServerResponse) {
-    const extra = Object.assign({}, ...this.readiness.map((f) => f()));
+    const extra = Object.assign({}, ...this.#readiness.map((f) => f()));
     const ready = !this.draining && this.#primary.links.size > 0;
     sendJson(res, ready ? 200 : 503, { ready, draining: this.draining, version: this.#primary.current.version, workers: this.#primary.links.size, ...extra });
   }
@@ -130,10 +129,8 @@ export class AdminServer {
   }
 
   #guard(kind: string, name: string | undefined) {
-    for (const g of this.writeGuards) {
-      const refusal = g(kind, name);
-      if (refusal) throw new AdminError(409, 'conflict', { error: 'managed_resource', message: refusal });
-    }
+    const refusal = this.#writeGuard?.(kind, name);
+    if (refusal) throw new ApiError(409, 'conflict', { error: 'managed_resource', message: refusal });
   }
 
   async #route(c: Call): Promise<boolean> {
@@ -149,21 +146,21 @@ export class AdminServer {
     }
     if (head !== 'clusters' && head !== 'routes' && head !== 'listeners') return false;
     const kind = head as ResourceKind;
-    const cfg = this.service.current.config;
-    if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this)), true;
+    const cfg = this.#changes.current.config;
+    if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this.#changes)), true;
     if (!name) return false;
-    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.hostDetails)), true;
+    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.#hostDetails)), true;
     if (kind === 'clusters' && sub === 'endpoints' && addr) return this.#endpoint(c, name, addr, leaf);
     if (sub) return false;
-    if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this)), true;
+    if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this.#changes)), true;
     if (m === 'PUT') {
       const body = await readBody(c.req);
       let created = false;
-      const r = await this.service.change(c.who, `put ${kind}/${name}`, c.ifMatch, (d) => void (created = putResource(d, kind, name, body)));
+      const r = await this.#changes.change(c.who, `put ${kind}/${name}`, c.ifMatch, (d) => void (created = putResource(d, kind, name, body)));
       return void sendJson(c.res, created ? 201 : 200, r, { etag: `"${r.version}"` }), true;
     }
     if (m === 'DELETE') {
-      const r = await this.service.change(c.who, `delete ${kind}/${name}`, c.ifMatch, (d) => deleteResource(d, kind, name));
+      const r = await this.#changes.change(c.who, `delete ${kind}/${name}`, c.ifMatch, (d) => deleteResource(d, kind, name));
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
     }
     return false;
@@ -171,22 +168,22 @@ export class AdminServer {
 
   async #config(c: Call, sub: string | undefined): Promise<boolean> {
     const m = c.req.method;
-    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.service.current.config), etag(this)), true;
+    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.#changes.current.config), etag(this.#changes)), true;
     if (!sub && m === 'PUT') {
       const body = await readBody(c.req);
-      const r = await this.service.change(c.who, 'replace config', c.ifMatch, (draft) => withSecrets(body, draft));
+      const r = await this.#changes.change(c.who, 'replace config', c.ifMatch, (draft) => withSecrets(body, draft));
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
     }
     if (sub === 'validate' && m === 'POST') {
-      const v = validateConfig(withSecrets(await readBody(c.req), this.service.current.config));
+      const v = validateConfig(withSecrets(await readBody(c.req), this.#changes.current.config));
       return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
     }
     if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#primary.store.list()), true;
     if (sub === 'rollback' && m === 'POST') {
       const body = (await readBody(c.req)) as { version?: unknown } | undefined;
       const target = this.#primary.store.get(Number(body?.version));
-      if (!target) throw new AdminError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
-      const r = await this.service.change(c.who, `rollback to ${target.version}`, c.ifMatch, () => structuredClone(target.config) as Config, `rollback:${target.version}`);
+      if (!target) throw new ApiError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
+      const r = await this.#changes.change(c.who, `rollback to ${target.version}`, c.ifMatch, () => structuredClone(target.config) as Config, `rollback:${target.version}`);
       return void sendJson(c.res, 200, { ...r, restored: target.version }, { etag: `"${r.version}"` }), true;
     }
     return false;
@@ -197,9 +194,9 @@ export class AdminServer {
     const action = `${m} clusters/${cluster}/endpoints/${address}${leaf ? `/${leaf}` : ''}`;
     if (leaf === 'health' && m === 'POST') {
       const body = (await readBody(c.req)) as { status?: string } | undefined;
-      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+      const r = await this.#changes.change(c.who, action, c.ifMatch, (d) => {
         const ep = endpointsOf(d, cluster).find((e) => e.address === address);
-        if (!ep) throw new AdminError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        if (!ep) throw new ApiError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
         (ep as { health?: string }).health = body?.status;
       });
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
@@ -207,7 +204,7 @@ export class AdminServer {
     if (leaf) return false;
     if (m === 'PUT') {
       const body = ((await readBody(c.req)) ?? {}) as Record<string, unknown>;
-      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+      const r = await this.#changes.change(c.who, action, c.ifMatch, (d) => {
         const list = endpointsOf(d, cluster);
         const i = list.findIndex((e) => e.address === address);
         const ep = { ...body, address } as (typeof list)[number];
@@ -217,10 +214,10 @@ export class AdminServer {
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
     }
     if (m === 'DELETE') {
-      const r = await this.service.change(c.who, action, c.ifMatch, (d) => {
+      const r = await this.#changes.change(c.who, action, c.ifMatch, (d) => {
         const list = endpointsOf(d, cluster);
         const i = list.findIndex((e) => e.address === address);
-        if (i === -1) throw new AdminError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        if (i === -1) throw new ApiError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
         list.splice(i, 1);
       });
       return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
@@ -239,6 +236,6 @@ export class AdminServer {
   }
 }
 
-function etag(a: AdminServer) {
-  return { etag: `"${a.service.current.version}"` };
+function etag(changes: ConfigChanges) {
+  return { etag: `"${changes.current.version}"` };
 }

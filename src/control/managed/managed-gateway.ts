@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { ApiError } from '../api-error.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
@@ -8,8 +9,8 @@ import type { Rng } from '../../common/clock.js';
 import { parseDuration } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
 import type { Primary } from '../../process/primary.js';
-import type { ConfigService } from '../admin/config-service.js';
-import { AdminError } from '../admin/http-util.js';
+import type { ConfigChanges } from '../config-service.js';
+
 import { removeStaleTempFiles, writeFileAtomic } from '../store/config-store.js';
 import { MANAGED_KINDS, VD_PREFIX, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
@@ -35,14 +36,14 @@ const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTH
 export class ManagedGateway {
   readonly client: HubClient;
   readonly #primary: Primary;
-  readonly #service: ConfigService;
+  readonly #changes: ConfigChanges;
   readonly #file: string;
   readonly #ms: ManagementServer;
   #applied?: AppliedState;
 
-  constructor(primary: Primary, service: ConfigService, stateDir: string, ms: ManagementServer, rng: Rng) {
+  constructor(primary: Primary, changes: ConfigChanges, stateDir: string, ms: ManagementServer, rng: Rng) {
     this.#primary = primary;
-    this.#service = service;
+    this.#changes = changes;
     this.#ms = ms;
     this.#file = join(stateDir, 'managed.json');
     const id = ms.id ?? primary.current.config.gateway.name;
@@ -82,10 +83,10 @@ export class ManagedGateway {
     // Set first: health changes triggered by the apply itself report (and guard) the new managed set.
     this.#applied = { version: snapshot.version, hash: snapshot.hash, resources: snapshot.resources };
     try {
-      await this.#service.change('hub', `apply snapshot ${snapshot.version}/${snapshot.hash}`, undefined, (draft) => this.#merge(draft as unknown as Record<string, Named[]>, previous, snapshot.resources) as unknown as Config, `hub:${snapshot.version}`);
+      await this.#changes.change('hub', `apply snapshot ${snapshot.version}/${snapshot.hash}`, undefined, (draft) => this.#merge(draft as unknown as Record<string, Named[]>, previous, snapshot.resources) as unknown as Config, `hub:${snapshot.version}`);
     } catch (e) {
       this.#applied = previous;
-      if (e instanceof AdminError) return (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(apply)', message: e.message }];
+      if (e instanceof ApiError) return (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(apply)', message: e.message }];
       throw e;
     }
     await this.#persist();

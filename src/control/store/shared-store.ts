@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
+import { ApiError } from '../api-error.js';
 import type { Config } from '../../config/schema/index.js';
 import { connectRedis } from '../../filters/ratelimit/redis-store.js';
 import { logger } from '../../observability/logger.js';
-import type { ConfigService } from '../admin/config-service.js';
-import { AdminError } from '../admin/http-util.js';
+import type { ConfigChanges } from '../config-service.js';
+
 import { configHash } from './config-store.js';
 
 type ConfigStoreConfig = NonNullable<Config['configStore']>;
@@ -35,14 +36,14 @@ type CasClient = Redis & { meridianCas(doc: string, rev: string, chan: string, e
 export class SharedConfigStore {
   readonly #cmd: CasClient;
   readonly #sub: Redis;
-  readonly #service: ConfigService;
+  #changes: ConfigChanges | undefined;
   readonly #keys: { doc: string; rev: string; channel: string };
   #rev = 0;
   #syncing: Promise<void> = Promise.resolve();
 
   #down = false;
 
-  constructor(cfg: ConfigStoreConfig, gatewayName: string, service: ConfigService) {
+  constructor(cfg: ConfigStoreConfig, gatewayName: string) {
     const prefix = cfg.key ?? `meridian:config:${gatewayName}`;
     this.#keys = { doc: `${prefix}:doc`, rev: `${prefix}:rev`, channel: `${prefix}:changed` };
     // The rate limiter's connection settings: no offline queue, a command timeout, capped reconnects.
@@ -50,11 +51,11 @@ export class SharedConfigStore {
     this.#cmd.defineCommand('meridianCas', { numberOfKeys: 3, lua: CAS_LUA });
     this.#sub = this.#cmd.duplicate({ commandTimeout: undefined });
     this.#sub.on('error', () => {});
-    this.#service = service;
   }
 
-  start(): void {
-    this.#service.beforeCommit = (config, source) => this.#write(config, source);
+  /** Follow the shared document: adopt it through `changes` on start, on every notification, after a reconnect. */
+  start(changes: ConfigChanges): void {
+    this.#changes = changes;
     this.#cmd.on('ready', () => {
       if (this.#down) log.info('shared config store reachable again');
       this.#down = false;
@@ -67,6 +68,9 @@ export class SharedConfigStore {
     });
     this.#sub.on('ready', () => void this.#sub.subscribe(this.#keys.channel).catch(() => {}));
     this.#sub.on('message', () => this.#syncSoon());
+    // The connections opened with the constructor: one may be ready before these listeners were.
+    if (this.#cmd.status === 'ready') this.#syncSoon();
+    if (this.#sub.status === 'ready') void this.#sub.subscribe(this.#keys.channel).catch(() => {});
   }
 
   get connected(): boolean {
@@ -79,7 +83,11 @@ export class SharedConfigStore {
     this.#sub.disconnect();
   }
 
-  async #write(config: Config, source: string): Promise<void> {
+  /**
+   * Write a change through to Redis before it is stored locally (the config service's beforeCommit):
+   * refused with 409 when another replica wrote first, 503 when Redis is unreachable.
+   */
+  async writeThrough(config: Config, source: string): Promise<void> {
     // Adopting the shared document: from now on our config is that revision (set inside the
     // change queue, so a local change queued before it cannot compare-and-set against it).
     if (source.startsWith(SOURCE)) return void (this.#rev = Number(source.slice(SOURCE.length + 1)));
@@ -88,12 +96,12 @@ export class SharedConfigStore {
       const body = JSON.stringify({ hash: configHash(config), config });
       result = await this.#cmd.meridianCas(this.#keys.doc, this.#keys.rev, this.#keys.channel, this.#rev, body);
     } catch (e) {
-      throw new AdminError(503, 'shared store unreachable', { error: 'store_unavailable', message: `the shared config store is unreachable (${(e as Error).message}); the change is refused so replicas do not diverge` });
+      throw new ApiError(503, 'shared store unreachable', { error: 'store_unavailable', message: `the shared config store is unreachable (${(e as Error).message}); the change is refused so replicas do not diverge` });
     }
     const [ok, rev] = result;
     if (!ok) {
       this.#syncSoon();
-      throw new AdminError(409, 'conflict', { error: 'conflict', message: `another replica changed the config first (shared revision ${rev}); read it again and retry` });
+      throw new ApiError(409, 'conflict', { error: 'conflict', message: `another replica changed the config first (shared revision ${rev}); read it again and retry` });
     }
     this.#rev = rev;
   }
@@ -107,17 +115,17 @@ export class SharedConfigStore {
     const [doc, rev] = await this.#cmd.mget(this.#keys.doc, this.#keys.rev);
     if (!doc) {
       this.#rev = 0;
-      const cur = this.#service.current;
-      await this.#write(cur.config, 'seed');
+      const cur = this.#changes!.current;
+      await this.writeThrough(cur.config, 'seed');
       log.info({ version: cur.version }, 'seeded the shared config store');
       return;
     }
     const sharedRev = Number(rev ?? 0);
     const shared = JSON.parse(doc) as { hash: string; config: Config };
-    if (shared.hash === this.#service.current.hash) return void (this.#rev = sharedRev);
+    if (shared.hash === this.#changes!.current.hash) return void (this.#rev = sharedRev);
     // By the time this runs in the change queue a local write may have moved past sharedRev: keep it.
     const adopt = (draft: Config) => (this.#rev >= sharedRev ? draft : shared.config);
-    const r = await this.#service.change(SOURCE, `sync shared revision ${sharedRev}`, undefined, adopt, `${SOURCE}:${sharedRev}`);
+    const r = await this.#changes!.change(SOURCE, `sync shared revision ${sharedRev}`, undefined, adopt, `${SOURCE}:${sharedRev}`);
     log.info({ version: r.version, sharedRevision: sharedRev }, 'applied the shared config');
   }
 }

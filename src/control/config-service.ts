@@ -1,8 +1,9 @@
-import type { Config } from '../../config/schema/index.js';
-import type { ConfigError } from '../../config/validate.js';
-import { logger } from '../../observability/logger.js';
-import { AdminError } from './http-util.js';
-import { configHash, type ConfigStore, type ConfigVersion } from '../store/config-store.js';
+import type { Config } from '../config/schema/index.js';
+import { ApiError } from './api-error.js';
+import type { ConfigError } from '../config/validate.js';
+import { logger } from '../observability/logger.js';
+
+import { configHash, type ConfigStore, type ConfigVersion } from './store/config-store.js';
 
 const audit = logger.child({ type: 'audit' });
 
@@ -19,20 +20,37 @@ export interface ConfigTarget<T> {
   /** Make a committed version live; resolves with the apply errors (none: every consumer runs it). */
   publish(version: ConfigVersion<T>): Promise<unknown[]>;
   /** Why no change may be made now (e.g. a drain), if so. */
-  refusal?(): AdminError | undefined;
+  refusal?(): ApiError | undefined;
+  /**
+   * Runs after validation, before a change that alters the config is stored; may refuse it with an
+   * ApiError (the shared store writes the change through to Redis here, compare-and-set).
+   */
+  beforeCommit?(config: T, source: string): Promise<void>;
+}
+
+/**
+ * The one interface every source of config changes holds: the admin API, SIGHUP, the hub client,
+ * the shared store (and the hub's own API). A source reads the current version and hands in edits;
+ * it never reaches the store, the publisher or another source.
+ */
+export interface ConfigChanges<T = Config> {
+  readonly current: ConfigVersion<T>;
+  /**
+   * Apply `edit` to a copy of the current config (it may return a whole new document), validate,
+   * store and publish it; `source` names the origin in the version history (default `admin:<who>`).
+   */
+  change(who: string, action: string, ifMatch: string | undefined, edit: (draft: T) => T | void, source?: string): Promise<ChangeResult>;
 }
 
 /**
  * Every config change goes through here: serialized, version-checked (If-Match), validated with
  * field paths, committed to the store (persisted), then published (to every worker, or to the fleet)
- * before returning. The gateway's admin API, SIGHUP, hub snapshots, the shared store and the hub's
- * own API all use it.
+ * before returning. Built once, in the process's wiring (process/gateway.ts, hub/control-plane.ts),
+ * and handed to each source as {@link ConfigChanges}: source -> service -> store -> publisher.
  */
-export class ConfigService<T = Config> {
+export class ConfigService<T = Config> implements ConfigChanges<T> {
   readonly #target: ConfigTarget<T>;
   #queue: Promise<unknown> = Promise.resolve();
-  /** Runs after validation, before the change is stored; may refuse it with an AdminError (shared store). */
-  beforeCommit?: (config: T, source: string) => Promise<void>;
 
   constructor(target: ConfigTarget<T>) {
     this.#target = target;
@@ -49,13 +67,13 @@ export class ConfigService<T = Config> {
       if (refusal) throw refusal;
       const cur = this.current;
       if (ifMatch !== undefined && !etagMatches(ifMatch, cur.version)) {
-        throw new AdminError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });
+        throw new ApiError(412, 'version mismatch', { error: 'precondition_failed', message: `If-Match ${ifMatch} does not match current version "${cur.version}"`, version: cur.version });
       }
       const draft = structuredClone(cur.config) as T;
       const next = edit(draft) ?? draft;
       const result = this.#target.validate(next);
-      if (!result.ok) throw new AdminError(400, 'invalid config', { errors: result.errors });
-      if (this.beforeCommit && configHash(result.config) !== cur.hash) await this.beforeCommit(result.config, source);
+      if (!result.ok) throw new ApiError(400, 'invalid config', { errors: result.errors });
+      if (this.#target.beforeCommit && configHash(result.config) !== cur.hash) await this.#target.beforeCommit(result.config, source);
       const { version, changed } = await this.#target.store.commit(result.config, source);
       if (changed) {
         const errors = await this.#target.publish(version);
@@ -74,12 +92,12 @@ export class ConfigService<T = Config> {
    * it, committed as a new version and published again: what is stored and persisted stays a config
    * every worker runs, and a restart does not bring the failed one back.
    */
-  async #restore(previous: ConfigVersion<T>, failed: ConfigVersion<T>, errors: unknown[], who: string): Promise<AdminError> {
+  async #restore(previous: ConfigVersion<T>, failed: ConfigVersion<T>, errors: unknown[], who: string): Promise<ApiError> {
     const source = `rollback:${previous.version}`;
     let restoreErrors: unknown[];
     let restored: number | undefined;
     try {
-      if (this.beforeCommit) await this.beforeCommit(previous.config, source);
+      if (this.#target.beforeCommit) await this.#target.beforeCommit(previous.config, source);
       const { version } = await this.#target.store.commit(previous.config, source);
       restored = version.version;
       restoreErrors = await this.#target.publish(version);
@@ -87,7 +105,7 @@ export class ConfigService<T = Config> {
       restoreErrors = [(e as Error).message];
     }
     audit.warn({ who, failedVersion: failed.version, restoredVersion: restored, errors, restoreErrors }, 'config change failed to apply; previous config restored');
-    return new AdminError(500, 'apply failed', { error: 'apply_failed', errors, version: failed.version, restoredVersion: restored, ...(restoreErrors.length ? { restoreErrors } : {}) });
+    return new ApiError(500, 'apply failed', { error: 'apply_failed', errors, version: failed.version, restoredVersion: restored, ...(restoreErrors.length ? { restoreErrors } : {}) });
   }
 }
 
