@@ -1,9 +1,8 @@
-import type { Dispatcher } from 'undici';
 import type { ClusterConfig, Config } from '../config/schema/index.js';
 import type { Clock, Rng } from '../common/clock.js';
 import { HostFlag, type Host, type Locality } from './host.js';
 import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
-import type { PoolRegistry } from '../pool/pool-registry.js';
+import type { EndpointPool, PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
 import { hostMetrics } from '../observability/request-metrics.js';
 import { CircuitBreaker } from '../pool/circuit-breaker.js';
@@ -14,9 +13,8 @@ export type HealthOverlay = Record<string, Record<string, number>>;
 
 /** A host plus what the data plane needs to send to it. */
 export interface UpstreamHost extends Host {
-  readonly pool: Dispatcher;
-  /** Send one request on a new connection of its own (see PoolRegistry.dispatchFresh). */
-  readonly dispatchFresh: (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => void;
+  /** The endpoint's connection pool, made on its first request. */
+  readonly pool: EndpointPool;
   /** The static cluster the endpoint belongs to (differs from the routed cluster for aggregates). */
   readonly cluster: string;
   /** Requests and errors seen by this worker, for status and outlier reporting. */
@@ -96,7 +94,8 @@ function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | unde
 /** All clusters of one snapshot, built from config with pools borrowed from the shared registry. */
 export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
-  readonly pools = new Set<Dispatcher>();
+  /** Keys of the endpoint pools this snapshot's hosts use (the registry closes the others). */
+  readonly poolKeys = new Set<string>();
 
   constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }) {
     const staticHosts = new Map<string, UpstreamHost[]>();
@@ -116,13 +115,13 @@ export class ClusterManager {
 
   #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, healthySince: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {
     const { host, port } = splitAddress(e.address);
-    const pool = registry.acquire(c, e.address);
-    this.pools.add(pool);
+    const pool = registry.lazy(c, e.address);
+    this.poolKeys.add(pool.key);
     const flags = (ADMIN_FLAGS[e.health ?? 'healthy'] ?? 0) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
     return {
       address: e.address, hostname: host, port, weight: e.weight, priority: e.priority,
       locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince,
-      pool, dispatchFresh: (o, h) => registry.dispatchFresh(c, e.address, o, h), cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
+      pool, cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
     };
   }
 

@@ -16,9 +16,33 @@ export function routeCounters(route: string) {
   return CLASSES.map((c) => downstreamRequests(route, c));
 }
 
-/** Per-host upstream counters and latency histogram child. */
-export function hostMetrics(cluster: string, endpoint: string) {
-  return { byClass: CLASSES.map((c) => upstreamRequests(cluster, endpoint, c)), latency: upstreamLatency.labels(cluster, endpoint) };
+/**
+ * Per-host upstream counters (by status class) and latency histogram child, resolved on first use:
+ * a cluster of 100,000 endpoints must not cost 100,000 sets of children (~2.5 KiB each) before any of
+ * them carries a request. The object itself is made per host; a request reads the cached children.
+ */
+export function hostMetrics(cluster: string, endpoint: string): HostMetrics {
+  return new HostMetrics(cluster, endpoint);
+}
+
+export class HostMetrics {
+  readonly #cluster: string;
+  readonly #endpoint: string;
+  #byClass: ReturnType<typeof upstreamRequests>[] | undefined;
+  #latency: ReturnType<typeof upstreamLatency.labels> | undefined;
+
+  constructor(cluster: string, endpoint: string) {
+    this.#cluster = cluster;
+    this.#endpoint = endpoint;
+  }
+
+  get byClass(): ReturnType<typeof upstreamRequests>[] {
+    return (this.#byClass ??= CLASSES.map((c) => upstreamRequests(this.#cluster, this.#endpoint, c)));
+  }
+
+  get latency(): ReturnType<typeof upstreamLatency.labels> {
+    return (this.#latency ??= upstreamLatency.labels(this.#cluster, this.#endpoint));
+  }
 }
 
 /**

@@ -78,7 +78,7 @@ export class DataPlane {
     this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)));
     configVersion.set(version);
     retainSeries(new Set(config.routes.map((r) => r.name)), new Set(config.clusters.flatMap((c) => c.endpoints.map((e) => `${c.name}\u0000${e.address}`))));
-    this.#pools.retainOnly(next.clusters.pools);
+    this.#pools.retainOnly(next.clusters.poolKeys);
     previous?.close();
     return this.#listeners.addresses();
   }

@@ -373,7 +373,7 @@ export class ProxyRequest implements AttemptOwner {
     const b = new Attempt(this, a.host, this.#cluster.breaker, false);
     this.current = b;
     this.#inFlight++;
-    a.host.dispatchFresh(this.opts, b);
+    a.host.pool.dispatchFresh(this.opts, b);
   }
 
   #outcome(a: Attempt, status: number, verdict = status) {
