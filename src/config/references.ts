@@ -87,6 +87,10 @@ function checkListener(l: Config['listeners'][number], p: string, routes: Set<st
 }
 
 function checkCluster(c: Config['clusters'][number], p: string, config: Config, add: Add) {
+  const max = config.gateway.limits.maxEndpointsPerCluster;
+  if (max > 0 && c.endpoints.length > max) {
+    add(`${p}.endpoints`, `${c.endpoints.length} endpoints is over gateway.limits.maxEndpointsPerCluster (${max})`);
+  }
   const seen = new Set<string>();
   c.endpoints.forEach((e, j) => {
     if (seen.has(e.address)) add(`${p}.endpoints[${j}].address`, `duplicate endpoint "${e.address}"`);

@@ -15,6 +15,7 @@ export const LimitsSchema = Obj(
     requestTimeout: Duration('300s'),
     keepAliveTimeout: Duration('5s'),
     idleTimeout: Duration('3600s'),
+    maxEndpointsPerCluster: Type.Integer({ minimum: 0, default: 100000, description: 'a cluster with more endpoints is refused; 0 = unlimited' }),
     maxConcurrentStreams: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     maxConnections: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),
     maxInFlightRequests: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),

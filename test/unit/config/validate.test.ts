@@ -40,6 +40,17 @@ describe('config validation', () => {
     expect(errorsOf(c).map((e) => e.message).join()).toContain('admin.insecure: true overrides');
   });
 
+  it('refuses a cluster over gateway.limits.maxEndpointsPerCluster, naming the field (default 100,000)', () => {
+    const c = base() as { gateway?: unknown; clusters: Array<{ endpoints: unknown[] }> };
+    c.clusters[0].endpoints = Array.from({ length: 4 }, (_, i) => ({ address: `10.0.0.${i + 1}:80` }));
+    c.gateway = { limits: { maxEndpointsPerCluster: 3 } };
+    expect(errorsOf(c)).toEqual([{ path: 'clusters[0].endpoints', message: '4 endpoints is over gateway.limits.maxEndpointsPerCluster (3)' }]);
+    c.gateway = { limits: { maxEndpointsPerCluster: 4 } };
+    expect(errorsOf(c)).toEqual([]);
+    const r = validateConfig(base(), {});
+    expect(r.ok && r.config.gateway.limits.maxEndpointsPerCluster).toBe(100000);
+  });
+
   it('converts JSON pointers to field paths', () => {
     expect(pointerToPath('/clusters/2/endpoints/0/address')).toBe('clusters[2].endpoints[0].address');
     expect(pointerToPath('')).toBe('(root)');
