@@ -88,6 +88,19 @@ for (const n of SIZES) {
     rows.push({ label, bytes: body.length, status, applyMs, extraMiB: Math.max(...after.map((a, i) => a - before[i])), rssMiB: Math.max(...after), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
     await sleep(500);
   }
+  // A change elsewhere (a new route) while the big cluster stands: what it costs now.
+  {
+    const label = `a route added beside ${n} endpoints`;
+    phase = label;
+    const t0 = performance.now();
+    const r = await fetch(`http://127.0.0.1:${adminPort}/routes/extra-${n}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ match: { path: { exact: `/extra-${n}` } }, directResponse: { status: 200 } }) });
+    const applyMs = performance.now() - t0;
+    await r.text();
+    await sleep(1000);
+    phase = 'between';
+    const s = samples.get(label) ?? { lat: [], errors: 0 };
+    rows.push({ label, bytes: 0, status: r.status, applyMs, extraMiB: 0, rssMiB: Math.max(...workers.map(rssMiB)), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
+  }
 }
 loadOn = false;
 await Promise.all(loops);

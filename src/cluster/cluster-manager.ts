@@ -91,16 +91,39 @@ function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | unde
   return hashOn.sourceIp ? (_h, ip) => ip : undefined;
 }
 
-/** All clusters of one snapshot, built from config with pools borrowed from the shared registry. */
+/**
+ * All clusters of one snapshot, built from config with pools borrowed from the shared registry. A
+ * static cluster whose config (and the gateway's locality) is the same as in the previous snapshot is
+ * carried over as it is, runtime and host objects included (their stats, in-flight counts, circuit
+ * breaker and LB state): a change elsewhere, say a route or another cluster's endpoints, costs that
+ * cluster nothing, however many endpoints it has. Aggregate clusters are always rebuilt (cheap: they
+ * stack their members' hosts).
+ */
 export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
   /** Keys of the endpoint pools this snapshot's hosts use (the registry closes the others). */
   readonly poolKeys = new Set<string>();
+  /** Each static cluster's config as JSON, and the gateway's locality: what a carried-over cluster must match. */
+  readonly #configKeys = new Map<string, string>();
+  readonly #localityKey: string;
 
-  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }) {
+  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }, previous?: ClusterManager) {
+    this.#localityKey = JSON.stringify([env.locality, env.labels ?? null]);
+    const sameLocality = previous !== undefined && previous.#localityKey === this.#localityKey;
     const staticHosts = new Map<string, UpstreamHost[]>();
+    const carried = new Map<string, ClusterRuntime>();
     for (const c of config.clusters) {
       if (c.kind === 'aggregate') continue;
+      const key = JSON.stringify(c);
+      this.#configKeys.set(c.name, key);
+      const before = sameLocality && previous!.#configKeys.get(c.name) === key ? previous!.#clusters.get(c.name) : undefined;
+      if (before) {
+        before.applyOverlay(overlay);
+        carried.set(c.name, before);
+        staticHosts.set(c.name, before.hosts);
+        for (const h of before.hosts) this.poolKeys.add(h.pool.key);
+        continue;
+      }
       const ages = env.ages.track(c.name, c.endpoints.map((e) => e.address));
       staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, ages[i], registry, overlay)));
     }
@@ -108,6 +131,11 @@ export class ClusterManager {
     const build = (c: ClusterConfig) => (hosts: UpstreamHost[]) =>
       env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
     for (const c of config.clusters) {
+      const before = carried.get(c.name);
+      if (before) {
+        this.#clusters.set(c.name, before);
+        continue;
+      }
       const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
       this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c), env.ages));
     }

@@ -70,7 +70,7 @@ export class DataPlane {
 
   /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
   async apply(version: number, config: Config): Promise<Record<string, string>> {
-    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters, ages: this.#ages });
+    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters, ages: this.#ages }, this.#snapshot);
     await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
     const previous = this.#snapshot;
     this.#snapshot = next;

@@ -61,14 +61,15 @@ export class Snapshot {
   readonly bodyProgress: BodyProgressRule | undefined;
   readonly #hosts = new Map<string, ServedHosts>();
 
-  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }) {
+  /** `previous`: the snapshot this one replaces; its unchanged clusters are carried over (see ClusterManager). */
+  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }, previous?: Snapshot) {
     this.version = version;
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);
     const limits = config.gateway.limits;
     const bodyTimeoutMs = parseDuration(limits.bodyTimeout);
     this.bodyProgress = bodyTimeoutMs > 0 ? { timeoutMs: bodyTimeoutMs, minRate: limits.bodyMinRate } : undefined;
-    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels });
+    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels }, previous?.clusters);
     const maxBody = config.gateway.limits.maxBodyBytes;
     for (const r of config.routes) {
       const compiled = compileRoute(r, this.clusters, maxBody);
