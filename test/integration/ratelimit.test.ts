@@ -36,7 +36,7 @@ async function twoGatewaysOnOneRedis(policy: Record<string, unknown>, workers: n
   const redis = await startRedis();
   cleanup.push(() => redis.stop());
   const up = await upstream();
-  const cfg = limited(up.address, policy, { redis: { url: redis.url, timeout: '100ms' } }, workers);
+  const cfg = limited(up.address, policy, { redis: { url: redis.url, timeout: '1s' } }, workers);
   const a = await spawnGateway(cfg);
   cleanup.push(() => a.stop());
   const b = await spawnGateway(cfg);
