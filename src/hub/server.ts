@@ -8,6 +8,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
+import { subjectAltNames } from '../common/subject-alt-name.js';
 import { authenticate } from '../control/admin/auth.js';
 import type { ConfigChanges } from '../control/config-service.js';
 import { readBody, sendJson } from '../control/admin/http-util.js';
@@ -109,7 +110,10 @@ export class HubServer {
     const socket = req.socket as TLSSocket;
     if (socket.authorized) {
       const cert = socket.getPeerCertificate();
-      const uri = cert.subjectaltname?.split(', ').find((s) => s.startsWith('URI:spiffe://'))?.slice(4);
+      // Through the one SAN parser (a quoted value cannot smuggle a second entry); an X.509-SVID has
+      // exactly one SPIFFE ID, so a certificate with two speaks for no gateway.
+      const spiffe = subjectAltNames(cert.subjectaltname, ['URI']).filter((u) => u.startsWith('spiffe://'));
+      const uri = spiffe.length === 1 ? spiffe[0] : undefined;
       return uri ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] } : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
     }
     const hub = this.current.config.hub;

@@ -2,6 +2,9 @@ import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import type { PeerIdentity } from '../filters/filter.js';
 import { hasCaBasicConstraint } from './basic-constraints.js';
+import { parseSubjectAltName } from '../common/subject-alt-name.js';
+
+export { parseSubjectAltName };
 
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 const MAX_SPIFFE_ID = 2048;
@@ -30,43 +33,6 @@ export function peerIdentity(cert: PeerCertificate | X509Certificate): PeerIdent
     spiffeId: spiffe.length === 1 ? spiffe[0] : undefined,
     fingerprint: createHash('sha256').update(cert.raw).digest('hex'),
   };
-}
-
-/**
- * Parse node's subjectAltName text ("DNS:a, URI:spiffe://td/x, IP Address:127.0.0.1"). Node quotes a
- * value containing separators as a JSON string (`URI:"a, URI:b"`, CVE-2021-44532), so a crafted SAN
- * cannot smuggle a second entry: quoted values are decoded, never split.
- */
-export function parseSubjectAltName(text: string): Array<[type: string, value: string]> {
-  const out: Array<[string, string]> = [];
-  let i = 0;
-  while (i < text.length) {
-    const colon = text.indexOf(':', i);
-    if (colon === -1) break;
-    const type = text.slice(i, colon);
-    let value: string;
-    let end: number;
-    if (text[colon + 1] === '"') {
-      end = closingQuote(text, colon + 2);
-      value = JSON.parse(text.slice(colon + 1, end + 1)) as string;
-      end += 1;
-    } else {
-      end = text.indexOf(', ', colon + 1);
-      if (end === -1) end = text.length;
-      value = text.slice(colon + 1, end);
-    }
-    out.push([type, value]);
-    i = end + 2;
-  }
-  return out;
-}
-
-function closingQuote(text: string, from: number): number {
-  for (let i = from; i < text.length; i++) {
-    if (text[i] === '\\') i++;
-    else if (text[i] === '"') return i;
-  }
-  throw new Error('unterminated quoted subjectAltName value');
 }
 
 /** X509Certificate.subject is one RDN per line, most significant first, already RFC 2253 escaped. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Client, Pool, type Dispatcher } from 'undici';
 import { H2Origin } from './h2-origin.js';
+import { subjectAltNames } from '../common/subject-alt-name.js';
 import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import { splitAddress } from '../common/address.js';
@@ -137,9 +138,12 @@ function tlsOptions(tls: UpstreamTls) {
   };
 }
 
-/** Accept the peer only if one of its SANs (URI or DNS) is in the allow-list. */
-function verifySans(cert: PeerCertificate, allowed: string[]): Error | undefined {
-  const sans = (cert.subjectaltname ?? '').split(', ').map((s) => s.replace(/^(URI|DNS|IP Address):/, ''));
+/**
+ * Accept the peer only if one of its SANs (URI, DNS or IP) is in the allow-list. Read through the one
+ * SAN parser: split on ', ', a quoted URI "spiffe://a, URI:spiffe://b" passed as a second entry.
+ */
+export function verifySans(cert: Pick<PeerCertificate, 'subjectaltname'>, allowed: readonly string[]): Error | undefined {
+  const sans = subjectAltNames(cert.subjectaltname, ['URI', 'DNS', 'IP Address']);
   if (sans.some((s) => allowed.includes(s))) return undefined;
   const err = new Error(`upstream certificate SANs [${sans.join(', ')}] match none of [${allowed.join(', ')}]`);
   (err as NodeJS.ErrnoException).code = 'ERR_TLS_CERT_ALTNAME_INVALID';
