@@ -9,7 +9,7 @@ import { buildResponseHeaders, flatToObject, trailersToObject } from './headers.
 import { classifyUpstreamError, closedBeforeResponse } from './error-map.js';
 import { abandonUnreadBody, respondError, type DownstreamResponse } from './respond.js';
 import { retriableResponse, UNROUTED, type RouteRuntime } from './route-runtime.js';
-import { grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
+import { grpcCodeToHttp, grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
 import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
@@ -160,11 +160,7 @@ export class ProxyRequest implements AttemptOwner {
   /** Hold the request body to the snapshot's progress rule: a stalled or trickled body ends in 408. */
   watchBody(rule: BodyProgressRule): void {
     if (this.#done) return;
-    this.#bodyDeadline = new BodyDeadline(this.req, rule, () => this.#bodyTimedOut());
-  }
-
-  #bodyTimedOut(): void {
-    this.#clientFault('request_timeout');
+    this.#bodyDeadline = new BodyDeadline(this.req, rule, () => this.#clientFault('request_timeout'));
   }
 
   /** End a request for the client's own fault (its body): stop every attempt and answer `code`. */
@@ -196,8 +192,7 @@ export class ProxyRequest implements AttemptOwner {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('overloaded', OVERLOADED);
     }
-    // A retry after the body was sent carries the kept copy (#bodyReplayable said there is one).
-    if (isRetry && this.opts.body instanceof ReplayableBody && this.opts.body.readableDidRead) this.opts.body = this.opts.body.replay()!;
+    if (isRetry) this.#rewindBody();
     const a = new Attempt(this, host, this.#cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
@@ -225,7 +220,7 @@ export class ProxyRequest implements AttemptOwner {
     // The retry slot is taken before the response is dropped: with no budget left, the client gets it.
     if (retry && this.#inFlight === 1 && this.#canRetry() && retriableResponse(retry, statusCode, rawHeaders) && this.#cluster.breaker.tryRetry()) {
       const grpcStatus = grpcStatusIn(rawHeaders);
-      this.#outcome(a, statusCode, grpcStatus < 0 ? statusCode : grpcToHttpStatus(String(grpcStatus)));
+      this.#outcome(a, statusCode, grpcStatus < 0 ? statusCode : grpcCodeToHttp(grpcStatus));
       a.cancel('retry');
       return false;
     }
@@ -347,11 +342,6 @@ export class ProxyRequest implements AttemptOwner {
   }
 
   /**
-   * Count an attempt's result for its host: metrics by the HTTP status; outlier detection and the
-   * host's error count by `verdict`, which for a gRPC response is its grpc-status mapped to HTTP
-   * (Envoy's rule: a failed call answers HTTP 200 with UNAVAILABLE in its trailers).
-   */
-  /**
    * May a request that died in the keep-alive race (see closedBeforeResponse) be sent again? Once per
    * request, before any response byte, and only when the upstream cannot have acted on it: an
    * idempotent method (RFC 9110 §9.2.2), or a body the upstream never got a byte of; the body must
@@ -369,13 +359,18 @@ export class ProxyRequest implements AttemptOwner {
   #resendFresh(a: Attempt): void {
     this.#resentFresh = true;
     if (!this.#cluster.breaker.tryPending()) return this.#fail('overloaded', OVERLOADED);
-    if (this.opts.body instanceof ReplayableBody && this.opts.body.readableDidRead) this.opts.body = this.opts.body.replay()!;
+    this.#rewindBody();
     const b = new Attempt(this, a.host, this.#cluster.breaker, false);
     this.current = b;
     this.#inFlight++;
     a.host.pool.dispatchFresh(this.opts, b);
   }
 
+  /**
+   * Count an attempt's result for its host: metrics by the HTTP status; outlier detection and the
+   * host's error count by `verdict`, which for a gRPC response is its grpc-status mapped to HTTP
+   * (Envoy's rule: a failed call answers HTTP 200 with UNAVAILABLE in its trailers).
+   */
   #outcome(a: Attempt, status: number, verdict = status) {
     const h = a.host;
     h.metrics.byClass[(status / 100) | 0]?.inc();
@@ -399,6 +394,12 @@ export class ProxyRequest implements AttemptOwner {
 
   #canRetry(): boolean {
     return this.retries < this.route.retry!.attempts && !this.res.headersSent && this.#bodyReplayable();
+  }
+
+  /** Another attempt after the body was sent carries the kept copy (#bodyReplayable said there is one). */
+  #rewindBody(): void {
+    const body = this.opts.body;
+    if (body instanceof ReplayableBody && body.readableDidRead) this.opts.body = body.copy()!;
   }
 
   /** A streamed body can be re-sent if no byte of it has been read yet, or all of it was kept for replay. */

@@ -11,11 +11,16 @@
  */
 const GRPC_TO_HTTP = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
 
+/** The HTTP status a gRPC status code maps to. */
+export function grpcCodeToHttp(code: number): number {
+  return GRPC_TO_HTTP[code] ?? 500;
+}
+
 /** The HTTP status a gRPC status header value maps to; undefined when the value is not a status. */
 export function grpcToHttpStatus(value: string | string[] | undefined): number | undefined {
   if (value === undefined) return undefined;
   const code = Number(Array.isArray(value) ? value[0] : value);
-  return Number.isInteger(code) && code >= 0 ? (GRPC_TO_HTTP[code] ?? 500) : undefined;
+  return Number.isInteger(code) && code >= 0 ? grpcCodeToHttp(code) : undefined;
 }
 
 /** `retry.on` names of the gRPC conditions (Envoy's retry_on gRPC values) and their status codes. */

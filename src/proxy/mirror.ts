@@ -1,4 +1,5 @@
-import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable, TransformCallback } from 'node:stream';
+import { BodyCopy } from './body-copy.js';
 import type { Dispatcher } from 'undici';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
 
@@ -36,39 +37,25 @@ export function sendMirror(cluster: ClusterRuntime, opts: Dispatcher.DispatchOpt
 }
 
 /**
- * The request body on its way to the primary upstream, copied for the mirror as it passes: chunks
- * go through at once (the primary's backpressure is the only one), copies are kept up to the
- * policy's limit, and the mirror is sent with them once the body ended. A body that outgrows the
+ * The request body on its way to the primary upstream, copied for the mirror as it passes (up to the
+ * policy's limit); the mirror is sent with the copy once the body ended. A body that outgrows the
  * limit, or fails, is not mirrored. The primary's `opts.body` is the tee.
  */
-export class MirrorTee extends Transform {
+export class MirrorTee extends BodyCopy {
   readonly #opts: Dispatcher.DispatchOptions;
-  readonly #policy: MirrorPolicy;
-  #copies: Buffer[] | undefined = [];
-  #size = 0;
+  readonly #cluster: ClusterRuntime;
 
   constructor(body: Readable, opts: Dispatcher.DispatchOptions, policy: MirrorPolicy) {
-    super();
+    super(body, policy.maxBodyBytes);
     this.#opts = opts;
-    this.#policy = policy;
-    // An error on either side destroys both, as it would the body undici reads directly.
-    pipeline(body, this, ignore);
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    if (this.#copies) {
-      this.#size += chunk.length;
-      if (this.#size > this.#policy.maxBodyBytes) this.#copies = undefined;
-      else this.#copies.push(chunk);
-    }
-    done(null, chunk);
+    this.#cluster = policy.cluster;
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.#copies) sendMirror(this.#policy.cluster, this.#opts, Buffer.concat(this.#copies));
-    this.#copies = undefined;
-    done();
+    super._flush((err) => {
+      const copy = this.copy();
+      if (copy) sendMirror(this.#cluster, this.#opts, copy);
+      done(err);
+    });
   }
 }
-
-function ignore(): void {}

@@ -108,13 +108,7 @@ describe('gRPC statuses drive retries and outlier detection', () => {
 
   it('UNAVAILABLE in the trailers of an HTTP 200 counts as a 5xx: three calls eject the endpoint', async () => {
     for (let i = 0; i < 3; i++) {
-      const call = c.StreamThenUnavailable(Buffer.from('x')) as grpc.ClientReadableStream<Buffer>;
-      const got: string[] = [];
-      const status = await new Promise<grpc.StatusObject>((resolve) => {
-        call.on('data', (m: Buffer) => got.push(m.toString()));
-        call.on('error', () => undefined);
-        call.on('status', resolve);
-      });
+      const { got, status } = await readStream(c.StreamThenUnavailable(Buffer.from('x')) as grpc.ClientReadableStream<Buffer>);
       expect(got).toEqual(['partial']);
       expect(status.code).toBe(grpc.status.UNAVAILABLE);
       expect(status.details).toBe('shutting down');
@@ -132,6 +126,16 @@ const clients: Array<[string, () => Client]> = [
   ['h2c listener', () => new EchoClient(gw.url.replace('http://', ''), grpc.credentials.createInsecure()) as Client],
   ['TLS listener', () => new EchoClient(tlsAddress.replace('127.0.0.1', 'localhost'), grpc.credentials.createSsl(Buffer.from(ca.certPem))) as Client],
 ];
+
+/** Every message of a server stream, then its final status (an error status is not thrown). */
+function readStream(call: grpc.ClientReadableStream<Buffer>): Promise<{ got: string[]; status: grpc.StatusObject }> {
+  const got: string[] = [];
+  return new Promise((resolve) => {
+    call.on('data', (m: Buffer) => got.push(m.toString()));
+    call.on('error', () => undefined);
+    call.on('status', (status: grpc.StatusObject) => resolve({ got, status }));
+  });
+}
 
 function unary(c: Client, name: string, req: Buffer, opts: grpc.CallOptions = {}): Promise<{ res?: Buffer; err?: grpc.ServiceError; trailers?: grpc.Metadata }> {
   return new Promise((resolve) => {
@@ -157,13 +161,7 @@ describe.each(clients)('gRPC through the gateway (%s)', (_name, makeClient) => {
   });
 
   it('server streaming: 1,000 messages then OK', async () => {
-    const call = c.ServerStream(Buffer.from('1000')) as grpc.ClientReadableStream<Buffer>;
-    const got: string[] = [];
-    const status = await new Promise<grpc.StatusObject>((resolve) => {
-      call.on('data', (m: Buffer) => got.push(m.toString()));
-      call.on('error', () => undefined);
-      call.on('status', resolve);
-    });
+    const { got, status } = await readStream(c.ServerStream(Buffer.from('1000')) as grpc.ClientReadableStream<Buffer>);
     expect(status.code).toBe(grpc.status.OK);
     expect(got).toHaveLength(1000);
     expect(got[999]).toBe('message 999');

@@ -355,6 +355,14 @@ describe('mirroring never delays or fails the primary', () => {
   });
 });
 
+/** A streamed (chunked) request body: each chunk, then a pause. */
+async function* trickle(chunks: string[], gapMs: number) {
+  for (const c of chunks) {
+    yield c;
+    await sleep(gapMs);
+  }
+}
+
 describe('retries and request bodies', () => {
   it('does not resend a streamed body: an upstream reset after reading it gives 502, the other endpoint never sees it', async () => {
     const [r0, b0] = [resetter.requests.length, backup.requests.length];
@@ -377,12 +385,7 @@ describe('retries and request bodies', () => {
   it('with retry.bufferBytes, a streamed body within it is kept and sent whole to the retry', async () => {
     const [r0, b0] = [resetter.requests.length, backup.requests.length];
     const chunks = ['alpha-', 'beta-', 'gamma-', 'delta'];
-    const r = await get('/retry-buffered/upload', {
-      method: 'POST',
-      body: (async function* () {
-        for (const c of chunks) { yield c; await sleep(30); }
-      })(),
-    });
+    const r = await get('/retry-buffered/upload', { method: 'POST', body: trickle(chunks, 30) });
     expect(r.statusCode).toBe(200);
     expect((await r.body.json() as { upstream: string }).upstream).toBe('backup');
     expect(resetter.requests.length).toBe(r0 + 1);
@@ -393,12 +396,7 @@ describe('retries and request bodies', () => {
 
   it('with retry.bufferBytes, a body that outgrows it is not re-sent', async () => {
     const [r0, b0] = [resetter.requests.length, backup.requests.length];
-    const r = await get('/retry-buffered/big', {
-      method: 'POST',
-      body: (async function* () {
-        for (let i = 0; i < 4; i++) { yield 'x'.repeat(400); await sleep(10); }
-      })(),
-    });
+    const r = await get('/retry-buffered/big', { method: 'POST', body: trickle(Array(4).fill('x'.repeat(400)), 10) });
     expect(r.statusCode).toBe(502);
     await r.body.dump();
     expect(resetter.requests.length).toBe(r0 + 1);
