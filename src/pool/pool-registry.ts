@@ -15,6 +15,8 @@ import { splitAddress } from '../common/address.js';
  */
 export class PoolRegistry {
   readonly #pools = new Map<string, Dispatcher>();
+  /** HTTP/1.1 connection options by pool key, made once (they read the upstream TLS files). */
+  readonly #h1Options = new Map<string, H1Options>();
 
   /**
    * An endpoint's pool as a host holds it: made on the first request, not when a snapshot is built
@@ -29,7 +31,7 @@ export class PoolRegistry {
   acquire(cluster: ClusterConfig, address: string, key = poolKey(cluster, address)): Dispatcher {
     let pool = this.#pools.get(key);
     if (!pool) {
-      pool = createPool(cluster, address);
+      pool = cluster.protocol === 'http2' ? createH2Origin(cluster, address) : new Pool(originOf(cluster, address), { connections: cluster.maxConnectionsPerEndpoint, ...this.#h1OptionsOf(cluster, key) });
       this.#pools.set(key, pool);
     }
     return pool;
@@ -41,9 +43,9 @@ export class PoolRegistry {
    * connection of the pool may be just as stale). HTTP/2 endpoints use their session: a stream the
    * peer did not take is refused there, not lost on a stale connection.
    */
-  dispatchFresh(cluster: ClusterConfig, address: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    if (cluster.protocol === 'http2') return void this.acquire(cluster, address).dispatch(opts, handler);
-    const client = new Client(originOf(cluster, address), h1Options(cluster));
+  dispatchFresh(cluster: ClusterConfig, address: string, key: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    if (cluster.protocol === 'http2') return void this.acquire(cluster, address, key).dispatch(opts, handler);
+    const client = new Client(originOf(cluster, address), this.#h1OptionsOf(cluster, key));
     client.dispatch(opts, handler);
     // Graceful: the request runs to its end, then the connection closes.
     client.close().catch(() => {});
@@ -54,8 +56,15 @@ export class PoolRegistry {
     for (const [key, pool] of this.#pools) {
       if (keep.has(key)) continue;
       this.#pools.delete(key);
+      this.#h1Options.delete(key);
       pool.close().catch(() => {});
     }
+  }
+
+  #h1OptionsOf(cluster: ClusterConfig, key: string): H1Options {
+    let o = this.#h1Options.get(key);
+    if (!o) this.#h1Options.set(key, (o = h1Options(cluster)));
+    return o;
   }
 
   async closeAll(): Promise<void> {
@@ -86,7 +95,7 @@ export class EndpointPool {
 
   /** Send one request on a new connection of its own (see PoolRegistry.dispatchFresh). */
   dispatchFresh(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    this.#registry.dispatchFresh(this.#cluster, this.#address, opts, handler);
+    this.#registry.dispatchFresh(this.#cluster, this.#address, this.key, opts, handler);
   }
 }
 
@@ -94,19 +103,18 @@ function poolKey(c: ClusterConfig, address: string): string {
   return JSON.stringify([address, c.protocol, c.connectTimeout, c.keepAliveTimeout, c.maxConnectionsPerEndpoint, c.upstreamTls ?? null]);
 }
 
-function createPool(c: ClusterConfig, address: string): Dispatcher {
-  if (c.protocol === 'http2') {
-    const { host, port } = splitAddress(address);
-    const tls = c.upstreamTls;
-    return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: parseDuration(c.connectTimeout), keepAliveTimeoutMs: parseDuration(c.keepAliveTimeout) });
-  }
-  return new Pool(originOf(c, address), { connections: c.maxConnectionsPerEndpoint, ...h1Options(c) } as Pool.Options);
+function createH2Origin(c: ClusterConfig, address: string): H2Origin {
+  const { host, port } = splitAddress(address);
+  const tls = c.upstreamTls;
+  return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: parseDuration(c.connectTimeout), keepAliveTimeoutMs: parseDuration(c.keepAliveTimeout) });
 }
 
 function originOf(c: ClusterConfig, address: string): string {
   const { host, port } = splitAddress(address);
   return `${c.upstreamTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
+
+type H1Options = ReturnType<typeof h1Options>;
 
 /** HTTP/1.1 connection options of an endpoint, for its pool and for a one-off fresh connection. */
 function h1Options(c: ClusterConfig) {
