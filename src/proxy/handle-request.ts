@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { ServerResponse } from 'node:http';
 import type { PeerIdentity } from '../filters/filter.js';
-import { buildUpstreamHeaders, flatToObject } from './headers.js';
+import { buildUpstreamHeaders, contentLengthIn, flatToObject } from './headers.js';
 import type { DownstreamResponse } from './respond.js';
 import { ProxyRequest, type ProxyEnv } from './forwarder.js';
 import { pickCluster } from './route-runtime.js';
@@ -77,10 +77,12 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
     path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
+  // Read from the upstream list: IncomingMessage builds its `headers` object only when asked.
+  const length = hasBody ? contentLengthIn(headers) : -1;
   // Innermost, so the mirror's and a retry's copies are of the counted body.
-  if (hasBody && route.maxBodyBytes > 0 && req.headers['content-length'] === undefined) opts.body = new LimitedBody(req, route.maxBodyBytes);
-  if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, req, opts, hasBody);
-  if (hasBody && route.retry && route.retry.bufferBytes > 0 && !(Number(req.headers['content-length']) > route.retry.bufferBytes)) {
+  if (hasBody && route.maxBodyBytes > 0 && length < 0) opts.body = new LimitedBody(req, route.maxBodyBytes);
+  if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, opts, hasBody, length);
+  if (hasBody && route.retry && route.retry.bufferBytes > 0 && length <= route.retry.bufferBytes) {
     opts.body = new ReplayableBody(opts.body as Readable, route.retry.bufferBytes);
   }
   if (isGone(req, res)) return;
@@ -93,10 +95,9 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
 }
 
 /** Send a body-less request's copy now; tee a body within the mirror's limit and send the copy when it ends. */
-function mirror(policy: MirrorPolicy, req: DownstreamRequest, opts: Dispatcher.DispatchOptions, hasBody: boolean): void {
+function mirror(policy: MirrorPolicy, opts: Dispatcher.DispatchOptions, hasBody: boolean, length: number): void {
   if (!hasBody) return sendMirror(policy.cluster, opts);
-  const length = req.headers['content-length'];
-  if (length !== undefined && Number(length) > policy.maxBodyBytes) return;
+  if (length > policy.maxBodyBytes) return;
   opts.body = new MirrorTee(opts.body as Readable, opts, policy);
 }
 

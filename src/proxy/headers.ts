@@ -148,6 +148,14 @@ export function buildResponseHeaders(raw: readonly Buffer[] | readonly string[],
   return out;
 }
 
+/** The Content-Length of a flat header list, or -1 when absent (no header object is built). */
+export function contentLengthIn(flat: readonly string[]): number {
+  for (let i = 0; i < flat.length; i += 2) {
+    if (flat[i].length === 14 && flat[i].toLowerCase() === 'content-length') return Number(flat[i + 1]);
+  }
+  return -1;
+}
+
 /** Flat header list -> object (HTTP/2 responses need one); repeated names become arrays. */
 export function flatToObject(flat: readonly string[]): Record<string, string | string[]> {
   const obj: Record<string, string | string[]> = Object.create(null);

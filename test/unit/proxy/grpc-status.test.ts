@@ -63,3 +63,11 @@ describe('trailersToObject', () => {
     expect({ ...t }).toEqual({ 'grpc-status': '0', 'x-a': ['1', '2'], 'x-latin': '\u00e9' });
   });
 });
+
+describe('contentLengthIn', () => {
+  it('reads Content-Length from a flat list in any case, -1 when absent', async () => {
+    const { contentLengthIn } = await import('../../../src/proxy/headers.js');
+    expect(contentLengthIn(['host', 'h', 'Content-Length', '42'])).toBe(42);
+    expect(contentLengthIn(['host', 'h', 'content-type', 'text/plain'])).toBe(-1);
+  });
+});
