@@ -7,6 +7,7 @@ import { splitAddress } from '../common/address.js';
 import { hostMetrics } from '../observability/request-metrics.js';
 import { CircuitBreaker } from '../pool/circuit-breaker.js';
 import type { HostAges } from './host-ages.js';
+import type { EndpointDelta } from '../config/endpoint-delta.js';
 
 /** Flags set by the primary (active health checks, outlier ejection): cluster -> address -> flags. */
 export type HealthOverlay = Record<string, Record<string, number>>;
@@ -25,19 +26,30 @@ export interface UpstreamHost extends Host {
 
 export type LbFactory = (input: LbBuildInput) => LoadBalancer;
 
+/** What building clusters needs besides config: the gateway's locality, time, randomness, LB policies, host ages. */
+export interface ClusterEnv {
+  locality: Locality;
+  labels?: Readonly<Record<string, string>>;
+  clock: Clock;
+  rng: Rng;
+  lbFactory: LbFactory;
+  ages: HostAges;
+}
+
 const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING, healthy: 0 };
 const OVERLAY_MASK = HostFlag.FAILED_ACTIVE_HC | HostFlag.DEGRADED_ACTIVE_HC | HostFlag.FAILED_OUTLIER_CHECK;
 
 /** One routable cluster of a snapshot: its hosts (all priorities) and the load balancer over them. */
 export class ClusterRuntime {
   readonly name: string;
-  readonly config: ClusterConfig;
-  readonly hosts: UpstreamHost[];
+  /** The cluster's config; an endpoint delta swaps it (and `hosts`, `lb`) in place. */
+  config: ClusterConfig;
+  hosts: UpstreamHost[];
   lb: LoadBalancer;
   /** Extracts the hash key for ring_hash/maglev from a request; undefined for other policies. */
   readonly hashKeyOf: HashKeyFn | undefined;
   readonly breaker: CircuitBreaker;
-  readonly #build: () => LoadBalancer;
+  readonly #build: (hosts: UpstreamHost[]) => LoadBalancer;
   readonly #ages: HostAges;
 
   constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer, ages: HostAges) {
@@ -45,10 +57,22 @@ export class ClusterRuntime {
     this.#ages = ages;
     this.config = config;
     this.hosts = hosts;
-    this.#build = () => build(hosts);
-    this.lb = this.#build();
+    this.#build = build;
+    this.lb = build(hosts);
     this.hashKeyOf = compileHashKey(config.lb.hashOn);
     this.breaker = new CircuitBreaker(config.name, config.circuitBreakers);
+  }
+
+  /**
+   * A new host set (an endpoint delta): the load balancer over it is built first, then both are swapped,
+   * so a pick never sees hosts without their selector (Pingora's order). Requests already holding a
+   * host finish on it.
+   */
+  replaceHosts(config: ClusterConfig, hosts: UpstreamHost[]): void {
+    const lb = this.#build(hosts);
+    this.config = config;
+    this.hosts = hosts;
+    this.lb = lb;
   }
 
   /** Apply overlay flags; rebuild the LB only when some host's flags actually changed. */
@@ -62,7 +86,7 @@ export class ClusterRuntime {
         changed = true;
       }
     }
-    if (changed) this.lb = this.#build();
+    if (changed) this.lb = this.#build(this.hosts);
     return changed;
   }
 }
@@ -93,31 +117,31 @@ function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | unde
 
 /**
  * All clusters of one snapshot, built from config with pools borrowed from the shared registry. A
- * static cluster whose config (and the gateway's locality) is the same as in the previous snapshot is
- * carried over as it is, runtime and host objects included (their stats, in-flight counts, circuit
- * breaker and LB state): a change elsewhere, say a route or another cluster's endpoints, costs that
- * cluster nothing, however many endpoints it has. Aggregate clusters are always rebuilt (cheap: they
- * stack their members' hosts).
+ * static cluster whose config is the very object the previous snapshot ran (the publisher sends an
+ * unchanged cluster as a stub the worker fills with its own object, see SnapshotMessage) and whose
+ * gateway locality is the same is carried over as it is, runtime and host objects included (their
+ * stats, in-flight counts, circuit breaker and LB state): a change elsewhere, say a route or another
+ * cluster, costs that cluster nothing, however many endpoints it has. Aggregate clusters are always
+ * rebuilt (cheap: they stack their members' hosts). Endpoint deltas change clusters in place
+ * ({@link applyEndpoints}).
  */
 export class ClusterManager {
   readonly #clusters = new Map<string, ClusterRuntime>();
   /** Keys of the endpoint pools this snapshot's hosts use (the registry closes the others). */
   readonly poolKeys = new Set<string>();
-  /** Each static cluster's config as JSON, and the gateway's locality: what a carried-over cluster must match. */
-  readonly #configKeys = new Map<string, string>();
   readonly #localityKey: string;
+  readonly #env: ClusterEnv;
 
-  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { locality: Locality; labels?: Readonly<Record<string, string>>; clock: Clock; rng: Rng; lbFactory: LbFactory; ages: HostAges }, previous?: ClusterManager) {
+  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: ClusterEnv, previous?: ClusterManager) {
+    this.#env = env;
     this.#localityKey = JSON.stringify([env.locality, env.labels ?? null]);
     const sameLocality = previous !== undefined && previous.#localityKey === this.#localityKey;
     const staticHosts = new Map<string, UpstreamHost[]>();
     const carried = new Map<string, ClusterRuntime>();
     for (const c of config.clusters) {
       if (c.kind === 'aggregate') continue;
-      const key = JSON.stringify(c);
-      this.#configKeys.set(c.name, key);
-      const before = sameLocality && previous!.#configKeys.get(c.name) === key ? previous!.#clusters.get(c.name) : undefined;
-      if (before) {
+      const before = sameLocality ? previous!.#clusters.get(c.name) : undefined;
+      if (before && before.config === c) {
         before.applyOverlay(overlay);
         carried.set(c.name, before);
         staticHosts.set(c.name, before.hosts);
@@ -128,8 +152,6 @@ export class ClusterManager {
       staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, ages[i], registry, overlay)));
     }
     env.ages.retainOnly(new Set(staticHosts.keys()));
-    const build = (c: ClusterConfig) => (hosts: UpstreamHost[]) =>
-      env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
     for (const c of config.clusters) {
       const before = carried.get(c.name);
       if (before) {
@@ -137,8 +159,57 @@ export class ClusterManager {
         continue;
       }
       const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
-      this.#clusters.set(c.name, new ClusterRuntime(c, hosts, build(c), env.ages));
+      this.#clusters.set(c.name, new ClusterRuntime(c, hosts, this.#lbBuilder(c), env.ages));
     }
+  }
+
+  #lbBuilder(c: ClusterConfig): (hosts: UpstreamHost[]) => LoadBalancer {
+    const env = this.#env;
+    return (hosts) => env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
+  }
+
+  /**
+   * Apply an endpoint delta in place. `config` is the snapshot's config with the delta applied. In each
+   * changed cluster, a host whose endpoint did not change stays the same object (its in-flight count,
+   * stats, flags and slow-start age go on); a changed one (weight, priority, locality, labels, health
+   * override) is a new host keeping the old one's stats; removed hosts leave the pool set, so the
+   * registry closes their pools once in-flight requests finish (draining). Aggregates over a changed
+   * cluster restack. Returns the removed addresses by cluster.
+   */
+  applyEndpoints(config: Config, delta: EndpointDelta, registry: PoolRegistry, overlay: HealthOverlay): Map<string, Set<string>> {
+    const removedBy = new Map<string, Set<string>>();
+    for (const c of config.clusters) {
+      const d = delta[c.name];
+      const rt = this.#clusters.get(c.name);
+      if (!d || !rt || c.kind === 'aggregate') continue;
+      const removed = new Set(d.remove);
+      const upserts = new Map(d.upsert.map((e) => [e.address, e]));
+      const hosts: UpstreamHost[] = [];
+      for (const h of rt.hosts) {
+        if (removed.has(h.address)) {
+          this.poolKeys.delete(h.pool.key);
+          continue;
+        }
+        const e = upserts.get(h.address);
+        if (!e) {
+          hosts.push(h);
+          continue;
+        }
+        upserts.delete(h.address);
+        hosts.push({ ...this.#host(c, e, hosts.length, h.healthySince, registry, overlay), stats: h.stats });
+      }
+      const added = [...upserts.values()];
+      const ages = this.#env.ages.track(c.name, [...hosts.map((h) => h.address), ...added.map((e) => e.address)]);
+      for (const e of added) hosts.push(this.#host(c, e, hosts.length, ages[hosts.length], registry, overlay));
+      rt.replaceHosts(c, hosts);
+      removedBy.set(c.name, removed);
+    }
+    const staticHosts = new Map([...this.#clusters].map(([name, rt]) => [name, rt.hosts]));
+    for (const c of config.clusters) {
+      if (c.kind !== 'aggregate' || !(c.clusters ?? []).some((m) => delta[m])) continue;
+      this.#clusters.get(c.name)?.replaceHosts(c, this.#stack(c, staticHosts));
+    }
+    return removedBy;
   }
 
   #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, healthySince: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {

@@ -43,7 +43,7 @@ export interface Host {
   readonly priority: number;
   readonly locality: Locality;
   readonly labels: Readonly<Record<string, string>>;
-  /** Position in the cluster's host list, stable within a snapshot. */
+  /** Position in the cluster's host list when the host was made (an endpoint delta appends; identity is `address`). */
   readonly index: number;
   flags: number;
   /** In-flight requests on this host from this worker (least_request reads it). */

@@ -1,4 +1,4 @@
-import type { Config } from '../config/schema/index.js';
+import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { ApiError } from './api-error.js';
 import type { ConfigError } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
@@ -26,6 +26,8 @@ export interface ConfigTarget<T> {
    * ApiError (the shared store writes the change through to Redis here, compare-and-set).
    */
   beforeCommit?(config: T, source: string): Promise<void>;
+  /** Make a discovery source's endpoints for a cluster live (not a version); resolves with apply errors. */
+  publishEndpoints?(cluster: string, endpoints: EndpointConfig[]): Promise<unknown[]>;
 }
 
 /**
@@ -40,6 +42,11 @@ export interface ConfigChanges<T = Config> {
    * store and publish it; `source` names the origin in the version history (default `admin:<who>`).
    */
   change(who: string, action: string, ifMatch: string | undefined, edit: (draft: T) => T | void, source?: string): Promise<ChangeResult>;
+  /**
+   * A discovery source's endpoint set for one cluster with `discovery` (see discovery/): not stored as a
+   * version; it reaches the workers as an endpoint delta, in order with every other change.
+   */
+  setEndpoints(cluster: string, endpoints: EndpointConfig[], source: string): Promise<void>;
 }
 
 /**
@@ -81,6 +88,18 @@ export class ConfigService<T = Config> implements ConfigChanges<T> {
       }
       audit.info({ who, action, oldVersion: cur.version, newVersion: version.version, changed }, 'config change');
       return { version: version.version, changed };
+    };
+    const p = this.#queue.then(run, run);
+    this.#queue = p.catch(() => {});
+    return p;
+  }
+
+  setEndpoints(cluster: string, endpoints: EndpointConfig[], source: string): Promise<void> {
+    const run = async () => {
+      // A draining gateway publishes nothing more; a target without discovery has nothing to publish to.
+      if (this.#target.refusal?.() || !this.#target.publishEndpoints) return;
+      const errors = await this.#target.publishEndpoints(cluster, endpoints);
+      if (errors.length) logger.error({ cluster, source, errors }, 'discovered endpoints failed to apply');
     };
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => {});

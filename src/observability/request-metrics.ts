@@ -56,6 +56,14 @@ export function retainSeries(routes: ReadonlySet<string>, endpoints: ReadonlySet
   upstreamLatency.retain(([cluster, endpoint]) => endpoints.has(`${cluster}\u0000${endpoint}`));
 }
 
+/** Forget the series of endpoints an endpoint delta removed: cluster -> addresses. */
+export function dropEndpointSeries(removed: ReadonlyMap<string, ReadonlySet<string>>): void {
+  if (removed.size === 0) return;
+  const gone = ([cluster, endpoint]: readonly string[]) => removed.get(cluster)?.has(endpoint) === true;
+  upstreamRequests.retain((labels) => !gone(labels));
+  upstreamLatency.retain((labels) => !gone(labels));
+}
+
 export function statusClass(status: number): number {
   const c = (status / 100) | 0;
   return c >= 1 && c <= 5 ? c : 0;

@@ -12,7 +12,8 @@ import { ListenerSet } from '../listener/listener-set.js';
 import type { DownstreamRequest } from '../proxy/request-scan.js';
 import type { DownstreamResponse } from '../proxy/respond.js';
 import { AccessLog } from '../observability/access-log.js';
-import { configVersion, retainSeries } from '../observability/request-metrics.js';
+import { configVersion, dropEndpointSeries, retainSeries } from '../observability/request-metrics.js';
+import type { EndpointDelta } from '../config/endpoint-delta.js';
 import { createPeerResolver } from '../listener/peer.js';
 import { normalizerFor } from '../listener/normalize.js';
 import { formatXfcc } from '../listener/peer-identity.js';
@@ -37,6 +38,7 @@ export interface DataPlaneDeps {
  */
 export class DataPlane {
   #snapshot: Snapshot | undefined;
+  #seq = 0;
   #overlay: HealthOverlay = {};
   readonly #pools = new PoolRegistry();
   readonly #listeners = new ListenerSet();
@@ -68,12 +70,18 @@ export class DataPlane {
     return this.#snapshot;
   }
 
+  /** The publisher's sequence number of the state this worker runs (0 before the first). */
+  get seq(): number {
+    return this.#seq;
+  }
+
   /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
-  async apply(version: number, config: Config): Promise<Record<string, string>> {
+  async apply(seq: number, version: number, config: Config): Promise<Record<string, string>> {
     const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters, ages: this.#ages }, this.#snapshot);
     await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
     const previous = this.#snapshot;
     this.#snapshot = next;
+    this.#seq = seq;
     this.env.normalize = normalizerFor(config.gateway);
     this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)));
     configVersion.set(version);
@@ -81,6 +89,29 @@ export class DataPlane {
     this.#pools.retainOnly(next.clusters.poolKeys);
     previous?.close();
     return this.#listeners.addresses();
+  }
+
+  /**
+   * Fill the clusters a snapshot message carried over (stubs) with the config objects this worker runs:
+   * the very same objects, so the ClusterManager keeps their runtimes without comparing anything.
+   */
+  fillCarried(config: Config, carried: readonly string[]): Config {
+    const mine = new Map(this.#snapshot!.config.clusters.map((c) => [c.name, c]));
+    const names = new Set(carried);
+    return { ...config, clusters: config.clusters.map((c) => (names.has(c.name) ? mine.get(c.name)! : c)) };
+  }
+
+  /**
+   * Endpoint sets changed and nothing else: the affected clusters swap their hosts and load balancers
+   * in place, like a health overlay (no new snapshot: routes, filters and listeners stay as they are).
+   */
+  applyEndpoints(seq: number, version: number, delta: EndpointDelta): void {
+    const snap = this.#snapshot!;
+    const removed = snap.applyEndpoints(version, delta, this.#pools, this.#overlay);
+    dropEndpointSeries(removed);
+    this.#pools.retainOnly(snap.clusters.poolKeys);
+    this.#seq = seq;
+    configVersion.set(version);
   }
 
   /** Health/ejection flags from the primary; only affected clusters rebuild their LB. */

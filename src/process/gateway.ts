@@ -62,7 +62,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     void managed?.client.reportNow();
   }, systemClock, systemRng);
   primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
-  await health.reconcile(current.config);
+  await health.reconcile(primary.live);
   registerLocalRateLimitServer(primary.rpc, systemClock);
   await primary.startWorkers(current.config);
   const shared = current.config.configStore ? new SharedConfigStore(current.config.configStore, current.config.gateway.name) : undefined;
@@ -70,10 +70,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     store: primary.store,
     validate: validateConfig,
     // Health checks of new endpoints get their first round before workers route to them.
-    publish: async (v) => {
-      await health.reconcile(v.config);
-      return primary.publish(v);
-    },
+    publish: (v) => primary.publish(v, (live) => health.reconcile(live)),
+    publishEndpoints: (cluster, endpoints) => primary.publishEndpoints(cluster, endpoints, (live) => health.reconcile(live)),
     refusal: () => (primary.draining ? new ApiError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
     // Replicas sharing one config write every change through to Redis before storing it.
     beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
-import type { Config } from '../config/schema/index.js';
+import type { Config, EndpointConfig } from '../config/schema/index.js';
 import type { ToPrimary } from '../control/ipc/messages.js';
 import { ConfigStore, type ConfigVersion } from '../control/store/config-store.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
 import type { RpcServer } from '../control/ipc/rpc.js';
 import { WorkerSupervisor } from './workers.js';
-import { SnapshotPublisher } from './snapshot-publisher.js';
+import { SnapshotPublisher, type BeforeSend } from './snapshot-publisher.js';
 
 export interface PrimaryOptions {
   stateDir: string;
@@ -68,13 +68,22 @@ export class Primary {
   /** Start workers on the current version and wait until all serve it. */
   async startWorkers(config: Config): Promise<void> {
     const n = this.#opts.workers ?? (config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers);
-    const ready = this.publisher.waitForAll(this.current.version);
+    const ready = this.publisher.waitForAll(this.publisher.start());
     this.workers.start(n, this.#opts.workerExec);
     await ready;
   }
 
-  publish(v: ConfigVersion): Promise<string[]> {
-    return this.publisher.publish(v);
+  /** The config workers run: the current version with the endpoints discovery sources found. */
+  get live(): Config {
+    return this.publisher.live;
+  }
+
+  publish(v: ConfigVersion, beforeSend?: BeforeSend): Promise<string[]> {
+    return this.publisher.publish(v, beforeSend);
+  }
+
+  publishEndpoints(cluster: string, endpoints: EndpointConfig[], beforeSend?: BeforeSend): Promise<string[]> {
+    return this.publisher.publishEndpoints(cluster, endpoints, beforeSend);
   }
 
   setOverlay(overlay: HealthOverlay): void {

@@ -1,7 +1,8 @@
-import type { Config } from '../config/schema/index.js';
-import type { ToPrimary, WorkerLink } from '../control/ipc/messages.js';
+import type { Config, ClusterConfig, EndpointConfig } from '../config/schema/index.js';
+import type { SnapshotMessage, ToPrimary, WorkerLink } from '../control/ipc/messages.js';
 import type { ConfigStore, ConfigVersion } from '../control/store/config-store.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
+import { diffClusterEndpoints, diffEndpoints, sameCluster } from '../config/endpoint-delta.js';
 import { logger } from '../observability/logger.js';
 import { configVersion } from '../observability/request-metrics.js';
 import type { WorkerSupervisor } from './workers.js';
@@ -9,24 +10,42 @@ import type { WorkerSupervisor } from './workers.js';
 const APPLY_TIMEOUT_MS = 15_000;
 
 interface PendingApply {
-  version: number;
+  seq: number;
   errors: string[];
   check: () => void;
 }
 
+/** What every worker is told to run: a config version with the discovered endpoints filled in. */
+interface Live {
+  seq: number;
+  version: number;
+  config: Config;
+}
+
+/** Runs before a change goes out, with the config workers will run (the health checks' first round). */
+export type BeforeSend = (config: Config) => Promise<void> | void;
+
 /**
- * Snapshot publishing: pushes a committed config version to every worker and waits for each one's
- * acknowledgement, so that "publish resolved" means "every worker serves it" (a worker booting
- * later gets the newest version at once); keeps the health/ejection overlay every worker applies
- * on top of its snapshot; records the listener addresses workers bound.
+ * Snapshot publishing: pushes each change to every worker and waits for each one's acknowledgement,
+ * so that "publish resolved" means "every worker serves it" (a worker booting later gets the newest
+ * at once). A change reaches workers in the smallest form that rebuilds the same state:
+ * - only endpoint sets differ (an admin edit of a static cluster, a discovery source): an endpoint
+ *   delta, applied to the affected clusters in place;
+ * - anything else: a snapshot in which clusters unchanged since the previous one are stubs the worker
+ *   fills from what it runs (no 3 MB endpoint list serialized, sent and parsed for a route change).
+ * Every message carries the sequence number it builds on; a worker whose state is not that one (an
+ * apply failed) asks for a whole snapshot. Also keeps the health/ejection overlay every worker applies
+ * on top, the endpoints discovery sources found, and the listener addresses workers bound.
  */
 export class SnapshotPublisher {
   readonly listenerAddresses: Record<string, string> = {};
   #overlay: HealthOverlay = {};
+  #live: Live | undefined;
+  readonly #discovered = new Map<string, EndpointConfig[]>();
   readonly #store: ConfigStore<Config>;
   readonly #workers: WorkerSupervisor;
   readonly #pending = new Map<number, PendingApply>();
-  /** Worker id -> newest version it acknowledged. */
+  /** Worker id -> newest sequence number it acknowledged. */
   readonly #applied = new Map<number, number>();
 
   constructor(store: ConfigStore<Config>, workers: WorkerSupervisor) {
@@ -43,13 +62,57 @@ export class SnapshotPublisher {
     return this.#overlay;
   }
 
+  /** The config workers run: the newest published version with discovered endpoints filled in. */
+  get live(): Config {
+    return (this.#live ?? this.#start()).config;
+  }
+
+  /** The first state workers boot on: the store's current version; its sequence number. */
+  start(): number {
+    return (this.#live ?? this.#start()).seq;
+  }
+
+  #start(): Live {
+    const v = this.#store.current!;
+    return (this.#live = { seq: 1, version: v.version, config: this.#withDiscovered(v.config) });
+  }
+
   /** Push a committed version to every worker; resolves with the workers' apply errors once all applied it. */
-  async publish(v: ConfigVersion<Config>): Promise<string[]> {
-    const done = this.waitForAll(v.version);
-    this.#workers.broadcast({ t: 'snapshot', version: v.version, config: v.config });
+  async publish(v: ConfigVersion<Config>, beforeSend?: BeforeSend): Promise<string[]> {
+    const prev = this.#live ?? this.#start();
+    const config = this.#withDiscovered(v.config);
+    await beforeSend?.(config);
+    const delta = diffEndpoints(prev.config, config);
+    const seq = prev.seq + 1;
+    this.#live = { seq, version: v.version, config };
+    const done = this.waitForAll(seq);
+    if (delta) this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: v.version, delta });
+    else this.#workers.broadcast(carryOver(prev, seq, v.version, config));
     const errors = await done;
     configVersion.set(v.version);
     if (errors.length) logger.error({ version: v.version, errors }, 'some workers failed to apply the config');
+    return errors;
+  }
+
+  /**
+   * A discovery source's endpoints for a cluster with `discovery`: kept (a later config version gets
+   * them too) and, when they differ from what workers run, sent as an endpoint delta.
+   */
+  async publishEndpoints(cluster: string, endpoints: EndpointConfig[], beforeSend?: BeforeSend): Promise<string[]> {
+    this.#discovered.set(cluster, endpoints);
+    const prev = this.#live;
+    const current = prev?.config.clusters.find((c) => c.name === cluster);
+    if (!prev || !current || !isDiscovered(current)) return [];
+    const change = diffClusterEndpoints(current.endpoints, endpoints);
+    if (!change) return [];
+    const config = { ...prev.config, clusters: prev.config.clusters.map((c) => (c === current ? { ...c, endpoints } : c)) };
+    await beforeSend?.(config);
+    const seq = prev.seq + 1;
+    this.#live = { seq, version: prev.version, config };
+    const done = this.waitForAll(seq);
+    this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: prev.version, delta: { [cluster]: change } });
+    const errors = await done;
+    if (errors.length) logger.error({ cluster, errors }, 'some workers failed to apply discovered endpoints');
     return errors;
   }
 
@@ -59,36 +122,42 @@ export class SnapshotPublisher {
   }
 
   /**
-   * Wait until at least the configured number of workers are live and each has acknowledged
-   * `version` or a later one (a respawned worker boots on the newest). Returns worker errors.
+   * Wait until at least the configured number of workers are live and each has acknowledged `seq`
+   * or a later one (a respawned worker boots on the newest). Returns worker errors.
    */
-  waitForAll(version: number): Promise<string[]> {
+  waitForAll(seq: number): Promise<string[]> {
     return new Promise((resolve) => {
-      const p: PendingApply = { version, errors: [], check: () => {} };
+      const p: PendingApply = { seq, errors: [], check: () => {} };
       const finish = (extra?: string) => {
         clearTimeout(timer);
-        this.#pending.delete(version);
+        this.#pending.delete(seq);
         resolve(extra ? [...p.errors, extra] : p.errors);
       };
       const timer = setTimeout(() => finish('timed out waiting for workers to apply'), APPLY_TIMEOUT_MS);
       p.check = () => {
         const live = [...this.#workers.links.keys()];
-        if (live.length >= this.#workers.count && live.every((id) => (this.#applied.get(id) ?? 0) >= version)) finish();
+        if (live.length >= this.#workers.count && live.every((id) => (this.#applied.get(id) ?? 0) >= seq)) finish();
       };
-      this.#pending.set(version, p);
+      this.#pending.set(seq, p);
       p.check();
     });
   }
 
+  /** The config with each `discovery` cluster's endpoints set to what its source found (none yet: empty). */
+  #withDiscovered(config: Config): Config {
+    if (!config.clusters.some(isDiscovered)) return config;
+    return { ...config, clusters: config.clusters.map((c) => (isDiscovered(c) ? { ...c, endpoints: this.#discovered.get(c.name) ?? [] } : c)) };
+  }
+
   #onMessage(msg: ToPrimary, link: WorkerLink) {
-    if (msg.t === 'booted') {
-      const current = this.#store.current!;
-      link.send({ t: 'snapshot', version: current.version, config: current.config });
-      link.send({ t: 'overlay', overlay: this.#overlay });
+    if (msg.t === 'booted' || msg.t === 'resync') {
+      const live = this.#live ?? this.#start();
+      link.send({ t: 'snapshot', seq: live.seq, version: live.version, config: live.config });
+      if (msg.t === 'booted') link.send({ t: 'overlay', overlay: this.#overlay });
     } else if (msg.t === 'applied') {
       if (msg.listeners) Object.assign(this.listenerAddresses, msg.listeners);
-      if (msg.error) this.#pending.get(msg.version)?.errors.push(msg.error);
-      this.#applied.set(link.id, Math.max(this.#applied.get(link.id) ?? 0, msg.version));
+      if (msg.error) this.#pending.get(msg.seq)?.errors.push(msg.error);
+      this.#applied.set(link.id, Math.max(this.#applied.get(link.id) ?? 0, msg.seq));
       this.#checkPending();
     }
   }
@@ -96,4 +165,23 @@ export class SnapshotPublisher {
   #checkPending() {
     for (const p of [...this.#pending.values()]) p.check();
   }
+}
+
+/** A cluster whose endpoints come from a discovery source (DNS, Kubernetes) rather than the config. */
+function isDiscovered(c: ClusterConfig): boolean {
+  return Boolean((c as { discovery?: unknown }).discovery);
+}
+
+/** A snapshot message in which clusters equal to the previous live config's are stubs (see SnapshotMessage). */
+function carryOver(prev: Live, seq: number, version: number, config: Config): SnapshotMessage {
+  const before = new Map(prev.config.clusters.map((c) => [c.name, c]));
+  const carried: string[] = [];
+  const clusters = config.clusters.map((c) => {
+    const old = before.get(c.name);
+    if (!old || !sameCluster(old, c)) return c;
+    carried.push(c.name);
+    return { name: c.name } as ClusterConfig;
+  });
+  if (!carried.length) return { t: 'snapshot', seq, version, config };
+  return { t: 'snapshot', seq, version, config: { ...config, clusters }, carried: { base: prev.seq, clusters: carried } };
 }

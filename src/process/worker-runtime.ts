@@ -1,4 +1,4 @@
-import type { ToPrimary, ToWorker, OutcomeBatch, HostStats } from '../control/ipc/messages.js';
+import type { ToPrimary, ToWorker, OutcomeBatch, HostStats, SnapshotMessage, EndpointsMessage } from '../control/ipc/messages.js';
 import type { LbState } from '../lb/types.js';
 import type { RpcChannel } from '../control/ipc/rpc.js';
 import { DataPlane } from './data-plane.js';
@@ -35,8 +35,9 @@ export class WorkerRuntime {
   handle(msg: ToWorker): void {
     switch (msg.t) {
       case 'snapshot':
-        // Apply in arrival order; each version is acknowledged with the listeners it bound.
-        this.#applying = this.#applying.then(() => this.#apply(msg.version, msg.config));
+      case 'endpoints':
+        // Apply in arrival order; each change is acknowledged (a snapshot with the listeners it bound).
+        this.#applying = this.#applying.then(() => this.#apply(msg));
         return;
       case 'overlay':
         return this.dataPlane.setOverlay(msg.overlay);
@@ -59,14 +60,23 @@ export class WorkerRuntime {
     }
   }
 
-  async #apply(version: number, config: Parameters<DataPlane['apply']>[1]) {
+  async #apply(msg: SnapshotMessage | EndpointsMessage) {
+    const { seq, version } = msg;
+    // A change built on a state this worker does not have (an earlier apply failed): ask for a whole snapshot.
+    const base = msg.t === 'endpoints' ? msg.base : msg.carried?.base;
+    if (base !== undefined && base !== this.dataPlane.seq) return this.#send({ t: 'resync' });
     try {
-      const listeners = await this.dataPlane.apply(version, config);
-      this.#send({ t: 'applied', version, listeners });
+      if (msg.t === 'endpoints') {
+        this.dataPlane.applyEndpoints(seq, version, msg.delta);
+        this.#send({ t: 'applied', seq, version });
+      } else {
+        const listeners = await this.dataPlane.apply(seq, version, msg.carried ? this.dataPlane.fillCarried(msg.config, msg.carried.clusters) : msg.config);
+        this.#send({ t: 'applied', seq, version, listeners });
+      }
     } catch (e) {
       configApplyFailures.inc();
       logger.error({ err: e, version }, 'config apply failed; previous snapshot stays live');
-      this.#send({ t: 'applied', version, error: (e as Error).message });
+      this.#send({ t: 'applied', seq, version, error: (e as Error).message });
     }
   }
 

@@ -10,6 +10,7 @@ import { IDENTITY_HEADERS } from './headers.js';
 import { parseDuration } from '../config/duration.js';
 import type { BodyProgressRule } from './body-deadline.js';
 import type { HostAges } from '../cluster/host-ages.js';
+import { applyEndpointDelta, type EndpointDelta } from '../config/endpoint-delta.js';
 
 export type CompiledRoute = RouteRuntime;
 
@@ -50,8 +51,9 @@ function servedHosts(routes: readonly CompiledRoute[]): ServedHosts {
  * routes and one route table per listener. Requests keep the snapshot they started with.
  */
 export class Snapshot {
-  readonly version: number;
-  readonly config: Config;
+  /** Advanced in place by an endpoint delta (see applyEndpoints), like the hosts it changes. */
+  version: number;
+  config: Config;
   readonly clusters: ClusterManager;
   readonly routes = new Map<string, CompiledRoute>();
   readonly tables = new Map<string, RouteTable<CompiledRoute>>();
@@ -94,6 +96,17 @@ export class Snapshot {
     if (h.exact.has(host)) return true;
     for (const suffix of h.suffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true;
     return false;
+  }
+
+  /**
+   * An endpoint delta: the named clusters (and aggregates over them) swap hosts and load balancers in
+   * place; routes, filters and tables stay (they hold the cluster runtimes, which stay the same
+   * objects). Returns the removed addresses by cluster.
+   */
+  applyEndpoints(version: number, delta: EndpointDelta, registry: PoolRegistry, overlay: HealthOverlay): Map<string, Set<string>> {
+    this.config = applyEndpointDelta(this.config, delta);
+    this.version = version;
+    return this.clusters.applyEndpoints(this.config, delta, registry, overlay);
   }
 
   /** Release per-snapshot resources (filter timers); pools are owned by the registry. */

@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { request } from 'undici';
-import { startInProcess, baseConfig } from '../helpers/gateway.js';
+import { startInProcess, spawnGateway, baseConfig } from '../helpers/gateway.js';
+import { createServer } from 'node:net';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 /**
@@ -52,5 +53,60 @@ describe('endpoint churn', () => {
     // The endpoint that stayed in cluster `app` (unchanged) kept its pool and connection.
     expect(await (await request(`${gw.url}/again`)).body.text()).toBe('stays');
     expect(stays.connections).toBe(warmConnections);
+  });
+
+  it('an endpoint added through the admin API reaches both workers as a delta: the endpoint that stays keeps its host state (its request count)', async () => {
+    const stays = await upstream('stays');
+    const added = await upstream('added');
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'delta', workers: 2, accessLog: { enabled: false } },
+      routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
+    }));
+    cleanup.push(() => gw.stop());
+    for (let i = 0; i < 20; i++) expect(await (await request(`${gw.url}/x`)).body.text()).toBe('stays');
+    const requestsOf = async (address: string) => {
+      const status = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { workersReporting: number; endpoints: Array<{ address: string; requests: number }> };
+      expect(status.workersReporting).toBe(2);
+      return status.endpoints.find((e) => e.address === address)?.requests;
+    };
+    expect(await requestsOf(stays.address)).toBe(20);
+    const put = await request(`${gw.admin}/clusters/app/endpoints/${added.address}`, { method: 'PUT', body: '{}' });
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    // A whole-snapshot rebuild would have made new host objects with zero counts.
+    expect(await requestsOf(stays.address)).toBe(20);
+    expect(await requestsOf(added.address)).toBe(0);
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(await (await request(`${gw.url}/x`)).body.text());
+    expect(seen).toEqual(new Set(['stays', 'added']));
+    // Removing it is a delta too; the survivor's count goes on.
+    const del = await request(`${gw.admin}/clusters/app/endpoints/${added.address}`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(200);
+    await del.body.dump();
+    expect(await requestsOf(added.address)).toBeUndefined();
+    expect(await requestsOf(stays.address)).toBeGreaterThan(20);
+    for (let i = 0; i < 10; i++) expect(await (await request(`${gw.url}/x`)).body.text()).toBe('stays');
+  });
+
+  it('after a version a worker failed to apply (and the restore), the next endpoint change still reaches it (a whole snapshot on resync)', async () => {
+    const stays = await upstream('stays');
+    const added = await upstream('added');
+    const busy = createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => busy.once('listening', r));
+    cleanup.push(() => new Promise((r) => busy.close(r)));
+    const gw = await startInProcess(baseConfig({
+      routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+      clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
+    }));
+    cleanup.push(() => gw.stop());
+    const { port } = busy.address() as { port: number };
+    const bad = await request(`${gw.admin}/listeners/second`, { method: 'PUT', body: JSON.stringify({ address: `127.0.0.1:${port}`, protocol: 'http' }) });
+    expect(bad.statusCode).toBe(500);
+    await bad.body.dump();
+    const put = await request(`${gw.admin}/clusters/app`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: added.address }] }) });
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    expect(await (await request(`${gw.url}/x`)).body.text()).toBe('added');
   });
 });

@@ -16,7 +16,7 @@ export type HostDetails = (cluster: string, address: string) => Record<string, u
  * numbers summed over workers, plus the load balancer's priority loads and panic state.
  */
 export async function clusterStatus(primary: Primary, name: string, detailProviders: readonly HostDetails[]) {
-  const cluster = primary.current.config.clusters.find((c) => c.name === name);
+  const cluster = primary.live.clusters.find((c) => c.name === name);
   if (!cluster) throw new ApiError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
   const replies = await primary.collect<StatsReply>('stats');
   const endpoints = cluster.endpoints.map((e) => {
