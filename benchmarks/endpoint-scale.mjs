@@ -88,6 +88,27 @@ for (const n of SIZES) {
     rows.push({ label, bytes: body.length, status, applyMs, extraMiB: Math.max(...after.map((a, i) => a - before[i])), rssMiB: Math.max(...after), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
     await sleep(500);
   }
+  // Part of a big set changed (1,000 endpoints swapped for new ones; the rest stay), then one endpoint
+  // added through the endpoint resource: both are endpoint deltas for the workers.
+  const timed = async (label, url, init) => {
+    const before = workers.map(rssMiB);
+    phase = label;
+    const t0 = performance.now();
+    const r = await fetch(url, init);
+    const applyMs = performance.now() - t0;
+    await r.text();
+    await sleep(1000);
+    phase = 'between';
+    const s = samples.get(label) ?? { lat: [], errors: 0 };
+    rows.push({ label, bytes: String(init.body ?? '').length, status: r.status, applyMs, extraMiB: Math.max(...workers.map(rssMiB).map((a, i) => a - before[i])), rssMiB: Math.max(...workers.map(rssMiB)), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
+    await sleep(500);
+  };
+  if (n > 1000) {
+    const eps = endpoints(n, 101);
+    eps.splice(0, 1000, ...endpoints(1000, 201));
+    await timed(`1000 of ${n} endpoints changed`, `http://127.0.0.1:${adminPort}/clusters/huge`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ endpoints: eps }) });
+  }
+  await timed(`1 endpoint added to ${n}`, `http://127.0.0.1:${adminPort}/clusters/huge/endpoints/10.254.0.${n % 250}:8080`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
   // A change elsewhere (a new route) while the big cluster stands: what it costs now.
   {
     const label = `a route added beside ${n} endpoints`;

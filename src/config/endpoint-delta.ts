@@ -99,3 +99,48 @@ function withoutEndpoints(config: Config): string {
     return key === 'endpoints' && clusters.has(this) ? undefined : value;
   });
 }
+
+/**
+ * An endpoint as it travels to workers: its address alone when every other field has its default
+ * (weight 1, priority 0, no locality, labels or health override), else the whole object. Validated
+ * endpoints carry all defaults, so 100,000 plain ones are ~12 MB of JSON whole and ~2.5 MB packed: the
+ * message a worker parses while it serves requests.
+ */
+export type PackedEndpoint = string | EndpointConfig;
+
+export function packEndpoints(endpoints: readonly EndpointConfig[]): PackedEndpoint[] {
+  return endpoints.map((e) => (isPlain(e) ? e.address : e));
+}
+
+export function unpackEndpoints(packed: readonly PackedEndpoint[]): EndpointConfig[] {
+  return packed.map((p) => (typeof p === 'string' ? { address: p, weight: 1, priority: 0, locality: { region: '', zone: '', subzone: '' }, labels: {} } : p));
+}
+
+function isPlain(e: EndpointConfig): boolean {
+  if (e.weight !== 1 || e.priority !== 0 || e.health !== undefined) return false;
+  if (e.locality.region || e.locality.zone || e.locality.subzone) return false;
+  for (const _ in e.labels) return false;
+  return true;
+}
+
+/** A config's endpoint lists packed for a worker message (see PackedEndpoint); `unpackConfig` restores them. */
+export function packConfig(config: Config): Config {
+  return { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: packEndpoints(c.endpoints) as EndpointConfig[] } : c)) };
+}
+
+export function unpackConfig(config: Config): Config {
+  return { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: unpackEndpoints(c.endpoints as PackedEndpoint[]) } : c)) };
+}
+
+/** An endpoint delta packed for a worker message. */
+export function packDelta(delta: EndpointDelta): EndpointDelta {
+  const out: EndpointDelta = {};
+  for (const [name, d] of Object.entries(delta)) out[name] = { upsert: packEndpoints(d.upsert) as EndpointConfig[], remove: d.remove };
+  return out;
+}
+
+export function unpackDelta(delta: EndpointDelta): EndpointDelta {
+  const out: EndpointDelta = {};
+  for (const [name, d] of Object.entries(delta)) out[name] = { upsert: unpackEndpoints(d.upsert as PackedEndpoint[]), remove: d.remove };
+  return out;
+}

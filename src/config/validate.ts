@@ -37,10 +37,10 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   return substituted.ok ? checkConfig(substituted.value) : substituted;
 }
 
-/** A deep copy of `input` with every `${VAR}` replaced from `env`, or the errors of missing ones. */
+/** A deep copy of `input` (substituteEnv copies as it walks) with every `${VAR}` replaced from `env`, or the errors of missing ones. */
 export function substituteAll(input: unknown, env: NodeJS.ProcessEnv): { ok: true; value: unknown } | { ok: false; errors: ConfigError[] } {
   const errors: ConfigError[] = [];
-  const value = substituteEnv(structuredClone(input ?? {}), env, '', errors);
+  const value = substituteEnv(input ?? {}, env, '', errors);
   return errors.length ? { ok: false, errors } : { ok: true, value };
 }
 

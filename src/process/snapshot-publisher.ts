@@ -2,7 +2,7 @@ import type { Config, ClusterConfig, EndpointConfig } from '../config/schema/ind
 import type { SnapshotMessage, ToPrimary, WorkerLink } from '../control/ipc/messages.js';
 import type { ConfigStore, ConfigVersion } from '../control/store/config-store.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
-import { diffClusterEndpoints, diffEndpoints, sameCluster } from '../config/endpoint-delta.js';
+import { diffClusterEndpoints, diffEndpoints, packConfig, packDelta, sameCluster } from '../config/endpoint-delta.js';
 import { logger } from '../observability/logger.js';
 import { configVersion } from '../observability/request-metrics.js';
 import type { WorkerSupervisor } from './workers.js';
@@ -86,7 +86,7 @@ export class SnapshotPublisher {
     const seq = prev.seq + 1;
     this.#live = { seq, version: v.version, config };
     const done = this.waitForAll(seq);
-    if (delta) this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: v.version, delta });
+    if (delta) this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: v.version, delta: packDelta(delta) });
     else this.#workers.broadcast(carryOver(prev, seq, v.version, config));
     const errors = await done;
     configVersion.set(v.version);
@@ -110,7 +110,7 @@ export class SnapshotPublisher {
     const seq = prev.seq + 1;
     this.#live = { seq, version: prev.version, config };
     const done = this.waitForAll(seq);
-    this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: prev.version, delta: { [cluster]: change } });
+    this.#workers.broadcast({ t: 'endpoints', seq, base: prev.seq, version: prev.version, delta: packDelta({ [cluster]: change }) });
     const errors = await done;
     if (errors.length) logger.error({ cluster, errors }, 'some workers failed to apply discovered endpoints');
     return errors;
@@ -152,7 +152,7 @@ export class SnapshotPublisher {
   #onMessage(msg: ToPrimary, link: WorkerLink) {
     if (msg.t === 'booted' || msg.t === 'resync') {
       const live = this.#live ?? this.#start();
-      link.send({ t: 'snapshot', seq: live.seq, version: live.version, config: live.config });
+      link.send({ t: 'snapshot', seq: live.seq, version: live.version, config: packConfig(live.config) });
       if (msg.t === 'booted') link.send({ t: 'overlay', overlay: this.#overlay });
     } else if (msg.t === 'applied') {
       if (msg.listeners) Object.assign(this.listenerAddresses, msg.listeners);
@@ -182,6 +182,6 @@ function carryOver(prev: Live, seq: number, version: number, config: Config): Sn
     carried.push(c.name);
     return { name: c.name } as ClusterConfig;
   });
-  if (!carried.length) return { t: 'snapshot', seq, version, config };
-  return { t: 'snapshot', seq, version, config: { ...config, clusters }, carried: { base: prev.seq, clusters: carried } };
+  if (!carried.length) return { t: 'snapshot', seq, version, config: packConfig(config) };
+  return { t: 'snapshot', seq, version, config: packConfig({ ...config, clusters }), carried: { base: prev.seq, clusters: carried } };
 }

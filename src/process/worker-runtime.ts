@@ -8,6 +8,7 @@ import type { UpstreamHost } from '../cluster/cluster-manager.js';
 import type { UpstreamOutcome } from '../proxy/forwarder.js';
 import { configApplyFailures } from '../observability/request-metrics.js';
 import { registry } from '../observability/metrics.js';
+import { unpackConfig, unpackDelta } from '../config/endpoint-delta.js';
 
 const OUTCOME_CODE: Record<UpstreamOutcome, number> = { success: 0, '5xx': 1, 'gateway-error': 2, 'local-failure': 3 };
 const FLUSH_MS = 100;
@@ -67,10 +68,11 @@ export class WorkerRuntime {
     if (base !== undefined && base !== this.dataPlane.seq) return this.#send({ t: 'resync' });
     try {
       if (msg.t === 'endpoints') {
-        this.dataPlane.applyEndpoints(seq, version, msg.delta);
+        this.dataPlane.applyEndpoints(seq, version, unpackDelta(msg.delta));
         this.#send({ t: 'applied', seq, version });
       } else {
-        const listeners = await this.dataPlane.apply(seq, version, msg.carried ? this.dataPlane.fillCarried(msg.config, msg.carried.clusters) : msg.config);
+        const config = unpackConfig(msg.config);
+        const listeners = await this.dataPlane.apply(seq, version, msg.carried ? this.dataPlane.fillCarried(config, msg.carried.clusters) : config);
         this.#send({ t: 'applied', seq, version, listeners });
       }
     } catch (e) {

@@ -14,6 +14,7 @@ export type HostStats = Record<string, Record<string, { active: number; requests
  * endpoint deltas), `version` is the config version it belongs to. With `carried`, the clusters it
  * names are stubs (`{ name }`) to be taken from the worker's snapshot at `carried.base` (unchanged
  * since): a route change beside a 100,000-endpoint cluster does not ship or parse those endpoints.
+ * Endpoint lists travel packed (config/endpoint-delta.ts: packConfig), as do a delta's upserts.
  */
 export interface SnapshotMessage {
   t: 'snapshot';

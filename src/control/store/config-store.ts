@@ -20,10 +20,20 @@ interface StateFile<T> {
 }
 
 const KEEP_VERSIONS = 50;
+/**
+ * History is also bounded by size: versions are kept, newest first, while their JSON fits in this
+ * many bytes (the current one and the one before it always). A 100,000-endpoint config is ~12 MB of
+ * JSON, and the whole state file is rewritten (and fsynced) on every change.
+ */
+const KEEP_BYTES = 32 * 1024 * 1024;
 
 /** Content hash of a config (stable key order is not needed: configs are built deterministically). */
 export function configHash(config: unknown): string {
-  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+  return hashOfText(JSON.stringify(config));
+}
+
+function hashOfText(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
 /**
@@ -34,10 +44,15 @@ export function configHash(config: unknown): string {
 export class ConfigStore<T = Config> {
   readonly #file: string;
   #versions: Array<ConfigVersion<T>> = [];
+  /** Each kept version's JSON, made once (a commit writes them all again, but stringifies only the new one). */
+  readonly #texts = new WeakMap<ConfigVersion<T>, string>();
   #current = 0;
 
-  constructor(stateDir: string, fileName = 'state.json') {
+  readonly #keepBytes: number;
+
+  constructor(stateDir: string, fileName = 'state.json', opts: { keepBytes?: number } = {}) {
     this.#file = join(stateDir, fileName);
+    this.#keepBytes = opts.keepBytes ?? KEEP_BYTES;
   }
 
   /**
@@ -88,20 +103,40 @@ export class ConfigStore<T = Config> {
 
   /** Record a validated config as the new current version (no-op when identical to current). */
   async commit(config: T, source: string): Promise<{ version: ConfigVersion<T>; changed: boolean }> {
-    const hash = configHash(config);
+    const configText = JSON.stringify(config);
+    const hash = hashOfText(configText);
     const cur = this.current;
     if (cur && cur.hash === hash) return { version: cur, changed: false };
     const last = this.#versions.at(-1)?.version ?? 0;
     const entry = deepFreeze({ version: last + 1, hash, config, createdAt: new Date().toISOString(), source });
-    const versions = [...this.#versions, entry].slice(-KEEP_VERSIONS);
+    this.#texts.set(entry, JSON.stringify({ ...entry, config: undefined }).slice(0, -1) + `,"config":${configText}}`);
+    const versions = this.#keep([...this.#versions, entry]);
     await this.#persist({ current: entry.version, versions });
     this.#versions = versions;
     this.#current = entry.version;
     return { version: entry, changed: true };
   }
 
+  /** The newest versions within KEEP_VERSIONS and KEEP_BYTES (at least the newest two). */
+  #keep(versions: Array<ConfigVersion<T>>): Array<ConfigVersion<T>> {
+    let bytes = 0;
+    let from = versions.length;
+    while (from > 0 && versions.length - from < KEEP_VERSIONS) {
+      bytes += this.#textOf(versions[from - 1]).length;
+      if (bytes > this.#keepBytes && versions.length - from >= 2) break;
+      from--;
+    }
+    return versions.slice(from);
+  }
+
+  #textOf(v: ConfigVersion<T>): string {
+    let text = this.#texts.get(v);
+    if (text === undefined) this.#texts.set(v, (text = JSON.stringify(v)));
+    return text;
+  }
+
   #persist(state: StateFile<T>): Promise<void> {
-    return writeFileAtomic(this.#file, JSON.stringify(state));
+    return writeFileAtomic(this.#file, `{"current":${state.current},"versions":[${state.versions.map((v) => this.#textOf(v)).join(',')}]}`);
   }
 }
 

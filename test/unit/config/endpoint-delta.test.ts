@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { validateConfig } from '../../../src/config/validate.js';
 import type { Config } from '../../../src/config/schema/index.js';
 import { EndpointSchema } from '../../../src/config/schema/cluster.js';
-import { applyEndpointDelta, diffEndpoints, patchEndpoints, sameCluster, sameEndpoint } from '../../../src/config/endpoint-delta.js';
+import { applyEndpointDelta, diffEndpoints, packConfig, patchEndpoints, sameCluster, sameEndpoint, unpackConfig } from '../../../src/config/endpoint-delta.js';
 
 function configOf(raw: Record<string, unknown>): Config {
   const r = validateConfig({ listeners: [{ name: 'main', address: '127.0.0.1:8080' }], routes: [], ...raw }, {});
@@ -45,5 +45,14 @@ describe('endpoint deltas', () => {
     const eps = configOf({ clusters: [{ name: 'c', endpoints: [{ address: 'a:1' }, { address: 'b:1' }] }] }).clusters[0].endpoints;
     expect(patchEndpoints(eps, { upsert: [], remove: ['a:1', 'b:1'] })).toEqual([]);
     expect(patchEndpoints([], { upsert: eps, remove: [] })).toEqual(eps);
+  });
+
+  it('packing for the wire leaves plain endpoints as addresses and restores exactly what validation made', () => {
+    const config = configOf({ clusters: [{ name: 'c', endpoints: [{ address: 'a:1' }, { address: 'b:1', weight: 2 }, { address: 'c:1', labels: { v: '1' } }, { address: 'd:1', locality: { zone: 'z' } }, { address: 'e:1', health: 'draining' }] }, { name: 'empty' }] });
+    const packed = packConfig(config);
+    expect(packed.clusters[0].endpoints[0]).toBe('a:1');
+    expect(packed.clusters[0].endpoints.slice(1).every((e) => typeof e === 'object')).toBe(true);
+    const wire = JSON.parse(JSON.stringify(packed));
+    expect(unpackConfig(wire)).toEqual(config);
   });
 });
