@@ -1,8 +1,8 @@
 import { promises as dnsPromises } from 'node:dns';
+import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type DnsDiscoverySchema } from '../config/schema/cluster.js';
-import type { Static } from '@sinclair/typebox';
 import { parseDuration } from '../config/duration.js';
 import { backoffDelay } from '../common/backoff.js';
 import { systemRng, type Rng } from '../common/clock.js';

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { endChild } from './child-process.js';
 
 /** Names and their addresses, in answer order (dnsmasq answers a hosts file's lines in file order). */
 export type HostRecords = Record<string, string[]>;
@@ -90,14 +91,7 @@ export async function startDnsmasq(records: HostRecords): Promise<TestDnsmasq> {
     await until(() => probe.resolve4('probe.test').then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND'), 'dnsmasq to answer');
   };
 
-  const stop = async () => {
-    const p = proc;
-    // A process ended by a signal has exitCode null and signalCode set: it will not exit again.
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await exited;
-  };
+  const stop = () => endChild(proc, 'SIGTERM');
 
   const setHosts = async (next: HostRecords) => {
     const before = reads();

@@ -5,7 +5,7 @@ import type { Config, EndpointConfig } from '../../src/config/schema/index.js';
 import { DnsDiscovery } from '../../src/discovery/dns.js';
 import { discoveredEndpoints, dnsResolutionFailures } from '../../src/discovery/metrics.js';
 import type { EndpointSink } from '../../src/discovery/endpoint-source.js';
-import { startDnsmasq, type TestDnsmasq } from '../helpers/dnsmasq.js';
+import { startDnsmasq, type HostRecords, type TestDnsmasq } from '../helpers/dnsmasq.js';
 
 /** A sink that records every set handed to it. */
 class RecordingSink implements EndpointSink {
@@ -33,7 +33,7 @@ function config(servers: string[], clusters: Record<string, DnsBlock | undefined
 
 async function metricValue(metric: typeof dnsResolutionFailures | typeof discoveredEndpoints, labels: Record<string, string>): Promise<number | undefined> {
   const { values } = await metric.get();
-  return values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value;
+  return values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -54,19 +54,20 @@ afterEach(() => {
   discovery = undefined;
 });
 
-function start(sink: EndpointSink, options?: ConstructorParameters<typeof DnsDiscovery>[1]): DnsDiscovery {
-  discovery = new DnsDiscovery(sink, options);
-  return discovery;
+/** Serve `records`, discover `clusters` from them, and wait for the first set of each cluster. */
+async function discover(records: HostRecords, clusters: Record<string, DnsBlock>): Promise<{ sink: RecordingSink; d: DnsDiscovery }> {
+  await dns.setHosts(records);
+  const sink = new RecordingSink();
+  const d = (discovery = new DnsDiscovery(sink));
+  d.reconcile(config([dns.server], clusters));
+  await vi.waitFor(() => expect(sink.calls).toHaveLength(Object.keys(clusters).length), wait);
+  return { sink, d };
 }
 
 describe('DNS discovery against a real dnsmasq', () => {
   it('strict mode publishes every A and AAAA record as a defaulted endpoint, sorted', async () => {
-    await dns.setHosts({ 'app.svc.test': ['10.0.0.2', '10.0.0.1', 'fd00::1'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { app: { name: 'app.svc.test', port: 8080, refresh: REFRESH } }));
-
-    await vi.waitFor(() => expect(sink.calls).toHaveLength(1), wait);
+    const { sink, d } = await discover({ 'app.svc.test': ['10.0.0.2', '10.0.0.1', 'fd00::1'] }, { app: { name: 'app.svc.test', port: 8080, refresh: REFRESH } });
+    expect(sink.calls).toHaveLength(1);
     const locality = { region: '', zone: '', subzone: '' };
     expect(sink.calls[0]).toMatchObject({ cluster: 'app', source: 'dns' });
     expect(sink.calls[0].endpoints).toEqual([
@@ -81,11 +82,7 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('follows a changed answer within one refresh, and does not hand an unchanged answer again', async () => {
-    await dns.setHosts({ 'follow.svc.test': ['10.0.1.1'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { follow: { name: 'follow.svc.test', port: 80, refresh: REFRESH } }));
-    await vi.waitFor(() => expect(sink.calls).toHaveLength(1), wait);
+    const { sink, d } = await discover({ 'follow.svc.test': ['10.0.1.1'] }, { follow: { name: 'follow.svc.test', port: 80, refresh: REFRESH } });
 
     // Several more lookups with the same answer: each a success, none handed.
     const successes = new Set<string>();
@@ -104,11 +101,7 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('keeps the last endpoints while the DNS server is down, reports stale with the error, counts failures, and recovers', async () => {
-    await dns.setHosts({ 'outage.svc.test': ['10.0.2.1'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { outage: { name: 'outage.svc.test', port: 80, refresh: REFRESH } }));
-    await vi.waitFor(() => expect(sink.calls).toHaveLength(1), wait);
+    const { sink, d } = await discover({ 'outage.svc.test': ['10.0.2.1'] }, { outage: { name: 'outage.svc.test', port: 80, refresh: REFRESH } });
     const before = (await metricValue(dnsResolutionFailures, { cluster: 'outage' })) ?? 0;
 
     await dns.stop();
@@ -126,11 +119,7 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('keeps the last endpoints when the name disappears (NXDOMAIN)', async () => {
-    await dns.setHosts({ 'gone.svc.test': ['10.0.3.1', '10.0.3.2'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { gone: { name: 'gone.svc.test', port: 80, refresh: REFRESH } }));
-    await vi.waitFor(() => expect(sink.calls).toHaveLength(1), wait);
+    const { sink, d } = await discover({ 'gone.svc.test': ['10.0.3.1', '10.0.3.2'] }, { gone: { name: 'gone.svc.test', port: 80, refresh: REFRESH } });
 
     await dns.setHosts({});
     await vi.waitFor(() => expect(d.status('gone')).toMatchObject({ stale: true, lastError: 'no A or AAAA records for gone.svc.test (ENOTFOUND)' }), wait);
@@ -140,20 +129,14 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('treats an AAAA answer with no A record (NODATA) as an answer', async () => {
-    await dns.setHosts({ 'v6only.svc.test': ['fd00::7'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { v6only: { name: 'v6only.svc.test', port: 443, refresh: REFRESH } }));
-    await vi.waitFor(() => expect(sink.addresses('v6only')).toEqual([['[fd00::7]:443']]), wait);
+    const { sink, d } = await discover({ 'v6only.svc.test': ['fd00::7'] }, { v6only: { name: 'v6only.svc.test', port: 443, refresh: REFRESH } });
+    expect(sink.addresses('v6only')).toEqual([['[fd00::7]:443']]);
     expect(d.status('v6only')).toMatchObject({ stale: false, lastError: null });
   });
 
   it('logical mode publishes one endpoint, the first record, and moves it when the first record changes', async () => {
-    await dns.setHosts({ 'logical.svc.test': ['10.0.4.9', '10.0.4.1', 'fd00::4'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { logical: { name: 'logical.svc.test', port: 8443, refresh: REFRESH, mode: 'logical' } }));
-    await vi.waitFor(() => expect(sink.addresses('logical')).toEqual([['10.0.4.9:8443']]), wait);
+    const { sink, d } = await discover({ 'logical.svc.test': ['10.0.4.9', '10.0.4.1', 'fd00::4'] }, { logical: { name: 'logical.svc.test', port: 8443, refresh: REFRESH, mode: 'logical' } });
+    expect(sink.addresses('logical')).toEqual([['10.0.4.9:8443']]);
     expect(d.status('logical')).toMatchObject({ target: 'logical.svc.test:8443 (logical)', endpoints: 1 });
 
     await dns.setHosts({ 'logical.svc.test': ['10.0.4.1', 'fd00::4'] });
@@ -161,11 +144,7 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('reconcile stops a cluster that lost its block and restarts one whose block changed', async () => {
-    await dns.setHosts({ 'a.svc.test': ['10.0.5.1'], 'b.svc.test': ['10.0.6.1'] });
-    const sink = new RecordingSink();
-    const d = start(sink);
-    d.reconcile(config([dns.server], { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } }));
-    await vi.waitFor(() => expect(sink.calls).toHaveLength(2), wait);
+    const { sink, d } = await discover({ 'a.svc.test': ['10.0.5.1'], 'b.svc.test': ['10.0.6.1'] }, { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } });
 
     // The same blocks again: nothing restarts, nothing is handed again.
     d.reconcile(config([dns.server], { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } }));
@@ -181,13 +160,27 @@ describe('DNS discovery against a real dnsmasq', () => {
     expect(sink.calls).toHaveLength(3);
   });
 
+  it('hands a set the sink refused again at the next lookup, and reports the refusal until then', async () => {
+    await dns.setHosts({ 'refused.svc.test': ['10.0.7.1'] });
+    const sink = new RecordingSink();
+    let refusals = 1;
+    const refusing: EndpointSink = {
+      setEndpoints: (cluster, endpoints, source) => (refusals-- > 0 ? Promise.reject(new Error('workers busy')) : sink.setEndpoints(cluster, endpoints, source)),
+    };
+    const d = (discovery = new DnsDiscovery(refusing));
+    d.reconcile(config([dns.server], { refused: { name: 'refused.svc.test', port: 80, refresh: REFRESH } }));
+    await vi.waitFor(() => expect(d.status('refused')!.lastError).toBe('endpoints not applied: workers busy'), wait);
+    await vi.waitFor(() => expect(sink.addresses('refused')).toEqual([['10.0.7.1:80']]), wait);
+    expect(d.status('refused')).toMatchObject({ lastError: null, stale: false });
+  });
+
   it('gives up on a server that never answers within about 1.6 s, and stop() cancels a lookup in flight', async () => {
     const blackhole = dgram.createSocket('udp4');
     await new Promise<void>((r) => blackhole.bind(0, '127.0.0.1', r));
     try {
       const server = `127.0.0.1:${blackhole.address().port}`;
       const sink = new RecordingSink();
-      const d = start(sink);
+      const d = (discovery = new DnsDiscovery(sink));
       const started = Date.now();
       d.reconcile(config([server], { silent: { name: 'silent.svc.test', port: 80, refresh: '5s' } }));
       await vi.waitFor(() => expect(d.status('silent')!.lastError).toContain('ETIMEOUT'), wait);
