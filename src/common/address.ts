@@ -1,4 +1,4 @@
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 /** Split "host:port" or "[v6]:port" into parts; the host loses its brackets. */
 export function splitAddress(address: string): { host: string; port: number } {
@@ -43,4 +43,18 @@ export function isValidAuthority(a: string): boolean {
     n = n * 10 + d;
   }
   return n >= 1 && n <= 65535;
+}
+
+/**
+ * Is this a DNS server as node:dns `setServers` takes it: an IPv4 or IPv6 literal, "ipv4:port" or
+ * "[ipv6]:port" (a bracketed IPv6 without a port too)? Port 1-65535; 53 when absent.
+ */
+export function isValidDnsServer(server: string): boolean {
+  if (isIP(server)) return true;
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(server);
+  const withPort = bracketed ?? /^([^:]+):(\d{1,5})$/.exec(server);
+  if (!withPort) return false;
+  const [, host, port] = withPort;
+  const portOk = port === undefined || (Number(port) >= 1 && Number(port) <= 65535);
+  return portOk && (bracketed ? isIPv6(host) : isIPv4(host));
 }

@@ -1,7 +1,8 @@
 import type { Config } from './schema/index.js';
 import type { ConfigError } from './validate.js';
 import { existsSync } from 'node:fs';
-import { isLoopbackHost, splitAddress } from '../common/address.js';
+import { isLoopbackHost, isValidDnsServer, splitAddress } from '../common/address.js';
+import { parseDuration } from './duration.js';
 import { authConfigErrors } from './schema/auth.js';
 
 type Named = { name: string };
@@ -33,6 +34,7 @@ export function checkReferences(config: Config): ConfigError[] {
   config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, add));
   config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
   checkAdmin(config, add);
+  config.gateway.dns?.servers.forEach((s, i) => isValidDnsServer(s) || add(`gateway.dns.servers[${i}]`, `expected ip, ip:port or [ipv6]:port, got "${s}"`));
   for (const [path, message] of authConfigErrors(config.auth, config.rbac)) add(path, message);
   checkFiles(config, add);
   if (config.configStore && config.managementServer) add('configStore', 'configStore and managementServer are alternatives: replicas of a managed gateway get their config from the hub');
@@ -105,9 +107,19 @@ function checkCluster(c: Config['clusters'][number], p: string, config: Config, 
     });
     if (c.endpoints.length) add(`${p}.endpoints`, 'an aggregate cluster has no endpoints of its own');
   }
+  if (c.discovery) checkDiscovery(c, `${p}.discovery`, add);
   if (c.lb.slowStart && c.lb.policy !== 'round_robin' && c.lb.policy !== 'least_request') add(`${p}.lb.slowStart`, 'slow start applies to round_robin and least_request only');
   if (c.healthCheck && !c.healthCheck.http && !c.healthCheck.tcp) add(`${p}.healthCheck`, 'set http or tcp');
   if (c.upstreamTls && ((c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))) add(`${p}.upstreamTls`, 'cert and key must be given together');
+}
+
+/** A discovered cluster takes every endpoint from its one source: no static list beside it, no aggregate. */
+function checkDiscovery(c: Config['clusters'][number], p: string, add: Add) {
+  const discovery = c.discovery!;
+  if (c.kind === 'aggregate') add(p, 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters');
+  else if (c.endpoints.length) add(p, 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only');
+  if (!discovery.dns) add(p, 'set dns');
+  if (discovery.dns && parseDuration(discovery.dns.refresh) < 1) add(`${p}.dns.refresh`, 'refresh must be at least 1ms');
 }
 
 /** Files the snapshot will read (JWKS, API keys): missing ones are config errors, not runtime crashes. */

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { endChild } from './child-process.js';
 
 /** A real redis-server (needs `redis-server` on PATH; .ci/run installs it) on a free loopback port. */
 export interface TestRedis {
@@ -41,14 +42,7 @@ export async function startRedis(): Promise<TestRedis> {
     proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await waitForPort(port);
   };
-  const kill = async () => {
-    const p = proc;
-    // A process ended by a signal has exitCode null and signalCode set: it will not exit again.
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  };
+  const kill = () => endChild(proc, 'SIGKILL');
   await launch();
   return { port, url: `redis://127.0.0.1:${port}`, kill, restart: launch, stop: kill };
 }

@@ -104,6 +104,20 @@ export const UpstreamTlsSchema = Obj({
   insecureSkipVerify: Type.Boolean({ default: false }),
 });
 
+/**
+ * DNS discovery (Envoy's STRICT_DNS and LOGICAL_DNS): `name` is resolved (A and AAAA) every `refresh`;
+ * `strict` makes every address an endpoint, `logical` only the first. See docs/config.md#dns-clusters.
+ */
+export const DnsDiscoverySchema = Obj({
+  name: Type.String({ pattern: '^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$', errorMessage: 'expected a DNS name' }),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  refresh: Duration('5s'),
+  mode: Type.Union([Type.Literal('strict'), Type.Literal('logical')], { default: 'strict', errorMessage: 'expected strict or logical' }),
+});
+
+/** Where a cluster's endpoints come from instead of `endpoints`: one source kind per cluster. */
+export const DiscoverySchema = Obj({ dns: Type.Optional(DnsDiscoverySchema) });
+
 export const ClusterSchema = Obj({
   name: Name,
   kind: Type.Union([Type.Literal('static'), Type.Literal('aggregate')], { default: 'static', errorMessage: 'expected static or aggregate' }),
@@ -112,6 +126,7 @@ export const ClusterSchema = Obj({
   connectTimeout: Duration('5s'),
   keepAliveTimeout: Duration('4s'),
   endpoints: Type.Array(EndpointSchema, { default: [] }),
+  discovery: Type.Optional(DiscoverySchema),
   lb: LbSchema,
   healthCheck: Type.Optional(HealthCheckSchema),
   outlierDetection: Type.Optional(OutlierDetectionSchema),

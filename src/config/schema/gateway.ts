@@ -26,6 +26,14 @@ export const LimitsSchema = Obj(
 
 export const AccessLogSchema = Obj({ enabled: Type.Boolean({ default: true }), sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 1 }) }, { default: {} });
 
+/**
+ * DNS servers for discovery (`clusters[].discovery.dns`): "ip", "ip:port", "[ipv6]:port" (port 53 when
+ * absent), as node:dns `setServers` takes them. Without this section the system's resolv.conf servers.
+ */
+export const GatewayDnsSchema = Obj({
+  servers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:.]+)$', errorMessage: 'expected ip, ip:port or [ipv6]:port' }), { minItems: 1 }),
+});
+
 export const GatewaySchema = Obj(
   {
     name: Type.String({ default: 'meridian' }),
@@ -39,6 +47,7 @@ export const GatewaySchema = Obj(
     rejectUnderscoreHeaders: Type.Boolean({ default: true }),
     normalizePath: Type.Boolean({ default: true }),
     mergeSlashes: Type.Boolean({ default: true }),
+    dns: Type.Optional(GatewayDnsSchema),
   },
   { default: {} },
 );

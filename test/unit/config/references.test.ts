@@ -70,6 +70,25 @@ const cases: Case[] = [
     'clusters[2].clusters[1]', 'an aggregate cluster cannot contain another aggregate'],
   ['an aggregate with endpoints', (c) => c.clusters.push({ name: 'agg', kind: 'aggregate', clusters: ['c'], endpoints: [{ address: '127.0.0.1:9001' }] }),
     'clusters[1].endpoints', 'an aggregate cluster has no endpoints of its own'],
+
+  // DNS discovery
+  ['discovery beside static endpoints', (c) => (c.clusters[0].discovery = { dns: { name: 'app.svc.test', port: 8080 } }),
+    'clusters[0].discovery', 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only'],
+  ['discovery on an aggregate', (c) => c.clusters.push({ name: 'agg', kind: 'aggregate', clusters: ['c'], discovery: { dns: { name: 'app.svc.test', port: 8080 } } }),
+    'clusters[1].discovery', 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters'],
+  ['discovery without a source', (c) => c.clusters.push({ name: 'd', discovery: {} }), 'clusters[1].discovery', 'set dns'],
+  ['a DNS refresh of zero', (c) => c.clusters.push({ name: 'd', discovery: { dns: { name: 'app.svc.test', port: 8080, refresh: '0s' } } }),
+    'clusters[1].discovery.dns.refresh', 'refresh must be at least 1ms'],
+  ['an unknown DNS mode', (c) => c.clusters.push({ name: 'd', discovery: { dns: { name: 'app.svc.test', port: 8080, mode: 'round_robin' } } }),
+    'clusters[1].discovery.dns.mode', 'expected strict or logical'],
+  ['a DNS name with a port', (c) => c.clusters.push({ name: 'd', discovery: { dns: { name: 'app.svc.test:80', port: 8080 } } }),
+    'clusters[1].discovery.dns.name', 'expected a DNS name'],
+  ['a DNS server that is a hostname', (c) => (c.gateway = { dns: { servers: ['127.0.0.1:53', 'dns.example:53'] } }),
+    'gateway.dns.servers[1]', 'expected ip, ip:port or [ipv6]:port'],
+  ['a DNS server with an IPv6 address and no brackets before the port', (c) => (c.gateway = { dns: { servers: ['fd00::1]:53'] } }),
+    'gateway.dns.servers[0]', 'expected ip, ip:port or [ipv6]:port'],
+  ['a DNS server with port 0', (c) => (c.gateway = { dns: { servers: ['10.96.0.10:0'] } }),
+    'gateway.dns.servers[0]', 'expected ip, ip:port or [ipv6]:port, got "10.96.0.10:0"'],
   ['slow start with random', (c) => (c.clusters[0].lb = { policy: 'random', slowStart: { window: '30s' } }), 'clusters[0].lb.slowStart', 'slow start applies to round_robin and least_request only'],
   ['slow start with ring_hash', (c) => (c.clusters[0].lb = { policy: 'ring_hash', slowStart: { window: '30s' } }), 'clusters[0].lb.slowStart', 'slow start applies to round_robin and least_request only'],
   ['slow start with maglev', (c) => (c.clusters[0].lb = { policy: 'maglev', slowStart: { window: '30s' } }), 'clusters[0].lb.slowStart', 'slow start applies to round_robin and least_request only'],
@@ -125,6 +144,11 @@ const accepted: Array<[string, (c: any) => void]> = [
   }],
   ['valid IPv4 and IPv6 CIDRs', (c) => (c.rbac = [rbacPolicy('p', [{ sourceCidr: '10.0.0.0/8' }, { sourceCidr: 'fd00::/8' }, { sourceCidr: '192.0.2.1' }])])],
   ['configStore alone', (c) => (c.configStore = { url: 'redis://127.0.0.1:6379' })],
+  ['a DNS-discovered cluster and DNS servers in every accepted form', (c) => {
+    c.clusters.push({ name: 'app', discovery: { dns: { name: 'app.default.svc.cluster.local', port: 8080, refresh: '5s', mode: 'logical' } } });
+    c.gateway = { dns: { servers: ['10.96.0.10:53', '10.96.0.11', '[::1]:53', '[fd00::53]', '::1'] } };
+  }],
+  ['static endpoints named by hostname', (c) => (c.clusters[0].endpoints = [{ address: 'backend.internal:9000' }, { address: 'localhost:9001' }])],
 ];
 
 describe('config reference checks', () => {
