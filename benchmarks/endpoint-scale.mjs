@@ -89,7 +89,7 @@ for (const n of SIZES) {
     await sleep(500);
   }
   // Part of a big set changed (1,000 endpoints swapped for new ones; the rest stay), then one endpoint
-  // added through the endpoint resource: both are endpoint deltas for the workers.
+  // reweighted through the endpoint resource: both are endpoint deltas for the workers.
   const timed = async (label, url, init) => {
     const before = workers.map(rssMiB);
     phase = label;
@@ -108,7 +108,8 @@ for (const n of SIZES) {
     eps.splice(0, 1000, ...endpoints(1000, 201));
     await timed(`1000 of ${n} endpoints changed`, `http://127.0.0.1:${adminPort}/clusters/huge`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ endpoints: eps }) });
   }
-  await timed(`1 endpoint added to ${n}`, `http://127.0.0.1:${adminPort}/clusters/huge/endpoints/10.254.0.${n % 250}:8080`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const first = endpoints(1, n > 1000 ? 201 : 101)[0].address;
+  await timed(`1 endpoint of ${n} reweighted`, `http://127.0.0.1:${adminPort}/clusters/huge/endpoints/${first}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"weight":2}' });
   // A change elsewhere (a new route) while the big cluster stands: what it costs now.
   {
     const label = `a route added beside ${n} endpoints`;

@@ -75,6 +75,14 @@ export class DnsDiscovery implements EndpointSource {
     return this.#watches.get(cluster)?.status();
   }
 
+  /**
+   * Resolves once every cluster's first lookup ended and its endpoints (if any) were applied: the
+   * gateway waits for it (bounded) before it reports ready, as Envoy warms a DNS cluster before use.
+   */
+  initialized(): Promise<void> {
+    return Promise.all([...this.#watches.values()].map((w) => w.first)).then(() => {});
+  }
+
   /** Stop every loop: timers cleared, queries in flight cancelled; nothing is handed afterwards. */
   stop(): void {
     for (const watch of this.#watches.values()) watch.stop();
@@ -96,6 +104,8 @@ class DnsWatch {
   readonly #resolver: dnsPromises.Resolver;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The first lookup, with its endpoints applied (see DnsDiscovery.initialized). */
+  readonly first: Promise<void>;
   /** Consecutive failed or empty lookups. */
   #failures = 0;
   /** Addresses of the set last handed to the sink ('' before the first), to skip handing an equal set. */
@@ -113,7 +123,7 @@ class DnsWatch {
     this.#rng = options.rng;
     this.#resolver = new dnsPromises.Resolver({ timeout: options.queryTimeoutMs, tries: options.queryTries });
     if (servers) this.#resolver.setServers(servers);
-    void this.#lookup();
+    this.first = this.#lookup();
   }
 
   status(): DiscoveryStatus {
@@ -137,14 +147,17 @@ class DnsWatch {
   async #lookup(): Promise<void> {
     const answer = await resolveAddresses(this.#resolver, this.#dns.name);
     if (this.#stopped) return;
-    if ('addresses' in answer) this.#succeeded(answer.addresses);
+    let handed: Promise<void> | undefined;
+    if ('addresses' in answer) handed = this.#succeeded(answer.addresses);
     else this.#failed(answer.error);
     const delay = this.#failures === 0 ? this.#refreshMs : this.#refreshMs + backoffDelay(this.#failures, this.#refreshMs, FAILURE_BACKOFF_MAX_MS, this.#rng);
     this.#timer = setTimeout(() => void this.#lookup(), delay);
     this.#timer.unref();
+    await handed;
   }
 
-  #succeeded(addresses: string[]): void {
+  /** Returns the sink's promise when a new set was handed (it never rejects). */
+  #succeeded(addresses: string[]): Promise<void> | undefined {
     if (this.#failures > 0) logger.info({ cluster: this.#cluster, name: this.#dns.name, failures: this.#failures }, 'dns discovery recovered');
     this.#failures = 0;
     this.#lastError = null;
@@ -152,7 +165,7 @@ class DnsWatch {
     const chosen = this.#dns.mode === 'logical' ? addresses.slice(0, 1) : [...new Set(addresses)].sort();
     const endpoints = chosen.map((ip) => endpointOf(ip, this.#dns.port));
     const key = endpoints.map((e) => e.address).join(',');
-    if (key !== this.#handedKey) this.#hand(endpoints, key);
+    return key !== this.#handedKey ? this.#hand(endpoints, key) : undefined;
   }
 
   #failed(error: string): void {
@@ -162,11 +175,11 @@ class DnsWatch {
     dnsResolutionFailures.inc({ cluster: this.#cluster });
   }
 
-  #hand(endpoints: EndpointConfig[], key: string): void {
+  #hand(endpoints: EndpointConfig[], key: string): Promise<void> {
     this.#handedKey = key;
     this.#handedCount = endpoints.length;
     discoveredEndpoints.set({ cluster: this.#cluster, source: 'dns' }, endpoints.length);
-    this.#sink.setEndpoints(this.#cluster, endpoints, 'dns').catch((e: Error) => {
+    return this.#sink.setEndpoints(this.#cluster, endpoints, 'dns').catch((e: Error) => {
       // Forget the refused set so the next lookup hands it again.
       if (this.#stopped || this.#handedKey !== key) return;
       this.#handedKey = '';

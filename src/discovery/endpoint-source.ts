@@ -34,5 +34,7 @@ export interface DiscoveryStatus {
 export interface EndpointSource {
   reconcile(config: Config): void;
   status(cluster: string): DiscoveryStatus | undefined;
+  /** Resolves once every watched cluster's first lookup ended and its endpoints were applied (never rejects). */
+  initialized(): Promise<void>;
   stop(): void;
 }

@@ -13,6 +13,8 @@ import { RedisHealth } from '../filters/ratelimit/redis-health.js';
 import { systemClock, systemRng } from '../common/clock.js';
 import { ManagedGateway } from '../control/managed/managed-gateway.js';
 import { SharedConfigStore } from '../control/store/shared-store.js';
+import { DnsDiscovery } from '../discovery/dns.js';
+import type { EndpointSource } from '../discovery/endpoint-source.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -69,13 +71,22 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const changes = new ConfigService({
     store: primary.store,
     validate: validateConfig,
-    // Health checks of new endpoints get their first round before workers route to them.
-    publish: (v) => primary.publish(v, (live) => health.reconcile(live)),
+    // Health checks of new endpoints get their first round before workers route to them; discovery
+    // sources follow each version (a new `discovery` block starts a lookup loop).
+    publish: async (v) => {
+      const errors = await primary.publish(v, (live) => health.reconcile(live));
+      for (const s of discovery) s.reconcile(primary.current.config);
+      return errors;
+    },
     publishEndpoints: (cluster, endpoints) => primary.publishEndpoints(cluster, endpoints, (live) => health.reconcile(live)),
     refusal: () => (primary.draining ? new ApiError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
     // Replicas sharing one config write every change through to Redis before storing it.
     beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,
   });
+  // Endpoint sources run in the primary and hand their sets to the config service (never a version).
+  const discovery: EndpointSource[] = [new DnsDiscovery(changes)];
+  for (const s of discovery) s.reconcile(current.config);
+  await warmUp(discovery);
   managed = await loadManagedState(primary, changes, opts.stateDir);
   const redisHealth = new RedisHealth();
   const readiness: Array<() => Record<string, unknown>> = [() => redisHealth.status(primary.current.config)];
@@ -85,6 +96,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     changes,
     readiness,
     hostDetails: [(cluster, address) => health.details(cluster, address)],
+    clusterDetails: [(cluster) => {
+      const status = discovery.map((s) => s.status(cluster)).find(Boolean);
+      return status ? { discovery: status } : {};
+    }],
     writeGuard: managed ? (kind, name) => managed!.guard(kind, name) : undefined,
   });
   const bound = await admin.listen(current.config.admin);
@@ -99,9 +114,23 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
     await admin.close();
     health.stop();
+    for (const s of discovery) s.stop();
     redisHealth.stop();
   };
   return { primary, admin, addresses, reload, stop };
+}
+
+/** How long start waits for discovered clusters' first endpoints before it reports ready anyway. */
+const DISCOVERY_WARM_UP_MS = 5000;
+
+/**
+ * Envoy warms a DNS cluster (its first resolution) before listeners use it; start waits for every
+ * source's first lookups the same way, bounded: a name that does not resolve must not stop a gateway.
+ */
+async function warmUp(sources: EndpointSource[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(sources.map((s) => s.initialized())), new Promise((r) => (timer = setTimeout(r, DISCOVERY_WARM_UP_MS)))]);
+  clearTimeout(timer);
 }
 
 /** With `managementServer` set: the last applied snapshot, loaded; the hub client is started later. */

@@ -145,6 +145,7 @@ export class SnapshotPublisher {
 
   /** The config with each `discovery` cluster's endpoints set to what its source found (none yet: empty). */
   #withDiscovered(config: Config): Config {
+    for (const name of this.#discovered.keys()) if (!config.clusters.some((c) => c.name === name && isDiscovered(c))) this.#discovered.delete(name);
     if (!config.clusters.some(isDiscovered)) return config;
     return { ...config, clusters: config.clusters.map((c) => (isDiscovered(c) ? { ...c, endpoints: this.#discovered.get(c.name) ?? [] } : c)) };
   }
@@ -169,7 +170,7 @@ export class SnapshotPublisher {
 
 /** A cluster whose endpoints come from a discovery source (DNS, Kubernetes) rather than the config. */
 function isDiscovered(c: ClusterConfig): boolean {
-  return Boolean((c as { discovery?: unknown }).discovery);
+  return c.discovery !== undefined;
 }
 
 /** A snapshot message in which clusters equal to the previous live config's are stubs (see SnapshotMessage). */

@@ -11,11 +11,14 @@ const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTH
 /** Extra per-host facts from primary-side components (outlier ejections, health checks). */
 export type HostDetails = (cluster: string, address: string) => Record<string, unknown>;
 
+/** Extra per-cluster facts (a discovery source's state: what it resolves, staleness, last error). */
+export type ClusterDetails = (cluster: string) => Record<string, unknown>;
+
 /**
  * `GET /clusters/{name}/status`: per endpoint the health flags (each reason separately), live
  * numbers summed over workers, plus the load balancer's priority loads and panic state.
  */
-export async function clusterStatus(primary: Primary, name: string, detailProviders: readonly HostDetails[]) {
+export async function clusterStatus(primary: Primary, name: string, detailProviders: readonly HostDetails[], clusterDetails: readonly ClusterDetails[] = []) {
   const cluster = primary.live.clusters.find((c) => c.name === name);
   if (!cluster) throw new ApiError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
   const replies = await primary.collect<StatsReply>('stats');
@@ -33,5 +36,5 @@ export async function clusterStatus(primary: Primary, name: string, detailProvid
       ...Object.assign({}, ...detailProviders.map((d) => d(name, e.address))),
     };
   });
-  return { name, version: primary.current.version, workersReporting: replies.length, lb: replies[0]?.lb?.[name], endpoints };
+  return { name, version: primary.current.version, workersReporting: replies.length, lb: replies[0]?.lb?.[name], ...Object.assign({}, ...clusterDetails.map((d) => d(name))), endpoints };
 }

@@ -14,7 +14,7 @@ import type { ConfigChanges } from '../config-service.js';
 import { readBody, sendJson } from './http-util.js';
 import { pathParts, probePath } from './request-path.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
-import { clusterStatus, type HostDetails } from './cluster-status.js';
+import { clusterStatus, type ClusterDetails, type HostDetails } from './cluster-status.js';
 import { redactSecrets, withSecrets } from './secrets.js';
 
 interface Call {
@@ -31,6 +31,8 @@ export interface AdminOptions {
   changes: ConfigChanges;
   /** Per-endpoint facts added to GET /clusters/{name}/status (health checks, ejections). */
   hostDetails?: HostDetails[];
+  /** Extra per-cluster facts for its status (a discovery source's state). */
+  clusterDetails?: ClusterDetails[];
   /** Extra readiness facts (e.g. Redis state, the hub connection) merged into /ready. */
   readiness?: Array<() => Record<string, unknown>>;
   /**
@@ -45,6 +47,7 @@ export class AdminServer {
   readonly #primary: Primary;
   readonly #changes: ConfigChanges;
   readonly #hostDetails: HostDetails[];
+  readonly #clusterDetails: ClusterDetails[];
   readonly #readiness: Array<() => Record<string, unknown>>;
   readonly #writeGuard: AdminOptions['writeGuard'];
   readonly #servers: http.Server[] = [];
@@ -54,6 +57,7 @@ export class AdminServer {
     this.#primary = primary;
     this.#changes = opts.changes;
     this.#hostDetails = opts.hostDetails ?? [];
+    this.#clusterDetails = opts.clusterDetails ?? [];
     this.#readiness = opts.readiness ?? [];
     this.#writeGuard = opts.writeGuard;
   }
@@ -149,7 +153,7 @@ export class AdminServer {
     const cfg = this.#changes.current.config;
     if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this.#changes)), true;
     if (!name) return false;
-    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.#hostDetails)), true;
+    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.#hostDetails, this.#clusterDetails)), true;
     if (kind === 'clusters' && sub === 'endpoints' && addr) return this.#endpoint(c, name, addr, leaf);
     if (sub) return false;
     if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this.#changes)), true;
