@@ -45,6 +45,23 @@ export class HealthChecker {
   }
 
   /**
+   * A new endpoint set with the same check settings (an endpoint delta): endpoints that stay keep their
+   * state and schedule, removed ones stop, new ones get their first check (awaited) and then the interval.
+   */
+  async update(addresses: string[]): Promise<void> {
+    const keep = new Set(addresses);
+    for (const a of [...this.states.keys()]) {
+      if (keep.has(a)) continue;
+      clearTimeout(this.#timers.get(a));
+      this.#timers.delete(a);
+      this.states.delete(a);
+    }
+    const added = addresses.filter((a) => !this.states.has(a));
+    for (const a of added) this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
+    await Promise.all(added.map((a) => this.#checkAndSchedule(a)));
+  }
+
+  /**
    * The cluster carried traffic (reported by a worker): from now on checks run on `interval`; checks
    * waiting out the longer no-traffic interval are brought forward.
    */

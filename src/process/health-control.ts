@@ -49,9 +49,10 @@ export class HealthControl {
   }
 
   async #reconcileChecks(c: ClusterConfig) {
-    const key = JSON.stringify([c.healthCheck, c.endpoints.map((e) => e.address), c.protocol, c.upstreamTls]);
+    // The check settings; a change of endpoints alone keeps the checker and the state of those that stay.
+    const key = JSON.stringify([c.healthCheck, c.protocol, c.upstreamTls]);
     const existing = this.#checked.get(c.name);
-    if (existing?.key === key) return;
+    if (existing?.key === key) return existing.checker.update(c.endpoints.map((e) => e.address));
     existing?.checker.stop();
     this.#checked.delete(c.name);
     if (!c.healthCheck) return;

@@ -132,6 +132,25 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
     expect(after.a + after.b + after.c).toBe(60);
   });
 
+  it('an endpoint change keeps the checker: the endpoint that stays is not checked again or reset, a new one gets its first check before traffic', async () => {
+    const a = await upstream('a');
+    const b = await upstream('b');
+    const gw = await gateway([{ name: 'app', endpoints: [{ address: a.address }], healthCheck: { http: { path: '/healthz' }, interval: '60s', timeout: '1s', healthyThreshold: 1, unhealthyThreshold: 1 } }]);
+    expect(checks(a)).toBe(1);
+    const put = await request(`${gw.admin}/clusters/app/endpoints/${b.address}`, { method: 'PUT', body: '{}' });
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    // The change returned after b's first check; a (interval 60 s) was not checked again.
+    expect(checks(b)).toBe(1);
+    expect(checks(a)).toBe(1);
+    expect(await endpoint(gw, b.address)).toMatchObject({ activeHealthCheck: 'passing' });
+    const del = await request(`${gw.admin}/clusters/app/endpoints/${b.address}`, { method: 'DELETE' });
+    expect(del.statusCode).toBe(200);
+    await del.body.dump();
+    expect(checks(a)).toBe(1);
+    expect(await endpoint(gw, a.address)).toMatchObject({ activeHealthCheck: 'passing' });
+  });
+
   it('HTTP check: expectedStatuses replaces the default [200]; an endpoint answering outside the set gets no traffic', async () => {
     const s204a = await upstream('s204a', (_q, s) => { s.writeHead(204); s.end(); });
     const s204b = await upstream('s204b', (_q, s) => { s.writeHead(204); s.end(); });

@@ -101,7 +101,8 @@ export class ManagedGateway {
   }
 
   report(): GatewayReport {
-    const { config } = this.#primary.current;
+    // What the workers run: static endpoints and those discovery sources found (DNS, Kubernetes) alike.
+    const config = this.#primary.live;
     const overlay = this.#primary.overlay;
     const instances: GatewayReport['instances'] = [];
     for (const c of config.clusters) {
