@@ -28,8 +28,19 @@ describe('docker/ files', () => {
   it('has Kubernetes manifests that parse, with /ready and /live probes and a preStop drain', () => {
     const dir = join(REPO, 'docker/k8s');
     const docs = readdirSync(dir).flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => d.toJS()));
-    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Service']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Service', 'ServiceAccount']);
     const c = docs.find((d) => d.kind === 'Deployment').spec.template.spec.containers[0];
+    // Endpoint discovery runs as its own ServiceAccount with read-only access to EndpointSlices and Services.
+    const sa = docs.find((d) => d.kind === 'ServiceAccount').metadata.name;
+    expect(docs.find((d) => d.kind === 'Deployment').spec.template.spec.serviceAccountName).toBe(sa);
+    const role = docs.find((d) => d.kind === 'ClusterRole');
+    expect(role.rules.map((r: { apiGroups: string[]; resources: string[]; verbs: string[] }) => [r.apiGroups.join(), r.resources.join(), [...r.verbs].sort().join()])).toEqual([
+      ['discovery.k8s.io', 'endpointslices', 'get,list,watch'],
+      ['', 'services', 'get,list,watch'],
+    ]);
+    const binding = docs.find((d) => d.kind === 'ClusterRoleBinding');
+    expect(binding.roleRef.name).toBe(role.metadata.name);
+    expect(binding.subjects).toEqual([expect.objectContaining({ kind: 'ServiceAccount', name: sa })]);
     expect(c.readinessProbe.httpGet.path).toBe('/ready');
     expect(c.livenessProbe.httpGet.path).toBe('/live');
     expect(c.lifecycle.preStop.exec.command.join(' ')).toContain('/drain');
