@@ -115,8 +115,8 @@ class SliceWatch {
   readonly #options: SliceWatchOptions;
   readonly #abort = new AbortController();
   #kubeConfig: KubeConfig | undefined;
-  /** The Service's current slices by name. */
-  readonly #slices = new Map<string, V1EndpointSlice>();
+  /** The endpoints of each current slice by slice name, mapped when the slice arrives: an event re-maps one slice, not the Service. */
+  readonly #slices = new Map<string, EndpointConfig[]>();
   /** Where the next watch resumes; '' means list first. */
   #resourceVersion = '';
   #debounce: NodeJS.Timeout | undefined;
@@ -193,7 +193,7 @@ class SliceWatch {
     const list = JSON.parse(await readBody(response)) as { metadata?: { resourceVersion?: string }; items?: V1EndpointSlice[] | null };
     if (this.#stopped) return;
     this.#slices.clear();
-    for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', slice);
+    for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec));
     this.#resourceVersion = list.metadata?.resourceVersion ?? '';
     this.#succeeded();
     clearTimeout(this.#debounce);
@@ -250,7 +250,7 @@ class SliceWatch {
     }
     const slice = event.object as V1EndpointSlice;
     const name = slice.metadata?.name ?? '';
-    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, slice);
+    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, endpointsOfSlice(slice, this.#spec));
     else if (event.type === 'DELETED') this.#slices.delete(name);
     if (slice.metadata?.resourceVersion) this.#resourceVersion = slice.metadata.resourceVersion;
     this.#succeeded();
@@ -327,7 +327,7 @@ class SliceWatch {
   /** Hand the merged set of the current slices when it differs from the last one handed. */
   #publish(): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    const endpoints = endpointsOfSlices(this.#slices.values(), this.#spec);
+    const endpoints = mergeSlices(this.#slices.values());
     const key = JSON.stringify(endpoints);
     if (key === this.#handedKey) return Promise.resolve();
     this.#handedKey = key;
@@ -375,31 +375,38 @@ async function readBody(response: http.IncomingMessage): Promise<string> {
 }
 
 /**
- * The endpoints of a Service's slices for the cluster's port: IPv4 and IPv6 slices (FQDN skipped),
- * each address of each ready endpoint (healthy) or serving-and-terminating one (draining), merged
- * over the slices (an address in two slices once, a ready copy before a draining one), sorted.
+ * The endpoints of one slice for the cluster's port: none for an FQDN slice or one without the port
+ * (TCP); else each address of each ready endpoint (healthy) or serving-and-terminating one (draining).
  */
-export function endpointsOfSlices(slices: Iterable<V1EndpointSlice>, spec: KubernetesDiscoveryConfig): EndpointConfig[] {
+export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscoveryConfig): EndpointConfig[] {
+  if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') return [];
+  const port = slice.ports?.find((p) => (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP')?.port;
+  if (port === undefined || port === null) return [];
+  const endpoints: EndpointConfig[] = [];
+  for (const endpoint of slice.endpoints ?? []) {
+    const health = healthOf(endpoint.conditions);
+    if (!health) continue;
+    const labels: Record<string, string> = { 'kubernetes.io/service-name': spec.service };
+    if (endpoint.targetRef?.kind === 'Pod' && endpoint.targetRef.name) labels.pod = endpoint.targetRef.name;
+    if (endpoint.nodeName) labels.node = endpoint.nodeName;
+    const forZones = endpoint.hints?.forZones?.map((z) => z.name).filter(Boolean);
+    if (forZones?.length) labels['meridian.dev/for-zones'] = forZones.join(',');
+    for (const ip of endpoint.addresses ?? []) {
+      const address = slice.addressType === 'IPv6' ? `[${ip}]:${port}` : `${ip}:${port}`;
+      const defined = { address, locality: { zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
+      endpoints.push(Value.Default(EndpointSchema, defined) as EndpointConfig);
+    }
+  }
+  return endpoints;
+}
+
+/** The Service's set: every slice's endpoints, an address in two slices once (a ready copy before a draining one), sorted. */
+export function mergeSlices(slices: Iterable<EndpointConfig[]>): EndpointConfig[] {
   const byAddress = new Map<string, EndpointConfig>();
-  for (const slice of slices) {
-    if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') continue;
-    const port = slice.ports?.find((p) => (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP')?.port;
-    if (port === undefined || port === null) continue;
-    for (const endpoint of slice.endpoints ?? []) {
-      const health = healthOf(endpoint.conditions);
-      if (!health) continue;
-      const labels: Record<string, string> = { 'kubernetes.io/service-name': spec.service };
-      if (endpoint.targetRef?.kind === 'Pod' && endpoint.targetRef.name) labels.pod = endpoint.targetRef.name;
-      if (endpoint.nodeName) labels.node = endpoint.nodeName;
-      const forZones = endpoint.hints?.forZones?.map((z) => z.name).filter(Boolean);
-      if (forZones?.length) labels['meridian.dev/for-zones'] = forZones.join(',');
-      for (const ip of endpoint.addresses ?? []) {
-        const address = slice.addressType === 'IPv6' ? `[${ip}]:${port}` : `${ip}:${port}`;
-        const existing = byAddress.get(address);
-        if (existing && existing.health !== 'draining') continue;
-        const defined = { address, locality: { zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
-        byAddress.set(address, Value.Default(EndpointSchema, defined) as EndpointConfig);
-      }
+  for (const endpoints of slices) {
+    for (const endpoint of endpoints) {
+      const existing = byAddress.get(endpoint.address);
+      if (!existing || existing.health === 'draining') byAddress.set(endpoint.address, endpoint);
     }
   }
   return [...byAddress.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
