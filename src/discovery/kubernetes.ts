@@ -119,6 +119,9 @@ class SliceWatch {
   readonly #slices = new Map<string, EndpointConfig[]>();
   /** Where the next watch resumes; '' means list first. */
   #resourceVersion = '';
+  /** 410s in a row for the version a list had just returned (no event since): the second one is a failure, not a compaction. */
+  #expiredListVersions = 0;
+  #versionFromList = false;
   #debounce: NodeJS.Timeout | undefined;
   #failures = 0;
   #stopped = false;
@@ -181,7 +184,8 @@ class SliceWatch {
         if (this.#stopped) return;
         this.#failed(e as Error);
         this.#firstEnded();
-        await this.#sleep(this.#retryDelay(this.#failures));
+        // A list between 410s succeeds and resets #failures: the 410s in a row keep the backoff growing.
+        await this.#sleep(this.#retryDelay(Math.max(this.#failures, this.#expiredListVersions - 1)));
       }
     }
   }
@@ -195,8 +199,11 @@ class SliceWatch {
     this.#slices.clear();
     for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec));
     this.#resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.#versionFromList = true;
     this.#succeeded();
+    // The list supersedes a pending merge of earlier events.
     clearTimeout(this.#debounce);
+    this.#debounce = undefined;
     return this.#publish();
   }
 
@@ -252,7 +259,11 @@ class SliceWatch {
     const name = slice.metadata?.name ?? '';
     if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, endpointsOfSlice(slice, this.#spec));
     else if (event.type === 'DELETED') this.#slices.delete(name);
-    if (slice.metadata?.resourceVersion) this.#resourceVersion = slice.metadata.resourceVersion;
+    if (slice.metadata?.resourceVersion) {
+      this.#resourceVersion = slice.metadata.resourceVersion;
+      this.#versionFromList = false;
+      this.#expiredListVersions = 0;
+    }
     this.#succeeded();
     if (event.type !== 'BOOKMARK' && !this.#debounce) {
       this.#debounce = setTimeout(() => {
@@ -264,6 +275,12 @@ class SliceWatch {
   }
 
   #expired(): void {
+    // One 410 for a list's version is a quiet Service outliving the compaction window; twice in a row is a
+    // server refusing what it just listed, and listing again at once would spin.
+    if (this.#versionFromList && ++this.#expiredListVersions >= 2) {
+      this.#resourceVersion = '';
+      throw new ApiError(`410 Gone again for resourceVersion ${this.#resourceVersion}, the version a list just returned`, 410);
+    }
     logger.info({ cluster: this.#cluster, resourceVersion: this.#resourceVersion }, 'kubernetes discovery: resourceVersion expired (410); listing again');
     this.#resourceVersion = '';
   }
@@ -313,14 +330,17 @@ class SliceWatch {
     return Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, attempt - 1)) / 2 + backoffDelay(attempt, retryBaseMs / 2, retryMaxMs / 2, rng);
   }
 
+  /** Wait `ms`, or less if the loop is stopped; the abort listener goes with the wait, as a loop may wait thousands of times. */
   #sleep(ms: number): Promise<void> {
+    const signal = this.#abort.signal;
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
+        signal.removeEventListener('abort', done);
         resolve();
       }
-      this.#abort.signal.addEventListener('abort', done, { once: true });
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 

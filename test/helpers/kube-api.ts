@@ -28,6 +28,8 @@ export class KubeApiServer {
   readonly requests: Array<{ url: string; authorization: string | undefined; watch: boolean }> = [];
   /** How an expired resourceVersion is refused: an ERROR event in a 200 stream (the API server's usual way) or a 410 response. */
   expiredAs: 'event' | 'http' = 'event';
+  /** Refuse every watch as expired, even from the version a list just returned (a misbehaving server or proxy). */
+  expireEveryWatch = false;
   port = 0;
   readonly #ca: CertAuthority;
   readonly #dir: string;
@@ -39,7 +41,7 @@ export class KubeApiServer {
   /** Every change, for watches that resume from an older version. */
   readonly #history: Array<{ resourceVersion: number; type: 'ADDED' | 'MODIFIED' | 'DELETED'; slice: V1EndpointSlice }> = [];
   #resourceVersion = 1000;
-  /** Watches from a version below this get 410 Gone. */
+  /** Watches from a version below this get 410 Gone (watching from the current version stays possible). */
   #compactedBelow = 0;
 
   private constructor() {
@@ -124,11 +126,11 @@ export class KubeApiServer {
   }
 
   /**
-   * Compact the history: every version up to now is gone. Open watches get the 410 ERROR event and
+   * Compact the history: every version before now is gone. Open watches get the 410 ERROR event and
    * are closed, as the API server ends a watch whose window fell behind.
    */
   expire(): void {
-    this.#compactedBelow = this.#resourceVersion + 1;
+    this.#compactedBelow = this.#resourceVersion;
     this.#history.length = 0;
     for (const w of [...this.#watches]) {
       this.#watches.delete(w);
@@ -197,8 +199,8 @@ export class KubeApiServer {
       return;
     }
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
-    if (from < this.#compactedBelow) {
-      if (this.expiredAs === 'http') return status(res, 410, 'Expired', `too old resource version: ${from} (${this.#compactedBelow - 1})`);
+    if (from < this.#compactedBelow || this.expireEveryWatch) {
+      if (this.expiredAs === 'http') return status(res, 410, 'Expired', `too old resource version: ${from} (${this.#compactedBelow})`);
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       return this.#refuseExpired(res, from);
     }
@@ -212,7 +214,7 @@ export class KubeApiServer {
   }
 
   #refuseExpired(res: http.ServerResponse, from?: number): void {
-    const object = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${from ?? 'watched'} (${this.#compactedBelow - 1})`, reason: 'Expired', code: 410 };
+    const object = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${from ?? 'watched'} (${this.#compactedBelow})`, reason: 'Expired', code: 410 };
     res.end(`${JSON.stringify({ type: 'ERROR', object })}\n`);
   }
 }

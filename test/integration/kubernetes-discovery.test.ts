@@ -83,6 +83,7 @@ afterEach(() => {
   discovery?.stop();
   discovery = undefined;
   api.expiredAs = 'event';
+  api.expireEveryWatch = false;
 });
 
 /** Serve `slices` for `service`, discover `clusters`, and wait for the first list of each (initialized()). */
@@ -222,6 +223,52 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
       await vi.waitFor(() => expect(sink.addresses('gone').at(-1)).toEqual(['10.6.0.2:8080']), wait);
       discovery!.stop();
     }
+  });
+
+  it('backs off instead of spinning when the server answers 410 for the version it just listed, then recovers', async () => {
+    const { sink, d } = await discover('spin', [slice('spin-a', [pod('v-0', '10.14.0.1')])], { spin: { service: 'spin', port: 8080 } });
+    await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
+    const lists = api.lists;
+    const errors = (await metricValue(kubernetesWatchErrors, { cluster: 'spin' })) ?? 0;
+
+    api.expireEveryWatch = true;
+    api.dropWatches();
+    await vi.waitFor(() => expect(d.status('spin')).toMatchObject({ stale: true, lastError: expect.stringContaining('410 Gone again') }), wait);
+    const spinning = api.lists;
+    await sleep(1500);
+    // Retries 50-100 ms, then 100-200, then 200-400 ms apart (growing, though each list between succeeds):
+    // about 7 lists in 1.5 s; without the growth about 20, without the guard thousands.
+    expect(api.lists - spinning).toBeGreaterThanOrEqual(3);
+    expect(api.lists - spinning).toBeLessThanOrEqual(10);
+    expect(api.lists).toBeGreaterThan(lists);
+    expect(await metricValue(kubernetesWatchErrors, { cluster: 'spin' })).toBeGreaterThan(errors);
+    expect(sink.addresses('spin')).toEqual([['10.14.0.1:8080']]);
+
+    api.expireEveryWatch = false;
+    await vi.waitFor(() => expect(d.status('spin')).toMatchObject({ stale: false, lastError: null }), wait);
+    api.apply('default', 'spin', slice('spin-a', [pod('v-1', '10.14.0.2')]));
+    await vi.waitFor(() => expect(sink.addresses('spin').at(-1)).toEqual(['10.14.0.2:8080']), wait);
+  });
+
+  it('a re-list during the merge window takes the pending change, and the watch after it is followed', async () => {
+    api.apply('default', 'window', slice('window-a', [pod('w-0', '10.13.0.1')]));
+    const sink = new RecordingSink();
+    const d = (discovery = new KubernetesDiscovery(sink, { ...fast, debounceMs: 300 }));
+    d.reconcile(config(kubeconfig, { window: { service: 'window', port: 8080 } }));
+    await d.initialized();
+    await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
+
+    // An event opens the 300 ms window; a 410 re-lists inside it.
+    api.apply('default', 'window', slice('window-a', [pod('w-0', '10.13.0.1'), pod('w-1', '10.13.0.2')]));
+    await sleep(20);
+    const lists = api.lists;
+    api.expire();
+    await vi.waitFor(() => expect(sink.addresses('window').at(-1)).toEqual(['10.13.0.1:8080', '10.13.0.2:8080']), wait);
+    expect(api.lists).toBe(lists + 1);
+
+    await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
+    api.apply('default', 'window', slice('window-a', [pod('w-1', '10.13.0.2')]));
+    await vi.waitFor(() => expect(sink.addresses('window').at(-1)).toEqual(['10.13.0.2:8080']), wait);
   });
 
   it('resumes a dropped watch from its resourceVersion (and a bookmark\'s) without a re-list, catching up on changes', async () => {
