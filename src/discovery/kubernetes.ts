@@ -10,7 +10,8 @@ import { backoffDelay } from '../common/backoff.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { logger } from '../observability/logger.js';
 import { discoveredEndpoints, kubernetesWatchErrors } from './metrics.js';
-import type { DiscoveryStatus, EndpointSink, EndpointSource } from './endpoint-source.js';
+import type { DiscoveryStatus, EndpointSink } from './endpoint-source.js';
+import { ClusterLoopSource, type ClusterLoop } from './cluster-loops.js';
 
 type KubernetesDiscoveryConfig = Static<typeof KubernetesDiscoverySchema>;
 
@@ -54,12 +55,12 @@ const SHORT_WATCH_MS = 1000;
  * refresh): its ListWatch does not ask for bookmarks, gives up on the first error and drops the Status
  * message of a refused request (an RBAC 403 says which permission is missing), which the status shows.
  */
-export class KubernetesDiscovery implements EndpointSource {
+export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
   readonly #sink: EndpointSink;
   readonly #options: SliceWatchOptions;
-  readonly #watches = new Map<string, SliceWatch>();
 
   constructor(sink: EndpointSink, options: KubernetesDiscoveryOptions = {}) {
+    super();
     this.#sink = sink;
     this.#options = { debounceMs: 50, retryBaseMs: 2000, watchSilenceGraceMs: 30_000, retryMaxMs: 30_000, listTimeoutMs: 30_000, rng: systemRng, ...options };
   }
@@ -67,34 +68,7 @@ export class KubernetesDiscovery implements EndpointSource {
   /** Start, stop or restart each cluster's loop so they match `config` (a changed block or kubeconfig restarts). */
   reconcile(config: Config): void {
     const kubeconfig = config.gateway.kubernetes?.kubeconfig;
-    const wanted = new Map<string, { spec: KubernetesDiscoveryConfig; key: string }>();
-    for (const c of config.clusters) {
-      const spec = c.discovery?.kubernetes;
-      if (spec && c.kind !== 'aggregate') wanted.set(c.name, { spec, key: JSON.stringify({ spec, kubeconfig }) });
-    }
-    for (const [name, watch] of this.#watches) {
-      if (wanted.get(name)?.key === watch.key) continue;
-      watch.stop();
-      this.#watches.delete(name);
-    }
-    for (const [name, { spec, key }] of wanted) {
-      if (!this.#watches.has(name)) this.#watches.set(name, new SliceWatch(name, spec, kubeconfig, key, this.#sink, this.#options));
-    }
-  }
-
-  status(cluster: string): DiscoveryStatus | undefined {
-    return this.#watches.get(cluster)?.status();
-  }
-
-  /** Resolves once every cluster's first list ended (either way) and its endpoints, if any, were applied. */
-  initialized(): Promise<void> {
-    return Promise.all([...this.#watches.values()].map((w) => w.first)).then(() => {});
-  }
-
-  /** Stop every loop: requests aborted, timers cleared; nothing is handed afterwards. */
-  stop(): void {
-    for (const watch of this.#watches.values()) watch.stop();
-    this.#watches.clear();
+    this.reconcileLoops(config, 'kubernetes', kubeconfig, (name, spec, key) => new SliceWatch(name, spec, kubeconfig, key, this.#sink, this.#options));
   }
 }
 
@@ -106,7 +80,7 @@ class ApiError extends Error {
 }
 
 /** The list+watch loop of one cluster. */
-class SliceWatch {
+class SliceWatch implements ClusterLoop {
   readonly key: string;
   readonly #cluster: string;
   readonly #spec: KubernetesDiscoveryConfig;

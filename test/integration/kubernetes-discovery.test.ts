@@ -1,28 +1,12 @@
 import { describe, it, expect, afterEach, beforeAll, afterAll, vi } from 'vitest';
 import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { validateConfig } from '../../src/config/validate.js';
-import type { Config, EndpointConfig } from '../../src/config/schema/index.js';
+import type { Config } from '../../src/config/schema/index.js';
 import { KubernetesDiscovery } from '../../src/discovery/kubernetes.js';
 import { discoveredEndpoints, kubernetesWatchErrors } from '../../src/discovery/metrics.js';
 import type { EndpointSink } from '../../src/discovery/endpoint-source.js';
 import { KubeApiServer } from '../helpers/kube-api.js';
-
-/** A sink that records every set handed to it. */
-class RecordingSink implements EndpointSink {
-  readonly calls: Array<{ cluster: string; endpoints: EndpointConfig[]; source: string; at: number }> = [];
-
-  async setEndpoints(cluster: string, endpoints: EndpointConfig[], source: string): Promise<void> {
-    this.calls.push({ cluster, endpoints, source, at: Date.now() });
-  }
-
-  addresses(cluster: string): string[][] {
-    return this.calls.filter((c) => c.cluster === cluster).map((c) => c.endpoints.map((e) => e.address));
-  }
-
-  last(cluster: string): EndpointConfig[] {
-    return this.calls.filter((c) => c.cluster === cluster).at(-1)?.endpoints ?? [];
-  }
-}
+import { RecordingSink, metricValue } from '../helpers/discovery.js';
 
 type KubernetesBlock = { service: string; namespace?: string; port: number | string };
 
@@ -33,11 +17,6 @@ function config(kubeconfig: string, clusters: Record<string, KubernetesBlock | u
   }, {});
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.config;
-}
-
-async function metricValue(metric: typeof kubernetesWatchErrors | typeof discoveredEndpoints, labels: Record<string, string>): Promise<number | undefined> {
-  const { values } = await metric.get();
-  return values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value;
 }
 
 /** An endpoint as the EndpointSlice controller writes it for a pod. */
