@@ -3,7 +3,7 @@ import https from 'node:https';
 import { existsSync } from 'node:fs';
 import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { KubeConfig, type V1EndpointConditions, type V1EndpointSlice, type V1Status } from '@kubernetes/client-node';
+import type { KubeConfig, V1EndpointConditions, V1EndpointSlice, V1Status } from '@kubernetes/client-node';
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type KubernetesDiscoverySchema } from '../config/schema/cluster.js';
 import { backoffDelay } from '../common/backoff.js';
@@ -146,7 +146,7 @@ class SliceWatch implements ClusterLoop {
     while (!this.#stopped) {
       let watchStarted = Date.now();
       try {
-        this.#kubeConfig ??= loadKubeConfig(this.#kubeconfigPath);
+        this.#kubeConfig ??= await loadKubeConfig(this.#kubeconfigPath);
         if (!this.#resourceVersion) {
           await this.#list();
           this.#firstEnded();
@@ -353,7 +353,9 @@ interface WatchEvent {
  * Credentials: the given kubeconfig file; else the pod's service account when running in a cluster
  * (KUBERNETES_SERVICE_HOST and the mounted token); else the library's default ($KUBECONFIG, then ~/.kube/config).
  */
-function loadKubeConfig(path: string | undefined): KubeConfig {
+async function loadKubeConfig(path: string | undefined): Promise<KubeConfig> {
+  // Loaded on first use: the library takes ~300 ms to import, which a gateway without Kubernetes clusters should not pay.
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (path) kc.loadFromFile(path);
   else if (process.env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) kc.loadFromCluster();
