@@ -118,7 +118,8 @@ function checkDiscovery(c: Config['clusters'][number], p: string, add: Add) {
   const discovery = c.discovery!;
   if (c.kind === 'aggregate') add(p, 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters');
   else if (c.endpoints.length) add(p, 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only');
-  if (!discovery.dns) add(p, 'set dns');
+  const sources = (['dns', 'kubernetes'] as const).filter((k) => discovery[k]);
+  if (sources.length !== 1) add(p, sources.length ? `set one source, not ${sources.join(' and ')}` : 'set dns or kubernetes');
   if (discovery.dns && parseDuration(discovery.dns.refresh) < 1) add(`${p}.dns.refresh`, 'refresh must be at least 1ms');
 }
 
@@ -135,6 +136,7 @@ function checkFiles(config: Config, add: Add) {
   config.clusters.forEach((c, i) => {
     for (const field of ['ca', 'cert', 'key'] as const) exists(`clusters[${i}].upstreamTls.${field}`, c.upstreamTls?.[field]);
   });
+  exists('gateway.kubernetes.kubeconfig', config.gateway.kubernetes?.kubeconfig);
 }
 
 function checkAdmin(config: Config, add: Add) {

@@ -8,7 +8,8 @@ import { backoffDelay } from '../common/backoff.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { logger } from '../observability/logger.js';
 import { discoveredEndpoints, dnsResolutionFailures } from './metrics.js';
-import type { DiscoveryStatus, EndpointSink, EndpointSource } from './endpoint-source.js';
+import type { DiscoveryStatus, EndpointSink } from './endpoint-source.js';
+import { ClusterLoopSource, type ClusterLoop } from './cluster-loops.js';
 
 type DnsDiscoveryConfig = Static<typeof DnsDiscoverySchema>;
 
@@ -43,12 +44,12 @@ const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
  * (refresh 5 s: 5-10 s, then 5-15 s, 5-25 s, ... up to 5-35 s), reset by the next success.
  * The record TTL is not used, as Envoy's default `respect_dns_ttl: false`.
  */
-export class DnsDiscovery implements EndpointSource {
+export class DnsDiscovery extends ClusterLoopSource<DnsWatch> {
   readonly #sink: EndpointSink;
   readonly #options: Required<DnsDiscoveryOptions>;
-  readonly #watches = new Map<string, DnsWatch>();
 
   constructor(sink: EndpointSink, options: DnsDiscoveryOptions = {}) {
+    super();
     this.#sink = sink;
     this.#options = { queryTimeoutMs: 400, queryTries: 2, rng: systemRng, ...options };
   }
@@ -56,37 +57,7 @@ export class DnsDiscovery implements EndpointSource {
   /** Start, stop or restart each cluster's loop so they match `config` (a changed block or server list restarts). */
   reconcile(config: Config): void {
     const servers = config.gateway.dns?.servers;
-    const wanted = new Map<string, { dns: DnsDiscoveryConfig; key: string }>();
-    for (const c of config.clusters) {
-      const dns = c.discovery?.dns;
-      if (dns && c.kind !== 'aggregate') wanted.set(c.name, { dns, key: JSON.stringify({ dns, servers }) });
-    }
-    for (const [name, watch] of this.#watches) {
-      if (wanted.get(name)?.key === watch.key) continue;
-      watch.stop();
-      this.#watches.delete(name);
-    }
-    for (const [name, { dns, key }] of wanted) {
-      if (!this.#watches.has(name)) this.#watches.set(name, new DnsWatch(name, dns, servers, key, this.#sink, this.#options));
-    }
-  }
-
-  status(cluster: string): DiscoveryStatus | undefined {
-    return this.#watches.get(cluster)?.status();
-  }
-
-  /**
-   * Resolves once every cluster's first lookup ended and its endpoints (if any) were applied: the
-   * gateway waits for it (bounded) before it reports ready, as Envoy warms a DNS cluster before use.
-   */
-  initialized(): Promise<void> {
-    return Promise.all([...this.#watches.values()].map((w) => w.first)).then(() => {});
-  }
-
-  /** Stop every loop: timers cleared, queries in flight cancelled; nothing is handed afterwards. */
-  stop(): void {
-    for (const watch of this.#watches.values()) watch.stop();
-    this.#watches.clear();
+    this.reconcileLoops(config, 'dns', servers, (name, dns, key) => new DnsWatch(name, dns, servers, key, this.#sink, this.#options));
   }
 }
 
@@ -94,7 +65,7 @@ export class DnsDiscovery implements EndpointSource {
 type Answer = { addresses: string[] } | { error: string };
 
 /** The lookup loop of one cluster: one query pair at a time, the next one scheduled when it ends. */
-class DnsWatch {
+class DnsWatch implements ClusterLoop {
   readonly key: string;
   readonly #cluster: string;
   readonly #dns: DnsDiscoveryConfig;

@@ -6,3 +6,4 @@ import { counter, gauge } from '../observability/metrics.js';
  */
 export const discoveredEndpoints = gauge('meridian_discovery_endpoints', 'Endpoints a discovery source last published for a cluster', ['cluster', 'source']);
 export const dnsResolutionFailures = counter('meridian_dns_resolution_failures_total', 'DNS lookups of a discovered cluster that failed or came back empty (the last endpoints were kept)', ['cluster']);
+export const kubernetesWatchErrors = counter('meridian_kubernetes_watch_errors_total', 'Failed EndpointSlice lists and watches of a discovered cluster (the last endpoints were kept)', ['cluster']);

@@ -1,24 +1,12 @@
 import { describe, it, expect, afterEach, beforeAll, afterAll, vi } from 'vitest';
 import dgram from 'node:dgram';
 import { validateConfig } from '../../src/config/validate.js';
-import type { Config, EndpointConfig } from '../../src/config/schema/index.js';
+import type { Config } from '../../src/config/schema/index.js';
 import { DnsDiscovery } from '../../src/discovery/dns.js';
 import { discoveredEndpoints, dnsResolutionFailures } from '../../src/discovery/metrics.js';
 import type { EndpointSink } from '../../src/discovery/endpoint-source.js';
 import { startDnsmasq, type HostRecords, type TestDnsmasq } from '../helpers/dnsmasq.js';
-
-/** A sink that records every set handed to it. */
-class RecordingSink implements EndpointSink {
-  readonly calls: Array<{ cluster: string; endpoints: EndpointConfig[]; source: string; at: number }> = [];
-
-  async setEndpoints(cluster: string, endpoints: EndpointConfig[], source: string): Promise<void> {
-    this.calls.push({ cluster, endpoints, source, at: Date.now() });
-  }
-
-  addresses(cluster: string): string[][] {
-    return this.calls.filter((c) => c.cluster === cluster).map((c) => c.endpoints.map((e) => e.address));
-  }
-}
+import { RecordingSink, metricValue } from '../helpers/discovery.js';
 
 type DnsBlock = { name: string; port: number; refresh?: string; mode?: 'strict' | 'logical' };
 
@@ -29,11 +17,6 @@ function config(servers: string[], clusters: Record<string, DnsBlock | undefined
   }, {});
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.config;
-}
-
-async function metricValue(metric: typeof dnsResolutionFailures | typeof discoveredEndpoints, labels: Record<string, string>): Promise<number | undefined> {
-  const { values } = await metric.get();
-  return values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -115,8 +115,22 @@ export const DnsDiscoverySchema = Obj({
   mode: Type.Union([Type.Literal('strict'), Type.Literal('logical')], { default: 'strict', errorMessage: 'expected strict or logical' }),
 });
 
+/**
+ * Kubernetes discovery: the EndpointSlices of `service` in `namespace` (label `kubernetes.io/service-name`),
+ * listed and watched. `port` picks the slice port by name (the Service port's name) or by number (the
+ * slice's port, i.e. the pods' target port). See docs/config.md#kubernetes-clusters.
+ */
+export const KubernetesDiscoverySchema = Obj({
+  // DNS-1035 label, as Service names are; DNS-1123 label, as namespace names are.
+  service: Type.String({ pattern: '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$', errorMessage: 'expected a Service name (DNS-1035 label)' }),
+  namespace: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', default: 'default', errorMessage: 'expected a namespace name (DNS-1123 label)' }),
+  port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' })], {
+    errorMessage: 'expected a port number (1-65535) or a port name',
+  }),
+});
+
 /** Where a cluster's endpoints come from instead of `endpoints`: one source kind per cluster. */
-export const DiscoverySchema = Obj({ dns: Type.Optional(DnsDiscoverySchema) });
+export const DiscoverySchema = Obj({ dns: Type.Optional(DnsDiscoverySchema), kubernetes: Type.Optional(KubernetesDiscoverySchema) });
 
 export const ClusterSchema = Obj({
   name: Name,

@@ -34,6 +34,12 @@ export const GatewayDnsSchema = Obj({
   servers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:.]+)$', errorMessage: 'expected ip, ip:port or [ipv6]:port' }), { minItems: 1 }),
 });
 
+/**
+ * Credentials for Kubernetes discovery (`clusters[].discovery.kubernetes`). Without `kubeconfig`: the
+ * in-cluster service account when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG, else ~/.kube/config.
+ */
+export const GatewayKubernetesSchema = Obj({ kubeconfig: Type.Optional(Type.String({ minLength: 1 })) });
+
 export const GatewaySchema = Obj(
   {
     name: Type.String({ default: 'meridian' }),
@@ -48,6 +54,7 @@ export const GatewaySchema = Obj(
     normalizePath: Type.Boolean({ default: true }),
     mergeSlashes: Type.Boolean({ default: true }),
     dns: Type.Optional(GatewayDnsSchema),
+    kubernetes: Type.Optional(GatewayKubernetesSchema),
   },
   { default: {} },
 );

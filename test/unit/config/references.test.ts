@@ -76,7 +76,7 @@ const cases: Case[] = [
     'clusters[0].discovery', 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only'],
   ['discovery on an aggregate', (c) => c.clusters.push({ name: 'agg', kind: 'aggregate', clusters: ['c'], discovery: { dns: { name: 'app.svc.test', port: 8080 } } }),
     'clusters[1].discovery', 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters'],
-  ['discovery without a source', (c) => c.clusters.push({ name: 'd', discovery: {} }), 'clusters[1].discovery', 'set dns'],
+  ['discovery without a source', (c) => c.clusters.push({ name: 'd', discovery: {} }), 'clusters[1].discovery', 'set dns or kubernetes'],
   ['a DNS refresh of zero', (c) => c.clusters.push({ name: 'd', discovery: { dns: { name: 'app.svc.test', port: 8080, refresh: '0s' } } }),
     'clusters[1].discovery.dns.refresh', 'refresh must be at least 1ms'],
   ['an unknown DNS mode', (c) => c.clusters.push({ name: 'd', discovery: { dns: { name: 'app.svc.test', port: 8080, mode: 'round_robin' } } }),
