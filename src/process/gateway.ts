@@ -14,6 +14,7 @@ import { systemClock, systemRng } from '../common/clock.js';
 import { ManagedGateway } from '../control/managed/managed-gateway.js';
 import { SharedConfigStore } from '../control/store/shared-store.js';
 import { DnsDiscovery } from '../discovery/dns.js';
+import { KubernetesDiscovery } from '../discovery/kubernetes.js';
 import type { EndpointSource } from '../discovery/endpoint-source.js';
 
 export interface GatewayOptions {
@@ -72,7 +73,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     store: primary.store,
     validate: validateConfig,
     // Health checks of new endpoints get their first round before workers route to them; discovery
-    // sources follow each version (a new `discovery` block starts a lookup loop).
+    // sources follow each version (a new `discovery` block starts a lookup loop or a watch).
     publish: async (v) => {
       const errors = await primary.publish(v, (live) => health.reconcile(live));
       for (const s of discovery) s.reconcile(primary.current.config);
@@ -84,7 +85,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,
   });
   // Endpoint sources run in the primary and hand their sets to the config service (never a version).
-  const discovery: EndpointSource[] = [new DnsDiscovery(changes)];
+  const discovery: EndpointSource[] = [new DnsDiscovery(changes), new KubernetesDiscovery(changes)];
   for (const s of discovery) s.reconcile(current.config);
   await warmUp(discovery);
   managed = await loadManagedState(primary, changes, opts.stateDir);

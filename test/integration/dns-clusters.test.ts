@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { createServer, type Server } from 'node:http';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
+import { upstreamsOnOnePort, loadLoop } from '../helpers/loopback-upstreams.js';
 import { startInProcess, spawnGateway, baseConfig, waitFor } from '../helpers/gateway.js';
 import { startDnsmasq, type TestDnsmasq } from '../helpers/dnsmasq.js';
 
@@ -16,60 +16,16 @@ afterEach(async () => {
 
 const IPS = ['127.0.0.2', '127.0.0.3'];
 
-/** One HTTP server per loopback IP, all on one port; each answers with its IP. */
-async function upstreamsOnOnePort(): Promise<{ port: number; connections: Record<string, number> }> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const servers: Server[] = [];
-    const connections: Record<string, number> = {};
-    let port = 0;
-    try {
-      for (const ip of IPS) {
-        const s = createServer((_req, res) => res.end(ip));
-        s.on('connection', () => (connections[ip] = (connections[ip] ?? 0) + 1));
-        await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(port, ip, () => resolve()); });
-        servers.push(s);
-        port = (s.address() as { port: number }).port;
-      }
-      cleanup.push(async () => { for (const s of servers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); } });
-      return { port, connections };
-    } catch {
-      for (const s of servers) s.close();
-    }
-  }
-  throw new Error('no port free on both loopback addresses');
+async function upstreams(): Promise<{ port: number; connections: Record<string, number> }> {
+  const u = await upstreamsOnOnePort(IPS);
+  cleanup.push(u.close);
+  return u;
 }
 
 async function dnsmasq(records: Record<string, string[]>): Promise<TestDnsmasq> {
   const dns = await startDnsmasq(records);
   cleanup.push(() => dns.close());
   return dns;
-}
-
-/** Requests in a loop until stopped: what answered, and every failure. */
-function loadLoop(url: string) {
-  const agent = new Agent({ connections: 4 });
-  const seen: string[] = [];
-  const failures: string[] = [];
-  let on = true;
-  const loops = Array.from({ length: 4 }, async () => {
-    const end = Date.now() + 30_000;
-    while (on && Date.now() < end) {
-      try {
-        const r = await request(url, { dispatcher: agent });
-        const text = await r.body.text();
-        if (r.statusCode === 200) seen.push(text);
-        else failures.push(`${r.statusCode} ${text}`);
-      } catch (e) {
-        failures.push((e as Error).message);
-      }
-    }
-  });
-  return {
-    seen, failures,
-    /** What answered since `from` (an index into seen). */
-    since: (from: number) => new Set(seen.slice(from)),
-    stop: async () => { on = false; await Promise.all(loops); await agent.close(); },
-  };
 }
 
 const dnsCluster = (server: string, port: number, mode: 'strict' | 'logical' = 'strict') => baseConfig({
@@ -82,7 +38,7 @@ interface Status { discovery?: { source: string; target: string; endpoints: numb
 
 describe('DNS clusters in a running gateway', () => {
   it('strict: endpoints follow the records within refresh with no failed request; DNS down keeps the last endpoints, visible in status and a metric', async () => {
-    const { port } = await upstreamsOnOnePort();
+    const { port } = await upstreams();
     const dns = await dnsmasq({ 'app.test': [IPS[0]] });
     const gw = await startInProcess(dnsCluster(dns.server, port));
     cleanup.push(() => gw.stop());
@@ -127,7 +83,7 @@ describe('DNS clusters in a running gateway', () => {
   });
 
   it('logical: one endpoint, the first record; when it changes, new connections go to the new address (2 workers)', async () => {
-    const { port, connections } = await upstreamsOnOnePort();
+    const { port, connections } = await upstreams();
     const dns = await dnsmasq({ 'app.test': [IPS[0], IPS[1]] });
     const cfg = dnsCluster(dns.server, port, 'logical');
     (cfg.gateway as { workers: number }).workers = 2;
@@ -145,7 +101,7 @@ describe('DNS clusters in a running gateway', () => {
   });
 
   it('a discovery block added and removed through the admin API starts and stops the lookups; endpoints and discovery are exclusive', async () => {
-    const { port } = await upstreamsOnOnePort();
+    const { port } = await upstreams();
     const dns = await dnsmasq({ 'app.test': [IPS[0]] });
     const gw = await startInProcess(baseConfig({
       gateway: { name: 'dns', workers: 1, accessLog: { enabled: false }, dns: { servers: [dns.server] } },
