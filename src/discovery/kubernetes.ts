@@ -379,10 +379,11 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
   const port = slice.ports?.find((p) => (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP')?.port;
   if (port === undefined || port === null) return [];
   const endpoints: EndpointConfig[] = [];
+  const serviceLabels = serviceLabelsOf(slice);
   for (const endpoint of slice.endpoints ?? []) {
     const health = healthOf(endpoint.conditions);
     if (!health) continue;
-    const labels: Record<string, string> = { 'kubernetes.io/service-name': spec.service };
+    const labels: Record<string, string> = { ...serviceLabels, 'kubernetes.io/service-name': spec.service };
     if (endpoint.targetRef?.kind === 'Pod' && endpoint.targetRef.name) labels.pod = endpoint.targetRef.name;
     if (endpoint.nodeName) labels.node = endpoint.nodeName;
     const forZones = endpoint.hints?.forZones?.map((z) => z.name).filter(Boolean);
@@ -394,6 +395,20 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
     }
   }
   return endpoints;
+}
+
+/**
+ * The Service's own labels, as the EndpointSlice controller copies them onto each slice (all but its
+ * reserved ones): endpoints carry them, so a hub's virtual destination can select discovered pods by
+ * the labels of their Service (`app: web`), as it selects static endpoints by theirs.
+ */
+function serviceLabelsOf(slice: V1EndpointSlice): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(slice.metadata?.labels ?? {})) {
+    if (k === 'kubernetes.io/service-name' || k === 'service.kubernetes.io/headless' || k.startsWith('endpointslice.kubernetes.io/')) continue;
+    out[k] = v;
+  }
+  return out;
 }
 
 /** The Service's set: every slice's endpoints, an address in two slices once (a ready copy before a draining one), sorted. */
