@@ -68,7 +68,10 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
   /** Start, stop or restart each cluster's loop so they match `config` (a changed block or kubeconfig restarts). */
   reconcile(config: Config): void {
     const kubeconfig = config.gateway.kubernetes?.kubeconfig;
-    this.reconcileLoops(config, 'kubernetes', kubeconfig, (name, spec, key) => new SliceWatch(name, spec, kubeconfig, key, this.#sink, this.#options));
+    // A Kubernetes cluster lives in one region, which slices do not carry (only nodes do): its pods are
+    // placed in the gateway's own region, so locality and zone-aware routing compare zones within it.
+    const region = config.gateway.locality.region;
+    this.reconcileLoops(config, 'kubernetes', { kubeconfig, region }, (name, spec, key) => new SliceWatch(name, spec, region, kubeconfig, key, this.#sink, this.#options));
   }
 }
 
@@ -84,6 +87,7 @@ class SliceWatch implements ClusterLoop {
   readonly key: string;
   readonly #cluster: string;
   readonly #spec: KubernetesDiscoveryConfig;
+  readonly #region: string;
   readonly #kubeconfigPath: string | undefined;
   readonly #sink: EndpointSink;
   readonly #options: SliceWatchOptions;
@@ -108,10 +112,11 @@ class SliceWatch implements ClusterLoop {
   #lastSuccess: string | null = null;
   #lastError: string | null = null;
 
-  constructor(cluster: string, spec: KubernetesDiscoveryConfig, kubeconfigPath: string | undefined, key: string, sink: EndpointSink, options: SliceWatchOptions) {
+  constructor(cluster: string, spec: KubernetesDiscoveryConfig, region: string, kubeconfigPath: string | undefined, key: string, sink: EndpointSink, options: SliceWatchOptions) {
     this.key = key;
     this.#cluster = cluster;
     this.#spec = spec;
+    this.#region = region;
     this.#kubeconfigPath = kubeconfigPath;
     this.#sink = sink;
     this.#options = options;
@@ -171,7 +176,7 @@ class SliceWatch implements ClusterLoop {
     const list = JSON.parse(await readBody(response)) as { metadata?: { resourceVersion?: string }; items?: V1EndpointSlice[] | null };
     if (this.#stopped) return;
     this.#slices.clear();
-    for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec));
+    for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec, this.#region));
     this.#resourceVersion = list.metadata?.resourceVersion ?? '';
     this.#versionFromList = true;
     this.#succeeded();
@@ -231,7 +236,7 @@ class SliceWatch implements ClusterLoop {
     }
     const slice = event.object as V1EndpointSlice;
     const name = slice.metadata?.name ?? '';
-    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, endpointsOfSlice(slice, this.#spec));
+    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, endpointsOfSlice(slice, this.#spec, this.#region));
     else if (event.type === 'DELETED') this.#slices.delete(name);
     if (slice.metadata?.resourceVersion) {
       this.#resourceVersion = slice.metadata.resourceVersion;
@@ -374,7 +379,7 @@ async function readBody(response: http.IncomingMessage): Promise<string> {
  * The endpoints of one slice for the cluster's port: none for an FQDN slice or one without the port
  * (TCP); else each address of each ready endpoint (healthy) or serving-and-terminating one (draining).
  */
-export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscoveryConfig): EndpointConfig[] {
+export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscoveryConfig, region = ''): EndpointConfig[] {
   if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') return [];
   const port = slice.ports?.find((p) => (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP')?.port;
   if (port === undefined || port === null) return [];
@@ -390,7 +395,7 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
     if (forZones?.length) labels['meridian.dev/for-zones'] = forZones.join(',');
     for (const ip of endpoint.addresses ?? []) {
       const address = slice.addressType === 'IPv6' ? `[${ip}]:${port}` : `${ip}:${port}`;
-      const defined = { address, locality: { zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
+      const defined = { address, locality: { region: endpoint.zone ? region : '', zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
       endpoints.push(Value.Default(EndpointSchema, defined) as EndpointConfig);
     }
   }

@@ -3,7 +3,8 @@ import { Agent, request } from 'undici';
 
 /**
  * HTTP servers on several loopback addresses (127.0.0.2, 127.0.0.3, ...) sharing one port, each
- * answering with its own IP: endpoints that DNS records or EndpointSlices can name by address alone.
+ * answering with its own IP (after 800 ms for `/slow...`): endpoints that DNS records or EndpointSlices
+ * can name by address alone.
  * `close` ends them (register it for cleanup).
  */
 export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{ port: number; connections: Record<string, number>; close: () => Promise<void> }> {
@@ -13,7 +14,8 @@ export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{ port
     let port = 0;
     try {
       for (const ip of ips) {
-        const s = createServer((_req, res) => res.end(ip));
+        // `/slow...` answers after 800 ms: a request still in flight while its endpoint changes.
+        const s = createServer((req, res) => (req.url?.startsWith('/slow') ? setTimeout(() => res.end(ip), 800) : res.end(ip)));
         s.on('connection', () => (connections[ip] = (connections[ip] ?? 0) + 1));
         await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(port, ip, () => resolve()); });
         servers.push(s);

@@ -1,5 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { request } from 'undici';
+import autocannon from 'autocannon';
 import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { startHub } from '../../src/hub/control-plane.js';
 import { closedPort } from '../helpers/upstream.js';
 import { TestCa } from '../helpers/pki.js';
 import { KubeApiServer } from '../helpers/kube-api.js';
-import { upstreamsOnOnePort, loadLoop } from '../helpers/loopback-upstreams.js';
+import { upstreamsOnOnePort } from '../helpers/loopback-upstreams.js';
 
 /**
  * Kubernetes clusters through a running gateway (issue 18): the stand-in API server serves the
@@ -41,12 +42,14 @@ function slice(endpoints: V1Endpoint[], port: number): V1EndpointSlice {
 interface Status { discovery?: { source: string; target: string; endpoints: number; stale: boolean }; endpoints: Array<{ address: string; health: string; flags: string[]; locality: { zone: string } }> }
 
 describe('Kubernetes clusters in a running gateway', () => {
-  it('a rolling deployment under load: the new pod takes traffic, the terminating one drains and goes, no request fails (2 workers)', async () => {
-    const up = await upstreamsOnOnePort(IPS);
+  it('a rolling replacement of every pod under load (autocannon, 2 workers): new pods take traffic, terminating ones drain and go, zero failed requests', async () => {
+    const ips = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+    const up = await upstreamsOnOnePort(ips);
     cleanup.push(up.close);
     const api = await KubeApiServer.start();
     cleanup.push(() => api.close());
-    api.apply('shop', 'web', slice([pod('web-1', IPS[0]), pod('web-2', IPS[1])], up.port));
+    const put = (pods: V1Endpoint[]) => api.apply('shop', 'web', slice(pods, up.port));
+    put([pod('web-1', ips[0]), pod('web-2', ips[1])]);
     const gw = await spawnGateway(baseConfig({
       gateway: { name: 'k8s', workers: 2, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
       routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
@@ -57,36 +60,98 @@ describe('Kubernetes clusters in a running gateway', () => {
     // Start waited for the first list: both pods are endpoints, with their zone as locality.
     const s0 = await status();
     expect(s0.discovery).toMatchObject({ source: 'kubernetes', endpoints: 2, stale: false });
-    expect(s0.endpoints.map((e) => [e.address, e.health, e.locality.zone])).toEqual([[`${IPS[0]}:${up.port}`, 'healthy', 'zone-a'], [`${IPS[1]}:${up.port}`, 'healthy', 'zone-a']]);
+    expect(s0.endpoints.map((e) => [e.address, e.health, e.locality.zone])).toEqual([[`${ips[0]}:${up.port}`, 'healthy', 'zone-a'], [`${ips[1]}:${up.port}`, 'healthy', 'zone-a']]);
 
-    const load = loadLoop(`${gw.url}/`);
-    cleanup.push(() => load.stop());
-    await waitFor(() => load.since(0).size === 2, 5000);
-
-    // Surge: web-3 comes up ready.
-    api.apply('shop', 'web', slice([pod('web-1', IPS[0]), pod('web-2', IPS[1]), pod('web-3', IPS[2])], up.port));
-    let mark = load.seen.length;
-    await waitFor(() => load.since(mark).has(IPS[2]), 5000);
-
-    // web-1 terminates: still serving (draining), no new requests.
-    api.apply('shop', 'web', slice([pod('web-1', IPS[0], 'terminating'), pod('web-2', IPS[1]), pod('web-3', IPS[2])], up.port));
-    await waitFor(async () => (await status()).endpoints.find((e) => e.address === `${IPS[0]}:${up.port}`)?.flags.includes('draining'), 5000);
-    // Let requests already on it (and a worker's last picks) finish, then nothing new reaches it.
+    const load = autocannon({ url: `${gw.url}/`, connections: 10, duration: 5 });
+    const addresses = async () => (await status()).endpoints.map((e) => `${e.address.split(':')[0]}:${e.flags.includes('draining') ? 'draining' : 'ready'}`).sort();
+    // The rollout, one step at a time as a Deployment with maxSurge 1 / maxUnavailable 0 does it.
+    const steps: Array<[V1Endpoint[], string[]]> = [
+      [[pod('web-1', ips[0]), pod('web-2', ips[1]), pod('web-3', ips[2])], [`${ips[0]}:ready`, `${ips[1]}:ready`, `${ips[2]}:ready`]],
+      [[pod('web-1', ips[0], 'terminating'), pod('web-2', ips[1]), pod('web-3', ips[2])], [`${ips[0]}:draining`, `${ips[1]}:ready`, `${ips[2]}:ready`]],
+      [[pod('web-2', ips[1]), pod('web-3', ips[2])], [`${ips[1]}:ready`, `${ips[2]}:ready`]],
+      [[pod('web-2', ips[1]), pod('web-3', ips[2]), pod('web-4', ips[3])], [`${ips[1]}:ready`, `${ips[2]}:ready`, `${ips[3]}:ready`]],
+      [[pod('web-2', ips[1], 'terminating'), pod('web-3', ips[2]), pod('web-4', ips[3])], [`${ips[1]}:draining`, `${ips[2]}:ready`, `${ips[3]}:ready`]],
+      [[pod('web-3', ips[2]), pod('web-4', ips[3])], [`${ips[2]}:ready`, `${ips[3]}:ready`]],
+    ];
     await new Promise((r) => setTimeout(r, 300));
-    mark = load.seen.length;
-    await waitFor(() => load.seen.length > mark + 100, 10_000);
-    expect(load.since(mark)).toEqual(new Set([IPS[1], IPS[2]]));
+    for (const [pods, want] of steps) {
+      put(pods);
+      await waitFor(async () => JSON.stringify(await addresses()) === JSON.stringify(want), 5000);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const result = await load;
+    expect(result.errors).toBe(0);
+    expect(result.non2xx).toBe(0);
+    expect(result.timeouts).toBe(0);
+    expect(result.requests.total).toBeGreaterThan(500);
+    // Every pod was replaced: only the new ones answer.
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(await (await request(`${gw.url}/`)).body.text());
+    expect(seen).toEqual(new Set([ips[2], ips[3]]));
+  });
 
-    // web-1 is gone.
-    api.apply('shop', 'web', slice([pod('web-2', IPS[1]), pod('web-3', IPS[2])], up.port));
-    await waitFor(async () => (await status()).endpoints.length === 2, 5000);
-    mark = load.seen.length;
-    await waitFor(() => load.seen.length > mark + 100, 10_000);
-    expect(load.since(mark)).toEqual(new Set([IPS[1], IPS[2]]));
+  it('a terminating pod gets no new request while the one it holds completes', async () => {
+    const up = await upstreamsOnOnePort(IPS.slice(0, 2));
+    cleanup.push(up.close);
+    const api = await KubeApiServer.start();
+    cleanup.push(() => api.close());
+    api.apply('shop', 'web', slice([pod('web-1', IPS[0])], up.port));
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'k8s', workers: 1, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
+      routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
+      clusters: [{ name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
+    }));
+    cleanup.push(() => gw.stop());
+    const inFlight = request(`${gw.url}/slow`);
+    await new Promise((r) => setTimeout(r, 200));
+    api.apply('shop', 'web', slice([pod('web-1', IPS[0], 'terminating'), pod('web-2', IPS[1])], up.port));
+    await waitFor(async () => ((await (await request(`${gw.admin}/clusters/web/status`)).body.json()) as Status).endpoints.some((e) => e.flags.includes('draining')), 5000);
+    for (let i = 0; i < 10; i++) expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[1]);
+    const r = await inFlight;
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe(IPS[0]);
+  });
 
-    await load.stop();
-    expect(load.failures).toEqual([]);
-    expect(load.seen.length).toBeGreaterThan(300);
+  it('load balancing over discovered pods gives the numbers static endpoints with the same localities give', async () => {
+    const ips = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+    const zones = ['zone-a', 'zone-a', 'zone-b', 'zone-b'];
+    const up = await upstreamsOnOnePort(ips);
+    cleanup.push(up.close);
+    const api = await KubeApiServer.start();
+    cleanup.push(() => api.close());
+    api.apply('shop', 'web', slice(ips.map((ip, i) => pod(`web-${i}`, ip, 'ready', zones[i])), up.port));
+    const lb = { priorityFromLocality: true };
+    const gw = await spawnGateway(baseConfig({
+      gateway: { name: 'k8s', workers: 1, accessLog: { enabled: false }, locality: { region: 'r1', zone: 'zone-a' }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
+      routes: [{ name: 'static', match: { path: { prefix: '/static' } }, cluster: 'static' }, { name: 'k8s', match: { path: { prefix: '/' } }, cluster: 'k8s' }],
+      clusters: [
+        { name: 'static', lb, endpoints: ips.map((ip, i) => ({ address: `${ip}:${up.port}`, locality: { region: 'r1', zone: zones[i] } })) },
+        { name: 'k8s', lb, discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } },
+      ],
+    }));
+    cleanup.push(() => gw.stop());
+    const lbOf = async (cluster: string) => ((await (await request(`${gw.admin}/clusters/${cluster}/status`)).body.json()) as { lb: unknown }).lb;
+    const shares = async (path: string) => {
+      const out: Record<string, number> = {};
+      for (let i = 0; i < 1000; i++) {
+        const ip = await (await request(`${gw.url}${path}`)).body.text();
+        out[zones[ips.indexOf(ip)]] = (out[zones[ips.indexOf(ip)]] ?? 0) + 1;
+      }
+      return out;
+    };
+    // All healthy: zone-a (the gateway's zone) is P0 and takes everything.
+    expect(await lbOf('k8s')).toEqual(await lbOf('static'));
+    expect(await lbOf('k8s')).toMatchObject({ healthyPriorityLoad: [100, 0] });
+    // One zone-a pod terminating (draining) / the same static endpoint draining: P0 at 50 % health x 1.4 = 70 %.
+    api.apply('shop', 'web', slice(ips.map((ip, i) => pod(`web-${i}`, ip, i === 0 ? 'terminating' : 'ready', zones[i])), up.port));
+    const drain = await request(`${gw.admin}/clusters/static/endpoints/${ips[0]}:${up.port}/health`, { method: 'POST', body: JSON.stringify({ status: 'draining' }) });
+    expect(drain.statusCode).toBe(200);
+    await drain.body.dump();
+    await waitFor(async () => JSON.stringify(await lbOf('k8s')) === JSON.stringify(await lbOf('static')), 5000);
+    expect(await lbOf('k8s')).toMatchObject({ healthyPriorityLoad: [70, 30] });
+    const [k8s, stat] = [await shares('/'), await shares('/static')];
+    expect(Math.abs(k8s['zone-a'] - 700)).toBeLessThan(50);
+    expect(Math.abs(k8s['zone-a'] - stat['zone-a'])).toBeLessThan(50);
   });
 
   it('the API server going away keeps the last endpoints serving; status says stale', async () => {
