@@ -39,6 +39,17 @@ function slice(endpoints: V1Endpoint[], port: number): V1EndpointSlice {
   };
 }
 
+/** A spawned gateway with one route to cluster `web`: the pods of Service shop/web, from the stand-in API server. */
+async function webGateway(api: KubeApiServer, workers: number) {
+  const gw = await spawnGateway(baseConfig({
+    gateway: { name: 'k8s', workers, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
+    routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
+    clusters: [{ name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
+  }));
+  cleanup.push(() => gw.stop());
+  return gw;
+}
+
 interface Status { discovery?: { source: string; target: string; endpoints: number; stale: boolean }; endpoints: Array<{ address: string; health: string; flags: string[]; locality: { zone: string } }> }
 
 describe('Kubernetes clusters in a running gateway', () => {
@@ -50,12 +61,7 @@ describe('Kubernetes clusters in a running gateway', () => {
     cleanup.push(() => api.close());
     const put = (pods: V1Endpoint[]) => api.apply('shop', 'web', slice(pods, up.port));
     put([pod('web-1', ips[0]), pod('web-2', ips[1])]);
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'k8s', workers: 2, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
-      routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
-      clusters: [{ name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
-    }));
-    cleanup.push(() => gw.stop());
+    const gw = await webGateway(api, 2);
     const status = async () => (await (await request(`${gw.admin}/clusters/web/status`)).body.json()) as Status;
     // Start waited for the first list: both pods are endpoints, with their zone as locality.
     const s0 = await status();
@@ -96,12 +102,7 @@ describe('Kubernetes clusters in a running gateway', () => {
     const api = await KubeApiServer.start();
     cleanup.push(() => api.close());
     api.apply('shop', 'web', slice([pod('web-1', IPS[0])], up.port));
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'k8s', workers: 1, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
-      routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
-      clusters: [{ name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
-    }));
-    cleanup.push(() => gw.stop());
+    const gw = await webGateway(api, 1);
     const inFlight = request(`${gw.url}/slow`);
     await new Promise((r) => setTimeout(r, 200));
     api.apply('shop', 'web', slice([pod('web-1', IPS[0], 'terminating'), pod('web-2', IPS[1])], up.port));
@@ -160,12 +161,7 @@ describe('Kubernetes clusters in a running gateway', () => {
     const api = await KubeApiServer.start();
     cleanup.push(() => api.close());
     api.apply('shop', 'web', slice([pod('web-1', IPS[0])], up.port));
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'k8s', workers: 1, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() } },
-      routes: [{ name: 'web', match: { path: { prefix: '/' } }, cluster: 'web' }],
-      clusters: [{ name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
-    }));
-    cleanup.push(() => gw.stop());
+    const gw = await webGateway(api, 1);
     expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[0]);
     await api.down();
     await waitFor(async () => ((await (await request(`${gw.admin}/clusters/web/status`)).body.json()) as Status).discovery?.stale === true, 10_000);
