@@ -56,6 +56,13 @@ export interface Translation {
   clusters: ConfigInput[];
   certificates: CertificateToWrite[];
   status: TranslatedStatus;
+  /** Route config name -> the HTTPRoute ("namespace/name") it came from, to blame a validation error on. */
+  routeOwners: Map<string, string>;
+}
+
+/** What translate() reads besides the objects: HTTPRoutes ("namespace/name") refused for a reason found later (validation). */
+export interface TranslateOptions {
+  refused?: ReadonlyMap<string, string>;
 }
 
 /** Every name the translation makes starts with this, so its resources are told apart from the admin API's. */
@@ -85,7 +92,7 @@ const HTTP_ROUTE_KIND = { group: GATEWAY_GROUP, kind: 'HTTPRoute' };
  * namespace/name: the translation emits routes in that order, so config order breaks the ties the same
  * way. Regular expressions are "implementation-specific" in the spec; here they come before prefixes.
  */
-export function translate(objects: GatewayApiObjects, settings: GatewayApiSettings): Translation {
+export function translate(objects: GatewayApiObjects, settings: GatewayApiSettings, options: TranslateOptions = {}): Translation {
   const status: TranslatedStatus = { gatewayClasses: new Map(), gateways: new Map(), httpRoutes: new Map() };
   const ourClasses = new Set<string>();
   for (const gc of objects.gatewayClasses) {
@@ -168,7 +175,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
     const backends = route.spec.rules?.map((rule) => resolveBackends(rule, routeNs, objects, services, clusters)) ?? [];
     const badRef = backends.flatMap((b) => b.problems)[0];
     const resolvedRefs = badRef ? condition('ResolvedRefs', false, badRef.reason, badRef.message, gen) : condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved', gen);
-    const invalidRule = route.spec.rules?.map((rule) => ruleProblem(rule)).find(Boolean);
+    const invalidRule = options.refused?.get(key(routeNs, route.metadata.name)) ?? route.spec.rules?.map((rule) => ruleProblem(rule)).find(Boolean);
     const parents: RouteParentStatus[] = [];
     for (const ref of route.spec.parentRefs ?? []) {
       if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? 'Gateway') !== 'Gateway') continue;
@@ -186,7 +193,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
       for (const { listener: al, hosts } of accepted.listeners) {
         al.status.attachedRoutes++;
         route.spec.rules?.forEach((rule, ruleIndex) => {
-          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts)) routeEntries.push({ ...entry, group: al.group });
+          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts)) routeEntries.push({ ...entry, owner: key(routeNs, route.metadata.name), group: al.group });
         });
       }
     }
@@ -206,7 +213,8 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
   const routes = entries.map((e) => ({ name: e.name!, match: { ...e.match, ...(e.hosts ? { hosts: e.hosts } : {}) }, ...e.action }));
 
   const listeners = [...ports.values()].sort((a, b) => a.port - b.port).map(listenerConfig);
-  return { listeners, routes, clusters: [...clusters.values()], certificates: [...certificates.values()], status };
+  const routeOwners = new Map(entries.map((e) => [e.name!, e.owner]));
+  return { listeners, routes, clusters: [...clusters.values()], certificates: [...certificates.values()], status, routeOwners };
 }
 
 interface PortGroup {
@@ -226,6 +234,7 @@ interface AttachedListener {
 
 interface RouteEntry {
   nameParts: string[];
+  owner: string;
   name?: string;
   group: PortGroup;
   hosts: string[] | undefined;
@@ -389,12 +398,12 @@ function ruleProblem(rule: HTTPRouteRule): string | undefined {
 }
 
 /** The Meridian routes of one rule: one per match (two for a PathPrefix that is not "/"). */
-function ruleRoutes(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, backends: ResolvedBackends, hosts: string[] | undefined): Omit<RouteEntry, 'group'>[] {
+function ruleRoutes(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, backends: ResolvedBackends, hosts: string[] | undefined): Array<Omit<RouteEntry, 'group' | 'owner'>> {
   const ns = route.metadata.namespace ?? 'default';
   const matches = rule.matches?.length ? rule.matches : [{}];
   const filtersAction = filterAction(rule);
   const action = filtersAction.redirect ? filtersAction : { ...backends.action, ...filtersAction };
-  const out: Omit<RouteEntry, 'group'>[] = [];
+  const out: Array<Omit<RouteEntry, 'group' | 'owner'>> = [];
   matches.forEach((m, matchIndex) => {
     const rank = { exact: 0, method: m.method ? 1 : 0, headers: m.headers?.length ?? 0, query: m.queryParams?.length ?? 0, age: route.metadata.creationTimestamp ?? '', route: `${ns}/${route.metadata.name}`, rule: ruleIndex, match: matchIndex };
     const predicates = matchPredicates(m);
