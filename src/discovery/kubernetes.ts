@@ -1,12 +1,9 @@
-import http from 'node:http';
-import https from 'node:https';
-import { existsSync } from 'node:fs';
 import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import type { KubeConfig, V1EndpointConditions, V1EndpointSlice, V1Status } from '@kubernetes/client-node';
+import type { V1EndpointConditions, V1EndpointSlice } from '@kubernetes/client-node';
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type KubernetesDiscoverySchema } from '../config/schema/cluster.js';
-import { backoffDelay } from '../common/backoff.js';
+import { loadKubeConfig, ResourceWatch } from '../common/kube-client.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { logger } from '../observability/logger.js';
 import { discoveredEndpoints, kubernetesWatchErrors } from './metrics.js';
@@ -35,10 +32,6 @@ export interface KubernetesDiscoveryOptions {
   rng?: Rng;
 }
 
-/** The service-account files a pod gets mounted; present together with KUBERNETES_SERVICE_HOST in a cluster. */
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
-/** A watch that ends cleanly sooner than this waits a retry delay before the next, so a server that closes at once is not hammered. */
-const SHORT_WATCH_MS = 1000;
 
 /**
  * Kubernetes EndpointSlice discovery in the primary: one list+watch per cluster with
@@ -51,9 +44,9 @@ const SHORT_WATCH_MS = 1000;
  * re-lists. Any other failure keeps the last endpoints, marks the cluster stale and reconnects after a
  * jittered exponential backoff (1-2 s, 2-4 s, ... at most 15-30 s), reset by the next success.
  *
- * The requests are built here on node:http(s) with the library's KubeConfig (credentials, TLS, token
- * refresh): its ListWatch does not ask for bookmarks, gives up on the first error and drops the Status
- * message of a refused request (an RBAC 403 says which permission is missing), which the status shows.
+ * The loop is common/kube-client.ts's ResourceWatch (the library's KubeConfig for credentials, TLS and
+ * token refresh; our own list+watch, which the Gateway API source shares); this module maps slices to
+ * endpoints, merges them and hands the set on.
  */
 export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
   readonly #sink: EndpointSink;
@@ -75,37 +68,22 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
   }
 }
 
-/** A failed API request; `code` is the HTTP status or the Status object's code when the server gave one. */
-class ApiError extends Error {
-  constructor(message: string, readonly code?: number) {
-    super(message);
-  }
-}
-
-/** The list+watch loop of one cluster. */
+/** The list+watch loop of one cluster: a ResourceWatch on the Service's slices, mapped and merged here. */
 class SliceWatch implements ClusterLoop {
   readonly key: string;
   readonly #cluster: string;
   readonly #spec: KubernetesDiscoveryConfig;
   readonly #region: string;
-  readonly #kubeconfigPath: string | undefined;
   readonly #sink: EndpointSink;
   readonly #options: SliceWatchOptions;
-  readonly #abort = new AbortController();
-  #kubeConfig: KubeConfig | undefined;
+  readonly #watch: ResourceWatch<V1EndpointSlice>;
   /** The endpoints of each current slice by slice name, mapped when the slice arrives: an event re-maps one slice, not the Service. */
   readonly #slices = new Map<string, EndpointConfig[]>();
-  /** Where the next watch resumes; '' means list first. */
-  #resourceVersion = '';
-  /** 410s in a row for the version a list had just returned (no event since): the second one is a failure, not a compaction. */
-  #expiredListVersions = 0;
-  #versionFromList = false;
   #debounce: NodeJS.Timeout | undefined;
   #failures = 0;
   #stopped = false;
   /** The first list, with its endpoints applied (see KubernetesDiscovery.initialized). */
   readonly first: Promise<void>;
-  #firstEnded!: () => void;
   /** JSON of the set last handed to the sink ('' before the first), to skip handing an equal set. */
   #handedKey = '';
   #handedCount = 0;
@@ -117,11 +95,17 @@ class SliceWatch implements ClusterLoop {
     this.#cluster = cluster;
     this.#spec = spec;
     this.#region = region;
-    this.#kubeconfigPath = kubeconfigPath;
     this.#sink = sink;
     this.#options = options;
-    this.first = new Promise((resolve) => (this.#firstEnded = resolve));
-    void this.#run();
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${spec.namespace}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${spec.service}`)}`;
+    this.#watch = new ResourceWatch<V1EndpointSlice>(() => loadKubeConfig(kubeconfigPath), path, {
+      listed: (items) => this.#listed(items),
+      changed: (type, slice) => this.#changed(type, slice),
+      succeeded: () => this.#succeeded(),
+      failed: (e) => this.#failed(e),
+      expired: (resourceVersion) => logger.info({ cluster, resourceVersion }, 'kubernetes discovery: resourceVersion expired (410); listing again'),
+    }, options);
+    this.first = this.#watch.first;
   }
 
   status(): DiscoveryStatus {
@@ -137,155 +121,29 @@ class SliceWatch implements ClusterLoop {
 
   stop(): void {
     this.#stopped = true;
-    this.#abort.abort();
+    this.#watch.stop();
     clearTimeout(this.#debounce);
-    this.#firstEnded();
     discoveredEndpoints.remove(this.#cluster, 'kubernetes');
   }
 
-  get #path(): string {
-    return `/apis/discovery.k8s.io/v1/namespaces/${this.#spec.namespace}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${this.#spec.service}`)}`;
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#stopped) {
-      let watchStarted = Date.now();
-      try {
-        this.#kubeConfig ??= await loadKubeConfig(this.#kubeconfigPath);
-        if (!this.#resourceVersion) {
-          await this.#list();
-          this.#firstEnded();
-          watchStarted = Date.now();
-        }
-        await this.#watch();
-        if (Date.now() - watchStarted < SHORT_WATCH_MS && this.#resourceVersion) await this.#sleep(this.#retryDelay(1));
-      } catch (e) {
-        if (this.#stopped) return;
-        this.#failed(e as Error);
-        this.#firstEnded();
-        // A list between 410s succeeds and resets #failures: the 410s in a row keep the backoff growing.
-        await this.#sleep(this.#retryDelay(Math.max(this.#failures, this.#expiredListVersions - 1)));
-      }
-    }
-  }
-
-  /** List the slices, replace the map and hand the set at once; returns the sink's promise. */
-  async #list(): Promise<void> {
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#options.listTimeoutMs)]);
-    const response = await this.#request(this.#path, signal);
-    const list = JSON.parse(await readBody(response)) as { metadata?: { resourceVersion?: string }; items?: V1EndpointSlice[] | null };
-    if (this.#stopped) return;
+  /** A list replaced the slices: the set is handed at once (a pending merge of earlier events is superseded). */
+  #listed(items: V1EndpointSlice[]): Promise<void> {
     this.#slices.clear();
-    for (const slice of list.items ?? []) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec, this.#region));
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
-    this.#versionFromList = true;
-    this.#succeeded();
-    // The list supersedes a pending merge of earlier events.
+    for (const slice of items) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec, this.#region));
     clearTimeout(this.#debounce);
     this.#debounce = undefined;
     return this.#publish();
   }
 
-  /**
-   * Watch from #resourceVersion until the server ends the watch (resolves), it says 410 (clears the
-   * version and resolves, so the loop re-lists) or anything fails (rejects).
-   */
-  async #watch(): Promise<void> {
-    const timeoutSeconds = this.#options.watchTimeoutSeconds ?? Math.floor(300 + this.#options.rng.random() * 300);
-    const watchAbort = new AbortController();
-    const { watchSilenceGraceMs } = this.#options;
-    const silence = setTimeout(() => watchAbort.abort(new ApiError(`watch still open ${watchSilenceGraceMs} ms past its timeoutSeconds (${timeoutSeconds}); reconnecting`)), timeoutSeconds * 1000 + watchSilenceGraceMs);
-    const signal = AbortSignal.any([this.#abort.signal, watchAbort.signal]);
-    const query = `&watch=1&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(this.#resourceVersion)}&timeoutSeconds=${timeoutSeconds}`;
-    try {
-      let response: http.IncomingMessage;
-      try {
-        response = await this.#request(this.#path + query, signal);
-      } catch (e) {
-        if ((e as ApiError).code === 410) return this.#expired();
-        throw e;
-      }
-      this.#succeeded();
-      let buffered = '';
-      response.setEncoding('utf8');
-      for await (const chunk of response as AsyncIterable<string>) {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline).trim();
-          buffered = buffered.slice(newline + 1);
-          if (line && this.#event(JSON.parse(line) as WatchEvent) === 'expired') {
-            response.destroy();
-            return this.#expired();
-          }
-        }
-      }
-    } catch (e) {
-      throw signal.aborted && signal.reason instanceof ApiError ? signal.reason : e;
-    } finally {
-      clearTimeout(silence);
-    }
-  }
-
-  /** Apply one watch event; 'expired' when the server says our resourceVersion is gone. */
-  #event(event: WatchEvent): 'expired' | undefined {
-    if (event.type === 'ERROR') {
-      const status = event.object as V1Status;
-      if (status.code === 410) return 'expired';
-      throw new ApiError(`watch error ${status.code ?? ''} ${status.reason ?? ''}: ${status.message ?? ''}`.trim(), status.code);
-    }
-    const slice = event.object as V1EndpointSlice;
+  #changed(type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK', slice: V1EndpointSlice): void {
+    if (type === 'BOOKMARK') return;
     const name = slice.metadata?.name ?? '';
-    if (event.type === 'ADDED' || event.type === 'MODIFIED') this.#slices.set(name, endpointsOfSlice(slice, this.#spec, this.#region));
-    else if (event.type === 'DELETED') this.#slices.delete(name);
-    if (slice.metadata?.resourceVersion) {
-      this.#resourceVersion = slice.metadata.resourceVersion;
-      this.#versionFromList = false;
-      this.#expiredListVersions = 0;
-    }
-    this.#succeeded();
-    if (event.type !== 'BOOKMARK' && !this.#debounce) {
-      this.#debounce = setTimeout(() => {
-        this.#debounce = undefined;
-        void this.#publish();
-      }, this.#options.debounceMs);
-    }
-    return undefined;
-  }
-
-  #expired(): void {
-    // One 410 for a list's version is a quiet Service outliving the compaction window; twice in a row is a
-    // server refusing what it just listed, and listing again at once would spin.
-    if (this.#versionFromList && ++this.#expiredListVersions >= 2) {
-      this.#resourceVersion = '';
-      throw new ApiError(`410 Gone again for resourceVersion ${this.#resourceVersion}, the version a list just returned`, 410);
-    }
-    logger.info({ cluster: this.#cluster, resourceVersion: this.#resourceVersion }, 'kubernetes discovery: resourceVersion expired (410); listing again');
-    this.#resourceVersion = '';
-  }
-
-  /** GET `path` on the current cluster's server with the kubeconfig's credentials; rejects unless 200, with the Status message. */
-  async #request(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
-    const kc = this.#kubeConfig!;
-    const server = kc.getCurrentCluster()?.server;
-    if (!server) throw new ApiError('kubeconfig has no current cluster');
-    const options: https.RequestOptions = { headers: { Accept: 'application/json' } };
-    await kc.applyToHTTPSOptions(options);
-    const url = new URL(server.replace(/\/+$/, '') + path);
-    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const request = (url.protocol === 'https:' ? https : http).request(url, { ...options, method: 'GET', signal }, resolve);
-      request.on('error', reject);
-      request.end();
-    });
-    if (response.statusCode === 200) return response;
-    const body = await readBody(response).catch(() => '');
-    let status: V1Status = {};
-    try {
-      status = JSON.parse(body) as V1Status;
-    } catch {
-      // Not a Status object (a proxy's error page): the HTTP status alone says it.
-    }
-    throw new ApiError(`${response.statusCode} ${status.reason ?? response.statusMessage ?? ''}${status.message ? `: ${status.message}` : ''}`, response.statusCode);
+    if (type === 'DELETED') this.#slices.delete(name);
+    else this.#slices.set(name, endpointsOfSlice(slice, this.#spec, this.#region));
+    this.#debounce ??= setTimeout(() => {
+      this.#debounce = undefined;
+      void this.#publish();
+    }, this.#options.debounceMs);
   }
 
   #succeeded(): void {
@@ -301,26 +159,6 @@ class SliceWatch implements ClusterLoop {
     this.#failures++;
     this.#lastError = message;
     kubernetesWatchErrors.inc({ cluster: this.#cluster });
-  }
-
-  /** Half to all of min(max, base * 2^(attempt-1)): never a hot retry, always spread. */
-  #retryDelay(attempt: number): number {
-    const { retryBaseMs, retryMaxMs, rng } = this.#options;
-    return Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, attempt - 1)) / 2 + backoffDelay(attempt, retryBaseMs / 2, retryMaxMs / 2, rng);
-  }
-
-  /** Wait `ms`, or less if the loop is stopped; the abort listener goes with the wait, as a loop may wait thousands of times. */
-  #sleep(ms: number): Promise<void> {
-    const signal = this.#abort.signal;
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    });
   }
 
   /** Hand the merged set of the current slices when it differs from the last one handed. */
@@ -341,39 +179,12 @@ class SliceWatch implements ClusterLoop {
       this.#debounce ??= setTimeout(() => {
         this.#debounce = undefined;
         void this.#publish();
-      }, this.#retryDelay(1));
+      }, this.#watch.retryDelay(1));
     });
   }
 }
 
 type SliceWatchOptions = Required<Omit<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>> & Pick<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>;
-
-/** One line of a watch stream. */
-interface WatchEvent {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: V1EndpointSlice | V1Status;
-}
-
-/**
- * Credentials: the given kubeconfig file; else the pod's service account when running in a cluster
- * (KUBERNETES_SERVICE_HOST and the mounted token); else the library's default ($KUBECONFIG, then ~/.kube/config).
- */
-async function loadKubeConfig(path: string | undefined): Promise<KubeConfig> {
-  // Loaded on first use: the library takes ~300 ms to import, which a gateway without Kubernetes clusters should not pay.
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else if (process.env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
-
-async function readBody(response: http.IncomingMessage): Promise<string> {
-  response.setEncoding('utf8');
-  let body = '';
-  for await (const chunk of response as AsyncIterable<string>) body += chunk;
-  return body;
-}
 
 /**
  * The endpoints of one slice for the cluster's port: none for an FQDN slice or one without the port
