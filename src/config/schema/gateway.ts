@@ -40,6 +40,17 @@ export const GatewayDnsSchema = Obj({
  */
 export const GatewayKubernetesSchema = Obj({ kubeconfig: Type.Optional(Type.String({ minLength: 1 })) });
 
+/**
+ * The Gateway API as a config source (control/sources/gateway-api): GatewayClasses naming
+ * `controllerName` are ours; their Gateways' listeners open on `address` and their port, or the port
+ * `portMap` maps it to (a process that cannot bind below 1024). Off unless set.
+ */
+export const GatewayApiSchema = Obj({
+  controllerName: Type.String({ minLength: 1, default: 'meridian.dev/gateway-controller' }),
+  address: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  portMap: Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Integer({ minimum: 0, maximum: 65535 }), { default: {} }),
+});
+
 export const GatewaySchema = Obj(
   {
     name: Type.String({ default: 'meridian' }),
@@ -55,6 +66,7 @@ export const GatewaySchema = Obj(
     mergeSlashes: Type.Boolean({ default: true }),
     dns: Type.Optional(GatewayDnsSchema),
     kubernetes: Type.Optional(GatewayKubernetesSchema),
+    gatewayApi: Type.Optional(GatewayApiSchema),
   },
   { default: {} },
 );
