@@ -16,6 +16,7 @@ import { SharedConfigStore } from '../control/store/shared-store.js';
 import { DnsDiscovery } from '../discovery/dns.js';
 import { KubernetesDiscovery } from '../discovery/kubernetes.js';
 import type { EndpointSource } from '../discovery/endpoint-source.js';
+import { GatewayApiSource } from '../control/sources/gateway-api/source.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -77,6 +78,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     publish: async (v) => {
       const errors = await primary.publish(v, (live) => health.reconcile(live));
       for (const s of discovery) s.reconcile(primary.current.config);
+      gatewayApi.reconcile(primary.current.config);
       return errors;
     },
     publishEndpoints: (cluster, endpoints) => primary.publishEndpoints(cluster, endpoints, (live) => health.reconcile(live)),
@@ -84,9 +86,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     // Replicas sharing one config write every change through to Redis before storing it.
     beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,
   });
+  // The Gateway API (gateway.gatewayApi) is a config source like the admin API: its routes are versions.
+  const gatewayApi = new GatewayApiSource(changes, opts.stateDir);
   // Endpoint sources run in the primary and hand their sets to the config service (never a version).
   const discovery: EndpointSource[] = [new DnsDiscovery(changes), new KubernetesDiscovery(changes)];
   for (const s of discovery) s.reconcile(current.config);
+  await warmUp(discovery);
+  gatewayApi.reconcile(current.config);
+  await warmUp([gatewayApi]);
+  // Clusters the Gateway API made watch their EndpointSlices: let those first lists land too.
   await warmUp(discovery);
   managed = await loadManagedState(primary, changes, opts.stateDir);
   const redisHealth = new RedisHealth();
@@ -116,6 +124,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     await admin.close();
     health.stop();
     for (const s of discovery) s.stop();
+    gatewayApi.stop();
     redisHealth.stop();
   };
   return { primary, admin, addresses, reload, stop };
@@ -128,7 +137,7 @@ const DISCOVERY_WARM_UP_MS = 5000;
  * Envoy warms a DNS cluster (its first resolution) before listeners use it; start waits for every
  * source's first lookups the same way, bounded: a name that does not resolve must not stop a gateway.
  */
-async function warmUp(sources: EndpointSource[]): Promise<void> {
+async function warmUp(sources: Array<Pick<EndpointSource, 'initialized'>>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([Promise.all(sources.map((s) => s.initialized())), new Promise((r) => (timer = setTimeout(r, DISCOVERY_WARM_UP_MS)))]);
   clearTimeout(timer);

@@ -31,7 +31,7 @@ export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{ port
 }
 
 /** Requests in a loop (4 at a time, at most 30 s) until stopped: which upstream answered each, and every failure. */
-export function loadLoop(url: string) {
+export function loadLoop(url: string, headers: Record<string, string> = {}) {
   const agent = new Agent({ connections: 4 });
   const seen: string[] = [];
   const failures: string[] = [];
@@ -40,7 +40,7 @@ export function loadLoop(url: string) {
     const end = Date.now() + 30_000;
     while (on && Date.now() < end) {
       try {
-        const r = await request(url, { dispatcher: agent });
+        const r = await request(url, { dispatcher: agent, headers });
         const text = await r.body.text();
         if (r.statusCode === 200) seen.push(text);
         else failures.push(`${r.statusCode} ${text}`);
