@@ -4,6 +4,9 @@ import { spawnGateway, baseConfig, waitFor, type SpawnedGateway } from '../helpe
 import { KubeApiServer, ENDPOINT_SLICES, type KubeObject } from '../helpers/kube-api.js';
 import { upstreamsOnOnePort, loadLoop } from '../helpers/loopback-upstreams.js';
 import { closedPort } from '../helpers/upstream.js';
+import { CertAuthority } from '../helpers/certs.js';
+import { tempDir } from '../helpers/gateway.js';
+import { Agent } from 'undici';
 
 /**
  * The Gateway API as a config source (issue 19 slice 1), through a spawned gateway with 2 workers and
@@ -137,5 +140,54 @@ describe('Gateway API source', () => {
     expect(api.statusWrites.length).toBeGreaterThan(writesBefore);
     await load.stop();
     expect(load.failures).toEqual([]);
+  });
+
+  it('an HTTPS listener serves its certificateRefs Secret by SNI; gwapi.* resources are the source\'s: the admin API cannot write them, and a whole-config write gets them back', async () => {
+    const { api, gw, url } = await setUp();
+    const ca = new CertAuthority(tempDir('meridian-gwapi-ca-'), 'gwapi-ca');
+    const cert = ca.issue({ name: 'shop', san: ['DNS:shop.example.com'], eku: 'serverAuth' });
+    api.put('/api/v1/secrets', { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'shop-tls', namespace: 'shop' }, data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } });
+    const httpsPort = await closedPort();
+    api.put(GATEWAYS, { apiVersion: `${GW}/v1`, kind: 'Gateway', metadata: { name: 'edge', namespace: 'shop' }, spec: { gatewayClassName: 'meridian', listeners: [
+      { name: 'http', port: 80, protocol: 'HTTP', hostname: '*.example.com' },
+      { name: 'https', port: httpsPort, protocol: 'HTTPS', hostname: 'shop.example.com', tls: { mode: 'Terminate', certificateRefs: [{ kind: 'Secret', name: 'shop-tls' }] } },
+    ] } });
+    const tls = new Agent({ connect: { ca: ca.certPem, servername: 'shop.example.com' } });
+    cleanup.push(() => tls.close());
+    await waitFor(async () => {
+      try {
+        const r = await request(`https://127.0.0.1:${httpsPort}/`, { dispatcher: tls, headers: { host: 'shop.example.com' } });
+        return r.statusCode === 200 && IPS.includes(await r.body.text());
+      } catch {
+        return false;
+      }
+    }, 5000);
+    const gwStatus = api.get(GATEWAYS, 'shop', 'edge')!.status as { listeners: Array<{ name: string; attachedRoutes: number; conditions: Conditions }> };
+    await waitFor(() => (api.get(GATEWAYS, 'shop', 'edge')!.status as typeof gwStatus).listeners.length === 2, 5000);
+    expect(condition((api.get(GATEWAYS, 'shop', 'edge')!.status as typeof gwStatus).listeners[1].conditions, 'Programmed')?.status).toBe('True');
+
+    // The admin API cannot write a resource the Gateway API source owns.
+    const config = (await (await request(`${gw.admin}/config`)).body.json()) as { routes: Array<{ name: string }> };
+    const owned = config.routes.find((r) => r.name.startsWith('gwapi.'))!.name;
+    const put = await request(`${gw.admin}/routes/${owned}`, { method: 'PUT', body: JSON.stringify({ match: {}, directResponse: { status: 200 } }) });
+    expect(put.statusCode).toBe(409);
+    await put.body.dump();
+    // A whole-config write without them (as SIGHUP of a file would do): the source puts them back.
+    const current = (await (await request(`${gw.admin}/config`)).body.json()) as Record<string, Array<{ name: string }>>;
+    const own = (r: { name: string }) => !r.name.startsWith('gwapi.');
+    const bare = await request(`${gw.admin}/config`, { method: 'PUT', body: JSON.stringify({ ...current, routes: current.routes.filter(own), listeners: current.listeners.filter(own), clusters: current.clusters.filter(own) }) });
+    expect(bare.statusCode).toBe(200);
+    await bare.body.dump();
+    await waitFor(async () => {
+      const routes = ((await (await request(`${gw.admin}/config`)).body.json()) as { routes: Array<{ name: string }> }).routes;
+      return routes.some((r) => r.name === owned);
+    }, 5000);
+    await waitFor(async () => {
+      try {
+        return (await get(url, '/')).statusCode === 200;
+      } catch {
+        return false;
+      }
+    }, 5000);
   });
 });

@@ -8,7 +8,7 @@ import { KubeApiError, kubeRequest, loadKubeConfig, readBody, ResourceWatch, typ
 import { systemRng } from '../../../common/clock.js';
 import { logger } from '../../../observability/logger.js';
 import { applyGatewayApi } from './apply.js';
-import { translate, type GatewayApiSettings, type Translation } from './translate.js';
+import { GATEWAY_API_PREFIX, translate, type GatewayApiSettings, type Translation } from './translate.js';
 import { gatewayClassStatus, gatewayStatus, routeStatus } from './status.js';
 import type { GatewayApiObjects, ObjectMeta } from './objects.js';
 
@@ -25,6 +25,12 @@ const COLLECTIONS: Record<Collection, { path: string; statusPath?: (namespace: s
   secrets: { path: `/api/v1/secrets?fieldSelector=${encodeURIComponent('type=kubernetes.io/tls')}` },
   namespaces: { path: '/api/v1/namespaces' },
 };
+
+/** Does the config carry exactly the Gateway API routes and listeners a translation made? */
+function sameNames(config: Config, t: Translation): boolean {
+  const names = (items: Array<{ name: string }>) => items.map((i) => i.name).filter((n) => n.startsWith(GATEWAY_API_PREFIX)).sort().join(',');
+  return names(config.routes) === names(t.routes) && names(config.listeners) === names(t.listeners);
+}
 
 /** A started source: its settings, one watch per collection and what each has listed. */
 interface Running {
@@ -72,7 +78,11 @@ export class GatewayApiSource {
     const block = config.gateway.gatewayApi;
     const kubeconfig = config.gateway.kubernetes?.kubeconfig;
     const key = JSON.stringify({ block, kubeconfig });
-    if (this.#running?.key === key) return;
+    if (this.#running?.key === key) {
+      // Another source replaced the whole config (PUT /config, SIGHUP) without our resources: put them back.
+      if (this.last && !this.last.error && !sameNames(config, this.last.translation)) this.#schedule();
+      return;
+    }
     this.stop();
     if (!block) return;
     const certDir = join(this.#stateDir, 'gateway-api');
