@@ -190,4 +190,27 @@ describe('Gateway API source', () => {
       }
     }, 5000);
   });
+
+  it('an edit refused for its content (a conflicting filter, a regex the config refuses) leaves the accepted version live; the status says the new generation is refused', async () => {
+    const { api, url } = await setUp();
+    const serves = async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 30; i++) seen.add(await (await get(url, '/x')).body.text());
+      return seen;
+    };
+    expect(await serves()).toEqual(new Set(IPS));
+    api.put(ROUTES, route('shop', { hostnames: ['shop.example.com'], rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'a' } }, { type: 'RequestRedirect', requestRedirect: { hostname: 'b' } }], backendRefs: [{ name: 'v2', port: 80 }] }] }));
+    await waitFor(() => condition(routeParent(api, 'shop')?.conditions, 'Accepted')?.observedGeneration === 2, 5000);
+    expect(condition(routeParent(api, 'shop')!.conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
+    expect(await serves()).toEqual(new Set(IPS));
+    api.put(ROUTES, route('shop', { hostnames: ['shop.example.com'], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(unclosed' } }], backendRefs: [{ name: 'v2', port: 80 }] }] }));
+    await waitFor(() => condition(routeParent(api, 'shop')?.conditions, 'Accepted')?.observedGeneration === 3, 5000);
+    expect(condition(routeParent(api, 'shop')!.conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
+    expect(await serves()).toEqual(new Set(IPS));
+    // A valid edit goes live again.
+    api.put(ROUTES, route('shop', { hostnames: ['shop.example.com'], rules: [{ backendRefs: [{ name: 'v2', port: 80 }] }] }));
+    await waitFor(async () => (await serves()).size === 1, 5000);
+    expect(await serves()).toEqual(new Set([IPS[1]]));
+    expect(condition(routeParent(api, 'shop')!.conditions, 'Accepted')).toMatchObject({ status: 'True', observedGeneration: 4 });
+  });
 });

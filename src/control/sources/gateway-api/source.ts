@@ -8,7 +8,7 @@ import { KubeApiError, kubeRequest, loadKubeConfig, readBody, ResourceWatch, typ
 import { systemRng } from '../../../common/clock.js';
 import { logger } from '../../../observability/logger.js';
 import { applyGatewayApi } from './apply.js';
-import { GATEWAY_API_PREFIX, translate, type GatewayApiSettings, type Translation } from './translate.js';
+import { GATEWAY_API_PREFIX, translate, type GatewayApiSettings, type RouteParentStatus, type Translation } from './translate.js';
 import { gatewayClassStatus, gatewayStatus, routeStatus } from './status.js';
 import type { GatewayApiObjects, ObjectMeta } from './objects.js';
 
@@ -30,6 +30,15 @@ const COLLECTIONS: Record<Collection, { path: string; statusPath?: (namespace: s
 function sameNames(config: Config, t: Translation): boolean {
   const names = (items: Array<{ name: string }>) => items.map((i) => i.name).filter((n) => n.startsWith(GATEWAY_API_PREFIX)).sort().join(',');
   return names(config.routes) === names(t.routes) && names(config.listeners) === names(t.listeners);
+}
+
+function routeKey(r: { metadata: ObjectMeta }): string {
+  return `${r.metadata.namespace ?? 'default'}/${r.metadata.name}`;
+}
+
+/** Refused for what the route says (not for where it attaches): its earlier version may stand in. */
+function isRefusedForContent(p: RouteParentStatus): boolean {
+  return p.conditions.some((c) => c.type === 'Accepted' && c.status === 'False' && c.reason === 'UnsupportedValue');
 }
 
 /** A started source: its settings, one watch per collection and what each has listed. */
@@ -64,6 +73,8 @@ export class GatewayApiSource {
   #debounce: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
   #again = false;
+  /** Each HTTPRoute's last version accepted by all our parents ("namespace/name"), to stand in for a refused edit. */
+  readonly #lastGood = new Map<string, GatewayApiObjects['httpRoutes'][number]>();
   /** The last translation applied (its statuses and the certificates written), for status and tests. */
   last: { translation: Translation; version?: number; error?: string } | undefined;
 
@@ -159,18 +170,55 @@ export class GatewayApiSource {
     }
   }
 
+  /**
+   * One sync. An HTTPRoute refused for its content (an unsupported or conflicting filter, or a route
+   * the config validation refuses) leaves the live config as it was: its last accepted version is
+   * translated in its place, while its status reports the new generation refused.
+   */
   async #syncOnce(): Promise<void> {
     const running = this.#running;
     if (!running) return;
     const objects = Object.fromEntries([...running.objects].map(([c, m]) => [c, [...m.values()]])) as unknown as GatewayApiObjects;
+    const current = translate(objects, running.settings);
     // Certificates first: the config about to be applied names these files.
-    const first = translate(objects, running.settings);
-    await this.#writeCertificates(first, running.settings);
-    const result = await applyGatewayApi(this.#changes, (refused) => translate(objects, running.settings, { refused }));
+    await this.#writeCertificates(current, running.settings);
+    const refusedForContent = new Set([...current.status.httpRoutes].filter(([, parents]) => parents.some(isRefusedForContent)).map(([k]) => k));
+    const withLastGood = (refused: ReadonlyMap<string, string>): GatewayApiObjects => ({
+      ...objects,
+      httpRoutes: objects.httpRoutes.map((r) => {
+        const k = routeKey(r);
+        return (refusedForContent.has(k) || refused.has(k)) && this.#lastGood.has(k) ? this.#lastGood.get(k)! : r;
+      }),
+    });
+    const result = await applyGatewayApi(this.#changes, (refused) => {
+      // A route with an accepted version stands in with it; one without stays refused.
+      const stillRefused = new Map([...refused].filter(([k]) => !this.#lastGood.has(k)));
+      return translate(withLastGood(refused), running.settings, { refused: stillRefused });
+    });
     if (this.#running !== running) return;
     if (result.error) logger.warn({ error: result.error }, 'gateway api: translation refused; the live config is unchanged');
+    // Statuses speak of the objects as they are now, not of the versions standing in for them.
+    const statuses = result.translation.status.httpRoutes;
+    for (const k of refusedForContent) statuses.set(k, current.status.httpRoutes.get(k)!);
+    for (const [k, message] of result.refused) {
+      const now = translate(objects, running.settings, { refused: new Map([[k, message]]) }).status.httpRoutes.get(k);
+      if (now) statuses.set(k, now);
+    }
+    this.#rememberAccepted(objects, statuses);
     this.last = result;
     await this.#writeStatuses(result.translation, running);
+  }
+
+  /** Keep each HTTPRoute whose every parent of ours accepted it, as the version to fall back on. */
+  #rememberAccepted(objects: GatewayApiObjects, statuses: Translation['status']['httpRoutes']): void {
+    const present = new Set<string>();
+    for (const r of objects.httpRoutes) {
+      const k = routeKey(r);
+      present.add(k);
+      const parents = statuses.get(k);
+      if (parents?.length && parents.every((p) => p.conditions.some((c) => c.type === 'Accepted' && c.status === 'True'))) this.#lastGood.set(k, r);
+    }
+    for (const k of this.#lastGood.keys()) if (!present.has(k)) this.#lastGood.delete(k);
   }
 
   async #writeCertificates(t: Translation, settings: GatewayApiSettings): Promise<void> {
