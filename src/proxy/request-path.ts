@@ -257,8 +257,9 @@ function newTraceparent(): string {
   return `00-${randomHex(16)}-${randomHex(8)}-01`;
 }
 
-/** The upstream path: the normalized path (the one routing and RBAC judged) with the route's prefix rewrite. */
+/** The upstream path: the normalized path (the one routing and RBAC judged) with the route's rewrite. */
 export function upstreamPath(route: CompiledRoute, path: string, query: string): string {
+  if (route.rewritePath !== undefined) return route.rewritePath + query;
   const rw = route.rewritePrefix;
   if (!rw || !path.startsWith(rw.from)) return path + query;
   const rest = path.slice(rw.from.length);

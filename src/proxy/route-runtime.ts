@@ -41,6 +41,8 @@ export interface RouteRuntime {
   readonly requestOps: HeaderOps;
   readonly responseOps: HeaderOps;
   readonly rewritePrefix: { from: string; to: string } | undefined;
+  /** The whole upstream path (rewrite.path), the query kept. */
+  readonly rewritePath: string | undefined;
   readonly rewriteHost: string | undefined;
   readonly maxBodyBytes: number;
   /** The route's `match.methods` names TRACE: refused with 405 everywhere else. */
@@ -67,7 +69,9 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100, maxBodyBytes: r.mirror.maxBodyBytes } : undefined,
     requestOps: compileHeaderOps(r.requestHeaders),
     responseOps: compileHeaderOps(r.responseHeaders),
-    rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? '/', to: r.rewrite.pathPrefix } : undefined,
+    // On an exact match the "prefix" is the whole matched path: /foo rewritten with /bar is /bar.
+    rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.rewrite.pathPrefix } : undefined,
+    rewritePath: r.rewrite?.path,
     rewriteHost: r.rewrite?.host,
     maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
     allowsTrace: r.match.methods?.includes('TRACE') ?? false,
@@ -88,7 +92,7 @@ function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullab
 export const UNROUTED: RouteRuntime = Object.freeze({
   name: '', config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig, kind: 'direct', cluster: undefined, weighted: undefined,
   direct: undefined, timeoutMs: 0, idleTimeoutMs: 0, retry: undefined, hedgeDelayMs: 0, mirror: undefined, requestOps: NO_HEADER_OPS,
-  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
+  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewritePath: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
 });
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {

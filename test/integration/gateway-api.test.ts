@@ -7,6 +7,7 @@ import { closedPort } from '../helpers/upstream.js';
 import { CertAuthority } from '../helpers/certs.js';
 import { tempDir } from '../helpers/gateway.js';
 import { Agent } from 'undici';
+import { createServer } from 'node:http';
 
 /**
  * The Gateway API as a config source (issue 19 slice 1), through a spawned gateway with 2 workers and
@@ -212,5 +213,36 @@ describe('Gateway API source', () => {
     await waitFor(async () => (await serves()).size === 1, 5000);
     expect(await serves()).toEqual(new Set([IPS[1]]));
     expect(condition(routeParent(api, 'shop')!.conditions, 'Accepted')).toMatchObject({ status: 'True', observedGeneration: 4 });
+  });
+
+  it('URLRewrite (ReplacePrefixMatch, ReplaceFullPath, hostname) reaches the backend rewritten; RequestMirror copies requests to its Service', async () => {
+    const { api, url } = await setUp();
+    // Two echo pods on their own addresses: what path and Host each request arrived with.
+    const seen: Record<string, string[]> = { '127.0.0.4': [], '127.0.0.5': [] };
+    const servers = await Promise.all(Object.keys(seen).map((ip) => new Promise<import('node:http').Server>((resolve) => {
+      const srv = createServer((req, res) => {
+        seen[ip].push(`${req.headers.host} ${req.url}`);
+        res.end(`${req.headers.host} ${req.url}`);
+      });
+      srv.listen(0, ip, () => resolve(srv));
+    })));
+    cleanup.push(async () => { for (const srv of servers) { srv.closeAllConnections(); await new Promise((r) => srv.close(r)); } });
+    for (const [i, name] of ['echo', 'copies'].entries()) {
+      api.put(SERVICES, service(name));
+      api.put(ENDPOINT_SLICES, slice(name, Object.keys(seen)[i], (servers[i].address() as { port: number }).port));
+    }
+    api.put(ROUTES, route('rewrites', { hostnames: ['rw.example.com'], rules: [
+      { matches: [{ path: { type: 'PathPrefix', value: '/old' } }], filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'internal.example', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } }], backendRefs: [{ name: 'echo', port: 80 }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/strip' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }], backendRefs: [{ name: 'echo', port: 80 }] },
+      { matches: [{ path: { type: 'Exact', value: '/full' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/replaced' } } }, { type: 'RequestMirror', requestMirror: { backendRef: { name: 'copies', port: 80 } } }], backendRefs: [{ name: 'echo', port: 80 }] },
+    ] }));
+    const text = async (path: string) => (await get(url, path, 'rw.example.com')).body.text();
+    await waitFor(async () => (await get(url, '/old', 'rw.example.com')).statusCode === 200, 5000);
+    expect(await text('/old')).toBe('internal.example /new');
+    expect(await text('/old/a/b?q=1')).toBe('internal.example /new/a/b?q=1');
+    expect(await text('/strip/three')).toMatch(/ \/three$/);
+    expect(await text('/full?x=y')).toMatch(/ \/replaced\?x=y$/);
+    await waitFor(() => seen['127.0.0.5'].length > 0, 5000);
+    expect(seen['127.0.0.5'][0]).toMatch(/ \/replaced\?x=y$/);
   });
 });

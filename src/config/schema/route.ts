@@ -63,7 +63,13 @@ export const RouteSchema = Obj({
   directResponse: Type.Optional(
     Obj({ status: Type.Integer({ minimum: 100, maximum: 599 }), body: Type.String({ default: '' }), headers: Type.Optional(Type.Record(Type.String(), Type.String())) }),
   ),
-  rewrite: Type.Optional(Obj({ pathPrefix: Type.Optional(Type.String()), host: Type.Optional(Type.String()) })),
+  rewrite: Type.Optional(Obj({
+    /** Replaces the matched prefix (or, on an exact match, the matched path). */
+    pathPrefix: Type.Optional(Type.String()),
+    /** Replaces the whole path (the query is kept). */
+    path: Type.Optional(Type.String({ pattern: '^/', errorMessage: 'expected a path starting with /' })),
+    host: Type.Optional(Type.String()),
+  })),
   timeout: Duration('15s'),
   idleTimeout: Type.Optional(Duration()),
   retry: Type.Optional(RetrySchema),

@@ -341,29 +341,47 @@ interface ResolvedBackends {
   problems: Array<{ reason: string; message: string }>;
 }
 
-/** backendRefs -> clusters (made once per Service port), or why a reference cannot be used. */
+/** backendRefs (and a RequestMirror's) -> clusters (made once per Service port), or why a reference cannot be used. */
 function resolveBackends(rule: HTTPRouteRule, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>, clusters: Map<string, ConfigInput>): ResolvedBackends {
   const problems: ResolvedBackends['problems'] = [];
   const usable: Array<{ cluster: string; weight: number }> = [];
   for (const ref of rule.backendRefs ?? []) {
     const problem = backendProblem(ref, routeNs, objects, services);
-    if (problem) {
-      problems.push(problem);
-      continue;
-    }
-    const ns = ref.namespace ?? routeNs;
-    const svc = services.get(key(ns, ref.name))!;
-    const port = svc.spec.ports!.find((p) => p.port === ref.port)!;
-    // An EndpointSlice names its ports after the Service's ports; an unnamed (single) port is matched by its target port number.
-    const slicePort = port.name ? port.name : typeof port.targetPort === 'number' ? port.targetPort : port.port;
-    const name = configName(['svc', ns, ref.name, String(ref.port)]);
-    if (!clusters.has(name)) clusters.set(name, { name, discovery: { kubernetes: { namespace: ns, service: ref.name, port: slicePort } } });
-    usable.push({ cluster: name, weight: ref.weight ?? 1 });
+    if (problem) problems.push(problem);
+    else usable.push({ cluster: clusterFor(ref, routeNs, services, clusters), weight: ref.weight ?? 1 });
   }
+  const mirror = mirrorOf(rule, routeNs, objects, services, clusters, problems);
   const weighted = usable.filter((u) => u.weight > 0);
   if (!weighted.length) return { action: { directResponse: { status: 500, body: '' } }, problems };
-  if (weighted.length === 1) return { action: { cluster: weighted[0].cluster }, problems };
-  return { action: { weightedClusters: weighted }, problems };
+  const target = weighted.length === 1 ? { cluster: weighted[0].cluster } : { weightedClusters: weighted };
+  return { action: { ...target, ...(mirror ? { mirror } : {}) }, problems };
+}
+
+/** The cluster of a resolvable Service reference: its pods, by the Service port's name (or target port number). */
+function clusterFor(ref: HTTPBackendRef, routeNs: string, services: Map<string, Service>, clusters: Map<string, ConfigInput>): string {
+  const ns = ref.namespace ?? routeNs;
+  const svc = services.get(key(ns, ref.name))!;
+  const port = svc.spec.ports!.find((p) => p.port === ref.port)!;
+  // An EndpointSlice names its ports after the Service's ports; an unnamed (single) port is matched by its target port number.
+  const slicePort = port.name ? port.name : typeof port.targetPort === 'number' ? port.targetPort : port.port;
+  const name = configName(['svc', ns, ref.name, String(ref.port)]);
+  if (!clusters.has(name)) clusters.set(name, { name, discovery: { kubernetes: { namespace: ns, service: ref.name, port: slicePort } } });
+  return name;
+}
+
+/** A RequestMirror filter's copy target (Meridian's `mirror`), its reference checked like a backendRef. */
+function mirrorOf(rule: HTTPRouteRule, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>, clusters: Map<string, ConfigInput>, problems: ResolvedBackends['problems']): { cluster: string; percent: number } | undefined {
+  const f = rule.filters?.find((x) => x.type === 'RequestMirror');
+  if (!f) return undefined;
+  const m = (f.requestMirror ?? {}) as { backendRef?: HTTPBackendRef; percent?: number; fraction?: { numerator: number; denominator?: number } };
+  if (!m.backendRef) return undefined;
+  const problem = backendProblem(m.backendRef, routeNs, objects, services);
+  if (problem) {
+    problems.push(problem);
+    return undefined;
+  }
+  const percent = m.percent ?? (m.fraction ? (100 * m.fraction.numerator) / (m.fraction.denominator ?? 100) : 100);
+  return { cluster: clusterFor(m.backendRef, routeNs, services, clusters), percent };
 }
 
 function backendProblem(ref: HTTPBackendRef, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>): { reason: string; message: string } | undefined {
@@ -385,15 +403,23 @@ function referenceGranted(objects: GatewayApiObjects, fromNs: string, toNs: stri
     && g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (!t.name || t.name === name)));
 }
 
-const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect']);
+const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror']);
 
 /** Why a rule cannot be programmed (an unsupported or conflicting filter), if so. */
 function ruleProblem(rule: HTTPRouteRule): string | undefined {
-  const types = (rule.filters ?? []).map((f) => f.type);
+  const filters = rule.filters ?? [];
+  const types = filters.map((f) => f.type);
   const unsupported = types.find((t) => !SUPPORTED_FILTERS.has(t));
   if (unsupported) return `filter ${unsupported} is not supported`;
   for (const t of SUPPORTED_FILTERS) if (types.filter((x) => x === t).length > 1) return `filter ${t} appears more than once in a rule`;
   if (types.includes('RequestRedirect') && rule.backendRefs?.length) return 'a rule with RequestRedirect cannot have backendRefs';
+  if (types.includes('RequestRedirect') && types.includes('URLRewrite')) return 'RequestRedirect and URLRewrite cannot be in one rule';
+  const redirect = filters.find((f) => f.type === 'RequestRedirect')?.requestRedirect as { port?: number; path?: { type: string } } | undefined;
+  if (redirect?.port !== undefined) return 'RequestRedirect port is not supported';
+  if (redirect?.path && redirect.path.type !== 'ReplaceFullPath') return `RequestRedirect path type ${redirect.path.type} is not supported (ReplaceFullPath)`;
+  const rewrite = filters.find((f) => f.type === 'URLRewrite')?.urlRewrite as { path?: { type: string } } | undefined;
+  if (rewrite?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'URLRewrite ReplacePrefixMatch needs PathPrefix matches';
+  if (rule.backendRefs?.some((b) => (b as { filters?: unknown[] }).filters?.length)) return 'filters on backendRefs are not supported';
   return undefined;
 }
 
@@ -409,7 +435,8 @@ function ruleRoutes(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, ba
     const predicates = matchPredicates(m);
     const parts = [ns, route.metadata.name, `r${ruleIndex}`, `m${matchIndex}`];
     for (const [suffix, path, exactRank] of pathVariants(m)) {
-      out.push({ nameParts: suffix ? [...parts, suffix] : parts, hosts, match: { path, ...predicates }, action, rank: { ...rank, exact: exactRank } });
+      const rewrite = urlRewrite(rule, path);
+      out.push({ nameParts: suffix ? [...parts, suffix] : parts, hosts, match: { path, ...predicates }, action: rewrite ? { ...action, rewrite } : action, rank: { ...rank, exact: exactRank } });
     }
   });
   return out;
@@ -456,6 +483,25 @@ function filterAction(rule: HTTPRouteRule): Record<string, unknown> {
         status: r.statusCode ?? 302,
       };
     }
+  }
+  return out;
+}
+
+/**
+ * A URLRewrite filter as Meridian's `rewrite` for one of the rule's path matches: `hostname` -> host;
+ * ReplaceFullPath -> path; ReplacePrefixMatch -> pathPrefix, replacing what the match matched (the
+ * exact half of a PathPrefix is its whole path; the prefix half ends in "/", so the replacement does too).
+ */
+function urlRewrite(rule: HTTPRouteRule, path: Record<string, string>): Record<string, string> | undefined {
+  const f = rule.filters?.find((x) => x.type === 'URLRewrite');
+  if (!f) return undefined;
+  const r = (f.urlRewrite ?? {}) as { hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string } };
+  const out: Record<string, string> = {};
+  if (r.hostname) out.host = r.hostname;
+  if (r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined) out.path = r.path.replaceFullPath;
+  if (r.path?.type === 'ReplacePrefixMatch' && r.path.replacePrefixMatch !== undefined) {
+    const replacement = r.path.replacePrefixMatch.replace(/\/+$/, '');
+    out.pathPrefix = path.exact !== undefined ? replacement || '/' : `${replacement}/`;
   }
   return out;
 }

@@ -199,6 +199,27 @@ describe('Gateway API translation', () => {
     validated(t);
   });
 
+  it('URLRewrite (prefix, full path, hostname) and RequestMirror translate; redirect port and backendRef filters are refused', () => {
+    const t = translate(objects({
+      gateways: [gateway('gw', [http80])],
+      services: [service('s'), service('copy')],
+      httpRoutes: [
+        route('rw', { parentRefs: [{ name: 'gw' }], rules: [
+          { matches: [{ path: { type: 'PathPrefix', value: '/old' } }], filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'internal', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } }], backendRefs: [{ name: 's', port: 8080 }] },
+          { matches: [{ path: { type: 'Exact', value: '/full' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/replaced' } } }, { type: 'RequestMirror', requestMirror: { backendRef: { name: 'copy', port: 8080 }, percent: 50 } }], backendRefs: [{ name: 's', port: 8080 }] },
+        ] }),
+        route('port', { parentRefs: [{ name: 'gw' }], hostnames: ['p.example.com'], rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { port: 8443 } }] }] }),
+        route('backend-filter', { parentRefs: [{ name: 'gw' }], hostnames: ['b.example.com'], rules: [{ backendRefs: [{ name: 's', port: 8080, filters: [{ type: 'RequestHeaderModifier' }] } as never] }] }),
+      ],
+    }), settings);
+    const byName = (suffix: string) => t.routes.find((r) => r.name === `gwapi.default.${suffix}.p18080`)!;
+    expect(byName('rw.r0.m0.x')).toMatchObject({ match: { path: { exact: '/old' } }, rewrite: { host: 'internal', pathPrefix: '/new' } });
+    expect(byName('rw.r0.m0')).toMatchObject({ match: { path: { prefix: '/old/' } }, rewrite: { host: 'internal', pathPrefix: '/new/' } });
+    expect(byName('rw.r1.m0')).toMatchObject({ rewrite: { path: '/replaced' }, mirror: { cluster: 'gwapi.svc.default.copy.8080', percent: 50 }, cluster: 'gwapi.svc.default.s.8080' });
+    for (const name of ['port', 'backend-filter']) expect(cond(t.status.httpRoutes.get(`default/${name}`)![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
+    validated(t);
+  });
+
   it('is deterministic: the same objects in another order give the same config', () => {
     const parts = {
       gateways: [gateway('gw', [http80])],
