@@ -56,6 +56,19 @@ describe('docker/ files', () => {
     const k8s = validateConfig(parse(cm.data['gateway.yaml']), { MERIDIAN_ADMIN_TOKEN: 'test-token-123' });
     expect(k8s.ok ? [] : k8s.errors).toEqual([]);
   });
+  it('has Gateway API manifests: RBAC that reads the objects and writes only their status, a GatewayClass for the configured controller, a Gateway and an HTTPRoute', async () => {
+    const docs = parseAllDocuments(readFileSync(join(REPO, 'docker/k8s-gateway-api/gateway-api.yaml'), 'utf8')).map((d) => d.toJS());
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Gateway', 'GatewayClass', 'HTTPRoute']);
+    const rules = docs.find((d) => d.kind === 'ClusterRole').rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
+    const writes = rules.filter((r) => r.verbs.some((v) => !['get', 'list', 'watch'].includes(v)));
+    expect(writes.flatMap((r) => r.resources).every((r) => r.endsWith('/status'))).toBe(true);
+    expect(writes.flatMap((r) => r.verbs)).toEqual(['update']);
+    const { GatewayApiSchema } = await import('../../src/config/schema/gateway.js');
+    const { Value } = await import('@sinclair/typebox/value');
+    expect(docs.find((d) => d.kind === 'GatewayClass').spec.controllerName).toBe(Value.Default(GatewayApiSchema, {}).controllerName);
+    expect(docs.find((d) => d.kind === 'ClusterRoleBinding').subjects[0].name).toBe('meridian');
+  });
+
   it('has a management server manifest whose hub document validates', async () => {
     const { validateHubConfig } = await import('../../src/hub/config.js');
     const { parse } = await import('yaml');
