@@ -115,9 +115,22 @@ function respondDirect(route: CompiledRoute, env: RequestEnv, req: DownstreamReq
   ProxyRequest.answered(req, res, route, env, x?.requestId ?? clientRequestId(req), d.body.length);
 }
 
+/**
+ * The Location's authority: without `port`, the given host or the request's authority as it came; with
+ * it, the given host or the request's host without its port, then the port unless it is the scheme's
+ * default (Gateway API RequestRedirect semantics).
+ */
+function redirectAuthority(r: NonNullable<CompiledRoute['config']['redirect']>, scheme: string, authority: string): string {
+  if (r.port === undefined) return r.host ?? authority;
+  const host = r.host ?? authority.replace(/:\d+$/, '');
+  const isDefault = (scheme === 'http' && r.port === 80) || (scheme === 'https' && r.port === 443);
+  return isDefault ? host : `${host}:${r.port}`;
+}
+
 function respondRedirect(route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, authority: string, path: string, query: string, x: Exchange | undefined) {
   const r = route.config.redirect!;
-  const location = `${r.scheme ?? listener.proto}://${r.host ?? authority}${r.path ?? path}${upstreamQuery(x, query)}`;
+  const scheme = r.scheme ?? listener.proto;
+  const location = `${scheme}://${redirectAuthority(r, scheme, authority)}${r.path ?? path}${upstreamQuery(x, query)}`;
   (res as ServerResponse).writeHead(r.status, { location, 'content-length': 0 });
   res.end();
   ProxyRequest.answered(req, res, route, env, x?.requestId ?? clientRequestId(req), 0);

@@ -29,8 +29,6 @@ const NOT_YET: Record<string, string> = {
   HTTPRouteServiceTypes: 'the runner does not apply the case actions yet (its manual EndpointSlices)',
   HTTPRouteBackendRequestHeaderModifier: 'filters on backendRefs are not supported (UnsupportedValue)',
   HTTPRouteRedirectPath: 'RequestRedirect ReplacePrefixMatch is not supported',
-  HTTPRouteRedirectPort: 'RequestRedirect port is not supported',
-  HTTPRouteRedirectPortAndScheme: 'RequestRedirect port is not supported',
 };
 
 interface Expectation {

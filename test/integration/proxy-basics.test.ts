@@ -53,6 +53,8 @@ beforeAll(async () => {
       { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
       { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100, maxBodyBytes: 1000 } },
       { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
+      { name: 'redirect-port', match: { path: { prefix: '/port-moved' } }, redirect: { port: 8443 } },
+      { name: 'redirect-https', match: { path: { prefix: '/to-https' } }, redirect: { scheme: 'https', port: 443 } },
       { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
       { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
     ],
@@ -227,6 +229,19 @@ describe('proxying HTTP/1.1', () => {
     expect(r.statusCode).toBe(301);
     expect(r.headers.location).toBe('http://new.example/moved/p?q=1');
     await r.body.dump();
+  });
+
+  it('redirects with a port: the request host without its port, then the port unless it is the scheme\'s default', async () => {
+    const host = new URL(gw.url).host;
+    const hostname = new URL(gw.url).hostname;
+    const r = await get('/port-moved/a');
+    expect(r.statusCode).toBe(302);
+    expect(r.headers.location).toBe(`http://${hostname}:8443/port-moved/a`);
+    await r.body.dump();
+    const s = await get('/to-https/b');
+    expect(s.headers.location).toBe(`https://${hostname}/to-https/b`);
+    expect(host).toContain(':');
+    await s.body.dump();
   });
 
   it('refuses a body over the route limit with 413 before forwarding', async () => {

@@ -193,7 +193,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
       for (const { listener: al, hosts } of accepted.listeners) {
         al.status.attachedRoutes++;
         route.spec.rules?.forEach((rule, ruleIndex) => {
-          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts)) routeEntries.push({ ...entry, owner: key(routeNs, route.metadata.name), group: al.group });
+          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts)) routeEntries.push({ ...entry, action: withRedirectPort(entry.action, al.listener), owner: key(routeNs, route.metadata.name), group: al.group });
         });
       }
     }
@@ -415,7 +415,6 @@ function ruleProblem(rule: HTTPRouteRule): string | undefined {
   if (types.includes('RequestRedirect') && rule.backendRefs?.length) return 'a rule with RequestRedirect cannot have backendRefs';
   if (types.includes('RequestRedirect') && types.includes('URLRewrite')) return 'RequestRedirect and URLRewrite cannot be in one rule';
   const redirect = filters.find((f) => f.type === 'RequestRedirect')?.requestRedirect as { port?: number; path?: { type: string } } | undefined;
-  if (redirect?.port !== undefined) return 'RequestRedirect port is not supported';
   if (redirect?.path && redirect.path.type !== 'ReplaceFullPath') return `RequestRedirect path type ${redirect.path.type} is not supported (ReplaceFullPath)`;
   const rewrite = filters.find((f) => f.type === 'URLRewrite')?.urlRewrite as { path?: { type: string } } | undefined;
   if (rewrite?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'URLRewrite ReplacePrefixMatch needs PathPrefix matches';
@@ -475,9 +474,10 @@ function filterAction(rule: HTTPRouteRule): Record<string, unknown> {
     if (f.type === 'RequestHeaderModifier') out.requestHeaders = headerOps(f.requestHeaderModifier as HeaderFilter);
     else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = headerOps(f.responseHeaderModifier as HeaderFilter);
     else if (f.type === 'RequestRedirect') {
-      const r = (f.requestRedirect ?? {}) as { scheme?: string; hostname?: string; statusCode?: number; path?: { type: string; replaceFullPath?: string } };
+      const r = (f.requestRedirect ?? {}) as { scheme?: string; hostname?: string; port?: number; statusCode?: number; path?: { type: string; replaceFullPath?: string } };
       out.redirect = {
         ...(r.scheme ? { scheme: r.scheme } : {}),
+        ...(r.port !== undefined ? { port: r.port } : {}),
         ...(r.hostname ? { host: r.hostname } : {}),
         ...(r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined ? { path: r.path.replaceFullPath } : {}),
         status: r.statusCode ?? 302,
@@ -504,6 +504,18 @@ function urlRewrite(rule: HTTPRouteRule, path: Record<string, string>): Record<s
     out.pathPrefix = path.exact !== undefined ? replacement || '/' : `${replacement}/`;
   }
   return out;
+}
+
+/**
+ * A redirect's Location port as the Gateway API derives it: the filter's `port`; else the default port
+ * of the filter's scheme; else the port of the Gateway listener the request came in on (not the local
+ * port it is mapped to). Meridian leaves a scheme's default port out of the Location.
+ */
+function withRedirectPort(action: Record<string, unknown>, listener: GatewayListener): Record<string, unknown> {
+  const redirect = action.redirect as { scheme?: string; port?: number } | undefined;
+  if (!redirect || redirect.port !== undefined) return action;
+  const port = redirect.scheme ? (redirect.scheme === 'https' ? 443 : 80) : listener.port;
+  return { ...action, redirect: { ...redirect, port } };
 }
 
 function headerOps(f: HeaderFilter | undefined): Record<string, unknown> {

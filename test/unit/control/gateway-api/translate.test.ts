@@ -194,12 +194,12 @@ describe('Gateway API translation', () => {
     expect(cond(t.status.httpRoutes.get('default/bad')![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
     expect(t.routes.some((r) => r.name.includes('.bad.'))).toBe(false);
     expect(t.routes.find((r) => r.name.includes('good.r0'))).toMatchObject({ requestHeaders: { set: { 'X-A': '1' }, add: { 'X-B': '2' }, remove: ['X-C'] }, cluster: 'gwapi.svc.default.s.8080' });
-    expect(t.routes.find((r) => r.name.includes('good.r1'))).toMatchObject({ redirect: { host: 'example.org', status: 301 } });
+    expect(t.routes.find((r) => r.name.includes('good.r1'))).toMatchObject({ redirect: { host: 'example.org', status: 301, port: 80 } });
     expect(t.routes.find((r) => r.name.includes('good.r1'))!.cluster).toBeUndefined();
     validated(t);
   });
 
-  it('URLRewrite (prefix, full path, hostname) and RequestMirror translate; redirect port and backendRef filters are refused', () => {
+  it('URLRewrite (prefix, full path, hostname), RequestMirror and a redirect port translate; backendRef filters are refused', () => {
     const t = translate(objects({
       gateways: [gateway('gw', [http80])],
       services: [service('s'), service('copy')],
@@ -216,7 +216,9 @@ describe('Gateway API translation', () => {
     expect(byName('rw.r0.m0.x')).toMatchObject({ match: { path: { exact: '/old' } }, rewrite: { host: 'internal', pathPrefix: '/new' } });
     expect(byName('rw.r0.m0')).toMatchObject({ match: { path: { prefix: '/old/' } }, rewrite: { host: 'internal', pathPrefix: '/new/' } });
     expect(byName('rw.r1.m0')).toMatchObject({ rewrite: { path: '/replaced' }, mirror: { cluster: 'gwapi.svc.default.copy.8080', percent: 50 }, cluster: 'gwapi.svc.default.s.8080' });
-    for (const name of ['port', 'backend-filter']) expect(cond(t.status.httpRoutes.get(`default/${name}`)![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
+    expect(cond(t.status.httpRoutes.get('default/backend-filter')![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
+    // A redirect's port: the filter's; else the scheme's default; else the Gateway listener's port (80 here, not the mapped 18080).
+    expect(t.routes.find((r) => r.name.startsWith('gwapi.default.port.'))).toMatchObject({ redirect: { port: 8443, status: 302 } });
     validated(t);
   });
 
