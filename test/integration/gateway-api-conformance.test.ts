@@ -15,7 +15,7 @@ import { closedPort } from '../helpers/upstream.js';
  * the Go suite requires.
  *
  * What this runner does not do yet: the status checks (`status` in each case; statuses are tested in
- * gateway-api.test.ts), the phase-2 actions and the requests over TLS; cases whose requests do not all
+ * gateway-api.test.ts), phase 2 (its actions and requests) and the requests over TLS; cases whose requests do not all
  * pass are listed as todo with the reason (docs/gateway-api.md keeps the report). Where the data folder
  * is absent (it lives beside the repository, not in it), the suite says it skipped.
  */
@@ -26,7 +26,6 @@ const CLASS = 'gateway-conformance';
 /** Cases whose phase-1 requests do not all pass yet: todo, with why (docs/gateway-api.md keeps the report). */
 const NOT_YET: Record<string, string> = {
   HTTPRouteMultipleGateways: 'Gateways sharing a port share one listener on gateway.gatewayApi.address; this case needs one address per Gateway',
-  HTTPRouteServiceTypes: 'the runner does not apply the case actions yet (its manual EndpointSlices)',
   HTTPRouteBackendRequestHeaderModifier: 'filters on backendRefs are not supported (UnsupportedValue)',
   HTTPRouteRedirectPath: 'RequestRedirect ReplacePrefixMatch is not supported',
 };
@@ -47,9 +46,9 @@ interface Expectation {
 interface Case {
   name: string;
   supportLevel: string;
-  manifests: { objects: KubeObject[]; echoBackends: Array<{ service: string; namespace: string; labels: Record<string, string>; podNames: string[] }> };
+  manifests: { objects: KubeObject[]; echoBackends: Array<{ service: string; deployment: string; namespace: string; labels: Record<string, string>; podNames: string[] }> };
   expectations: Expectation[];
-  actions?: unknown[];
+  actions?: Array<{ phase: number; op: string; endpointSlices?: string[]; fill?: string }>;
 }
 
 const COLLECTIONS: Record<string, string> = {
@@ -60,6 +59,7 @@ const COLLECTIONS: Record<string, string> = {
   Service: '/api/v1/services',
   Namespace: '/api/v1/namespaces',
   Secret: '/api/v1/secrets',
+  EndpointSlice: ENDPOINT_SLICES,
 };
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -183,11 +183,30 @@ async function converge(e: Expectation, ports: Record<number, number>, timeoutMs
 /** What this runner sends: phase-1 requests over plain HTTP. */
 const inScope = (e: Expectation) => e.phase === 1 && e.gateway.scheme === 'http';
 
+/**
+ * The phase-1 `patch-endpointslices` action (HTTPRouteServiceTypes): hand-made slices of selectorless and
+ * headless Services get the named Deployment's pods, IPv4 slices their addresses (the pods here have no IPv6).
+ */
+function fillSlices(api: KubeApiServer, c: Case, pods: { ips: Map<string, string> }) {
+  for (const a of c.actions ?? []) {
+    if (a.phase !== 1 || a.op !== 'patch-endpointslices') continue;
+    const deployment = /Deployment (\S+)/.exec(a.fill ?? '')?.[1];
+    const backend = c.manifests.echoBackends.find((b) => b.deployment === deployment);
+    if (!backend) throw new Error(`action names an unknown Deployment: ${a.fill}`);
+    for (const name of a.endpointSlices ?? []) {
+      const slice = api.get(ENDPOINT_SLICES, backend.namespace, name);
+      if (!slice || slice.addressType !== 'IPv4') continue;
+      api.put(ENDPOINT_SLICES, { ...slice, endpoints: backend.podNames.map((pod) => ({ addresses: [pods.ips.get(pod)!], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace: backend.namespace, name: pod } })) });
+    }
+  }
+}
+
 async function runCase(c: Case): Promise<void> {
   const pods = await startPods(c);
   const api = await KubeApiServer.start();
   cleanup.push(() => api.close());
   serve(api, c, pods);
+  fillSlices(api, c, pods);
   const ports: Record<number, number> = { 80: await closedPort(), 8080: await closedPort(), 443: await closedPort() };
   const gw: InProcessGateway = await startInProcess(baseConfig({
     gateway: { name: 'conformance', workers: 1, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() }, gatewayApi: { controllerName: CONTROLLER, address: '127.0.0.1', portMap: Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, v])) } },
