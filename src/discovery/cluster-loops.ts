@@ -1,5 +1,7 @@
-import type { Config } from '../config/schema/index.js';
-import type { DiscoveryStatus, EndpointSource } from './endpoint-source.js';
+import type { Config, EndpointConfig } from '../config/schema/index.js';
+import type { DiscoveryStatus, EndpointSink, EndpointSource } from './endpoint-source.js';
+import { logger } from '../observability/logger.js';
+import { discoveredEndpoints } from './metrics.js';
 
 /** One cluster's discovery loop, as a source runs it: `key` is its config (a changed key restarts it). */
 export interface ClusterLoop {
@@ -58,5 +60,79 @@ export abstract class ClusterLoopSource<L extends ClusterLoop> implements Endpoi
   stop(): void {
     for (const loop of this.#loops.values()) loop.stop();
     this.#loops.clear();
+  }
+}
+
+/**
+ * What every discovery loop keeps for one cluster: its health (consecutive failures, the last success
+ * and error, logged on the first failure and on recovery) and the hand-off to the sink, which passes a
+ * set on only when it differs from the last one handed (by the loop's `key` of it) and forgets a set the
+ * sink refused, so it is handed again. `status` is what `GET /clusters/{name}/status` shows.
+ */
+export class DiscoveryRecord {
+  readonly #cluster: string;
+  readonly #source: string;
+  readonly #sink: EndpointSink;
+  readonly #countFailure: () => void;
+  #failures = 0;
+  #handedKey = '';
+  #handedCount = 0;
+  #lastSuccess: string | null = null;
+  #lastError: string | null = null;
+  #stopped = false;
+
+  /** `countFailure`: the source's failure metric for this cluster. */
+  constructor(cluster: string, source: string, sink: EndpointSink, countFailure: () => void) {
+    this.#cluster = cluster;
+    this.#source = source;
+    this.#sink = sink;
+    this.#countFailure = countFailure;
+  }
+
+  /** Consecutive failures since the last success (a loop's backoff reads it). */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  status(target: string): DiscoveryStatus {
+    return { source: this.#source, target, endpoints: this.#handedCount, lastSuccess: this.#lastSuccess, lastError: this.#lastError, stale: this.#failures > 0 };
+  }
+
+  succeeded(): void {
+    if (this.#failures > 0) logger.info({ cluster: this.#cluster, failures: this.#failures }, `${this.#source} discovery recovered`);
+    this.#failures = 0;
+    this.#lastError = null;
+    this.#lastSuccess = new Date().toISOString();
+  }
+
+  failed(error: string): void {
+    if (this.#failures === 0) logger.warn({ cluster: this.#cluster, error, endpoints: this.#handedCount }, `${this.#source} discovery failed; keeping the last endpoints`);
+    this.#failures++;
+    this.#lastError = error;
+    this.#countFailure();
+  }
+
+  /**
+   * Hand `endpoints` to the sink unless `key` (the set's identity) is the one handed last. Resolves once
+   * the workers run it; never rejects: a refused set is forgotten (so it is handed again) and `onRefused`
+   * runs, for a loop that would otherwise not look again for a long time.
+   */
+  hand(endpoints: EndpointConfig[], key: string, onRefused?: () => void): Promise<void> {
+    if (this.#stopped || key === this.#handedKey) return Promise.resolve();
+    this.#handedKey = key;
+    this.#handedCount = endpoints.length;
+    discoveredEndpoints.set({ cluster: this.#cluster, source: this.#source }, endpoints.length);
+    return this.#sink.setEndpoints(this.#cluster, endpoints, this.#source).catch((e: Error) => {
+      if (this.#stopped || this.#handedKey !== key) return;
+      this.#handedKey = '';
+      this.#lastError = `endpoints not applied: ${e.message}`;
+      logger.warn({ cluster: this.#cluster, err: e }, `${this.#source} discovery: the endpoint sink refused a set`);
+      onRefused?.();
+    });
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    discoveredEndpoints.remove(this.#cluster, this.#source);
   }
 }

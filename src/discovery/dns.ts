@@ -6,10 +6,9 @@ import { EndpointSchema, type DnsDiscoverySchema } from '../config/schema/cluste
 import { parseDuration } from '../config/duration.js';
 import { backoffDelay } from '../common/backoff.js';
 import { systemRng, type Rng } from '../common/clock.js';
-import { logger } from '../observability/logger.js';
-import { discoveredEndpoints, dnsResolutionFailures } from './metrics.js';
+import { dnsResolutionFailures } from './metrics.js';
 import type { DiscoveryStatus, EndpointSink } from './endpoint-source.js';
-import { ClusterLoopSource, type ClusterLoop } from './cluster-loops.js';
+import { ClusterLoopSource, DiscoveryRecord, type ClusterLoop } from './cluster-loops.js';
 
 type DnsDiscoveryConfig = Static<typeof DnsDiscoverySchema>;
 
@@ -67,52 +66,36 @@ type Answer = { addresses: string[] } | { error: string };
 /** The lookup loop of one cluster: one query pair at a time, the next one scheduled when it ends. */
 class DnsWatch implements ClusterLoop {
   readonly key: string;
-  readonly #cluster: string;
   readonly #dns: DnsDiscoveryConfig;
   readonly #refreshMs: number;
-  readonly #sink: EndpointSink;
   readonly #rng: Rng;
   readonly #resolver: dnsPromises.Resolver;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The first lookup, with its endpoints applied (see DnsDiscovery.initialized). */
   readonly first: Promise<void>;
-  /** Consecutive failed or empty lookups. */
-  #failures = 0;
-  /** Addresses of the set last handed to the sink ('' before the first), to skip handing an equal set. */
-  #handedKey = '';
-  #handedCount = 0;
-  #lastSuccess: string | null = null;
-  #lastError: string | null = null;
+  readonly #record: DiscoveryRecord;
 
   constructor(cluster: string, dns: DnsDiscoveryConfig, servers: string[] | undefined, key: string, sink: EndpointSink, options: Required<DnsDiscoveryOptions>) {
     this.key = key;
-    this.#cluster = cluster;
     this.#dns = dns;
     this.#refreshMs = parseDuration(dns.refresh);
-    this.#sink = sink;
     this.#rng = options.rng;
+    this.#record = new DiscoveryRecord(cluster, 'dns', sink, () => dnsResolutionFailures.inc({ cluster }));
     this.#resolver = new dnsPromises.Resolver({ timeout: options.queryTimeoutMs, tries: options.queryTries });
     if (servers) this.#resolver.setServers(servers);
     this.first = this.#lookup();
   }
 
   status(): DiscoveryStatus {
-    return {
-      source: 'dns',
-      target: `${this.#dns.name}:${this.#dns.port} (${this.#dns.mode})`,
-      endpoints: this.#handedCount,
-      lastSuccess: this.#lastSuccess,
-      lastError: this.#lastError,
-      stale: this.#failures > 0,
-    };
+    return this.#record.status(`${this.#dns.name}:${this.#dns.port} (${this.#dns.mode})`);
   }
 
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#resolver.cancel();
-    discoveredEndpoints.remove(this.#cluster, 'dns');
+    this.#record.stop();
   }
 
   async #lookup(): Promise<void> {
@@ -120,43 +103,21 @@ class DnsWatch implements ClusterLoop {
     if (this.#stopped) return;
     let handed: Promise<void> | undefined;
     if ('addresses' in answer) handed = this.#succeeded(answer.addresses);
-    else this.#failed(answer.error);
-    const delay = this.#failures === 0 ? this.#refreshMs : this.#refreshMs + backoffDelay(this.#failures, this.#refreshMs, FAILURE_BACKOFF_MAX_MS, this.#rng);
+    else this.#record.failed(answer.error);
+    const failures = this.#record.failures;
+    const delay = failures === 0 ? this.#refreshMs : this.#refreshMs + backoffDelay(failures, this.#refreshMs, FAILURE_BACKOFF_MAX_MS, this.#rng);
     this.#timer = setTimeout(() => void this.#lookup(), delay);
     this.#timer.unref();
     await handed;
   }
 
-  /** Returns the sink's promise when a new set was handed (it never rejects). */
-  #succeeded(addresses: string[]): Promise<void> | undefined {
-    if (this.#failures > 0) logger.info({ cluster: this.#cluster, name: this.#dns.name, failures: this.#failures }, 'dns discovery recovered');
-    this.#failures = 0;
-    this.#lastError = null;
-    this.#lastSuccess = new Date().toISOString();
+  /** The sink's promise for the set found (resolved at once when it is the set handed last). */
+  #succeeded(addresses: string[]): Promise<void> {
+    this.#record.succeeded();
     const chosen = this.#dns.mode === 'logical' ? addresses.slice(0, 1) : [...new Set(addresses)].sort();
     const endpoints = chosen.map((ip) => endpointOf(ip, this.#dns.port));
-    const key = endpoints.map((e) => e.address).join(',');
-    return key !== this.#handedKey ? this.#hand(endpoints, key) : undefined;
-  }
-
-  #failed(error: string): void {
-    if (this.#failures === 0) logger.warn({ cluster: this.#cluster, name: this.#dns.name, error, endpoints: this.#handedCount }, 'dns discovery failed; keeping the last endpoints');
-    this.#failures++;
-    this.#lastError = error;
-    dnsResolutionFailures.inc({ cluster: this.#cluster });
-  }
-
-  #hand(endpoints: EndpointConfig[], key: string): Promise<void> {
-    this.#handedKey = key;
-    this.#handedCount = endpoints.length;
-    discoveredEndpoints.set({ cluster: this.#cluster, source: 'dns' }, endpoints.length);
-    return this.#sink.setEndpoints(this.#cluster, endpoints, 'dns').catch((e: Error) => {
-      // Forget the refused set so the next lookup hands it again.
-      if (this.#stopped || this.#handedKey !== key) return;
-      this.#handedKey = '';
-      this.#lastError = `endpoints not applied: ${e.message}`;
-      logger.warn({ cluster: this.#cluster, err: e }, 'dns discovery: the endpoint sink refused a set');
-    });
+    // A refused set is handed again by the next lookup, `refresh` later.
+    return this.#record.hand(endpoints, endpoints.map((e) => e.address).join(','));
   }
 }
 

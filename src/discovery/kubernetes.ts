@@ -6,9 +6,9 @@ import { EndpointSchema, type KubernetesDiscoverySchema } from '../config/schema
 import { loadKubeConfig, ResourceWatch } from '../common/kube-client.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { logger } from '../observability/logger.js';
-import { discoveredEndpoints, kubernetesWatchErrors } from './metrics.js';
+import { kubernetesWatchErrors } from './metrics.js';
 import type { DiscoveryStatus, EndpointSink } from './endpoint-source.js';
-import { ClusterLoopSource, type ClusterLoop } from './cluster-loops.js';
+import { ClusterLoopSource, DiscoveryRecord, type ClusterLoop } from './cluster-loops.js';
 
 type KubernetesDiscoveryConfig = Static<typeof KubernetesDiscoverySchema>;
 
@@ -71,59 +71,44 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
 /** The list+watch loop of one cluster: a ResourceWatch on the Service's slices, mapped and merged here. */
 class SliceWatch implements ClusterLoop {
   readonly key: string;
-  readonly #cluster: string;
   readonly #spec: KubernetesDiscoveryConfig;
   readonly #region: string;
-  readonly #sink: EndpointSink;
   readonly #options: SliceWatchOptions;
   readonly #watch: ResourceWatch<V1EndpointSlice>;
   /** The endpoints of each current slice by slice name, mapped when the slice arrives: an event re-maps one slice, not the Service. */
   readonly #slices = new Map<string, EndpointConfig[]>();
   #debounce: NodeJS.Timeout | undefined;
-  #failures = 0;
   #stopped = false;
   /** The first list, with its endpoints applied (see KubernetesDiscovery.initialized). */
   readonly first: Promise<void>;
-  /** JSON of the set last handed to the sink ('' before the first), to skip handing an equal set. */
-  #handedKey = '';
-  #handedCount = 0;
-  #lastSuccess: string | null = null;
-  #lastError: string | null = null;
+  readonly #record: DiscoveryRecord;
 
   constructor(cluster: string, spec: KubernetesDiscoveryConfig, region: string, kubeconfigPath: string | undefined, key: string, sink: EndpointSink, options: SliceWatchOptions) {
     this.key = key;
-    this.#cluster = cluster;
     this.#spec = spec;
     this.#region = region;
-    this.#sink = sink;
     this.#options = options;
+    this.#record = new DiscoveryRecord(cluster, 'kubernetes', sink, () => kubernetesWatchErrors.inc({ cluster }));
     const path = `/apis/discovery.k8s.io/v1/namespaces/${spec.namespace}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${spec.service}`)}`;
     this.#watch = new ResourceWatch<V1EndpointSlice>(() => loadKubeConfig(kubeconfigPath), path, {
       listed: (items) => this.#listed(items),
       changed: (type, slice) => this.#changed(type, slice),
-      succeeded: () => this.#succeeded(),
-      failed: (e) => this.#failed(e),
+      succeeded: () => this.#record.succeeded(),
+      failed: (e) => this.#record.failed(e.message || String(e)),
       expired: (resourceVersion) => logger.info({ cluster, resourceVersion }, 'kubernetes discovery: resourceVersion expired (410); listing again'),
     }, options);
     this.first = this.#watch.first;
   }
 
   status(): DiscoveryStatus {
-    return {
-      source: 'kubernetes',
-      target: `${this.#spec.namespace}/${this.#spec.service}:${this.#spec.port}`,
-      endpoints: this.#handedCount,
-      lastSuccess: this.#lastSuccess,
-      lastError: this.#lastError,
-      stale: this.#failures > 0,
-    };
+    return this.#record.status(`${this.#spec.namespace}/${this.#spec.service}:${this.#spec.port}`);
   }
 
   stop(): void {
     this.#stopped = true;
     this.#watch.stop();
     clearTimeout(this.#debounce);
-    discoveredEndpoints.remove(this.#cluster, 'kubernetes');
+    this.#record.stop();
   }
 
   /** A list replaced the slices: the set is handed at once (a pending merge of earlier events is superseded). */
@@ -146,36 +131,12 @@ class SliceWatch implements ClusterLoop {
     }, this.#options.debounceMs);
   }
 
-  #succeeded(): void {
-    if (this.#failures > 0) logger.info({ cluster: this.#cluster, failures: this.#failures }, 'kubernetes discovery recovered');
-    this.#failures = 0;
-    this.#lastError = null;
-    this.#lastSuccess = new Date().toISOString();
-  }
-
-  #failed(error: Error): void {
-    const message = error.message || String(error);
-    if (this.#failures === 0) logger.warn({ cluster: this.#cluster, error: message, endpoints: this.#handedCount }, 'kubernetes discovery failed; keeping the last endpoints');
-    this.#failures++;
-    this.#lastError = message;
-    kubernetesWatchErrors.inc({ cluster: this.#cluster });
-  }
-
-  /** Hand the merged set of the current slices when it differs from the last one handed. */
+  /** Hand the merged set of the current slices (when it differs from the last one handed). */
   #publish(): Promise<void> {
     if (this.#stopped) return Promise.resolve();
     const endpoints = mergeSlices(this.#slices.values());
-    const key = JSON.stringify(endpoints);
-    if (key === this.#handedKey) return Promise.resolve();
-    this.#handedKey = key;
-    this.#handedCount = endpoints.length;
-    discoveredEndpoints.set({ cluster: this.#cluster, source: 'kubernetes' }, endpoints.length);
-    return this.#sink.setEndpoints(this.#cluster, endpoints, 'kubernetes').catch((e: Error) => {
-      if (this.#stopped || this.#handedKey !== key) return;
-      // Forget the refused set and offer it again after a pause: a watch may bring no new event for hours.
-      this.#handedKey = '';
-      this.#lastError = `endpoints not applied: ${e.message}`;
-      logger.warn({ cluster: this.#cluster, err: e }, 'kubernetes discovery: the endpoint sink refused a set');
+    // A watch may bring no new event for hours: a refused set is offered again after a pause.
+    return this.#record.hand(endpoints, JSON.stringify(endpoints), () => {
       this.#debounce ??= setTimeout(() => {
         this.#debounce = undefined;
         void this.#publish();
