@@ -7,21 +7,18 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
+import { freePort, sleep, pct, phaseLoad } from './phase-load.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const WORKERS = Number(process.env.WORKERS ?? 2);
 const SIZES = (process.env.SIZES ?? '1000,10000,100000').split(',').map(Number);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 10);
 
-const freePort = () => new Promise((r) => { const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => r(port)); }); });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 const childrenOf = (ppid) => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
   try { return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === ppid; } catch { return false; }
 }).map(Number);
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN; };
 
 const upPort = await freePort();
 const upstream = spawn(process.execPath, ['-e', `require('http').createServer((q, s) => s.end('ok')).listen(${upPort}, '127.0.0.1')`], { stdio: 'ignore' });
@@ -62,25 +59,7 @@ await sleep(500);
 const workers = childrenOf(gw.pid).filter((p) => p !== upstream.pid);
 
 // The load on the unrelated route: latencies and errors, tagged by the phase they fell in.
-let phase = 'warm-up';
-const samples = new Map();
-let loadOn = true;
-const agent = new Agent({ connections: CONCURRENCY });
-const loops = Array.from({ length: CONCURRENCY }, async () => {
-  while (loadOn) {
-    const t0 = performance.now();
-    let ok = false;
-    try {
-      const r = await request(`http://127.0.0.1:${gwPort}/unrelated`, { dispatcher: agent, headersTimeout: 30000, bodyTimeout: 30000 });
-      await r.body.dump();
-      ok = r.statusCode === 200;
-    } catch { ok = false; }
-    const s = samples.get(phase) ?? { lat: [], errors: 0 };
-    s.lat.push(performance.now() - t0);
-    if (!ok) s.errors++;
-    samples.set(phase, s);
-  }
-});
+const load = phaseLoad(`http://127.0.0.1:${gwPort}/unrelated`, CONCURRENCY, 'warm-up');
 
 const endpoints = (n, salt) => Array.from({ length: n }, (_, i) => ({ address: `10.${(salt + (i >> 16)) & 255}.${(i >> 8) & 255}.${i & 255}:8080` }));
 const rows = [];
@@ -88,7 +67,7 @@ await sleep(1000);
 for (const n of SIZES) {
   for (const [label, salt] of [[`${n} endpoints`, 1], [`${n} endpoints replaced`, 101]]) {
     const before = workers.map(rssMiB);
-    phase = label;
+    load.phase = label;
     const body = JSON.stringify({ endpoints: endpoints(n, salt) });
     workersMs = [];
     const t0 = performance.now();
@@ -97,9 +76,9 @@ for (const n of SIZES) {
     const status = r.status;
     await r.text();
     await sleep(1000);
-    phase = 'between';
+    load.phase = 'between';
     const after = workers.map(rssMiB);
-    const s = samples.get(label) ?? { lat: [], errors: 0 };
+    const s = load.of(label);
     rows.push({ label, bytes: body.length, status, applyMs, workersMs: workersMs.join('+') || '-', extraMiB: Math.max(...after.map((a, i) => a - before[i])), rssMiB: Math.max(...after), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
     await sleep(500);
   }
@@ -107,15 +86,15 @@ for (const n of SIZES) {
   // reweighted through the endpoint resource: both are endpoint deltas for the workers.
   const timed = async (label, url, init) => {
     const before = workers.map(rssMiB);
-    phase = label;
+    load.phase = label;
     workersMs = [];
     const t0 = performance.now();
     const r = await fetch(url, init);
     const applyMs = performance.now() - t0;
     await r.text();
     await sleep(1000);
-    phase = 'between';
-    const s = samples.get(label) ?? { lat: [], errors: 0 };
+    load.phase = 'between';
+    const s = load.of(label);
     rows.push({ label, bytes: String(init.body ?? '').length, status: r.status, applyMs, workersMs: workersMs.join('+') || '-', extraMiB: Math.max(...workers.map(rssMiB).map((a, i) => a - before[i])), rssMiB: Math.max(...workers.map(rssMiB)), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
     await sleep(500);
   };
@@ -129,21 +108,19 @@ for (const n of SIZES) {
   // A change elsewhere (a new route) while the big cluster stands: what it costs now.
   {
     const label = `a route added beside ${n} endpoints`;
-    phase = label;
+    load.phase = label;
     workersMs = [];
     const t0 = performance.now();
     const r = await fetch(`http://127.0.0.1:${adminPort}/routes/extra-${n}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ match: { path: { exact: `/extra-${n}` } }, directResponse: { status: 200 } }) });
     const applyMs = performance.now() - t0;
     await r.text();
     await sleep(1000);
-    phase = 'between';
-    const s = samples.get(label) ?? { lat: [], errors: 0 };
+    load.phase = 'between';
+    const s = load.of(label);
     rows.push({ label, bytes: 0, status: r.status, applyMs, workersMs: workersMs.join('+') || '-', extraMiB: 0, rssMiB: Math.max(...workers.map(rssMiB)), p50: pct(s.lat, 50), p99: pct(s.lat, 99), max: Math.max(...s.lat), requests: s.lat.length, errors: s.errors });
   }
 }
-loadOn = false;
-await Promise.all(loops);
-await agent.close();
+await load.stop();
 gw.kill('SIGTERM');
 upstream.kill();
 

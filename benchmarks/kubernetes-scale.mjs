@@ -8,11 +8,11 @@
 // Run: npm run build && node benchmarks/kubernetes-scale.mjs
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
+import { freePort, sleep, pct, phaseLoad } from './phase-load.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const WORKERS = Number(process.env.WORKERS ?? 2);
@@ -21,9 +21,6 @@ const PER_SLICE = Number(process.env.PER_SLICE ?? 100);
 const REPLACED = Number(process.env.REPLACED_PER_SLICE ?? 10);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 10);
 
-const freePort = () => new Promise((r) => { const s = createNetServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => r(port)); }); });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN; };
 
 // --- the list/watch API server ---
 let rv = 1000;
@@ -97,31 +94,13 @@ const status = async () => (await (await request(`http://127.0.0.1:${adminPort}/
 const initial = await status();
 
 // --- load on the unrelated route ---
-let phase = 'steady';
-const samples = new Map();
-let loadOn = true;
-const agent = new Agent({ connections: CONCURRENCY });
-const loops = Array.from({ length: CONCURRENCY }, async () => {
-  while (loadOn) {
-    const t = performance.now();
-    let ok = false;
-    try {
-      const r = await request(`http://127.0.0.1:${gwPort}/unrelated`, { dispatcher: agent });
-      await r.body.dump();
-      ok = r.statusCode === 200;
-    } catch { ok = false; }
-    const s = samples.get(phase) ?? { lat: [], errors: 0 };
-    s.lat.push(performance.now() - t);
-    if (!ok) s.errors++;
-    samples.set(phase, s);
-  }
-});
+const load = phaseLoad(`http://127.0.0.1:${gwPort}/unrelated`, CONCURRENCY, 'steady');
 await sleep(1000);
 
 // --- 1,000 pods replaced: every slice modified in one burst ---
 const rounds = [];
 for (let round = 1; round <= 3; round++) {
-  phase = `replace ${round}`;
+  load.phase = `replace ${round}`;
   const before = applied.length;
   const tChange = performance.now();
   for (let i = 0; i < SLICES; i++) {
@@ -140,12 +119,10 @@ for (let round = 1; round <= 3; round++) {
   }
   const after = applied.slice(before);
   rounds.push({ round, burstMs, convergedMs: after.length ? after.at(-1).at - tChange : NaN, changes: after.length, workersMs: after.map((a) => a.workersMs).join('+'), kinds: [...new Set(after.map((a) => a.kind))].join(', ') });
-  phase = 'between';
+  load.phase = 'between';
   await sleep(1500);
 }
-loadOn = false;
-await Promise.all(loops);
-await agent.close();
+await load.stop();
 gw.kill('SIGTERM');
 upstream.kill();
 api.closeAllConnections();
@@ -156,7 +133,7 @@ console.log(`\`node benchmarks/kubernetes-scale.mjs\` (SLICES=${SLICES}, PER_SLI
 console.log('| round | pods replaced | burst written ms | converged on every worker ms | changes published | workers ms (each) | kind | unrelated p50 ms | p99 ms | max ms | requests | errors |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rounds) {
-  const s = samples.get(`replace ${r.round}`) ?? { lat: [], errors: 0 };
+  const s = load.of(`replace ${r.round}`);
   console.log(`| ${r.round} | ${SLICES * REPLACED} | ${r.burstMs.toFixed(0)} | ${r.convergedMs.toFixed(0)} | ${r.changes} | ${r.workersMs} | ${r.kinds} | ${pct(s.lat, 50).toFixed(1)} | ${pct(s.lat, 99).toFixed(1)} | ${Math.max(...s.lat).toFixed(0)} | ${s.lat.length} | ${s.errors} |`);
 }
 process.exit(0);
