@@ -190,7 +190,10 @@ export class GatewayApiSource {
         return (refusedForContent.has(k) || refused.has(k)) && this.#lastGood.has(k) ? this.#lastGood.get(k)! : r;
       }),
     });
+    const standsIn = [...refusedForContent].some((k) => this.#lastGood.has(k));
     const result = await applyGatewayApi(this.#changes, (refused) => {
+      // Nothing refused and nothing standing in: the translation made above is the one to apply.
+      if (refused.size === 0 && !standsIn) return current;
       // A route with an accepted version stands in with it; one without stays refused.
       const stillRefused = new Map([...refused].filter(([k]) => !this.#lastGood.has(k)));
       return translate(withLastGood(refused), running.settings, { refused: stillRefused });
