@@ -17,7 +17,6 @@ import { DnsDiscovery } from '../discovery/dns.js';
 import { KubernetesDiscovery } from '../discovery/kubernetes.js';
 import type { EndpointSource } from '../discovery/endpoint-source.js';
 import { GatewayApiSource } from '../control/sources/gateway-api/source.js';
-import { GATEWAY_API_PREFIX } from '../control/sources/gateway-api/translate.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -110,8 +109,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       const status = discovery.map((s) => s.status(cluster)).find(Boolean);
       return status ? { discovery: status } : {};
     }],
-    // Resources named gwapi.* belong to the Gateway API source (it replaces them on every sync).
-    writeGuard: (kind, name) => (name?.startsWith(GATEWAY_API_PREFIX) ? `${kind.slice(0, -1)} "${name}" is made from Gateway API objects; change those` : managed?.guard(kind, name)),
+    // Sources that own resources refuse admin writes to them: the Gateway API's gwapi.*, the hub's managed ones.
+    writeGuard: (kind, name) => gatewayApi.guard(kind, name) ?? managed?.guard(kind, name),
   });
   const bound = await admin.listen(current.config.admin);
   const addresses = { ...bound, listeners: primary.listenerAddresses };

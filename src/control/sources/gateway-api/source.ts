@@ -123,6 +123,14 @@ export class GatewayApiSource {
     this.#running = { key, settings, watches, objects };
   }
 
+  /**
+   * Why the admin API may not write a resource, if it is one of ours (`gwapi.*`): every sync replaces
+   * those, so an edit would be lost; the Kubernetes objects are where to change them.
+   */
+  guard(kind: string, name: string | undefined): string | undefined {
+    return name?.startsWith(GATEWAY_API_PREFIX) ? `${kind.slice(0, -1)} "${name}" is made from Gateway API objects; change those` : undefined;
+  }
+
   /** Resolves once every collection was listed once and the first translation was applied (never rejects). */
   async initialized(): Promise<void> {
     const running = this.#running;
