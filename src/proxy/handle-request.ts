@@ -4,7 +4,7 @@ import type { PeerIdentity } from '../filters/filter.js';
 import { buildUpstreamHeaders, contentLengthIn, flatToObject } from './headers.js';
 import type { DownstreamResponse } from './respond.js';
 import { ProxyRequest, type ProxyEnv } from './forwarder.js';
-import { pickCluster } from './route-runtime.js';
+import { pickCluster, replacePrefix } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
@@ -130,7 +130,8 @@ function redirectAuthority(r: NonNullable<CompiledRoute['config']['redirect']>, 
 function respondRedirect(route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, authority: string, path: string, query: string, x: Exchange | undefined) {
   const r = route.config.redirect!;
   const scheme = r.scheme ?? listener.proto;
-  const location = `${scheme}://${redirectAuthority(r, scheme, authority)}${r.path ?? path}${upstreamQuery(x, query)}`;
+  const to = r.path ?? (route.redirectPrefix ? replacePrefix(route.redirectPrefix, path) : path);
+  const location = `${scheme}://${redirectAuthority(r, scheme, authority)}${to}${upstreamQuery(x, query)}`;
   (res as ServerResponse).writeHead(r.status, { location, 'content-length': 0 });
   res.end();
   ProxyRequest.answered(req, res, route, env, x?.requestId ?? clientRequestId(req), 0);

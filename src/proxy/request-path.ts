@@ -14,6 +14,7 @@ import type { DownstreamResponse } from './respond.js';
 import { scanRequest, type DownstreamRequest, type RequestScan } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import type { ListenerContext, RequestEnv } from './handle-request.js';
+import { replacePrefix } from './route-runtime.js';
 
 /*
  * The stages every routed request goes through, whether it is a plain request (handle-request.ts)
@@ -260,8 +261,5 @@ function newTraceparent(): string {
 /** The upstream path: the normalized path (the one routing and RBAC judged) with the route's rewrite. */
 export function upstreamPath(route: CompiledRoute, path: string, query: string): string {
   if (route.rewritePath !== undefined) return route.rewritePath + query;
-  const rw = route.rewritePrefix;
-  if (!rw || !path.startsWith(rw.from)) return path + query;
-  const rest = path.slice(rw.from.length);
-  return (rw.to.endsWith('/') && rest.startsWith('/') ? rw.to + rest.slice(1) : rw.to + rest) + query;
+  return (route.rewritePrefix ? replacePrefix(route.rewritePrefix, path) : path) + query;
 }

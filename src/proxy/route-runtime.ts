@@ -40,7 +40,9 @@ export interface RouteRuntime {
   readonly mirror: MirrorPolicy | undefined;
   readonly requestOps: HeaderOps;
   readonly responseOps: HeaderOps;
-  readonly rewritePrefix: { from: string; to: string } | undefined;
+  readonly rewritePrefix: PrefixRewrite | undefined;
+  /** redirect.pathPrefix: the Location's path with the matched prefix replaced. */
+  readonly redirectPrefix: PrefixRewrite | undefined;
   /** The whole upstream path (rewrite.path), the query kept. */
   readonly rewritePath: string | undefined;
   readonly rewriteHost: string | undefined;
@@ -50,6 +52,19 @@ export interface RouteRuntime {
   filters: Filter[];
   /** Downstream request counters by status class (index = status / 100). */
   readonly counters: ReturnType<typeof routeCounters>;
+}
+
+/** A prefix replacement: `from` (the route's matched prefix, or its exact path) becomes `to`. */
+export interface PrefixRewrite {
+  from: string;
+  to: string;
+}
+
+/** The path with the matched prefix replaced; a path the prefix does not start is returned as it is. */
+export function replacePrefix(rw: PrefixRewrite, path: string): string {
+  if (!path.startsWith(rw.from)) return path;
+  const rest = path.slice(rw.from.length);
+  return rw.to.endsWith('/') && rest.startsWith('/') ? rw.to + rest.slice(1) : rw.to + rest;
 }
 
 /** Compile one route against the snapshot's clusters. */
@@ -71,6 +86,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     responseOps: compileHeaderOps(r.responseHeaders),
     // On an exact match the "prefix" is the whole matched path: /foo rewritten with /bar is /bar.
     rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.rewrite.pathPrefix } : undefined,
+    redirectPrefix: r.redirect?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.redirect.pathPrefix } : undefined,
     rewritePath: r.rewrite?.path,
     rewriteHost: r.rewrite?.host,
     maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
@@ -92,7 +108,7 @@ function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullab
 export const UNROUTED: RouteRuntime = Object.freeze({
   name: '', config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig, kind: 'direct', cluster: undefined, weighted: undefined,
   direct: undefined, timeoutMs: 0, idleTimeoutMs: 0, retry: undefined, hedgeDelayMs: 0, mirror: undefined, requestOps: NO_HEADER_OPS,
-  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, rewritePath: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
+  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, redirectPrefix: undefined, rewritePath: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
 });
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {

@@ -55,6 +55,7 @@ beforeAll(async () => {
       { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
       { name: 'redirect-port', match: { path: { prefix: '/port-moved' } }, redirect: { port: 8443 } },
       { name: 'redirect-https', match: { path: { prefix: '/to-https' } }, redirect: { scheme: 'https', port: 443 } },
+      { name: 'redirect-prefix', match: { path: { prefix: '/old-docs/' } }, redirect: { pathPrefix: '/docs/v2/', status: 308 } },
       { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
       { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
     ],
@@ -242,6 +243,13 @@ describe('proxying HTTP/1.1', () => {
     expect(s.headers.location).toBe(`https://${hostname}/to-https/b`);
     expect(host).toContain(':');
     await s.body.dump();
+  });
+
+  it('redirect.pathPrefix replaces the matched prefix in Location and keeps the rest of the path and the query', async () => {
+    const r = await get('/old-docs/guide/intro?lang=en');
+    expect(r.statusCode).toBe(308);
+    expect(r.headers.location).toBe(`http://${new URL(gw.url).host}/docs/v2/guide/intro?lang=en`);
+    await r.body.dump();
   });
 
   it('refuses a body over the route limit with 413 before forwarding', async () => {

@@ -42,13 +42,16 @@ export const GatewayKubernetesSchema = Obj({ kubeconfig: Type.Optional(Type.Stri
 
 /**
  * The Gateway API as a config source (control/sources/gateway-api): GatewayClasses naming
- * `controllerName` are ours; their Gateways' listeners open on `address` and their port, or the port
- * `portMap` maps it to (a process that cannot bind below 1024). Off unless set.
+ * `controllerName` are ours; their Gateways' listeners open on `address` (or, with an `addresses` pool,
+ * each Gateway on its own) and their port, or the port `portMap` maps it to (a process that cannot bind
+ * below 1024). Off unless set.
  */
 export const GatewayApiSchema = Obj({
   controllerName: Type.String({ minLength: 1, default: 'meridian.dev/gateway-controller' }),
   address: Type.String({ minLength: 1, default: '0.0.0.0' }),
   portMap: Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Integer({ minimum: 0, maximum: 65535 }), { default: {} }),
+  /** A pool: each Gateway opens on one of its own (so two Gateways can both listen on port 80). */
+  addresses: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true })),
 });
 
 export const GatewaySchema = Obj(

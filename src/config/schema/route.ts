@@ -57,6 +57,8 @@ export const RouteSchema = Obj({
       scheme: Type.Optional(Type.String()),
       host: Type.Optional(Type.String()),
       path: Type.Optional(Type.String()),
+      /** Replaces the matched prefix of the request's path (as rewrite.pathPrefix does upstream). */
+      pathPrefix: Type.Optional(Type.String({ pattern: '^/', errorMessage: 'expected a path starting with /' })),
       /** Location uses this port, and the given host or the request's without its port; omitted when it is the scheme's default. */
       port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
       status: Type.Union([301, 302, 303, 307, 308].map((s) => Type.Literal(s)), { default: 302, errorMessage: 'expected 301, 302, 303, 307 or 308' }),

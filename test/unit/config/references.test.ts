@@ -50,6 +50,8 @@ const cases: Case[] = [
     'routes[0].weightedClusters', 'at least one weight must be positive'],
   ['a route with cluster and redirect', (c) => (c.routes[0].redirect = { host: 'x.example' }),
     'routes[0]', 'a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found cluster, redirect)'],
+  ['a rewrite with path and pathPrefix', (c) => (c.routes[0].rewrite = { path: '/a', pathPrefix: '/b/' }), 'routes[0].rewrite', 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both'],
+  ['a redirect with path and pathPrefix', (c) => { delete c.routes[0].cluster; c.routes[0].redirect = { path: '/a', pathPrefix: '/b/' }; }, 'routes[0].redirect', 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both'],
   ['a path match with prefix and exact', (c) => (c.routes[0].match.path = { prefix: '/', exact: '/x' }), 'routes[0].match.path', 'set only one of prefix, exact, regex'],
   ['a path match with exact and regex', (c) => (c.routes[0].match.path = { exact: '/x', regex: '/x.*' }), 'routes[0].match.path', 'set only one of prefix, exact, regex'],
   ['an invalid header match regex', (c) => (c.routes[0].match.headers = [{ name: 'x-a', regex: '[' }]), 'routes[0].match.headers[0].regex', regexError('[')],

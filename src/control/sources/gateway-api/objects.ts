@@ -48,7 +48,9 @@ export interface GatewayListener {
 
 export interface Gateway {
   metadata: ObjectMeta;
-  spec: { gatewayClassName: string; listeners: GatewayListener[] };
+  spec: { gatewayClassName: string; listeners: GatewayListener[]; addresses?: Array<{ type?: string; value: string }> };
+  /** Read for the address this controller assigned before (kept across restarts). */
+  status?: { addresses?: Array<{ type?: string; value: string }> };
 }
 
 export interface ParentReference {
@@ -80,6 +82,8 @@ export interface HTTPBackendRef {
   namespace?: string;
   port?: number;
   weight?: number;
+  /** Filters for requests sent to this backend (Extended): header modifiers only, see translate. */
+  filters?: Array<{ type: string; [k: string]: unknown }>;
 }
 
 export interface HTTPRouteRule {

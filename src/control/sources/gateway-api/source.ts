@@ -247,14 +247,13 @@ export class GatewayApiSource {
   async #writeStatuses(t: Translation, running: Running): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const controller = running.settings.controllerName;
-    const address = running.settings.address;
     const writes: Array<Promise<void>> = [];
     for (const [name, conditions] of t.status.gatewayClasses) {
       writes.push(this.#writeStatus(running, 'gatewayClasses', undefined, name, (s) => gatewayClassStatus(s as never, conditions, now)));
     }
     for (const [key, wanted] of t.status.gateways) {
       const [ns, name] = key.split('/');
-      writes.push(this.#writeStatus(running, 'gateways', ns, name, (s) => gatewayStatus(s as never, wanted, address, now)));
+      writes.push(this.#writeStatus(running, 'gateways', ns, name, (s) => gatewayStatus(s as never, wanted, now)));
     }
     // Routes we own a parent of now, and routes we owned a parent of before (their entries must go).
     for (const route of running.objects.get('httpRoutes')!.values()) {

@@ -33,9 +33,10 @@ export function routeStatus(existing: RouteStatus | undefined, controllerName: s
 type GatewayStatus = { conditions?: Condition[]; listeners?: Array<ListenerStatus & { conditions: Condition[] }>; addresses?: Array<{ type?: string; value: string }> };
 
 /** The Gateway status to write (its conditions, listeners and the address listeners open on), or undefined. */
-export function gatewayStatus(existing: GatewayStatus | undefined, wanted: { conditions: Condition[]; listeners: ListenerStatus[] }, address: string, now: string): GatewayStatus | undefined {
+export function gatewayStatus(existing: GatewayStatus | undefined, wanted: { conditions: Condition[]; listeners: ListenerStatus[]; address?: string }, now: string): GatewayStatus | undefined {
+  const address = wanted.address;
   const next: GatewayStatus = {
-    addresses: [{ type: /^[0-9.:a-fA-F]+$/.test(address) ? 'IPAddress' : 'Hostname', value: address }],
+    addresses: address ? [{ type: /^[0-9.:a-fA-F]+$/.test(address) ? 'IPAddress' : 'Hostname', value: address }] : [],
     conditions: mergeConditions(existing?.conditions, wanted.conditions, now),
     listeners: wanted.listeners.map((l) => ({ ...l, conditions: mergeConditions(existing?.listeners?.find((e) => e.name === l.name)?.conditions, l.conditions, now) })),
   };

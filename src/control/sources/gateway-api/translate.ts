@@ -10,6 +10,11 @@ export interface GatewayApiSettings {
   controllerName: string;
   /** Where a Gateway's listeners are opened (the host part of each Meridian listener address). */
   address: string;
+  /**
+   * A pool of addresses, one per Gateway (as a LoadBalancer gives each its own IP), so that two Gateways
+   * may both listen on port 80. Without it every Gateway opens on `address`.
+   */
+  addresses?: string[];
   /** Gateway listener port -> the local port it is opened on (e.g. 80 -> 18080 for a non-root process). */
   portMap?: Record<string, number>;
   /** Where the source writes a certificateRefs Secret's PEM (the listener config names files). */
@@ -44,8 +49,8 @@ export interface RouteParentStatus {
 export interface TranslatedStatus {
   /** By GatewayClass name. */
   gatewayClasses: Map<string, Condition[]>;
-  /** By "namespace/name". */
-  gateways: Map<string, { conditions: Condition[]; listeners: ListenerStatus[] }>;
+  /** By "namespace/name": conditions, listeners and the address they open on (none when not assigned). */
+  gateways: Map<string, { conditions: Condition[]; listeners: ListenerStatus[]; address?: string }>;
   /** By "namespace/name": the parents this controller owns. */
   httpRoutes: Map<string, RouteParentStatus[]>;
 }
@@ -76,9 +81,10 @@ const HTTP_ROUTE_KIND = { group: GATEWAY_GROUP, kind: 'HTTPRoute' };
  * unrelated watch event yields an identical config and the config service treats it as no change.
  *
  * - GatewayClasses whose `controllerName` is ours are Accepted; Gateways of those classes are ours.
- * - Each HTTP/HTTPS listener of our Gateways opens on `address` and its (mapped) port. Listeners that
- *   share a port, within a Gateway or across Gateways, share one Meridian listener (one socket); their
- *   routes are told apart by host, as the Gateway API requires hostnames to be distinct per port.
+ * - Each HTTP/HTTPS listener of our Gateways opens on the Gateway's address (`address`, or its own from
+ *   the `addresses` pool: assignAddresses) and its (mapped) port. Listeners that share an address and
+ *   port, within a Gateway or across Gateways, share one Meridian listener (one socket); their routes are
+ *   told apart by host, as the Gateway API requires hostnames to be distinct per port.
  * - Each HTTPRoute attaches to the listeners its parentRefs select (sectionName, port) that allow it
  *   (allowedRoutes: namespaces Same / All / Selector) and whose hostname intersects the route's. Each
  *   rule x match becomes one Meridian route, ordered by the Gateway API's precedence (below).
@@ -105,21 +111,23 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
   const services = new Map(objects.services.map((s) => [key(s.metadata.namespace, s.metadata.name), s]));
   const namespaceLabels = new Map(objects.namespaces.map((n) => [n.metadata.name, n.metadata.labels ?? {}]));
   const certificates = new Map<string, CertificateToWrite>();
-  const ports = new Map<number, PortGroup>();
+  const ports = new Map<string, PortGroup>();
   const attached: AttachedListener[] = [];
 
   const gateways = sortByAge(objects.gateways.filter((g) => ourClasses.has(g.spec.gatewayClassName)));
+  const addresses = assignAddresses(gateways, settings);
   for (const gw of gateways) {
     const gwKey = key(gw.metadata.namespace, gw.metadata.name);
     const listenerStatuses: ListenerStatus[] = [];
     let programmed = 0;
     const seen = new Map<string, string>();
+    const address = addresses.get(gwKey)!;
     for (const l of gw.spec.listeners) {
       const gen = gw.metadata.generation;
       const localPort = settings.portMap?.[String(l.port)] ?? l.port;
       const ls: ListenerStatus = { name: l.name, supportedKinds: [HTTP_ROUTE_KIND], attachedRoutes: 0, conditions: [] };
       listenerStatuses.push(ls);
-      const problem = listenerProblem(l, gw, secrets, seen);
+      const problem = 'problem' in address ? { accepted: true, resolved: true, conflicted: false, ...address.problem } : listenerProblem(l, gw, secrets, seen);
       if (problem) {
         ls.supportedKinds = l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? [HTTP_ROUTE_KIND] : [];
         ls.conditions = [
@@ -130,7 +138,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
         ];
         continue;
       }
-      const group = portGroup(ports, localPort, l.protocol === 'HTTPS' ? 'https' : 'http', settings.address);
+      const group = portGroup(ports, (address as { address: string }).address, localPort, l.protocol === 'HTTPS' ? 'https' : 'http', settings);
       if (group.protocol !== (l.protocol === 'HTTPS' ? 'https' : 'http')) {
         ls.conditions = [
           condition('Accepted', false, 'UnsupportedProtocol', `port ${localPort} already serves ${group.protocol}`, gen),
@@ -152,7 +160,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
       ls.conditions = [
         condition('Accepted', true, 'Accepted', 'listener accepted', gen),
         condition('ResolvedRefs', true, 'ResolvedRefs', 'references resolved', gen),
-        condition('Programmed', true, 'Programmed', `serving on ${settings.address}:${localPort}`, gen),
+        condition('Programmed', true, 'Programmed', `serving on ${group.address}:${localPort}`, gen),
         condition('Conflicted', false, 'NoConflicts', 'no conflicts', gen),
       ];
       attached.push({ gateway: gw, listener: l, status: ls, group });
@@ -161,9 +169,12 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
     status.gateways.set(gwKey, {
       conditions: [
         condition('Accepted', true, 'Accepted', 'gateway accepted', gen),
-        programmed > 0 ? condition('Programmed', true, 'Programmed', `${programmed} listener(s) programmed`, gen) : condition('Programmed', false, 'Invalid', 'no listener could be programmed', gen),
+        programmed > 0
+          ? condition('Programmed', true, 'Programmed', `${programmed} listener(s) programmed`, gen)
+          : 'problem' in address ? condition('Programmed', false, address.problem.reason, address.problem.message, gen) : condition('Programmed', false, 'Invalid', 'no listener could be programmed', gen),
       ],
       listeners: listenerStatuses,
+      ...('address' in address ? { address: address.address } : {}),
     });
   }
 
@@ -203,7 +214,7 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
   // One Meridian route per (entry, port group); an entry reached through two listeners of one port merges hosts.
   const byName = new Map<string, RouteEntry>();
   for (const e of routeEntries) {
-    const name = configName([...e.nameParts, `p${e.group.port}`]);
+    const name = configName([...e.nameParts, e.group.id]);
     const prev = byName.get(name);
     if (prev) prev.hosts = prev.hosts && e.hosts ? [...new Set([...prev.hosts, ...e.hosts])] : undefined;
     else byName.set(name, { ...e, name });
@@ -212,12 +223,15 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
   for (const e of entries) e.group.routes.push(e.name!);
   const routes = entries.map((e) => ({ name: e.name!, match: { ...e.match, ...(e.hosts ? { hosts: e.hosts } : {}) }, ...e.action }));
 
-  const listeners = [...ports.values()].sort((a, b) => a.port - b.port).map(listenerConfig);
+  const listeners = [...ports.values()].sort((a, b) => a.address.localeCompare(b.address) || a.port - b.port).map((g) => listenerConfig(g, settings));
   const routeOwners = new Map(entries.map((e) => [e.name!, e.owner]));
   return { listeners, routes, clusters: [...clusters.values()], certificates: [...certificates.values()], status, routeOwners };
 }
 
+/** One Meridian listener: the Gateway listeners on one address and port. */
 interface PortGroup {
+  /** `p<port>`, with the address when it is not `address` (the part of route names that says where). */
+  id: string;
   port: number;
   protocol: 'http' | 'https';
   address: string;
@@ -244,19 +258,62 @@ interface RouteEntry {
   rank: { exact: number; method: number; headers: number; query: number; age: string; route: string; rule: number; match: number };
 }
 
-function portGroup(ports: Map<number, PortGroup>, port: number, protocol: 'http' | 'https', address: string): PortGroup {
-  let g = ports.get(port);
-  if (!g) ports.set(port, (g = { port, protocol, address, certificates: [], routes: [] }));
+function portGroup(ports: Map<string, PortGroup>, address: string, port: number, protocol: 'http' | 'https', settings: GatewayApiSettings): PortGroup {
+  let g = ports.get(`${address} ${port}`);
+  if (!g) {
+    const at = address === settings.address ? '' : `-${address.replace(/[^A-Za-z0-9]/g, '-')}`;
+    ports.set(`${address} ${port}`, (g = { id: `p${port}${at}`, port, protocol, address, certificates: [], routes: [] }));
+  }
   return g;
 }
 
-function listenerConfig(g: PortGroup): ConfigInput {
-  const base = { name: configName(['port', String(g.port)]), address: `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`, protocol: g.protocol, routes: g.routes };
+function listenerConfig(g: PortGroup, settings: GatewayApiSettings): ConfigInput {
+  const at = g.address === settings.address ? [] : [g.address.replace(/[^A-Za-z0-9]/g, '-')];
+  const base = { name: configName([...at, 'port', String(g.port)]), address: `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`, protocol: g.protocol, routes: g.routes };
   if (g.protocol === 'http') return base;
   // The listener without a hostname (or else the first) is the default certificate; the others are served by SNI.
   const fallback = g.certificates.find((c) => !c.hostname) ?? g.certificates[0];
   const sni = g.certificates.filter((c) => c.hostname && c !== fallback).map((c) => ({ serverNames: [c.hostname!], cert: c.cert, key: c.key }));
   return { ...base, tls: { cert: fallback.cert, key: fallback.key, ...(sni.length ? { certificates: sni } : {}) } };
+}
+
+/**
+ * The address each of our Gateways (oldest first) opens its listeners on, by "namespace/name". Without
+ * an `addresses` pool, `address` for all. With a pool each Gateway gets one of its own: the one it asks
+ * for (spec.addresses, type IPAddress) when the pool has it; else the one its status shows (so an
+ * assignment survives restarts and other Gateways coming and going); else the first free one. An address
+ * asked for outside the pool, or none free: the Gateway is not programmed (AddressNotUsable /
+ * AddressNotAssigned, the spec's reasons).
+ */
+function assignAddresses(gateways: Gateway[], settings: GatewayApiSettings): Map<string, { address: string } | { problem: { reason: string; message: string } }> {
+  const out = new Map<string, { address: string } | { problem: { reason: string; message: string } }>();
+  const pool = settings.addresses;
+  const taken = new Set<string>();
+  const pending: Gateway[] = [];
+  for (const gw of gateways) {
+    const gwKey = key(gw.metadata.namespace, gw.metadata.name);
+    const asked = gw.spec.addresses?.[0];
+    if (asked) {
+      const usable = (asked.type ?? 'IPAddress') === 'IPAddress' && (pool ? pool.includes(asked.value) : asked.value === settings.address);
+      out.set(gwKey, usable ? { address: asked.value } : { problem: { reason: 'AddressNotUsable', message: `${asked.type ?? 'IPAddress'} ${asked.value} is not one this gateway can open (gateway.gatewayApi.${pool ? 'addresses' : 'address'})` } });
+      if (usable) taken.add(asked.value);
+    } else if (!pool) out.set(gwKey, { address: settings.address });
+    else pending.push(gw);
+  }
+  const later: Gateway[] = [];
+  for (const gw of pending) {
+    const had = gw.status?.addresses?.[0]?.value;
+    if (had && pool!.includes(had) && !taken.has(had)) {
+      taken.add(had);
+      out.set(key(gw.metadata.namespace, gw.metadata.name), { address: had });
+    } else later.push(gw);
+  }
+  for (const gw of later) {
+    const free = pool!.find((a) => !taken.has(a));
+    if (free) taken.add(free);
+    out.set(key(gw.metadata.namespace, gw.metadata.name), free ? { address: free } : { problem: { reason: 'AddressNotAssigned', message: `every address of gateway.gatewayApi.addresses is in use (${pool!.length})` } });
+  }
+  return out;
 }
 
 /** Why a Gateway listener cannot be programmed (protocol, TLS mode, certificate, duplicate), if so. */
@@ -404,6 +461,12 @@ function referenceGranted(objects: GatewayApiObjects, fromNs: string, toNs: stri
 }
 
 const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror']);
+/**
+ * Filters on backendRefs: header modifiers, when every backendRef of the rule has the same ones (then
+ * "sent to this backend" is "sent by this rule", and they apply after the rule's own). Different filters
+ * per backend of a weighted split would need per-split header ops in the data plane: refused.
+ */
+const BACKEND_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier']);
 
 /** Why a rule cannot be programmed (an unsupported or conflicting filter), if so. */
 function ruleProblem(rule: HTTPRouteRule): string | undefined {
@@ -415,10 +478,14 @@ function ruleProblem(rule: HTTPRouteRule): string | undefined {
   if (types.includes('RequestRedirect') && rule.backendRefs?.length) return 'a rule with RequestRedirect cannot have backendRefs';
   if (types.includes('RequestRedirect') && types.includes('URLRewrite')) return 'RequestRedirect and URLRewrite cannot be in one rule';
   const redirect = filters.find((f) => f.type === 'RequestRedirect')?.requestRedirect as { port?: number; path?: { type: string } } | undefined;
-  if (redirect?.path && redirect.path.type !== 'ReplaceFullPath') return `RequestRedirect path type ${redirect.path.type} is not supported (ReplaceFullPath)`;
+  if (redirect?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'RequestRedirect ReplacePrefixMatch needs PathPrefix matches';
   const rewrite = filters.find((f) => f.type === 'URLRewrite')?.urlRewrite as { path?: { type: string } } | undefined;
   if (rewrite?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'URLRewrite ReplacePrefixMatch needs PathPrefix matches';
-  if (rule.backendRefs?.some((b) => (b as { filters?: unknown[] }).filters?.length)) return 'filters on backendRefs are not supported';
+  const backendFilters = (rule.backendRefs ?? []).map((b) => b.filters ?? []);
+  const other = backendFilters.flat().find((f) => !BACKEND_FILTERS.has(f.type));
+  if (other) return `filter ${other.type} on a backendRef is not supported (${[...BACKEND_FILTERS].join(', ')})`;
+  if (backendFilters.some((f) => JSON.stringify(f) !== JSON.stringify(backendFilters[0]))) return 'backendRefs of one rule with different filters are not supported';
+  for (const t of BACKEND_FILTERS) if ((backendFilters[0] ?? []).filter((f) => f.type === t).length > 1) return `filter ${t} appears more than once on a backendRef`;
   return undefined;
 }
 
@@ -435,7 +502,9 @@ function ruleRoutes(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, ba
     const parts = [ns, route.metadata.name, `r${ruleIndex}`, `m${matchIndex}`];
     for (const [suffix, path, exactRank] of pathVariants(m)) {
       const rewrite = urlRewrite(rule, path);
-      out.push({ nameParts: suffix ? [...parts, suffix] : parts, hosts, match: { path, ...predicates }, action: rewrite ? { ...action, rewrite } : action, rank: { ...rank, exact: exactRank } });
+      const redirectPrefix = action.redirect ? redirectPathPrefix(rule, path) : undefined;
+      const shaped = redirectPrefix !== undefined ? { ...action, redirect: { ...(action.redirect as object), pathPrefix: redirectPrefix } } : rewrite ? { ...action, rewrite } : action;
+      out.push({ nameParts: suffix ? [...parts, suffix] : parts, hosts, match: { path, ...predicates }, action: shaped, rank: { ...rank, exact: exactRank } });
     }
   });
   return out;
@@ -484,7 +553,47 @@ function filterAction(rule: HTTPRouteRule): Record<string, unknown> {
       };
     }
   }
+  // The backendRefs' header modifiers (all alike, ruleProblem says) apply after the rule's.
+  for (const f of rule.backendRefs?.[0]?.filters ?? []) {
+    if (f.type === 'RequestHeaderModifier') out.requestHeaders = thenApply(out.requestHeaders as HeaderOpsInput | undefined, headerOps(f.requestHeaderModifier as HeaderFilter));
+    else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = thenApply(out.responseHeaders as HeaderOpsInput | undefined, headerOps(f.responseHeaderModifier as HeaderFilter));
+  }
   return out;
+}
+
+type HeaderOpsInput = { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] };
+
+/**
+ * One set of header ops with the effect of `first` then `second` (Meridian applies one set: remove and
+ * set replace what came in, add appends). A header `second` sets or removes ignores what `first` did to
+ * it; one both add keeps both values, comma-joined (one header line with both, as HTTP allows).
+ */
+function thenApply(first: HeaderOpsInput | undefined, second: HeaderOpsInput): HeaderOpsInput {
+  if (!first) return second;
+  const lower = (r: Record<string, string> | undefined) => new Map(Object.entries(r ?? {}).map(([k, v]) => [k.toLowerCase(), [k, v] as const]));
+  const overridden = new Set([...Object.keys(second.set ?? {}), ...(second.remove ?? [])].map((k) => k.toLowerCase()));
+  const set = new Map([...[...lower(first.set)].filter(([k]) => !overridden.has(k)), ...lower(second.set)]);
+  const add = new Map([...lower(first.add)].filter(([k]) => !overridden.has(k)));
+  for (const [k, [name, v]] of lower(second.add)) add.set(k, add.has(k) ? [add.get(k)![0], `${add.get(k)![1]},${v}`] : [name, v]);
+  const remove = [...new Set([...(first.remove ?? []), ...(second.remove ?? [])].map((k) => k.toLowerCase()))];
+  const out: HeaderOpsInput = {};
+  if (set.size) out.set = Object.fromEntries(set.values());
+  if (add.size) out.add = Object.fromEntries(add.values());
+  if (remove.length) out.remove = remove;
+  return out;
+}
+
+/** A RequestRedirect's ReplacePrefixMatch as `redirect.pathPrefix` for one of the rule's path matches (as urlRewrite does). */
+function redirectPathPrefix(rule: HTTPRouteRule, path: Record<string, string>): string | undefined {
+  const r = rule.filters?.find((x) => x.type === 'RequestRedirect')?.requestRedirect as { path?: { type: string; replacePrefixMatch?: string } } | undefined;
+  if (r?.path?.type !== 'ReplacePrefixMatch' || r.path.replacePrefixMatch === undefined) return undefined;
+  return prefixReplacement(r.path.replacePrefixMatch, path);
+}
+
+/** The replacement for what a match matched: the exact half of a PathPrefix is its whole path; the prefix half ends in "/", so the replacement does too. */
+function prefixReplacement(value: string, path: Record<string, string>): string {
+  const replacement = value.replace(/\/+$/, '');
+  return path.exact !== undefined ? replacement || '/' : `${replacement}/`;
 }
 
 /**
@@ -500,8 +609,7 @@ function urlRewrite(rule: HTTPRouteRule, path: Record<string, string>): Record<s
   if (r.hostname) out.host = r.hostname;
   if (r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined) out.path = r.path.replaceFullPath;
   if (r.path?.type === 'ReplacePrefixMatch' && r.path.replacePrefixMatch !== undefined) {
-    const replacement = r.path.replacePrefixMatch.replace(/\/+$/, '');
-    out.pathPrefix = path.exact !== undefined ? replacement || '/' : `${replacement}/`;
+    out.pathPrefix = prefixReplacement(r.path.replacePrefixMatch, path);
   }
   return out;
 }

@@ -27,12 +27,12 @@ describe('Gateway API status merge', () => {
   });
 
   it('Gateway status carries the address, conditions and listeners; GatewayClass its conditions; equal ones are not rewritten', () => {
-    const wanted = { conditions: [accepted(true)], listeners: [{ name: 'http', supportedKinds: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' }], attachedRoutes: 2, conditions: [accepted(true)] }] };
-    const gw = gatewayStatus(undefined, wanted, '127.0.0.1', T0)!;
+    const wanted = { conditions: [accepted(true)], listeners: [{ name: 'http', supportedKinds: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' }], attachedRoutes: 2, conditions: [accepted(true)] }], address: '127.0.0.1' };
+    const gw = gatewayStatus(undefined, wanted, T0)!;
     expect(gw.addresses).toEqual([{ type: 'IPAddress', value: '127.0.0.1' }]);
     expect(gw.listeners![0]).toMatchObject({ attachedRoutes: 2, conditions: [{ lastTransitionTime: T0 }] });
-    expect(gatewayStatus(JSON.parse(JSON.stringify(gw)), wanted, '127.0.0.1', T1)).toBeUndefined();
-    expect(gatewayStatus(gw, { ...wanted, listeners: [{ ...wanted.listeners[0], attachedRoutes: 3 }] }, '127.0.0.1', T1)!.listeners![0].attachedRoutes).toBe(3);
+    expect(gatewayStatus(JSON.parse(JSON.stringify(gw)), wanted, T1)).toBeUndefined();
+    expect(gatewayStatus(gw, { ...wanted, listeners: [{ ...wanted.listeners[0], attachedRoutes: 3 }] }, T1)!.listeners![0].attachedRoutes).toBe(3);
     const gc = gatewayClassStatus({}, [accepted(true)], T0)!;
     expect(gatewayClassStatus(gc, [accepted(true)], T1)).toBeUndefined();
   });

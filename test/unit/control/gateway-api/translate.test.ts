@@ -199,7 +199,7 @@ describe('Gateway API translation', () => {
     validated(t);
   });
 
-  it('URLRewrite (prefix, full path, hostname), RequestMirror and a redirect port translate; backendRef filters are refused', () => {
+  it('URLRewrite (prefix, full path, hostname), RequestMirror and a redirect port translate; backendRef filters other than header modifiers are refused', () => {
     const t = translate(objects({
       gateways: [gateway('gw', [http80])],
       services: [service('s'), service('copy')],
@@ -209,7 +209,7 @@ describe('Gateway API translation', () => {
           { matches: [{ path: { type: 'Exact', value: '/full' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/replaced' } } }, { type: 'RequestMirror', requestMirror: { backendRef: { name: 'copy', port: 8080 }, percent: 50 } }], backendRefs: [{ name: 's', port: 8080 }] },
         ] }),
         route('port', { parentRefs: [{ name: 'gw' }], hostnames: ['p.example.com'], rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { port: 8443 } }] }] }),
-        route('backend-filter', { parentRefs: [{ name: 'gw' }], hostnames: ['b.example.com'], rules: [{ backendRefs: [{ name: 's', port: 8080, filters: [{ type: 'RequestHeaderModifier' }] } as never] }] }),
+        route('backend-filter', { parentRefs: [{ name: 'gw' }], hostnames: ['b.example.com'], rules: [{ backendRefs: [{ name: 's', port: 8080, filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'x' } }] }] }] }),
       ],
     }), settings);
     const byName = (suffix: string) => t.routes.find((r) => r.name === `gwapi.default.${suffix}.p18080`)!;
@@ -219,6 +219,27 @@ describe('Gateway API translation', () => {
     expect(cond(t.status.httpRoutes.get('default/backend-filter')![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue' });
     // A redirect's port: the filter's; else the scheme's default; else the Gateway listener's port (80 here, not the mapped 18080).
     expect(t.routes.find((r) => r.name.startsWith('gwapi.default.port.'))).toMatchObject({ redirect: { port: 8443, status: 302 } });
+    validated(t);
+  });
+
+  it('header modifiers on backendRefs apply after the rule\'s (one set of ops with the same effect); backendRefs of a rule with different filters are refused', () => {
+    const mod = (m: Record<string, unknown>) => [{ type: 'RequestHeaderModifier', requestHeaderModifier: m }];
+    const t = translate(objects({
+      gateways: [gateway('gw', [http80])],
+      services: [service('s'), service('t')],
+      httpRoutes: [
+        route('both', { parentRefs: [{ name: 'gw' }], hostnames: ['a.example.com'], rules: [{
+          filters: mod({ set: [{ name: 'X-Set', value: 'rule' }, { name: 'X-Keep', value: 'k' }], add: [{ name: 'X-Add', value: 'r' }, { name: 'X-Gone', value: 'g' }], remove: ['X-Drop'] }),
+          backendRefs: [{ name: 's', port: 8080, weight: 1, filters: mod({ set: [{ name: 'x-set', value: 'backend' }], add: [{ name: 'X-Add', value: 'b' }], remove: ['x-gone'] }) }, { name: 't', port: 8080, weight: 1, filters: mod({ set: [{ name: 'x-set', value: 'backend' }], add: [{ name: 'X-Add', value: 'b' }], remove: ['x-gone'] }) }],
+        }] }),
+        route('differ', { parentRefs: [{ name: 'gw' }], hostnames: ['d.example.com'], rules: [{ backendRefs: [{ name: 's', port: 8080, filters: mod({ set: [{ name: 'X-A', value: '1' }] }) }, { name: 't', port: 8080 }] }] }),
+      ],
+    }), settings);
+    const both = t.routes.find((r) => r.name.startsWith('gwapi.default.both.'))!;
+    expect(both.requestHeaders).toEqual({ set: { 'X-Keep': 'k', 'x-set': 'backend' }, add: { 'X-Add': 'r,b' }, remove: ['x-drop', 'x-gone'] });
+    expect(both.weightedClusters).toHaveLength(2);
+    expect(cond(t.status.httpRoutes.get('default/differ')![0].conditions, 'Accepted')).toMatchObject({ status: 'False', reason: 'UnsupportedValue', message: 'backendRefs of one rule with different filters are not supported' });
+    expect(t.routes.some((r) => r.name.startsWith('gwapi.default.differ.'))).toBe(false);
     validated(t);
   });
 
@@ -256,5 +277,33 @@ describe('hostname intersection', () => {
     const other = configName(['a'.repeat(100), 'c'.repeat(60)]);
     expect(long.length).toBeLessThanOrEqual(128);
     expect(long).not.toBe(other);
+  });
+  it('with an addresses pool each Gateway opens on its own address (two on port 80 do not share routes); an assignment is kept from status; asked-for or exhausted addresses are refused with the spec\'s reasons', () => {
+    const pool = { ...settings, addresses: ['127.0.0.2', '127.0.0.3'] };
+    const older = gateway('a', [http80]);
+    const newer = { ...gateway('b', [http80]), metadata: meta('b', 'default', { creationTimestamp: '2026-01-02T00:00:00Z' }) };
+    const routes = [route('ra', { parentRefs: [{ name: 'a' }], rules: [{ backendRefs: [{ name: 'web', port: 8080 }] }] }), route('rb', { parentRefs: [{ name: 'b' }], rules: [{ backendRefs: [{ name: 'api', port: 8080 }] }] })];
+    const t = translate(objects({ gateways: [newer, older], services: [service('web'), service('api')], httpRoutes: routes }), pool);
+    validated(t);
+    expect(t.listeners.map((l) => [l.name, l.address])).toEqual([['gwapi.127-0-0-2.port.18080', '127.0.0.2:18080'], ['gwapi.127-0-0-3.port.18080', '127.0.0.3:18080']]);
+    const clusterOf = (l: Record<string, unknown>) => (l.routes as string[]).map((n) => t.routes.find((r) => r.name === n)!.cluster);
+    expect(clusterOf(t.listeners[0])).toEqual(['gwapi.svc.default.web.8080']);
+    expect(clusterOf(t.listeners[1])).toEqual(['gwapi.svc.default.api.8080']);
+    expect([t.status.gateways.get('default/a')!.address, t.status.gateways.get('default/b')!.address]).toEqual(['127.0.0.2', '127.0.0.3']);
+    // The newer Gateway's status says .2 (assigned before the older one came): it keeps it, the older one takes .3.
+    const kept = translate(objects({ gateways: [{ ...newer, status: { addresses: [{ type: 'IPAddress', value: '127.0.0.2' }] } }, older] }), pool);
+    expect([kept.status.gateways.get('default/a')!.address, kept.status.gateways.get('default/b')!.address]).toEqual(['127.0.0.3', '127.0.0.2']);
+    // A third Gateway finds the pool used up; one asking for an address outside it is refused.
+    const third = { ...gateway('c', [http80]), metadata: meta('c', 'default', { creationTimestamp: '2026-01-03T00:00:00Z' }) };
+    const asking = { ...gateway('d', [http80]), spec: { ...gateway('d', [http80]).spec, addresses: [{ type: 'IPAddress', value: '10.9.9.9' }] } };
+    const full = translate(objects({ gateways: [older, newer, third, asking] }), pool);
+    expect(cond(full.status.gateways.get('default/c')!.conditions, 'Programmed')).toMatchObject({ status: 'False', reason: 'AddressNotAssigned' });
+    expect(cond(full.status.gateways.get('default/d')!.conditions, 'Programmed')).toMatchObject({ status: 'False', reason: 'AddressNotUsable' });
+    expect(full.status.gateways.get('default/c')!.address).toBeUndefined();
+    expect(full.listeners).toHaveLength(2);
+    // Asking for a pool address gets it, ahead of status and age.
+    const asked = translate(objects({ gateways: [older, { ...newer, spec: { ...newer.spec, addresses: [{ type: 'IPAddress', value: '127.0.0.2' }] } }] }), pool);
+    expect(asked.status.gateways.get('default/b')!.address).toBe('127.0.0.2');
+    expect(asked.status.gateways.get('default/a')!.address).toBe('127.0.0.3');
   });
 });
