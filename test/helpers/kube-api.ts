@@ -159,6 +159,11 @@ export class KubeApiServer {
     return this.#objects.get(collection)?.get(`${namespace ?? ''}/${name}`);
   }
 
+  /** Every stored object of a collection. */
+  list(collection: string): KubeObject[] {
+    return [...(this.#objects.get(collection)?.values() ?? [])];
+  }
+
   /** Send a BOOKMARK with the current version to every watch that allowed bookmarks. */
   bookmark(): void {
     const event = { type: 'BOOKMARK', object: { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', metadata: { resourceVersion: this.resourceVersion, annotations: { 'k8s.io/initial-events-end': 'true' } } } };
