@@ -7,7 +7,6 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { request } from 'undici';
 import { freePort, sleep, pct, phaseLoad } from './phase-load.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -40,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runStart(configFile: string, stateDir: string): Promise<number> {
-  let gw;
+  let gw: Awaited<ReturnType<typeof startGateway>>;
   try {
     gw = await startGateway({ configFile, stateDir, workerExec: fileURLToPath(import.meta.url) });
   } catch (e) {
@@ -64,7 +64,7 @@ async function runStart(configFile: string, stateDir: string): Promise<number> {
 }
 
 async function runHub(configFile: string, stateDir: string): Promise<number> {
-  let hub;
+  let hub: Awaited<ReturnType<typeof startHub>>;
   try {
     hub = await startHub({ configFile, stateDir });
   } catch (e) {

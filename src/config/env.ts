@@ -1,4 +1,4 @@
-import type { ConfigError } from './validate.js';
+import type { ConfigError } from './config-error.js';
 
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 

@@ -1,5 +1,5 @@
 import type { Config } from './schema/index.js';
-import type { ConfigError } from './validate.js';
+import type { ConfigError } from './config-error.js';
 import { existsSync } from 'node:fs';
 import { isLoopbackHost, isValidDnsServer, splitAddress } from '../common/address.js';
 import { parseDuration } from './duration.js';
@@ -69,7 +69,7 @@ function checkRouteAction(r: Config['routes'][number], p: string, clusters: Set<
   if (actions.length !== 1) add(p, `a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found ${actions.length ? actions.join(', ') : 'none'})`);
   if (r.cluster !== undefined && !clusters.has(r.cluster)) add(`${p}.cluster`, `unknown cluster "${r.cluster}"`);
   r.weightedClusters?.forEach((w, j) => clusters.has(w.cluster) || add(`${p}.weightedClusters[${j}].cluster`, `unknown cluster "${w.cluster}"`));
-  if (r.weightedClusters && r.weightedClusters.every((w) => w.weight === 0)) add(`${p}.weightedClusters`, 'at least one weight must be positive');
+  if (r.weightedClusters?.every((w) => w.weight === 0)) add(`${p}.weightedClusters`, 'at least one weight must be positive');
   if (r.rewrite?.path !== undefined && r.rewrite.pathPrefix !== undefined) add(`${p}.rewrite`, 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both');
   if (r.redirect?.path !== undefined && r.redirect.pathPrefix !== undefined) add(`${p}.redirect`, 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both');
 }

@@ -7,11 +7,10 @@ import { EndpointSchema } from './schema/cluster.js';
 import { checkReferences } from './references.js';
 import { substituteEnv } from './env.js';
 
-/** One validation error: a JS-style field path (`clusters[2].endpoints[0].address`) and a message. */
-export interface ConfigError {
-  path: string;
-  message: string;
-}
+import type { ConfigError } from './config-error.js';
+
+// The error type lives in a leaf module (env.ts and references.ts report errors too); callers import it from here.
+export type { ConfigError };
 
 export type ValidationResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
 

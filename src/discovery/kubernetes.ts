@@ -64,7 +64,7 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
     // A Kubernetes cluster lives in one region, which slices do not carry (only nodes do): its pods are
     // placed in the gateway's own region, so locality and zone-aware routing compare zones within it.
     const region = config.gateway.locality.region;
-    this.reconcileLoops(config, 'kubernetes', { kubeconfig, region }, (name, spec, key) => new SliceWatch(name, spec, region, kubeconfig, key, this.#sink, this.#options));
+    this.reconcileLoops(config, 'kubernetes', { kubeconfig, region }, (name, spec, key) => new SliceWatch(name, spec, { region, kubeconfig }, key, this.#sink, this.#options));
   }
 }
 
@@ -83,14 +83,15 @@ class SliceWatch implements ClusterLoop {
   readonly first: Promise<void>;
   readonly #record: DiscoveryRecord;
 
-  constructor(cluster: string, spec: KubernetesDiscoveryConfig, region: string, kubeconfigPath: string | undefined, key: string, sink: EndpointSink, options: SliceWatchOptions) {
+  /** `where`: the cluster's region (the gateway's) and the kubeconfig to reach its API server with. */
+  constructor(cluster: string, spec: KubernetesDiscoveryConfig, where: { region: string; kubeconfig: string | undefined }, key: string, sink: EndpointSink, options: SliceWatchOptions) {
     this.key = key;
     this.#spec = spec;
-    this.#region = region;
+    this.#region = where.region;
     this.#options = options;
     this.#record = new DiscoveryRecord(cluster, 'kubernetes', sink, () => kubernetesWatchErrors.inc({ cluster }));
     const path = `/apis/discovery.k8s.io/v1/namespaces/${spec.namespace}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${spec.service}`)}`;
-    this.#watch = new ResourceWatch<V1EndpointSlice>(() => loadKubeConfig(kubeconfigPath), path, {
+    this.#watch = new ResourceWatch<V1EndpointSlice>(() => loadKubeConfig(where.kubeconfig), path, {
       listed: (items) => this.#listed(items),
       changed: (type, slice) => this.#changed(type, slice),
       succeeded: () => this.#record.succeeded(),

@@ -80,7 +80,7 @@ function removeDotSegments(path: string, merge: boolean): string | null {
     } else if (s === '.') {
       if (i === last) out.push('');
     } else if (s === '' && merge && i !== last) {
-      continue;
+      // An empty segment inside the path ("//") with merging on: dropped.
     } else {
       out.push(s);
     }

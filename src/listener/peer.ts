@@ -24,7 +24,7 @@ export function createPeerResolver(l: ListenerConfig): (req: DownstreamRequest) 
   if (l.protocol !== 'https') return () => undefined;
   return (req) => {
     const socket = tlsSocket(req);
-    if (!socket || socket.authorized !== true) return undefined;
+    if (socket?.authorized !== true) return undefined;
     let id = cache.get(socket);
     if (id === undefined) {
       const cert = socket.getPeerX509Certificate();

@@ -66,7 +66,7 @@ export class H2Origin extends Dispatcher {
       return false;
     }
     let s = this.#session;
-    if (!s || !s.usable) s = this.#session = this.#open();
+    if (!s?.usable) s = this.#session = this.#open();
     s.start(new Exchange(s, opts, handler, this.#scheme, this.#authority));
     return true;
   }

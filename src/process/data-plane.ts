@@ -5,7 +5,8 @@ import { systemClock, systemRng, type Clock, type Rng } from '../common/clock.js
 import type { HealthOverlay, LbFactory, UpstreamHost } from '../cluster/cluster-manager.js';
 import { PoolRegistry } from '../pool/pool-registry.js';
 import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
-import { handleRequest, type ListenerContext, type RequestEnv } from '../proxy/handle-request.js';
+import { handleRequest } from '../proxy/handle-request.js';
+import type { ListenerContext, RequestEnv } from '../proxy/exchange.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
 import type { ProxyRequest, UpstreamOutcome } from '../proxy/forwarder.js';
 import { ListenerSet } from '../listener/listener-set.js';

@@ -17,6 +17,7 @@ export class WorkerSupervisor {
   readonly links = new Map<number, WorkerLink>();
   readonly #messageHandlers: Array<(msg: ToPrimary, link: WorkerLink) => void> = [];
   readonly #goneHandlers: Array<(id: number) => void> = [];
+  // biome-ignore lint/suspicious/noExplicitAny: as RpcServer.handle (control/ipc/rpc.ts)
   readonly #rpcHandlers = new Map<string, (payload: any, worker: number) => unknown>();
   readonly #queries = new Map<number, (msg: ToPrimary) => void>();
   #queryId = 0;

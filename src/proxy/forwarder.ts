@@ -33,6 +33,19 @@ export interface ProxyEnv {
   onFinish(p: ProxyRequest): void;
 }
 
+/** A gateway error to answer a request with ({@link ProxyRequest.answer}). */
+export interface LocalAnswer {
+  /** Counted under it; `route=""` without one (refused before routing). */
+  route?: RouteRuntime;
+  /** The client's x-request-id, or '' for a new one. */
+  requestId: string;
+  code: ErrorCode;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Close the connection after answering (the request's framing is in doubt). */
+  close?: boolean;
+}
+
 const OVERLOADED = { 'x-meridian-overloaded': 'true' };
 /** Dispatch options of a request answered locally: never dispatched. */
 const NO_UPSTREAM: Dispatcher.DispatchOptions = Object.freeze({ path: '/', method: 'GET' as const });
@@ -95,7 +108,8 @@ export class ProxyRequest implements AttemptOwner {
   #hedgeTimer: NodeJS.Timeout | undefined;
   #done = false;
   #resume: (() => void) | undefined;
-  readonly #hashKey: string | undefined;
+  /** The request's consistent-hash key (ring hash, Maglev), set before start(). */
+  hashKey: string | undefined;
   /** Hosts of earlier attempts; allocated only when a request makes a second attempt. */
   #tried: UpstreamHost[] | undefined;
   #holdsRequest = false;
@@ -107,14 +121,13 @@ export class ProxyRequest implements AttemptOwner {
   #bodyDeadline: BodyDeadline | undefined;
 
   /** In flight from here until env.onFinish: the caller must either start() it or answer it. */
-  constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions, hashKey: string | undefined) {
+  constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions) {
     this.req = req;
     this.res = res;
     this.route = route;
     this.cluster = cluster;
     this.env = env;
     this.opts = opts;
-    this.#hashKey = hashKey;
     env.inFlight++;
   }
 
@@ -123,16 +136,15 @@ export class ProxyRequest implements AttemptOwner {
    * routing) and finish it: counted under its route (`route=""` without one) and access-logged,
    * with a new request id when the client sent none (as Envoy generates one for every request).
    */
-  static answer(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime | undefined, env: ProxyEnv, requestId: string, code: ErrorCode,
-    headers?: Record<string, string>, body?: string, closeConnection = false): void {
-    const p = new ProxyRequest(req, res, route ?? UNROUTED, undefined, env, NO_UPSTREAM, undefined);
-    p.requestId = requestId || randomUUID();
-    p.#fail(code, headers ?? (code === 'overloaded' ? OVERLOADED : undefined), body, closeConnection);
+  static answer(req: DownstreamRequest, res: DownstreamResponse, env: ProxyEnv, a: LocalAnswer): void {
+    const p = new ProxyRequest(req, res, a.route ?? UNROUTED, undefined, env, NO_UPSTREAM);
+    p.requestId = a.requestId || randomUUID();
+    p.#fail(a.code, a.headers ?? (a.code === 'overloaded' ? OVERLOADED : undefined), a.body, a.close ?? false);
   }
 
   /** Finish a request whose response the gateway wrote itself (direct response, redirect). */
   static answered(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv, requestId: string, bytesOut: number): void {
-    const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM, undefined);
+    const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM);
     p.requestId = requestId || randomUUID();
     p.status = res.statusCode;
     p.bytesOut = bytesOut;
@@ -182,7 +194,7 @@ export class ProxyRequest implements AttemptOwner {
     const previous = this.current?.host;
     if (previous) (this.#tried ??= []).push(previous);
     const tried = this.#tried;
-    const key = this.#hashKey;
+    const key = this.hashKey;
     const host = this.#cluster.lb.pick(tried ? { hashKey: key, accept: (h) => !tried.includes(h as UpstreamHost) } : key !== undefined ? { hashKey: key } : undefined) as UpstreamHost | undefined;
     if (!host) {
       if (isRetry) this.#cluster.breaker.releaseRetry();

@@ -1,9 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { ServerResponse } from 'node:http';
-import type { PeerIdentity } from '../filters/filter.js';
 import { buildUpstreamHeaders, contentLengthIn, flatToObject } from './headers.js';
 import type { DownstreamResponse } from './respond.js';
-import { ProxyRequest, type ProxyEnv } from './forwarder.js';
+import { ProxyRequest } from './forwarder.js';
 import { pickCluster, replacePrefix } from './route-runtime.js';
 import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
@@ -11,24 +10,8 @@ import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
 import { ReplayableBody } from './replay-body.js';
 import { LimitedBody } from './body-limit.js';
 import type { Readable } from 'node:stream';
-import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters, type Exchange } from './request-path.js';
-
-/** What a listener contributes to each request. */
-export interface ListenerContext {
-  readonly name: string;
-  readonly proto: 'http' | 'https';
-  /** Send the verified client certificate upstream as x-forwarded-client-cert. */
-  readonly forwardClientCert: boolean;
-  /** Verified client certificate identity of the connection, if any. */
-  peerOf(req: DownstreamRequest): PeerIdentity | undefined;
-}
-
-/** Per-worker request-path state that outlives snapshots. */
-export interface RequestEnv extends ProxyEnv {
-  shedding: boolean;
-  normalize(path: string): string | null;
-  xfcc(peer: PeerIdentity): string;
-}
+import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, routed, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters } from './request-path.js';
+import type { Exchange, ListenerContext, RequestEnv, RoutedRequest } from './exchange.js';
 
 /**
  * The request path: guard -> route -> filters -> direct/redirect/proxy. Everything here reads the
@@ -37,23 +20,25 @@ export interface RequestEnv extends ProxyEnv {
  */
 export function handleRequest(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse): void {
   const t = routeRequest(snap, listener, env, req);
-  if (t.error) return ProxyRequest.answer(req, res, t.route, env, clientRequestId(req), t.error, undefined, undefined, t.close);
+  if (t.error) return ProxyRequest.answer(req, res, env, { route: t.route, requestId: clientRequestId(req), code: t.error, close: t.close });
   const route = t.route!;
-  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes) return ProxyRequest.answer(req, res, route, env, clientRequestId(req), 'payload_too_large', undefined, undefined, true);
-  if (route.filters.length === 0) return dispatchRoute(snap, route, listener, env, req, res, t.path, t.query, t.authority, t.hasBody, undefined);
-  runRouteFilters(newExchange(snap, listener, env, req, t, res), AFTER_FILTERS);
+  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes) return ProxyRequest.answer(req, res, env, { route, requestId: clientRequestId(req), code: 'payload_too_large', close: true });
+  const r = routed(snap, listener, env, req, t);
+  if (route.filters.length === 0) return dispatchRoute(r, res, undefined);
+  runRouteFilters(newExchange(r, res), AFTER_FILTERS);
 }
 
 /** Plain requests: a refusal goes on the request's own response. */
 const AFTER_FILTERS: AfterFilters = {
-  pass: (x) => dispatchRoute(x.snap, x.route, x.listener, x.env, x.req, x.res!, x.path, x.query, x.authority, x.hasBody, x),
+  pass: (x) => dispatchRoute(x, x.res!, x),
   responseFor: (x) => x.res,
 };
 
-function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, path: string, query: string, authority: string, hasBody: boolean, x: Exchange | undefined): void {
-  if (route.kind === 'direct') return respondDirect(route, env, req, res, x);
-  if (route.kind === 'redirect') return respondRedirect(route, listener, env, req, res, authority, path, query, x);
-  forward(snap, route, listener, env, req, res, path, query, authority, hasBody, x, undefined);
+/** The route's action: a direct response, a redirect, or forwarding. `x`: the exchange when the route has filters. */
+function dispatchRoute(r: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined): void {
+  if (r.route.kind === 'direct') return respondDirect(r, res, x);
+  if (r.route.kind === 'redirect') return respondRedirect(r, res, x);
+  forward(r, res, x, undefined);
 }
 
 /**
@@ -61,20 +46,20 @@ function dispatchRoute(snap: Snapshot, route: CompiledRoute, listener: ListenerC
  * headers (hop-by-hop and client identity headers stripped, the gateway's identity headers set),
  * the normalized and rewritten path, then a ProxyRequest that runs the attempts.
  */
-export function forward(snap: Snapshot, route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse,
-  path: string, query: string, authority: string, hasBody: boolean, x: Exchange | undefined, upgrade: string | undefined): void {
+export function forward(r: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined, upgrade: string | undefined): void {
+  const { snap, route, env, req, hasBody } = r;
   const cluster = pickCluster(route, env.rng.random());
-  if (!cluster) return ProxyRequest.answer(req, res, route, env, x?.requestId ?? clientRequestId(req), 'no_healthy_upstream');
-  const facts = forwardFacts(snap, route, listener, req, authority);
+  if (!cluster) return ProxyRequest.answer(req, res, env, { route, requestId: x?.requestId ?? clientRequestId(req), code: 'no_healthy_upstream' });
+  const facts = forwardFacts(r);
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);
-  if (bad) return ProxyRequest.answer(req, res, route, env, x?.requestId ?? clientRequestId(req), bad, undefined, undefined, true);
+  if (bad) return ProxyRequest.answer(req, res, env, { route, requestId: x?.requestId ?? clientRequestId(req), code: bad, close: true });
   // The client address after trusted-proxy handling: x-real-ip, and source-IP hashing (like rate limits
   // and RBAC). At the edge it is the peer address the facts already hold.
   const ip = x ? x.clientIp : facts.trustForwarded ? clientIp(req, true) : facts.clientIp;
-  addIdentityHeaders(headers, facts, x, listener, req, env, ip);
+  addIdentityHeaders(headers, facts, r, x, ip);
   const opts: Dispatcher.DispatchOptions = {
-    path: upstreamPath(route, path, upstreamQuery(x, query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
+    path: upstreamPath(route, r.path, upstreamQuery(x, r.query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
     headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
   };
   // Read from the upstream list: IncomingMessage builds its `headers` object only when asked.
@@ -87,9 +72,10 @@ export function forward(snap: Snapshot, route: CompiledRoute, listener: Listener
   }
   if (isGone(req, res)) return;
   const hashKey = cluster.hashKeyOf ? cluster.hashKeyOf(req.headers, ip) : undefined;
-  const p = new ProxyRequest(req, res, route, cluster, env, opts, hashKey);
+  const p = new ProxyRequest(req, res, route, cluster, env, opts);
+  p.hashKey = hashKey;
   p.requestId = facts.requestId!;
-  if (x && x.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
+  if (x?.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
   p.start();
   if (hasBody && upgrade === undefined && snap.bodyProgress) p.watchBody(snap.bodyProgress);
 }
@@ -107,7 +93,7 @@ function isGone(req: DownstreamRequest, res: DownstreamResponse): boolean {
   return (res as ServerResponse).destroyed || req.socket.destroyed;
 }
 
-function respondDirect(route: CompiledRoute, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, x: Exchange | undefined) {
+function respondDirect({ route, env, req }: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined) {
   const d = route.direct!;
   // Filters' response headers (rate-limit headers) need a copy; otherwise the compiled headers serve as is.
   res.writeHead(d.status, x?.responseHeaders.length ? { ...d.headers, ...flatToObject(x.responseHeaders) } : d.headers);
@@ -127,7 +113,7 @@ function redirectAuthority(r: NonNullable<CompiledRoute['config']['redirect']>, 
   return isDefault ? host : `${host}:${r.port}`;
 }
 
-function respondRedirect(route: CompiledRoute, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse, authority: string, path: string, query: string, x: Exchange | undefined) {
+function respondRedirect({ route, listener, env, req, authority, path, query }: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined) {
   const r = route.config.redirect!;
   const scheme = r.scheme ?? listener.proto;
   const to = r.path ?? (route.redirectPrefix ? replacePrefix(route.redirectPrefix, path) : path);

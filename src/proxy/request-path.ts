@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
 import { randomHex } from '../common/random-hex.js';
-import type { FilterResponse, RequestContext } from '../filters/filter.js';
+import type { FilterResponse } from '../filters/filter.js';
 import { runFilters } from '../filters/chain.js';
 import { hostOf } from '../router/route-table.js';
 import { isValidAuthority } from '../common/address.js';
@@ -11,9 +11,9 @@ import { withoutCookies, withoutQueryParams } from '../filters/authn/token-sourc
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { ProxyRequest } from './forwarder.js';
 import type { DownstreamResponse } from './respond.js';
-import { scanRequest, type DownstreamRequest, type RequestScan } from './request-scan.js';
+import { scanRequest, type DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
-import type { ListenerContext, RequestEnv } from './handle-request.js';
+import type { Exchange, ListenerContext, RequestEnv, RoutedRequest, Target } from './exchange.js';
 import { replacePrefix } from './route-runtime.js';
 
 /*
@@ -22,19 +22,6 @@ import { replacePrefix } from './route-runtime.js';
  * the same bookkeeping as proxied responses), then build the upstream request's identity headers.
  * Sharing them is what keeps an upgrade from skipping authentication or rate limits.
  */
-
-/** Where a request goes, filled by {@link routeRequest}. */
-export interface Target extends RequestScan {
-  route: CompiledRoute | undefined;
-  /** Set instead of `route` when the request is refused before routing or matches no route. */
-  error: ErrorCode | undefined;
-  /** The refusal leaves the connection's framing in doubt: close it after answering. */
-  close: boolean;
-  /** Normalized path, without the query. */
-  path: string;
-  /** Raw query including its '?', or ''. */
-  query: string;
-}
 
 // One scratch object: it is read synchronously by the caller before anything can run in between.
 const target: Target = { authority: '', hostCount: 0, hasBody: false, contentLength: -1, route: undefined, error: undefined, close: false, path: '', query: '' };
@@ -113,32 +100,23 @@ function guardRequest(req: DownstreamRequest, limits: Snapshot['config']['gatewa
 }
 
 /**
- * A routed request in the filter stage. It is the filters' RequestContext and also carries what the
- * request path needs after them, so a filtered request costs one object whether its filters answer
- * synchronously or not (no per-request closures).
+ * The routed request of a Target (call before anything yields: the target is scratch): what the
+ * stages after routing read.
  */
-export interface Exchange extends RequestContext {
-  readonly snap: Snapshot;
-  readonly route: CompiledRoute;
-  readonly listener: ListenerContext;
-  readonly env: RequestEnv;
-  readonly req: DownstreamRequest;
-  readonly hasBody: boolean;
-  /** A plain request's response; upgrades have none until one is needed for a refusal. */
-  readonly res: DownstreamResponse | undefined;
-  /** Upgrades only: the client's socket (holding any bytes read past the request head). */
-  readonly socket: Duplex | undefined;
+export function routed(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, t: Target): RoutedRequest {
+  return { snap, route: t.route!, listener, env, req, path: t.path, query: t.query, authority: t.authority, hasBody: t.hasBody };
 }
 
-/** Build the exchange of a routed request (call before anything yields: `t` is scratch). */
-export function newExchange(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, t: Target, res: DownstreamResponse | undefined, socket?: Duplex): Exchange {
+/** Build the exchange of a routed request whose route has filters. */
+export function newExchange(r: RoutedRequest, res: DownstreamResponse | undefined, socket?: Duplex): Exchange {
+  const { snap, req, listener } = r;
   const trust = snap.config.gateway.trustForwardedHeaders;
   const id = clientRequestId(req);
   return {
-    method: req.method ?? 'GET', path: t.path, query: t.query, authority: t.authority, headers: req.headers, clientIp: clientIp(req, trust),
-    peer: listener.peerOf(req), routeName: t.route!.name, requestId: id === '' ? randomUUID() : id, upstreamHeaders: [], upstreamStrip: [],
+    method: req.method ?? 'GET', path: r.path, query: r.query, authority: r.authority, headers: req.headers, clientIp: clientIp(req, trust),
+    peer: listener.peerOf(req), routeName: r.route.name, requestId: id === '' ? randomUUID() : id, upstreamHeaders: [], upstreamStrip: [],
     upstreamStripCookies: undefined, upstreamStripQuery: undefined, responseHeaders: [],
-    snap, route: t.route!, listener, env, req, hasBody: t.hasBody, res, socket,
+    snap, route: r.route, listener, env: r.env, req, hasBody: r.hasBody, res, socket,
   };
 }
 
@@ -174,7 +152,7 @@ export function runRouteFilters(x: Exchange, then: AfterFilters): void {
  */
 function refuse(x: Exchange, then: AfterFilters, r: FilterResponse): void {
   const res = then.responseFor(x);
-  if (res) ProxyRequest.answer(x.req, res, x.route, x.env, x.requestId, r.code, r.headers, r.body);
+  if (res) ProxyRequest.answer(x.req, res, x.env, { route: x.route, requestId: x.requestId, code: r.code, headers: r.headers, body: r.body });
 }
 
 /** The TCP peer's address, IPv4-mapped prefix removed: what the gateway appends to X-Forwarded-For. */
@@ -204,11 +182,11 @@ export function clientIp(req: DownstreamRequest, trustForwarded: boolean): strin
 }
 
 /** The per-request facts the upstream header builder needs (one object per forwarded request). */
-export function forwardFacts(snap: Snapshot, route: CompiledRoute, listener: ListenerContext, req: DownstreamRequest, authority: string): ForwardFacts {
-  const g = snap.config.gateway;
+export function forwardFacts(r: RoutedRequest): ForwardFacts {
+  const g = r.snap.config.gateway;
   return {
-    clientIp: peerIp(req), proto: listener.proto, authority: route.rewriteHost ?? authority, trustForwarded: g.trustForwardedHeaders,
-    rejectUnderscores: g.rejectUnderscoreHeaders, upgrade: false, identity: snap.identityHeaders, requestId: undefined, traceparent: undefined,
+    clientIp: peerIp(r.req), proto: r.listener.proto, authority: r.route.rewriteHost ?? r.authority, trustForwarded: g.trustForwardedHeaders,
+    rejectUnderscores: g.rejectUnderscoreHeaders, upgrade: false, identity: r.snap.identityHeaders, requestId: undefined, traceparent: undefined,
   };
 }
 
@@ -219,7 +197,8 @@ export function forwardFacts(snap: Snapshot, route: CompiledRoute, listener: Lis
  * trusted-proxy handling), and from a verified client certificate `x-spiffe-id` and, when the
  * listener forwards it, `x-forwarded-client-cert`.
  */
-export function addIdentityHeaders(headers: string[], facts: ForwardFacts, x: Exchange | undefined, listener: ListenerContext, req: DownstreamRequest, env: RequestEnv, ip: string): void {
+export function addIdentityHeaders(headers: string[], facts: ForwardFacts, r: RoutedRequest, x: Exchange | undefined, ip: string): void {
+  const { listener } = r;
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
   if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent());
   if (x) {
@@ -229,10 +208,10 @@ export function addIdentityHeaders(headers: string[], facts: ForwardFacts, x: Ex
     for (let i = 0; i < x.upstreamHeaders.length; i++) headers.push(x.upstreamHeaders[i]);
   }
   headers.push('x-real-ip', ip);
-  const peer = x ? x.peer : listener.peerOf(req);
+  const peer = x ? x.peer : listener.peerOf(r.req);
   if (peer) {
     if (peer.spiffeId !== undefined) headers.push('x-spiffe-id', peer.spiffeId);
-    if (listener.forwardClientCert) headers.push('x-forwarded-client-cert', env.xfcc(peer));
+    if (listener.forwardClientCert) headers.push('x-forwarded-client-cert', r.env.xfcc(peer));
   }
 }
 

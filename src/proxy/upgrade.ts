@@ -3,8 +3,9 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
 import { destroySelf, ProxyRequest } from './forwarder.js';
-import { clientRequestId, newExchange, routeRequest, runRouteFilters, type AfterFilters, type Exchange } from './request-path.js';
-import { forward, type ListenerContext, type RequestEnv } from './handle-request.js';
+import { clientRequestId, newExchange, routeRequest, routed, runRouteFilters, type AfterFilters } from './request-path.js';
+import { forward } from './handle-request.js';
+import type { Exchange, ListenerContext, RequestEnv } from './exchange.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 
 /**
@@ -25,7 +26,7 @@ export function handleUpgrade(snap: Snapshot, listener: ListenerContext, env: Re
   if (t.error) return answer(req, socket, env, t.route, t.error);
   if (t.route!.kind !== 'cluster' && t.route!.kind !== 'weighted') return answer(req, socket, env, t.route, 'method_not_allowed');
   // Upgrades are rare next to plain requests: always building the exchange keeps one code path.
-  runRouteFilters(newExchange(snap, listener, env, req, t, undefined, socket), AFTER_FILTERS);
+  runRouteFilters(newExchange(routed(snap, listener, env, req, t), undefined, socket), AFTER_FILTERS);
 }
 
 /** True when any Upgrade header (a list, possibly repeated) names h2c, with or without a version. */
@@ -47,7 +48,8 @@ function forwardUpgrade(x: Exchange): void {
   const req = x.req as IncomingMessage;
   const res = responseOn(req, x.socket!);
   if (!res) return; // the client left while the filters ran
-  forward(x.snap, x.route, x.listener, x.env, req, res, x.path, x.query, x.authority, false, x, req.headers.upgrade);
+  // An upgrade has no request body to forward: its bytes go through the tunnel.
+  forward({ ...x, hasBody: false }, res, x, req.headers.upgrade);
 }
 
 /** After a response written on an upgrade's socket, the connection closes. */
@@ -78,5 +80,5 @@ function responseOn(req: IncomingMessage, socket: Duplex): ServerResponse | unde
 /** Answer a gateway error on the upgrade's socket (counted and logged), then close it. */
 function answer(req: IncomingMessage, socket: Duplex, env: RequestEnv, route: CompiledRoute | undefined, code: ErrorCode): void {
   const res = responseOn(req, socket);
-  if (res) ProxyRequest.answer(req, res, route, env, clientRequestId(req), code, undefined, undefined, true);
+  if (res) ProxyRequest.answer(req, res, env, { route, requestId: clientRequestId(req), code, close: true });
 }

@@ -40,7 +40,8 @@ function headerPredicate(h: HeaderMatch): Predicate {
 
 function valueTest(h: { exact?: string; prefix?: string; regex?: string; present?: boolean }): (v: string | undefined) => boolean {
   if (h.exact !== undefined) return (v) => v === h.exact;
-  if (h.prefix !== undefined) return (v) => v !== undefined && v.startsWith(h.prefix!);
+  const prefix = h.prefix;
+  if (prefix !== undefined) return (v) => v?.startsWith(prefix) === true;
   if (h.regex !== undefined) {
     const re = new RegExp(`^(?:${h.regex})$`);
     return (v) => v !== undefined && re.test(v);

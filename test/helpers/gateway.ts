@@ -86,7 +86,7 @@ export async function spawnMain<R>(args: string[], what: string, env: Record<str
     let buf = '';
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
-      let nl;
+      let nl: number;
       while ((nl = buf.indexOf('\n')) !== -1) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);

@@ -245,7 +245,7 @@ function fillSlices(api: KubeApiServer, c: Case, pods: { ips: Map<string, string
     if (!backend) throw new Error(`action names an unknown Deployment: ${a.fill}`);
     for (const name of a.endpointSlices ?? []) {
       const slice = api.get(ENDPOINT_SLICES, backend.namespace, name);
-      if (!slice || slice.addressType !== 'IPv4') continue;
+      if (slice?.addressType !== 'IPv4') continue;
       api.put(ENDPOINT_SLICES, { ...slice, endpoints: backend.podNames.map((pod) => ({ addresses: [pods.ips.get(pod)!], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace: backend.namespace, name: pod } })) });
     }
   }

@@ -20,7 +20,7 @@ let serverCert: Issued;
 let up: TestUpstream;
 /** Raw upstream for the h2c cases: records every connection and byte, and agrees to any h2c upgrade. */
 let rawUp: net.Server;
-let rawUpSeen: string[] = [];
+const rawUpSeen: string[] = [];
 /** A permissive TLS server (TLS 1.0+, every cipher, renegotiation allowed): proves each hostile client offer is valid. */
 let control: tls.Server;
 let gw: InProcessGateway;

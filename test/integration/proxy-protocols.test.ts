@@ -4,7 +4,7 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import { request, Agent } from 'undici';
+import { request, } from 'undici';
 import { startInProcess, baseConfig, waitFor, type InProcessGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -13,7 +13,7 @@ let counting: TestUpstream;
 let trailers: TestUpstream;
 let early: http.Server;
 let h2up: http2.Http2Server;
-let h2Seen: Array<{ path: string; proto: string }> = [];
+const h2Seen: Array<{ path: string; proto: string }> = [];
 let wsServer: http.Server;
 let wss: WebSocketServer;
 

@@ -15,7 +15,7 @@ export function authenticate(req: IncomingMessage, admin: Config['admin']): Auth
   if (tokens.length === 0) return { ok: true, who: 'anonymous(loopback)' };
   const header = req.headers.authorization;
   // The auth scheme is case-insensitive (RFC 9110 section 11.1).
-  if (!header || header.slice(0, 7).toLowerCase() !== 'bearer ') return { ok: false, status: 401 };
+  if (header?.slice(0, 7).toLowerCase() !== 'bearer ') return { ok: false, status: 401 };
   const presented = digest(header.slice(7).trim());
   for (const t of tokens) if (timingSafeEqual(presented, digest(t.token))) return { ok: true, who: `token:${t.name}` };
   return { ok: false, status: 403 };

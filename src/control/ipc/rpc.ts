@@ -8,11 +8,13 @@ export interface RpcChannel {
 
 /** Primary side: one handler per topic. `worker` identifies the caller (0 in single-process mode). */
 export interface RpcServer {
+  // biome-ignore lint/suspicious/noExplicitAny: each handler declares its topic's payload type; the wire carries JSON
   handle(topic: string, fn: (payload: any, worker: number) => unknown | Promise<unknown>): void;
 }
 
 /** An in-process channel/server pair (single-process mode and unit tests). */
 export function createLocalRpc(): { channel: RpcChannel; server: RpcServer } {
+  // biome-ignore lint/suspicious/noExplicitAny: as RpcServer.handle
   const handlers = new Map<string, (payload: any, worker: number) => unknown | Promise<unknown>>();
   return {
     server: { handle: (topic, fn) => void handlers.set(topic, fn) },

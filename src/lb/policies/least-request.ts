@@ -12,7 +12,7 @@ export const leastRequest: PolicyFactory = (hosts, config, rng) => {
   const bias = config.activeRequestBias;
   if (!hosts.every((h) => h.weight === hosts[0].weight)) {
     const edf = new EdfScheduler<Host>();
-    const dynamic = (h: Host) => (bias === 0 ? h.weight : h.weight / Math.pow(h.activeRequests + 1, bias));
+    const dynamic = (h: Host) => (bias === 0 ? h.weight : h.weight / (h.activeRequests + 1) ** bias);
     for (const h of hosts) edf.add(h, dynamic(h));
     return { pick: (ctx) => acceptOrNext(hosts, edf.pick(dynamic)!, ctx) };
   }

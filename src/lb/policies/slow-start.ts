@@ -26,9 +26,9 @@ export function withSlowStart(base: PolicyFactory, ss: NonNullable<LbConfig['slo
     let now = clock.now();
     const weightOf = (h: Host): number => {
       const age = now - h.healthySince;
-      const factor = h.healthySince === 0 || age >= windowMs ? 1 : Math.max(floor, Math.pow(Math.max(age, 1000) / windowMs, exponent));
+      const factor = h.healthySince === 0 || age >= windowMs ? 1 : Math.max(floor, (Math.max(age, 1000) / windowMs) ** exponent);
       const w = h.weight * factor;
-      return bias === 0 ? w : w / Math.pow(h.activeRequests + 1, bias);
+      return bias === 0 ? w : w / (h.activeRequests + 1) ** bias;
     };
     const edf = new EdfScheduler<Host>();
     for (const h of hosts) edf.add(h, weightOf(h));

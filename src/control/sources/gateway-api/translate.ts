@@ -330,7 +330,7 @@ function listenerProblem(l: GatewayListener, gw: Gateway, secrets: Map<string, {
     const ns = ref.namespace ?? gw.metadata.namespace ?? 'default';
     if (ns !== (gw.metadata.namespace ?? 'default')) return { accepted: true, resolved: false, conflicted: false, reason: 'RefNotPermitted', message: `Secret ${ns}/${ref.name} is in another namespace` };
     const secret = secrets.get(key(ns, ref.name));
-    if (!secret || secret.type !== 'kubernetes.io/tls' || !secret.data?.['tls.crt'] || !secret.data?.['tls.key']) {
+    if (secret?.type !== 'kubernetes.io/tls' || !secret.data?.['tls.crt'] || !secret.data?.['tls.key']) {
       return { accepted: true, resolved: false, conflicted: false, reason: 'InvalidCertificateRef', message: `Secret ${ns}/${ref.name} is not a kubernetes.io/tls Secret with tls.crt and tls.key` };
     }
   }
