@@ -2,8 +2,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Http2ServerRequest } from 'node:http2';
 import type { ListenerConfig } from '../config/schema/index.js';
 import type { PeerIdentity } from '../filters/filter.js';
-import type { DownstreamRequest } from '../proxy/request-scan.js';
 import { peerIdentity } from './peer-identity.js';
+import type { DownstreamRequest } from './downstream.js';
 
 const cache = new WeakMap<TLSSocket, PeerIdentity | null>();
 

@@ -5,10 +5,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
-import type { DownstreamRequest } from '../proxy/request-scan.js';
 import type { TlsContexts } from './tls-context.js';
 import type { SniResolver } from './passthrough-server.js';
-import type { DownstreamResponse } from '../proxy/respond.js';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
 
 type Limits = Config['gateway']['limits'];
 

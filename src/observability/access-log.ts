@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Rng } from '../common/clock.js';
 import { logger } from './logger.js';
-import type { ProxyRequest } from '../proxy/forwarder.js';
+import type { ExchangeRecord } from './exchange-record.js';
 
 /**
  * One JSON line per downstream request, whoever answered it (upstream, direct response, redirect,
@@ -23,7 +23,7 @@ export class AccessLog {
     this.#secretParams = secretParams.length ? new Set(secretParams) : undefined;
   }
 
-  write(p: ProxyRequest, status: number): void {
+  write(p: ExchangeRecord, status: number): void {
     if (!this.#enabled || (this.#rate < 1 && this.#rng.random() >= this.#rate)) return;
     const req = p.req;
     this.#log.info({

@@ -8,10 +8,9 @@ import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
 import { handleRequest } from '../proxy/handle-request.js';
 import type { ListenerContext, RequestEnv } from '../proxy/exchange.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import type { ProxyRequest, UpstreamOutcome } from '../proxy/forwarder.js';
+import type { UpstreamOutcome } from '../proxy/forwarder.js';
+import type { ExchangeRecord } from '../observability/exchange-record.js';
 import { ListenerSet } from '../listener/listener-set.js';
-import type { DownstreamRequest } from '../proxy/request-scan.js';
-import type { DownstreamResponse } from '../proxy/respond.js';
 import { AccessLog } from '../observability/access-log.js';
 import { configVersion, dropEndpointSeries, retainSeries } from '../observability/request-metrics.js';
 import type { EndpointDelta } from '../config/endpoint-delta.js';
@@ -21,6 +20,7 @@ import { formatXfcc } from '../listener/peer-identity.js';
 import { watchHeap } from './overload.js';
 import { tokenQueryParams } from '../filters/authn/token-source.js';
 import { HostAges } from '../cluster/host-ages.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
 const NO_HEADERS = { headers: {} };
 
@@ -145,7 +145,7 @@ export class DataPlane {
     };
   }
 
-  #onFinish(p: ProxyRequest) {
+  #onFinish(p: ExchangeRecord) {
     this.env.inFlight--;
     const status = p.res.statusCode || p.status;
     p.route.counters[(status / 100) | 0]?.inc();

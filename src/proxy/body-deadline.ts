@@ -1,5 +1,5 @@
 import type { Http2ServerRequest } from 'node:http2';
-import type { DownstreamRequest } from './request-scan.js';
+import type { DownstreamRequest } from '../listener/downstream.js';
 
 /** A snapshot's body-progress rule: `limits.bodyTimeout` (ms) and `limits.bodyMinRate` (bytes/s). */
 export interface BodyProgressRule {

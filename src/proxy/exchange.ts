@@ -2,9 +2,9 @@ import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
 import type { PeerIdentity, RequestContext } from '../filters/filter.js';
 import type { ProxyEnv } from './forwarder.js';
-import type { DownstreamResponse } from './respond.js';
-import type { DownstreamRequest, RequestScan } from './request-scan.js';
+import type { RequestScan } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
 /*
  * The types a request carries along the request path (guard -> route -> filters -> action ->

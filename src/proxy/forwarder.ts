@@ -7,15 +7,16 @@ import type { ErrorCode } from '../common/errors.js';
 import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js';
 import { buildResponseHeaders, flatToObject, trailersToObject } from './headers.js';
 import { classifyUpstreamError, closedBeforeResponse } from './error-map.js';
-import { abandonUnreadBody, respondError, type DownstreamResponse } from './respond.js';
+import { abandonUnreadBody, respondError } from './respond.js';
 import { retriableResponse, UNROUTED, type RouteRuntime } from './route-runtime.js';
 import { grpcCodeToHttp, grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
-import type { DownstreamRequest } from './request-scan.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
 import { ReplayableBody } from './replay-body.js';
 import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
 import { BodyTooLargeError } from './body-limit.js';
+import type { ExchangeRecord } from '../observability/exchange-record.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
 /** Upstream outcome classes reported for outlier detection. */
 export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failure';
@@ -30,7 +31,7 @@ export interface ProxyEnv {
   inFlight: number;
   recordOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
   /** Called exactly once per ProxyRequest: count it, write its access-log line, release inFlight. */
-  onFinish(p: ProxyRequest): void;
+  onFinish(p: ExchangeRecord): void;
 }
 
 /** A gateway error to answer a request with ({@link ProxyRequest.answer}). */
@@ -77,7 +78,7 @@ export function destroySelf(this: Duplex): void {
  * is one without a cluster ({@link ProxyRequest.answer}, {@link ProxyRequest.answered}), so every
  * response finishes through the same counters, access log and in-flight count (env.onFinish).
  */
-export class ProxyRequest implements AttemptOwner {
+export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
   readonly route: RouteRuntime;

@@ -1,10 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { ServerResponse } from 'node:http';
 import { buildUpstreamHeaders, contentLengthIn, flatToObject } from './headers.js';
-import type { DownstreamResponse } from './respond.js';
 import { ProxyRequest } from './forwarder.js';
 import { pickCluster, replacePrefix } from './route-runtime.js';
-import type { DownstreamRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import { MirrorTee, sendMirror, type MirrorPolicy } from './mirror.js';
 import { ReplayableBody } from './replay-body.js';
@@ -12,6 +10,7 @@ import { LimitedBody } from './body-limit.js';
 import type { Readable } from 'node:stream';
 import { addIdentityHeaders, clientIp, clientRequestId, forwardFacts, newExchange, routeRequest, routed, runRouteFilters, upstreamPath, upstreamQuery, type AfterFilters } from './request-path.js';
 import type { Exchange, ListenerContext, RequestEnv, RoutedRequest } from './exchange.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
 /**
  * The request path: guard -> route -> filters -> direct/redirect/proxy. Everything here reads the

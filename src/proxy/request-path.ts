@@ -10,11 +10,11 @@ import { isValidAuthority } from '../common/address.js';
 import { withoutCookies, withoutQueryParams } from '../filters/authn/token-source.js';
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { ProxyRequest } from './forwarder.js';
-import type { DownstreamResponse } from './respond.js';
-import { scanRequest, type DownstreamRequest } from './request-scan.js';
+import { scanRequest } from './request-scan.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 import type { Exchange, ListenerContext, RequestEnv, RoutedRequest, Target } from './exchange.js';
 import { replacePrefix } from './route-runtime.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
 /*
  * The stages every routed request goes through, whether it is a plain request (handle-request.ts)

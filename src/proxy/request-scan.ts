@@ -1,7 +1,5 @@
-import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
-
-export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+import type { DownstreamRequest } from '../listener/downstream.js';
 
 /** Facts read from the raw request headers in one allocation-free pass, before routing. */
 export interface RequestScan {

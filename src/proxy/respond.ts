@@ -1,10 +1,9 @@
 import type { ServerResponse } from 'node:http';
-import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import type { DownstreamRequest } from './request-scan.js';
+import { constants as h2, type Http2ServerRequest } from 'node:http2';
 import { ErrorCodes, type ErrorCode } from '../common/errors.js';
 import { downstreamErrors } from '../observability/request-metrics.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
-export type DownstreamResponse = ServerResponse | Http2ServerResponse;
 
 /**
  * The one place a gateway-generated error becomes a response: status from the catalogue,

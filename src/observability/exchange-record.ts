@@ -1,0 +1,27 @@
+import type { ErrorCode } from '../common/errors.js';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
+import type { routeCounters } from './request-metrics.js';
+
+/**
+ * What the access log and the request counters read of a finished exchange (proxied, answered by the
+ * gateway, or an upgrade's closed tunnel). The request path's ProxyRequest is one; observability reads
+ * this record and nothing of the request path.
+ */
+export interface ExchangeRecord {
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  /** The matched route (name '' when the request was refused before routing) and its counters by status class. */
+  readonly route: { readonly name: string; readonly counters: ReturnType<typeof routeCounters> };
+  /** The cluster chosen; undefined when the gateway answered. */
+  readonly cluster: { readonly name: string } | undefined;
+  /** The upstream host of the attempt whose response went to the client (or the last tried). */
+  readonly host: { readonly address: string } | undefined;
+  readonly requestId: string;
+  /** The status sent, when the response object does not carry it (a reset stream). */
+  readonly status: number;
+  readonly bytesOut: number;
+  /** performance.now() when the exchange began. */
+  readonly startedAt: number;
+  readonly retries: number;
+  readonly error: ErrorCode | undefined;
+}
