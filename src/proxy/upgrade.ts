@@ -3,8 +3,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
 import { destroySelf, ProxyRequest } from './forwarder.js';
-import { clientRequestId, newExchange, routeRequest, routed, runRouteFilters, type AfterFilters } from './request-path.js';
-import { forward } from './handle-request.js';
+import { routeRequest, routed } from './route.js';
+import { newExchange, runRouteFilters, type AfterFilters } from './filter-stage.js';
+import { clientRequestId } from './request-facts.js';
+import { forward } from './actions/forward.js';
 import type { Exchange, ListenerContext, RequestEnv } from './exchange.js';
 import type { CompiledRoute, Snapshot } from './snapshot.js';
 
