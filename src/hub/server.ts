@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { TSchema } from '@sinclair/typebox';
-import { splitAddress } from '../common/address.js';
+import { formatAddress, splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
 import { subjectAltNames } from '../common/subject-alt-name.js';
@@ -74,7 +74,7 @@ export class HubServer {
     });
     this.#server = server;
     const a = server.address() as AddressInfo;
-    return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return formatAddress(a.address, a.port);
   }
 
   async close(): Promise<void> {
