@@ -7,7 +7,8 @@ import { PoolRegistry } from '../pool/pool-registry.js';
 import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
 import { handleRequest, type ListenerContext, type RequestEnv } from '../proxy/handle-request.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import type { ProxyRequest, UpstreamOutcome } from '../proxy/forwarder.js';
+import type { ProxyRequest } from '../proxy/forwarder.js';
+import type { Outcome } from '../outlier/outcome.js';
 import { ListenerSet } from '../listener/listener-set.js';
 import type { DownstreamRequest } from '../proxy/request-scan.js';
 import type { DownstreamResponse } from '../proxy/respond.js';
@@ -27,7 +28,7 @@ export interface DataPlaneDeps {
   lbFactory: LbFactory;
   buildFilters: FilterBuilder;
   /** Called for every finished upstream attempt (outlier detection feed). */
-  onOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
+  onOutcome(host: UpstreamHost, outcome: Outcome, status: number): void;
   clock?: Clock;
   rng?: Rng;
 }
