@@ -1,6 +1,6 @@
 import type { ClusterConfig, Config } from '../config/schema/index.js';
 import type { Clock, Rng } from '../common/clock.js';
-import { HostFlag, type Host, type Locality } from './host.js';
+import { adminFlags, HostFlag, type Host, type Locality } from './host.js';
 import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
 import type { EndpointPool, PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
@@ -36,7 +36,6 @@ export interface ClusterEnv {
   ages: HostAges;
 }
 
-const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING, healthy: 0 };
 const OVERLAY_MASK = HostFlag.FAILED_ACTIVE_HC | HostFlag.DEGRADED_ACTIVE_HC | HostFlag.FAILED_OUTLIER_CHECK;
 
 /** One routable cluster of a snapshot: its hosts (all priorities) and the load balancer over them. */
@@ -216,7 +215,7 @@ export class ClusterManager {
     const { host, port } = splitAddress(e.address);
     const pool = registry.lazy(c, e.address);
     this.poolKeys.add(pool.key);
-    const flags = (ADMIN_FLAGS[e.health ?? 'healthy'] ?? 0) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
+    const flags = adminFlags(e.health) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
     return {
       address: e.address, hostname: host, port, weight: e.weight, priority: e.priority,
       locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince,

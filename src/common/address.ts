@@ -1,5 +1,13 @@
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 
+/**
+ * "host:port", with an IPv6 host in brackets ("[::1]:8080"): the inverse of splitAddress, for
+ * addresses, authorities and origins built from a host and a port (a bound socket's, an endpoint's).
+ */
+export function formatAddress(host: string, port: number | string): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Split "host:port" or "[v6]:port" into parts; the host loses its brackets. */
 export function splitAddress(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');

@@ -26,14 +26,3 @@ export const ErrorCodes = {
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
-
-/** A failure with a catalogue code; `status` follows from the code. */
-export class GatewayError extends Error {
-  readonly code: ErrorCode;
-  readonly status: number;
-  constructor(code: ErrorCode, message?: string) {
-    super(message ?? code);
-    this.code = code;
-    this.status = ErrorCodes[code];
-  }
-}

@@ -5,6 +5,7 @@ import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type DnsDiscoverySchema } from '../config/schema/cluster.js';
 import { parseDuration } from '../config/duration.js';
 import { backoffDelay } from '../common/backoff.js';
+import { formatAddress } from '../common/address.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { dnsResolutionFailures } from './metrics.js';
 import type { DiscoveryStatus, EndpointSink } from './endpoint-source.js';
@@ -136,6 +137,5 @@ async function resolveAddresses(resolver: dnsPromises.Resolver, name: string): P
 
 /** The endpoint of one address, with EndpointSchema's defaults (weight 1, priority 0, empty locality and labels). */
 function endpointOf(ip: string, port: number): EndpointConfig {
-  const address = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-  return Value.Default(EndpointSchema, { address }) as EndpointConfig;
+  return Value.Default(EndpointSchema, { address: formatAddress(ip, port) }) as EndpointConfig;
 }

@@ -4,6 +4,7 @@ import type { V1EndpointConditions, V1EndpointSlice } from '@kubernetes/client-n
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type KubernetesDiscoverySchema } from '../config/schema/cluster.js';
 import { loadKubeConfig, ResourceWatch } from '../common/kube-client.js';
+import { formatAddress } from '../common/address.js';
 import { systemRng, type Rng } from '../common/clock.js';
 import { logger } from '../observability/logger.js';
 import { kubernetesWatchErrors } from './metrics.js';
@@ -167,7 +168,7 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
     const forZones = endpoint.hints?.forZones?.map((z) => z.name).filter(Boolean);
     if (forZones?.length) labels['meridian.dev/for-zones'] = forZones.join(',');
     for (const ip of endpoint.addresses ?? []) {
-      const address = slice.addressType === 'IPv6' ? `[${ip}]:${port}` : `${ip}:${port}`;
+      const address = formatAddress(ip, port);
       const defined = { address, locality: { region: endpoint.zone ? region : '', zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
       endpoints.push(Value.Default(EndpointSchema, defined) as EndpointConfig);
     }

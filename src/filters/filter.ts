@@ -1,7 +1,4 @@
 import type { ErrorCode } from '../common/errors.js';
-import type { Clock } from '../common/clock.js';
-import type { Logger } from 'pino';
-import type { RpcChannel } from '../control/ipc/rpc.js';
 
 /** Identity of the TLS peer, extracted once per connection from a verified client certificate. */
 export interface PeerIdentity {
@@ -66,12 +63,4 @@ export interface Filter {
   onRequest(ctx: RequestContext): FilterResult | Promise<FilterResult>;
   /** Release timers/connections when its snapshot is retired. */
   close?(): void;
-}
-
-/** Services filters may use; provided by the worker runtime. */
-export interface FilterDeps {
-  logger: Logger;
-  clock: Clock;
-  /** Request/reply channel to the primary (token leasing etc.). */
-  rpc: RpcChannel;
 }

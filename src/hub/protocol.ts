@@ -6,11 +6,7 @@
  * gateway), so a reconnect needs no replay: the next snapshot replaces whatever came before.
  */
 
-export interface Locality {
-  region: string;
-  zone: string;
-  subzone: string;
-}
+import type { Locality } from '../cluster/host.js';
 
 /** One local service instance: an endpoint of one of the gateway's own clusters. */
 export interface ServiceInstance {

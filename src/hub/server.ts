@@ -1,11 +1,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { ApiError } from '../control/api-error.js';
 import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { TSchema } from '@sinclair/typebox';
-import { splitAddress } from '../common/address.js';
+import { formatAddress, splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
 import { logger } from '../observability/logger.js';
 import { subjectAltNames } from '../common/subject-alt-name.js';
@@ -33,9 +33,22 @@ interface Call {
 }
 
 /** Who is calling: a verified certificate (its SPIFFE ID names one gateway) or a bearer token. */
-interface Principal {
+/** Who calls the hub, and the gateways it may act as (undefined: not a gateway identity, any route). */
+export interface Principal {
   who: string;
   gatewayIds: string[] | undefined;
+}
+
+/**
+ * The principal of a verified client certificate: its SPIFFE ID, acting only as the gateway the ID's
+ * last path segment names, or else its subject CN with no gateway identity. SANs are read through the
+ * one SAN parser (a quoted value cannot smuggle a second entry); an X.509-SVID has exactly one SPIFFE
+ * ID, so a certificate with two speaks for no gateway.
+ */
+export function certificatePrincipal(cert: Pick<PeerCertificate, 'subjectaltname' | 'subject'>): Principal {
+  const spiffe = subjectAltNames(cert.subjectaltname, ['URI']).filter((u) => u.startsWith('spiffe://'));
+  const uri = spiffe.length === 1 ? spiffe[0] : undefined;
+  return uri ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] } : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
 }
 
 /**
@@ -74,7 +87,7 @@ export class HubServer {
     });
     this.#server = server;
     const a = server.address() as AddressInfo;
-    return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return formatAddress(a.address, a.port);
   }
 
   async close(): Promise<void> {
@@ -108,14 +121,7 @@ export class HubServer {
    */
   #authenticate(req: IncomingMessage): Principal | undefined {
     const socket = req.socket as TLSSocket;
-    if (socket.authorized) {
-      const cert = socket.getPeerCertificate();
-      // Through the one SAN parser (a quoted value cannot smuggle a second entry); an X.509-SVID has
-      // exactly one SPIFFE ID, so a certificate with two speaks for no gateway.
-      const spiffe = subjectAltNames(cert.subjectaltname, ['URI']).filter((u) => u.startsWith('spiffe://'));
-      const uri = spiffe.length === 1 ? spiffe[0] : undefined;
-      return uri ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] } : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
-    }
+    if (socket.authorized) return certificatePrincipal(socket.getPeerCertificate());
     const hub = this.current.config.hub;
     const auth = authenticate(req, { tokens: hub.tokens } as Config['admin']);
     if (!auth.ok) return undefined;

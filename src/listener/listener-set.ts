@@ -2,7 +2,7 @@ import type net from 'node:net';
 import type { Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
-import { splitAddress } from '../common/address.js';
+import { formatAddress, splitAddress } from '../common/address.js';
 import { createPlainServer, createTlsServer, type ServerHandlers } from './servers.js';
 import { TlsContexts } from './tls-context.js';
 import { activeConnections } from '../observability/request-metrics.js';
@@ -96,7 +96,7 @@ export class ListenerSet {
     const out: Record<string, string> = {};
     for (const [name, r] of this.#running) {
       const a = r.server.address() as AddressInfo | null;
-      if (a) out[name] = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+      if (a) out[name] = formatAddress(a.address, a.port);
     }
     return out;
   }

@@ -63,8 +63,3 @@ export function dropEndpointSeries(removed: ReadonlyMap<string, ReadonlySet<stri
   upstreamRequests.retain((labels) => !gone(labels));
   upstreamLatency.retain((labels) => !gone(labels));
 }
-
-export function statusClass(status: number): number {
-  const c = (status / 100) | 0;
-  return c >= 1 && c <= 5 ? c : 0;
-}

@@ -2,9 +2,7 @@ import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
 import type { Clock, Rng } from '../common/clock.js';
 import { counter } from '../observability/metrics.js';
-
-/** Outcome codes as workers report them (see control/ipc/messages.ts OutcomeBatch). */
-export const Outcome = { SUCCESS: 0, HTTP_5XX: 1, GATEWAY_ERROR: 2, LOCAL_FAILURE: 3 } as const;
+import { Outcome } from './outcome.js';
 
 type OutlierConfig = NonNullable<ClusterConfig['outlierDetection']>;
 type Reason = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage'
@@ -74,7 +72,7 @@ export class OutlierDetector {
   }
 
   /** Apply one host's outcomes, in the order they happened. */
-  record(address: string, outcomes: readonly number[]): void {
+  record(address: string, outcomes: readonly Outcome[]): void {
     const h = this.#hosts.get(address);
     if (!h) return;
     const split = this.#cfg.splitExternalLocalOriginErrors;

@@ -3,6 +3,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Dispatcher, errors } from 'undici';
+import { formatAddress } from '../common/address.js';
 
 const { NGHTTP2_CANCEL } = http2.constants;
 
@@ -53,7 +54,7 @@ export class H2Origin extends Dispatcher {
     super();
     this.#o = o;
     this.#scheme = o.tls ? 'https' : 'http';
-    this.#authority = `${net.isIPv6(o.host) ? `[${o.host}]` : o.host}:${o.port}`;
+    this.#authority = formatAddress(o.host, o.port);
   }
 
   dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {

@@ -5,7 +5,7 @@ import { H2Origin } from './h2-origin.js';
 import { subjectAltNames } from '../common/subject-alt-name.js';
 import type { ClusterConfig } from '../config/schema/index.js';
 import { parseDuration } from '../config/duration.js';
-import { splitAddress } from '../common/address.js';
+import { formatAddress, splitAddress } from '../common/address.js';
 
 /**
  * Upstream connection pools shared across config snapshots: a pool is keyed by everything that
@@ -111,7 +111,7 @@ function createH2Origin(c: ClusterConfig, address: string): H2Origin {
 
 function originOf(c: ClusterConfig, address: string): string {
   const { host, port } = splitAddress(address);
-  return `${c.upstreamTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `${c.upstreamTls ? 'https' : 'http'}://${formatAddress(host, port)}`;
 }
 
 type H1Options = ReturnType<typeof h1Options>;

@@ -8,8 +8,8 @@ import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
 import { handleRequest } from '../proxy/handle-request.js';
 import type { ListenerContext, RequestEnv } from '../proxy/exchange.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import type { UpstreamOutcome } from '../proxy/forwarder.js';
 import type { ExchangeRecord } from '../observability/exchange-record.js';
+import type { Outcome } from '../outlier/outcome.js';
 import { ListenerSet } from '../listener/listener-set.js';
 import { AccessLog } from '../observability/access-log.js';
 import { configVersion, dropEndpointSeries, retainSeries } from '../observability/request-metrics.js';
@@ -28,7 +28,7 @@ export interface DataPlaneDeps {
   lbFactory: LbFactory;
   buildFilters: FilterBuilder;
   /** Called for every finished upstream attempt (outlier detection feed). */
-  onOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
+  onOutcome(host: UpstreamHost, outcome: Outcome, status: number): void;
   clock?: Clock;
   rng?: Rng;
 }

@@ -5,12 +5,11 @@ import { DataPlane } from './data-plane.js';
 import { lbFactory, filterBuilder } from './wiring.js';
 import { logger } from '../observability/logger.js';
 import type { UpstreamHost } from '../cluster/cluster-manager.js';
-import type { UpstreamOutcome } from '../proxy/forwarder.js';
+import type { Outcome } from '../outlier/outcome.js';
 import { configApplyFailures } from '../observability/request-metrics.js';
 import { registry } from '../observability/metrics.js';
 import { unpackConfig, unpackDelta } from '../config/endpoint-delta.js';
 
-const OUTCOME_CODE: Record<UpstreamOutcome, number> = { success: 0, '5xx': 1, 'gateway-error': 2, 'local-failure': 3 };
 const FLUSH_MS = 100;
 
 /**
@@ -82,9 +81,9 @@ export class WorkerRuntime {
     }
   }
 
-  #record(h: UpstreamHost, o: UpstreamOutcome) {
+  #record(h: UpstreamHost, o: Outcome) {
     const byCluster = (this.#outcomes[h.cluster] ??= {});
-    (byCluster[h.address] ??= []).push(OUTCOME_CODE[o]);
+    (byCluster[h.address] ??= []).push(o);
     this.#pendingOutcomes++;
   }
 

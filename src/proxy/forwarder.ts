@@ -17,9 +17,7 @@ import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
 import { BodyTooLargeError } from './body-limit.js';
 import type { ExchangeRecord } from '../observability/exchange-record.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
-
-/** Upstream outcome classes reported for outlier detection. */
-export type UpstreamOutcome = 'success' | '5xx' | 'gateway-error' | 'local-failure';
+import { Outcome } from '../outlier/outcome.js';
 
 /** Services the forwarder needs from its worker. */
 export interface ProxyEnv {
@@ -29,7 +27,7 @@ export interface ProxyEnv {
    * downstream request, an upgrade until its tunnel closes. maxInFlightRequests and drain read it.
    */
   inFlight: number;
-  recordOutcome(host: UpstreamHost, outcome: UpstreamOutcome, status: number): void;
+  recordOutcome(host: UpstreamHost, outcome: Outcome, status: number): void;
   /** Called exactly once per ProxyRequest: count it, write its access-log line, release inFlight. */
   onFinish(p: ExchangeRecord): void;
 }
@@ -389,10 +387,10 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     h.metrics.byClass[(status / 100) | 0]?.inc();
     h.metrics.latency.observe((performance.now() - a.startedAt) / 1000);
     status = verdict;
-    if (status === 0) this.env.recordOutcome(h, 'local-failure', 0);
-    else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, 'gateway-error', status);
-    else if (status >= 500) this.env.recordOutcome(h, '5xx', status);
-    else this.env.recordOutcome(h, 'success', status);
+    if (status === 0) this.env.recordOutcome(h, Outcome.LOCAL_FAILURE, 0);
+    else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, Outcome.GATEWAY_ERROR, status);
+    else if (status >= 500) this.env.recordOutcome(h, Outcome.HTTP_5XX, status);
+    else this.env.recordOutcome(h, Outcome.SUCCESS, status);
     if (status === 0 || status >= 500) h.stats.errors++;
   }
 

@@ -26,26 +26,6 @@ function identityHeaderSet(config: Config): Set<string> {
   return set;
 }
 
-/** The hosts a listener's routes name: exact (lower-case) and `*.suffix` wildcards (as ".suffix"). */
-interface ServedHosts {
-  readonly exact: ReadonlySet<string>;
-  readonly suffixes: readonly string[];
-}
-
-function servedHosts(routes: readonly CompiledRoute[]): ServedHosts {
-  const exact = new Set<string>();
-  const suffixes: string[] = [];
-  for (const r of routes) {
-    for (const h of r.config.match.hosts ?? []) {
-      const host = h.toLowerCase();
-      if (host === '*') continue;
-      if (host.startsWith('*.')) suffixes.push(host.slice(1));
-      else exact.add(host);
-    }
-  }
-  return { exact, suffixes };
-}
-
 /**
  * One immutable compiled config version in a worker: clusters with their load balancers, compiled
  * routes and one route table per listener. Requests keep the snapshot they started with.
@@ -61,7 +41,6 @@ export class Snapshot {
   readonly identityHeaders: ReadonlySet<string>;
   /** limits.bodyTimeout / bodyMinRate, parsed; undefined when the rule is off. */
   readonly bodyProgress: BodyProgressRule | undefined;
-  readonly #hosts = new Map<string, ServedHosts>();
 
   /** `previous`: the snapshot this one replaces; its unchanged clusters are carried over (see ClusterManager). */
   constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }, previous?: Snapshot) {
@@ -82,20 +61,15 @@ export class Snapshot {
       const names = l.routes ?? config.routes.map((r) => r.name);
       const routes = names.filter((n) => this.routes.has(n)).map((n) => this.routes.get(n)!);
       this.tables.set(l.name, new RouteTable(routes.map((r) => ({ config: r.config, payload: r }))));
-      this.#hosts.set(l.name, servedHosts(routes));
     }
   }
 
   /**
-   * Does a route of this listener name `host` (lower-case, without port), exactly or by a `*.suffix`
-   * wildcard (matched as the route table matches it)? Host-less and `*` routes do not count.
+   * Does a route of this listener name `host` (lower-case, without port)? The listener's route table
+   * answers (see RouteTable.servesHost); an unknown listener serves nothing.
    */
   servesHost(listener: string, host: string): boolean {
-    const h = this.#hosts.get(listener);
-    if (!h) return false;
-    if (h.exact.has(host)) return true;
-    for (const suffix of h.suffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true;
-    return false;
+    return this.tables.get(listener)?.servesHost(host) ?? false;
   }
 
   /**

@@ -96,13 +96,30 @@ export class RouteTable<T> {
       if (r !== undefined) return r;
     }
     for (const w of this.#wildcards) {
-      if (host.length > w.suffix.length && host.endsWith(w.suffix)) {
+      if (wildcardCovers(w.suffix, host)) {
         const r = w.table.match(path, method, headers, query);
         if (r !== undefined) return r;
       }
     }
     return this.#anyHost.match(path, method, headers, query);
   }
+
+  /**
+   * Does a route name `host` (lower-case, without port), exactly or by a `*.suffix` wildcard, as
+   * `match` finds host buckets? Host-less and `*` routes do not count: they serve any host, so they
+   * say nothing about which hosts are this table's own (an absolute-form target's authority is
+   * accepted only for those).
+   */
+  servesHost(host: string): boolean {
+    if (this.#exactHosts.has(host)) return true;
+    for (const w of this.#wildcards) if (wildcardCovers(w.suffix, host)) return true;
+    return false;
+  }
+}
+
+/** `*.example.com` (suffix ".example.com") covers "a.example.com" and "a.b.example.com", not "example.com". */
+function wildcardCovers(suffix: string, host: string): boolean {
+  return host.length > suffix.length && host.endsWith(suffix);
 }
 
 /** Lower-case host of an authority, without the port ("Example.com:8080" -> "example.com", "[::1]:80" -> "[::1]"). */

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { OutlierDetector, Outcome } from '../../src/outlier/detector.js';
+import { OutlierDetector } from '../../src/outlier/detector.js';
+import { Outcome } from '../../src/outlier/outcome.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { seededRng } from '../../src/common/clock.js';
 

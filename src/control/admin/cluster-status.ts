@@ -1,12 +1,11 @@
 import type { Primary } from '../../process/primary.js';
 import { ApiError } from '../api-error.js';
-import { HostFlag, hostHealth } from '../../cluster/host.js';
+import { adminFlags, HostFlag, hostHealth } from '../../cluster/host.js';
 import type { ToPrimary } from '../ipc/messages.js';
 
 type StatsReply = Extract<ToPrimary, { t: 'stats-reply' }>;
 
 const FLAG_NAMES: Array<[number, string]> = Object.entries(HostFlag).map(([k, v]) => [v, k.toLowerCase()]);
-const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING };
 
 /** Extra per-host facts from primary-side components (outlier ejections, health checks). */
 export type HostDetails = (cluster: string, address: string) => Record<string, unknown>;
@@ -23,7 +22,7 @@ export async function clusterStatus(primary: Primary, name: string, detailProvid
   if (!cluster) throw new ApiError(404, 'not found', { error: 'not_found', message: `cluster "${name}" does not exist` });
   const replies = await primary.collect<StatsReply>('stats');
   const endpoints = cluster.endpoints.map((e) => {
-    const flags = (ADMIN_FLAGS[e.health ?? ''] ?? 0) | (primary.overlay[name]?.[e.address] ?? 0);
+    const flags = adminFlags(e.health) | (primary.overlay[name]?.[e.address] ?? 0);
     let active = 0, requests = 0, errors = 0;
     for (const r of replies) {
       const s = r.stats[name]?.[e.address];

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../../config/schema/index.js';
 import { validateConfig } from '../../config/validate.js';
-import { isLoopbackHost, splitAddress } from '../../common/address.js';
+import { formatAddress, isLoopbackHost, splitAddress } from '../../common/address.js';
 import { parseDuration } from '../../config/duration.js';
 import type { Primary } from '../../process/primary.js';
 import { registry } from '../../observability/metrics.js';
@@ -81,7 +81,7 @@ export class AdminServer {
     });
     this.#servers.push(server);
     const a = server.address() as AddressInfo;
-    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    return formatAddress(a.address, a.port);
   }
 
   async close(): Promise<void> {

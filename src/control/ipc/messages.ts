@@ -2,9 +2,10 @@ import type { Config } from '../../config/schema/index.js';
 import type { HealthOverlay } from '../../cluster/cluster-manager.js';
 import type { LbState } from '../../lb/types.js';
 import type { EndpointDelta } from '../../config/endpoint-delta.js';
+import type { Outcome } from '../../outlier/outcome.js';
 
-/** An outcome batch: cluster -> address -> ordered outcome codes since the last flush (see outlier/). */
-export type OutcomeBatch = Record<string, Record<string, number[]>>;
+/** An outcome batch: cluster -> address -> ordered outcome codes since the last flush (see outlier/outcome.ts). */
+export type OutcomeBatch = Record<string, Record<string, Outcome[]>>;
 
 /** Per-host live numbers a worker reports for `GET /clusters/{name}/status`. */
 export type HostStats = Record<string, Record<string, { active: number; requests: number; errors: number }>>;

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
-import { HostFlag, hostHealth } from '../../cluster/host.js';
+import { adminFlags, hostHealth } from '../../cluster/host.js';
 import type { Rng } from '../../common/clock.js';
 import { parseDuration } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
@@ -24,7 +24,6 @@ interface AppliedState {
   resources: ManagedResources;
 }
 
-const ADMIN_FLAGS: Record<string, number> = { unhealthy: HostFlag.ADMIN_UNHEALTHY, draining: HostFlag.DRAINING, degraded: HostFlag.ADMIN_DEGRADED };
 
 /**
  * A gateway that follows a management server. Managed resources are merged into the local config
@@ -108,7 +107,7 @@ export class ManagedGateway {
     for (const c of config.clusters) {
       if (c.kind === 'aggregate' || this.#isManaged('clusters', c.name)) continue;
       for (const e of c.endpoints) {
-        const flags = (ADMIN_FLAGS[e.health ?? ''] ?? 0) | (overlay[c.name]?.[e.address] ?? 0);
+        const flags = adminFlags(e.health) | (overlay[c.name]?.[e.address] ?? 0);
         instances.push({ cluster: c.name, address: e.address, labels: { ...e.labels }, healthy: hostHealth(flags) !== 'unhealthy' });
       }
     }

@@ -99,3 +99,22 @@ describe('route table precedence', () => {
     expect(hostOf('[::1]')).toBe('[::1]');
   });
 });
+
+describe('hosts a route table serves', () => {
+  const t = table([
+    { name: 'any', match: { path: { prefix: '/' } }, cluster: 'c' },
+    { name: 'star', match: { hosts: ['*'], path: { prefix: '/' } }, cluster: 'c' },
+    { name: 'exact', match: { hosts: ['API.example.com'], path: { prefix: '/' } }, cluster: 'c' },
+    { name: 'wild', match: { hosts: ['*.apps.example.com'], path: { prefix: '/' } }, cluster: 'c' },
+  ]);
+  const rows: Array<[string, boolean]> = [
+    ['api.example.com', true],
+    ['a.apps.example.com', true],
+    ['a.b.apps.example.com', true],
+    ['apps.example.com', false],
+    ['other.org', false],
+  ];
+  it.each(rows)('%s is served: %s (exact and wildcard hosts count, host-less and * routes do not)', (host, served) => {
+    expect(t.servesHost(host)).toBe(served);
+  });
+});

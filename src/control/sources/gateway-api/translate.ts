@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { formatAddress } from '../../../common/address.js';
 import {
   GATEWAY_GROUP, type Condition, type Gateway, type GatewayApiObjects, type GatewayListener, type HTTPBackendRef, type HTTPRoute,
   type HTTPRouteMatch, type HTTPRouteRule, type ParentReference, type Service,
@@ -269,7 +270,7 @@ function portGroup(ports: Map<string, PortGroup>, address: string, port: number,
 
 function listenerConfig(g: PortGroup, settings: GatewayApiSettings): ConfigInput {
   const at = g.address === settings.address ? [] : [g.address.replace(/[^A-Za-z0-9]/g, '-')];
-  const base = { name: configName([...at, 'port', String(g.port)]), address: `${g.address.includes(':') ? `[${g.address}]` : g.address}:${g.port}`, protocol: g.protocol, routes: g.routes };
+  const base = { name: configName([...at, 'port', String(g.port)]), address: formatAddress(g.address, g.port), protocol: g.protocol, routes: g.routes };
   if (g.protocol === 'http') return base;
   // The listener without a hostname (or else the first) is the default certificate; the others are served by SNI.
   const fallback = g.certificates.find((c) => !c.hostname) ?? g.certificates[0];
