@@ -8,16 +8,19 @@ import type { ClusterRuntime, UpstreamHost } from '../cluster/cluster-manager.js
 import { buildResponseHeaders, flatToObject, trailersToObject } from './headers.js';
 import { classifyUpstreamError, closedBeforeResponse } from './error-map.js';
 import { abandonUnreadBody, respondError } from './respond.js';
-import { retriableResponse, UNROUTED, type RouteRuntime } from './route-runtime.js';
+import { UNROUTED, type RouteRuntime } from './route-runtime.js';
+import { retriableError, retriableResponse } from './retry-policy.js';
+import { HedgeRace } from './hedge.js';
+import { closeTunnel, openTunnel, switchingProtocolsHead } from './tunnel.js';
 import { grpcCodeToHttp, grpcStatusIn, grpcToHttpStatus } from './grpc-status.js';
 import { backoffDelay } from '../common/backoff.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
-import { ReplayableBody } from './replay-body.js';
+import { bodyReplayable, bodyUnread, rewoundBody } from './body-replay.js';
 import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
 import { BodyTooLargeError } from './body-limit.js';
 import type { ExchangeRecord } from '../observability/exchange-record.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
-import { Outcome } from '../outlier/outcome.js';
+import { Outcome, outcomeOf } from '../outlier/outcome.js';
 
 /** Services the forwarder needs from its worker. */
 export interface ProxyEnv {
@@ -101,10 +104,8 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   /** The committed response's grpc-status mapped to HTTP (headers or trailers), once seen. */
   #grpcHttpStatus: number | undefined;
   #inFlight = 0;
-  /** The two racing attempts once a hedge was sent. */
-  #hedge: Attempt | undefined;
-  #hedged: Attempt | undefined;
-  #hedgeTimer: NodeJS.Timeout | undefined;
+  /** Hedging (routes with `hedge` only): its timer and the two racing attempts. */
+  #race: HedgeRace<Attempt> | undefined;
   #done = false;
   #resume: (() => void) | undefined;
   /** The request's consistent-hash key (ring hash, Maglev), set before start(). */
@@ -177,9 +178,8 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   /** End a request for the client's own fault (its body): stop every attempt and answer `code`. */
   #clientFault(code: 'request_timeout' | 'payload_too_large'): void {
     if (this.#done) return;
-    clearTimeout(this.#hedgeTimer);
+    this.#race?.abandon();
     this.current?.cancel('gone');
-    this.#hedged?.cancel('gone');
     // The rest of the client's body will not be read: the connection cannot be reused.
     this.#fail(code, undefined, undefined, true);
   }
@@ -203,13 +203,14 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('overloaded', OVERLOADED);
     }
-    if (isRetry) this.#rewindBody();
+    if (isRetry) this.opts.body = rewoundBody(this.opts.body as Readable);
     const a = new Attempt(this, host, this.#cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
     host.pool.dispatch(this.opts, a);
-    if (this.route.hedgeDelayMs > 0 && !this.#hedge && this.opts.body == null && !this.opts.upgrade) {
-      this.#hedgeTimer = setTimeout(ProxyRequest.#sendHedge, this.route.hedgeDelayMs, this);
+    if (this.route.hedgeDelayMs > 0 && this.opts.body == null && !this.opts.upgrade) {
+      const race = (this.#race ??= new HedgeRace());
+      if (!race.racing) race.arm(this.route.hedgeDelayMs, () => ProxyRequest.#sendHedge(this));
     }
   }
 
@@ -217,9 +218,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     if (p.#done || p.#committed || p.#inFlight !== 1) return;
     const first = p.current!;
     p.send(false);
-    if (p.current === first) return;
-    p.#hedged = first;
-    p.#hedge = p.current;
+    if (p.current !== first) p.#race!.started(first, p.current!);
   }
 
   attemptHeaders(a: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -256,8 +255,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   #commit(a: Attempt) {
     this.#committed = a;
     this.current = a;
-    clearTimeout(this.#hedgeTimer);
-    if (this.#hedge) (a === this.#hedge ? this.#hedged : this.#hedge)?.cancel('lost');
+    this.#race?.settle(a);
   }
 
   attemptData(_a: Attempt, chunk: Buffer): boolean {
@@ -287,13 +285,9 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     this.res.statusCode = statusCode; // what env.onFinish reports; nothing is written through res
     const client = this.req.socket as Duplex & { bytesWritten: number };
     const headers = buildResponseHeaders(rawHeaders ?? [], this.route.responseOps, this.extraResponseHeaders, true);
-    let head = `HTTP/1.1 ${statusCode} Switching Protocols\r\n`;
-    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     this.bytesOut = -client.bytesWritten; // + bytesWritten at the end: what this tunnel sent the client
-    client.write(`${head}\r\n`);
     this.#tunnel = upstream;
-    upstream.once('close', this.#onClose!);
-    upstream.pipe(client).pipe(upstream);
+    openTunnel(client, upstream, switchingProtocolsHead(statusCode, headers), this.#onClose!);
   }
 
   attemptComplete(a: Attempt, trailers: Buffer[] | string[] | null): void {
@@ -334,8 +328,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     if (tunnel) {
       // Either side of an upgraded connection closed: close the other; the exchange ends here.
       const client = this.req.socket as Duplex & { bytesWritten: number };
-      tunnel.destroy();
-      client.destroy();
+      closeTunnel(client, tunnel);
       if (this.#done) return;
       this.bytesOut += client.bytesWritten;
       return this.#finish();
@@ -344,9 +337,8 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     // The client went away first: stop the upstream work too.
     this.#done = true;
     this.#bodyDeadline?.stop();
-    clearTimeout(this.#hedgeTimer);
+    this.#race?.abandon();
     this.current?.cancel('gone');
-    this.#hedged?.cancel('gone');
     this.error ??= 'upstream_reset';
     this.#releaseRequest();
     this.env.onFinish(this);
@@ -360,17 +352,15 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
    * and spends no retry budget, and it is not an upstream failure (no outlier outcome).
    */
   #resendable(a: Attempt, err: Error): boolean {
-    if (this.#resentFresh || a.status !== 0 || a.cancelled || !closedBeforeResponse(err) || !this.#bodyReplayable()) return false;
-    if (IDEMPOTENT.has(this.opts.method)) return true;
-    const body = this.opts.body;
-    return body != null && !Buffer.isBuffer(body) && (body as Readable).readableDidRead === false;
+    if (this.#resentFresh || a.status !== 0 || a.cancelled || !closedBeforeResponse(err) || !bodyReplayable(this.opts.body as Readable)) return false;
+    return IDEMPOTENT.has(this.opts.method) || bodyUnread(this.opts.body as Readable);
   }
 
   /** Send the request again to the same host, on a connection of its own. */
   #resendFresh(a: Attempt): void {
     this.#resentFresh = true;
     if (!this.#cluster.breaker.tryPending()) return this.#fail('overloaded', OVERLOADED);
-    this.#rewindBody();
+    this.opts.body = rewoundBody(this.opts.body as Readable);
     const b = new Attempt(this, a.host, this.#cluster.breaker, false);
     this.current = b;
     this.#inFlight++;
@@ -386,38 +376,19 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     const h = a.host;
     h.metrics.byClass[(status / 100) | 0]?.inc();
     h.metrics.latency.observe((performance.now() - a.startedAt) / 1000);
-    status = verdict;
-    if (status === 0) this.env.recordOutcome(h, Outcome.LOCAL_FAILURE, 0);
-    else if (status === 502 || status === 503 || status === 504) this.env.recordOutcome(h, Outcome.GATEWAY_ERROR, status);
-    else if (status >= 500) this.env.recordOutcome(h, Outcome.HTTP_5XX, status);
-    else this.env.recordOutcome(h, Outcome.SUCCESS, status);
-    if (status === 0 || status >= 500) h.stats.errors++;
+    const outcome = outcomeOf(verdict);
+    this.env.recordOutcome(h, outcome, verdict);
+    if (outcome !== Outcome.SUCCESS) h.stats.errors++;
   }
 
   #retryableError(code: ErrorCode): boolean {
     const p = this.route.retry;
-    if (!p || !this.#canRetry()) return false;
-    if (code === 'upstream_connect_failure') return p.onConnectFailure;
-    if (code === 'upstream_reset' || code === 'upstream_protocol_error') return p.onReset;
-    if (code === 'upstream_timeout') return p.on5xx || p.onGatewayError;
-    return false;
+    return p !== undefined && this.#canRetry() && retriableError(p, code);
   }
 
+  /** What only this request knows: attempts left, nothing sent to the client yet, and a body that can go again. */
   #canRetry(): boolean {
-    return this.retries < this.route.retry!.attempts && !this.res.headersSent && this.#bodyReplayable();
-  }
-
-  /** Another attempt after the body was sent carries the kept copy (#bodyReplayable said there is one). */
-  #rewindBody(): void {
-    const body = this.opts.body;
-    if (body instanceof ReplayableBody && body.readableDidRead) this.opts.body = body.copy()!;
-  }
-
-  /** A streamed body can be re-sent if no byte of it has been read yet, or all of it was kept for replay. */
-  #bodyReplayable(): boolean {
-    const body = this.opts.body;
-    if (body == null || Buffer.isBuffer(body)) return true;
-    return body instanceof ReplayableBody ? body.replayable : (body as Readable).readableDidRead === false;
+    return this.retries < this.route.retry!.attempts && !this.res.headersSent && bodyReplayable(this.opts.body as Readable);
   }
 
   /** Schedule a retry if the cluster's retry budget allows (or the slot is already held); else answer `code`. */
@@ -435,7 +406,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
 
   #fail(code: ErrorCode, extra?: Record<string, string>, body?: string, closeConnection = false) {
     this.error = code;
-    clearTimeout(this.#hedgeTimer);
+    this.#race?.disarm();
     respondError(this.res, code, extra, closeConnection, body);
     this.status = this.res.statusCode;
     this.#finish();

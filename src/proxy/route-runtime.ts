@@ -5,7 +5,7 @@ import type { Filter } from '../filters/filter.js';
 import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
 import { routeCounters } from '../observability/request-metrics.js';
 import type { MirrorPolicy } from './mirror.js';
-import { GRPC_RETRY_ON, grpcStatusIn } from './grpc-status.js';
+import { GRPC_RETRY_ON } from './grpc-status.js';
 
 /** Retry policy compiled from a route's `retry` section. */
 export interface RetryPolicy {
@@ -149,16 +149,4 @@ export function pickCluster(route: RouteRuntime, random: number): ClusterRuntime
   const x = random * w.total;
   for (let i = 0; i < w.cumulative.length; i++) if (x < w.cumulative[i]) return w.clusters[i];
   return w.clusters[w.clusters.length - 1];
-}
-
-/**
- * Should this upstream response be retried under the policy? By its HTTP status, or by the
- * grpc-status in its headers (the upstream's raw list), as Envoy's gRPC
- * retry_on conditions read it: from headers only, since trailers come after the body was sent.
- */
-export function retriableResponse(p: RetryPolicy, status: number, headers: readonly (Buffer | string)[]): boolean {
-  if (p.statusCodes.has(status)) return true;
-  if (p.on5xx && status >= 500) return true;
-  if (p.onGatewayError && (status === 502 || status === 503 || status === 504)) return true;
-  return p.grpcCodes.size > 0 && p.grpcCodes.has(grpcStatusIn(headers));
 }

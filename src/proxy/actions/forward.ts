@@ -6,7 +6,7 @@ import { buildUpstreamHeaders, contentLengthIn } from '../headers.js';
 import { ProxyRequest } from '../forwarder.js';
 import { pickCluster } from '../route-runtime.js';
 import { MirrorTee, sendMirror, type MirrorPolicy } from '../mirror.js';
-import { ReplayableBody } from '../replay-body.js';
+import { ReplayableBody } from '../body-replay.js';
 import { LimitedBody } from '../body-limit.js';
 import { clientIp, clientRequestId } from '../request-facts.js';
 import { addIdentityHeaders, forwardFacts, upstreamPath, upstreamQuery } from '../upstream-request.js';

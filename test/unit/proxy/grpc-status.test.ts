@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { grpcStatusIn, grpcToHttpStatus } from '../../../src/proxy/grpc-status.js';
-import { retriableResponse, type RetryPolicy } from '../../../src/proxy/route-runtime.js';
+import type { RetryPolicy } from '../../../src/proxy/route-runtime.js';
+import { retriableResponse } from '../../../src/proxy/retry-policy.js';
 import { trailersToObject } from '../../../src/proxy/headers.js';
 
 describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
