@@ -26,6 +26,9 @@ export function parseDuration(value: string | number): number {
  */
 const MS = Symbol('durations in ms');
 
+/** Sections read after a clone dropped their parsed durations (see msOf), parsed on their first read. */
+const parsedAfterClone = new WeakMap<object, Readonly<Record<string, number>>>();
+
 /** The keys of a config section whose values are durations. */
 type DurationKeys<T> = { [K in keyof T]-?: NonNullable<T[K]> extends DurationText ? K : never }[keyof T];
 
@@ -34,12 +37,23 @@ export type DurationsMs<T> = { readonly [K in DurationKeys<T>]: undefined extend
 
 /**
  * The durations of a validated config section in milliseconds, parsed once when it was validated
- * (e.g. `msOf(route).timeout` is 15000 for `timeout: "15s"`). Throws for a section that never went
- * through validation: reading a duration must not silently become a per-use parse.
+ * (e.g. `msOf(route).timeout` is 15000 for `timeout: "15s"`). A clone of a validated section
+ * (structuredClone, a JSON round trip) has lost them: it is parsed on its first read, once.
  */
 export function msOf<T extends object>(section: T): DurationsMs<T> {
-  const ms = (section as { [MS]?: DurationsMs<T> })[MS];
-  if (!ms) throw new Error('durations of this config section were not parsed: it did not come from validation');
+  return ((section as { [MS]?: unknown })[MS] ?? parsedAfterClone.get(section) ?? parseClone(section)) as DurationsMs<T>;
+}
+
+/**
+ * A clone's durations, without its schema: every string written as a duration. Validation has
+ * checked each duration field, so all of them are found; another string that happens to look like one
+ * (a name "5m") only adds a key that DurationsMs never exposes.
+ */
+function parseClone(section: object): Readonly<Record<string, number>> {
+  const ms: Record<string, number> = {};
+  for (const [key, value] of Object.entries(section)) if (typeof value === 'string' && DURATION_RE.test(value)) ms[key] = parseDuration(value);
+  Object.freeze(ms);
+  parsedAfterClone.set(section, ms);
   return ms;
 }
 
