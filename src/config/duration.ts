@@ -22,7 +22,8 @@ export function parseDuration(value: string | number): number {
  * Where a section keeps its parsed durations. A symbol-keyed own property is what a config needs here:
  * JSON.stringify, structuredClone, Object.keys and hashing skip it (users read back "15s", never a
  * number), while object spread (`{ ...cluster, endpoints }`) copies it along. What drops it (a JSON or
- * structured clone, IPC) yields a document that is validated again, or parsed by {@link parseDurations}.
+ * structured clone, IPC) yields a document that is validated again, parsed again by
+ * {@link parseDurations} (a worker's snapshot, in unpackConfig), or parsed on its first read (msOf).
  */
 const MS = Symbol('durations in ms');
 
