@@ -1,4 +1,5 @@
-import type { ClusterConfig, Config, EndpointConfig } from './schema/index.js';
+import { ConfigSchema, type ClusterConfig, type Config, type EndpointConfig } from './schema/index.js';
+import { parseDurations } from './duration.js';
 
 /**
  * What changed in one cluster's endpoint set, by address (addresses are unique in a cluster):
@@ -128,8 +129,14 @@ export function packConfig(config: Config): Config {
   return { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: packEndpoints(c.endpoints) as EndpointConfig[] } : c)) };
 }
 
+/**
+ * A config as a worker receives it, made whole: endpoints unpacked, and durations parsed again with
+ * the function validation uses (they are never serialized, so IPC drops them; see msOf).
+ */
 export function unpackConfig(config: Config): Config {
-  return { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: unpackEndpoints(c.endpoints as PackedEndpoint[]) } : c)) };
+  const whole = { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: unpackEndpoints(c.endpoints as PackedEndpoint[]) } : c)) };
+  parseDurations(ConfigSchema, whole);
+  return whole;
 }
 
 /** An endpoint delta packed for a worker message. */

@@ -2,7 +2,7 @@ import type { Config } from './schema/index.js';
 import type { ConfigError } from './config-error.js';
 import { existsSync } from 'node:fs';
 import { isLoopbackHost, isValidDnsServer, splitAddress } from '../common/address.js';
-import { parseDuration } from './duration.js';
+import { msOf } from './duration.js';
 import { authConfigErrors } from './schema/auth.js';
 
 type Named = { name: string };
@@ -122,7 +122,7 @@ function checkDiscovery(c: Config['clusters'][number], p: string, add: Add) {
   else if (c.endpoints.length) add(p, 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only');
   const sources = (['dns', 'kubernetes'] as const).filter((k) => discovery[k]);
   if (sources.length !== 1) add(p, sources.length ? `set one source, not ${sources.join(' and ')}` : 'set dns or kubernetes');
-  if (discovery.dns && parseDuration(discovery.dns.refresh) < 1) add(`${p}.dns.refresh`, 'refresh must be at least 1ms');
+  if (discovery.dns && msOf(discovery.dns).refresh < 1) add(`${p}.dns.refresh`, 'refresh must be at least 1ms');
 }
 
 /** Files the snapshot will read (JWKS, API keys): missing ones are config errors, not runtime crashes. */

@@ -6,6 +6,7 @@ import { ConfigSchema, type Config } from './schema/index.js';
 import { EndpointSchema } from './schema/cluster.js';
 import { checkReferences } from './references.js';
 import { substituteEnv } from './env.js';
+import { parseDurations } from './duration.js';
 
 import type { ConfigError } from './config-error.js';
 
@@ -29,7 +30,7 @@ export function pointerToPath(pointer: string): string {
 
 /**
  * Validate raw config input: env substitution, schema (types + defaults), then cross-references.
- * Pure: returns a deep-frozen config or every error with its path. Never throws on bad input.
+ * Pure: returns a deep-frozen config, its durations parsed (msOf), or every error with its path. Never throws on bad input.
  */
 export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): ValidationResult {
   const substituted = substituteAll(input, env);
@@ -43,18 +44,24 @@ export function substituteAll(input: unknown, env: NodeJS.ProcessEnv): { ok: tru
   return errors.length ? { ok: false, errors } : { ok: true, value };
 }
 
-/** Fill `schema`'s defaults into `value` (in place) and check it, every error with its path. */
+/** Fill `schema`'s defaults into `value` (in place), check it, every error with its path, and parse its durations. */
 export function applySchema<T>(schema: TSchema, value: unknown): { ok: true; value: T } | { ok: false; errors: ConfigError[] } {
   const withDefaults = Value.Default(schema, value);
   const errors = collectSchemaErrors(schema, withDefaults);
-  return errors.length ? { ok: false, errors } : { ok: true, value: withDefaults as T };
+  if (errors.length) return { ok: false, errors };
+  parseDurations(schema, withDefaults);
+  return { ok: true, value: withDefaults as T };
 }
 
-/** Schema, defaults and cross-references of input whose `${VAR}`s are already substituted (mutated in place). */
+/**
+ * Schema, defaults and cross-references of input whose `${VAR}`s are already substituted (mutated in
+ * place). Every duration is parsed here, once per config version (read with msOf).
+ */
 export function checkConfig(input: unknown): ValidationResult {
   const filled = withDefaults(input);
   const errors = collectSchemaErrors(ConfigSchema, filled);
   if (errors.length) return { ok: false, errors };
+  parseDurations(ConfigSchema, filled);
   const config = filled as Config;
   const refErrors = checkReferences(config);
   if (refErrors.length) return { ok: false, errors: refErrors };

@@ -3,7 +3,7 @@ import type { Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import { EndpointSchema, type DnsDiscoverySchema } from '../config/schema/cluster.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import { backoffDelay } from '../common/backoff.js';
 import { formatAddress } from '../common/address.js';
 import { systemRng, type Rng } from '../common/clock.js';
@@ -80,7 +80,7 @@ class DnsWatch implements ClusterLoop {
   constructor(cluster: string, dns: DnsDiscoveryConfig, servers: string[] | undefined, key: string, sink: EndpointSink, options: Required<DnsDiscoveryOptions>) {
     this.key = key;
     this.#dns = dns;
-    this.#refreshMs = parseDuration(dns.refresh);
+    this.#refreshMs = msOf(dns).refresh;
     this.#rng = options.rng;
     this.#record = new DiscoveryRecord(cluster, 'dns', sink, () => dnsResolutionFailures.inc({ cluster }));
     this.#resolver = new dnsPromises.Resolver({ timeout: options.queryTimeoutMs, tries: options.queryTries });

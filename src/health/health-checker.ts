@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { ClusterConfig } from '../config/schema/index.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf, type DurationsMs } from '../config/duration.js';
 import { splitAddress } from '../common/address.js';
 import type { Rng } from '../common/clock.js';
 import { HostHealthState, type CheckResult } from './host-health-state.js';
@@ -24,18 +24,15 @@ export class HealthChecker {
   #stopped = false;
   /** Envoy's no_traffic_interval applies until the cluster first carries traffic. */
   #trafficSeen = false;
-  /** Durations in ms, parsed once. */
-  readonly #ms: { interval: number; noTraffic: number | undefined; jitter: number; timeout: number };
+  /** Durations in ms, parsed when the config was validated. */
+  readonly #ms: DurationsMs<HealthCheck>;
 
   constructor(cfg: HealthCheck, pool: (address: string) => Dispatcher, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
     this.#cfg = cfg;
     this.#pool = pool;
     this.#rng = rng;
     this.#onChange = onChange;
-    this.#ms = {
-      interval: parseDuration(cfg.interval), noTraffic: cfg.noTrafficInterval ? parseDuration(cfg.noTrafficInterval) : undefined,
-      jitter: parseDuration(cfg.jitter), timeout: parseDuration(cfg.timeout),
-    };
+    this.#ms = msOf(cfg);
   }
 
   /** Start checking `addresses`: one immediate round (awaited), then on the interval. */
@@ -68,7 +65,7 @@ export class HealthChecker {
   noteTraffic(): void {
     if (this.#trafficSeen) return;
     this.#trafficSeen = true;
-    if (this.#ms.noTraffic === undefined) return;
+    if (this.#ms.noTrafficInterval === undefined) return;
     for (const [address, timer] of this.#timers) {
       clearTimeout(timer);
       this.#schedule(address);
@@ -90,8 +87,8 @@ export class HealthChecker {
   }
 
   #schedule(address: string): void {
-    const { interval, noTraffic, jitter } = this.#ms;
-    const base = !this.#trafficSeen && noTraffic !== undefined ? noTraffic : interval;
+    const { interval, noTrafficInterval, jitter } = this.#ms;
+    const base = !this.#trafficSeen && noTrafficInterval !== undefined ? noTrafficInterval : interval;
     const timer = setTimeout(() => void this.#checkAndSchedule(address), base + Math.floor(this.#rng.random() * (jitter + 1)));
     timer.unref();
     this.#timers.set(address, timer);

@@ -1,5 +1,6 @@
 import type { Clock, Rng } from '../common/clock.js';
 import type { Host, Locality } from '../cluster/host.js';
+import type { DurationText } from '../config/duration.js';
 
 /** Per-request input to a pick. Allocated once per request by the proxy; policies must not retain it. */
 export interface PickContext {
@@ -24,8 +25,8 @@ export interface LbConfig {
   activeRequestBias: number; // least_request
   ringHash: { minRingSize: number; maxRingSize: number };
   maglev: { tableSize: number };
-  /** round_robin and least_request: new and newly healthy hosts ramp up over `window` (a duration). */
-  slowStart?: { window: string; aggression: number; minWeightPercent: number };
+  /** round_robin and least_request: new and newly healthy hosts ramp up over `window` (read in ms with msOf). */
+  slowStart?: { window: DurationText; aggression: number; minWeightPercent: number };
 }
 
 /** What the LB builder gets: the hosts of one cluster (all priorities) plus the gateway's environment. */

@@ -4,7 +4,7 @@ import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Config, ListenerConfig } from '../config/schema/index.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import type { TlsContexts } from './tls-context.js';
 import type { SniResolver } from './passthrough-server.js';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.js';
@@ -37,7 +37,8 @@ const TIMEOUT_CHECK_MS = 250;
  * on a timer it starts when a server emits 'listening' and runs every connectionsCheckingInterval.
  */
 function h1Timeouts(limits: Limits) {
-  return { requestTimeout: parseDuration(limits.requestTimeout), headersTimeout: parseDuration(limits.headersTimeout), connectionsCheckingInterval: TIMEOUT_CHECK_MS };
+  const ms = msOf(limits);
+  return { requestTimeout: ms.requestTimeout, headersTimeout: ms.headersTimeout, connectionsCheckingInterval: TIMEOUT_CHECK_MS };
 }
 
 /** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
@@ -45,7 +46,7 @@ function h1Options(limits: Limits): http.ServerOptions {
   return {
     maxHeaderSize: limits.maxHeaderBytes,
     ...h1Timeouts(limits),
-    keepAliveTimeout: parseDuration(limits.keepAliveTimeout),
+    keepAliveTimeout: msOf(limits).keepAliveTimeout,
     insecureHTTPParser: false,
     requireHostHeader: true,
     noDelay: true,
@@ -67,9 +68,10 @@ export function createPlainServer(cfg: ListenerConfig, limits: Limits, handlers:
   // The outer server hands this one its connections and it never listens: start Node's timeout timer.
   h1.emit('listening');
   const h2 = http2.createServer({ settings: h2Settings(limits), maxSessionMemory: 10 }, handlers.request);
-  h2.on('session', onH2Session(parseDuration(limits.headersTimeout)));
-  const idle = parseDuration(limits.idleTimeout);
-  const sniffTimeout = parseDuration(limits.headersTimeout);
+  const ms = msOf(limits);
+  h2.on('session', onH2Session(ms.headersTimeout));
+  const idle = ms.idleTimeout;
+  const sniffTimeout = ms.headersTimeout;
   const server = net.createServer({ noDelay: true }, (socket) => {
     sniffPreface(socket, sniffTimeout, (isH2) => {
       const target = isH2 ? h2 : h1;
@@ -199,7 +201,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
   );
   // http2's HTTP/1 fallback ignores the timeouts given at creation (60 s, 300 s, checked every 30 s).
   Object.assign(server, h1Timeouts(limits));
-  server.on('session', onH2Session(parseDuration(limits.headersTimeout)));
+  server.on('session', onH2Session(msOf(limits).headersTimeout));
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
     const reason = contexts.refuseReason(socket);
@@ -212,7 +214,7 @@ export function createTlsServer(limits: Limits, handlers: ServerHandlers, contex
   server.on('connect', refuseConnect);
   // HTTP/1 over TLS: parser errors and header timeouts answered like on a plain listener.
   server.on('clientError', answerClientError);
-  server.setTimeout(parseDuration(limits.idleTimeout));
+  server.setTimeout(msOf(limits).idleTimeout);
   contexts.watch((opts) => server.setSecureContext(opts));
   server.once('close', () => contexts.close());
   return server;

@@ -1,5 +1,5 @@
 import type { ClusterConfig } from '../config/schema/index.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import type { Clock, Rng } from '../common/clock.js';
 import { counter } from '../observability/metrics.js';
 import { Outcome } from './outcome.js';
@@ -55,13 +55,14 @@ export class OutlierDetector {
     this.#clock = clock;
     this.#rng = rng;
     this.#onChange = onChange;
-    this.#base = parseDuration(cfg.baseEjectionTime);
-    this.#max = Math.max(parseDuration(cfg.maxEjectionTime), this.#base);
-    this.#jitter = parseDuration(cfg.maxEjectionTimeJitter);
+    const ms = msOf(cfg);
+    this.#base = ms.baseEjectionTime;
+    this.#max = Math.max(ms.maxEjectionTime, this.#base);
+    this.#jitter = ms.maxEjectionTimeJitter;
   }
 
   get intervalMs(): number {
-    return parseDuration(this.#cfg.interval);
+    return msOf(this.#cfg).interval;
   }
 
   /** Track exactly these hosts (keeps state of hosts that stay). */

@@ -4,7 +4,7 @@ import { Client, Pool, type Dispatcher } from 'undici';
 import { H2Origin } from './h2-origin.js';
 import { subjectAltNames } from '../common/subject-alt-name.js';
 import type { ClusterConfig } from '../config/schema/index.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import { formatAddress, splitAddress } from '../common/address.js';
 
 /**
@@ -106,7 +106,7 @@ function poolKey(c: ClusterConfig, address: string): string {
 function createH2Origin(c: ClusterConfig, address: string): H2Origin {
   const { host, port } = splitAddress(address);
   const tls = c.upstreamTls;
-  return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: parseDuration(c.connectTimeout), keepAliveTimeoutMs: parseDuration(c.keepAliveTimeout) });
+  return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: msOf(c).connectTimeout, keepAliveTimeoutMs: msOf(c).keepAliveTimeout });
 }
 
 function originOf(c: ClusterConfig, address: string): string {
@@ -121,12 +121,12 @@ function h1Options(c: ClusterConfig) {
   const tls = c.upstreamTls;
   return {
     pipelining: 1,
-    keepAliveTimeout: parseDuration(c.keepAliveTimeout),
+    keepAliveTimeout: msOf(c).keepAliveTimeout,
     keepAliveMaxTimeout: 600_000,
     // Timeouts are set per request from the route; these are only ceilings.
     headersTimeout: 0,
     bodyTimeout: 0,
-    connect: { timeout: parseDuration(c.connectTimeout), ...(tls ? tlsOptions(tls) : {}) },
+    connect: { timeout: msOf(c).connectTimeout, ...(tls ? tlsOptions(tls) : {}) },
   };
 }
 

@@ -5,7 +5,7 @@ import { loadConfigFile } from '../config/load.js';
 import { checkConfig, validateConfig, type ConfigError } from '../config/validate.js';
 
 import { Primary } from './primary.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import { AdminServer } from '../control/admin/server.js';
 import { HealthControl } from './health-control.js';
 import { registerLocalRateLimitServer } from '../filters/ratelimit/local-store.js';
@@ -121,7 +121,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     admin.draining = true;
     managed?.client.stop();
     shared?.stop();
-    await primary.drain(parseDuration(primary.current.config.gateway.drainTimeout));
+    await primary.drain(msOf(primary.current.config.gateway).drainTimeout);
     await admin.close();
     health.stop();
     for (const s of discovery) s.stop();

@@ -11,7 +11,7 @@ import { createRbacFilter } from '../filters/authz/rbac.js';
 import { logger } from '../observability/logger.js';
 import { systemClock } from '../common/clock.js';
 import { createLocalStore } from '../filters/ratelimit/local-store.js';
-import { connectRedis, createRedisStore } from '../filters/ratelimit/redis-store.js';
+import { connectRedis, createRedisStore, redisConnection } from '../filters/ratelimit/redis-store.js';
 import { compilePolicy, createRateLimitFilter } from '../filters/ratelimit/filter.js';
 import type { LeasingStore } from '../filters/ratelimit/leasing-store.js';
 
@@ -68,7 +68,7 @@ class RateLimitStores {
     const key = JSON.stringify(cfg);
     if (this.#redis?.key !== key) {
       this.#redis?.client.disconnect();
-      const client = connectRedis(cfg);
+      const client = connectRedis(redisConnection(cfg));
       this.#redis = { key, client, store: createRedisStore(client, cfg, systemClock) };
     }
     return this.#redis.store;

@@ -1,5 +1,5 @@
 import type { RouteConfig } from '../config/schema/index.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import type { ClusterManager, ClusterRuntime } from '../cluster/cluster-manager.js';
 import type { Filter } from '../filters/filter.js';
 import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
@@ -69,7 +69,8 @@ export function replacePrefix(rw: PrefixRewrite, path: string): string {
 
 /** Compile one route against the snapshot's clusters. */
 export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMaxBody: number): RouteRuntime {
-  const timeoutMs = parseDuration(r.timeout);
+  const ms = msOf(r);
+  const timeoutMs = ms.timeout;
   return {
     name: r.name,
     config: r,
@@ -78,9 +79,9 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     weighted: r.weightedClusters ? compileWeighted(r.weightedClusters, clusters) : undefined,
     direct: r.directResponse ? compileDirect(r.directResponse) : undefined,
     timeoutMs,
-    idleTimeoutMs: r.idleTimeout ? parseDuration(r.idleTimeout) : timeoutMs,
+    idleTimeoutMs: ms.idleTimeout ?? timeoutMs,
     retry: r.retry ? compileRetry(r.retry) : undefined,
-    hedgeDelayMs: r.hedge ? parseDuration(r.hedge.delay) : 0,
+    hedgeDelayMs: r.hedge ? msOf(r.hedge).delay : 0,
     mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100, maxBodyBytes: r.mirror.maxBodyBytes } : undefined,
     requestOps: compileHeaderOps(r.requestHeaders),
     responseOps: compileHeaderOps(r.responseHeaders),
@@ -124,7 +125,8 @@ function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clu
 
 function compileRetry(r: NonNullable<RouteConfig['retry']>): RetryPolicy {
   const on = new Set(r.on);
-  const baseMs = parseDuration(r.backoff.base);
+  const backoff = msOf(r.backoff);
+  const baseMs = backoff.base;
   return {
     attempts: r.attempts,
     onConnectFailure: on.has('connect-failure') || on.has('5xx') || on.has('gateway-error'),
@@ -133,11 +135,11 @@ function compileRetry(r: NonNullable<RouteConfig['retry']>): RetryPolicy {
     onGatewayError: on.has('gateway-error'),
     statusCodes: new Set(on.has('retriable-status-codes') ? r.statusCodes : []),
     grpcCodes: new Set(r.on.filter((c) => c in GRPC_RETRY_ON).map((c) => GRPC_RETRY_ON[c])),
-    perTryTimeoutMs: r.perTryTimeout ? parseDuration(r.perTryTimeout) : 0,
+    perTryTimeoutMs: msOf(r).perTryTimeout ?? 0,
     // Every gRPC call has a body, so gRPC conditions without a kept body would never retry anything.
     bufferBytes: r.bufferBytes ?? (r.on.some((c) => c in GRPC_RETRY_ON) ? 65536 : 0),
     baseMs,
-    maxMs: r.backoff.max ? parseDuration(r.backoff.max) : baseMs * 10,
+    maxMs: backoff.max ?? baseMs * 10,
   };
 }
 

@@ -7,7 +7,7 @@ import { compileRoute, type RouteRuntime } from './route-runtime.js';
 import type { Locality } from '../cluster/host.js';
 import type { Filter } from '../filters/filter.js';
 import { IDENTITY_HEADERS } from './headers.js';
-import { parseDuration } from '../config/duration.js';
+import { msOf } from '../config/duration.js';
 import type { BodyProgressRule } from './body-deadline.js';
 import type { HostAges } from '../cluster/host-ages.js';
 import { applyEndpointDelta, type EndpointDelta } from '../config/endpoint-delta.js';
@@ -48,7 +48,7 @@ export class Snapshot {
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);
     const limits = config.gateway.limits;
-    const bodyTimeoutMs = parseDuration(limits.bodyTimeout);
+    const bodyTimeoutMs = msOf(limits).bodyTimeout;
     this.bodyProgress = bodyTimeoutMs > 0 ? { timeoutMs: bodyTimeoutMs, minRate: limits.bodyMinRate } : undefined;
     this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels }, previous?.clusters);
     const maxBody = config.gateway.limits.maxBodyBytes;

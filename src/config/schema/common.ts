@@ -1,9 +1,12 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import { DURATION_PATTERN } from '../duration.js';
+import { DURATION_PATTERN, type DurationText } from '../duration.js';
 
-/** A duration string such as "250ms", "5s", "10m". */
-export const Duration = (def?: string) =>
-  Type.String({ pattern: DURATION_PATTERN, errorMessage: 'expected a duration like "250ms", "5s", "10m"', ...(def ? { default: def } : {}) });
+/**
+ * A duration string such as "250ms", "5s", "10m". It stays as written in the document; validation
+ * parses it once and code reads the milliseconds with msOf (see ../duration.ts).
+ */
+export const Duration = (def?: DurationText) =>
+  Type.Unsafe<DurationText>(Type.String({ pattern: DURATION_PATTERN, errorMessage: 'expected a duration like "250ms", "5s", "10m"', ...(def ? { default: def } : {}) }));
 
 /** "host:port": hostname, IPv4 or [IPv6], port 0-65535. */
 export const Address = Type.String({

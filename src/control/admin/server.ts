@@ -5,7 +5,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../../config/schema/index.js';
 import { validateConfig } from '../../config/validate.js';
 import { formatAddress, isLoopbackHost, splitAddress } from '../../common/address.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import type { Primary } from '../../process/primary.js';
 import { registry } from '../../observability/metrics.js';
 import { logger } from '../../observability/logger.js';
@@ -232,7 +232,7 @@ export class AdminServer {
   async #drain(c: Call): Promise<boolean> {
     this.draining = true;
     const param = new URL(c.req.url ?? '/', 'http://a').searchParams.get('deadlineMs');
-    const deadline = param ? Number(param) : parseDuration(this.#primary.current.config.gateway.drainTimeout);
+    const deadline = param ? Number(param) : msOf(this.#primary.current.config.gateway).drainTimeout;
     logger.info({ who: c.who, deadline }, 'drain requested');
     sendJson(c.res, 202, { draining: true });
     void this.#primary.drain(deadline);

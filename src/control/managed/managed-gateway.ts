@@ -6,7 +6,7 @@ import type { Config } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
 import { adminFlags, hostHealth } from '../../cluster/host.js';
 import type { Rng } from '../../common/clock.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
 import type { Primary } from '../../process/primary.js';
 import type { ConfigChanges } from '../config-service.js';
@@ -48,7 +48,7 @@ export class ManagedGateway {
     const id = ms.id ?? primary.current.config.gateway.name;
     const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
     this.client = new HubClient(
-      { url: ms.url, id, token: ms.token, tls, reportIntervalMs: parseDuration(ms.reportInterval) },
+      { url: ms.url, id, token: ms.token, tls, reportIntervalMs: msOf(ms).reportInterval },
       { report: () => this.report(), apply: (s) => this.apply(s) },
       rng,
     );

@@ -59,14 +59,17 @@ export class ConfigStore<T = Config> {
    * Validate the current version again with `check` (the current schema and rules; a persisted config
    * is stored resolved, so without `${VAR}` substitution). A config stored by an older version gets the
    * current defaults, committed as a new version (`defaults:<n>`) when they change it, so a new field is
-   * never missing at compile time. Returns the errors of one the current version refuses, each path
-   * naming this file and the version, for the caller to stop its start with.
+   * never missing at compile time. Unchanged, the version keeps its number but holds the validated
+   * document, which carries what validation derives beside the JSON (parsed durations). Returns the
+   * errors of one the current version refuses, each path naming this file and the version, for the
+   * caller to stop its start with.
    */
   async revalidate(check: (value: unknown) => { ok: true; config: T } | { ok: false; errors: ConfigError[] }): Promise<ConfigError[]> {
     const cur = this.current!;
     const checked = check(structuredClone(cur.config));
     if (!checked.ok) return checked.errors.map((e) => ({ path: `${this.#file} (version ${cur.version}) ${e.path}`, message: e.message }));
-    await this.commit(checked.config, `defaults:${cur.version}`);
+    const { changed } = await this.commit(checked.config, `defaults:${cur.version}`);
+    if (!changed) this.#versions = this.#versions.map((v) => (v === cur ? deepFreeze({ ...cur, config: checked.config }) : v));
     return [];
   }
 

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { ApiError } from '../api-error.js';
 import type { Config } from '../../config/schema/index.js';
 import { connectRedis } from '../../filters/ratelimit/redis-store.js';
+import { msOf } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
 import type { ConfigChanges } from '../config-service.js';
 
@@ -47,7 +48,8 @@ export class SharedConfigStore {
     const prefix = cfg.key ?? `meridian:config:${gatewayName}`;
     this.#keys = { doc: `${prefix}:doc`, rev: `${prefix}:rev`, channel: `${prefix}:changed` };
     // The rate limiter's connection settings: no offline queue, a command timeout, capped reconnects.
-    this.#cmd = connectRedis({ url: cfg.url, mode: 'standalone', timeout: cfg.timeout, connectTimeout: cfg.timeout, tls: cfg.url.startsWith('rediss:'), passwordEnv: cfg.passwordEnv, keyPrefix: '' }) as CasClient;
+    const timeoutMs = msOf(cfg).timeout;
+    this.#cmd = connectRedis({ url: cfg.url, mode: 'standalone', commandTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs, tls: cfg.url.startsWith('rediss:'), passwordEnv: cfg.passwordEnv }) as CasClient;
     this.#cmd.defineCommand('meridianCas', { numberOfKeys: 3, lua: CAS_LUA });
     this.#sub = this.#cmd.duplicate({ commandTimeout: undefined });
     this.#sub.on('error', () => {});

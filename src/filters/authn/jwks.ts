@@ -3,7 +3,7 @@ import { createLocalJWKSet, createRemoteJWKSet, customFetch, importJWK, errors, 
 
 const { JWKSNoMatchingKey } = errors;
 import type { JwtProviderConfig } from '../../config/schema/auth.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import { counter } from '../../observability/metrics.js';
 import { logger } from '../../observability/logger.js';
 
@@ -153,7 +153,8 @@ export function keySourceFor(p: JwtProviderConfig): KeySource {
 function createKeySource(p: JwtProviderConfig, fileText: string | undefined): KeySource {
   const jwks = p.jwks;
   if ('uri' in jwks) {
-    return new RemoteKeySource(p.name, jwks.uri, { cacheMs: parseDuration(jwks.cacheDuration), cooldownMs: parseDuration(jwks.cooldown), timeoutMs: parseDuration(jwks.timeout) });
+    const ms = msOf(jwks);
+    return new RemoteKeySource(p.name, jwks.uri, { cacheMs: ms.cacheDuration, cooldownMs: ms.cooldown, timeoutMs: ms.timeout });
   }
   const set = 'keys' in jwks ? { keys: jwks.keys } : (JSON.parse(fileText!) as JSONWebKeySet);
   return new LocalKeySource(set as JSONWebKeySet);

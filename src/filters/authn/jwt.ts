@@ -1,6 +1,6 @@
 import { jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { HMAC_ALGORITHMS, type JwtProviderConfig } from '../../config/schema/auth.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
 import type { RequestContext } from '../filter.js';
 import { compileTokenSources, tokenCookies, tokenHeaders, tokenQueryParams } from './token-source.js';
@@ -46,7 +46,7 @@ export class JwtProvider {
     this.required = p.required;
     this.extract = compileTokenSources(p.from);
     this.#keys = keySourceFor(p);
-    this.#skewSec = Math.ceil(parseDuration(p.clockSkew) / 1000);
+    this.#skewSec = Math.ceil(msOf(p).clockSkew / 1000);
     const algorithms = effectiveAlgorithms(p);
     this.#options = Object.freeze({ issuer: p.issuer, audience: p.audiences, algorithms, clockTolerance: this.#skewSec, requiredClaims: ['exp'] });
     this.#strip = p.forwardToken ? [] : tokenHeaders(p.from);

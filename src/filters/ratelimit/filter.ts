@@ -1,5 +1,5 @@
 import type { Config } from '../../config/schema/index.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import type { Filter, FilterResponse, FilterResult, RequestContext } from '../filter.js';
 import { counter } from '../../observability/metrics.js';
 import type { Decision } from './store.js';
@@ -26,7 +26,7 @@ interface Compiled {
 }
 
 function rateOf(limit: Policy['limit']) {
-  const perMs = parseDuration(limit.per);
+  const perMs = msOf(limit).per;
   return { rate: { perMs: limit.requests / perMs, capacity: limit.burst ?? limit.requests }, requests: limit.requests, windowSec: Math.max(1, Math.round(perMs / 1000)) };
 }
 

@@ -1,5 +1,5 @@
 import type { Config } from '../../config/schema/index.js';
-import { connectRedis } from './redis-store.js';
+import { connectRedis, redisConnection } from './redis-store.js';
 
 const PING_MS = 1000;
 
@@ -28,7 +28,7 @@ export class RedisHealth {
     if (key === this.#key) return;
     this.stop();
     this.#key = key;
-    const client = (this.#client = connectRedis(cfg));
+    const client = (this.#client = connectRedis(redisConnection(cfg)));
     const ping = () => client.ping().then(() => { this.#up = true; }, () => { this.#up = false; });
     void ping();
     this.#timer = setInterval(ping, PING_MS);

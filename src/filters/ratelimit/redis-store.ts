@@ -1,6 +1,6 @@
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
 import type { Config } from '../../config/schema/index.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import { splitAddress } from '../../common/address.js';
 import type { Clock } from '../../common/clock.js';
 import { logger } from '../../observability/logger.js';
@@ -10,6 +10,18 @@ import type { Rate } from './token-bucket.js';
 
 type RedisConfig = NonNullable<Config['redis']>;
 type Client = Redis | Cluster;
+
+/** What connectRedis needs: where Redis is and how to log in (as in a `redis` section), timeouts in ms. */
+export type RedisConnection = Pick<RedisConfig, 'url' | 'mode' | 'sentinels' | 'name' | 'nodes' | 'tls' | 'usernameEnv' | 'passwordEnv'> & {
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+};
+
+/** A `redis` section as a connection, with the timeouts parsed when it was validated. */
+export function redisConnection(cfg: RedisConfig): RedisConnection {
+  const ms = msOf(cfg);
+  return { ...cfg, commandTimeoutMs: ms.timeout, connectTimeoutMs: ms.connectTimeout };
+}
 
 /**
  * One atomic token-bucket decision per call, in Redis time: refill, take up to `want` whole tokens,
@@ -49,12 +61,12 @@ function readyWithin(client: Client, ms: number): Promise<void> {
 }
 
 /** Connect with the configured mode; no offline queue and a command timeout, so a request never waits on Redis. */
-export function connectRedis(cfg: RedisConfig): Client {
+export function connectRedis(cfg: RedisConnection): Client {
   const opts: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: parseDuration(cfg.timeout),
-    connectTimeout: parseDuration(cfg.connectTimeout),
+    commandTimeout: cfg.commandTimeoutMs,
+    connectTimeout: cfg.connectTimeoutMs,
     retryStrategy: (n) => Math.min(100 * n, 2000),
     username: cfg.usernameEnv ? process.env[cfg.usernameEnv] : undefined,
     password: cfg.passwordEnv ? process.env[cfg.passwordEnv] : undefined,
@@ -79,7 +91,7 @@ export function connectRedis(cfg: RedisConfig): Client {
 export function createRedisStore(client: Client, cfg: RedisConfig, clock: Clock): LeasingStore {
   let down = false;
   const prefix = cfg.keyPrefix;
-  const firstConnect = readyWithin(client, parseDuration(cfg.connectTimeout));
+  const firstConnect = readyWithin(client, msOf(cfg).connectTimeout);
   const fetch = async (key: string, rate: Rate, want: number): Promise<LeaseReply> => {
     const ttl = Math.ceil(rate.capacity / rate.perMs) + 1000;
     try {

@@ -1,6 +1,6 @@
 import type { Host } from '../../cluster/host.js';
 import type { Clock } from '../../common/clock.js';
-import { parseDuration } from '../../config/duration.js';
+import { msOf } from '../../config/duration.js';
 import { EdfScheduler } from '../edf.js';
 import type { LbConfig } from '../types.js';
 import { acceptOrNext, type PolicyFactory } from './policy.js';
@@ -14,7 +14,7 @@ import { acceptOrNext, type PolicyFactory } from './policy.js';
  * the last window has ended, the policy's ordinary selector takes over.
  */
 export function withSlowStart(base: PolicyFactory, ss: NonNullable<LbConfig['slowStart']>, clock: Clock): PolicyFactory {
-  const windowMs = parseDuration(ss.window);
+  const windowMs = msOf(ss).window;
   const floor = ss.minWeightPercent / 100;
   const exponent = 1 / ss.aggression;
   return (hosts, config, rng) => {
