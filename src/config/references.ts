@@ -71,6 +71,7 @@ function checkRouteAction(r: Config['routes'][number], p: string, clusters: Set<
   r.weightedClusters?.forEach((w, j) => clusters.has(w.cluster) || add(`${p}.weightedClusters[${j}].cluster`, `unknown cluster "${w.cluster}"`));
   if (r.weightedClusters?.every((w) => w.weight === 0)) add(`${p}.weightedClusters`, 'at least one weight must be positive');
   if (r.rewrite?.path !== undefined && r.rewrite.pathPrefix !== undefined) add(`${p}.rewrite`, 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both');
+  if (r.retry?.maxBodyBytes !== undefined && r.retry.bufferBytes !== undefined) add(`${p}.retry`, 'set retry.maxBodyBytes (bufferBytes is its earlier name), not both');
   if (r.redirect?.path !== undefined && r.redirect.pathPrefix !== undefined) add(`${p}.redirect`, 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both');
 }
 

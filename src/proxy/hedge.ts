@@ -10,14 +10,19 @@ export class HedgeRace<A extends { cancel(reason: 'lost' | 'gone'): void }> {
   #first: A | undefined;
   #second: A | undefined;
 
-  /** Fire `sendHedge` once after `delayMs`, unless a hedge already went out or the race was settled. */
+  /**
+   * Fire `sendHedge` after `delayMs` from now, unless a hedge already went out. A new attempt (a retry)
+   * re-arms: the delay counts from the attempt that is racing, and one timer is pending at most.
+   */
   arm(delayMs: number, sendHedge: () => void): void {
-    if (this.#second || this.#timer) return;
+    if (this.#second) return;
+    clearTimeout(this.#timer);
     this.#timer = setTimeout(sendHedge, delayMs);
   }
 
-  /** The hedge went out: `first` and `second` now race. */
+  /** The hedge went out: `first` and `second` now race (and no further hedge is armed). */
   started(first: A, second: A): void {
+    this.disarm();
     this.#first = first;
     this.#second = second;
   }

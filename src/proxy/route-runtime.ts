@@ -137,7 +137,7 @@ function compileRetry(r: NonNullable<RouteConfig['retry']>): RetryPolicy {
     grpcCodes: new Set(r.on.filter((c) => c in GRPC_RETRY_ON).map((c) => GRPC_RETRY_ON[c])),
     perTryTimeoutMs: msOf(r).perTryTimeout ?? 0,
     // Every gRPC call has a body, so gRPC conditions without a kept body would never retry anything.
-    bufferBytes: r.bufferBytes ?? (r.on.some((c) => c in GRPC_RETRY_ON) ? 65536 : 0),
+    bufferBytes: r.maxBodyBytes ?? r.bufferBytes ?? 65_536,
     baseMs,
     maxMs: backoff.max ?? baseMs * 10,
   };

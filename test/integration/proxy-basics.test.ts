@@ -11,6 +11,8 @@ let gw: InProcessGateway;
 let up: TestUpstream;
 let hang: TestUpstream;
 let flaky: TestUpstream;
+let flakyBody: TestUpstream;
+const flakyBodies: string[] = [];
 let mirror: TestUpstream;
 let refused: number;
 const mirrorBodies: string[] = [];
@@ -28,6 +30,12 @@ beforeAll(async () => {
     n++;
     res.writeHead(n % 2 === 1 ? 503 : 200, { 'content-type': 'text/plain' });
     res.end(`attempt ${n}`);
+  });
+  // Every other request a 503; each answer echoes the body it got.
+  flakyBody = await startUpstream((req, res, body) => {
+    flakyBodies.push(body.toString());
+    res.writeHead(flakyBodies.length % 2 === 1 ? 503 : 200, { 'content-type': 'text/plain' });
+    res.end(body);
   });
   mirror = await startUpstream((req, res, body) => {
     mirrorBodies.push(body.toString());
@@ -51,6 +59,7 @@ beforeAll(async () => {
       { name: 'retry-connect', match: { path: { prefix: '/retry-connect' } }, cluster: 'dead-then-up', retry: { attempts: 2, on: ['connect-failure'], backoff: { base: '5ms' } } },
       { name: 'retry-5xx', match: { path: { prefix: '/retry-5xx' } }, cluster: 'flaky', retry: { attempts: 2, on: ['5xx'], backoff: { base: '5ms' } } },
       { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
+      { name: 'retry-post', match: { path: { prefix: '/retry-post' } }, cluster: 'flaky-body', retry: { attempts: 1, on: ['5xx'], backoff: { base: '5ms' } } },
       { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100, maxBodyBytes: 1000 } },
       { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
       { name: 'redirect-port', match: { path: { prefix: '/port-moved' } }, redirect: { port: 8443 } },
@@ -65,6 +74,7 @@ beforeAll(async () => {
       { name: 'hang', endpoints: [{ address: hang.address }] },
       { name: 'dead-then-up', endpoints: [{ address: `127.0.0.1:${refused}` }, { address: up.address }] },
       { name: 'flaky', endpoints: [{ address: flaky.address }] },
+      { name: 'flaky-body', endpoints: [{ address: flakyBody.address }] },
       { name: 'mirror', endpoints: [{ address: mirror.address }] },
       { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as AddressInfo).port}` }] },
     ],
@@ -73,7 +83,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([up, hang, flaky, mirror].map((u) => u?.close()));
+  await Promise.all([up, hang, flaky, flakyBody, mirror].map((u) => u?.close()));
   rawUp?.close();
   await agent.close();
 });
@@ -174,6 +184,13 @@ describe('proxying HTTP/1.1', () => {
     const r = await get('/retry-5xx');
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toMatch(/attempt \d+/);
+  });
+
+  it('retries a POST whose small body was already sent: the body is kept (retry.maxBodyBytes, 64 KiB by default) and sent whole again', async () => {
+    const r = await request(`${gw.url}/retry-post`, { dispatcher: agent, method: 'POST', body: 'twelve bytes' });
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe('twelve bytes');
+    expect(flakyBodies).toEqual(['twelve bytes', 'twelve bytes']);
   });
 
   it('does not retry without a retry policy', async () => {

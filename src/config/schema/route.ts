@@ -43,7 +43,9 @@ export const RetrySchema = Obj({
   on: Type.Array(RetryOn, { default: ['connect-failure', 'reset'] }),
   statusCodes: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { default: [] }),
   perTryTimeout: Type.Optional(Duration()),
-  bufferBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'request bodies up to this size are kept so a retry can send them again; default 65536 when `on` names a gRPC condition, else 0' })),
+  maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: "request bodies up to this size are kept so a retry can send them again (Envoy's per-request buffer limit); default 65536" })),
+  /** The earlier name of maxBodyBytes, still read. */
+  bufferBytes: Type.Optional(Type.Integer({ minimum: 0 })),
   backoff: Obj({ base: Duration('25ms'), max: Type.Optional(Duration()) }, { default: {} }),
 });
 

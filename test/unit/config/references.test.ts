@@ -51,6 +51,7 @@ const cases: Case[] = [
   ['a route with cluster and redirect', (c) => (c.routes[0].redirect = { host: 'x.example' }),
     'routes[0]', 'a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found cluster, redirect)'],
   ['a rewrite with path and pathPrefix', (c) => (c.routes[0].rewrite = { path: '/a', pathPrefix: '/b/' }), 'routes[0].rewrite', 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both'],
+  ['a retry with maxBodyBytes and its earlier name bufferBytes', (c) => (c.routes[0].retry = { maxBodyBytes: 10, bufferBytes: 10 }), 'routes[0].retry', 'set retry.maxBodyBytes (bufferBytes is its earlier name), not both'],
   ['a redirect with path and pathPrefix', (c) => { delete c.routes[0].cluster; c.routes[0].redirect = { path: '/a', pathPrefix: '/b/' }; }, 'routes[0].redirect', 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both'],
   ['a path match with prefix and exact', (c) => (c.routes[0].match.path = { prefix: '/', exact: '/x' }), 'routes[0].match.path', 'set only one of prefix, exact, regex'],
   ['a path match with exact and regex', (c) => (c.routes[0].match.path = { exact: '/x', regex: '/x.*' }), 'routes[0].match.path', 'set only one of prefix, exact, regex'],
