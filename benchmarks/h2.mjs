@@ -33,15 +33,30 @@ const UPSTREAM_PORT = 18090;
 const PORTS = { plain: 18140, https: 18141 };
 const LOAD_TIMEOUT_MS = (Math.max(DURATION, WARMUP) + 30) * 1000;
 
-
 /** Run a load generator pinned to core 1, bounded in time; resolves with its stdout. */
 function runLoad(cmd, args, env = {}) {
   const [c, a] = pinned(1, cmd, args);
   return new Promise((resolve, reject) => {
-    execFile(c, a, { encoding: 'utf8', timeout: LOAD_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} failed (${err.killed ? 'killed after the time limit' : err.code}): ${(stderr || stdout).slice(-800)}`));
-      else resolve(stdout);
-    });
+    execFile(
+      c,
+      a,
+      {
+        encoding: 'utf8',
+        timeout: LOAD_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 << 20,
+        env: { ...process.env, ...env },
+      },
+      (err, stdout, stderr) => {
+        if (err)
+          reject(
+            new Error(
+              `${cmd} failed (${err.killed ? 'killed after the time limit' : err.code}): ${(stderr || stdout).slice(-800)}`,
+            ),
+          );
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -56,11 +71,28 @@ async function h2loadTool(url, proto, dir, duration) {
   const log = join(dir, 'h2load.log');
   rmSync(log, { force: true });
   const h1 = proto === 'h1';
-  const args = ['-t', '1', '-c', String(h1 ? H1_CONNECTIONS : CONNECTIONS), '-m', String(h1 ? 1 : STREAMS), '-D', String(duration), `--log-file=${log}`, ...(h1 ? ['--h1'] : []), url];
+  const args = [
+    '-t',
+    '1',
+    '-c',
+    String(h1 ? H1_CONNECTIONS : CONNECTIONS),
+    '-m',
+    String(h1 ? 1 : STREAMS),
+    '-D',
+    String(duration),
+    `--log-file=${log}`,
+    ...(h1 ? ['--h1'] : []),
+    url,
+  ];
   const out = await runLoad('h2load', args);
   const negotiated = /Application protocol: (\S+)/.exec(out)?.[1];
-  if (negotiated !== PROTO[proto]) throw new Error(`h2load negotiated ${negotiated}, expected ${PROTO[proto]}:\n${out.slice(-800)}`);
-  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out).slice(1).map(Number);
+  if (negotiated !== PROTO[proto])
+    throw new Error(`h2load negotiated ${negotiated}, expected ${PROTO[proto]}:\n${out.slice(-800)}`);
+  const req =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/
+      .exec(out)
+      .slice(1)
+      .map(Number);
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out).slice(1).map(Number);
   const h = createHistogram();
   for (const line of readFileSync(log, 'latin1').split('\n')) {
@@ -82,7 +114,16 @@ async function h2loadTool(url, proto, dir, duration) {
 
 /** ./h2load.mjs in its own process: h2c or h2 (ALPN h2 only, so a fallback to HTTP/1.1 fails). */
 async function nodeTool(url, duration) {
-  const args = [join(HERE, 'h2load.mjs'), '-c', String(CONNECTIONS), '-m', String(STREAMS), '-d', String(duration), url];
+  const args = [
+    join(HERE, 'h2load.mjs'),
+    '-c',
+    String(CONNECTIONS),
+    '-m',
+    String(STREAMS),
+    '-d',
+    String(duration),
+    url,
+  ];
   const r = JSON.parse(await runLoad(process.execPath, args));
   return { rps: r.rps, p50: r.p50, p99: r.p99, total: r.total, served: r.total + r.inflightAtEnd, errors: r.errors };
 }
@@ -92,21 +133,49 @@ function wrkTool(url, duration) {
   return runLoad('wrk', ['-t1', `-c${H1_CONNECTIONS}`, `-d${duration}s`, '--latency', url]).then((out) => {
     const total = Number(/(\d+) requests in/.exec(out)[1]);
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-    const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((s, n) => s + Number(n), 0) ?? 0;
-    return { rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: ms(/50%\s+(\S+)/.exec(out)[1]), p99: ms(/99%\s+(\S+)/.exec(out)[1]), total, served: total, errors: non2xx + socketErrors };
+    const socketErrors =
+      /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
+        .exec(out)
+        ?.slice(1)
+        .reduce((s, n) => s + Number(n), 0) ?? 0;
+    return {
+      rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]),
+      p50: ms(/50%\s+(\S+)/.exec(out)[1]),
+      p99: ms(/99%\s+(\S+)/.exec(out)[1]),
+      total,
+      served: total,
+      errors: non2xx + socketErrors,
+    };
   });
 }
 
 async function autocannonTool(url, duration) {
-  const args = [join(HERE, 'node_modules/autocannon/autocannon.js'), '-c', String(H1_CONNECTIONS), '-d', String(duration), '-j', url];
+  const args = [
+    join(HERE, 'node_modules/autocannon/autocannon.js'),
+    '-c',
+    String(H1_CONNECTIONS),
+    '-d',
+    String(duration),
+    '-j',
+    url,
+  ];
   const r = JSON.parse(await runLoad(process.execPath, args));
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, served: r.requests.total, errors: r.errors + r.non2xx };
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    total: r.requests.total,
+    served: r.requests.total,
+    errors: r.errors + r.non2xx,
+  };
 }
 
 /** Every (tool, protocol, target) measured, in the order they run within a round. */
 function loads(targets) {
   const all = [];
-  const add = (tool, proto, target, fn) => { if (TOOLS.includes(tool) && targets[target]) all.push({ tool, proto, target, fn }); };
+  const add = (tool, proto, target, fn) => {
+    if (TOOLS.includes(tool) && targets[target]) all.push({ tool, proto, target, fn });
+  };
   const url = (t) => targets[t].url;
   add('h2load', 'h2c', 'plain', (dir, d) => h2loadTool(url('plain'), 'h2c', dir, d));
   add('h2load', 'h2', 'https', (dir, d) => h2loadTool(url('https'), 'h2', dir, d));
@@ -130,7 +199,11 @@ async function startMeridian(scenario, dir, material) {
   writeFileSync(file, JSON.stringify(await meridianConfig(scenario, port, material)));
   const args = [join(ROOT, 'dist/main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${scenario}`)];
   const proc = await start(`meridian-${scenario}`, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } });
-  return { name: `meridian-${scenario}`, url: `${scenario === 'https' ? 'https' : 'http'}://127.0.0.1:${port}/x`, proc };
+  return {
+    name: `meridian-${scenario}`,
+    url: `${scenario === 'https' ? 'https' : 'http'}://127.0.0.1:${port}/x`,
+    proc,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +233,9 @@ async function measure(list, targets, dir) {
       const key = `${l.tool}|${l.proto}|${l.target}`;
       if (!results.has(key)) results.set(key, { ...l, runs: [] });
       results.get(key).runs.push(r);
-      console.error(`round ${round + 1} ${l.tool} ${l.proto} meridian-${l.target}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuPerReq.toFixed(1)} us/req cpu, ${r.errors} errors`);
+      console.error(
+        `round ${round + 1} ${l.tool} ${l.proto} meridian-${l.target}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.cpuPerReq.toFixed(1)} us/req cpu, ${r.errors} errors`,
+      );
     }
   }
   return [...results.values()];
@@ -172,7 +247,9 @@ const fmt = (ms) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 function summarize(results) {
   return results.map(({ tool, proto, target, runs }) => ({
-    tool, proto, target,
+    tool,
+    proto,
+    target,
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
@@ -195,7 +272,14 @@ function rows(summary) {
       mark = base ? '*' : '';
     }
     const load = m.proto === 'http/1.1' ? `${H1_CONNECTIONS} conns` : `${CONNECTIONS} x ${STREAMS}`;
-    const proto = m.target === 'https' ? (m.proto === 'h2' ? 'h2 (TLS, ALPN)' : `${m.proto} (TLS)`) : m.proto === 'h2c' ? 'h2c (prior knowledge)' : m.proto;
+    const proto =
+      m.target === 'https'
+        ? m.proto === 'h2'
+          ? 'h2 (TLS, ALPN)'
+          : `${m.proto} (TLS)`
+        : m.proto === 'h2c'
+          ? 'h2c (prior knowledge)'
+          : m.proto;
     const vs = (a, b) => (base ? `${ratio(a, b)}${mark}` : '-');
     return `| ${m.tool} | ${proto} | meridian-${m.target} | ${load} | ${m.rps.toFixed(0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${vs(m.rps, base?.rps)} | ${vs(m.cpu, base?.cpu)} | ${m.errors} |`;
   });
@@ -217,10 +301,14 @@ function report(summary) {
 }
 
 async function main() {
-  if (!existsSync(join(ROOT, 'dist/main.js'))) throw new Error('build Meridian first: npm run build (in the repo root)');
+  if (!existsSync(join(ROOT, 'dist/main.js')))
+    throw new Error('build Meridian first: npm run build (in the repo root)');
   if (TOOLS.length === 0) throw new Error(`none of TOOLS=${WANTED.join(',')} is available`);
   const dir = mkdtempSync(join(tmpdir(), 'meridian-h2-bench-'));
-  await start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], { env: { PORTS: String(UPSTREAM_PORT) }, core: 1 });
+  await start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], {
+    env: { PORTS: String(UPSTREAM_PORT) },
+    core: 1,
+  });
   const targets = {
     plain: await startMeridian('plain', dir),
     https: await startMeridian('https', dir, { cert: selfSignedCert(dir) }),
@@ -228,7 +316,11 @@ async function main() {
   const list = loads(targets);
   // Bound the whole run: every load is bounded on its own, this catches anything else hanging.
   const budget = (ROUNDS * list.length * (DURATION + 30) + 4 * (WARMUP + 30) + 120) * 1000;
-  setTimeout(() => { console.error(`h2.mjs: gave up after ${budget / 1000} s`); cleanup(); process.exit(1); }, budget).unref();
+  setTimeout(() => {
+    console.error(`h2.mjs: gave up after ${budget / 1000} s`);
+    cleanup();
+    process.exit(1);
+  }, budget).unref();
   console.error(`tools: ${TOOLS.join(', ')}; ${list.length} loads x ${ROUNDS} rounds x ${DURATION} s`);
   await warmUp(list, dir);
   const text = report(summarize(await measure(list, targets, dir)));
@@ -238,4 +330,7 @@ async function main() {
   rmSync(dir, { recursive: true, force: true });
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

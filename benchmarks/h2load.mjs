@@ -73,9 +73,20 @@ const noop = () => {};
 export function h2load({ url, connections = 10, streams = 10, duration = 10, headers = {}, drainMs = 2000 }) {
   const u = new URL(url);
   const tls = u.protocol === 'https:';
-  const reqHeaders = { ':method': 'GET', ':path': u.pathname + u.search, ':scheme': tls ? 'https' : 'http', ':authority': u.host };
+  const reqHeaders = {
+    ':method': 'GET',
+    ':path': u.pathname + u.search,
+    ':scheme': tls ? 'https' : 'http',
+    ':authority': u.host,
+  };
   for (const [k, v] of Object.entries(headers)) reqHeaders[k.toLowerCase()] = v;
-  const connectOpts = tls ? { rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: u.hostname === '127.0.0.1' ? 'localhost' : u.hostname } : {};
+  const connectOpts = tls
+    ? {
+        rejectUnauthorized: false,
+        ALPNProtocols: ['h2'],
+        servername: u.hostname === '127.0.0.1' ? 'localhost' : u.hostname,
+      }
+    : {};
 
   const hist = createHistogram();
   const c = { total: 0, non2xx: 0, streamErrors: 0, sessionErrors: 0, reconnects: 0, inflight: 0 };
@@ -110,7 +121,9 @@ export function h2load({ url, connections = 10, streams = 10, duration = 10, hea
         duration,
       });
     };
-    const maybeFinish = () => { if (!running && c.inflight === 0) finish(); };
+    const maybeFinish = () => {
+      if (!running && c.inflight === 0) finish();
+    };
 
     /** One stream; on completion the slot issues the next one while the window is open. */
     function issue(session) {
@@ -125,7 +138,9 @@ export function h2load({ url, connections = 10, streams = 10, duration = 10, hea
         return;
       }
       c.inflight++;
-      req.on('response', (h) => { status = h[':status']; });
+      req.on('response', (h) => {
+        status = h[':status'];
+      });
       req.on('data', noop);
       req.on('error', noop); // counted on close from rstCode / missing status
       req.on('close', () => {
@@ -145,13 +160,17 @@ export function h2load({ url, connections = 10, streams = 10, duration = 10, hea
     function connect() {
       const session = http2.connect(u.origin, connectOpts);
       sessions.add(session);
-      session.on('error', () => { c.sessionErrors++; });
+      session.on('error', () => {
+        c.sessionErrors++;
+      });
       session.on('close', () => {
         sessions.delete(session);
         if (running) {
           // The server went away (GOAWAY, reset): reconnect so the load stays at C x S.
           c.reconnects++;
-          setTimeout(() => { if (running) connect(); }, 10);
+          setTimeout(() => {
+            if (running) connect();
+          }, 10);
         }
       });
       session.once('connect', () => {
@@ -186,14 +205,33 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     },
   });
   if (positionals.length !== 1) {
-    console.error("usage: node h2load.mjs [-c sessions] [-m streams-per-session] [-d seconds] [-H 'name: value']... URL");
+    console.error(
+      "usage: node h2load.mjs [-c sessions] [-m streams-per-session] [-d seconds] [-H 'name: value']... URL",
+    );
     process.exit(2);
   }
-  const headers = Object.fromEntries(values.header.map((h) => { const i = h.indexOf(':'); return [h.slice(0, i).trim(), h.slice(i + 1).trim()]; }));
+  const headers = Object.fromEntries(
+    values.header.map((h) => {
+      const i = h.indexOf(':');
+      return [h.slice(0, i).trim(), h.slice(i + 1).trim()];
+    }),
+  );
   const duration = Number(values.duration);
   // Hard bound: the window, the drain, plus slack for connecting.
-  setTimeout(() => { console.error('h2load.mjs: hard timeout'); process.exit(1); }, (duration + 15) * 1000).unref();
-  const r = await h2load({ url: positionals[0], connections: Number(values.connections), streams: Number(values.streams), duration, headers });
+  setTimeout(
+    () => {
+      console.error('h2load.mjs: hard timeout');
+      process.exit(1);
+    },
+    (duration + 15) * 1000,
+  ).unref();
+  const r = await h2load({
+    url: positionals[0],
+    connections: Number(values.connections),
+    streams: Number(values.streams),
+    duration,
+    headers,
+  });
   console.log(JSON.stringify(r));
   process.exit(0);
 }

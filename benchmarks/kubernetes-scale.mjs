@@ -21,18 +21,29 @@ const PER_SLICE = Number(process.env.PER_SLICE ?? 100);
 const REPLACED = Number(process.env.REPLACED_PER_SLICE ?? 10);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 10);
 
-
 // --- the list/watch API server ---
 let rv = 1000;
 const slices = new Map();
 const watches = new Set();
 const sliceOf = (i, generation) => ({
-  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-  metadata: { name: `web-${i}`, namespace: 'shop', resourceVersion: String(++rv), labels: { 'kubernetes.io/service-name': 'web', app: 'web' } },
-  addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+  metadata: {
+    name: `web-${i}`,
+    namespace: 'shop',
+    resourceVersion: String(++rv),
+    labels: { 'kubernetes.io/service-name': 'web', app: 'web' },
+  },
+  addressType: 'IPv4',
+  ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   endpoints: Array.from({ length: PER_SLICE }, (_, j) => {
     const g = j < REPLACED ? generation : 0;
-    return { addresses: [`10.${100 + g}.${i}.${j}`], conditions: { ready: true, serving: true, terminating: false }, zone: `zone-${j % 3}`, targetRef: { kind: 'Pod', namespace: 'shop', name: `web-${g}-${i}-${j}` } };
+    return {
+      addresses: [`10.${100 + g}.${i}.${j}`],
+      conditions: { ready: true, serving: true, terminating: false },
+      zone: `zone-${j % 3}`,
+      targetRef: { kind: 'Pod', namespace: 'shop', name: `web-${g}-${i}-${j}` },
+    };
   }),
 });
 const api = createServer((req, res) => {
@@ -40,7 +51,14 @@ const api = createServer((req, res) => {
   if (!url.pathname.endsWith('/endpointslices')) return res.writeHead(404).end();
   if (url.searchParams.get('watch') !== '1' && url.searchParams.get('watch') !== 'true') {
     res.writeHead(200, { 'content-type': 'application/json' });
-    return res.end(JSON.stringify({ kind: 'EndpointSliceList', apiVersion: 'discovery.k8s.io/v1', metadata: { resourceVersion: String(rv) }, items: [...slices.values()] }));
+    return res.end(
+      JSON.stringify({
+        kind: 'EndpointSliceList',
+        apiVersion: 'discovery.k8s.io/v1',
+        metadata: { resourceVersion: String(rv) },
+        items: [...slices.values()],
+      }),
+    );
   }
   res.writeHead(200, { 'content-type': 'application/json' });
   watches.add(res);
@@ -52,24 +70,53 @@ for (let i = 0; i < SLICES; i++) slices.set(i, sliceOf(i, 0));
 
 // --- gateway and upstream ---
 const upPort = await freePort();
-const upstream = spawn(process.execPath, ['-e', `require('http').createServer((q, s) => s.end('ok')).listen(${upPort}, '127.0.0.1')`], { stdio: 'ignore' });
+const upstream = spawn(
+  process.execPath,
+  ['-e', `require('http').createServer((q, s) => s.end('ok')).listen(${upPort}, '127.0.0.1')`],
+  {
+    stdio: 'ignore',
+  },
+);
 const dir = mkdtempSync(join(tmpdir(), 'meridian-k8s-scale-'));
-writeFileSync(join(dir, 'kubeconfig'), JSON.stringify({
-  apiVersion: 'v1', kind: 'Config', 'current-context': 'bench',
-  clusters: [{ name: 'bench', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
-  users: [{ name: 'bench', user: { token: 'bench' } }],
-  contexts: [{ name: 'bench', context: { cluster: 'bench', user: 'bench' } }],
-}));
+writeFileSync(
+  join(dir, 'kubeconfig'),
+  JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    'current-context': 'bench',
+    clusters: [{ name: 'bench', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'bench', user: { token: 'bench' } }],
+    contexts: [{ name: 'bench', context: { cluster: 'bench', user: 'bench' } }],
+  }),
+);
 const [gwPort, adminPort] = [await freePort(), await freePort()];
-writeFileSync(join(dir, 'gateway.yaml'), JSON.stringify({
-  gateway: { name: 'k8s-scale', workers: WORKERS, accessLog: { enabled: false }, kubernetes: { kubeconfig: join(dir, 'kubeconfig') } },
-  admin: { address: `127.0.0.1:${adminPort}` },
-  listeners: [{ name: 'main', address: `127.0.0.1:${gwPort}`, protocol: 'http' }],
-  routes: [{ name: 'unrelated', match: { path: { prefix: '/unrelated' } }, cluster: 'app' }, { name: 'web', match: { path: { prefix: '/web' } }, cluster: 'web' }],
-  clusters: [{ name: 'app', endpoints: [{ address: `127.0.0.1:${upPort}` }] }, { name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } }],
-}));
+writeFileSync(
+  join(dir, 'gateway.yaml'),
+  JSON.stringify({
+    gateway: {
+      name: 'k8s-scale',
+      workers: WORKERS,
+      accessLog: { enabled: false },
+      kubernetes: { kubeconfig: join(dir, 'kubeconfig') },
+    },
+    admin: { address: `127.0.0.1:${adminPort}` },
+    listeners: [{ name: 'main', address: `127.0.0.1:${gwPort}`, protocol: 'http' }],
+    routes: [
+      { name: 'unrelated', match: { path: { prefix: '/unrelated' } }, cluster: 'app' },
+      { name: 'web', match: { path: { prefix: '/web' } }, cluster: 'web' },
+    ],
+    clusters: [
+      { name: 'app', endpoints: [{ address: `127.0.0.1:${upPort}` }] },
+      { name: 'web', discovery: { kubernetes: { namespace: 'shop', service: 'web', port: 'http' } } },
+    ],
+  }),
+);
 const t0 = performance.now();
-const gw = spawn(process.execPath, [join(ROOT, 'dist/main.js'), 'start', '-c', join(dir, 'gateway.yaml'), '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info' } });
+const gw = spawn(
+  process.execPath,
+  [join(ROOT, 'dist/main.js'), 'start', '-c', join(dir, 'gateway.yaml'), '--state-dir', join(dir, 'state')],
+  { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info' } },
+);
 // The publisher logs "change applied by every worker" once every worker acknowledged a change: when it
 // arrives, every worker converged.
 const applied = [];
@@ -88,9 +135,14 @@ const readyP = new Promise((r) => (ready = r));
     }
   });
 }
-await Promise.race([readyP, sleep(30000).then(() => { throw new Error('gateway not ready'); })]);
+await Promise.race([
+  readyP,
+  sleep(30000).then(() => {
+    throw new Error('gateway not ready');
+  }),
+]);
 const startMs = performance.now() - t0;
-const status = async () => (await (await request(`http://127.0.0.1:${adminPort}/clusters/web/status`)).body.json());
+const status = async () => await (await request(`http://127.0.0.1:${adminPort}/clusters/web/status`)).body.json();
 const initial = await status();
 
 // --- load on the unrelated route ---
@@ -115,10 +167,21 @@ for (let round = 1; round <= 3; round++) {
   while (Date.now() < deadline) {
     await sleep(20);
     const st = await status();
-    if (st.endpoints.length === SLICES * PER_SLICE && st.endpoints.filter((e) => e.address.startsWith(`10.${100 + round}.`)).length === SLICES * REPLACED) break;
+    if (
+      st.endpoints.length === SLICES * PER_SLICE &&
+      st.endpoints.filter((e) => e.address.startsWith(`10.${100 + round}.`)).length === SLICES * REPLACED
+    )
+      break;
   }
   const after = applied.slice(before);
-  rounds.push({ round, burstMs, convergedMs: after.length ? after.at(-1).at - tChange : NaN, changes: after.length, workersMs: after.map((a) => a.workersMs).join('+'), kinds: [...new Set(after.map((a) => a.kind))].join(', ') });
+  rounds.push({
+    round,
+    burstMs,
+    convergedMs: after.length ? after.at(-1).at - tChange : NaN,
+    changes: after.length,
+    workersMs: after.map((a) => a.workersMs).join('+'),
+    kinds: [...new Set(after.map((a) => a.kind))].join(', '),
+  });
   load.phase = 'between';
   await sleep(1500);
 }
@@ -128,12 +191,20 @@ upstream.kill();
 api.closeAllConnections();
 api.close();
 
-console.log(`\n## ${new Date().toISOString()} · kubernetes discovery scale · ${WORKERS} workers · node ${process.version}\n`);
-console.log(`\`node benchmarks/kubernetes-scale.mjs\` (SLICES=${SLICES}, PER_SLICE=${PER_SLICE}, REPLACED_PER_SLICE=${REPLACED}, CONCURRENCY=${CONCURRENCY}): ${SLICES * PER_SLICE} endpoints; gateway start to ready (first list applied) ${startMs.toFixed(0)} ms, ${initial.endpoints.length} endpoints at ready.\n`);
-console.log('| round | pods replaced | burst written ms | converged on every worker ms | changes published | workers ms (each) | kind | unrelated p50 ms | p99 ms | max ms | requests | errors |');
+console.log(
+  `\n## ${new Date().toISOString()} · kubernetes discovery scale · ${WORKERS} workers · node ${process.version}\n`,
+);
+console.log(
+  `\`node benchmarks/kubernetes-scale.mjs\` (SLICES=${SLICES}, PER_SLICE=${PER_SLICE}, REPLACED_PER_SLICE=${REPLACED}, CONCURRENCY=${CONCURRENCY}): ${SLICES * PER_SLICE} endpoints; gateway start to ready (first list applied) ${startMs.toFixed(0)} ms, ${initial.endpoints.length} endpoints at ready.\n`,
+);
+console.log(
+  '| round | pods replaced | burst written ms | converged on every worker ms | changes published | workers ms (each) | kind | unrelated p50 ms | p99 ms | max ms | requests | errors |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rounds) {
   const s = load.of(`replace ${r.round}`);
-  console.log(`| ${r.round} | ${SLICES * REPLACED} | ${r.burstMs.toFixed(0)} | ${r.convergedMs.toFixed(0)} | ${r.changes} | ${r.workersMs} | ${r.kinds} | ${pct(s.lat, 50).toFixed(1)} | ${pct(s.lat, 99).toFixed(1)} | ${Math.max(...s.lat).toFixed(0)} | ${s.lat.length} | ${s.errors} |`);
+  console.log(
+    `| ${r.round} | ${SLICES * REPLACED} | ${r.burstMs.toFixed(0)} | ${r.convergedMs.toFixed(0)} | ${r.changes} | ${r.workersMs} | ${r.kinds} | ${pct(s.lat, 50).toFixed(1)} | ${pct(s.lat, 99).toFixed(1)} | ${Math.max(...s.lat).toFixed(0)} | ${s.lat.length} | ${s.errors} |`,
+  );
 }
 process.exit(0);

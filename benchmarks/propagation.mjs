@@ -16,33 +16,64 @@ const GATEWAYS = Number(process.env.GATEWAYS ?? 50);
 const CHANGES = Number(process.env.CHANGES ?? 20);
 const TOKEN = 'bench-fleet-token';
 
-const freePort = () => new Promise((r) => { const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => r(port)); }); });
+const freePort = () =>
+  new Promise((r) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => r(port));
+    });
+  });
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 async function startHubProcess(dir) {
   const port = await freePort();
-  writeFileSync(join(dir, 'hub.yaml'), JSON.stringify({
-    hub: { address: `127.0.0.1:${port}`, tokens: [{ name: 'fleet', token: TOKEN }] },
-    clusters: [{ name: 'shared', endpoints: [{ address: '127.0.0.1:9' }] }],
-    routes: [{ name: 'shared', match: { path: { prefix: '/' } }, cluster: 'shared' }],
-    virtualDestinations: [{ name: 'app', host: 'app.mesh.internal', selector: { app: 'x' } }],
-  }));
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/main.js'), 'control-plane', '-c', join(dir, 'hub.yaml'), '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info' } });
-  await new Promise((r, j) => { proc.stdout.on('data', (d) => { if (String(d).includes('"msg":"ready"')) r(); }); proc.on('exit', j); });
+  writeFileSync(
+    join(dir, 'hub.yaml'),
+    JSON.stringify({
+      hub: { address: `127.0.0.1:${port}`, tokens: [{ name: 'fleet', token: TOKEN }] },
+      clusters: [{ name: 'shared', endpoints: [{ address: '127.0.0.1:9' }] }],
+      routes: [{ name: 'shared', match: { path: { prefix: '/' } }, cluster: 'shared' }],
+      virtualDestinations: [{ name: 'app', host: 'app.mesh.internal', selector: { app: 'x' } }],
+    }),
+  );
+  const proc = spawn(
+    process.execPath,
+    [join(ROOT, 'dist/main.js'), 'control-plane', '-c', join(dir, 'hub.yaml'), '--state-dir', join(dir, 'state')],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info' } },
+  );
+  await new Promise((r, j) => {
+    proc.stdout.on('data', (d) => {
+      if (String(d).includes('"msg":"ready"')) r();
+    });
+    proc.on('exit', j);
+  });
   return { proc, url: `http://127.0.0.1:${port}` };
 }
 
 async function api(url, path, method = 'GET', body) {
-  const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const r = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
   return r.json();
 }
 
 function report(i) {
   // Each gateway has two instances of `app`, so every report changes every gateway's virtual destination.
-  return { labels: { cluster: `c${i}` }, locality: { region: `r${i % 3}`, zone: `z${i % 9}`, subzone: '' }, eastWestAddress: `127.0.0.${1 + (i % 200)}:15443`,
-    instances: [0, 1].map((k) => ({ cluster: 'app', address: `127.1.${i}.${k + 1}:8080`, labels: { app: 'x' }, healthy: true })) };
+  return {
+    labels: { cluster: `c${i}` },
+    locality: { region: `r${i % 3}`, zone: `z${i % 9}`, subzone: '' },
+    eastWestAddress: `127.0.0.${1 + (i % 200)}:15443`,
+    instances: [0, 1].map((k) => ({
+      cluster: 'app',
+      address: `127.1.${i}.${k + 1}:8080`,
+      labels: { app: 'x' },
+      healthy: true,
+    })),
+  };
 }
 
 async function main() {
@@ -50,34 +81,63 @@ async function main() {
   const hub = await startHubProcess(dir);
   await sleep(300);
   const rssBefore = rssKiB(hub.proc.pid);
-  const clients = Array.from({ length: GATEWAYS }, (_, i) => new HubClient({ url: hub.url, id: `gw-${i}`, token: TOKEN, reportIntervalMs: 600000 }, { report: () => report(i), apply: async () => undefined }, systemRng));
+  const clients = Array.from(
+    { length: GATEWAYS },
+    (_, i) =>
+      new HubClient(
+        { url: hub.url, id: `gw-${i}`, token: TOKEN, reportIntervalMs: 600000 },
+        { report: () => report(i), apply: async () => undefined },
+        systemRng,
+      ),
+  );
   for (const c of clients) c.start();
   const inSync = async (version) => {
     const f = await api(hub.url, '/fleet');
-    return f.gateways.length === GATEWAYS && f.gateways.every((g) => g.connected && g.lastAck?.version === version && g.inSync) ? f : undefined;
+    return f.gateways.length === GATEWAYS &&
+      f.gateways.every((g) => g.connected && g.lastAck?.version === version && g.inSync)
+      ? f
+      : undefined;
   };
   let fleet;
   const connectDeadline = Date.now() + 30000;
-  while (!(fleet = await inSync((await api(hub.url, '/fleet')).version))) { if (Date.now() > connectDeadline) throw new Error('gateways did not connect'); await sleep(50); }
+  while (!(fleet = await inSync((await api(hub.url, '/fleet')).version))) {
+    if (Date.now() > connectDeadline) throw new Error('gateways did not connect');
+    await sleep(50);
+  }
   await sleep(500);
   const rssAfter = rssKiB(hub.proc.pid);
   const samples = [];
   for (let n = 0; n < CHANGES; n++) {
     const t0 = Date.now();
-    const { version } = await api(hub.url, `/routes/change-${n}`, 'PUT', { match: { path: { exact: `/c${n}` } }, directResponse: { status: 200, body: String(n) } });
+    const { version } = await api(hub.url, `/routes/change-${n}`, 'PUT', {
+      match: { path: { exact: `/c${n}` } },
+      directResponse: { status: 200, body: String(n) },
+    });
     const deadline = Date.now() + 10000;
-    while (!(fleet = await inSync(version))) { if (Date.now() > deadline) throw new Error(`change ${n} did not reach every gateway`); await sleep(5); }
+    while (!(fleet = await inSync(version))) {
+      if (Date.now() > deadline) throw new Error(`change ${n} did not reach every gateway`);
+      await sleep(5);
+    }
     for (const g of fleet.gateways) samples.push(Date.parse(g.lastAck.at) - t0);
   }
   samples.sort((x, y) => x - y);
   for (const c of clients) c.stop();
   hub.proc.kill('SIGTERM');
   const perGateway = ((rssAfter - rssBefore) / GATEWAYS).toFixed(1);
-  console.log(`| gateways | changes | acks | p50 ms | p99 ms | max ms | hub RSS before | hub RSS with gateways | RSS per gateway |`);
+  console.log(
+    `| gateways | changes | acks | p50 ms | p99 ms | max ms | hub RSS before | hub RSS with gateways | RSS per gateway |`,
+  );
   console.log(`|---|---|---|---|---|---|---|---|---|`);
-  console.log(`| ${GATEWAYS} | ${CHANGES} | ${samples.length} | ${pct(samples, 50)} | ${pct(samples, 99)} | ${samples.at(-1)} | ${(rssBefore / 1024).toFixed(1)} MiB | ${(rssAfter / 1024).toFixed(1)} MiB | ${perGateway} KiB |`);
-  console.log(`\nTime is from just before the PUT to the hub's record of each gateway's ack (the hub and the clients share one clock); target p99 < 1000 ms.`);
+  console.log(
+    `| ${GATEWAYS} | ${CHANGES} | ${samples.length} | ${pct(samples, 50)} | ${pct(samples, 99)} | ${samples.at(-1)} | ${(rssBefore / 1024).toFixed(1)} MiB | ${(rssAfter / 1024).toFixed(1)} MiB | ${perGateway} KiB |`,
+  );
+  console.log(
+    `\nTime is from just before the PUT to the hub's record of each gateway's ack (the hub and the clients share one clock); target p99 < 1000 ms.`,
+  );
   process.exit(0);
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -17,29 +17,65 @@ const DURATION = Number(process.env.DURATION ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const WARMUP = Number(process.env.WARMUP ?? 3);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 100);
-const SCENARIOS = (process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier').split(',');
+const SCENARIOS = (
+  process.env.SCENARIOS ?? 'plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier'
+).split(',');
 const APPEND = process.env.APPEND !== '0';
 const TOOLS = (process.env.TOOLS ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || has(t));
 const UPSTREAM_PORT = 18090;
 const UPSTREAM = process.env.UPSTREAM_SERVER ?? (has('nginx') ? 'nginx' : 'node');
 
-
 function load(tool, url, headers, duration = DURATION) {
   const h = Object.entries(headers ?? {});
   if (tool === 'wrk') {
-    const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', ...h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+    const args = [
+      '-t1',
+      `-c${CONNECTIONS}`,
+      `-d${duration}s`,
+      '--latency',
+      ...h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
+      url,
+    ];
     const [c, a] = pinned(1, 'wrk', args);
     const out = execFileSync(c, a, { encoding: 'utf8' });
-    const ms = (s) => (s.endsWith('us') ? parseFloat(s) / 1000 : s.endsWith('ms') ? parseFloat(s) : parseFloat(s) * 1000);
+    const ms = (s) =>
+      s.endsWith('us') ? parseFloat(s) / 1000 : s.endsWith('ms') ? parseFloat(s) : parseFloat(s) * 1000;
     const total = Number(/(\d+) requests in/.exec(out)[1]);
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-    const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((s, n) => s + Number(n), 0) ?? 0;
-    return { rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: ms(/50%\s+(\S+)/.exec(out)[1]), p99: ms(/99%\s+(\S+)/.exec(out)[1]), total, errors: non2xx + socketErrors };
+    const socketErrors =
+      /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
+        .exec(out)
+        ?.slice(1)
+        .reduce((s, n) => s + Number(n), 0) ?? 0;
+    return {
+      rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]),
+      p50: ms(/50%\s+(\S+)/.exec(out)[1]),
+      p99: ms(/99%\s+(\S+)/.exec(out)[1]),
+      total,
+      errors: non2xx + socketErrors,
+    };
   }
-  const args = [join(HERE, 'node_modules/autocannon/autocannon.js'), '-c', String(CONNECTIONS), '-d', String(duration), '-j', ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
+  const args = [
+    join(HERE, 'node_modules/autocannon/autocannon.js'),
+    '-c',
+    String(CONNECTIONS),
+    '-d',
+    String(duration),
+    '-j',
+    ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]),
+    url,
+  ];
   const [c, a] = pinned(1, process.execPath, args);
-  const r = JSON.parse(execFileSync(c, a, { encoding: 'utf8', env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } }));
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, errors: r.errors + r.non2xx };
+  const r = JSON.parse(
+    execFileSync(c, a, { encoding: 'utf8', env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } }),
+  );
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    total: r.requests.total,
+    errors: r.errors + r.non2xx,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -53,9 +89,15 @@ function startUpstream(dir) {
   const ports = [UPSTREAM_PORT, ...(SCENARIOS.some(usesLbPorts) ? LB_PORTS : [])];
   if (UPSTREAM === 'nginx') {
     writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, ports));
-    return start('upstream', 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { core: 1, readyPort: UPSTREAM_PORT });
+    return start('upstream', 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], {
+      core: 1,
+      readyPort: UPSTREAM_PORT,
+    });
   }
-  return start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], { env: { PORTS: ports.join(',') }, core: 1 });
+  return start('upstream', process.execPath, [join(HERE, 'servers/upstream.mjs')], {
+    env: { PORTS: ports.join(',') },
+    core: 1,
+  });
 }
 
 function nginxConfig(dir, ports) {
@@ -73,7 +115,8 @@ http {
 }
 
 async function startBaselines() {
-  const node = (name, file, port) => start(name, process.execPath, [join(HERE, 'servers', file)], { env: { PORT: String(port) } });
+  const node = (name, file, port) =>
+    start(name, process.execPath, [join(HERE, 'servers', file)], { env: { PORT: String(port) } });
   return [
     { name: 'direct', url: `http://127.0.0.1:${UPSTREAM_PORT}/x`, proc: null },
     { name: 'floor', url: 'http://127.0.0.1:18081/x', proc: await node('floor', 'floor-proxy.mjs', 18081) },
@@ -83,10 +126,12 @@ async function startBaselines() {
 
 function freePort() {
   return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    const s = createServer()
+      .once('error', reject)
+      .listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
   });
 }
 
@@ -103,7 +148,11 @@ async function startRedis(dir) {
 async function scenarioMaterial(dir) {
   const material = {};
   if (SCENARIOS.includes('https')) material.cert = selfSignedCert(dir);
-  if (SCENARIOS.some(usesRedis)) material.redisUrl = await startRedis(dir).catch((e) => { material.redisError = e.message; return undefined; });
+  if (SCENARIOS.some(usesRedis))
+    material.redisUrl = await startRedis(dir).catch((e) => {
+      material.redisError = e.message;
+      return undefined;
+    });
   return material;
 }
 
@@ -116,7 +165,12 @@ async function startMeridian(s, port, dir, material) {
   const file = join(dir, `${s}.json`);
   writeFileSync(file, JSON.stringify(await meridianConfig(s, port, material)));
   const args = [join(ROOT, 'dist/main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${s}`)];
-  const proc = await start(`meridian-${s}`, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch((e) => { console.error(`skipping ${s}: ${e.message}`); return null; });
+  const proc = await start(`meridian-${s}`, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch(
+    (e) => {
+      console.error(`skipping ${s}: ${e.message}`);
+      return null;
+    },
+  );
   if (!proc) return null;
   return {
     name: `meridian-${s}`,
@@ -134,16 +188,22 @@ function measure(targets) {
   const results = {};
   for (const tool of TOOLS) {
     // Unmeasured: the first seconds of a fresh process are JIT warm-up, not steady state.
-    if (WARMUP > 0) for (const t of targets) if (!t.tools || t.tools.includes(tool)) load(tool, t.url, t.headers, WARMUP);
+    if (WARMUP > 0)
+      for (const t of targets) if (!t.tools || t.tools.includes(tool)) load(tool, t.url, t.headers, WARMUP);
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
         if (t.tools && !t.tools.includes(tool)) continue;
         const before = t.proc ? cpuMicros(t.proc.pid) : 0;
         const r = load(tool, t.url, t.headers);
-        if (r.total === 0) throw new Error(`${t.name} served no request in ${tool} round ${round + 1}: a stalled target invalidates the run`);
+        if (r.total === 0)
+          throw new Error(
+            `${t.name} served no request in ${tool} round ${round + 1}: a stalled target invalidates the run`,
+          );
         r.cpuPerReq = t.proc ? (cpuMicros(t.proc.pid) - before) / r.total : 0;
         (results[`${tool}|${t.name}`] ??= []).push(r);
-        console.error(`${tool} round ${round + 1} ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${r.cpuPerReq.toFixed(1)} us/req cpu, ${r.errors} errors`);
+        console.error(
+          `${tool} round ${round + 1} ${t.name}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms, ${r.cpuPerReq.toFixed(1)} us/req cpu, ${r.errors} errors`,
+        );
       }
     }
   }
@@ -157,7 +217,14 @@ function summarize(results) {
   const byTool = {};
   for (const [k, runs] of Object.entries(results)) {
     const [tool, name] = k.split('|');
-    const m = { runs, rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), cpu: median(runs.map((r) => r.cpuPerReq)), errors: runs.reduce((s, r) => s + r.errors, 0) };
+    const m = {
+      runs,
+      rps: median(runs.map((r) => r.rps)),
+      p50: median(runs.map((r) => r.p50)),
+      p99: median(runs.map((r) => r.p99)),
+      cpu: median(runs.map((r) => r.cpuPerReq)),
+      errors: runs.reduce((s, r) => s + r.errors, 0),
+    };
     (byTool[tool] ??= {})[name] = m;
   }
   return byTool;
@@ -182,8 +249,11 @@ function resultRows(byTool) {
   for (const [tool, t] of Object.entries(byTool)) {
     const plain = t['meridian-plain'];
     for (const [name, m] of Object.entries(t)) {
-      const vsPlain = name.startsWith('meridian-') && plain ? [ratio(m, plain, 'rps'), ratio(m, plain, 'cpuPerReq')] : ['-', '-'];
-      rows.push(`| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${ratio(m, t.fastify, 'rps')} | ${ratio(m, t.floor, 'cpuPerReq')} | ${vsPlain[0]} | ${vsPlain[1]} | ${m.errors} |`);
+      const vsPlain =
+        name.startsWith('meridian-') && plain ? [ratio(m, plain, 'rps'), ratio(m, plain, 'cpuPerReq')] : ['-', '-'];
+      rows.push(
+        `| ${tool} | ${name} | ${m.rps.toFixed(0)} | ${m.p50} | ${m.p99} | ${m.cpu ? m.cpu.toFixed(1) : '-'} | ${ratio(m, t.fastify, 'rps')} | ${ratio(m, t.floor, 'cpuPerReq')} | ${vsPlain[0]} | ${vsPlain[1]} | ${m.errors} |`,
+      );
     }
   }
   return rows;
@@ -220,19 +290,31 @@ function report(byTool) {
     ...resultRows(byTool),
   ];
   const targets = targetRows(byTool);
-  const targetTable = targets.length === 0 ? [] : [
+  const targetTable =
+    targets.length === 0
+      ? []
+      : [
+          '',
+          'Targets (throughput cost = 1 - median over rounds of req/s / baseline req/s in the same round; autocannon is bounded by the load generator, wrk is the precise one):',
+          '',
+          '| tool | scenario | baseline | throughput cost | CPU/req cost | target | met |',
+          '|---|---|---|---|---|---|---|',
+          ...targets,
+        ];
+  return [
+    `\n## ${new Date().toISOString()} · ${cpus().length} cores · ${cpu} · node ${process.version}`,
     '',
-    'Targets (throughput cost = 1 - median over rounds of req/s / baseline req/s in the same round; autocannon is bounded by the load generator, wrk is the precise one):',
+    setup,
     '',
-    '| tool | scenario | baseline | throughput cost | CPU/req cost | target | met |',
-    '|---|---|---|---|---|---|---|',
-    ...targets,
-  ];
-  return [`\n## ${new Date().toISOString()} · ${cpus().length} cores · ${cpu} · node ${process.version}`, '', setup, '', ...results, ...targetTable, ''].join('\n');
+    ...results,
+    ...targetTable,
+    '',
+  ].join('\n');
 }
 
 async function main() {
-  if (!existsSync(join(ROOT, 'dist/main.js'))) throw new Error('build Meridian first: npm run build (in the repo root)');
+  if (!existsSync(join(ROOT, 'dist/main.js')))
+    throw new Error('build Meridian first: npm run build (in the repo root)');
   const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-'));
   await startUpstream(dir);
   const targets = await startBaselines();
@@ -248,4 +330,7 @@ async function main() {
   cleanup();
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

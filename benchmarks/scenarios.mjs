@@ -9,14 +9,39 @@ const keys = generateKeyPair('ES256');
 /** A token for the jwt scenario, signed by the key whose public half is inline in the config. */
 export async function jwtToken() {
   const { privateKey } = await keys;
-  return new SignJWT({ sub: 'bench' }).setProtectedHeader({ alg: 'ES256', kid: 'bench' }).setIssuer('https://bench.local').setAudience('bench').setExpirationTime('2h').sign(privateKey);
+  return new SignJWT({ sub: 'bench' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+    .setIssuer('https://bench.local')
+    .setAudience('bench')
+    .setExpirationTime('2h')
+    .sign(privateKey);
 }
 
 /** A self-signed certificate for the https scenario (openssl CLI). */
 export function selfSignedCert(dir) {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
 
@@ -37,7 +62,12 @@ export const TARGETS = [
 ];
 
 /** Rate limit far above the load, so the cost of deciding is measured, not refusals. */
-const bigLimit = (store) => ({ name: 'bench', key: [{ source: 'clientIp' }], limit: { requests: 10000000, per: '1s' }, store });
+const bigLimit = (store) => ({
+  name: 'bench',
+  key: [{ source: 'clientIp' }],
+  limit: { requests: 10000000, per: '1s' },
+  store,
+});
 
 /**
  * One worker, access log off, one route to the shared upstream; the scenario adds its feature.
@@ -48,12 +78,29 @@ export function meridianConfig(scenario, port, opts = {}) {
   const config = {
     gateway: { name: `bench-${scenario}`, workers: 1, accessLog: { enabled: false } },
     admin: { address: '127.0.0.1:0' },
-    listeners: [{ name: 'main', address: `127.0.0.1:${port}`, protocol: scenario === 'https' ? 'https' : 'http', ...(scenario === 'https' ? { tls: opts.cert } : {}) }],
+    listeners: [
+      {
+        name: 'main',
+        address: `127.0.0.1:${port}`,
+        protocol: scenario === 'https' ? 'https' : 'http',
+        ...(scenario === 'https' ? { tls: opts.cert } : {}),
+      },
+    ],
     routes: [route],
     clusters: [{ name: 'up', endpoints: [{ address: '127.0.0.1:18090' }] }],
   };
   if (scenario === 'jwt') {
-    config.auth = { jwtProviders: [{ name: 'bench', issuer: 'https://bench.local', audiences: ['bench'], algorithms: ['ES256'], jwks: { keys: [] } }] };
+    config.auth = {
+      jwtProviders: [
+        {
+          name: 'bench',
+          issuer: 'https://bench.local',
+          audiences: ['bench'],
+          algorithms: ['ES256'],
+          jwks: { keys: [] },
+        },
+      ],
+    };
     route.auth = ['bench'];
     return keys.then(async ({ publicKey }) => {
       config.auth.jwtProviders[0].jwks.keys = [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }];
@@ -72,7 +119,11 @@ export function meridianConfig(scenario, port, opts = {}) {
     route.rateLimits = ['bench'];
   }
   if (usesLbPorts(scenario)) {
-    const cluster = { name: 'up', endpoints: LB_PORTS.map((p) => ({ address: `127.0.0.1:${p}` })), lb: { policy: 'round_robin' } };
+    const cluster = {
+      name: 'up',
+      endpoints: LB_PORTS.map((p) => ({ address: `127.0.0.1:${p}` })),
+      lb: { policy: 'round_robin' },
+    };
     if (scenario === 'lb-lr-outlier') {
       cluster.lb.policy = 'least_request';
       // Envoy's defaults (consecutive 5xx, success rate, 10 % max ejection), evaluated every second so

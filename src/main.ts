@@ -23,19 +23,23 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, 'state-dir': { type: 'string', default: './.meridian' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      'state-dir': { type: 'string', default: './.meridian' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const command = positionals[0];
-  if (command === 'version') return void console.log(version()), 0;
-  if (!command || values.help || !values.config) return void console.error(USAGE), command ? 2 : 0;
+  if (command === 'version') return (void console.log(version()), 0);
+  if (!command || values.help || !values.config) return (void console.error(USAGE), command ? 2 : 0);
   if (command === 'validate') {
     const r = await loadConfigFile(values.config);
-    if (r.ok) return void console.log(`${values.config}: valid`), 0;
+    if (r.ok) return (void console.log(`${values.config}: valid`), 0);
     for (const e of r.errors) console.error(`${e.path}: ${e.message}`);
     return 1;
   }
   if (command === 'control-plane') return runHub(values.config, values['state-dir']!);
-  if (command !== 'start') return void console.error(USAGE), 2;
+  if (command !== 'start') return (void console.error(USAGE), 2);
   return runStart(values.config, values['state-dir']!);
 }
 
@@ -83,7 +87,12 @@ async function runHub(configFile: string, stateDir: string): Promise<number> {
 if (cluster.isWorker) runForkedWorker();
 else {
   main(process.argv.slice(2)).then(
-    (code) => { if (code >= 0) process.exitCode = code; },
-    (e) => { logger.fatal({ err: e }, 'fatal'); process.exit(1); },
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (e) => {
+      logger.fatal({ err: e }, 'fatal');
+      process.exit(1);
+    },
   );
 }

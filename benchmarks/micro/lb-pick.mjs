@@ -30,7 +30,12 @@ const FLAG = { FAILED_ACTIVE_HC: 1, DEGRADED_ACTIVE_HC: 2, FAILED_OUTLIER_CHECK:
 function fullLayout(i) {
   const loc = i % 9;
   const locality = { region: `r${Math.floor(loc / 3)}`, zone: `r${Math.floor(loc / 3)}-z${loc % 3}`, subzone: '' };
-  if (i < 400) return { priority: 0, locality, flags: i % 4 === 0 ? FLAG.FAILED_ACTIVE_HC : i % 4 === 1 ? FLAG.DEGRADED_ACTIVE_HC : 0 }; // 200 healthy, 100 degraded
+  if (i < 400)
+    return {
+      priority: 0,
+      locality,
+      flags: i % 4 === 0 ? FLAG.FAILED_ACTIVE_HC : i % 4 === 1 ? FLAG.DEGRADED_ACTIVE_HC : 0,
+    }; // 200 healthy, 100 degraded
   if (i < 750) return { priority: 1, locality, flags: (i - 400) % 7 === 0 ? 0 : FLAG.FAILED_ACTIVE_HC }; // 50 healthy
   return { priority: 2, locality, flags: (i - 750) % 25 === 0 ? 0 : FLAG.FAILED_ACTIVE_HC }; // 10 healthy
 }
@@ -38,15 +43,24 @@ function fullLayout(i) {
 /** Expected loads (factor 1.4): healthy P0 70, P1 20, P2 5, degraded P0 5 -> 4 selectors, no panic. */
 const FULL_LB = {
   localityWeighted: true,
-  localityWeights: [{ locality: { region: 'r0' }, weight: 3 }, { locality: { region: 'r1' }, weight: 2 }, { locality: { region: 'r2' }, weight: 1 }],
+  localityWeights: [
+    { locality: { region: 'r0' }, weight: 3 },
+    { locality: { region: 'r1' }, weight: 2 },
+    { locality: { region: 'r2' }, weight: 1 },
+  ],
   zoneAware: { enabled: true, originShares: { 'r0-z0': 40, 'r0-z1': 30, 'r0-z2': 30 } },
   hashOn: { header: 'x-user' },
 };
 
 function variantSetup(variant) {
   // slow: the flat cluster with one host in ten inside its slow-start window for the whole run.
-  if (variant === 'slow') return { layout: variantSetup('flat').layout, lb: { slowStart: { window: '3600s' } }, slowEvery: 10 };
-  if (variant === 'flat') return { layout: (i) => ({ priority: 0, locality: fullLayout(i).locality, flags: 0 }), lb: { hashOn: { header: 'x-user' } } };
+  if (variant === 'slow')
+    return { layout: variantSetup('flat').layout, lb: { slowStart: { window: '3600s' } }, slowEvery: 10 };
+  if (variant === 'flat')
+    return {
+      layout: (i) => ({ priority: 0, locality: fullLayout(i).locality, flags: 0 }),
+      lb: { hashOn: { header: 'x-user' } },
+    };
   return { layout: fullLayout, lb: FULL_LB };
 }
 
@@ -63,7 +77,10 @@ async function clusterConfig(policy, variant) {
     return { address: address(i), priority, locality };
   });
   const hashOn = policy === 'ring_hash' || policy === 'maglev' ? lb.hashOn : undefined;
-  const r = validateConfig({ gateway: { locality: LOCAL }, clusters: [{ name: 'bench', endpoints, lb: { ...lb, hashOn, policy } }] }, {});
+  const r = validateConfig(
+    { gateway: { locality: LOCAL }, clusters: [{ name: 'bench', endpoints, lb: { ...lb, hashOn, policy } }] },
+    {},
+  );
   if (!r.ok) throw new Error(`invalid benchmark config: ${JSON.stringify(r.errors)}`);
   return r.config.clusters[0];
 }
@@ -86,8 +103,19 @@ function hosts(config, overlay, variant) {
   return config.endpoints.map((e, index) => {
     const [hostname, port] = e.address.split(':');
     return {
-      address: e.address, hostname, port: Number(port), weight: e.weight, priority: e.priority, locality: e.locality, labels: e.labels,
-      index, flags: overlay.bench[e.address] ?? 0, activeRequests: index % 4, healthySince: every && index % every === 0 ? joined : 0, cluster: 'bench', stats: { requests: 0, errors: 0 },
+      address: e.address,
+      hostname,
+      port: Number(port),
+      weight: e.weight,
+      priority: e.priority,
+      locality: e.locality,
+      labels: e.labels,
+      index,
+      flags: overlay.bench[e.address] ?? 0,
+      activeRequests: index % 4,
+      healthySince: every && index % every === 0 ? joined : 0,
+      cluster: 'bench',
+      stats: { requests: 0, errors: 0 },
     };
   });
 }
@@ -138,13 +166,16 @@ async function measure(policy, variant) {
   const { systemClock, systemRng } = await import(new URL('common/clock.js', DIST));
   const config = await clusterConfig(policy, variant);
   const overlay = baseOverlay(variant);
-  const build = (hs) => createLoadBalancer({ hosts: hs, config: config.lb, localLocality: LOCAL, clock: systemClock, rng: systemRng });
+  const build = (hs) =>
+    createLoadBalancer({ hosts: hs, config: config.lb, localLocality: LOCAL, clock: systemClock, rng: systemRng });
   const { HostAges } = await import(new URL('cluster/host-ages.js', DIST));
   const runtime = new ClusterRuntime(config, hosts(config, overlay, variant), build, new HostAges(systemClock));
   const ctxs = contexts(policy);
 
   let gcs = 0;
-  const obs = new PerformanceObserver((list) => { gcs += list.getEntries().length; });
+  const obs = new PerformanceObserver((list) => {
+    gcs += list.getEntries().length;
+  });
   for (let i = 0; i < WARMUP; i++) batch(runtime.lb, ctxs, PICKS);
   obs.observe({ entryTypes: ['gc'] });
   const ns = [];
@@ -156,9 +187,16 @@ async function measure(policy, variant) {
   const rb = rebuilds(runtime, overlay);
   const state = runtime.lb.state();
   return {
-    policy, variant, median: percentile(ns, 0.5), p99: percentile(ns, 0.99), gcs,
-    rebuildMedian: percentile(rb, 0.5), rebuildMax: rb[rb.length - 1], rebuilds: rb.length,
-    loads: `${state.healthyPriorityLoad.join('/')} + ${state.degradedPriorityLoad.join('/')}`, sink,
+    policy,
+    variant,
+    median: percentile(ns, 0.5),
+    p99: percentile(ns, 0.99),
+    gcs,
+    rebuildMedian: percentile(rb, 0.5),
+    rebuildMax: rb[rb.length - 1],
+    rebuilds: rb.length,
+    loads: `${state.healthyPriorityLoad.join('/')} + ${state.degradedPriorityLoad.join('/')}`,
+    sink,
   };
 }
 
@@ -166,8 +204,13 @@ async function measure(policy, variant) {
 // Parent: one child per case, then a markdown table.
 
 function runChild(policy, variant) {
-  const r = spawnSync(process.execPath, [SELF, '--child', policy, variant], { encoding: 'utf8', env: process.env, timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${policy}/${variant} failed (${r.status ?? r.signal}): ${r.stderr.slice(-2000)}`);
+  const r = spawnSync(process.execPath, [SELF, '--child', policy, variant], {
+    encoding: 'utf8',
+    env: process.env,
+    timeout: 60_000,
+  });
+  if (r.status !== 0)
+    throw new Error(`${policy}/${variant} failed (${r.status ?? r.signal}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
@@ -178,7 +221,9 @@ function table(rows) {
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
-    lines.push(`| ${r.policy} | ${r.variant} | ${f(r.median)} | ${f(r.p99)} | ${r.median < TARGET_NS ? 'yes' : '**no**'} | ${r.gcs} | ${f(r.rebuildMedian, 2)} | ${f(r.rebuildMax, 2)} | ${r.loads} |`);
+    lines.push(
+      `| ${r.policy} | ${r.variant} | ${f(r.median)} | ${f(r.p99)} | ${r.median < TARGET_NS ? 'yes' : '**no**'} | ${r.gcs} | ${f(r.rebuildMedian, 2)} | ${f(r.rebuildMax, 2)} | ${r.loads} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -187,21 +232,45 @@ async function main() {
   const started = performance.now();
   const rows = [];
   for (const policy of POLICIES) {
-    for (const variant of VARIANTS) if (variant !== 'slow' || SLOW_START_POLICIES.has(policy)) rows.push(runChild(policy, variant));
+    for (const variant of VARIANTS)
+      if (variant !== 'slow' || SLOW_START_POLICIES.has(policy)) rows.push(runChild(policy, variant));
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
-  console.log(`\n### lb pick · ${new Date().toISOString()} · ${cpus()[0]?.model ?? 'unknown'} · node ${process.version}\n`);
-  console.log(`${HOSTS} endpoints, ${BATCHES} batches x ${PICKS} picks after ${WARMUP} warm-up batches, one child process per row, ${secs} s total.`);
-  console.log('full: P0 400 / P1 350 / P2 250 endpoints over 9 localities (3 regions x 3 zones), unhealthy and degraded hosts (spill to P1, P2 and P0-degraded),');
-  console.log('locality-weighted (regions 3:2:1) and zone-aware P0 (gateway in r0-z0; not applied to ring_hash/maglev). flat: one priority, all healthy, no locality features.');
-  console.log('slow: flat with lb.slowStart (1 h window) and 100 of the 1000 hosts 60 s into it (EDF re-weighted on every pick, a clock read per pick).');
-  console.log('ring_hash/maglev picks carry a hash key (4096 distinct keys); the others pass no context, as the forwarder does.');
-  console.log('Rebuild: ClusterRuntime.applyOverlay flipping one P0 host between healthy and outlier-ejected (the whole LB is rebuilt).\n');
+  console.log(
+    `\n### lb pick · ${new Date().toISOString()} · ${cpus()[0]?.model ?? 'unknown'} · node ${process.version}\n`,
+  );
+  console.log(
+    `${HOSTS} endpoints, ${BATCHES} batches x ${PICKS} picks after ${WARMUP} warm-up batches, one child process per row, ${secs} s total.`,
+  );
+  console.log(
+    'full: P0 400 / P1 350 / P2 250 endpoints over 9 localities (3 regions x 3 zones), unhealthy and degraded hosts (spill to P1, P2 and P0-degraded),',
+  );
+  console.log(
+    'locality-weighted (regions 3:2:1) and zone-aware P0 (gateway in r0-z0; not applied to ring_hash/maglev). flat: one priority, all healthy, no locality features.',
+  );
+  console.log(
+    'slow: flat with lb.slowStart (1 h window) and 100 of the 1000 hosts 60 s into it (EDF re-weighted on every pick, a clock read per pick).',
+  );
+  console.log(
+    'ring_hash/maglev picks carry a hash key (4096 distinct keys); the others pass no context, as the forwarder does.',
+  );
+  console.log(
+    'Rebuild: ClusterRuntime.applyOverlay flipping one P0 host between healthy and outlier-ejected (the whole LB is rebuilt).\n',
+  );
   console.log(table(rows));
 }
 
 if (process.argv[2] === '--child') {
-  measure(process.argv[3], process.argv[4]).then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1); });
+  measure(process.argv[3], process.argv[4]).then(
+    (r) => console.log(JSON.stringify(r)),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 } else {
-  main().catch((e) => { console.error(e); process.exit(1); });
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

@@ -17,24 +17,38 @@ function strip(raw) {
   return out;
 }
 
-http.createServer((req, res) => {
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  let done = false;
-  pool.dispatch({ path: req.url, method: req.method, headers: strip(req.rawHeaders), body: hasBody ? req : null }, {
-    // A client that leaves mid-response must release the upstream connection, or a paused
-    // response (res.write false, no 'drain' ever) holds it forever and the pool runs dry.
-    onConnect(abort) { res.once('close', () => { if (!done) abort(); }); },
-    onHeaders(status, raw, resume) {
-      res.writeHead(status, strip(raw));
-      res.on('drain', resume);
-      return true;
-    },
-    onData(chunk) { return res.write(chunk); },
-    onComplete() { done = true; res.end(); },
-    onError() {
-      done = true;
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    },
-  });
-}).listen(port, '127.0.0.1', () => console.log(`floor proxy on ${port}`));
+http
+  .createServer((req, res) => {
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    let done = false;
+    pool.dispatch(
+      { path: req.url, method: req.method, headers: strip(req.rawHeaders), body: hasBody ? req : null },
+      {
+        // A client that leaves mid-response must release the upstream connection, or a paused
+        // response (res.write false, no 'drain' ever) holds it forever and the pool runs dry.
+        onConnect(abort) {
+          res.once('close', () => {
+            if (!done) abort();
+          });
+        },
+        onHeaders(status, raw, resume) {
+          res.writeHead(status, strip(raw));
+          res.on('drain', resume);
+          return true;
+        },
+        onData(chunk) {
+          return res.write(chunk);
+        },
+        onComplete() {
+          done = true;
+          res.end();
+        },
+        onError() {
+          done = true;
+          if (!res.headersSent) res.writeHead(502);
+          res.end();
+        },
+      },
+    );
+  })
+  .listen(port, '127.0.0.1', () => console.log(`floor proxy on ${port}`));

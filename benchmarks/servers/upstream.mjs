@@ -9,5 +9,7 @@ const handler = (req, res) => {
   res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
   res.end(body);
 };
-await Promise.all(ports.map((port) => new Promise((resolve) => http.createServer(handler).listen(port, '127.0.0.1', resolve))));
+await Promise.all(
+  ports.map((port) => new Promise((resolve) => http.createServer(handler).listen(port, '127.0.0.1', resolve))),
+);
 console.log(`upstream on ${ports.join(',')}`);

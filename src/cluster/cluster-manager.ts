@@ -51,7 +51,12 @@ export class ClusterRuntime {
   readonly #build: (hosts: UpstreamHost[]) => LoadBalancer;
   readonly #ages: HostAges;
 
-  constructor(config: ClusterConfig, hosts: UpstreamHost[], build: (hosts: UpstreamHost[]) => LoadBalancer, ages: HostAges) {
+  constructor(
+    config: ClusterConfig,
+    hosts: UpstreamHost[],
+    build: (hosts: UpstreamHost[]) => LoadBalancer,
+    ages: HostAges,
+  ) {
     this.name = config.name;
     this.#ages = ages;
     this.config = config;
@@ -80,7 +85,8 @@ export class ClusterRuntime {
     for (const h of this.hosts) {
       const next = (h.flags & ~OVERLAY_MASK) | ((overlay[h.cluster]?.[h.address] ?? 0) & OVERLAY_MASK);
       if (next !== h.flags) {
-        if (h.flags & HostFlag.FAILED_ACTIVE_HC && !(next & HostFlag.FAILED_ACTIVE_HC)) h.healthySince = this.#ages.becameHealthy(h.cluster, h.address);
+        if (h.flags & HostFlag.FAILED_ACTIVE_HC && !(next & HostFlag.FAILED_ACTIVE_HC))
+          h.healthySince = this.#ages.becameHealthy(h.cluster, h.address);
         h.flags = next;
         changed = true;
       }
@@ -91,7 +97,10 @@ export class ClusterRuntime {
 }
 
 /** What a hash key is read from: request headers and the client address. */
-export type HashKeyFn = (headers: Readonly<Record<string, string | string[] | undefined>>, clientIp: string) => string | undefined;
+export type HashKeyFn = (
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  clientIp: string,
+) => string | undefined;
 
 /** Compile `lb.hashOn` (header, cookie or source IP) into a key extractor, once per snapshot. */
 function compileHashKey(hashOn: ClusterConfig['lb']['hashOn']): HashKeyFn | undefined {
@@ -131,7 +140,13 @@ export class ClusterManager {
   readonly #localityKey: string;
   readonly #env: ClusterEnv;
 
-  constructor(config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: ClusterEnv, previous?: ClusterManager) {
+  constructor(
+    config: Config,
+    registry: PoolRegistry,
+    overlay: HealthOverlay,
+    env: ClusterEnv,
+    previous?: ClusterManager,
+  ) {
     this.#env = env;
     this.#localityKey = JSON.stringify([env.locality, env.labels ?? null]);
     const sameLocality = previous !== undefined && previous.#localityKey === this.#localityKey;
@@ -147,8 +162,14 @@ export class ClusterManager {
         for (const h of before.hosts) this.poolKeys.add(h.pool.key);
         continue;
       }
-      const ages = env.ages.track(c.name, c.endpoints.map((e) => e.address));
-      staticHosts.set(c.name, c.endpoints.map((e, i) => this.#host(c, e, i, ages[i], registry, overlay)));
+      const ages = env.ages.track(
+        c.name,
+        c.endpoints.map((e) => e.address),
+      );
+      staticHosts.set(
+        c.name,
+        c.endpoints.map((e, i) => this.#host(c, e, i, ages[i], registry, overlay)),
+      );
     }
     env.ages.retainOnly(new Set(staticHosts.keys()));
     for (const c of config.clusters) {
@@ -164,7 +185,15 @@ export class ClusterManager {
 
   #lbBuilder(c: ClusterConfig): (hosts: UpstreamHost[]) => LoadBalancer {
     const env = this.#env;
-    return (hosts) => env.lbFactory({ hosts, config: c.lb as LbConfig, localLocality: env.locality, localLabels: env.labels, clock: env.clock, rng: env.rng });
+    return (hosts) =>
+      env.lbFactory({
+        hosts,
+        config: c.lb as LbConfig,
+        localLocality: env.locality,
+        localLabels: env.labels,
+        clock: env.clock,
+        rng: env.rng,
+      });
   }
 
   /**
@@ -175,7 +204,12 @@ export class ClusterManager {
    * registry closes their pools once in-flight requests finish (draining). Aggregates over a changed
    * cluster restack. Returns the removed addresses by cluster.
    */
-  applyEndpoints(config: Config, delta: EndpointDelta, registry: PoolRegistry, overlay: HealthOverlay): Map<string, Set<string>> {
+  applyEndpoints(
+    config: Config,
+    delta: EndpointDelta,
+    registry: PoolRegistry,
+    overlay: HealthOverlay,
+  ): Map<string, Set<string>> {
     const removedBy = new Map<string, Set<string>>();
     for (const c of config.clusters) {
       const d = delta[c.name];
@@ -211,15 +245,34 @@ export class ClusterManager {
     return removedBy;
   }
 
-  #host(c: ClusterConfig, e: ClusterConfig['endpoints'][number], index: number, healthySince: number, registry: PoolRegistry, overlay: HealthOverlay): UpstreamHost {
+  #host(
+    c: ClusterConfig,
+    e: ClusterConfig['endpoints'][number],
+    index: number,
+    healthySince: number,
+    registry: PoolRegistry,
+    overlay: HealthOverlay,
+  ): UpstreamHost {
     const { host, port } = splitAddress(e.address);
     const pool = registry.lazy(c, e.address);
     this.poolKeys.add(pool.key);
     const flags = adminFlags(e.health) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
     return {
-      address: e.address, hostname: host, port, weight: e.weight, priority: e.priority,
-      locality: e.locality as Locality, labels: e.labels, index, flags, activeRequests: 0, healthySince,
-      pool, cluster: c.name, stats: { requests: 0, errors: 0 }, metrics: hostMetrics(c.name, e.address),
+      address: e.address,
+      hostname: host,
+      port,
+      weight: e.weight,
+      priority: e.priority,
+      locality: e.locality as Locality,
+      labels: e.labels,
+      index,
+      flags,
+      activeRequests: 0,
+      healthySince,
+      pool,
+      cluster: c.name,
+      stats: { requests: 0, errors: 0 },
+      metrics: hostMetrics(c.name, e.address),
     };
   }
 

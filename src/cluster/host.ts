@@ -19,14 +19,20 @@ export const HostFlag = {
 } as const;
 
 /** An endpoint's configured `health` override as host flags; `healthy` (or none) sets no flag. */
-const ADMIN_FLAGS: Readonly<Record<string, number>> = { healthy: 0, unhealthy: HostFlag.ADMIN_UNHEALTHY, degraded: HostFlag.ADMIN_DEGRADED, draining: HostFlag.DRAINING };
+const ADMIN_FLAGS: Readonly<Record<string, number>> = {
+  healthy: 0,
+  unhealthy: HostFlag.ADMIN_UNHEALTHY,
+  degraded: HostFlag.ADMIN_DEGRADED,
+  draining: HostFlag.DRAINING,
+};
 
 /** The flags an endpoint's `health` override sets (`draining` -> DRAINING); 0 when absent or `healthy`. */
 export function adminFlags(health: string | undefined): number {
   return ADMIN_FLAGS[health ?? 'healthy'] ?? 0;
 }
 
-const UNHEALTHY_MASK = HostFlag.FAILED_ACTIVE_HC | HostFlag.FAILED_OUTLIER_CHECK | HostFlag.ADMIN_UNHEALTHY | HostFlag.DRAINING;
+const UNHEALTHY_MASK =
+  HostFlag.FAILED_ACTIVE_HC | HostFlag.FAILED_OUTLIER_CHECK | HostFlag.ADMIN_UNHEALTHY | HostFlag.DRAINING;
 const DEGRADED_MASK = HostFlag.DEGRADED_ACTIVE_HC | HostFlag.ADMIN_DEGRADED;
 
 export type HostHealth = 'healthy' | 'degraded' | 'unhealthy';

@@ -6,7 +6,8 @@ export function murmur3(key: string, seed = 0): number {
   let h = seed >>> 0;
   const len = key.length;
   let i = 0;
-  for (; i + 1 < len; i += 2) h = murmurBlock(h, (key.charCodeAt(i) & 0xffff) | ((key.charCodeAt(i + 1) & 0xffff) << 16));
+  for (; i + 1 < len; i += 2)
+    h = murmurBlock(h, (key.charCodeAt(i) & 0xffff) | ((key.charCodeAt(i + 1) & 0xffff) << 16));
   if (i < len) h = murmurTail(h, key.charCodeAt(i) & 0xffff);
   return murmurFinal(h, len);
 }

@@ -14,7 +14,10 @@ import type { Rng } from './clock.js';
 
 /** A failed API request; `code` is the HTTP status or the Status object's code when the server gave one. */
 export class KubeApiError extends Error {
-  constructor(message: string, readonly code?: number) {
+  constructor(
+    message: string,
+    readonly code?: number,
+  ) {
     super(message);
   }
 }
@@ -40,15 +43,25 @@ export async function loadKubeConfig(path: string | undefined): Promise<KubeConf
  * One request to the current cluster's server with the kubeconfig's credentials; resolves with the
  * response when 2xx, else rejects with the API's Status message and code.
  */
-export async function kubeRequest(kc: KubeConfig, path: string, init: { method?: string; body?: unknown; signal?: AbortSignal } = {}): Promise<http.IncomingMessage> {
+export async function kubeRequest(
+  kc: KubeConfig,
+  path: string,
+  init: { method?: string; body?: unknown; signal?: AbortSignal } = {},
+): Promise<http.IncomingMessage> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new KubeApiError('kubeconfig has no current cluster');
   const body = init.body === undefined ? undefined : JSON.stringify(init.body);
-  const options: https.RequestOptions = { headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) } };
+  const options: https.RequestOptions = {
+    headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+  };
   await kc.applyToHTTPSOptions(options);
   const url = new URL(server.replace(/\/+$/, '') + path);
   const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const request = (url.protocol === 'https:' ? https : http).request(url, { ...options, method: init.method ?? 'GET', signal: init.signal }, resolve);
+    const request = (url.protocol === 'https:' ? https : http).request(
+      url,
+      { ...options, method: init.method ?? 'GET', signal: init.signal },
+      resolve,
+    );
     request.on('error', reject);
     request.end(body);
   });
@@ -61,7 +74,10 @@ export async function kubeRequest(kc: KubeConfig, path: string, init: { method?:
   } catch {
     // Not a Status object (a proxy's error page): the HTTP status alone says it.
   }
-  throw new KubeApiError(`${code} ${status.reason ?? response.statusMessage ?? ''}${status.message ? `: ${status.message}` : ''}`, code);
+  throw new KubeApiError(
+    `${code} ${status.reason ?? response.statusMessage ?? ''}${status.message ? `: ${status.message}` : ''}`,
+    code,
+  );
 }
 
 export async function readBody(response: http.IncomingMessage): Promise<string> {
@@ -102,7 +118,10 @@ export interface ResourceWatchHandlers<T> {
   expired?(resourceVersion: string): void;
 }
 
-type WatchEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'; object: { metadata?: { resourceVersion?: string } } };
+type WatchEvent = {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: { metadata?: { resourceVersion?: string } };
+};
 
 /** A watch that ends cleanly sooner than this waits a retry delay before the next, so a server that closes at once is not hammered. */
 const SHORT_WATCH_MS = 1000;
@@ -133,7 +152,12 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
   #stopped = false;
 
   /** `path`: the collection, with a query of its own if any (`...?labelSelector=...`). */
-  constructor(kubeConfig: () => Promise<KubeConfig>, path: string, handlers: ResourceWatchHandlers<T>, options: ResourceWatchOptions) {
+  constructor(
+    kubeConfig: () => Promise<KubeConfig>,
+    path: string,
+    handlers: ResourceWatchHandlers<T>,
+    options: ResourceWatchOptions,
+  ) {
     this.#kubeConfig = kubeConfig;
     this.#path = path;
     this.#handlers = handlers;
@@ -151,7 +175,10 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
   /** Half to all of min(max, base * 2^(attempt-1)): never a hot retry, always spread. */
   retryDelay(attempt: number): number {
     const { retryBaseMs, retryMaxMs, rng } = this.#options;
-    return Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, attempt - 1)) / 2 + backoffDelay(attempt, retryBaseMs / 2, retryMaxMs / 2, rng);
+    return (
+      Math.min(retryMaxMs, retryBaseMs * 2 ** Math.max(0, attempt - 1)) / 2 +
+      backoffDelay(attempt, retryBaseMs / 2, retryMaxMs / 2, rng)
+    );
   }
 
   async #run(): Promise<void> {
@@ -185,7 +212,10 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
   async #list(): Promise<void> {
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#options.listTimeoutMs)]);
     const response = await kubeRequest(this.#kc!, this.#path, { signal });
-    const list = JSON.parse(await readBody(response)) as { metadata?: { resourceVersion?: string }; items?: T[] | null };
+    const list = JSON.parse(await readBody(response)) as {
+      metadata?: { resourceVersion?: string };
+      items?: T[] | null;
+    };
     if (this.#stopped) return;
     this.#resourceVersion = list.metadata?.resourceVersion ?? '';
     this.#versionFromList = true;
@@ -201,7 +231,15 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
     const timeoutSeconds = this.#options.watchTimeoutSeconds ?? Math.floor(300 + this.#options.rng.random() * 300);
     const watchAbort = new AbortController();
     const { watchSilenceGraceMs } = this.#options;
-    const silence = setTimeout(() => watchAbort.abort(new KubeApiError(`watch still open ${watchSilenceGraceMs} ms past its timeoutSeconds (${timeoutSeconds}); reconnecting`)), timeoutSeconds * 1000 + watchSilenceGraceMs);
+    const silence = setTimeout(
+      () =>
+        watchAbort.abort(
+          new KubeApiError(
+            `watch still open ${watchSilenceGraceMs} ms past its timeoutSeconds (${timeoutSeconds}); reconnecting`,
+          ),
+        ),
+      timeoutSeconds * 1000 + watchSilenceGraceMs,
+    );
     const signal = AbortSignal.any([this.#abort.signal, watchAbort.signal]);
     const query = `${this.#path.includes('?') ? '&' : '?'}watch=1&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(this.#resourceVersion)}&timeoutSeconds=${timeoutSeconds}`;
     try {
@@ -239,7 +277,10 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
     if (event.type === 'ERROR') {
       const status = event.object as V1Status;
       if (status.code === 410) return 'expired';
-      throw new KubeApiError(`watch error ${status.code ?? ''} ${status.reason ?? ''}: ${status.message ?? ''}`.trim(), status.code);
+      throw new KubeApiError(
+        `watch error ${status.code ?? ''} ${status.reason ?? ''}: ${status.message ?? ''}`.trim(),
+        status.code,
+      );
     }
     const item = event.object as T;
     if (item.metadata?.resourceVersion) {

@@ -42,7 +42,9 @@ export type DurationsMs<T> = { readonly [K in DurationKeys<T>]: undefined extend
  * (structuredClone, a JSON round trip) has lost them: it is parsed on its first read, once.
  */
 export function msOf<T extends object>(section: T): DurationsMs<T> {
-  return ((section as { [MS]?: unknown })[MS] ?? parsedAfterClone.get(section) ?? parseClone(section)) as DurationsMs<T>;
+  return ((section as { [MS]?: unknown })[MS] ??
+    parsedAfterClone.get(section) ??
+    parseClone(section)) as DurationsMs<T>;
 }
 
 /**
@@ -52,7 +54,8 @@ export function msOf<T extends object>(section: T): DurationsMs<T> {
  */
 function parseClone(section: object): Readonly<Record<string, number>> {
   const ms: Record<string, number> = {};
-  for (const [key, value] of Object.entries(section)) if (typeof value === 'string' && DURATION_RE.test(value)) ms[key] = parseDuration(value);
+  for (const [key, value] of Object.entries(section))
+    if (typeof value === 'string' && DURATION_RE.test(value)) ms[key] = parseDuration(value);
   Object.freeze(ms);
   parsedAfterClone.set(section, ms);
   return ms;
@@ -85,11 +88,18 @@ function parserFor(schema: TSchema): DurationParser | null {
 
 function compileParser(schema: TSchema): DurationParser | null {
   switch (schema[Kind]) {
-    case 'Object': return objectParser(schema.properties as Record<string, TSchema>);
-    case 'Array': return eachParser(schema.items as TSchema, (v) => (Array.isArray(v) ? v : []));
-    case 'Record': return eachParser(Object.values(schema.patternProperties as Record<string, TSchema>)[0], (v) => (isObject(v) ? Object.values(v) : []));
-    case 'Union': return unionParser(schema.anyOf as TSchema[]);
-    default: return null;
+    case 'Object':
+      return objectParser(schema.properties as Record<string, TSchema>);
+    case 'Array':
+      return eachParser(schema.items as TSchema, (v) => (Array.isArray(v) ? v : []));
+    case 'Record':
+      return eachParser(Object.values(schema.patternProperties as Record<string, TSchema>)[0], (v) =>
+        isObject(v) ? Object.values(v) : [],
+      );
+    case 'Union':
+      return unionParser(schema.anyOf as TSchema[]);
+    default:
+      return null;
   }
 }
 
@@ -118,7 +128,12 @@ function objectParser(properties: Record<string, TSchema>): DurationParser | nul
 
 function eachParser(item: TSchema, values: (v: unknown) => unknown[]): DurationParser | null {
   const parser = parserFor(item);
-  return parser && ((value) => { for (const v of values(value)) parser(v); });
+  return (
+    parser &&
+    ((value) => {
+      for (const v of values(value)) parser(v);
+    })
+  );
 }
 
 /** A union's value is parsed by the first branch it is valid against (e.g. a JWKS given by uri, not by keys). */

@@ -33,7 +33,10 @@ export function diffEndpoints(prev: Config, next: Config): EndpointDelta | undef
 }
 
 /** One cluster's endpoint delta; undefined when the two sets are the same (order aside). */
-export function diffClusterEndpoints(prev: readonly EndpointConfig[], next: readonly EndpointConfig[]): ClusterEndpointDelta | undefined {
+export function diffClusterEndpoints(
+  prev: readonly EndpointConfig[],
+  next: readonly EndpointConfig[],
+): ClusterEndpointDelta | undefined {
   const before = new Map(prev.map((e) => [e.address, e]));
   const upsert: EndpointConfig[] = [];
   for (const e of next) {
@@ -66,15 +69,24 @@ export function patchEndpoints(endpoints: readonly EndpointConfig[], delta: Clus
 
 /** `config` with each cluster named in `delta` given its patched endpoint list (a new object; `config` is not touched). */
 export function applyEndpointDelta(config: Config, delta: EndpointDelta): Config {
-  const clusters = config.clusters.map((c): ClusterConfig => (delta[c.name] ? { ...c, endpoints: patchEndpoints(c.endpoints, delta[c.name]) } : c));
+  const clusters = config.clusters.map(
+    (c): ClusterConfig => (delta[c.name] ? { ...c, endpoints: patchEndpoints(c.endpoints, delta[c.name]) } : c),
+  );
   return { ...config, clusters };
 }
 
 /** Field-by-field (no JSON per endpoint: 100,000 of them are compared on every change). */
 export function sameEndpoint(a: EndpointConfig, b: EndpointConfig): boolean {
-  return a.address === b.address && a.weight === b.weight && a.priority === b.priority && a.health === b.health
-    && a.locality.region === b.locality.region && a.locality.zone === b.locality.zone && a.locality.subzone === b.locality.subzone
-    && sameLabels(a.labels, b.labels);
+  return (
+    a.address === b.address &&
+    a.weight === b.weight &&
+    a.priority === b.priority &&
+    a.health === b.health &&
+    a.locality.region === b.locality.region &&
+    a.locality.zone === b.locality.zone &&
+    a.locality.subzone === b.locality.subzone &&
+    sameLabels(a.labels, b.labels)
+  );
 }
 
 function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
@@ -86,8 +98,12 @@ function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<stri
 
 /** Two cluster configs equal in every field, endpoints compared as sets by address. */
 export function sameCluster(a: ClusterConfig, b: ClusterConfig): boolean {
-  return a.name === b.name && a.endpoints.length === b.endpoints.length && clusterWithoutEndpoints(a) === clusterWithoutEndpoints(b)
-    && diffClusterEndpoints(a.endpoints, b.endpoints) === undefined;
+  return (
+    a.name === b.name &&
+    a.endpoints.length === b.endpoints.length &&
+    clusterWithoutEndpoints(a) === clusterWithoutEndpoints(b) &&
+    diffClusterEndpoints(a.endpoints, b.endpoints) === undefined
+  );
 }
 
 function clusterWithoutEndpoints(c: ClusterConfig): string {
@@ -114,7 +130,11 @@ export function packEndpoints(endpoints: readonly EndpointConfig[]): PackedEndpo
 }
 
 export function unpackEndpoints(packed: readonly PackedEndpoint[]): EndpointConfig[] {
-  return packed.map((p) => (typeof p === 'string' ? { address: p, weight: 1, priority: 0, locality: { region: '', zone: '', subzone: '' }, labels: {} } : p));
+  return packed.map((p) =>
+    typeof p === 'string'
+      ? { address: p, weight: 1, priority: 0, locality: { region: '', zone: '', subzone: '' }, labels: {} }
+      : p,
+  );
 }
 
 function isPlain(e: EndpointConfig): boolean {
@@ -126,7 +146,12 @@ function isPlain(e: EndpointConfig): boolean {
 
 /** A config's endpoint lists packed for a worker message (see PackedEndpoint); `unpackConfig` restores them. */
 export function packConfig(config: Config): Config {
-  return { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: packEndpoints(c.endpoints) as EndpointConfig[] } : c)) };
+  return {
+    ...config,
+    clusters: config.clusters.map((c) =>
+      c.endpoints?.length ? { ...c, endpoints: packEndpoints(c.endpoints) as EndpointConfig[] } : c,
+    ),
+  };
 }
 
 /**
@@ -134,7 +159,12 @@ export function packConfig(config: Config): Config {
  * the function validation uses (they are never serialized, so IPC drops them; see msOf).
  */
 export function unpackConfig(config: Config): Config {
-  const whole = { ...config, clusters: config.clusters.map((c) => (c.endpoints?.length ? { ...c, endpoints: unpackEndpoints(c.endpoints as PackedEndpoint[]) } : c)) };
+  const whole = {
+    ...config,
+    clusters: config.clusters.map((c) =>
+      c.endpoints?.length ? { ...c, endpoints: unpackEndpoints(c.endpoints as PackedEndpoint[]) } : c,
+    ),
+  };
   parseDurations(ConfigSchema, whole);
   return whole;
 }
@@ -142,12 +172,14 @@ export function unpackConfig(config: Config): Config {
 /** An endpoint delta packed for a worker message. */
 export function packDelta(delta: EndpointDelta): EndpointDelta {
   const out: EndpointDelta = {};
-  for (const [name, d] of Object.entries(delta)) out[name] = { upsert: packEndpoints(d.upsert) as EndpointConfig[], remove: d.remove };
+  for (const [name, d] of Object.entries(delta))
+    out[name] = { upsert: packEndpoints(d.upsert) as EndpointConfig[], remove: d.remove };
   return out;
 }
 
 export function unpackDelta(delta: EndpointDelta): EndpointDelta {
   const out: EndpointDelta = {};
-  for (const [name, d] of Object.entries(delta)) out[name] = { upsert: unpackEndpoints(d.upsert as PackedEndpoint[]), remove: d.remove };
+  for (const [name, d] of Object.entries(delta))
+    out[name] = { upsert: unpackEndpoints(d.upsert as PackedEndpoint[]), remove: d.remove };
   return out;
 }

@@ -12,7 +12,12 @@ export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: stri
   return substitute(value, env, path ? [path] : [], errors);
 }
 
-function substitute(value: unknown, env: NodeJS.ProcessEnv, keys: Array<string | number>, errors: ConfigError[]): unknown {
+function substitute(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  keys: Array<string | number>,
+  errors: ConfigError[],
+): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value;
     return value.replace(VAR_RE, (_m, name: string, def: string | undefined) => {

@@ -24,21 +24,36 @@ export function checkReferences(config: Config): ConfigError[] {
     checkRegex(r.match.path?.regex, `${p}.match.path.regex`, add);
     r.match.headers?.forEach((h, j) => checkRegex(h.regex, `${p}.match.headers[${j}].regex`, add));
     r.match.query?.forEach((q, j) => checkRegex(q.regex, `${p}.match.query[${j}].regex`, add));
-    const pathKinds = ['prefix', 'exact', 'regex'].filter((k) => r.match.path && (r.match.path as Record<string, unknown>)[k] !== undefined);
+    const pathKinds = ['prefix', 'exact', 'regex'].filter(
+      (k) => r.match.path && (r.match.path as Record<string, unknown>)[k] !== undefined,
+    );
     if (pathKinds.length > 1) add(`${p}.match.path`, 'set only one of prefix, exact, regex');
-    if (r.mirror && !clusters.has(r.mirror.cluster)) add(`${p}.mirror.cluster`, `unknown cluster "${r.mirror.cluster}"`);
+    if (r.mirror && !clusters.has(r.mirror.cluster))
+      add(`${p}.mirror.cluster`, `unknown cluster "${r.mirror.cluster}"`);
     r.auth?.forEach((n, j) => authNames.has(n) || add(`${p}.auth[${j}]`, `unknown auth provider "${n}"`));
     if (r.rbac && !rbac.has(r.rbac)) add(`${p}.rbac`, `unknown rbac policy "${r.rbac}"`);
-    r.rateLimits?.forEach((n, j) => rateLimits.has(n) || add(`${p}.rateLimits[${j}]`, `unknown rate limit policy "${n}"`));
+    r.rateLimits?.forEach(
+      (n, j) => rateLimits.has(n) || add(`${p}.rateLimits[${j}]`, `unknown rate limit policy "${n}"`),
+    );
   });
   config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, add));
   config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
   checkAdmin(config, add);
-  config.gateway.dns?.servers.forEach((s, i) => isValidDnsServer(s) || add(`gateway.dns.servers[${i}]`, `expected ip, ip:port or [ipv6]:port, got "${s}"`));
+  config.gateway.dns?.servers.forEach(
+    (s, i) =>
+      isValidDnsServer(s) || add(`gateway.dns.servers[${i}]`, `expected ip, ip:port or [ipv6]:port, got "${s}"`),
+  );
   for (const [path, message] of authConfigErrors(config.auth, config.rbac)) add(path, message);
   checkFiles(config, add);
-  if (config.configStore && config.managementServer) add('configStore', 'configStore and managementServer are alternatives: replicas of a managed gateway get their config from the hub');
-  config.rateLimits.forEach((p, i) => { if (p.store === 'redis' && !config.redis) add(`rateLimits[${i}].store`, 'store "redis" needs a top-level redis section'); });
+  if (config.configStore && config.managementServer)
+    add(
+      'configStore',
+      'configStore and managementServer are alternatives: replicas of a managed gateway get their config from the hub',
+    );
+  config.rateLimits.forEach((p, i) => {
+    if (p.store === 'redis' && !config.redis)
+      add(`rateLimits[${i}].store`, 'store "redis" needs a top-level redis section');
+  });
   return errors;
 }
 
@@ -47,7 +62,10 @@ type Add = (path: string, message: string) => void;
 /** JWT providers and API-key sets share one namespace: a route's `auth` names either. */
 function uniqueAuthNames(auth: Config['auth'], add: Add): Set<string> {
   const names = new Set<string>();
-  const entries = [...auth.jwtProviders.map((p, i) => [p.name, `auth.jwtProviders[${i}].name`]), ...auth.apiKeys.map((k, i) => [k.name, `auth.apiKeys[${i}].name`])];
+  const entries = [
+    ...auth.jwtProviders.map((p, i) => [p.name, `auth.jwtProviders[${i}].name`]),
+    ...auth.apiKeys.map((k, i) => [k.name, `auth.apiKeys[${i}].name`]),
+  ];
   for (const [name, path] of entries) {
     if (names.has(name)) add(path, `duplicate name "${name}" (JWT providers and API-key sets share names)`);
     names.add(name);
@@ -65,14 +83,26 @@ function uniqueNames(items: Named[], section: string, add: Add): Set<string> {
 }
 
 function checkRouteAction(r: Config['routes'][number], p: string, clusters: Set<string>, add: Add) {
-  const actions = (['cluster', 'weightedClusters', 'redirect', 'directResponse'] as const).filter((k) => r[k] !== undefined);
-  if (actions.length !== 1) add(p, `a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found ${actions.length ? actions.join(', ') : 'none'})`);
+  const actions = (['cluster', 'weightedClusters', 'redirect', 'directResponse'] as const).filter(
+    (k) => r[k] !== undefined,
+  );
+  if (actions.length !== 1)
+    add(
+      p,
+      `a route needs exactly one of cluster, weightedClusters, redirect, directResponse (found ${actions.length ? actions.join(', ') : 'none'})`,
+    );
   if (r.cluster !== undefined && !clusters.has(r.cluster)) add(`${p}.cluster`, `unknown cluster "${r.cluster}"`);
-  r.weightedClusters?.forEach((w, j) => clusters.has(w.cluster) || add(`${p}.weightedClusters[${j}].cluster`, `unknown cluster "${w.cluster}"`));
-  if (r.weightedClusters?.every((w) => w.weight === 0)) add(`${p}.weightedClusters`, 'at least one weight must be positive');
-  if (r.rewrite?.path !== undefined && r.rewrite.pathPrefix !== undefined) add(`${p}.rewrite`, 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both');
-  if (r.retry?.maxBodyBytes !== undefined && r.retry.bufferBytes !== undefined) add(`${p}.retry`, 'set retry.maxBodyBytes (bufferBytes is its earlier name), not both');
-  if (r.redirect?.path !== undefined && r.redirect.pathPrefix !== undefined) add(`${p}.redirect`, 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both');
+  r.weightedClusters?.forEach(
+    (w, j) => clusters.has(w.cluster) || add(`${p}.weightedClusters[${j}].cluster`, `unknown cluster "${w.cluster}"`),
+  );
+  if (r.weightedClusters?.every((w) => w.weight === 0))
+    add(`${p}.weightedClusters`, 'at least one weight must be positive');
+  if (r.rewrite?.path !== undefined && r.rewrite.pathPrefix !== undefined)
+    add(`${p}.rewrite`, 'set rewrite.path (the whole path) or rewrite.pathPrefix (the matched part), not both');
+  if (r.retry?.maxBodyBytes !== undefined && r.retry.bufferBytes !== undefined)
+    add(`${p}.retry`, 'set retry.maxBodyBytes (bufferBytes is its earlier name), not both');
+  if (r.redirect?.path !== undefined && r.redirect.pathPrefix !== undefined)
+    add(`${p}.redirect`, 'set redirect.path (the whole path) or redirect.pathPrefix (the matched part), not both');
 }
 
 function checkRegex(source: string | undefined, path: string, add: Add) {
@@ -86,9 +116,11 @@ function checkRegex(source: string | undefined, path: string, add: Add) {
 
 function checkListener(l: Config['listeners'][number], p: string, routes: Set<string>, add: Add) {
   l.routes?.forEach((n, j) => routes.has(n) || add(`${p}.routes[${j}]`, `unknown route "${n}"`));
-  if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length) add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates)');
+  if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length)
+    add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates)');
   if (l.tls?.requireClientCert && !l.tls.ca) add(`${p}.tls.ca`, 'requireClientCert needs a ca bundle');
-  if ((l.tls?.cert === undefined) !== (l.tls?.key === undefined)) add(`${p}.tls`, 'cert and key must be given together');
+  if ((l.tls?.cert === undefined) !== (l.tls?.key === undefined))
+    add(`${p}.tls`, 'cert and key must be given together');
 }
 
 function checkCluster(c: Config['clusters'][number], p: string, config: Config, add: Add) {
@@ -106,38 +138,55 @@ function checkCluster(c: Config['clusters'][number], p: string, config: Config, 
     c.clusters?.forEach((n, j) => {
       const member = config.clusters.find((x) => x.name === n);
       if (!member) add(`${p}.clusters[${j}]`, `unknown cluster "${n}"`);
-      else if (member.kind === 'aggregate') add(`${p}.clusters[${j}]`, 'an aggregate cluster cannot contain another aggregate');
+      else if (member.kind === 'aggregate')
+        add(`${p}.clusters[${j}]`, 'an aggregate cluster cannot contain another aggregate');
     });
     if (c.endpoints.length) add(`${p}.endpoints`, 'an aggregate cluster has no endpoints of its own');
   }
   if (c.discovery) checkDiscovery(c, `${p}.discovery`, add);
-  if (c.lb.slowStart && c.lb.policy !== 'round_robin' && c.lb.policy !== 'least_request') add(`${p}.lb.slowStart`, 'slow start applies to round_robin and least_request only');
+  if (c.lb.slowStart && c.lb.policy !== 'round_robin' && c.lb.policy !== 'least_request')
+    add(`${p}.lb.slowStart`, 'slow start applies to round_robin and least_request only');
   if (c.healthCheck && !c.healthCheck.http && !c.healthCheck.tcp) add(`${p}.healthCheck`, 'set http or tcp');
-  if (c.upstreamTls && ((c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))) add(`${p}.upstreamTls`, 'cert and key must be given together');
+  if (c.upstreamTls && (c.upstreamTls.cert === undefined) !== (c.upstreamTls.key === undefined))
+    add(`${p}.upstreamTls`, 'cert and key must be given together');
 }
 
 /** A discovered cluster takes every endpoint from its one source: no static list beside it, no aggregate. */
 function checkDiscovery(c: Config['clusters'][number], p: string, add: Add) {
   const discovery = c.discovery!;
-  if (c.kind === 'aggregate') add(p, 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters');
-  else if (c.endpoints.length) add(p, 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only');
+  if (c.kind === 'aggregate')
+    add(p, 'an aggregate cluster has no endpoints of its own: set discovery on its member clusters');
+  else if (c.endpoints.length)
+    add(p, 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only');
   const sources = (['dns', 'kubernetes'] as const).filter((k) => discovery[k]);
-  if (sources.length !== 1) add(p, sources.length ? `set one source, not ${sources.join(' and ')}` : 'set dns or kubernetes');
+  if (sources.length !== 1)
+    add(p, sources.length ? `set one source, not ${sources.join(' and ')}` : 'set dns or kubernetes');
   if (discovery.dns && msOf(discovery.dns).refresh < 1) add(`${p}.dns.refresh`, 'refresh must be at least 1ms');
 }
 
 /** Files the snapshot will read (JWKS, API keys): missing ones are config errors, not runtime crashes. */
 function checkFiles(config: Config, add: Add) {
-  config.auth.jwtProviders.forEach((p, i) => { if ('file' in p.jwks && !existsSync(p.jwks.file)) add(`auth.jwtProviders[${i}].jwks.file`, `file not found: ${p.jwks.file}`); });
-  config.auth.apiKeys.forEach((k, i) => { if (k.file && !existsSync(k.file)) add(`auth.apiKeys[${i}].file`, `file not found: ${k.file}`); });
-  const exists = (path: string, f: string | undefined) => { if (f && !existsSync(f)) add(path, `file not found: ${f}`); };
+  config.auth.jwtProviders.forEach((p, i) => {
+    if ('file' in p.jwks && !existsSync(p.jwks.file))
+      add(`auth.jwtProviders[${i}].jwks.file`, `file not found: ${p.jwks.file}`);
+  });
+  config.auth.apiKeys.forEach((k, i) => {
+    if (k.file && !existsSync(k.file)) add(`auth.apiKeys[${i}].file`, `file not found: ${k.file}`);
+  });
+  const exists = (path: string, f: string | undefined) => {
+    if (f && !existsSync(f)) add(path, `file not found: ${f}`);
+  };
   config.listeners.forEach((l, i) => {
     const t = l.tls;
     for (const field of ['cert', 'key', 'ca'] as const) exists(`listeners[${i}].tls.${field}`, t?.[field]);
-    t?.certificates?.forEach((c, j) => { exists(`listeners[${i}].tls.certificates[${j}].cert`, c.cert); exists(`listeners[${i}].tls.certificates[${j}].key`, c.key); });
+    t?.certificates?.forEach((c, j) => {
+      exists(`listeners[${i}].tls.certificates[${j}].cert`, c.cert);
+      exists(`listeners[${i}].tls.certificates[${j}].key`, c.key);
+    });
   });
   config.clusters.forEach((c, i) => {
-    for (const field of ['ca', 'cert', 'key'] as const) exists(`clusters[${i}].upstreamTls.${field}`, c.upstreamTls?.[field]);
+    for (const field of ['ca', 'cert', 'key'] as const)
+      exists(`clusters[${i}].upstreamTls.${field}`, c.upstreamTls?.[field]);
   });
   exists('gateway.kubernetes.kubeconfig', config.gateway.kubernetes?.kubeconfig);
 }
@@ -146,6 +195,9 @@ function checkAdmin(config: Config, add: Add) {
   const { host } = splitAddress(config.admin.address);
   const hasToken = Boolean(config.admin.token || config.admin.tokens?.length);
   if (!isLoopbackHost(host) && !hasToken && !config.admin.insecure) {
-    add('admin.address', 'a non-loopback admin address requires admin.token or admin.tokens (refusing to expose an unauthenticated admin API; admin.insecure: true overrides)');
+    add(
+      'admin.address',
+      'a non-loopback admin address requires admin.token or admin.tokens (refusing to expose an unauthenticated admin API; admin.insecure: true overrides)',
+    );
   }
 }

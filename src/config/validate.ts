@@ -38,14 +38,20 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
 }
 
 /** A deep copy of `input` (substituteEnv copies as it walks) with every `${VAR}` replaced from `env`, or the errors of missing ones. */
-export function substituteAll(input: unknown, env: NodeJS.ProcessEnv): { ok: true; value: unknown } | { ok: false; errors: ConfigError[] } {
+export function substituteAll(
+  input: unknown,
+  env: NodeJS.ProcessEnv,
+): { ok: true; value: unknown } | { ok: false; errors: ConfigError[] } {
   const errors: ConfigError[] = [];
   const value = substituteEnv(input ?? {}, env, '', errors);
   return errors.length ? { ok: false, errors } : { ok: true, value };
 }
 
 /** Fill `schema`'s defaults into `value` (in place), check it, every error with its path, and parse its durations. */
-export function applySchema<T>(schema: TSchema, value: unknown): { ok: true; value: T } | { ok: false; errors: ConfigError[] } {
+export function applySchema<T>(
+  schema: TSchema,
+  value: unknown,
+): { ok: true; value: T } | { ok: false; errors: ConfigError[] } {
   const withDefaults = Value.Default(schema, value);
   const errors = collectSchemaErrors(schema, withDefaults);
   if (errors.length) return { ok: false, errors };
@@ -129,11 +135,17 @@ function withDefaults(input: unknown): unknown {
  * scalars, the locality object, the labels record and an optional health override.
  */
 function compileObjectDefaults(schema: TSchema): (value: unknown) => void {
-  const props = Object.entries((schema as { properties?: Record<string, TSchema> }).properties ?? {}).map(([key, prop]) => ({
-    key,
-    make: defaultMaker((prop as { default?: unknown }).default),
-    nested: (prop as { type?: string; properties?: unknown }).type === 'object' && (prop as { properties?: unknown }).properties ? compileObjectDefaults(prop) : undefined,
-  }));
+  const props = Object.entries((schema as { properties?: Record<string, TSchema> }).properties ?? {}).map(
+    ([key, prop]) => ({
+      key,
+      make: defaultMaker((prop as { default?: unknown }).default),
+      nested:
+        (prop as { type?: string; properties?: unknown }).type === 'object' &&
+        (prop as { properties?: unknown }).properties
+          ? compileObjectDefaults(prop)
+          : undefined,
+    }),
+  );
   return (value) => {
     if (!value || typeof value !== 'object' || Array.isArray(value)) return;
     const v = value as Record<string, unknown>;

@@ -4,7 +4,11 @@
  * 503) as much as by the admin and hub APIs themselves, so it lives beside the config service.
  */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly body?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly body?: unknown,
+  ) {
     super(message);
   }
 }

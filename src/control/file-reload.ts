@@ -17,7 +17,11 @@ export interface ReloadResult {
  * field paths and the live config stays. `keep` carries over what the file does not own (the
  * management server's resources on a managed gateway).
  */
-export async function reloadConfigFile(changes: ConfigChanges, file: string, keep: (fromFile: Config) => Config = (c) => c): Promise<ReloadResult> {
+export async function reloadConfigFile(
+  changes: ConfigChanges,
+  file: string,
+  keep: (fromFile: Config) => Config = (c) => c,
+): Promise<ReloadResult> {
   const loaded = await loadConfigFile(file);
   try {
     if (!loaded.ok) throw new ApiError(400, 'invalid config', { errors: loaded.errors });

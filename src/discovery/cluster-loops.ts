@@ -28,7 +28,12 @@ export abstract class ClusterLoopSource<L extends ClusterLoop> implements Endpoi
    * Match the loops to the clusters with a `kind` block (aggregates have none of their own);
    * `shared` is the gateway-wide part a loop uses (servers, kubeconfig): a change restarts every loop.
    */
-  protected reconcileLoops<K extends keyof DiscoveryBlocks>(config: Config, kind: K, shared: unknown, start: (cluster: string, block: NonNullable<DiscoveryBlocks[K]>, key: string) => L): void {
+  protected reconcileLoops<K extends keyof DiscoveryBlocks>(
+    config: Config,
+    kind: K,
+    shared: unknown,
+    start: (cluster: string, block: NonNullable<DiscoveryBlocks[K]>, key: string) => L,
+  ): void {
     const wanted = new Map<string, { block: NonNullable<DiscoveryBlocks[K]>; key: string }>();
     for (const c of config.clusters) {
       const block = c.discovery?.[kind];
@@ -95,18 +100,30 @@ export class DiscoveryRecord {
   }
 
   status(target: string): DiscoveryStatus {
-    return { source: this.#source, target, endpoints: this.#handedCount, lastSuccess: this.#lastSuccess, lastError: this.#lastError, stale: this.#failures > 0 };
+    return {
+      source: this.#source,
+      target,
+      endpoints: this.#handedCount,
+      lastSuccess: this.#lastSuccess,
+      lastError: this.#lastError,
+      stale: this.#failures > 0,
+    };
   }
 
   succeeded(): void {
-    if (this.#failures > 0) logger.info({ cluster: this.#cluster, failures: this.#failures }, `${this.#source} discovery recovered`);
+    if (this.#failures > 0)
+      logger.info({ cluster: this.#cluster, failures: this.#failures }, `${this.#source} discovery recovered`);
     this.#failures = 0;
     this.#lastError = null;
     this.#lastSuccess = new Date().toISOString();
   }
 
   failed(error: string): void {
-    if (this.#failures === 0) logger.warn({ cluster: this.#cluster, error, endpoints: this.#handedCount }, `${this.#source} discovery failed; keeping the last endpoints`);
+    if (this.#failures === 0)
+      logger.warn(
+        { cluster: this.#cluster, error, endpoints: this.#handedCount },
+        `${this.#source} discovery failed; keeping the last endpoints`,
+      );
     this.#failures++;
     this.#lastError = error;
     this.#countFailure();

@@ -57,7 +57,12 @@ export class DnsDiscovery extends ClusterLoopSource<DnsWatch> {
   /** Start, stop or restart each cluster's loop so they match `config` (a changed block or server list restarts). */
   reconcile(config: Config): void {
     const servers = config.gateway.dns?.servers;
-    this.reconcileLoops(config, 'dns', servers, (name, dns, key) => new DnsWatch(name, dns, servers, key, this.#sink, this.#options));
+    this.reconcileLoops(
+      config,
+      'dns',
+      servers,
+      (name, dns, key) => new DnsWatch(name, dns, servers, key, this.#sink, this.#options),
+    );
   }
 }
 
@@ -77,7 +82,14 @@ class DnsWatch implements ClusterLoop {
   readonly first: Promise<void>;
   readonly #record: DiscoveryRecord;
 
-  constructor(cluster: string, dns: DnsDiscoveryConfig, servers: string[] | undefined, key: string, sink: EndpointSink, options: Required<DnsDiscoveryOptions>) {
+  constructor(
+    cluster: string,
+    dns: DnsDiscoveryConfig,
+    servers: string[] | undefined,
+    key: string,
+    sink: EndpointSink,
+    options: Required<DnsDiscoveryOptions>,
+  ) {
     this.key = key;
     this.#dns = dns;
     this.#refreshMs = msOf(dns).refresh;
@@ -106,7 +118,10 @@ class DnsWatch implements ClusterLoop {
     if ('addresses' in answer) handed = this.#succeeded(answer.addresses);
     else this.#record.failed(answer.error);
     const failures = this.#record.failures;
-    const delay = failures === 0 ? this.#refreshMs : this.#refreshMs + backoffDelay(failures, this.#refreshMs, FAILURE_BACKOFF_MAX_MS, this.#rng);
+    const delay =
+      failures === 0
+        ? this.#refreshMs
+        : this.#refreshMs + backoffDelay(failures, this.#refreshMs, FAILURE_BACKOFF_MAX_MS, this.#rng);
     this.#timer = setTimeout(() => void this.#lookup(), delay);
     this.#timer.unref();
     await handed;
@@ -132,7 +147,11 @@ async function resolveAddresses(resolver: dnsPromises.Resolver, name: string): P
   if (addresses.length) return { addresses };
   const errors = [v4, v6].flatMap((r) => (r.status === 'rejected' ? [r.reason as NodeJS.ErrnoException] : []));
   const failure = errors.find((e) => !NO_RECORDS.has(e.code ?? ''));
-  return { error: failure ? failure.message : `no A or AAAA records for ${name}${errors[0]?.code ? ` (${errors[0].code})` : ''}` };
+  return {
+    error: failure
+      ? failure.message
+      : `no A or AAAA records for ${name}${errors[0]?.code ? ` (${errors[0].code})` : ''}`,
+  };
 }
 
 /** The endpoint of one address, with EndpointSchema's defaults (weight 1, priority 0, empty locality and labels). */

@@ -33,7 +33,6 @@ export interface KubernetesDiscoveryOptions {
   rng?: Rng;
 }
 
-
 /**
  * Kubernetes EndpointSlice discovery in the primary: one list+watch per cluster with
  * `discovery.kubernetes`, handing each new endpoint set to the sink. Clusters that watch the same
@@ -56,7 +55,15 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
   constructor(sink: EndpointSink, options: KubernetesDiscoveryOptions = {}) {
     super();
     this.#sink = sink;
-    this.#options = { debounceMs: 50, retryBaseMs: 2000, watchSilenceGraceMs: 30_000, retryMaxMs: 30_000, listTimeoutMs: 30_000, rng: systemRng, ...options };
+    this.#options = {
+      debounceMs: 50,
+      retryBaseMs: 2000,
+      watchSilenceGraceMs: 30_000,
+      retryMaxMs: 30_000,
+      listTimeoutMs: 30_000,
+      rng: systemRng,
+      ...options,
+    };
   }
 
   /** Start, stop or restart each cluster's loop so they match `config` (a changed block or kubeconfig restarts). */
@@ -65,7 +72,12 @@ export class KubernetesDiscovery extends ClusterLoopSource<SliceWatch> {
     // A Kubernetes cluster lives in one region, which slices do not carry (only nodes do): its pods are
     // placed in the gateway's own region, so locality and zone-aware routing compare zones within it.
     const region = config.gateway.locality.region;
-    this.reconcileLoops(config, 'kubernetes', { kubeconfig, region }, (name, spec, key) => new SliceWatch(name, spec, { region, kubeconfig }, key, this.#sink, this.#options));
+    this.reconcileLoops(
+      config,
+      'kubernetes',
+      { kubeconfig, region },
+      (name, spec, key) => new SliceWatch(name, spec, { region, kubeconfig }, key, this.#sink, this.#options),
+    );
   }
 }
 
@@ -85,20 +97,36 @@ class SliceWatch implements ClusterLoop {
   readonly #record: DiscoveryRecord;
 
   /** `where`: the cluster's region (the gateway's) and the kubeconfig to reach its API server with. */
-  constructor(cluster: string, spec: KubernetesDiscoveryConfig, where: { region: string; kubeconfig: string | undefined }, key: string, sink: EndpointSink, options: SliceWatchOptions) {
+  constructor(
+    cluster: string,
+    spec: KubernetesDiscoveryConfig,
+    where: { region: string; kubeconfig: string | undefined },
+    key: string,
+    sink: EndpointSink,
+    options: SliceWatchOptions,
+  ) {
     this.key = key;
     this.#spec = spec;
     this.#region = where.region;
     this.#options = options;
     this.#record = new DiscoveryRecord(cluster, 'kubernetes', sink, () => kubernetesWatchErrors.inc({ cluster }));
     const path = `/apis/discovery.k8s.io/v1/namespaces/${spec.namespace}/endpointslices?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${spec.service}`)}`;
-    this.#watch = new ResourceWatch<V1EndpointSlice>(() => loadKubeConfig(where.kubeconfig), path, {
-      listed: (items) => this.#listed(items),
-      changed: (type, slice) => this.#changed(type, slice),
-      succeeded: () => this.#record.succeeded(),
-      failed: (e) => this.#record.failed(e.message || String(e)),
-      expired: (resourceVersion) => logger.info({ cluster, resourceVersion }, 'kubernetes discovery: resourceVersion expired (410); listing again'),
-    }, options);
+    this.#watch = new ResourceWatch<V1EndpointSlice>(
+      () => loadKubeConfig(where.kubeconfig),
+      path,
+      {
+        listed: (items) => this.#listed(items),
+        changed: (type, slice) => this.#changed(type, slice),
+        succeeded: () => this.#record.succeeded(),
+        failed: (e) => this.#record.failed(e.message || String(e)),
+        expired: (resourceVersion) =>
+          logger.info(
+            { cluster, resourceVersion },
+            'kubernetes discovery: resourceVersion expired (410); listing again',
+          ),
+      },
+      options,
+    );
     this.first = this.#watch.first;
   }
 
@@ -116,7 +144,8 @@ class SliceWatch implements ClusterLoop {
   /** A list replaced the slices: the set is handed at once (a pending merge of earlier events is superseded). */
   #listed(items: V1EndpointSlice[]): Promise<void> {
     this.#slices.clear();
-    for (const slice of items) this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec, this.#region));
+    for (const slice of items)
+      this.#slices.set(slice.metadata?.name ?? '', endpointsOfSlice(slice, this.#spec, this.#region));
     clearTimeout(this.#debounce);
     this.#debounce = undefined;
     return this.#publish();
@@ -147,15 +176,23 @@ class SliceWatch implements ClusterLoop {
   }
 }
 
-type SliceWatchOptions = Required<Omit<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>> & Pick<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>;
+type SliceWatchOptions = Required<Omit<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>> &
+  Pick<KubernetesDiscoveryOptions, 'watchTimeoutSeconds'>;
 
 /**
  * The endpoints of one slice for the cluster's port: none for an FQDN slice or one without the port
  * (TCP); else each address of each ready endpoint (healthy) or serving-and-terminating one (draining).
  */
-export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscoveryConfig, region = ''): EndpointConfig[] {
+export function endpointsOfSlice(
+  slice: V1EndpointSlice,
+  spec: KubernetesDiscoveryConfig,
+  region = '',
+): EndpointConfig[] {
   if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') return [];
-  const port = slice.ports?.find((p) => (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP')?.port;
+  const port = slice.ports?.find(
+    (p) =>
+      (typeof spec.port === 'number' ? p.port === spec.port : p.name === spec.port) && (p.protocol ?? 'TCP') === 'TCP',
+  )?.port;
   if (port === undefined || port === null) return [];
   const endpoints: EndpointConfig[] = [];
   const serviceLabels = serviceLabelsOf(slice);
@@ -169,7 +206,12 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
     if (forZones?.length) labels['meridian.dev/for-zones'] = forZones.join(',');
     for (const ip of endpoint.addresses ?? []) {
       const address = formatAddress(ip, port);
-      const defined = { address, locality: { region: endpoint.zone ? region : '', zone: endpoint.zone ?? '' }, labels, ...(health === 'draining' ? { health } : {}) };
+      const defined = {
+        address,
+        locality: { region: endpoint.zone ? region : '', zone: endpoint.zone ?? '' },
+        labels,
+        ...(health === 'draining' ? { health } : {}),
+      };
       endpoints.push(Value.Default(EndpointSchema, defined) as EndpointConfig);
     }
   }
@@ -184,7 +226,12 @@ export function endpointsOfSlice(slice: V1EndpointSlice, spec: KubernetesDiscove
 function serviceLabelsOf(slice: V1EndpointSlice): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(slice.metadata?.labels ?? {})) {
-    if (k === 'kubernetes.io/service-name' || k === 'service.kubernetes.io/headless' || k.startsWith('endpointslice.kubernetes.io/')) continue;
+    if (
+      k === 'kubernetes.io/service-name' ||
+      k === 'service.kubernetes.io/headless' ||
+      k.startsWith('endpointslice.kubernetes.io/')
+    )
+      continue;
     out[k] = v;
   }
   return out;

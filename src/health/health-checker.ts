@@ -27,7 +27,12 @@ export class HealthChecker {
   /** Durations in ms, parsed when the config was validated. */
   readonly #ms: DurationsMs<HealthCheck>;
 
-  constructor(cfg: HealthCheck, pool: (address: string) => Dispatcher, rng: Rng, onChange: (address: string, s: HostHealthState, changed: boolean) => void) {
+  constructor(
+    cfg: HealthCheck,
+    pool: (address: string) => Dispatcher,
+    rng: Rng,
+    onChange: (address: string, s: HostHealthState, changed: boolean) => void,
+  ) {
     this.#cfg = cfg;
     this.#pool = pool;
     this.#rng = rng;
@@ -37,7 +42,8 @@ export class HealthChecker {
 
   /** Start checking `addresses`: one immediate round (awaited), then on the interval. */
   async start(addresses: string[]): Promise<void> {
-    for (const a of addresses) this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
+    for (const a of addresses)
+      this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
     await Promise.all(addresses.map((a) => this.#checkAndSchedule(a)));
   }
 
@@ -54,7 +60,8 @@ export class HealthChecker {
       this.states.delete(a);
     }
     const added = addresses.filter((a) => !this.states.has(a));
-    for (const a of added) this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
+    for (const a of added)
+      this.states.set(a, new HostHealthState(this.#cfg.healthyThreshold, this.#cfg.unhealthyThreshold));
     await Promise.all(added.map((a) => this.#checkAndSchedule(a)));
   }
 
@@ -89,7 +96,10 @@ export class HealthChecker {
   #schedule(address: string): void {
     const { interval, noTrafficInterval, jitter } = this.#ms;
     const base = !this.#trafficSeen && noTrafficInterval !== undefined ? noTrafficInterval : interval;
-    const timer = setTimeout(() => void this.#checkAndSchedule(address), base + Math.floor(this.#rng.random() * (jitter + 1)));
+    const timer = setTimeout(
+      () => void this.#checkAndSchedule(address),
+      base + Math.floor(this.#rng.random() * (jitter + 1)),
+    );
     timer.unref();
     this.#timers.set(address, timer);
   }
@@ -101,7 +111,10 @@ export class HealthChecker {
     const http = this.#cfg.http;
     try {
       const res = await this.#pool(address).request({
-        path: http.path, method: 'GET', headersTimeout: timeout, bodyTimeout: timeout,
+        path: http.path,
+        method: 'GET',
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
         headers: { host: http.host ?? address, 'user-agent': 'meridian-health-check' },
       });
       await res.body.dump();

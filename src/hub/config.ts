@@ -11,7 +11,10 @@ export const VirtualDestinationSchema = Obj({
   name: Name,
   host: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', errorMessage: 'expected a host name' }),
   port: Type.Integer({ minimum: 1, maximum: 65535, default: 80 }),
-  selector: Type.Record(Type.String(), Type.String(), { minProperties: 1, errorMessage: 'expected labels selecting service instances' }),
+  selector: Type.Record(Type.String(), Type.String(), {
+    minProperties: 1,
+    errorMessage: 'expected labels selecting service instances',
+  }),
   failover: Obj(
     {
       /** Active-active, closest first (the default): local, same zone, same region, then others. */
@@ -29,7 +32,15 @@ export const HubSectionSchema = Obj(
   {
     address: Type.String({ default: '127.0.0.1:9950', pattern: Address.pattern, errorMessage: 'expected host:port' }),
     /** With `gateways`, a token may only speak the gateway protocol, as one of those gateway ids. */
-    tokens: Type.Optional(Type.Array(Obj({ name: Type.String(), token: Type.String({ minLength: 8 }), gateways: Type.Optional(Type.Array(Name, { minItems: 1 })) }))),
+    tokens: Type.Optional(
+      Type.Array(
+        Obj({
+          name: Type.String(),
+          token: Type.String({ minLength: 8 }),
+          gateways: Type.Optional(Type.Array(Name, { minItems: 1 })),
+        }),
+      ),
+    ),
     /** TLS for the hub API; with `clientCa`, client certificates are required (mTLS). */
     tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
     /** Serve an unauthenticated hub API on a non-loopback address anyway (warned at every start). */
@@ -74,7 +85,9 @@ export function checkHubConfig(value: unknown): HubValidation {
   // A copy: the gateway's defaults must not be filled into the hub's own document.
   const asGateway = structuredClone(Object.fromEntries(MANAGED_KINDS.map((k) => [k, config[k].map(withoutTargets)])));
   const gateway = checkConfig(asGateway);
-  const errors = gateway.ok ? [] : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
+  const errors = gateway.ok
+    ? []
+    : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
   errors.push(...virtualDestinationErrors(config));
   return errors.length ? { ok: false, errors } : { ok: true, config: deepFreeze(config) };
 }
@@ -83,10 +96,14 @@ function virtualDestinationErrors(config: HubConfig): ConfigError[] {
   const errors: ConfigError[] = [];
   const seen = new Set<string>();
   config.virtualDestinations.forEach((vd, i) => {
-    if (seen.has(vd.name)) errors.push({ path: `virtualDestinations[${i}].name`, message: `duplicate virtual destination "${vd.name}"` });
+    if (seen.has(vd.name))
+      errors.push({ path: `virtualDestinations[${i}].name`, message: `duplicate virtual destination "${vd.name}"` });
     seen.add(vd.name);
     if (vd.failover.order && vd.failover.priorityFromLocality) {
-      errors.push({ path: `virtualDestinations[${i}].failover`, message: 'set either priorityFromLocality or order, not both' });
+      errors.push({
+        path: `virtualDestinations[${i}].failover`,
+        message: 'set either priorityFromLocality or order, not both',
+      });
     }
   });
   return errors;
@@ -100,7 +117,12 @@ export const ReportSchema = Type.Object({
   labels: ReportLabels,
   locality: Type.Object({ region: Str, zone: Str, subzone: Str }),
   eastWestAddress: Type.Optional(Address),
-  instances: Type.Array(Type.Object({ cluster: Str, address: Address, labels: ReportLabels, healthy: Type.Boolean() }), { maxItems: 10000 }),
+  instances: Type.Array(
+    Type.Object({ cluster: Str, address: Address, labels: ReportLabels, healthy: Type.Boolean() }),
+    {
+      maxItems: 10000,
+    },
+  ),
 });
 
 export const AckSchema = Type.Object({

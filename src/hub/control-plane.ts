@@ -41,12 +41,25 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
   const current = store.current!;
   const { hub } = current.config;
   if (!isLoopbackHost(splitAddress(hub.address).host) && !hub.tokens?.length && !hub.tls?.clientCa) {
-    if (!hub.insecure) throw new HubStartupError([{ path: 'hub.address', message: 'a non-loopback hub needs hub.tokens or hub.tls.clientCa (hub.insecure: true overrides)' }]);
-    logger.warn({ address: hub.address }, 'hub.insecure: the hub API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change every gateway');
+    if (!hub.insecure)
+      throw new HubStartupError([
+        {
+          path: 'hub.address',
+          message: 'a non-loopback hub needs hub.tokens or hub.tls.clientCa (hub.insecure: true overrides)',
+        },
+      ]);
+    logger.warn(
+      { address: hub.address },
+      'hub.insecure: the hub API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change every gateway',
+    );
   }
   const fleet = new Fleet(current.config, current.version);
   // The hub's one change path: a new version is live once the fleet has been sent it.
-  const changes = new ConfigService<HubConfig>({ store, validate: validateHubConfig, publish: async (v) => (fleet.setConfig(v.config, v.version), []) });
+  const changes = new ConfigService<HubConfig>({
+    store,
+    validate: validateHubConfig,
+    publish: async (v) => (fleet.setConfig(v.config, v.version), []),
+  });
   const server = new HubServer(store, fleet, changes);
   const address = await server.listen();
   return { address, store, fleet, stop: () => server.close() };

@@ -97,7 +97,9 @@ export class Fleet {
       lastSent: g.lastSent,
       lastAck: g.lastAck,
       lastRejected: g.lastRejected,
-      replicaAcks: [...new Set(g.watches.values())].filter((r) => r).map((replica) => ({ replica, lastAck: g.replicaAcks.get(replica) })),
+      replicaAcks: [...new Set(g.watches.values())]
+        .filter((r) => r)
+        .map((replica) => ({ replica, lastAck: g.replicaAcks.get(replica) })),
       inSync: inSync(g),
     }));
   }

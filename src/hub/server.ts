@@ -48,7 +48,9 @@ export interface Principal {
 export function certificatePrincipal(cert: Pick<PeerCertificate, 'subjectaltname' | 'subject'>): Principal {
   const spiffe = subjectAltNames(cert.subjectaltname, ['URI']).filter((u) => u.startsWith('spiffe://'));
   const uri = spiffe.length === 1 ? spiffe[0] : undefined;
-  return uri ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] } : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
+  return uri
+    ? { who: uri, gatewayIds: [uri.slice(uri.lastIndexOf('/') + 1)] }
+    : { who: `cert:${cert.subject?.CN ?? 'unknown'}`, gatewayIds: undefined };
 }
 
 /**
@@ -77,7 +79,16 @@ export class HubServer {
     const { hub } = this.current.config;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
     const server = hub.tls
-      ? https.createServer({ cert: readFileSync(hub.tls.cert), key: readFileSync(hub.tls.key), ...(hub.tls.clientCa ? { ca: readFileSync(hub.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+      ? https.createServer(
+          {
+            cert: readFileSync(hub.tls.cert),
+            key: readFileSync(hub.tls.key),
+            ...(hub.tls.clientCa
+              ? { ca: readFileSync(hub.tls.clientCa), requestCert: true, rejectUnauthorized: true }
+              : {}),
+          },
+          handler,
+        )
       : http.createServer(handler);
     server.keepAliveTimeout = 30000;
     const { host, port } = splitAddress(hub.address);
@@ -93,7 +104,11 @@ export class HubServer {
   async close(): Promise<void> {
     this.#fleet.close();
     const s = this.#server;
-    if (s) await new Promise((r) => { s.close(r); s.closeAllConnections(); });
+    if (s)
+      await new Promise((r) => {
+        s.close(r);
+        s.closeAllConnections();
+      });
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse) {
@@ -102,11 +117,13 @@ export class HubServer {
       // (an unauthenticated caller gets 401 whether or not the path exists).
       if (probePath(req.url)) return sendJson(res, 200, { ready: true, version: this.current.version });
       const principal = this.#authenticate(req);
-      if (!principal) return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
+      if (!principal)
+        return sendJson(res, 401, { error: 'unauthenticated' }, { 'www-authenticate': 'Bearer realm="meridian-hub"' });
       const url = new URL(req.url ?? '/', 'http://hub');
       const parts = pathParts(url.pathname);
       const call = { req, res, parts, ...principal };
-      if (!(await this.#route(call))) sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
+      if (!(await this.#route(call)))
+        sendJson(res, 404, { error: 'not_found', message: `no hub route for ${req.method} ${url.pathname}` });
     } catch (e) {
       if (e instanceof ApiError) return sendJson(res, e.status, e.body ?? { error: e.message });
       logger.error({ err: e }, 'hub request failed');
@@ -133,43 +150,90 @@ export class HubServer {
     const [head, name, sub] = c.parts;
     const m = c.req.method;
     if (head === 'v1' && name === 'gateways' && sub) {
-      if (c.gatewayIds && !c.gatewayIds.includes(sub)) throw new ApiError(403, 'forbidden', { error: 'forbidden', message: `${c.who} may not act as gateway "${sub}"` });
+      if (c.gatewayIds && !c.gatewayIds.includes(sub))
+        throw new ApiError(403, 'forbidden', {
+          error: 'forbidden',
+          message: `${c.who} may not act as gateway "${sub}"`,
+        });
       return this.#gatewayProtocol(c, sub, c.parts[3]);
     }
-    if (c.gatewayIds) throw new ApiError(403, 'forbidden', { error: 'forbidden', message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}` });
-    if (head === 'fleet' && m === 'GET') return void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true;
+    if (c.gatewayIds)
+      throw new ApiError(403, 'forbidden', {
+        error: 'forbidden',
+        message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}`,
+      });
+    if (head === 'fleet' && m === 'GET')
+      return (void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true);
     if (head === 'config') return this.#config(c, name);
     if (!KINDS.has(head ?? '')) return false;
     const kind = head as ResourceKind;
     const etag = { etag: `"${this.current.version}"` };
-    if (!name && m === 'GET') return void sendJson(c.res, 200, (this.current.config as unknown as Config)[kind], etag), true;
+    if (!name && m === 'GET')
+      return (void sendJson(c.res, 200, (this.current.config as unknown as Config)[kind], etag), true);
     if (!name || sub) return false;
-    if (m === 'GET') return void sendJson(c.res, 200, findResource(this.current.config as unknown as Config, kind, name), etag), true;
+    if (m === 'GET')
+      return (
+        void sendJson(c.res, 200, findResource(this.current.config as unknown as Config, kind, name), etag), true
+      );
     if (m === 'PUT') {
       const body = await readBody(c.req);
-      return void this.#reply(c, await this.#change(c, `put ${kind}/${name}`, (d) => void putResource(d as unknown as Config, kind, name, body))), true;
+      return (
+        void this.#reply(
+          c,
+          await this.#change(
+            c,
+            `put ${kind}/${name}`,
+            (d) => void putResource(d as unknown as Config, kind, name, body),
+          ),
+        ),
+        true
+      );
     }
-    if (m === 'DELETE') return void this.#reply(c, await this.#change(c, `delete ${kind}/${name}`, (d) => deleteResource(d as unknown as Config, kind, name))), true;
+    if (m === 'DELETE')
+      return (
+        void this.#reply(
+          c,
+          await this.#change(c, `delete ${kind}/${name}`, (d) => deleteResource(d as unknown as Config, kind, name)),
+        ),
+        true
+      );
     return false;
   }
 
   async #config(c: Call, sub: string | undefined): Promise<boolean> {
     const m = c.req.method;
-    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.current.config), { etag: `"${this.current.version}"` }), true;
+    if (!sub && m === 'GET')
+      return (
+        void sendJson(c.res, 200, redactSecrets(this.current.config), { etag: `"${this.current.version}"` }), true
+      );
     if (!sub && m === 'PUT') {
       const body = await readBody(c.req);
-      return void this.#reply(c, await this.#change(c, 'replace config', (draft) => withSecrets(body, draft, 'hub'))), true;
+      return (
+        void this.#reply(c, await this.#change(c, 'replace config', (draft) => withSecrets(body, draft, 'hub'))), true
+      );
     }
     if (sub === 'validate' && m === 'POST') {
       const v = validateHubConfig(withSecrets(await readBody(c.req), this.current.config, 'hub'));
-      return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
+      return (
+        void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true
+      );
     }
-    if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#store.list()), true;
+    if (sub === 'versions' && m === 'GET') return (void sendJson(c.res, 200, this.#store.list()), true);
     if (sub === 'rollback' && m === 'POST') {
       const body = (await readBody(c.req)) as { version?: unknown } | undefined;
       const target = this.#store.get(Number(body?.version));
-      if (!target) throw new ApiError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
-      return void this.#reply(c, await this.#change(c, `rollback to ${target.version}`, () => structuredClone(target.config) as HubConfig)), true;
+      if (!target)
+        throw new ApiError(404, 'unknown version', {
+          error: 'not_found',
+          message: `version ${String(body?.version)} is not in the history`,
+        });
+      return (
+        void this.#reply(
+          c,
+          await this.#change(c, `rollback to ${target.version}`, () => structuredClone(target.config) as HubConfig),
+        ),
+        true
+      );
     }
     return false;
   }
@@ -178,16 +242,21 @@ export class HubServer {
     const m = c.req.method;
     if (action === 'report' && m === 'POST') {
       this.#fleet.report(id, checked<GatewayReport>(ReportSchema, await readBody(c.req)), c.who);
-      return void sendJson(c.res, 200, { ok: true, version: this.current.version }), true;
+      return (void sendJson(c.res, 200, { ok: true, version: this.current.version }), true);
     }
     if (action === 'ack' && m === 'POST') {
       const ack = checked<Ack>(AckSchema, await readBody(c.req));
-      if (!ack.ok) logger.warn({ gateway: id, version: ack.version, errors: ack.errors }, 'gateway rejected a snapshot');
+      if (!ack.ok)
+        logger.warn({ gateway: id, version: ack.version, errors: ack.errors }, 'gateway rejected a snapshot');
       this.#fleet.ack(id, ack, replicaOf(c.req));
-      return void sendJson(c.res, 200, { ok: true }), true;
+      return (void sendJson(c.res, 200, { ok: true }), true);
     }
     if (action === 'watch' && m === 'GET') {
-      if (!this.#fleet.has(id)) throw new ApiError(409, 'report first', { error: 'unknown_gateway', message: `gateway ${id} must POST a report before it watches` });
+      if (!this.#fleet.has(id))
+        throw new ApiError(409, 'report first', {
+          error: 'unknown_gateway',
+          message: `gateway ${id} must POST a report before it watches`,
+        });
       this.#fleet.watch(id, c.res, replicaOf(c.req));
       return true;
     }

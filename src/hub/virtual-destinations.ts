@@ -1,5 +1,11 @@
 import type { VirtualDestination } from './config.js';
-import { EAST_WEST_HEADER, VD_PREFIX, type GatewayReport, type ManagedResources, type ServiceInstance } from './protocol.js';
+import {
+  EAST_WEST_HEADER,
+  VD_PREFIX,
+  type GatewayReport,
+  type ManagedResources,
+  type ServiceInstance,
+} from './protocol.js';
 
 /** A gateway as the hub knows it: its fleet id and last report. */
 export interface FleetMember {
@@ -55,7 +61,12 @@ function tiers(vd: VirtualDestination, self: FleetMember, fleet: FleetMember[]):
 function localCluster(vd: VirtualDestination, self: FleetMember, instances: ServiceInstance[]): Resource {
   return {
     name: `${VD_PREFIX}${vd.name}.local`,
-    endpoints: instances.map((i) => ({ address: i.address, labels: i.labels, locality: self.report.locality, ...(i.healthy ? {} : { health: 'unhealthy' }) })),
+    endpoints: instances.map((i) => ({
+      address: i.address,
+      labels: i.labels,
+      locality: self.report.locality,
+      ...(i.healthy ? {} : { health: 'unhealthy' }),
+    })),
     ...(vd.healthCheck ? { healthCheck: vd.healthCheck } : {}),
   };
 }
@@ -74,12 +85,21 @@ function remoteCluster(vd: VirtualDestination, rank: number, tier: Tier): Resour
         address: member.report.eastWestAddress,
         weight: Math.max(1, healthy),
         locality: member.report.locality,
-        labels: { gateway: member.id, ...(member.report.labels.cluster ? { cluster: member.report.labels.cluster } : {}) },
+        labels: {
+          gateway: member.id,
+          ...(member.report.labels.cluster ? { cluster: member.report.labels.cluster } : {}),
+        },
         ...(healthy ? {} : { health: 'unhealthy' }),
       };
     }),
     upstreamTls: { sni: vd.host },
-    outlierDetection: { consecutiveGatewayFailure: 3, enforcingConsecutiveGatewayFailure: 100, interval: '1s', baseEjectionTime: '5s', maxEjectionPercent: 100 },
+    outlierDetection: {
+      consecutiveGatewayFailure: 3,
+      enforcingConsecutiveGatewayFailure: 100,
+      interval: '1s',
+      baseEjectionTime: '5s',
+      maxEjectionPercent: 100,
+    },
   };
 }
 
@@ -93,7 +113,11 @@ function unavailable(vd: VirtualDestination, name: string, match: Record<string,
  * an outbound route, and an inbound route for requests from other gateways that only ever uses
  * local instances, so a request crosses at most one cluster boundary.
  */
-export function expandVirtualDestination(vd: VirtualDestination, self: FleetMember, fleet: FleetMember[]): Pick<ManagedResources, 'routes' | 'clusters'> {
+export function expandVirtualDestination(
+  vd: VirtualDestination,
+  self: FleetMember,
+  fleet: FleetMember[],
+): Pick<ManagedResources, 'routes' | 'clusters'> {
   const routes: Resource[] = [];
   const clusters: Resource[] = [];
   const hostMatch = { hosts: [vd.host] };
@@ -104,7 +128,11 @@ export function expandVirtualDestination(vd: VirtualDestination, self: FleetMemb
   if (local) clusters.push(localCluster(vd, self, local.instances));
   if (self.report.eastWestAddress) {
     // First, so that it wins the tie with the outbound route (same host, same path).
-    routes.push(local ? { name: `${VD_PREFIX}${vd.name}.inbound`, match: inboundMatch, cluster: `${VD_PREFIX}${vd.name}.local` } : unavailable(vd, `${VD_PREFIX}${vd.name}.inbound`, inboundMatch));
+    routes.push(
+      local
+        ? { name: `${VD_PREFIX}${vd.name}.inbound`, match: inboundMatch, cluster: `${VD_PREFIX}${vd.name}.local` }
+        : unavailable(vd, `${VD_PREFIX}${vd.name}.inbound`, inboundMatch),
+    );
   }
   const members: string[] = [];
   for (const tier of all) {

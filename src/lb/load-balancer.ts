@@ -27,7 +27,11 @@ export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
   const { hosts, config, rng } = input;
   const hostPriority = effectivePriorities(hosts, config, input.localLocality, input.localLabels ?? {});
   const levels = splitLevels(hosts, hostPriority);
-  const load = computePriorityLoad(levels.map((l) => ({ healthy: l.healthy.length, degraded: l.degraded.length, total: l.all.length })), config.overprovisioningFactor, config.panicThreshold);
+  const load = computePriorityLoad(
+    levels.map((l) => ({ healthy: l.healthy.length, degraded: l.degraded.length, total: l.all.length })),
+    config.overprovisioningFactor,
+    config.panicThreshold,
+  );
   const tables = config.policy === 'ring_hash' || config.policy === 'maglev' ? new BuildTables(config) : undefined;
   const base = POLICIES[config.policy];
   const tabled: PolicyFactory = tables ? (hs, cfg, r, weights) => base(hs, cfg, r, weights, tables) : base;
@@ -44,22 +48,38 @@ export function createLoadBalancer(input: LbBuildInput): LoadBalancer {
   };
   levels.forEach((l, p) => {
     const inPanic = load.totalPanic || load.panic[p];
-    add(load.healthy[p], () => (inPanic ? hostSet(l.all, l.all, config, policy, rng) : p === 0 ? zoneAware(l, input, policy) ?? hostSet(l.healthy, l.all, config, policy, rng) : hostSet(l.healthy, l.all, config, policy, rng)));
+    add(load.healthy[p], () =>
+      inPanic
+        ? hostSet(l.all, l.all, config, policy, rng)
+        : p === 0
+          ? (zoneAware(l, input, policy) ?? hostSet(l.healthy, l.all, config, policy, rng))
+          : hostSet(l.healthy, l.all, config, policy, rng),
+    );
   });
-  levels.forEach((l, p) => add(load.degraded[p], () => (load.panic[p] ? hostSet(l.all, l.all, config, policy, rng) : hostSet(l.degraded, l.all, config, policy, rng))));
+  levels.forEach((l, p) =>
+    add(load.degraded[p], () =>
+      load.panic[p] ? hostSet(l.all, l.all, config, policy, rng) : hostSet(l.degraded, l.all, config, policy, rng),
+    ),
+  );
   tables?.commit();
   const state = stateOf(load, hostPriority);
   // Host sets without a share, built on a retry's first need: every host of the shared sets was tried.
   let spare: HostSelector[] | undefined;
-  const spares = () => (spare ??= levels.flatMap((l) => [l.healthy, l.degraded].filter((hs) => hs.length > 0).map((hs) => hostSet(hs, l.all, config, policy, rng))));
+  const spares = () =>
+    (spare ??= levels.flatMap((l) =>
+      [l.healthy, l.degraded].filter((hs) => hs.length > 0).map((hs) => hostSet(hs, l.all, config, policy, rng)),
+    ));
   return {
     pick(ctx: PickContext | undefined): Host | undefined {
       if (selectors.length === 0) return undefined;
-      const h = ctx?.hashKey !== undefined ? (murmur3(ctx.hashKey, 0x1234) % 100) + 1 : Math.floor(rng.random() * 100) + 1;
+      const h =
+        ctx?.hashKey !== undefined ? (murmur3(ctx.hashKey, 0x1234) % 100) + 1 : Math.floor(rng.random() * 100) + 1;
       let i = 0;
       while (i < thresholds.length - 1 && h > thresholds[i]) i++;
       const host = selectors[i].pick(ctx);
-      return ctx?.accept && host && !ctx.accept(host) ? acceptedElsewhere(selectors, i, ctx) ?? acceptedElsewhere(spares(), -1, ctx) ?? host : host;
+      return ctx?.accept && host && !ctx.accept(host)
+        ? (acceptedElsewhere(selectors, i, ctx) ?? acceptedElsewhere(spares(), -1, ctx) ?? host)
+        : host;
     },
     state: () => state,
   };
@@ -88,7 +108,9 @@ class BuildTables implements TableCache {
   }
 
   get<T>(kind: string, hosts: readonly Host[], weights: ArrayLike<number> | undefined, build: () => T): T {
-    let entry = this.#previous.find((e) => e.kind === kind && sameHosts(e.hosts, hosts) && sameWeights(e.weights, weights));
+    let entry = this.#previous.find(
+      (e) => e.kind === kind && sameHosts(e.hosts, hosts) && sameWeights(e.weights, weights),
+    );
     if (!entry) entry = { kind, hosts: hosts.slice(), weights: weights && Float64Array.from(weights), value: build() };
     this.#used.push(entry);
     return entry.value as T;
@@ -223,7 +245,13 @@ function zoneAware(level: Level, input: LbBuildInput, policy: PolicyFactory): Ho
 }
 
 function stateOf(load: PriorityLoad, hostPriority: number[]) {
-  return { healthyPriorityLoad: load.healthy, degradedPriorityLoad: load.degraded, panic: load.panic, totalPanic: load.totalPanic, hostPriority };
+  return {
+    healthyPriorityLoad: load.healthy,
+    degradedPriorityLoad: load.degraded,
+    panic: load.panic,
+    totalPanic: load.totalPanic,
+    hostPriority,
+  };
 }
 
 /**

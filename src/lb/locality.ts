@@ -17,12 +17,22 @@ export function localityDistance(local: Locality, other: Locality): number {
  * (Istio's failoverPriority), locality distance breaking ties. The distinct values are then compacted
  * to 0..n-1, so there are no empty levels.
  */
-export function effectivePriorities(hosts: readonly Host[], cfg: LbConfig, local: Locality, localLabels: Readonly<Record<string, string>>): number[] {
+export function effectivePriorities(
+  hosts: readonly Host[],
+  cfg: LbConfig,
+  local: Locality,
+  localLabels: Readonly<Record<string, string>>,
+): number[] {
   if (!cfg.priorityFromLocality && !cfg.failoverPriority?.length) return compact(hosts.map((h) => h.priority));
   const keys = cfg.failoverPriority ?? [];
   const raw = hosts.map((h) => {
     let matched = 0;
-    while (matched < keys.length && h.labels[keys[matched]] !== undefined && h.labels[keys[matched]] === localLabels[keys[matched]]) matched++;
+    while (
+      matched < keys.length &&
+      h.labels[keys[matched]] !== undefined &&
+      h.labels[keys[matched]] === localLabels[keys[matched]]
+    )
+      matched++;
     const labelRank = keys.length - matched;
     const localityRank = cfg.priorityFromLocality ? localityDistance(local, h.locality) : h.priority;
     return labelRank * 1000 + localityRank;
@@ -46,7 +56,12 @@ export function localityWeight(cfg: LbConfig, l: Locality): number {
   if (!cfg.localityWeights) return 1;
   for (const w of cfg.localityWeights) {
     const m = w.locality;
-    if ((m.region === undefined || m.region === l.region) && (m.zone === undefined || m.zone === l.zone) && (m.subzone === undefined || m.subzone === l.subzone)) return w.weight;
+    if (
+      (m.region === undefined || m.region === l.region) &&
+      (m.zone === undefined || m.zone === l.zone) &&
+      (m.subzone === undefined || m.subzone === l.subzone)
+    )
+      return w.weight;
   }
   return 0;
 }
@@ -58,7 +73,11 @@ export function localityWeight(cfg: LbConfig, l: Locality): number {
  * Worked example: origin (40, 40, 20) %, upstream (25, 50, 25) % from zone 0 -> local 62.5 %, the rest
  * split 2:1 by residual capacity (10 % and 5 %) -> 62.5 / 25 / 12.5.
  */
-export function zoneAwareSplit(healthyByZone: Map<string, number>, localZone: string, cfg: LbConfig): { local: number; residual: Array<[string, number]> } | undefined {
+export function zoneAwareSplit(
+  healthyByZone: Map<string, number>,
+  localZone: string,
+  cfg: LbConfig,
+): { local: number; residual: Array<[string, number]> } | undefined {
   const za = cfg.zoneAware;
   if (!za.enabled || !za.originShares) return undefined;
   const total = [...healthyByZone.values()].reduce((a, b) => a + b, 0);

@@ -28,11 +28,19 @@ export interface PriorityLoad {
  * Panic (only when the normalized total is below 100): a level is in panic when
  * 100 * (healthy + degraded) / total < threshold. When every level is, load follows host counts.
  */
-export function computePriorityLoad(levels: readonly PriorityCounts[], overprovisioningFactor: number, panicThreshold: number): PriorityLoad {
+export function computePriorityLoad(
+  levels: readonly PriorityCounts[],
+  overprovisioningFactor: number,
+  panicThreshold: number,
+): PriorityLoad {
   const factor = Math.round(overprovisioningFactor * 100);
   const n = levels.length;
-  const healthyAvail = levels.map((l) => (l.total === 0 ? 0 : Math.min(100, Math.floor((factor * l.healthy) / l.total))));
-  const degradedAvail = levels.map((l) => (l.total === 0 ? 0 : Math.min(100, Math.floor((factor * l.degraded) / l.total))));
+  const healthyAvail = levels.map((l) =>
+    l.total === 0 ? 0 : Math.min(100, Math.floor((factor * l.healthy) / l.total)),
+  );
+  const degradedAvail = levels.map((l) =>
+    l.total === 0 ? 0 : Math.min(100, Math.floor((factor * l.degraded) / l.total)),
+  );
   const normalizedTotal = Math.min(100, sum(healthyAvail) + sum(degradedAvail));
   const panic = perPriorityPanic(levels, normalizedTotal, Math.floor(panicThreshold));
   if (n > 0 && panic.every(Boolean)) return { ...totalPanicLoad(levels), panic, totalPanic: true, normalizedTotal };
@@ -44,7 +52,10 @@ export function computePriorityLoad(levels: readonly PriorityCounts[], overprovi
   }
   let remaining = 100;
   let first = -1;
-  for (const [avail, load] of [[healthyAvail, healthy], [degradedAvail, degraded]] as const) {
+  for (const [avail, load] of [
+    [healthyAvail, healthy],
+    [degradedAvail, degraded],
+  ] as const) {
     for (let i = 0; i < n; i++) {
       const share = Math.min(remaining, Math.floor((avail[i] * 100) / normalizedTotal));
       load[i] = share;

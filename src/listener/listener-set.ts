@@ -45,7 +45,9 @@ export class ListenerSet {
     const contexts = l.protocol === 'https' ? new TlsContexts(l.name, l.tls!) : undefined;
     const server = contexts
       ? createTlsServer(limits, handlers, contexts)
-      : l.protocol === 'tls-passthrough' ? createPassthroughServer(l.name, handlers.resolveSni) : createPlainServer(l, limits, handlers);
+      : l.protocol === 'tls-passthrough'
+        ? createPassthroughServer(l.name, handlers.resolveSni)
+        : createPlainServer(l, limits, handlers);
     const sockets = new Set<net.Socket>();
     const sessions = new Set<Http2Session>();
     const h2 = (server as net.Server & { h2?: net.Server }).h2 ?? server;
@@ -85,7 +87,10 @@ export class ListenerSet {
     const failed: string[] = [];
     for (const [name, r] of this.#running) {
       if (!r.contexts) continue;
-      if (r.contexts.reload()) (r.server as unknown as { setSecureContext(o: object): void }).setSecureContext(r.contexts.defaultContextOptions());
+      if (r.contexts.reload())
+        (r.server as unknown as { setSecureContext(o: object): void }).setSecureContext(
+          r.contexts.defaultContextOptions(),
+        );
       else failed.push(name);
     }
     return failed;

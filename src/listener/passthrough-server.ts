@@ -4,7 +4,10 @@ import { counter } from '../observability/metrics.js';
 
 const MAX_HELLO = 16 * 1024 + 5;
 const HELLO_TIMEOUT_MS = 10_000;
-const refused = counter('meridian_tls_passthrough_refused_total', 'Passthrough connections refused before proxying', ['listener', 'reason']);
+const refused = counter('meridian_tls_passthrough_refused_total', 'Passthrough connections refused before proxying', [
+  'listener',
+  'reason',
+]);
 
 /** Where to send a passthrough connection for an SNI name, or a reason to refuse. */
 export type SniResolver = (sni: string) => { hostname: string; port: number; done(): void } | string;

@@ -27,7 +27,8 @@ const BACKSLASH = 92;
  */
 export function normalizePath(path: string, opts: NormalizeOptions = {}): string | null {
   if (path.charCodeAt(0) !== SLASH) return path === '*' ? path : null;
-  if (path.indexOf('%') === -1 && path.indexOf('//') === -1 && path.indexOf('/.') === -1 && path.indexOf('\\') === -1) return path;
+  if (path.indexOf('%') === -1 && path.indexOf('//') === -1 && path.indexOf('/.') === -1 && path.indexOf('\\') === -1)
+    return path;
   const decoded = decodeUnreserved(path, opts.rejectEscapedSlashes !== false);
   if (decoded === null) return null;
   return removeDotSegments(decoded, opts.mergeSlashes !== false);
@@ -42,7 +43,15 @@ function hexVal(c: number): number {
 
 /** ALPHA / DIGIT / "-" / "." / "_" / "~" (RFC 3986 2.3). */
 function isUnreserved(c: number): boolean {
-  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
+  return (
+    (c >= 65 && c <= 90) ||
+    (c >= 97 && c <= 122) ||
+    (c >= 48 && c <= 57) ||
+    c === 45 ||
+    c === 46 ||
+    c === 95 ||
+    c === 126
+  );
 }
 
 function decodeUnreserved(path: string, rejectEscapedSlashes: boolean): string | null {

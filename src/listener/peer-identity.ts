@@ -43,12 +43,16 @@ function subjectFromMultiline(subject: string): string {
 function subjectFromObject(subject: PeerCertificate['subject'] | undefined): string {
   if (!subject) return '';
   const parts: string[] = [];
-  for (const [k, v] of Object.entries(subject)) for (const one of Array.isArray(v) ? v : [v]) parts.push(`${k}=${escapeRdn(String(one))}`);
+  for (const [k, v] of Object.entries(subject))
+    for (const one of Array.isArray(v) ? v : [v]) parts.push(`${k}=${escapeRdn(String(one))}`);
   return parts.reverse().join(',');
 }
 
 function escapeRdn(v: string): string {
-  return v.replace(/[,+"\\<>;]/g, '\\$&').replace(/^[ #]/, '\\$&').replace(/ $/, '\\ ');
+  return v
+    .replace(/[,+"\\<>;]/g, '\\$&')
+    .replace(/^[ #]/, '\\$&')
+    .replace(/ $/, '\\ ');
 }
 
 /** A parsed SPIFFE ID, or undefined when the text is not one (SPIFFE-ID standard, section 2). */

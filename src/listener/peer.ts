@@ -13,7 +13,9 @@ const cache = new WeakMap<TLSSocket, PeerIdentity | null>();
  * not `in` checks, so it is not feature-tested (every connection of an https listener is TLS).
  */
 function tlsSocket(req: DownstreamRequest): TLSSocket | undefined {
-  return (req.httpVersionMajor === 2 ? (req as Http2ServerRequest).stream.session?.socket : req.socket) as TLSSocket | undefined;
+  return (req.httpVersionMajor === 2 ? (req as Http2ServerRequest).stream.session?.socket : req.socket) as
+    | TLSSocket
+    | undefined;
 }
 
 /**

@@ -38,7 +38,11 @@ const TIMEOUT_CHECK_MS = 250;
  */
 function h1Timeouts(limits: Limits) {
   const ms = msOf(limits);
-  return { requestTimeout: ms.requestTimeout, headersTimeout: ms.headersTimeout, connectionsCheckingInterval: TIMEOUT_CHECK_MS };
+  return {
+    requestTimeout: ms.requestTimeout,
+    headersTimeout: ms.headersTimeout,
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+  };
 }
 
 /** Options shared by every HTTP/1 server: limits as configured, Node's strict parser (never insecure). */
@@ -54,7 +58,11 @@ function h1Options(limits: Limits): http.ServerOptions {
 }
 
 function h2Settings(limits: Limits): http2.Settings {
-  return { maxConcurrentStreams: limits.maxConcurrentStreams, initialWindowSize: 65535, maxHeaderListSize: limits.maxHeaderBytes };
+  return {
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+    initialWindowSize: 65535,
+    maxHeaderListSize: limits.maxHeaderBytes,
+  };
 }
 
 /**
@@ -161,7 +169,12 @@ function watchPrematureResets(session: http2.ServerHttp2Session): void {
     streams++;
     const opened = performance.now();
     stream.once('close', () => {
-      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.headersSent && performance.now() - opened < PREMATURE_RESET_LIFETIME_MS) premature++;
+      if (
+        stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR &&
+        !stream.headersSent &&
+        performance.now() - opened < PREMATURE_RESET_LIFETIME_MS
+      )
+        premature++;
       if (streams < PREMATURE_RESET_MIN_STREAMS || premature * 2 < streams || session.destroyed) return;
       session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
       session.destroy();
@@ -172,7 +185,9 @@ function watchPrematureResets(session: http2.ServerHttp2Session): void {
 /** CONNECT is never honoured: the gateway is not a forward proxy. */
 function refuseConnect(_req: http.IncomingMessage, socket: Duplex) {
   socket.on('error', () => socket.destroy());
-  socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: method_not_allowed\r\n\r\n');
+  socket.end(
+    'HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: method_not_allowed\r\n\r\n',
+  );
 }
 
 function configureH1(server: http.Server, limits: Limits, handlers: ServerHandlers) {
@@ -186,7 +201,9 @@ function configureH1(server: http.Server, limits: Limits, handlers: ServerHandle
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex) {
   if (!socket.writable) return socket.destroy();
   const [status, reason, code] = CLIENT_ERRORS[err.code ?? ''] ?? CLIENT_ERRORS.default;
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${code}\r\n\r\n`);
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\nx-meridian-error: ${code}\r\n\r\n`,
+  );
 }
 
 /**
@@ -194,9 +211,19 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex) {
  * from `contexts` (SNI, hot reload); connections failing the post-handshake identity checks are
  * closed before any request is read. Client-initiated renegotiation is disabled.
  */
-export function createTlsServer(limits: Limits, handlers: ServerHandlers, contexts: TlsContexts): http2.Http2SecureServer {
+export function createTlsServer(
+  limits: Limits,
+  handlers: ServerHandlers,
+  contexts: TlsContexts,
+): http2.Http2SecureServer {
   const server = http2.createSecureServer(
-    { ...contexts.serverOptions(), allowHTTP1: true, settings: h2Settings(limits), maxSessionMemory: 10, ...h1Options(limits) } as http2.SecureServerOptions,
+    {
+      ...contexts.serverOptions(),
+      allowHTTP1: true,
+      settings: h2Settings(limits),
+      maxSessionMemory: 10,
+      ...h1Options(limits),
+    } as http2.SecureServerOptions,
     handlers.request,
   );
   // http2's HTTP/1 fallback ignores the timeouts given at creation (60 s, 300 s, checked every 30 s).

@@ -9,11 +9,20 @@ import { hasCaBasicConstraint } from './basic-constraints.js';
 
 type ListenerTls = NonNullable<ListenerConfig['tls']>;
 
-const certExpiry = gauge('meridian_tls_cert_expiry_timestamp_seconds', 'Expiry (notAfter) of each loaded certificate', ['listener', 'cert'], 'min');
-const handshakeRejects = counter('meridian_tls_client_rejected_total', 'TLS connections refused after the handshake', ['listener', 'reason']);
+const certExpiry = gauge(
+  'meridian_tls_cert_expiry_timestamp_seconds',
+  'Expiry (notAfter) of each loaded certificate',
+  ['listener', 'cert'],
+  'min',
+);
+const handshakeRejects = counter('meridian_tls_client_rejected_total', 'TLS connections refused after the handshake', [
+  'listener',
+  'reason',
+]);
 
 /** ECDHE with AEAD ciphers only (TLS 1.2); TLS 1.3 suites are AEAD by definition. */
-export const DEFAULT_CIPHERS = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+export const DEFAULT_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
 
 /**
  * The certificates of one TLS listener: a default context plus one per SNI name, rebuilt from the
@@ -71,7 +80,10 @@ export class TlsContexts {
       this.#byName = next;
       return true;
     } catch (e) {
-      logger.error({ err: e, listener: this.#listener }, 'certificate reload failed; keeping the previous certificates');
+      logger.error(
+        { err: e, listener: this.#listener },
+        'certificate reload failed; keeping the previous certificates',
+      );
       return false;
     }
   }
@@ -79,7 +91,9 @@ export class TlsContexts {
   /** Watch the certificate files; a change reloads (debounced) and calls `apply` with fresh options. */
   watch(apply: (opts: tls.SecureContextOptions) => void): void {
     const t = this.#tls;
-    const files = [t.cert, t.key, t.ca, ...(t.certificates ?? []).flatMap((c) => [c.cert, c.key])].filter((f): f is string => Boolean(f));
+    const files = [t.cert, t.key, t.ca, ...(t.certificates ?? []).flatMap((c) => [c.cert, c.key])].filter(
+      (f): f is string => Boolean(f),
+    );
     for (const f of new Set(files)) {
       try {
         this.#watchers.push(watch(f, () => this.#scheduleReload(apply)));
@@ -92,13 +106,22 @@ export class TlsContexts {
   #scheduleReload(apply: (opts: tls.SecureContextOptions) => void) {
     clearTimeout(this.#reloadTimer);
     this.#reloadTimer = setTimeout(() => {
-      if (this.reload()) apply(this.#contextOptions(this.#tls.cert ?? this.#tls.certificates?.[0]?.cert, this.#tls.key ?? this.#tls.certificates?.[0]?.key));
+      if (this.reload())
+        apply(
+          this.#contextOptions(
+            this.#tls.cert ?? this.#tls.certificates?.[0]?.cert,
+            this.#tls.key ?? this.#tls.certificates?.[0]?.key,
+          ),
+        );
     }, 100);
   }
 
   /** Options for setSecureContext after a reload (the default certificate and CA). */
   defaultContextOptions(): tls.SecureContextOptions {
-    return this.#contextOptions(this.#tls.cert ?? this.#tls.certificates?.[0]?.cert, this.#tls.key ?? this.#tls.certificates?.[0]?.key);
+    return this.#contextOptions(
+      this.#tls.cert ?? this.#tls.certificates?.[0]?.cert,
+      this.#tls.key ?? this.#tls.certificates?.[0]?.key,
+    );
   }
 
   close(): void {

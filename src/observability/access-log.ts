@@ -48,10 +48,13 @@ export class AccessLog {
 export function redactQuery(url: string, names: ReadonlySet<string>): string {
   const q = url.indexOf('?');
   if (q === -1) return url;
-  const params = url.slice(q + 1).split('&').map((kv) => {
-    const eq = kv.indexOf('=');
-    return eq !== -1 && names.has(decodeName(kv.slice(0, eq))) ? `${kv.slice(0, eq)}=REDACTED` : kv;
-  });
+  const params = url
+    .slice(q + 1)
+    .split('&')
+    .map((kv) => {
+      const eq = kv.indexOf('=');
+      return eq !== -1 && names.has(decodeName(kv.slice(0, eq))) ? `${kv.slice(0, eq)}=REDACTED` : kv;
+    });
   return `${url.slice(0, q)}?${params.join('&')}`;
 }
 

@@ -12,12 +12,16 @@ export function counter<L extends string>(name: string, help: string, labelNames
   return new Counter({ name, help, labelNames: labelNames as L[], registers: [registry] });
 }
 
-export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = [], aggregator: 'sum' | 'max' | 'min' | 'first' | 'average' | 'omit' = 'sum'): Gauge<L> {
+export function gauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+  aggregator: 'sum' | 'max' | 'min' | 'first' | 'average' | 'omit' = 'sum',
+): Gauge<L> {
   const existing = registry.getSingleMetric(name);
   if (existing) return existing as Gauge<L>;
   return new Gauge({ name, help, labelNames: labelNames as L[], registers: [registry], aggregator });
 }
-
 
 /** A hot-path count: a plain increment, folded into its prom-client counter child when scraped. */
 export class PendingCount {
@@ -48,7 +52,10 @@ export interface BatchedCounter {
 export function batchedCounter(name: string, help: string, labelNames: readonly string[]): BatchedCounter {
   const pending = new Map<string, PendingCount>();
   const c = new Counter({
-    name, help, labelNames: [...labelNames], registers: [registry],
+    name,
+    help,
+    labelNames: [...labelNames],
+    registers: [registry],
     collect() {
       for (const p of pending.values()) p.flush();
     },
@@ -75,7 +82,10 @@ export class HistogramChild {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
-  constructor(readonly labels: Record<string, string>, readonly bounds: readonly number[]) {
+  constructor(
+    readonly labels: Record<string, string>,
+    readonly bounds: readonly number[],
+  ) {
     this.counts = new Float64Array(bounds.length + 1);
   }
 
@@ -99,12 +109,21 @@ export class LatencyHistogram {
   readonly aggregator = 'sum';
   readonly #children = new Map<string, HistogramChild>();
 
-  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly bounds: readonly number[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    readonly bounds: readonly number[],
+  ) {}
 
   labels(...values: string[]): HistogramChild {
     const key = values.join('\u0000');
     let c = this.#children.get(key);
-    if (!c) this.#children.set(key, (c = new HistogramChild(Object.fromEntries(this.labelNames.map((n, i) => [n, values[i]])), this.bounds)));
+    if (!c)
+      this.#children.set(
+        key,
+        (c = new HistogramChild(Object.fromEntries(this.labelNames.map((n, i) => [n, values[i]])), this.bounds)),
+      );
     return c;
   }
 
@@ -121,7 +140,11 @@ export class LatencyHistogram {
         cumulative += c.counts[i];
         values.push({ value: cumulative, labels: { ...c.labels, le }, metricName: `${this.name}_bucket` });
       });
-      values.push({ value: cumulative + c.counts[this.bounds.length], labels: { ...c.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({
+        value: cumulative + c.counts[this.bounds.length],
+        labels: { ...c.labels, le: '+Inf' },
+        metricName: `${this.name}_bucket`,
+      });
       values.push({ value: c.sum, labels: c.labels, metricName: `${this.name}_sum` });
       values.push({ value: c.count, labels: c.labels, metricName: `${this.name}_count` });
     }
@@ -134,7 +157,12 @@ export class LatencyHistogram {
 }
 
 /** Declare (or get the already declared) latency histogram `name`. */
-export function latencyHistogram(name: string, help: string, labelNames: readonly string[], bounds: readonly number[]): LatencyHistogram {
+export function latencyHistogram(
+  name: string,
+  help: string,
+  labelNames: readonly string[],
+  bounds: readonly number[],
+): LatencyHistogram {
   const existing = registry.getSingleMetric(name) as unknown;
   if (existing instanceof LatencyHistogram) return existing;
   const h = new LatencyHistogram(name, help, labelNames, bounds);

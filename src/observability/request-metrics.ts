@@ -1,13 +1,33 @@
 import { batchedCounter, counter, gauge, latencyHistogram } from './metrics.js';
 
 /** Metric table of the request path (Envoy-like names). Children are cached per route/host at compile time. */
-const downstreamRequests = batchedCounter('meridian_downstream_rq_total', 'Downstream requests by route and status class', ['route', 'status_class']);
-export const downstreamErrors = counter('meridian_downstream_errors_total', 'Gateway-generated error responses by code', ['code']);
-const upstreamRequests = batchedCounter('meridian_upstream_rq_total', 'Upstream requests by cluster, endpoint and status class', ['cluster', 'endpoint', 'status_class']);
-const upstreamLatency = latencyHistogram('meridian_upstream_rq_time_seconds', 'Upstream request time to completion', ['cluster', 'endpoint'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+const downstreamRequests = batchedCounter(
+  'meridian_downstream_rq_total',
+  'Downstream requests by route and status class',
+  ['route', 'status_class'],
+);
+export const downstreamErrors = counter(
+  'meridian_downstream_errors_total',
+  'Gateway-generated error responses by code',
+  ['code'],
+);
+const upstreamRequests = batchedCounter(
+  'meridian_upstream_rq_total',
+  'Upstream requests by cluster, endpoint and status class',
+  ['cluster', 'endpoint', 'status_class'],
+);
+const upstreamLatency = latencyHistogram(
+  'meridian_upstream_rq_time_seconds',
+  'Upstream request time to completion',
+  ['cluster', 'endpoint'],
+  [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+);
 export const activeConnections = gauge('meridian_downstream_cx_active', 'Open downstream connections', ['listener']);
 export const configVersion = gauge('meridian_config_version', 'Config version applied by this process', [], 'max');
-export const configApplyFailures = counter('meridian_config_apply_failures_total', 'Config snapshots that failed to apply');
+export const configApplyFailures = counter(
+  'meridian_config_apply_failures_total',
+  'Config snapshots that failed to apply',
+);
 
 const CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
 

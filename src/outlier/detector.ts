@@ -5,8 +5,14 @@ import { counter } from '../observability/metrics.js';
 import { Outcome } from './outcome.js';
 
 type OutlierConfig = NonNullable<ClusterConfig['outlierDetection']>;
-type Reason = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage'
-  | 'success_rate_local_origin' | 'failure_percentage_local_origin';
+type Reason =
+  | 'consecutive_5xx'
+  | 'consecutive_gateway_failure'
+  | 'consecutive_local_origin_failure'
+  | 'success_rate'
+  | 'failure_percentage'
+  | 'success_rate_local_origin'
+  | 'failure_percentage_local_origin';
 
 /** Request counts of one interval, for the statistical detectors. */
 interface Counts {
@@ -14,9 +20,14 @@ interface Counts {
   failed: number;
 }
 
-const detected = counter('meridian_outlier_detected_total', 'Outliers detected (enforced or not)', ['cluster', 'reason']);
+const detected = counter('meridian_outlier_detected_total', 'Outliers detected (enforced or not)', [
+  'cluster',
+  'reason',
+]);
 const enforced = counter('meridian_outlier_ejections_enforced_total', 'Ejections enforced', ['cluster', 'reason']);
-const overflowed = counter('meridian_outlier_ejections_overflow_total', 'Ejections refused by maxEjectionPercent', ['cluster']);
+const overflowed = counter('meridian_outlier_ejections_overflow_total', 'Ejections refused by maxEjectionPercent', [
+  'cluster',
+]);
 
 interface HostState {
   cons5xx: number;
@@ -69,7 +80,18 @@ export class OutlierDetector {
   setHosts(addresses: string[]): void {
     const keep = new Set(addresses);
     for (const a of this.#hosts.keys()) if (!keep.has(a)) this.#hosts.delete(a);
-    for (const a of addresses) if (!this.#hosts.has(a)) this.#hosts.set(a, { cons5xx: 0, consGateway: 0, consLocal: 0, external: { ok: 0, failed: 0 }, local: { ok: 0, failed: 0 }, ejectedUntil: 0, multiplier: 0, ejections: 0 });
+    for (const a of addresses)
+      if (!this.#hosts.has(a))
+        this.#hosts.set(a, {
+          cons5xx: 0,
+          consGateway: 0,
+          consLocal: 0,
+          external: { ok: 0, failed: 0 },
+          local: { ok: 0, failed: 0 },
+          ejectedUntil: 0,
+          multiplier: 0,
+          ejections: 0,
+        });
   }
 
   /** Apply one host's outcomes, in the order they happened. */
@@ -99,7 +121,13 @@ export class OutlierDetector {
     const local = o === Outcome.LOCAL_FAILURE;
     if (c.splitExternalLocalOriginErrors) {
       if (local) {
-        if (++h.consLocal === c.consecutiveLocalOriginFailure) this.#consecutive(h, 'consLocal', 'consecutive_local_origin_failure', c.enforcingConsecutiveLocalOriginFailure);
+        if (++h.consLocal === c.consecutiveLocalOriginFailure)
+          this.#consecutive(
+            h,
+            'consLocal',
+            'consecutive_local_origin_failure',
+            c.enforcingConsecutiveLocalOriginFailure,
+          );
         return;
       }
       // The upstream answered, so the connection worked (Envoy's LocalOriginConnectSuccess).
@@ -107,7 +135,8 @@ export class OutlierDetector {
     }
     // Non-split mode counts local-origin failures as 5xx and as gateway failures.
     if (o === Outcome.GATEWAY_ERROR || local) {
-      if (++h.consGateway === c.consecutiveGatewayFailure) this.#consecutive(h, 'consGateway', 'consecutive_gateway_failure', c.enforcingConsecutiveGatewayFailure);
+      if (++h.consGateway === c.consecutiveGatewayFailure)
+        this.#consecutive(h, 'consGateway', 'consecutive_gateway_failure', c.enforcingConsecutiveGatewayFailure);
     } else h.consGateway = 0;
     if (++h.cons5xx === c.consecutive5xx) this.#consecutive(h, 'cons5xx', 'consecutive_5xx', c.enforcingConsecutive5xx);
   }
@@ -172,7 +201,11 @@ export class OutlierDetector {
     this.#failurePercentage((h) => h.external, 'failure_percentage', c.failurePercentage.enforcing);
     if (c.splitExternalLocalOriginErrors) {
       this.#successRate((h) => h.local, 'success_rate_local_origin', c.successRate.enforcingLocalOrigin);
-      this.#failurePercentage((h) => h.local, 'failure_percentage_local_origin', c.failurePercentage.enforcingLocalOrigin);
+      this.#failurePercentage(
+        (h) => h.local,
+        'failure_percentage_local_origin',
+        c.failurePercentage.enforcingLocalOrigin,
+      );
     }
     for (const h of this.#hosts.values()) h.external.ok = h.external.failed = h.local.ok = h.local.failed = 0;
   }
@@ -186,14 +219,18 @@ export class OutlierDetector {
     const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
     const stdev = Math.sqrt(rates.reduce((a, r) => a + (r - mean) ** 2, 0) / rates.length);
     const threshold = mean - (c.stdevFactor / 1000) * stdev;
-    eligible.forEach((h, i) => { if (rates[i] < threshold) this.#detect(h, reason, enforcing); });
+    eligible.forEach((h, i) => {
+      if (rates[i] < threshold) this.#detect(h, reason, enforcing);
+    });
   }
 
   #failurePercentage(counts: (h: HostState) => Counts, reason: Reason, enforcing: number) {
     const c = this.#cfg.failurePercentage;
     const eligible = this.#volumeHosts(counts, c.requestVolume);
     if (eligible.length < c.minimumHosts) return;
-    for (const h of eligible) if ((100 * counts(h).failed) / (counts(h).ok + counts(h).failed) >= c.threshold) this.#detect(h, reason, enforcing);
+    for (const h of eligible)
+      if ((100 * counts(h).failed) / (counts(h).ok + counts(h).failed) >= c.threshold)
+        this.#detect(h, reason, enforcing);
   }
 
   #volumeHosts(counts: (h: HostState) => Counts, volume: number): HostState[] {
@@ -210,6 +247,10 @@ export class OutlierDetector {
   status(address: string): { ejected: boolean; ejections: number; ejectedForMs: number } | undefined {
     const h = this.#hosts.get(address);
     if (!h) return undefined;
-    return { ejected: h.ejectedUntil > 0, ejections: h.ejections, ejectedForMs: h.ejectedUntil ? Math.max(0, Math.round(h.ejectedUntil - this.#clock.now())) : 0 };
+    return {
+      ejected: h.ejectedUntil > 0,
+      ejections: h.ejections,
+      ejectedForMs: h.ejectedUntil ? Math.max(0, Math.round(h.ejectedUntil - this.#clock.now())) : 0,
+    };
   }
 }

@@ -1,7 +1,10 @@
 import type { ClusterConfig } from '../config/schema/index.js';
 import { counter } from '../observability/metrics.js';
 
-const overflow = counter('meridian_circuit_breaker_overflow_total', 'Requests refused by a circuit breaker', ['cluster', 'limit']);
+const overflow = counter('meridian_circuit_breaker_overflow_total', 'Requests refused by a circuit breaker', [
+  'cluster',
+  'limit',
+]);
 
 /**
  * Per-cluster circuit breaker counters (Envoy's thresholds). Limits apply per worker process: Envoy
@@ -17,7 +20,11 @@ export class CircuitBreaker {
 
   constructor(cluster: string, cfg: ClusterConfig['circuitBreakers']) {
     this.#cfg = cfg;
-    this.#overflow = { requests: overflow.labels(cluster, 'max_requests'), pending: overflow.labels(cluster, 'max_pending_requests'), retries: overflow.labels(cluster, 'max_retries') };
+    this.#overflow = {
+      requests: overflow.labels(cluster, 'max_requests'),
+      pending: overflow.labels(cluster, 'max_pending_requests'),
+      retries: overflow.labels(cluster, 'max_retries'),
+    };
   }
 
   tryRequest(): boolean {
@@ -47,7 +54,9 @@ export class CircuitBreaker {
    */
   tryRetry(): boolean {
     const b = this.#cfg.retryBudget;
-    const allowed = b ? Math.max(Math.floor((b.budgetPercent / 100) * (this.requests + this.pending)), b.minRetryConcurrency) : this.#cfg.maxRetries;
+    const allowed = b
+      ? Math.max(Math.floor((b.budgetPercent / 100) * (this.requests + this.pending)), b.minRetryConcurrency)
+      : this.#cfg.maxRetries;
     if (this.retries >= allowed) return this.#refuse('retries');
     this.retries++;
     return true;

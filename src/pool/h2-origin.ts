@@ -8,7 +8,15 @@ import { formatAddress } from '../common/address.js';
 const { NGHTTP2_CANCEL } = http2.constants;
 
 /** Connection-specific fields an HTTP/2 request must not carry (RFC 9113 §8.2.2); `host` becomes `:authority`. */
-const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+const NOT_IN_H2 = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'http2-settings',
+]);
 
 /** Per-stream receive window: how much of one response may sit unread while the client is slow. */
 const STREAM_WINDOW = 1 << 20;
@@ -87,7 +95,7 @@ export class H2Origin extends Dispatcher {
   destroy(err: Error | null, cb: () => void): void;
   destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
     this.#closed = true;
-    const err = typeof a === 'function' ? undefined : a ?? undefined;
+    const err = typeof a === 'function' ? undefined : (a ?? undefined);
     for (const s of this.#sessions) s.destroy(err ?? new errors.ClientDestroyedError());
     const cb = typeof a === 'function' ? a : b;
     if (cb) queueMicrotask(cb);
@@ -95,9 +103,15 @@ export class H2Origin extends Dispatcher {
   }
 
   #open(): Session {
-    const s: Session = new Session(this.#o, this.#scheme, this.#authority, () => {
-      if (this.#session === s) this.#session = undefined;
-    }, () => this.#sessions.delete(s));
+    const s: Session = new Session(
+      this.#o,
+      this.#scheme,
+      this.#authority,
+      () => {
+        if (this.#session === s) this.#session = undefined;
+      },
+      () => this.#sessions.delete(s),
+    );
     this.#sessions.add(s);
     return s;
   }
@@ -118,7 +132,13 @@ class Session {
   constructor(o: H2OriginOptions, scheme: string, authority: string, onRetire: () => void, onClose: () => void) {
     this.#o = o;
     const socket = o.tls
-      ? tls.connect({ host: o.host, port: o.port, ...o.tls, servername: o.tls.servername ?? (net.isIP(o.host) ? undefined : o.host), ALPNProtocols: ['h2'] })
+      ? tls.connect({
+          host: o.host,
+          port: o.port,
+          ...o.tls,
+          servername: o.tls.servername ?? (net.isIP(o.host) ? undefined : o.host),
+          ALPNProtocols: ['h2'],
+        })
       : net.connect({ host: o.host, port: o.port });
     socket.setNoDelay(true);
     const session = (this.#session = http2.connect(`${scheme}://${authority}`, {
@@ -226,7 +246,8 @@ class Exchange {
     stream.once('end', () => this.#complete());
     stream.once('error', (err) => this.fail(err));
     stream.once('close', () => {
-      if (!this.#done) this.fail(new errors.SocketError(`HTTP/2 stream closed before the response ended (code ${stream.rstCode})`));
+      if (!this.#done)
+        this.fail(new errors.SocketError(`HTTP/2 stream closed before the response ended (code ${stream.rstCode})`));
     });
     if (body != null) this.#writeBody(stream, body);
   }
@@ -261,7 +282,11 @@ class Exchange {
     const bodyTimeout = this.#opts.bodyTimeout ?? 0;
     stream.setTimeout(bodyTimeout, bodyTimeout > 0 ? () => this.#timeout() : undefined);
     const resume = () => stream.resume();
-    if (this.#handler.onHeaders!(headers[':status'] ?? 0, flatHeaders(headers) as unknown as Buffer[], resume, '') === false) stream.pause();
+    if (
+      this.#handler.onHeaders!(headers[':status'] ?? 0, flatHeaders(headers) as unknown as Buffer[], resume, '') ===
+      false
+    )
+      stream.pause();
   }
 
   #complete(): void {
@@ -279,14 +304,19 @@ class Exchange {
       return;
     }
     const src = body as Readable;
-    if (typeof src.pipe !== 'function') return this.fail(new errors.NotSupportedError('request body must be a string, buffer or readable stream'));
+    if (typeof src.pipe !== 'function')
+      return this.fail(new errors.NotSupportedError('request body must be a string, buffer or readable stream'));
     src.on('error', (err) => this.fail(err));
     src.pipe(stream);
   }
 }
 
 /** undici's dispatch headers (flat list or object) as an HTTP/2 header block. */
-function requestHeaders(opts: Dispatcher.DispatchOptions, scheme: string, authority: string): http2.OutgoingHttpHeaders {
+function requestHeaders(
+  opts: Dispatcher.DispatchOptions,
+  scheme: string,
+  authority: string,
+): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = Object.create(null);
   out[':method'] = opts.method;
   out[':path'] = opts.path;
@@ -295,7 +325,10 @@ function requestHeaders(opts: Dispatcher.DispatchOptions, scheme: string, author
   const add = (name: string, value: string | string[] | number | undefined) => {
     if (value === undefined) return;
     const lower = name.toLowerCase();
-    if (lower === 'host') { out[':authority'] = String(value); return; }
+    if (lower === 'host') {
+      out[':authority'] = String(value);
+      return;
+    }
     if (NOT_IN_H2.has(lower)) return;
     if (lower === 'te' && String(value).trim().toLowerCase() !== 'trailers') return;
     const prev = out[lower];

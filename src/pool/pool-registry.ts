@@ -31,7 +31,13 @@ export class PoolRegistry {
   acquire(cluster: ClusterConfig, address: string, key = poolKey(cluster, address)): Dispatcher {
     let pool = this.#pools.get(key);
     if (!pool) {
-      pool = cluster.protocol === 'http2' ? createH2Origin(cluster, address) : new Pool(originOf(cluster, address), { connections: cluster.maxConnectionsPerEndpoint, ...this.#h1OptionsOf(cluster, key) });
+      pool =
+        cluster.protocol === 'http2'
+          ? createH2Origin(cluster, address)
+          : new Pool(originOf(cluster, address), {
+              connections: cluster.maxConnectionsPerEndpoint,
+              ...this.#h1OptionsOf(cluster, key),
+            });
       this.#pools.set(key, pool);
     }
     return pool;
@@ -43,7 +49,13 @@ export class PoolRegistry {
    * connection of the pool may be just as stale). HTTP/2 endpoints use their session: a stream the
    * peer did not take is refused there, not lost on a stale connection.
    */
-  dispatchFresh(cluster: ClusterConfig, address: string, key: string, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+  dispatchFresh(
+    cluster: ClusterConfig,
+    address: string,
+    key: string,
+    opts: Dispatcher.DispatchOptions,
+    handler: Dispatcher.DispatchHandler,
+  ): void {
     if (cluster.protocol === 'http2') return void this.acquire(cluster, address, key).dispatch(opts, handler);
     const client = new Client(originOf(cluster, address), this.#h1OptionsOf(cluster, key));
     client.dispatch(opts, handler);
@@ -100,13 +112,26 @@ export class EndpointPool {
 }
 
 function poolKey(c: ClusterConfig, address: string): string {
-  return JSON.stringify([address, c.protocol, c.connectTimeout, c.keepAliveTimeout, c.maxConnectionsPerEndpoint, c.upstreamTls ?? null]);
+  return JSON.stringify([
+    address,
+    c.protocol,
+    c.connectTimeout,
+    c.keepAliveTimeout,
+    c.maxConnectionsPerEndpoint,
+    c.upstreamTls ?? null,
+  ]);
 }
 
 function createH2Origin(c: ClusterConfig, address: string): H2Origin {
   const { host, port } = splitAddress(address);
   const tls = c.upstreamTls;
-  return new H2Origin({ host, port, tls: tls ? tlsOptions(tls) : undefined, connectTimeoutMs: msOf(c).connectTimeout, keepAliveTimeoutMs: msOf(c).keepAliveTimeout });
+  return new H2Origin({
+    host,
+    port,
+    tls: tls ? tlsOptions(tls) : undefined,
+    connectTimeoutMs: msOf(c).connectTimeout,
+    keepAliveTimeoutMs: msOf(c).keepAliveTimeout,
+  });
 }
 
 function originOf(c: ClusterConfig, address: string): string {
@@ -142,7 +167,9 @@ function tlsOptions(tls: UpstreamTls) {
     key: tls.key ? readFileSync(tls.key) : undefined,
     minVersion: tls.minVersion ?? 'TLSv1.2',
     rejectUnauthorized: !tls.insecureSkipVerify,
-    checkServerIdentity: sans?.length ? (_host: string, cert: PeerCertificate) => verifySans(cert, sans) : (host: string, cert: PeerCertificate) => checkServerIdentity(tls.sni ?? host, cert),
+    checkServerIdentity: sans?.length
+      ? (_host: string, cert: PeerCertificate) => verifySans(cert, sans)
+      : (host: string, cert: PeerCertificate) => checkServerIdentity(tls.sni ?? host, cert),
   };
 }
 
@@ -150,7 +177,10 @@ function tlsOptions(tls: UpstreamTls) {
  * Accept the peer only if one of its SANs (URI, DNS or IP) is in the allow-list. Read through the one
  * SAN parser: split on ', ', a quoted URI "spiffe://a, URI:spiffe://b" passed as a second entry.
  */
-export function verifySans(cert: Pick<PeerCertificate, 'subjectaltname'>, allowed: readonly string[]): Error | undefined {
+export function verifySans(
+  cert: Pick<PeerCertificate, 'subjectaltname'>,
+  allowed: readonly string[],
+): Error | undefined {
   const sans = subjectAltNames(cert.subjectaltname, ['URI', 'DNS', 'IP Address']);
   if (sans.some((s) => allowed.includes(s))) return undefined;
   const err = new Error(`upstream certificate SANs [${sans.join(', ')}] match none of [${allowed.join(', ')}]`);

@@ -58,7 +58,9 @@ export class DataPlane {
     this.#rng = deps.rng ?? systemRng;
     this.#ages = new HostAges(this.#clock);
     this.env = {
-      rng: this.#rng, inFlight: 0, shedding: false,
+      rng: this.#rng,
+      inFlight: 0,
+      shedding: false,
       normalize: (p) => p,
       xfcc: formatXfcc,
       recordOutcome: (h, o, s) => deps.onOutcome(h, o, s),
@@ -78,15 +80,35 @@ export class DataPlane {
 
   /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
   async apply(seq: number, version: number, config: Config): Promise<Record<string, string>> {
-    const next = new Snapshot(version, config, this.#pools, this.#overlay, { clock: this.#clock, rng: this.#rng, lbFactory: this.#deps.lbFactory, buildFilters: this.#deps.buildFilters, ages: this.#ages }, this.#snapshot);
+    const next = new Snapshot(
+      version,
+      config,
+      this.#pools,
+      this.#overlay,
+      {
+        clock: this.#clock,
+        rng: this.#rng,
+        lbFactory: this.#deps.lbFactory,
+        buildFilters: this.#deps.buildFilters,
+        ages: this.#ages,
+      },
+      this.#snapshot,
+    );
     await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
     const previous = this.#snapshot;
     this.#snapshot = next;
     this.#seq = seq;
     this.env.normalize = normalizerFor(config.gateway);
-    this.#accessLog.configure(config.gateway.accessLog, this.#rng, config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)));
+    this.#accessLog.configure(
+      config.gateway.accessLog,
+      this.#rng,
+      config.auth.jwtProviders.flatMap((p) => tokenQueryParams(p.from)),
+    );
     configVersion.set(version);
-    retainSeries(new Set(config.routes.map((r) => r.name)), new Set(config.clusters.flatMap((c) => c.endpoints.map((e) => `${c.name}\u0000${e.address}`))));
+    retainSeries(
+      new Set(config.routes.map((r) => r.name)),
+      new Set(config.clusters.flatMap((c) => c.endpoints.map((e) => `${c.name}\u0000${e.address}`))),
+    );
     this.#pools.retainOnly(next.clusters.poolKeys);
     previous?.close();
     return this.#listeners.addresses();
@@ -122,7 +144,12 @@ export class DataPlane {
   }
 
   #handlersFor(l: ListenerConfig) {
-    const ctx: ListenerContext = { name: l.name, proto: l.protocol === 'https' ? 'https' : 'http', forwardClientCert: Boolean(l.tls?.forwardClientCert), peerOf: createPeerResolver(l) };
+    const ctx: ListenerContext = {
+      name: l.name,
+      proto: l.protocol === 'https' ? 'https' : 'http',
+      forwardClientCert: Boolean(l.tls?.forwardClientCert),
+      peerOf: createPeerResolver(l),
+    };
     return {
       request: (req: DownstreamRequest, res: DownstreamResponse) => {
         const snap = this.#snapshot;
@@ -177,7 +204,10 @@ export class DataPlane {
     this.#draining = true;
     const destroyRest = this.#listeners.stopAccepting();
     if (this.env.inFlight > 0) {
-      await Promise.race([new Promise<void>((r) => this.#idleWaiters.push(r)), new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+      await Promise.race([
+        new Promise<void>((r) => this.#idleWaiters.push(r)),
+        new Promise((r) => setTimeout(r, deadlineMs).unref()),
+      ]);
     }
     destroyRest();
     await this.#pools.closeAll();

@@ -61,15 +61,23 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   }
   const current = primary.current;
   let managed: ManagedGateway | undefined;
-  const health = new HealthControl((overlay) => {
-    primary.setOverlay(overlay);
-    void managed?.client.reportNow();
-  }, systemClock, systemRng);
-  primary.onWorkerMessage((msg) => { if (msg.t === 'outcomes') health.onOutcomes(msg.batch); });
+  const health = new HealthControl(
+    (overlay) => {
+      primary.setOverlay(overlay);
+      void managed?.client.reportNow();
+    },
+    systemClock,
+    systemRng,
+  );
+  primary.onWorkerMessage((msg) => {
+    if (msg.t === 'outcomes') health.onOutcomes(msg.batch);
+  });
   await health.reconcile(primary.live);
   registerLocalRateLimitServer(primary.rpc, systemClock);
   await primary.startWorkers(current.config);
-  const shared = current.config.configStore ? new SharedConfigStore(current.config.configStore, current.config.gateway.name) : undefined;
+  const shared = current.config.configStore
+    ? new SharedConfigStore(current.config.configStore, current.config.gateway.name)
+    : undefined;
   const changes = new ConfigService({
     store: primary.store,
     validate: validateConfig,
@@ -81,8 +89,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       gatewayApi.reconcile(primary.current.config);
       return errors;
     },
-    publishEndpoints: (cluster, endpoints) => primary.publishEndpoints(cluster, endpoints, (live) => health.reconcile(live)),
-    refusal: () => (primary.draining ? new ApiError(503, 'draining', { error: 'draining', message: 'the gateway is draining; config changes are refused' }) : undefined),
+    publishEndpoints: (cluster, endpoints) =>
+      primary.publishEndpoints(cluster, endpoints, (live) => health.reconcile(live)),
+    refusal: () =>
+      primary.draining
+        ? new ApiError(503, 'draining', {
+            error: 'draining',
+            message: 'the gateway is draining; config changes are refused',
+          })
+        : undefined,
     // Replicas sharing one config write every change through to Redis before storing it.
     beforeCommit: shared ? (config, source) => shared.writeThrough(config, source) : undefined,
   });
@@ -105,10 +120,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     changes,
     readiness,
     hostDetails: [(cluster, address) => health.details(cluster, address)],
-    clusterDetails: [(cluster) => {
-      const status = discovery.map((s) => s.status(cluster)).find(Boolean);
-      return status ? { discovery: status } : {};
-    }],
+    clusterDetails: [
+      (cluster) => {
+        const status = discovery.map((s) => s.status(cluster)).find(Boolean);
+        return status ? { discovery: status } : {};
+      },
+    ],
     // Sources that own resources refuse admin writes to them: the Gateway API's gwapi.*, the hub's managed ones.
     writeGuard: (kind, name) => gatewayApi.guard(kind, name) ?? managed?.guard(kind, name),
   });
@@ -140,12 +157,19 @@ const DISCOVERY_WARM_UP_MS = 5000;
  */
 async function warmUp(sources: Array<Pick<EndpointSource, 'initialized'>>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.all(sources.map((s) => s.initialized())), new Promise((r) => (timer = setTimeout(r, DISCOVERY_WARM_UP_MS)))]);
+  await Promise.race([
+    Promise.all(sources.map((s) => s.initialized())),
+    new Promise((r) => (timer = setTimeout(r, DISCOVERY_WARM_UP_MS))),
+  ]);
   clearTimeout(timer);
 }
 
 /** With `managementServer` set: the last applied snapshot, loaded; the hub client is started later. */
-async function loadManagedState(primary: Primary, changes: ConfigChanges, stateDir: string): Promise<ManagedGateway | undefined> {
+async function loadManagedState(
+  primary: Primary,
+  changes: ConfigChanges,
+  stateDir: string,
+): Promise<ManagedGateway | undefined> {
   const ms = primary.current.config.managementServer;
   if (!ms) return undefined;
   const managed = new ManagedGateway(primary, changes, stateDir, ms, systemRng);

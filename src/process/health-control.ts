@@ -41,8 +41,16 @@ export class HealthControl {
   async reconcile(config: Config): Promise<void> {
     const clusters = config.clusters.filter((c) => c.kind !== 'aggregate');
     const names = new Set(clusters.map((c) => c.name));
-    for (const [name, c] of this.#checked) if (!names.has(name)) { c.checker.stop(); this.#checked.delete(name); }
-    for (const [name, d] of this.#detected) if (!names.has(name)) { clearInterval(d.timer); this.#detected.delete(name); }
+    for (const [name, c] of this.#checked)
+      if (!names.has(name)) {
+        c.checker.stop();
+        this.#checked.delete(name);
+      }
+    for (const [name, d] of this.#detected)
+      if (!names.has(name)) {
+        clearInterval(d.timer);
+        this.#detected.delete(name);
+      }
     await Promise.all(clusters.map((c) => this.#reconcileChecks(c)));
     for (const c of clusters) this.#reconcileOutlier(c);
     this.#republish();
@@ -56,11 +64,19 @@ export class HealthControl {
     existing?.checker.stop();
     this.#checked.delete(c.name);
     if (!c.healthCheck) return;
-    const checker = new HealthChecker(c.healthCheck, (a) => this.#pools.acquire(c, a), this.#rng, (address, state, changed) => {
-      // Envoy's successful_active_health_check_uneject_host: a passing check ends an ejection.
-      const unejected = !state.failed && c.outlierDetection?.successfulActiveHealthCheckUnejectHost && this.#detected.get(c.name)?.detector.uneject(address);
-      if (changed || unejected) this.#republish();
-    });
+    const checker = new HealthChecker(
+      c.healthCheck,
+      (a) => this.#pools.acquire(c, a),
+      this.#rng,
+      (address, state, changed) => {
+        // Envoy's successful_active_health_check_uneject_host: a passing check ends an ejection.
+        const unejected =
+          !state.failed &&
+          c.outlierDetection?.successfulActiveHealthCheckUnejectHost &&
+          this.#detected.get(c.name)?.detector.uneject(address);
+        if (changed || unejected) this.#republish();
+      },
+    );
     this.#checked.set(c.name, { key, checker });
     await checker.start(c.endpoints.map((e) => e.address));
   }
@@ -97,7 +113,8 @@ export class HealthControl {
     const out: HealthOverlay = {};
     for (const [cluster, { checker }] of this.#checked) {
       const flags = (out[cluster] ??= {});
-      for (const [a, s] of checker.states) flags[a] = (s.failed ? HostFlag.FAILED_ACTIVE_HC : 0) | (s.degraded ? HostFlag.DEGRADED_ACTIVE_HC : 0);
+      for (const [a, s] of checker.states)
+        flags[a] = (s.failed ? HostFlag.FAILED_ACTIVE_HC : 0) | (s.degraded ? HostFlag.DEGRADED_ACTIVE_HC : 0);
     }
     for (const [cluster, { detector }] of this.#detected) {
       const flags = (out[cluster] ??= {});

@@ -1,7 +1,12 @@
 import { getHeapStatistics } from 'node:v8';
 import { gauge } from '../observability/metrics.js';
 
-const shedding = gauge('meridian_overload_shedding', '1 while the worker sheds load because heap use is over the threshold', [], 'max');
+const shedding = gauge(
+  'meridian_overload_shedding',
+  '1 while the worker sheds load because heap use is over the threshold',
+  [],
+  'max',
+);
 const CHECK_MS = 1000;
 
 /**

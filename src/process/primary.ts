@@ -67,7 +67,8 @@ export class Primary {
 
   /** Start workers on the current version and wait until all serve it. */
   async startWorkers(config: Config): Promise<void> {
-    const n = this.#opts.workers ?? (config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers);
+    const n =
+      this.#opts.workers ?? (config.gateway.workers === 'auto' ? availableParallelism() : config.gateway.workers);
     const ready = this.publisher.waitForAll(this.publisher.start());
     this.workers.start(n, this.#opts.workerExec);
     await ready;

@@ -2,7 +2,14 @@ import type { Config, ClusterConfig, EndpointConfig } from '../config/schema/ind
 import type { EndpointsMessage, SnapshotMessage, ToPrimary, WorkerLink } from '../control/ipc/messages.js';
 import type { ConfigStore, ConfigVersion } from '../control/store/config-store.js';
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
-import { diffClusterEndpoints, diffEndpoints, packConfig, packDelta, sameCluster, type EndpointDelta } from '../config/endpoint-delta.js';
+import {
+  diffClusterEndpoints,
+  diffEndpoints,
+  packConfig,
+  packDelta,
+  sameCluster,
+  type EndpointDelta,
+} from '../config/endpoint-delta.js';
 import { logger } from '../observability/logger.js';
 import { configVersion } from '../observability/request-metrics.js';
 import type { WorkerSupervisor } from './workers.js';
@@ -85,7 +92,11 @@ export class SnapshotPublisher {
     const delta = smallEnough(diffEndpoints(prev.config, config), config);
     const seq = prev.seq + 1;
     this.#live = { seq, version: v.version, config };
-    const errors = await this.#send(delta ? { t: 'endpoints', seq, base: prev.seq, version: v.version, delta: packDelta(delta) } : carryOver(prev, seq, v.version, config));
+    const errors = await this.#send(
+      delta
+        ? { t: 'endpoints', seq, base: prev.seq, version: v.version, delta: packDelta(delta) }
+        : carryOver(prev, seq, v.version, config),
+    );
     configVersion.set(v.version);
     if (errors.length) logger.error({ version: v.version, errors }, 'some workers failed to apply the config');
     return errors;
@@ -102,12 +113,19 @@ export class SnapshotPublisher {
     if (!prev || !current || !isDiscovered(current)) return [];
     const change = diffClusterEndpoints(current.endpoints, endpoints);
     if (!change) return [];
-    const config = { ...prev.config, clusters: prev.config.clusters.map((c) => (c === current ? { ...c, endpoints } : c)) };
+    const config = {
+      ...prev.config,
+      clusters: prev.config.clusters.map((c) => (c === current ? { ...c, endpoints } : c)),
+    };
     await beforeSend?.(config);
     const seq = prev.seq + 1;
     this.#live = { seq, version: prev.version, config };
     const delta = smallEnough({ [cluster]: change }, config);
-    const errors = await this.#send(delta ? { t: 'endpoints', seq, base: prev.seq, version: prev.version, delta: packDelta(delta) } : carryOver(prev, seq, prev.version, config));
+    const errors = await this.#send(
+      delta
+        ? { t: 'endpoints', seq, base: prev.seq, version: prev.version, delta: packDelta(delta) }
+        : carryOver(prev, seq, prev.version, config),
+    );
     if (errors.length) logger.error({ cluster, errors }, 'some workers failed to apply discovered endpoints');
     return errors;
   }
@@ -118,8 +136,12 @@ export class SnapshotPublisher {
     const done = this.waitForAll(msg.seq);
     this.#workers.broadcast(msg);
     const errors = await done;
-    const kind = msg.t === 'endpoints' ? 'endpoint delta' : msg.carried ? 'snapshot (unchanged clusters carried)' : 'snapshot';
-    logger.info({ seq: msg.seq, version: msg.version, kind, workersMs: Math.round(performance.now() - t0) }, 'change applied by every worker');
+    const kind =
+      msg.t === 'endpoints' ? 'endpoint delta' : msg.carried ? 'snapshot (unchanged clusters carried)' : 'snapshot';
+    logger.info(
+      { seq: msg.seq, version: msg.version, kind, workersMs: Math.round(performance.now() - t0) },
+      'change applied by every worker',
+    );
     return errors;
   }
 
@@ -152,9 +174,15 @@ export class SnapshotPublisher {
 
   /** The config with each `discovery` cluster's endpoints set to what its source found (none yet: empty). */
   #withDiscovered(config: Config): Config {
-    for (const name of this.#discovered.keys()) if (!config.clusters.some((c) => c.name === name && isDiscovered(c))) this.#discovered.delete(name);
+    for (const name of this.#discovered.keys())
+      if (!config.clusters.some((c) => c.name === name && isDiscovered(c))) this.#discovered.delete(name);
     if (!config.clusters.some(isDiscovered)) return config;
-    return { ...config, clusters: config.clusters.map((c) => (isDiscovered(c) ? { ...c, endpoints: this.#discovered.get(c.name) ?? [] } : c)) };
+    return {
+      ...config,
+      clusters: config.clusters.map((c) =>
+        isDiscovered(c) ? { ...c, endpoints: this.#discovered.get(c.name) ?? [] } : c,
+      ),
+    };
   }
 
   #onMessage(msg: ToPrimary, link: WorkerLink) {
@@ -206,5 +234,11 @@ function carryOver(prev: Live, seq: number, version: number, config: Config): Sn
     return { name: c.name } as ClusterConfig;
   });
   if (!carried.length) return { t: 'snapshot', seq, version, config: packConfig(config) };
-  return { t: 'snapshot', seq, version, config: packConfig({ ...config, clusters }), carried: { base: prev.seq, clusters: carried } };
+  return {
+    t: 'snapshot',
+    seq,
+    version,
+    config: packConfig({ ...config, clusters }),
+    carried: { base: prev.seq, clusters: carried },
+  };
 }

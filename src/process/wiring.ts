@@ -40,7 +40,14 @@ export function filterBuilder(rpc: RpcChannel): FilterBuilder {
   return (route, config) => {
     const filters: Filter[] = [];
     const log = logger.child({ route: route.name });
-    if (route.auth?.length) filters.push(createAuthnFilter(route.name, route.auth.map((n) => providersOf(config).get(n)!), log));
+    if (route.auth?.length)
+      filters.push(
+        createAuthnFilter(
+          route.name,
+          route.auth.map((n) => providersOf(config).get(n)!),
+          log,
+        ),
+      );
     if (route.rbac) filters.push(createRbacFilter(config.rbac.find((p) => p.name === route.rbac)!, log));
     if (route.rateLimits?.length) {
       const policies = route.rateLimits.map((n) => config.rateLimits.find((p) => p.name === n)!);

@@ -1,4 +1,11 @@
-import type { ToPrimary, ToWorker, OutcomeBatch, HostStats, SnapshotMessage, EndpointsMessage } from '../control/ipc/messages.js';
+import type {
+  ToPrimary,
+  ToWorker,
+  OutcomeBatch,
+  HostStats,
+  SnapshotMessage,
+  EndpointsMessage,
+} from '../control/ipc/messages.js';
 import type { LbState } from '../lb/types.js';
 import type { RpcChannel } from '../control/ipc/rpc.js';
 import { DataPlane } from './data-plane.js';
@@ -28,7 +35,11 @@ export class WorkerRuntime {
   constructor(send: (msg: ToPrimary) => void) {
     this.#send = send;
     const rpc: RpcChannel = { request: (topic, payload) => this.#rpc(topic, payload) as Promise<never> };
-    this.dataPlane = new DataPlane({ lbFactory, buildFilters: filterBuilder(rpc), onOutcome: (h, o) => this.#record(h, o) });
+    this.dataPlane = new DataPlane({
+      lbFactory,
+      buildFilters: filterBuilder(rpc),
+      onOutcome: (h, o) => this.#record(h, o),
+    });
     setInterval(() => this.#flush(), FLUSH_MS).unref();
   }
 
@@ -45,7 +56,14 @@ export class WorkerRuntime {
         void this.dataPlane.drain(msg.deadlineMs).then(() => this.#send({ t: 'drained' }));
         return;
       case 'stats':
-        return this.#send({ t: 'stats-reply', id: msg.id, stats: this.#stats(), lb: this.#lbStates(), connections: this.dataPlane.connectionCount(), inFlight: this.dataPlane.env.inFlight });
+        return this.#send({
+          t: 'stats-reply',
+          id: msg.id,
+          stats: this.#stats(),
+          lb: this.#lbStates(),
+          connections: this.dataPlane.connectionCount(),
+          inFlight: this.dataPlane.env.inFlight,
+        });
       case 'metrics':
         void registry.getMetricsAsJSON().then((metrics) => this.#send({ t: 'metrics-reply', id: msg.id, metrics }));
         return;
@@ -71,7 +89,11 @@ export class WorkerRuntime {
         this.#send({ t: 'applied', seq, version });
       } else {
         const config = unpackConfig(msg.config);
-        const listeners = await this.dataPlane.apply(seq, version, msg.carried ? this.dataPlane.fillCarried(config, msg.carried.clusters) : config);
+        const listeners = await this.dataPlane.apply(
+          seq,
+          version,
+          msg.carried ? this.dataPlane.fillCarried(config, msg.carried.clusters) : config,
+        );
         this.#send({ t: 'applied', seq, version, listeners });
       }
     } catch (e) {
@@ -101,7 +123,8 @@ export class WorkerRuntime {
     if (!snap) return out;
     for (const c of snap.clusters.all()) {
       const hosts: HostStats[string] = (out[c.name] = {});
-      for (const h of c.hosts) hosts[h.address] = { active: h.activeRequests, requests: h.stats.requests, errors: h.stats.errors };
+      for (const h of c.hosts)
+        hosts[h.address] = { active: h.activeRequests, requests: h.stats.requests, errors: h.stats.errors };
     }
     return out;
   }

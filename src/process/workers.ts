@@ -95,7 +95,14 @@ export class WorkerSupervisor {
     this.#stopping = true;
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
-    this.#drain = { deadlineMs, drained: new Set(), done, check: () => { if ([...this.links.keys()].every((id) => this.#drain!.drained.has(id))) resolve(); } };
+    this.#drain = {
+      deadlineMs,
+      drained: new Set(),
+      done,
+      check: () => {
+        if ([...this.links.keys()].every((id) => this.#drain!.drained.has(id))) resolve();
+      },
+    };
     this.broadcast({ t: 'drain', deadlineMs });
     this.#drain.check();
     await Promise.race([done, new Promise((r) => setTimeout(r, deadlineMs + 2000).unref())]);
@@ -106,7 +113,9 @@ export class WorkerSupervisor {
     const bornAt = Date.now();
     const link: WorkerLink = {
       id: w.id,
-      send: (msg) => { if (w.isConnected()) w.send(msg); },
+      send: (msg) => {
+        if (w.isConnected()) w.send(msg);
+      },
       onMessage: (fn) => w.on('message', fn),
     };
     w.on('exit', (code, signal) => {
@@ -117,7 +126,9 @@ export class WorkerSupervisor {
       // A worker that dies right after starting would otherwise respawn in a tight loop.
       const delay = Date.now() - bornAt < RESPAWN_MIN_LIFE_MS ? RESPAWN_BACKOFF_MS : 0;
       logger.warn({ worker: w.id, code, signal, respawnInMs: delay }, 'worker exited; starting a replacement');
-      setTimeout(() => { if (!this.#stopping) this.#fork(); }, delay);
+      setTimeout(() => {
+        if (!this.#stopping) this.#fork();
+      }, delay);
     });
     this.#attach(link);
   }

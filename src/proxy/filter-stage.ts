@@ -19,10 +19,28 @@ export function newExchange(r: RoutedRequest, res: DownstreamResponse | undefine
   const trust = snap.config.gateway.trustForwardedHeaders;
   const id = clientRequestId(req);
   return {
-    method: req.method ?? 'GET', path: r.path, query: r.query, authority: r.authority, headers: req.headers, clientIp: clientIp(req, trust),
-    peer: listener.peerOf(req), routeName: r.route.name, requestId: id === '' ? randomUUID() : id, upstreamHeaders: [], upstreamStrip: [],
-    upstreamStripCookies: undefined, upstreamStripQuery: undefined, responseHeaders: [],
-    snap, route: r.route, listener, env: r.env, req, hasBody: r.hasBody, res, socket,
+    method: req.method ?? 'GET',
+    path: r.path,
+    query: r.query,
+    authority: r.authority,
+    headers: req.headers,
+    clientIp: clientIp(req, trust),
+    peer: listener.peerOf(req),
+    routeName: r.route.name,
+    requestId: id === '' ? randomUUID() : id,
+    upstreamHeaders: [],
+    upstreamStrip: [],
+    upstreamStripCookies: undefined,
+    upstreamStripQuery: undefined,
+    responseHeaders: [],
+    snap,
+    route: r.route,
+    listener,
+    env: r.env,
+    req,
+    hasBody: r.hasBody,
+    res,
+    socket,
   };
 }
 
@@ -40,7 +58,10 @@ const FILTER_FAILED: FilterResponse = Object.freeze({ status: 500, code: 'intern
 export function runRouteFilters(x: Exchange, then: AfterFilters): void {
   const result = runFilters(x.route.filters, x);
   if (!(result instanceof Promise)) return result ? refuse(x, then, result) : then.pass(x);
-  result.then((r) => (r ? refuse(x, then, r) : then.pass(x)), () => refuse(x, then, FILTER_FAILED));
+  result.then(
+    (r) => (r ? refuse(x, then, r) : then.pass(x)),
+    () => refuse(x, then, FILTER_FAILED),
+  );
 }
 
 /**
@@ -49,5 +70,12 @@ export function runRouteFilters(x: Exchange, then: AfterFilters): void {
  */
 function refuse(x: Exchange, then: AfterFilters, r: FilterResponse): void {
   const res = then.responseFor(x);
-  if (res) ProxyRequest.answer(x.req, res, x.env, { route: x.route, requestId: x.requestId, code: r.code, headers: r.headers, body: r.body });
+  if (res)
+    ProxyRequest.answer(x.req, res, x.env, {
+      route: x.route,
+      requestId: x.requestId,
+      code: r.code,
+      headers: r.headers,
+      body: r.body,
+    });
 }

@@ -58,7 +58,11 @@ const NO_UPSTREAM: Dispatcher.DispatchOptions = Object.freeze({ path: '/', metho
  * read the status as metadata and fail the call as INTERNAL "ended without gRPC status". res.end()
  * then sends it with END_STREAM (a body chunk, which such a response never has, would send it first).
  */
-function stageTrailersOnlyHead(res: Http2ServerResponse, status: number, headers: Record<string, string | string[]>): void {
+function stageTrailersOnlyHead(
+  res: Http2ServerResponse,
+  status: number,
+  headers: Record<string, string | string[]>,
+): void {
   res.statusCode = status;
   for (const name in headers) res.setHeader(name, headers[name]);
 }
@@ -121,7 +125,14 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   #bodyDeadline: BodyDeadline | undefined;
 
   /** In flight from here until env.onFinish: the caller must either start() it or answer it. */
-  constructor(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, cluster: ClusterRuntime | undefined, env: ProxyEnv, opts: Dispatcher.DispatchOptions) {
+  constructor(
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    route: RouteRuntime,
+    cluster: ClusterRuntime | undefined,
+    env: ProxyEnv,
+    opts: Dispatcher.DispatchOptions,
+  ) {
     this.req = req;
     this.res = res;
     this.route = route;
@@ -143,7 +154,14 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   }
 
   /** Finish a request whose response the gateway wrote itself (direct response, redirect). */
-  static answered(req: DownstreamRequest, res: DownstreamResponse, route: RouteRuntime, env: ProxyEnv, requestId: string, bytesOut: number): void {
+  static answered(
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    route: RouteRuntime,
+    env: ProxyEnv,
+    requestId: string,
+    bytesOut: number,
+  ): void {
     const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM);
     p.requestId = requestId || randomUUID();
     p.status = res.statusCode;
@@ -194,7 +212,13 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     if (previous) (this.#tried ??= []).push(previous);
     const tried = this.#tried;
     const key = this.hashKey;
-    const host = this.#cluster.lb.pick(tried ? { hashKey: key, accept: (h) => !tried.includes(h as UpstreamHost) } : key !== undefined ? { hashKey: key } : undefined) as UpstreamHost | undefined;
+    const host = this.#cluster.lb.pick(
+      tried
+        ? { hashKey: key, accept: (h) => !tried.includes(h as UpstreamHost) }
+        : key !== undefined
+          ? { hashKey: key }
+          : undefined,
+    ) as UpstreamHost | undefined;
     if (!host) {
       if (isRetry) this.#cluster.breaker.releaseRetry();
       return this.#fail('no_healthy_upstream');
@@ -221,14 +245,26 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     if (p.current !== first) p.#race!.started(first, p.current!);
   }
 
-  attemptHeaders(a: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  attemptHeaders(
+    a: Attempt,
+    statusCode: number,
+    rawHeaders: Buffer[],
+    resume: () => void,
+    statusText: string,
+  ): boolean {
     if (this.#done || this.#committed) {
       a.cancel('lost');
       return false;
     }
     const retry = this.route.retry;
     // The retry slot is taken before the response is dropped: with no budget left, the client gets it.
-    if (retry && this.#inFlight === 1 && this.#canRetry() && retriableResponse(retry, statusCode, rawHeaders) && this.#cluster.breaker.tryRetry()) {
+    if (
+      retry &&
+      this.#inFlight === 1 &&
+      this.#canRetry() &&
+      retriableResponse(retry, statusCode, rawHeaders) &&
+      this.#cluster.breaker.tryRetry()
+    ) {
       const grpcStatus = grpcStatusIn(rawHeaders);
       this.#outcome(a, statusCode, grpcStatus < 0 ? statusCode : grpcCodeToHttp(grpcStatus));
       a.cancel('retry');
@@ -352,7 +388,14 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
    * and spends no retry budget, and it is not an upstream failure (no outlier outcome).
    */
   #resendable(a: Attempt, err: Error): boolean {
-    if (this.#resentFresh || a.status !== 0 || a.cancelled || !closedBeforeResponse(err) || !bodyReplayable(this.opts.body as Readable)) return false;
+    if (
+      this.#resentFresh ||
+      a.status !== 0 ||
+      a.cancelled ||
+      !closedBeforeResponse(err) ||
+      !bodyReplayable(this.opts.body as Readable)
+    )
+      return false;
     return IDEMPOTENT.has(this.opts.method) || bodyUnread(this.opts.body as Readable);
   }
 
@@ -388,7 +431,9 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
 
   /** What only this request knows: attempts left, nothing sent to the client yet, and a body that can go again. */
   #canRetry(): boolean {
-    return this.retries < this.route.retry!.attempts && !this.res.headersSent && bodyReplayable(this.opts.body as Readable);
+    return (
+      this.retries < this.route.retry!.attempts && !this.res.headersSent && bodyReplayable(this.opts.body as Readable)
+    );
   }
 
   /** Schedule a retry if the cluster's retry budget allows (or the slot is already held); else answer `code`. */

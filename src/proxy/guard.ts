@@ -6,7 +6,10 @@ import type { Snapshot } from './snapshot.js';
  * The first stage: refuse what no route may see (an HTTP/0.9 line, CONNECT, an over-long target, an
  * HTTP/2 target not in origin form, too many headers) before anything is parsed further.
  */
-export function guardRequest(req: DownstreamRequest, limits: Snapshot['config']['gateway']['limits']): ErrorCode | undefined {
+export function guardRequest(
+  req: DownstreamRequest,
+  limits: Snapshot['config']['gateway']['limits'],
+): ErrorCode | undefined {
   // Node's parser accepts HTTP/0.9-style request lines and keeps parsing headers: refuse them.
   if (req.httpVersionMajor < 1) return 'bad_request';
   if (req.method === 'CONNECT') return 'method_not_allowed';

@@ -15,11 +15,29 @@ import type { Exchange, ListenerContext, RequestEnv, RoutedRequest } from './exc
  * snapshot the request started with; nothing is compiled per request. Every response, the
  * gateway's own included, finishes through a ProxyRequest (counted, access-logged, in flight).
  */
-export function handleRequest(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, res: DownstreamResponse): void {
+export function handleRequest(
+  snap: Snapshot,
+  listener: ListenerContext,
+  env: RequestEnv,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+): void {
   const t = routeRequest(snap, listener, env, req);
-  if (t.error) return ProxyRequest.answer(req, res, env, { route: t.route, requestId: clientRequestId(req), code: t.error, close: t.close });
+  if (t.error)
+    return ProxyRequest.answer(req, res, env, {
+      route: t.route,
+      requestId: clientRequestId(req),
+      code: t.error,
+      close: t.close,
+    });
   const route = t.route!;
-  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes) return ProxyRequest.answer(req, res, env, { route, requestId: clientRequestId(req), code: 'payload_too_large', close: true });
+  if (route.maxBodyBytes && t.contentLength > route.maxBodyBytes)
+    return ProxyRequest.answer(req, res, env, {
+      route,
+      requestId: clientRequestId(req),
+      code: 'payload_too_large',
+      close: true,
+    });
   const r = routed(snap, listener, env, req, t);
   if (route.filters.length === 0) return dispatchRoute(r, res, undefined);
   runRouteFilters(newExchange(r, res), AFTER_FILTERS);

@@ -3,8 +3,17 @@ import type { ErrorCode } from '../common/errors.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus framing headers the gateway always re-creates. */
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'expect',
 ]);
 
 /** Identity headers only the gateway may set; always stripped from client input. */
@@ -54,7 +63,12 @@ const VIA = '1.1 meridian';
  * strips hop-by-hop, Connection-nominated, pseudo and identity headers; applies route ops; sets Via and
  * X-Forwarded-*. Returns an error code instead when the request headers are not acceptable.
  */
-export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, ops: HeaderOps, out: string[]): ErrorCode | undefined {
+export function buildUpstreamHeaders(
+  raw: readonly string[],
+  f: ForwardFacts,
+  ops: HeaderOps,
+  out: string[],
+): ErrorCode | undefined {
   let nominated: Set<string> | undefined;
   let xff: string | undefined;
   let via: string | undefined;
@@ -65,13 +79,28 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
     const name = raw[i];
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
     const lower = name.toLowerCase();
-    if (lower === 'host') { hosts++; continue; }
+    if (lower === 'host') {
+      hosts++;
+      continue;
+    }
     if (f.rejectUnderscores && lower.includes('_')) return 'bad_request';
-    if (lower === 'connection') { nominated = addNominated(raw[i + 1], nominated); continue; }
-    if (lower === 'te') { if (raw[i + 1].trim().toLowerCase() === 'trailers') out.push('te', 'trailers'); continue; }
-    if (lower === 'upgrade' && f.upgrade) { out.push(name, raw[i + 1]); continue; }
+    if (lower === 'connection') {
+      nominated = addNominated(raw[i + 1], nominated);
+      continue;
+    }
+    if (lower === 'te') {
+      if (raw[i + 1].trim().toLowerCase() === 'trailers') out.push('te', 'trailers');
+      continue;
+    }
+    if (lower === 'upgrade' && f.upgrade) {
+      out.push(name, raw[i + 1]);
+      continue;
+    }
     if (HOP_BY_HOP.has(lower) || f.identity.has(lower) || ops.remove.has(lower)) continue;
-    if (lower === 'x-forwarded-for') { if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
+    if (lower === 'x-forwarded-for') {
+      if (f.trustForwarded) xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1];
+      continue;
+    }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') {
       if (f.trustForwarded) {
         out.push(name, raw[i + 1]);
@@ -80,7 +109,10 @@ export function buildUpstreamHeaders(raw: readonly string[], f: ForwardFacts, op
       }
       continue;
     }
-    if (lower === 'via') { via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1]; continue; }
+    if (lower === 'via') {
+      via = via ? `${via}, ${raw[i + 1]}` : raw[i + 1];
+      continue;
+    }
     if (lower === 'x-request-id') f.requestId ??= raw[i + 1];
     else if (lower === 'traceparent') f.traceparent ??= raw[i + 1];
     out.push(name, raw[i + 1]);
@@ -130,7 +162,12 @@ export function removeHeaders(out: string[], names: ReadonlySet<string> | readon
  * parser: every byte maps to one char and back, so non-ASCII values reach the client unchanged
  * (utf8 decoding re-encoded them, or turned them into U+FFFD).
  */
-export function buildResponseHeaders(raw: readonly Buffer[] | readonly string[], ops: HeaderOps, extra: readonly string[] | undefined, keepUpgrade: boolean): string[] {
+export function buildResponseHeaders(
+  raw: readonly Buffer[] | readonly string[],
+  ops: HeaderOps,
+  extra: readonly string[] | undefined,
+  keepUpgrade: boolean,
+): string[] {
   const out: string[] = [];
   let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -177,7 +214,9 @@ const FORBIDDEN_TRAILERS = new Set([...HOP_BY_HOP, 'content-length', 'host']);
  * `res.addTrailers`, or undefined when there are none. Decoded as latin1 like the response headers;
  * pseudo and framing fields are dropped, repeated names kept.
  */
-export function trailersToObject(trailers: readonly Buffer[] | readonly string[] | null): Record<string, string | string[]> | undefined {
+export function trailersToObject(
+  trailers: readonly Buffer[] | readonly string[] | null,
+): Record<string, string | string[]> | undefined {
   if (!trailers || trailers.length === 0) return undefined;
   let out: Record<string, string | string[]> | undefined;
   for (let i = 0; i < trailers.length; i += 2) {

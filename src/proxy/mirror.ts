@@ -17,14 +17,22 @@ export interface MirrorPolicy {
  */
 const discard: Dispatcher.DispatchHandler = {
   onConnect() {},
-  onHeaders() { return true; },
-  onData() { return true; },
+  onHeaders() {
+    return true;
+  },
+  onData() {
+    return true;
+  },
   onComplete() {},
   onError() {},
 };
 
 /** Send a copy of a request to the mirror cluster (Envoy appends "-shadow" to the host). */
-export function sendMirror(cluster: ClusterRuntime, opts: Dispatcher.DispatchOptions, body: Buffer | null = null): void {
+export function sendMirror(
+  cluster: ClusterRuntime,
+  opts: Dispatcher.DispatchOptions,
+  body: Buffer | null = null,
+): void {
   const host = cluster.lb.pick(undefined) as UpstreamHost | undefined;
   if (!host) return;
   const headers = (opts.headers as string[]).slice();

@@ -4,14 +4,19 @@ import { ErrorCodes, type ErrorCode } from '../common/errors.js';
 import { downstreamErrors } from '../observability/request-metrics.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 
-
 /**
  * The one place a gateway-generated error becomes a response: status from the catalogue,
  * `x-meridian-error: <code>`, a short body (`<code>\n` unless a filter chose its own). If the
  * response already started, the stream is reset, because a half-sent body must not look complete
  * to the client.
  */
-export function respondError(res: DownstreamResponse, code: ErrorCode, extra?: Record<string, string>, closeConnection = false, body = `${code}\n`): void {
+export function respondError(
+  res: DownstreamResponse,
+  code: ErrorCode,
+  extra?: Record<string, string>,
+  closeConnection = false,
+  body = `${code}\n`,
+): void {
   downstreamErrors.labels(code).inc();
   if (res.headersSent) {
     res.destroy();

@@ -82,12 +82,24 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     idleTimeoutMs: ms.idleTimeout ?? timeoutMs,
     retry: r.retry ? compileRetry(r.retry) : undefined,
     hedgeDelayMs: r.hedge ? msOf(r.hedge).delay : 0,
-    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, fraction: r.mirror.percent / 100, maxBodyBytes: r.mirror.maxBodyBytes } : undefined,
+    mirror: r.mirror
+      ? {
+          cluster: clusters.get(r.mirror.cluster)!,
+          fraction: r.mirror.percent / 100,
+          maxBodyBytes: r.mirror.maxBodyBytes,
+        }
+      : undefined,
     requestOps: compileHeaderOps(r.requestHeaders),
     responseOps: compileHeaderOps(r.responseHeaders),
     // On an exact match the "prefix" is the whole matched path: /foo rewritten with /bar is /bar.
-    rewritePrefix: r.rewrite?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.rewrite.pathPrefix } : undefined,
-    redirectPrefix: r.redirect?.pathPrefix !== undefined ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.redirect.pathPrefix } : undefined,
+    rewritePrefix:
+      r.rewrite?.pathPrefix !== undefined
+        ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.rewrite.pathPrefix }
+        : undefined,
+    redirectPrefix:
+      r.redirect?.pathPrefix !== undefined
+        ? { from: r.match.path?.prefix ?? r.match.path?.exact ?? '/', to: r.redirect.pathPrefix }
+        : undefined,
     rewritePath: r.rewrite?.path,
     rewriteHost: r.rewrite?.host,
     maxBodyBytes: r.maxBodyBytes ?? defaultMaxBody,
@@ -107,9 +119,27 @@ function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullab
  * no route matched), so it is counted (`route=""`) and access-logged like every other request.
  */
 export const UNROUTED: RouteRuntime = Object.freeze({
-  name: '', config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig, kind: 'direct', cluster: undefined, weighted: undefined,
-  direct: undefined, timeoutMs: 0, idleTimeoutMs: 0, retry: undefined, hedgeDelayMs: 0, mirror: undefined, requestOps: NO_HEADER_OPS,
-  responseOps: NO_HEADER_OPS, rewritePrefix: undefined, redirectPrefix: undefined, rewritePath: undefined, rewriteHost: undefined, maxBodyBytes: 0, allowsTrace: false, filters: [], counters: routeCounters(''),
+  name: '',
+  config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig,
+  kind: 'direct',
+  cluster: undefined,
+  weighted: undefined,
+  direct: undefined,
+  timeoutMs: 0,
+  idleTimeoutMs: 0,
+  retry: undefined,
+  hedgeDelayMs: 0,
+  mirror: undefined,
+  requestOps: NO_HEADER_OPS,
+  responseOps: NO_HEADER_OPS,
+  rewritePrefix: undefined,
+  redirectPrefix: undefined,
+  rewritePath: undefined,
+  rewriteHost: undefined,
+  maxBodyBytes: 0,
+  allowsTrace: false,
+  filters: [],
+  counters: routeCounters(''),
 });
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {

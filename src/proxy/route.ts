@@ -10,14 +10,29 @@ import type { ListenerContext, RequestEnv, RoutedRequest, Target } from './excha
 /* The second stage, for plain requests and upgrades alike: guard, find the authority, normalize the path, match a route. */
 
 // One scratch object: it is read synchronously by the caller before anything can run in between.
-const target: Target = { authority: '', hostCount: 0, hasBody: false, contentLength: -1, route: undefined, error: undefined, close: false, path: '', query: '' };
+const target: Target = {
+  authority: '',
+  hostCount: 0,
+  hasBody: false,
+  contentLength: -1,
+  route: undefined,
+  error: undefined,
+  close: false,
+  path: '',
+  query: '',
+};
 
 /**
  * Guard the request line and headers, find the authority, normalize the path, match a route and
  * apply the worker's overload caps (an `overloaded` refusal keeps its route, for the metrics).
  * The result is valid until the caller yields (it is a shared scratch object).
  */
-export function routeRequest(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest): Target {
+export function routeRequest(
+  snap: Snapshot,
+  listener: ListenerContext,
+  env: RequestEnv,
+  req: DownstreamRequest,
+): Target {
   const t = target;
   t.route = undefined;
   const limits = snap.config.gateway.limits;
@@ -26,7 +41,8 @@ export function routeRequest(snap: Snapshot, listener: ListenerContext, env: Req
   scanRequest(req, t);
   if (t.hostCount > 1) return refused(t, 'bad_request', true);
   let url = req.url ?? '/';
-  if (url.charCodeAt(0) !== 47 /* '/' */ && (url = absoluteTarget(snap, listener, url, t)) === '') return refused(t, 'bad_request', true);
+  if (url.charCodeAt(0) !== 47 /* '/' */ && (url = absoluteTarget(snap, listener, url, t)) === '')
+    return refused(t, 'bad_request', true);
   // Never forward an authority that is not one (`Host: evil.invalid/../x y`): upstreams, logs and
   // caches take Host at its word (an absolute-form target's authority has replaced it by now).
   if (t.authority === '' || !isValidAuthority(t.authority)) return refused(t, 'bad_request', true);
@@ -39,7 +55,8 @@ export function routeRequest(snap: Snapshot, listener: ListenerContext, env: Req
   if (!t.route) return refused(t, 'no_route', false);
   // TRACE echoes the request (credentials included) back: only a route that names it may see it.
   if (req.method === 'TRACE' && !t.route.allowsTrace) return refused(t, 'method_not_allowed', false);
-  if (env.shedding || (limits.maxInFlightRequests && env.inFlight >= limits.maxInFlightRequests)) return refused(t, 'overloaded', false);
+  if (env.shedding || (limits.maxInFlightRequests && env.inFlight >= limits.maxInFlightRequests))
+    return refused(t, 'overloaded', false);
   return t;
 }
 
@@ -61,7 +78,8 @@ function absoluteTarget(snap: Snapshot, listener: ListenerContext, url: string, 
   while (end < url.length && url.charCodeAt(end) !== 47 /* '/' */ && url.charCodeAt(end) !== 63 /* '?' */) end++;
   const authority = url.slice(from, end);
   if (!isValidAuthority(authority)) return '';
-  if (authority.toLowerCase() !== t.authority.toLowerCase() && !snap.servesHost(listener.name, hostOf(authority))) return '';
+  if (authority.toLowerCase() !== t.authority.toLowerCase() && !snap.servesHost(listener.name, hostOf(authority)))
+    return '';
   t.authority = authority;
   if (end === url.length) return '/';
   return url.charCodeAt(end) === 47 ? url.slice(end) : `/${url.slice(end)}`;
@@ -77,6 +95,22 @@ function refused(t: Target, code: ErrorCode, close: boolean): Target {
  * The routed request of a Target (call before anything yields: the target is scratch): what the
  * stages after routing read.
  */
-export function routed(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: DownstreamRequest, t: Target): RoutedRequest {
-  return { snap, route: t.route!, listener, env, req, path: t.path, query: t.query, authority: t.authority, hasBody: t.hasBody };
+export function routed(
+  snap: Snapshot,
+  listener: ListenerContext,
+  env: RequestEnv,
+  req: DownstreamRequest,
+  t: Target,
+): RoutedRequest {
+  return {
+    snap,
+    route: t.route!,
+    listener,
+    env,
+    req,
+    path: t.path,
+    query: t.query,
+    authority: t.authority,
+    hasBody: t.hasBody,
+  };
 }

@@ -20,8 +20,11 @@ export type FilterBuilder = (route: Config['routes'][number], config: Config) =>
 /** Built-in identity headers plus every header JWT providers forward claims into and API-key sets name consumers in. */
 function identityHeaderSet(config: Config): Set<string> {
   const set = new Set(IDENTITY_HEADERS);
-  const auth = config.auth as { jwtProviders?: Array<{ forwardClaims?: Record<string, string> }>; apiKeys?: Array<{ consumerHeader?: string }> } | undefined;
-  for (const p of auth?.jwtProviders ?? []) for (const h of Object.values(p.forwardClaims ?? {})) set.add(h.toLowerCase());
+  const auth = config.auth as
+    | { jwtProviders?: Array<{ forwardClaims?: Record<string, string> }>; apiKeys?: Array<{ consumerHeader?: string }> }
+    | undefined;
+  for (const p of auth?.jwtProviders ?? [])
+    for (const h of Object.values(p.forwardClaims ?? {})) set.add(h.toLowerCase());
   for (const k of auth?.apiKeys ?? []) if (k.consumerHeader) set.add(k.consumerHeader.toLowerCase());
   return set;
 }
@@ -43,14 +46,27 @@ export class Snapshot {
   readonly bodyProgress: BodyProgressRule | undefined;
 
   /** `previous`: the snapshot this one replaces; its unchanged clusters are carried over (see ClusterManager). */
-  constructor(version: number, config: Config, registry: PoolRegistry, overlay: HealthOverlay, env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges }, previous?: Snapshot) {
+  constructor(
+    version: number,
+    config: Config,
+    registry: PoolRegistry,
+    overlay: HealthOverlay,
+    env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges },
+    previous?: Snapshot,
+  ) {
     this.version = version;
     this.config = config;
     this.identityHeaders = identityHeaderSet(config);
     const limits = config.gateway.limits;
     const bodyTimeoutMs = msOf(limits).bodyTimeout;
     this.bodyProgress = bodyTimeoutMs > 0 ? { timeoutMs: bodyTimeoutMs, minRate: limits.bodyMinRate } : undefined;
-    this.clusters = new ClusterManager(config, registry, overlay, { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels }, previous?.clusters);
+    this.clusters = new ClusterManager(
+      config,
+      registry,
+      overlay,
+      { ...env, locality: config.gateway.locality as Locality, labels: config.gateway.labels },
+      previous?.clusters,
+    );
     const maxBody = config.gateway.limits.maxBodyBytes;
     for (const r of config.routes) {
       const compiled = compileRoute(r, this.clusters, maxBody);
@@ -77,7 +93,12 @@ export class Snapshot {
    * place; routes, filters and tables stay (they hold the cluster runtimes, which stay the same
    * objects). Returns the removed addresses by cluster.
    */
-  applyEndpoints(version: number, delta: EndpointDelta, registry: PoolRegistry, overlay: HealthOverlay): Map<string, Set<string>> {
+  applyEndpoints(
+    version: number,
+    delta: EndpointDelta,
+    registry: PoolRegistry,
+    overlay: HealthOverlay,
+  ): Map<string, Set<string>> {
     this.config = applyEndpointDelta(this.config, delta);
     this.version = version;
     return this.clusters.applyEndpoints(this.config, delta, registry, overlay);

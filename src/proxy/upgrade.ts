@@ -19,14 +19,22 @@ import type { CompiledRoute, Snapshot } from './snapshot.js';
  * An Upgrade naming h2c anywhere is refused: it would let a client switch protocols behind the
  * gateway's back (h2c smuggling: `Upgrade: websocket, h2c` reaching an h2c-capable upstream).
  */
-export function handleUpgrade(snap: Snapshot, listener: ListenerContext, env: RequestEnv, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+export function handleUpgrade(
+  snap: Snapshot,
+  listener: ListenerContext,
+  env: RequestEnv,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): void {
   socket.on('error', destroySelf);
   // Bytes the client sent past the request head go back on the socket: the tunnel forwards them first.
   if (head.length) socket.unshift(head);
   if (namesH2c(req.rawHeaders)) return answer(req, socket, env, undefined, 'bad_request');
   const t = routeRequest(snap, listener, env, req);
   if (t.error) return answer(req, socket, env, t.route, t.error);
-  if (t.route!.kind !== 'cluster' && t.route!.kind !== 'weighted') return answer(req, socket, env, t.route, 'method_not_allowed');
+  if (t.route!.kind !== 'cluster' && t.route!.kind !== 'weighted')
+    return answer(req, socket, env, t.route, 'method_not_allowed');
   // Upgrades are rare next to plain requests: always building the exchange keeps one code path.
   runRouteFilters(newExchange(routed(snap, listener, env, req, t), undefined, socket), AFTER_FILTERS);
 }
@@ -80,7 +88,13 @@ function responseOn(req: IncomingMessage, socket: Duplex): ServerResponse | unde
 }
 
 /** Answer a gateway error on the upgrade's socket (counted and logged), then close it. */
-function answer(req: IncomingMessage, socket: Duplex, env: RequestEnv, route: CompiledRoute | undefined, code: ErrorCode): void {
+function answer(
+  req: IncomingMessage,
+  socket: Duplex,
+  env: RequestEnv,
+  route: CompiledRoute | undefined,
+  code: ErrorCode,
+): void {
   const res = responseOn(req, socket);
   if (res) ProxyRequest.answer(req, res, env, { route, requestId: clientRequestId(req), code, close: true });
 }

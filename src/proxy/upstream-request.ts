@@ -13,8 +13,15 @@ import type { Exchange, RoutedRequest } from './exchange.js';
 export function forwardFacts(r: RoutedRequest): ForwardFacts {
   const g = r.snap.config.gateway;
   return {
-    clientIp: peerIp(r.req), proto: r.listener.proto, authority: r.route.rewriteHost ?? r.authority, trustForwarded: g.trustForwardedHeaders,
-    rejectUnderscores: g.rejectUnderscoreHeaders, upgrade: false, identity: r.snap.identityHeaders, requestId: undefined, traceparent: undefined,
+    clientIp: peerIp(r.req),
+    proto: r.listener.proto,
+    authority: r.route.rewriteHost ?? r.authority,
+    trustForwarded: g.trustForwardedHeaders,
+    rejectUnderscores: g.rejectUnderscoreHeaders,
+    upgrade: false,
+    identity: r.snap.identityHeaders,
+    requestId: undefined,
+    traceparent: undefined,
   };
 }
 
@@ -25,7 +32,13 @@ export function forwardFacts(r: RoutedRequest): ForwardFacts {
  * trusted-proxy handling), and from a verified client certificate `x-spiffe-id` and, when the
  * listener forwards it, `x-forwarded-client-cert`.
  */
-export function addIdentityHeaders(headers: string[], facts: ForwardFacts, r: RoutedRequest, x: Exchange | undefined, ip: string): void {
+export function addIdentityHeaders(
+  headers: string[],
+  facts: ForwardFacts,
+  r: RoutedRequest,
+  x: Exchange | undefined,
+  ip: string,
+): void {
   const { listener } = r;
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
   if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent());
@@ -48,7 +61,12 @@ function stripCookies(headers: string[], names: readonly string[]): void {
   let w = 0;
   for (let r = 0; r < headers.length; r += 2) {
     let value = headers[r + 1];
-    if (headers[r].length === 6 && headers[r].toLowerCase() === 'cookie' && (value = withoutCookies(value, names)) === '') continue;
+    if (
+      headers[r].length === 6 &&
+      headers[r].toLowerCase() === 'cookie' &&
+      (value = withoutCookies(value, names)) === ''
+    )
+      continue;
     headers[w++] = headers[r];
     headers[w++] = value;
   }

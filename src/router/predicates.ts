@@ -38,7 +38,12 @@ function headerPredicate(h: HeaderMatch): Predicate {
   };
 }
 
-function valueTest(h: { exact?: string; prefix?: string; regex?: string; present?: boolean }): (v: string | undefined) => boolean {
+function valueTest(h: {
+  exact?: string;
+  prefix?: string;
+  regex?: string;
+  present?: boolean;
+}): (v: string | undefined) => boolean {
   if (h.exact !== undefined) return (v) => v === h.exact;
   const prefix = h.prefix;
   if (prefix !== undefined) return (v) => v?.startsWith(prefix) === true;
@@ -55,7 +60,7 @@ type QueryMatch = NonNullable<RouteConfig['match']['query']>[number];
 function queryPredicate(q: QueryMatch): Predicate {
   const test = valueTest(q);
   return (_m, _h, query) => {
-    const value = query.length > 1 ? new URLSearchParams(query.slice(1)).get(q.name) ?? undefined : undefined;
+    const value = query.length > 1 ? (new URLSearchParams(query.slice(1)).get(q.name) ?? undefined) : undefined;
     return test(value);
   };
 }

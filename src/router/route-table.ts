@@ -47,8 +47,10 @@ class PathTable<T> {
   match(path: string, method: string, headers: HeaderSource, query: string): T | undefined {
     const exact = this.exact.get(path);
     if (exact) for (const e of exact) if (!e.predicate || e.predicate(method, headers, query)) return e.payload;
-    for (const e of this.regexes) if (e.regex.test(path) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
-    for (const e of this.prefixes) if (path.startsWith(e.prefix) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
+    for (const e of this.regexes)
+      if (e.regex.test(path) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
+    for (const e of this.prefixes)
+      if (path.startsWith(e.prefix) && (!e.predicate || e.predicate(method, headers, query))) return e.payload;
     return undefined;
   }
 }

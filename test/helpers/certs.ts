@@ -56,15 +56,51 @@ export class CertAuthority implements CertPair {
     writeFileSync(join(this.dir, 'index.txt'), '');
     writeFileSync(join(this.dir, 'serial'), '1000\n');
     this.#cnf = join(this.dir, 'ca.cnf');
-    writeFileSync(this.#cnf, [
-      '[ ca ]', 'default_ca = CA_default', '[ CA_default ]', `dir = ${this.dir}`, 'database = $dir/index.txt',
-      'new_certs_dir = $dir/issued', 'serial = $dir/serial', 'default_md = sha256', 'policy = policy_any',
-      'unique_subject = no', 'copy_extensions = none', '[ policy_any ]', 'commonName = supplied', '',
-    ].join('\n'));
+    writeFileSync(
+      this.#cnf,
+      [
+        '[ ca ]',
+        'default_ca = CA_default',
+        '[ CA_default ]',
+        `dir = ${this.dir}`,
+        'database = $dir/index.txt',
+        'new_certs_dir = $dir/issued',
+        'serial = $dir/serial',
+        'default_md = sha256',
+        'policy = policy_any',
+        'unique_subject = no',
+        'copy_extensions = none',
+        '[ policy_any ]',
+        'commonName = supplied',
+        '',
+      ].join('\n'),
+    );
     this.keyFile = join(this.dir, 'ca.key');
     this.certFile = join(this.dir, 'ca.crt');
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', this.keyFile, '-out', this.certFile,
-      '-days', '3650', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], this.dir);
+    openssl(
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        this.keyFile,
+        '-out',
+        this.certFile,
+        '-days',
+        '3650',
+        '-subj',
+        `/CN=${name}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      this.dir,
+    );
   }
 
   get certPem(): string {
@@ -80,18 +116,63 @@ export class CertAuthority implements CertPair {
     const base = join(this.dir, spec.name);
     const keyFile = `${base}.key`;
     const certFile = `${base}.crt`;
-    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', `${base}.csr`, '-subj', `/CN=${spec.cn ?? spec.name}`], this.dir);
+    openssl(
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        `${base}.csr`,
+        '-subj',
+        `/CN=${spec.cn ?? spec.name}`,
+      ],
+      this.dir,
+    );
     writeFileSync(`${base}.ext`, extensions(spec));
     const now = Date.now();
-    openssl(['ca', '-batch', '-notext', '-config', this.#cnf, '-cert', this.certFile, '-keyfile', this.keyFile, '-in', `${base}.csr`, '-out', certFile, '-extfile', `${base}.ext`, '-extensions', 'leaf',
-      '-startdate', stamp(spec.notBefore ?? new Date(now - HOUR)), '-enddate', stamp(spec.notAfter ?? new Date(now + 30 * DAY))], this.dir);
+    openssl(
+      [
+        'ca',
+        '-batch',
+        '-notext',
+        '-config',
+        this.#cnf,
+        '-cert',
+        this.certFile,
+        '-keyfile',
+        this.keyFile,
+        '-in',
+        `${base}.csr`,
+        '-out',
+        certFile,
+        '-extfile',
+        `${base}.ext`,
+        '-extensions',
+        'leaf',
+        '-startdate',
+        stamp(spec.notBefore ?? new Date(now - HOUR)),
+        '-enddate',
+        stamp(spec.notAfter ?? new Date(now + 30 * DAY)),
+      ],
+      this.dir,
+    );
     return { certFile, keyFile, certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
   }
 }
 
 function extensions(spec: CertSpec): string {
   const lines = ['[ leaf ]', spec.ca ? 'basicConstraints = critical,CA:TRUE' : 'basicConstraints = critical,CA:FALSE'];
-  lines.push(spec.ca ? 'keyUsage = critical,digitalSignature,keyCertSign' : 'keyUsage = critical,digitalSignature,keyEncipherment');
+  lines.push(
+    spec.ca
+      ? 'keyUsage = critical,digitalSignature,keyCertSign'
+      : 'keyUsage = critical,digitalSignature,keyEncipherment',
+  );
   const eku = spec.eku === undefined ? 'clientAuth' : spec.eku;
   if (eku) lines.push(`extendedKeyUsage = ${eku}`);
   if (spec.san?.length) lines.push(`subjectAltName = ${spec.san.join(',')}`);
@@ -145,15 +226,27 @@ export function generateTestPki(): TestPki {
   const now = Date.now();
   const ops = ['URI:' + SPIFFE.ops, 'DNS:ops.internal'];
   return {
-    dir, ca, foreignCa,
+    dir,
+    ca,
+    foreignCa,
     server: ca.issue({ name: 'server', cn: 'localhost', san: ['DNS:localhost', 'IP:127.0.0.1'], eku: 'serverAuth' }),
     clientOps: ca.issue({ name: 'client-ops', san: ops }),
     clientDev: ca.issue({ name: 'client-dev', san: ['URI:' + SPIFFE.dev] }),
     clientOtherDomain: ca.issue({ name: 'client-other-domain', san: ['URI:' + SPIFFE.otherDomain] }),
     clientNoSpiffe: ca.issue({ name: 'client-no-spiffe', san: ['DNS:plain.internal'] }),
     clientTwoSpiffe: ca.issue({ name: 'client-two-spiffe', san: ['URI:' + SPIFFE.ops, 'URI:' + SPIFFE.dev] }),
-    clientExpired: ca.issue({ name: 'client-expired', san: ops, notBefore: new Date(now - 10 * DAY), notAfter: new Date(now - DAY) }),
-    clientNotYetValid: ca.issue({ name: 'client-not-yet-valid', san: ops, notBefore: new Date(now + DAY), notAfter: new Date(now + 10 * DAY) }),
+    clientExpired: ca.issue({
+      name: 'client-expired',
+      san: ops,
+      notBefore: new Date(now - 10 * DAY),
+      notAfter: new Date(now - DAY),
+    }),
+    clientNotYetValid: ca.issue({
+      name: 'client-not-yet-valid',
+      san: ops,
+      notBefore: new Date(now + DAY),
+      notAfter: new Date(now + 10 * DAY),
+    }),
     clientForeign: foreignCa.issue({ name: 'client-foreign', san: ops }),
     clientLeafCa: ca.issue({ name: 'client-leaf-ca', san: ops, ca: true }),
     clientNoClientAuth: ca.issue({ name: 'client-no-client-auth', san: ops, eku: 'serverAuth' }),

@@ -30,7 +30,15 @@ export interface StatusCheck {
   parentGateway?: Ref;
   route?: Ref;
   routes?: Ref[];
-  listeners?: Array<{ name: string; supportedKinds: Array<{ group: string; kind: string }>; conditions: ConditionWant[]; attachedRoutes: number }> | string[] | null;
+  listeners?:
+    | Array<{
+        name: string;
+        supportedKinds: Array<{ group: string; kind: string }>;
+        conditions: ConditionWant[];
+        attachedRoutes: number;
+      }>
+    | string[]
+    | null;
   namespaces?: string[];
   namespaceRequired?: boolean;
   parents?: ParentWant[];
@@ -50,8 +58,17 @@ interface StatusObject {
   status?: {
     conditions?: Condition[];
     addresses?: Array<{ type?: string; value: string }>;
-    listeners?: Array<{ name: string; supportedKinds?: Array<{ group?: string; kind: string }>; attachedRoutes: number; conditions?: Condition[] }>;
-    parents?: Array<{ parentRef: { group?: string; kind?: string; namespace?: string; name: string; sectionName?: string }; controllerName: string; conditions?: Condition[] }>;
+    listeners?: Array<{
+      name: string;
+      supportedKinds?: Array<{ group?: string; kind: string }>;
+      attachedRoutes: number;
+      conditions?: Condition[];
+    }>;
+    parents?: Array<{
+      parentRef: { group?: string; kind?: string; namespace?: string; name: string; sectionName?: string };
+      controllerName: string;
+      conditions?: Condition[];
+    }>;
   };
 }
 
@@ -65,7 +82,9 @@ export interface StatusReader {
 }
 
 function has(conditions: Condition[] | undefined, want: ConditionWant): boolean {
-  return (conditions ?? []).some((c) => c.type === want.type && c.status === want.status && (want.reason === null || c.reason === want.reason));
+  return (conditions ?? []).some(
+    (c) => c.type === want.type && c.status === want.status && (want.reason === null || c.reason === want.reason),
+  );
 }
 
 function missing(conditions: Condition[] | undefined, wants: ConditionWant[]): ConditionWant | undefined {
@@ -77,7 +96,9 @@ const show = (w: ConditionWant) => `${w.type}=${w.status}${w.reason ? `/${w.reas
 /** Go's ConditionsHaveLatestObservedGeneration. */
 function stale(o: StatusObject, conditions: Condition[] | undefined): string | undefined {
   const old = (conditions ?? []).find((c) => c.observedGeneration !== o.metadata.generation);
-  return old ? `${o.metadata.name}: condition ${old.type} observedGeneration ${old.observedGeneration}, generation ${o.metadata.generation}` : undefined;
+  return old
+    ? `${o.metadata.name}: condition ${old.type} observedGeneration ${old.observedGeneration}, generation ${o.metadata.generation}`
+    : undefined;
 }
 
 /** Why the check does not hold (yet), or undefined. */
@@ -89,7 +110,10 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
       const why = stale(gw, gw.status.conditions);
       if (why) return why;
       if (!gw.status.addresses?.some((a) => a.type)) return `Gateway ${c.gateway!.name} has no address with a type`;
-      const expect = c.expect as { routeParent: { group: string; kind: string; name: string; namespace: string; conditions: ConditionWant[] }; listenerConditions: ConditionWant[] };
+      const expect = c.expect as {
+        routeParent: { group: string; kind: string; name: string; namespace: string; conditions: ConditionWant[] };
+        listenerConditions: ConditionWant[];
+      };
       const names = (c.listeners as string[] | null) ?? undefined;
       for (const l of gw.status.listeners ?? []) {
         if (names && !names.includes(l.name)) continue;
@@ -102,8 +126,15 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
         if (!route) return `no HTTPRoute ${r.name}`;
         const p = expect.routeParent;
         // group and kind must be written (Go compares them with DeepEqual); the namespace may be left out in the route's own.
-        const parent = route.status?.parents?.find((x) => x.controllerName === controller && x.parentRef.group === p.group && x.parentRef.kind === p.kind && x.parentRef.name === p.name
-          && (x.parentRef.namespace === p.namespace || (x.parentRef.namespace === undefined && r.namespace === p.namespace)));
+        const parent = route.status?.parents?.find(
+          (x) =>
+            x.controllerName === controller &&
+            x.parentRef.group === p.group &&
+            x.parentRef.kind === p.kind &&
+            x.parentRef.name === p.name &&
+            (x.parentRef.namespace === p.namespace ||
+              (x.parentRef.namespace === undefined && r.namespace === p.namespace)),
+        );
         if (!parent) return `HTTPRoute ${r.name} has no parent entry for Gateway ${p.name} (group and kind written)`;
         const m = missing(parent.conditions, p.conditions);
         if (m) return `HTTPRoute ${r.name} lacks ${show(m)}`;
@@ -119,19 +150,33 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
         const old = stale(route!, p.conditions);
         if (old) return old;
       }
-      const ok = parents.some((p) => p.parentRef.name === c.parentGateway!.name && (p.parentRef.namespace === undefined || p.parentRef.namespace === c.parentGateway!.namespace) && has(p.conditions, c.condition!));
-      return ok ? undefined : `HTTPRoute ${c.route!.name} has no parent ${c.parentGateway!.name} with ${show(c.condition!)}`;
+      const ok = parents.some(
+        (p) =>
+          p.parentRef.name === c.parentGateway!.name &&
+          (p.parentRef.namespace === undefined || p.parentRef.namespace === c.parentGateway!.namespace) &&
+          has(p.conditions, c.condition!),
+      );
+      return ok
+        ? undefined
+        : `HTTPRoute ${c.route!.name} has no parent ${c.parentGateway!.name} with ${show(c.condition!)}`;
     }
     case 'HTTPRouteMustHaveParents': {
       const route = read.route(c.route!.namespace, c.route!.name);
       const actual = route?.status?.parents ?? [];
-      if (actual.length !== c.parents!.length) return `HTTPRoute ${c.route!.name} has ${actual.length} parents, want ${c.parents!.length}`;
+      if (actual.length !== c.parents!.length)
+        return `HTTPRoute ${c.route!.name} has ${actual.length} parents, want ${c.parents!.length}`;
       for (const [i, want] of c.parents!.entries()) {
         const got = actual[i];
         if (got.controllerName !== want.controllerName) return `parent ${i}: controllerName ${got.controllerName}`;
         const ref = got.parentRef;
-        if (ref.group !== want.parentRef.group || ref.kind !== want.parentRef.kind || ref.name !== want.parentRef.name) return `parent ${i}: parentRef ${JSON.stringify(ref)}`;
-        if (c.namespaceRequired ? ref.namespace !== want.parentRef.namespace : ref.namespace !== undefined && ref.namespace !== want.parentRef.namespace) return `parent ${i}: namespace ${ref.namespace}`;
+        if (ref.group !== want.parentRef.group || ref.kind !== want.parentRef.kind || ref.name !== want.parentRef.name)
+          return `parent ${i}: parentRef ${JSON.stringify(ref)}`;
+        if (
+          c.namespaceRequired
+            ? ref.namespace !== want.parentRef.namespace
+            : ref.namespace !== undefined && ref.namespace !== want.parentRef.namespace
+        )
+          return `parent ${i}: namespace ${ref.namespace}`;
         const m = missing(got.conditions, want.conditions);
         if (m) return `parent ${i} lacks ${show(m)}`;
         const old = stale(route!, got.conditions);
@@ -142,13 +187,23 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
     case 'GatewayStatusMustHaveListeners': {
       const gw = read.gateway(c.gateway!.namespace, c.gateway!.name);
       const actual = gw?.status?.listeners ?? [];
-      const wants = c.listeners as Array<{ name: string; supportedKinds: Array<{ group: string; kind: string }>; conditions: ConditionWant[]; attachedRoutes: number }>;
+      const wants = c.listeners as Array<{
+        name: string;
+        supportedKinds: Array<{ group: string; kind: string }>;
+        conditions: ConditionWant[];
+        attachedRoutes: number;
+      }>;
       if (actual.length !== wants.length) return `${actual.length} listener statuses, want ${wants.length}`;
       for (const [i, want] of wants.entries()) {
         const got = actual[i];
         if (got.name !== want.name) return `listener ${i} is ${got.name}, want ${want.name}`;
-        for (const k of want.supportedKinds) if (!got.supportedKinds?.some((s) => (s.group ?? 'gateway.networking.k8s.io') === k.group && s.kind === k.kind)) return `listener ${got.name} does not support ${k.kind}`;
-        if (got.attachedRoutes !== want.attachedRoutes) return `listener ${got.name}: attachedRoutes ${got.attachedRoutes}, want ${want.attachedRoutes}`;
+        for (const k of want.supportedKinds)
+          if (
+            !got.supportedKinds?.some((s) => (s.group ?? 'gateway.networking.k8s.io') === k.group && s.kind === k.kind)
+          )
+            return `listener ${got.name} does not support ${k.kind}`;
+        if (got.attachedRoutes !== want.attachedRoutes)
+          return `listener ${got.name}: attachedRoutes ${got.attachedRoutes}, want ${want.attachedRoutes}`;
         const m = missing(got.conditions, want.conditions);
         if (m) return `listener ${got.name} lacks ${show(m)}`;
       }
@@ -162,11 +217,14 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
         // Empty on two polls at least a second apart.
         const since = read.memo.get('emptySince') as number | undefined;
         if (since === undefined) read.memo.set('emptySince', Date.now());
-        return since !== undefined && Date.now() - since >= 1000 ? undefined : 'parents empty: polling again after a second';
+        return since !== undefined && Date.now() - since >= 1000
+          ? undefined
+          : 'parents empty: polling again after a second';
       }
       read.memo.delete('emptySince');
       if (parents.length !== 1) return `${parents.length} parents, want one (or none)`;
-      if (!has(parents[0].conditions, { type: 'Accepted', status: 'False', reason: null })) return 'the parent is not Accepted=False';
+      if (!has(parents[0].conditions, { type: 'Accepted', status: 'False', reason: null }))
+        return 'the parent is not Accepted=False';
       return stale(route, parents[0].conditions);
     }
     case 'GatewayMustHaveZeroRoutes': {
@@ -175,7 +233,9 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
       const why = stale(gw, gw.status.conditions);
       if (why) return why;
       const listeners = gw.status.listeners ?? [];
-      return listeners.length === 0 || (listeners.length === 1 && listeners[0].attachedRoutes === 0) ? undefined : `listeners ${JSON.stringify(listeners.map((l) => [l.name, l.attachedRoutes]))}`;
+      return listeners.length === 0 || (listeners.length === 1 && listeners[0].attachedRoutes === 0)
+        ? undefined
+        : `listeners ${JSON.stringify(listeners.map((l) => [l.name, l.attachedRoutes]))}`;
     }
     case 'NamespacesMustBeReady': {
       const want = (c.expect as { everyGatewayInNamespace: ConditionWant[] }).everyGatewayInNamespace;
@@ -202,7 +262,9 @@ export function evaluate(c: StatusCheck, read: StatusReader, controller: string)
     case 'GenerationChanged': {
       const route = read.route(c.route!.namespace, c.route!.name);
       const before = read.memo.get('generationBefore');
-      return route && before !== undefined && route.metadata.generation !== before ? undefined : `generation ${route?.metadata.generation}, before the patch ${String(before)}`;
+      return route && before !== undefined && route.metadata.generation !== before
+        ? undefined
+        : `generation ${route?.metadata.generation}, before the patch ${String(before)}`;
     }
     default:
       return `unknown check ${c.check}`;

@@ -22,7 +22,12 @@ export class RecordingSink implements EndpointSink {
 }
 
 /** The value of the series of `metric` whose labels include `labels`; undefined when there is none. */
-export async function metricValue(metric: ReturnType<typeof counter> | ReturnType<typeof gauge>, labels: Record<string, string>): Promise<number | undefined> {
+export async function metricValue(
+  metric: ReturnType<typeof counter> | ReturnType<typeof gauge>,
+  labels: Record<string, string>,
+): Promise<number | undefined> {
   const { values } = await metric.get();
-  return values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value;
+  return values.find((v) =>
+    Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val),
+  )?.value;
 }

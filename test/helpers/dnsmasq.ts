@@ -52,7 +52,9 @@ async function freeDnsPort(): Promise<number> {
 }
 
 function hostsFile(records: HostRecords): string {
-  return Object.entries(records).flatMap(([name, ips]) => ips.map((ip) => `${ip} ${name}\n`)).join('');
+  return Object.entries(records)
+    .flatMap(([name, ips]) => ips.map((ip) => `${ip} ${name}\n`))
+    .join('');
 }
 
 /** Wait until `condition` holds, polling every 20 ms, for at most `timeoutMs`. */
@@ -77,18 +79,39 @@ export async function startDnsmasq(records: HostRecords): Promise<TestDnsmasq> {
 
   const start = async () => {
     log = '';
-    proc = spawn(BINARY, [
-      '--keep-in-foreground', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
-      '--no-resolv', '--no-hosts', `--addn-hosts=${hostsPath}`, '--local=/test/', '--local-ttl=1',
-      `--pid-file=${join(dir, 'pid')}`, '--conf-file=/dev/null', '--log-facility=-', '--user=root',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = spawn(
+      BINARY,
+      [
+        '--keep-in-foreground',
+        `--port=${port}`,
+        '--listen-address=127.0.0.1',
+        '--bind-interfaces',
+        '--no-resolv',
+        '--no-hosts',
+        `--addn-hosts=${hostsPath}`,
+        '--local=/test/',
+        '--local-ttl=1',
+        `--pid-file=${join(dir, 'pid')}`,
+        '--conf-file=/dev/null',
+        '--log-facility=-',
+        '--user=root',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
     const p = proc;
     await until(() => p.exitCode === null && reads() > 0, `dnsmasq to start (log: ${log})`);
     // Answers only once the sockets are bound; an NXDOMAIN from it is the proof.
     const probe = new dnsPromises.Resolver({ timeout: 200, tries: 1 });
     probe.setServers([server]);
-    await until(() => probe.resolve4('probe.test').then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND'), 'dnsmasq to answer');
+    await until(
+      () =>
+        probe.resolve4('probe.test').then(
+          () => true,
+          (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND',
+        ),
+      'dnsmasq to answer',
+    );
   };
 
   const stop = () => endChild(proc, 'SIGTERM');

@@ -45,7 +45,9 @@ export async function startInProcess(config: Record<string, unknown>): Promise<I
   const stateDir = join(dir, 'state');
   const gw = await startGateway({ configFile, stateDir, workers: 1 });
   return {
-    gw, configFile, stateDir,
+    gw,
+    configFile,
+    stateDir,
     url: `http://${gw.addresses.listeners.main}`,
     admin: `http://${gw.addresses.admin}`,
     stop: () => gw.stop(),
@@ -76,12 +78,21 @@ export interface MainProcess<R> {
 }
 
 /** Spawn `node dist/main.js <args>` (a gateway or a hub); resolves on its "ready" log line. */
-export async function spawnMain<R>(args: string[], what: string, env: Record<string, string> = {}, timeoutMs = 20_000): Promise<MainProcess<R>> {
+export async function spawnMain<R>(
+  args: string[],
+  what: string,
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<MainProcess<R>> {
   const proc = spawn(process.execPath, [MAIN, ...args], {
-    cwd: REPO, env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO,
+    env: { ...process.env, MERIDIAN_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
+  const exited = new Promise<number | null>((r) =>
+    proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))),
+  );
   const ready = await new Promise<R>((resolveReady, reject) => {
     let buf = '';
     proc.stdout!.on('data', (d: Buffer) => {
@@ -96,22 +107,39 @@ export async function spawnMain<R>(args: string[], what: string, env: Record<str
     });
     proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
     void exited.then((code) => reject(new Error(`${what} exited (${code}) before ready:\n${output.join('\n')}`)));
-    setTimeout(() => reject(new Error(`${what} not ready in ${timeoutMs / 1000}s:\n${output.join('\n')}`)), timeoutMs).unref();
+    setTimeout(
+      () => reject(new Error(`${what} not ready in ${timeoutMs / 1000}s:\n${output.join('\n')}`)),
+      timeoutMs,
+    ).unref();
   });
   return { proc, output, exited, ready };
 }
 
 /** Spawn `node dist/main.js start` as a real multi-process gateway; resolves on its "ready" log line. */
-export async function spawnGateway(config: Record<string, unknown> | string, opts: { stateDir?: string; env?: Record<string, string> } = {}): Promise<SpawnedGateway> {
+export async function spawnGateway(
+  config: Record<string, unknown> | string,
+  opts: { stateDir?: string; env?: Record<string, string> } = {},
+): Promise<SpawnedGateway> {
   const dir = tempDir();
   const configFile = typeof config === 'string' ? config : writeConfig(config, dir);
   const stateDir = opts.stateDir ?? join(dir, 'state');
-  const { proc, output, exited, ready } = await spawnMain<SpawnedGateway['ready']>(['start', '-c', configFile, '--state-dir', stateDir], 'gateway', opts.env);
+  const { proc, output, exited, ready } = await spawnMain<SpawnedGateway['ready']>(
+    ['start', '-c', configFile, '--state-dir', stateDir],
+    'gateway',
+    opts.env,
+  );
   return {
-    proc, ready, configFile, stateDir, output, exited,
+    proc,
+    ready,
+    configFile,
+    stateDir,
+    output,
+    exited,
     url: `http://${ready.listeners.main}`,
     admin: `http://${ready.admin}`,
-    kill: (signal = 'SIGKILL') => { proc.kill(signal); },
+    kill: (signal = 'SIGKILL') => {
+      proc.kill(signal);
+    },
     stop: async () => {
       if (proc.exitCode === null) proc.kill('SIGTERM');
       return exited;

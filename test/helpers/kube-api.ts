@@ -40,11 +40,21 @@ export class KubeApiServer {
   readonly #dir: string;
   readonly #server: https.Server;
   readonly #sockets = new Set<Socket>();
-  readonly #watches = new Set<{ collection: string; matches: (o: KubeObject) => boolean; bookmarks: boolean; response: http.ServerResponse }>();
+  readonly #watches = new Set<{
+    collection: string;
+    matches: (o: KubeObject) => boolean;
+    bookmarks: boolean;
+    response: http.ServerResponse;
+  }>();
   /** Current objects by collection ("/apis/discovery.k8s.io/v1/endpointslices"), then "namespace/name". */
   readonly #objects = new Map<string, Map<string, KubeObject>>();
   /** Every change, for watches that resume from an older version. */
-  readonly #history: Array<{ resourceVersion: number; type: 'ADDED' | 'MODIFIED' | 'DELETED'; collection: string; object: KubeObject }> = [];
+  readonly #history: Array<{
+    resourceVersion: number;
+    type: 'ADDED' | 'MODIFIED' | 'DELETED';
+    collection: string;
+    object: KubeObject;
+  }> = [];
   /** Status writes received, in order: collection, namespace/name and the status written. */
   readonly statusWrites: Array<{ collection: string; key: string; status: unknown }> = [];
   /** Answer the next N status writes with 409 Conflict whatever their version (a concurrent writer). */
@@ -88,30 +98,41 @@ export class KubeApiServer {
   /** Write a kubeconfig (YAML) for this server: its CA, a bearer token; returns its path. */
   writeKubeconfig(token = this.token): string {
     const file = join(this.#dir, `kubeconfig-${token}.yaml`);
-    writeFileSync(file, [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: test',
-      '  cluster:',
-      `    server: https://127.0.0.1:${this.port}`,
-      `    certificate-authority-data: ${Buffer.from(this.#ca.certPem).toString('base64')}`,
-      'users:',
-      '- name: meridian',
-      '  user:',
-      `    token: ${token}`,
-      'contexts:',
-      '- name: test',
-      '  context: { cluster: test, user: meridian }',
-      'current-context: test',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: test',
+        '  cluster:',
+        `    server: https://127.0.0.1:${this.port}`,
+        `    certificate-authority-data: ${Buffer.from(this.#ca.certPem).toString('base64')}`,
+        'users:',
+        '- name: meridian',
+        '  user:',
+        `    token: ${token}`,
+        'contexts:',
+        '- name: test',
+        '  context: { cluster: test, user: meridian }',
+        'current-context: test',
+        '',
+      ].join('\n'),
+    );
     return file;
   }
 
   /** Create or replace a slice (ADDED or MODIFIED), stamping its namespace, resourceVersion and service label. */
   apply(namespace: string, service: string, slice: V1EndpointSlice): void {
-    this.put(ENDPOINT_SLICES, { ...slice, metadata: { ...slice.metadata, name: slice.metadata!.name!, namespace, labels: { ...slice.metadata?.labels, 'kubernetes.io/service-name': service } } } as KubeObject);
+    this.put(ENDPOINT_SLICES, {
+      ...slice,
+      metadata: {
+        ...slice.metadata,
+        name: slice.metadata!.name!,
+        namespace,
+        labels: { ...slice.metadata?.labels, 'kubernetes.io/service-name': service },
+      },
+    } as KubeObject);
   }
 
   delete(namespace: string, name: string): void {
@@ -134,7 +155,10 @@ export class KubeApiServer {
       metadata: {
         ...object.metadata,
         uid: before?.metadata.uid ?? `uid-${++this.#uids}`,
-        creationTimestamp: before?.metadata.creationTimestamp ?? object.metadata.creationTimestamp ?? new Date(Date.UTC(2026, 0, 1) + this.#uids * 1000).toISOString(),
+        creationTimestamp:
+          before?.metadata.creationTimestamp ??
+          object.metadata.creationTimestamp ??
+          new Date(Date.UTC(2026, 0, 1) + this.#uids * 1000).toISOString(),
         generation: (before?.metadata.generation ?? 0) + (specChanged ? 1 : 0),
         resourceVersion: String(++this.#resourceVersion),
       },
@@ -151,7 +175,10 @@ export class KubeApiServer {
     const object = store.get(key);
     if (!object) throw new Error(`no ${collection} ${key}`);
     store.delete(key);
-    this.#record('DELETED', collection, { ...object, metadata: { ...object.metadata, resourceVersion: String(++this.#resourceVersion) } });
+    this.#record('DELETED', collection, {
+      ...object,
+      metadata: { ...object.metadata, resourceVersion: String(++this.#resourceVersion) },
+    });
   }
 
   /** The stored object (with the status the gateway wrote), or undefined. */
@@ -166,7 +193,14 @@ export class KubeApiServer {
 
   /** Send a BOOKMARK with the current version to every watch that allowed bookmarks. */
   bookmark(): void {
-    const event = { type: 'BOOKMARK', object: { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', metadata: { resourceVersion: this.resourceVersion, annotations: { 'k8s.io/initial-events-end': 'true' } } } };
+    const event = {
+      type: 'BOOKMARK',
+      object: {
+        kind: 'EndpointSlice',
+        apiVersion: 'discovery.k8s.io/v1',
+        metadata: { resourceVersion: this.resourceVersion, annotations: { 'k8s.io/initial-events-end': 'true' } },
+      },
+    };
     for (const w of this.#watches) if (w.bookmarks) w.response.write(`${JSON.stringify(event)}\n`);
   }
 
@@ -235,7 +269,9 @@ export class KubeApiServer {
     this.requests.push({ url: req.url ?? '', authorization: req.headers.authorization, watch });
     if (req.headers.authorization !== `Bearer ${this.token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
     // {prefix}[/namespaces/{ns}]/{resource}[/{name}[/status]]
-    const path = /^(\/api\/v1|\/apis\/[^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+)(\/status)?)?$/.exec(url.pathname);
+    const path = /^(\/api\/v1|\/apis\/[^/]+\/[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+)(\/status)?)?$/.exec(
+      url.pathname,
+    );
     if (!path) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
     const [, prefix, namespace, resource, name, statusPath] = path;
     const collection = `${prefix}/${resource}`;
@@ -246,35 +282,62 @@ export class KubeApiServer {
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify(object));
     }
-    if (req.method !== 'GET' || name) return status(res, 405, 'MethodNotAllowed', `the stand-in serves get, list, watch and status writes (${req.method} ${url.pathname})`);
+    if (req.method !== 'GET' || name)
+      return status(
+        res,
+        405,
+        'MethodNotAllowed',
+        `the stand-in serves get, list, watch and status writes (${req.method} ${url.pathname})`,
+      );
     const labels = parseSelector(url.searchParams.get('labelSelector'));
     const fields = parseSelector(url.searchParams.get('fieldSelector'));
     if (!labels || !fields) return status(res, 400, 'BadRequest', 'the stand-in understands only equality selectors');
-    const matches = (o: KubeObject) => (!namespace || o.metadata.namespace === namespace)
-      && Object.entries(labels).every(([k, v]) => o.metadata.labels?.[k] === v)
-      && Object.entries(fields).every(([k, v]) => k === 'type' && (o as { type?: string }).type === v);
+    const matches = (o: KubeObject) =>
+      (!namespace || o.metadata.namespace === namespace) &&
+      Object.entries(labels).every(([k, v]) => o.metadata.labels?.[k] === v) &&
+      Object.entries(fields).every(([k, v]) => k === 'type' && (o as { type?: string }).type === v);
 
     if (!watch) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ kind: `${KINDS[resource] ?? resource}List`, apiVersion: prefix.replace(/^\/apis?\//, ''), metadata: { resourceVersion: this.resourceVersion }, items: [...this.#store(collection).values()].filter(matches) }));
+      res.end(
+        JSON.stringify({
+          kind: `${KINDS[resource] ?? resource}List`,
+          apiVersion: prefix.replace(/^\/apis?\//, ''),
+          metadata: { resourceVersion: this.resourceVersion },
+          items: [...this.#store(collection).values()].filter(matches),
+        }),
+      );
       return;
     }
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
     if (from < this.#compactedBelow || this.expireEveryWatch) {
-      if (this.expiredAs === 'http') return status(res, 410, 'Expired', `too old resource version: ${from} (${this.#compactedBelow})`);
+      if (this.expiredAs === 'http')
+        return status(res, 410, 'Expired', `too old resource version: ${from} (${this.#compactedBelow})`);
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       return this.#refuseExpired(res, from);
     }
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     for (const change of this.#history) {
-      if (change.resourceVersion > from && change.collection === collection && matches(change.object)) res.write(`${JSON.stringify({ type: change.type, object: change.object })}\n`);
+      if (change.resourceVersion > from && change.collection === collection && matches(change.object))
+        res.write(`${JSON.stringify({ type: change.type, object: change.object })}\n`);
     }
-    const entry = { collection, matches, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', response: res };
+    const entry = {
+      collection,
+      matches,
+      bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true',
+      response: res,
+    };
     this.#watches.add(entry);
     res.on('close', () => this.#watches.delete(entry));
   }
 
-  #writeStatus(req: http.IncomingMessage, res: http.ServerResponse, collection: string, namespace: string | undefined, name: string): void {
+  #writeStatus(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    collection: string,
+    namespace: string | undefined,
+    name: string,
+  ): void {
     let text = '';
     req.setEncoding('utf8');
     req.on('data', (c: string) => (text += c));
@@ -285,9 +348,18 @@ export class KubeApiServer {
       const body = JSON.parse(text) as KubeObject;
       if (this.conflictNextStatusWrites > 0 || body.metadata?.resourceVersion !== stored.metadata.resourceVersion) {
         if (this.conflictNextStatusWrites > 0) this.conflictNextStatusWrites--;
-        return status(res, 409, 'Conflict', `Operation cannot be fulfilled on ${collection} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+        return status(
+          res,
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${collection} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
       }
-      const updated: KubeObject = { ...stored, status: body.status, metadata: { ...stored.metadata, resourceVersion: String(++this.#resourceVersion) } };
+      const updated: KubeObject = {
+        ...stored,
+        status: body.status,
+        metadata: { ...stored.metadata, resourceVersion: String(++this.#resourceVersion) },
+      };
       this.#store(collection).set(key, updated);
       this.statusWrites.push({ collection, key, status: body.status });
       this.#record('MODIFIED', collection, updated);
@@ -297,7 +369,15 @@ export class KubeApiServer {
   }
 
   #refuseExpired(res: http.ServerResponse, from?: number): void {
-    const object = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${from ?? 'watched'} (${this.#compactedBelow})`, reason: 'Expired', code: 410 };
+    const object = {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: `too old resource version: ${from ?? 'watched'} (${this.#compactedBelow})`,
+      reason: 'Expired',
+      code: 410,
+    };
     res.end(`${JSON.stringify({ type: 'ERROR', object })}\n`);
   }
 }
@@ -306,7 +386,16 @@ export class KubeApiServer {
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; uid?: string; resourceVersion?: string; generation?: number; creationTimestamp?: string; [k: string]: unknown };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    creationTimestamp?: string;
+    [k: string]: unknown;
+  };
   spec?: unknown;
   status?: unknown;
   [k: string]: unknown;
@@ -316,8 +405,14 @@ export const ENDPOINT_SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 
 /** List kinds by resource, for the `<Kind>List` a list answers with. */
 const KINDS: Record<string, string> = {
-  endpointslices: 'EndpointSlice', services: 'Service', secrets: 'Secret', namespaces: 'Namespace',
-  gatewayclasses: 'GatewayClass', gateways: 'Gateway', httproutes: 'HTTPRoute', referencegrants: 'ReferenceGrant',
+  endpointslices: 'EndpointSlice',
+  services: 'Service',
+  secrets: 'Secret',
+  namespaces: 'Namespace',
+  gatewayclasses: 'GatewayClass',
+  gateways: 'Gateway',
+  httproutes: 'HTTPRoute',
+  referencegrants: 'ReferenceGrant',
 };
 
 /** `a=b,c=d` -> {a: b, c: d}; undefined for anything else (set-based selectors are not understood). */

@@ -11,6 +11,18 @@ export function lbConfig(lb: Record<string, unknown> = {}): LbConfig {
 
 /** A host for LB unit tests (healthy, weight 1, P0, empty locality unless overridden). */
 export function host(address: string, o: Partial<Host> = {}): Host {
-  return { address, hostname: '127.0.0.1', port: 1, weight: 1, priority: 0, locality: { region: '', zone: '', subzone: '' }, labels: {}, index: 0, flags: 0, activeRequests: 0, healthySince: 0, ...o };
+  return {
+    address,
+    hostname: '127.0.0.1',
+    port: 1,
+    weight: 1,
+    priority: 0,
+    locality: { region: '', zone: '', subzone: '' },
+    labels: {},
+    index: 0,
+    flags: 0,
+    activeRequests: 0,
+    healthySince: 0,
+    ...o,
+  };
 }
-

@@ -7,7 +7,9 @@ import { Agent, request } from 'undici';
  * can name by address alone.
  * `close` ends them (register it for cleanup).
  */
-export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{ port: number; connections: Record<string, number>; close: () => Promise<void> }> {
+export async function upstreamsOnOnePort(
+  ips: readonly string[],
+): Promise<{ port: number; connections: Record<string, number>; close: () => Promise<void> }> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const servers: Server[] = [];
     const connections: Record<string, number> = {};
@@ -15,13 +17,23 @@ export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{ port
     try {
       for (const ip of ips) {
         // `/slow...` answers after 800 ms: a request still in flight while its endpoint changes.
-        const s = createServer((req, res) => (req.url?.startsWith('/slow') ? setTimeout(() => res.end(ip), 800) : res.end(ip)));
+        const s = createServer((req, res) =>
+          req.url?.startsWith('/slow') ? setTimeout(() => res.end(ip), 800) : res.end(ip),
+        );
         s.on('connection', () => (connections[ip] = (connections[ip] ?? 0) + 1));
-        await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(port, ip, () => resolve()); });
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.listen(port, ip, () => resolve());
+        });
         servers.push(s);
         port = (s.address() as { port: number }).port;
       }
-      const close = async () => { for (const s of servers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); } };
+      const close = async () => {
+        for (const s of servers) {
+          s.closeAllConnections();
+          await new Promise((r) => s.close(r));
+        }
+      };
       return { port, connections, close };
     } catch {
       for (const s of servers) s.close();
@@ -50,9 +62,14 @@ export function loadLoop(url: string, headers: Record<string, string> = {}) {
     }
   });
   return {
-    seen, failures,
+    seen,
+    failures,
     /** What answered since `from` (an index into seen). */
     since: (from: number) => new Set(seen.slice(from)),
-    stop: async () => { on = false; await Promise.all(loops); await agent.close(); },
+    stop: async () => {
+      on = false;
+      await Promise.all(loops);
+      await agent.close();
+    },
   };
 }

@@ -39,15 +39,47 @@ export class TestCa {
     mkdirSync(join(this.dir, 'newcerts'));
     writeFileSync(join(this.dir, 'index.txt'), '');
     writeFileSync(join(this.dir, 'serial'), '1000\n');
-    writeFileSync(join(this.dir, 'ca.cnf'), [
-      '[ ca ]', 'default_ca = CA_default', '[ CA_default ]', `dir = ${this.dir}`, 'database = $dir/index.txt',
-      'new_certs_dir = $dir/newcerts', 'serial = $dir/serial', 'default_md = sha256', 'policy = policy_any',
-      'unique_subject = no', 'copy_extensions = none', '[ policy_any ]', 'commonName = supplied',
-    ].join('\n'));
+    writeFileSync(
+      join(this.dir, 'ca.cnf'),
+      [
+        '[ ca ]',
+        'default_ca = CA_default',
+        '[ CA_default ]',
+        `dir = ${this.dir}`,
+        'database = $dir/index.txt',
+        'new_certs_dir = $dir/newcerts',
+        'serial = $dir/serial',
+        'default_md = sha256',
+        'policy = policy_any',
+        'unique_subject = no',
+        'copy_extensions = none',
+        '[ policy_any ]',
+        'commonName = supplied',
+      ].join('\n'),
+    );
     this.key = join(this.dir, 'ca.key');
     this.cert = join(this.dir, 'ca.crt');
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', this.key, '-out', this.cert, '-days', '2', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      this.key,
+      '-out',
+      this.cert,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    );
   }
 
   get certPem(): string {
@@ -60,7 +92,20 @@ export class TestCa {
     const key = `${base}.key`;
     const csr = `${base}.csr`;
     const cert = `${base}.crt`;
-    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${o.cn}`);
+    openssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${o.cn}`,
+    );
     const ext = [
       '[ v3 ]',
       `basicConstraints = critical,CA:${o.isCa ? 'TRUE' : 'FALSE'}`,
@@ -70,9 +115,29 @@ export class TestCa {
     ].join('\n');
     writeFileSync(`${base}.ext`, ext);
     const now = Date.now();
-    openssl('ca', '-batch', '-notext', '-config', join(this.dir, 'ca.cnf'), '-cert', this.cert, '-keyfile', this.key, '-in', csr, '-out', cert,
-      '-startdate', o.notBefore ?? stamp(new Date(now - 3600_000)), '-enddate', o.notAfter ?? stamp(new Date(now + 86400_000)),
-      '-extfile', `${base}.ext`, '-extensions', 'v3');
+    openssl(
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      join(this.dir, 'ca.cnf'),
+      '-cert',
+      this.cert,
+      '-keyfile',
+      this.key,
+      '-in',
+      csr,
+      '-out',
+      cert,
+      '-startdate',
+      o.notBefore ?? stamp(new Date(now - 3600_000)),
+      '-enddate',
+      o.notAfter ?? stamp(new Date(now + 86400_000)),
+      '-extfile',
+      `${base}.ext`,
+      '-extensions',
+      'v3',
+    );
     return { cert, key, certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') };
   }
 
@@ -87,8 +152,14 @@ export class TestCa {
   }
 }
 
-export const pastWindow = () => ({ notBefore: stamp(new Date(Date.now() - 10 * 86400_000)), notAfter: stamp(new Date(Date.now() - 5 * 86400_000)) });
-export const futureWindow = () => ({ notBefore: stamp(new Date(Date.now() + 5 * 86400_000)), notAfter: stamp(new Date(Date.now() + 10 * 86400_000)) });
+export const pastWindow = () => ({
+  notBefore: stamp(new Date(Date.now() - 10 * 86400_000)),
+  notAfter: stamp(new Date(Date.now() - 5 * 86400_000)),
+});
+export const futureWindow = () => ({
+  notBefore: stamp(new Date(Date.now() + 5 * 86400_000)),
+  notAfter: stamp(new Date(Date.now() + 10 * 86400_000)),
+});
 
 function openssl(...args: string[]) {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });

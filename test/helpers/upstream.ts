@@ -21,32 +21,57 @@ export interface TestUpstream {
 export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
 
 /** Default handler: 200 with a small JSON body naming the upstream and echoing the path. */
-export const okHandler = (name: string): UpstreamHandler => (req, res) => {
-  const body = JSON.stringify({ upstream: name, path: req.url });
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-upstream': name });
-  res.end(body);
-};
+export const okHandler =
+  (name: string): UpstreamHandler =>
+  (req, res) => {
+    const body = JSON.stringify({ upstream: name, path: req.url });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-upstream': name,
+    });
+    res.end(body);
+  };
 
 /**
  * A real HTTP/1.1 upstream on 127.0.0.1:0 that records every request. The handler gets the
  * whole body unless `stream` is set (then it gets an empty buffer and must consume req itself).
  */
-export async function startUpstream(handler: UpstreamHandler = okHandler('up'), opts: { stream?: boolean } = {}): Promise<TestUpstream> {
+export async function startUpstream(
+  handler: UpstreamHandler = okHandler('up'),
+  opts: { stream?: boolean } = {},
+): Promise<TestUpstream> {
   const requests: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
-    const seen: SeenRequest = { method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 };
+    const seen: SeenRequest = {
+      method: req.method!,
+      url: req.url!,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      bodyBytes: 0,
+    };
     requests.push(seen);
     if (opts.stream) return handler(req, res, Buffer.alloc(0));
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => { seen.bodyBytes += c.length; chunks.push(c); });
+    req.on('data', (c: Buffer) => {
+      seen.bodyBytes += c.length;
+      chunks.push(c);
+    });
     req.on('end', () => handler(req, res, Buffer.concat(chunks)));
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    address: `127.0.0.1:${port}`, port, requests, server,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    address: `127.0.0.1:${port}`,
+    port,
+    requests,
+    server,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 

@@ -15,11 +15,24 @@ describe('access log', () => {
 
   it('never writes a query-string token to the access log of a running gateway', async () => {
     const { publicKey } = await generateKeyPair('ES256');
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'log', workers: 1 },
-      auth: { jwtProviders: [{ name: 'q', issuer: 'https://iss', audiences: ['api'], algorithms: ['ES256'], jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' }] }, from: [{ query: 'access_token' }] }] },
-      routes: [{ name: 'r', match: { path: { prefix: '/' } }, directResponse: { status: 200 }, auth: ['q'] }],
-    }));
+    const gw = await spawnGateway(
+      baseConfig({
+        gateway: { name: 'log', workers: 1 },
+        auth: {
+          jwtProviders: [
+            {
+              name: 'q',
+              issuer: 'https://iss',
+              audiences: ['api'],
+              algorithms: ['ES256'],
+              jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' }] },
+              from: [{ query: 'access_token' }],
+            },
+          ],
+        },
+        routes: [{ name: 'r', match: { path: { prefix: '/' } }, directResponse: { status: 200 }, auth: ['q'] }],
+      }),
+    );
     try {
       const r = await request(`${gw.url}/x?access_token=secret.token.value&keep=1`);
       expect(r.statusCode).toBe(401);
@@ -34,10 +47,12 @@ describe('access log', () => {
 
   it('samples by gateway.accessLog.sampleRate, and writes nothing when disabled', async () => {
     const lines = async (accessLog: Record<string, unknown>, n: number) => {
-      const gw = await spawnGateway(baseConfig({
-        gateway: { name: 'sample', workers: 1, accessLog },
-        routes: [{ name: 'r', match: { path: { prefix: '/' } }, directResponse: { status: 200 } }],
-      }));
+      const gw = await spawnGateway(
+        baseConfig({
+          gateway: { name: 'sample', workers: 1, accessLog },
+          routes: [{ name: 'r', match: { path: { prefix: '/' } }, directResponse: { status: 200 } }],
+        }),
+      );
       try {
         for (let i = 0; i < n; i++) await (await request(`${gw.url}/s`)).body.dump();
         // Log lines reach the test through the child's stdout pipe: give them a moment.

@@ -17,10 +17,27 @@ let keys: JWK[] = [];
 let es: { privateKey: KeyLike; publicKey: KeyLike };
 let rs: { privateKey: KeyLike; publicKey: KeyLike };
 
-async function token(o: { key?: KeyLike; alg?: string; kid?: string; aud?: string; iss?: string; exp?: number; nbf?: number; sub?: string; roles?: string[] } = {}) {
+async function token(
+  o: {
+    key?: KeyLike;
+    alg?: string;
+    kid?: string;
+    aud?: string;
+    iss?: string;
+    exp?: number;
+    nbf?: number;
+    sub?: string;
+    roles?: string[];
+  } = {},
+) {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ roles: o.roles ?? ['user'] }).setProtectedHeader({ alg: o.alg ?? 'ES256', kid: o.kid ?? 'es1' })
-    .setIssuer(o.iss ?? ISS).setAudience(o.aud ?? 'api').setSubject(o.sub ?? 'alice').setIssuedAt(now).setExpirationTime(o.exp ?? now + 300);
+  const jwt = new SignJWT({ roles: o.roles ?? ['user'] })
+    .setProtectedHeader({ alg: o.alg ?? 'ES256', kid: o.kid ?? 'es1' })
+    .setIssuer(o.iss ?? ISS)
+    .setAudience(o.aud ?? 'api')
+    .setSubject(o.sub ?? 'alice')
+    .setIssuedAt(now)
+    .setExpirationTime(o.exp ?? now + 300);
   if (o.nbf) jwt.setNotBefore(o.nbf);
   return jwt.sign(o.key ?? es.privateKey);
 }
@@ -28,7 +45,10 @@ async function token(o: { key?: KeyLike; alg?: string; kid?: string; aud?: strin
 beforeAll(async () => {
   es = await generateKeyPair('ES256');
   rs = await generateKeyPair('RS256');
-  keys = [{ ...(await exportJWK(es.publicKey)), kid: 'es1', alg: 'ES256' }, { ...(await exportJWK(rs.publicKey)), kid: 'rs1', alg: 'RS256' }];
+  keys = [
+    { ...(await exportJWK(es.publicKey)), kid: 'es1', alg: 'ES256' },
+    { ...(await exportJWK(rs.publicKey)), kid: 'rs1', alg: 'RS256' },
+  ];
   jwks = http.createServer((_req, res) => {
     jwksHits++;
     if (!jwksUp) return void res.socket?.destroy();
@@ -36,24 +56,66 @@ beforeAll(async () => {
     res.end(JSON.stringify({ keys }));
   });
   await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
-  up = await startUpstream((req, res) => res.end(JSON.stringify({ user: req.headers['x-user-id'] ?? null, auth: req.headers.authorization ?? null, key: req.headers['x-api-key'] ?? null })));
-  gw = await startInProcess(baseConfig({
-    auth: {
-      jwtProviders: [
-        { name: 'main', issuer: ISS, audiences: ['api'], algorithms: ['ES256', 'RS256'], jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' }, forwardClaims: { sub: 'x-user-id' } },
-        { name: 'web', issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' }, from: [{ cookie: 'session' }, { query: 'access_token' }], forwardClaims: { sub: 'x-user-id' } },
+  up = await startUpstream((req, res) =>
+    res.end(
+      JSON.stringify({
+        user: req.headers['x-user-id'] ?? null,
+        auth: req.headers.authorization ?? null,
+        key: req.headers['x-api-key'] ?? null,
+      }),
+    ),
+  );
+  gw = await startInProcess(
+    baseConfig({
+      auth: {
+        jwtProviders: [
+          {
+            name: 'main',
+            issuer: ISS,
+            audiences: ['api'],
+            algorithms: ['ES256', 'RS256'],
+            jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' },
+            forwardClaims: { sub: 'x-user-id' },
+          },
+          {
+            name: 'web',
+            issuer: ISS,
+            audiences: ['api'],
+            algorithms: ['ES256'],
+            jwks: { uri: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`, cooldown: '200ms' },
+            from: [{ cookie: 'session' }, { query: 'access_token' }],
+            forwardClaims: { sub: 'x-user-id' },
+          },
+        ],
+        apiKeys: [
+          {
+            name: 'partners',
+            header: 'x-api-key',
+            keys: [{ consumer: 'acme', sha256: createHash('sha256').update('secret-key-1').digest('hex') }],
+          },
+        ],
+      },
+      rbac: [
+        {
+          name: 'admins',
+          rules: [
+            {
+              action: 'allow',
+              principals: [{ claim: { name: 'roles', contains: 'admin' } }],
+              permissions: [{ paths: ['/admin/*'] }],
+            },
+          ],
+        },
       ],
-      apiKeys: [{ name: 'partners', header: 'x-api-key', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('secret-key-1').digest('hex') }] }],
-    },
-    rbac: [{ name: 'admins', rules: [{ action: 'allow', principals: [{ claim: { name: 'roles', contains: 'admin' } }], permissions: [{ paths: ['/admin/*'] }] }] }],
-    routes: [
-      { name: 'admin', match: { path: { prefix: '/admin' } }, cluster: 'up', auth: ['main'], rbac: 'admins' },
-      { name: 'api', match: { path: { prefix: '/api' } }, cluster: 'up', auth: ['main', 'partners'] },
-      { name: 'web', match: { path: { prefix: '/web' } }, cluster: 'up', auth: ['web'] },
-      { name: 'open', match: { path: { prefix: '/' } }, cluster: 'up' },
-    ],
-    clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-  }));
+      routes: [
+        { name: 'admin', match: { path: { prefix: '/admin' } }, cluster: 'up', auth: ['main'], rbac: 'admins' },
+        { name: 'api', match: { path: { prefix: '/api' } }, cluster: 'up', auth: ['main', 'partners'] },
+        { name: 'web', match: { path: { prefix: '/web' } }, cluster: 'up', auth: ['web'] },
+        { name: 'open', match: { path: { prefix: '/' } }, cluster: 'up' },
+      ],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -76,7 +138,9 @@ describe('JWT authentication', () => {
   });
 
   it('accepts RS256 from the same key set', async () => {
-    expect((await call('/api/x', bearer(await token({ key: rs.privateKey, alg: 'RS256', kid: 'rs1' })))).status).toBe(200);
+    expect((await call('/api/x', bearer(await token({ key: rs.privateKey, alg: 'RS256', kid: 'rs1' })))).status).toBe(
+      200,
+    );
   });
 
   const refused: Array<[string, () => Promise<string>]> = [
@@ -84,12 +148,30 @@ describe('JWT authentication', () => {
     ['a not-yet-valid token', () => token({ nbf: Math.floor(Date.now() / 1000) + 600 })],
     ['a wrong audience', () => token({ aud: 'other' })],
     ['a wrong issuer', () => token({ iss: 'https://evil.test' })],
-    ['alg none', async () => `${Buffer.from(JSON.stringify({ alg: 'none', kid: 'es1' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISS, aud: 'api', sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 300 })).toString('base64url')}.`],
-    ['HS256 signed with the RSA public key (algorithm confusion)', async () => {
-      const pem = Buffer.from(JSON.stringify(keys[1]));
-      return new SignJWT({ sub: 'mallory' }).setProtectedHeader({ alg: 'HS256', kid: 'rs1' }).setIssuer(ISS).setAudience('api').setExpirationTime('5m').sign(new Uint8Array(pem));
-    }],
-    ['a tampered payload', async () => { const [h, , s] = (await token()).split('.'); return `${h}.${Buffer.from(JSON.stringify({ iss: ISS, aud: 'api', sub: 'root', exp: 9999999999 })).toString('base64url')}.${s}`; }],
+    [
+      'alg none',
+      async () =>
+        `${Buffer.from(JSON.stringify({ alg: 'none', kid: 'es1' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISS, aud: 'api', sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 300 })).toString('base64url')}.`,
+    ],
+    [
+      'HS256 signed with the RSA public key (algorithm confusion)',
+      async () => {
+        const pem = Buffer.from(JSON.stringify(keys[1]));
+        return new SignJWT({ sub: 'mallory' })
+          .setProtectedHeader({ alg: 'HS256', kid: 'rs1' })
+          .setIssuer(ISS)
+          .setAudience('api')
+          .setExpirationTime('5m')
+          .sign(new Uint8Array(pem));
+      },
+    ],
+    [
+      'a tampered payload',
+      async () => {
+        const [h, , s] = (await token()).split('.');
+        return `${h}.${Buffer.from(JSON.stringify({ iss: ISS, aud: 'api', sub: 'root', exp: 9999999999 })).toString('base64url')}.${s}`;
+      },
+    ],
   ];
   for (const [what, make] of refused) {
     it(`refuses ${what} with 401 and forwards nothing`, async () => {
@@ -214,7 +296,10 @@ describe('refused requests in the metrics', () => {
     expect((await call('/api/x', { 'x-api-key': 'guess' })).status).toBe(401);
     expect((await call('/admin/panel', bearer(await token({ roles: ['user'] })))).status).toBe(403);
     expect(await counts()).toEqual({
-      api4xx: before.api4xx + 2, admin4xx: before.admin4xx + 1, unauthenticated: before.unauthenticated + 2, forbidden: before.forbidden + 1,
+      api4xx: before.api4xx + 2,
+      admin4xx: before.admin4xx + 1,
+      unauthenticated: before.unauthenticated + 2,
+      forbidden: before.forbidden + 1,
     });
   });
 });

@@ -22,12 +22,21 @@ describe('meridian CLI', () => {
 
   it('exits 1 listing every error with its path', () => {
     // Schema errors are all listed; cross-references are checked once the schema passes.
-    const file = writeConfig({ clusters: [{ name: 'c', endpoints: [{ address: 'bad', weight: 0 }] }], routes: [{ name: 'r', match: {}, cluster: 'nope' }] });
+    const file = writeConfig({
+      clusters: [{ name: 'c', endpoints: [{ address: 'bad', weight: 0 }] }],
+      routes: [{ name: 'r', match: {}, cluster: 'nope' }],
+    });
     const r = run('validate', '-c', file);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('clusters[0].endpoints[0].address: expected host:port');
     expect(r.stderr).toMatch(/clusters\[0\]\.endpoints\[0\]\.weight: /);
-    const refs = writeConfig({ clusters: [{ name: 'c', endpoints: [{ address: '127.0.0.1:1' }] }], routes: [{ name: 'r', match: {}, cluster: 'nope' }, { name: 'r', match: {}, cluster: 'c' }] });
+    const refs = writeConfig({
+      clusters: [{ name: 'c', endpoints: [{ address: '127.0.0.1:1' }] }],
+      routes: [
+        { name: 'r', match: {}, cluster: 'nope' },
+        { name: 'r', match: {}, cluster: 'c' },
+      ],
+    });
     const r2 = run('validate', '-c', refs);
     expect(r2.status).toBe(1);
     expect(r2.stderr).toContain('routes[0].cluster: unknown cluster "nope"');
@@ -44,7 +53,10 @@ describe('meridian CLI', () => {
 
   it('serves the embedded default config out of the box', async () => {
     // The embedded default must serve its echo route out of the box.
-    const cfg = readFileSync(join(REPO, 'config/gateway.yaml'), 'utf8').replace('0.0.0.0:8080', '127.0.0.1:0').replace('127.0.0.1:9901', '127.0.0.1:0').replace('workers: auto', 'workers: 1');
+    const cfg = readFileSync(join(REPO, 'config/gateway.yaml'), 'utf8')
+      .replace('0.0.0.0:8080', '127.0.0.1:0')
+      .replace('127.0.0.1:9901', '127.0.0.1:0')
+      .replace('workers: auto', 'workers: 1');
     const tmp = writeConfig({});
     writeFileSync(tmp, cfg);
     const gw = await spawnGateway(tmp);

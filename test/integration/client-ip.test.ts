@@ -15,7 +15,10 @@ function config(trustForwardedHeaders: boolean) {
   return baseConfig({
     gateway: { name: 'client-ip', workers: 1, trustForwardedHeaders, accessLog: { enabled: false } },
     rbac: [
-      { name: 'no-doc-net', rules: [{ action: 'deny', principals: [{ sourceCidr: '203.0.113.0/24' }] }, { action: 'allow' }] },
+      {
+        name: 'no-doc-net',
+        rules: [{ action: 'deny', principals: [{ sourceCidr: '203.0.113.0/24' }] }, { action: 'allow' }],
+      },
       { name: 'loopback-only', rules: [{ action: 'allow', principals: [{ sourceCidr: '127.0.0.1' }] }] },
     ],
     rateLimits: [{ name: 'per-ip', key: [{ source: 'clientIp' }], limit: { requests: 2, per: '60s' } }],

@@ -28,13 +28,24 @@ async function dnsmasq(records: Record<string, string[]>): Promise<TestDnsmasq> 
   return dns;
 }
 
-const dnsCluster = (server: string, port: number, mode: 'strict' | 'logical' = 'strict') => baseConfig({
-  gateway: { name: 'dns', workers: 1, accessLog: { enabled: false }, dns: { servers: [server] } },
-  routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
-  clusters: [{ name: 'app', discovery: { dns: { name: 'app.test', port, refresh: '200ms', mode } } }],
-});
+const dnsCluster = (server: string, port: number, mode: 'strict' | 'logical' = 'strict') =>
+  baseConfig({
+    gateway: { name: 'dns', workers: 1, accessLog: { enabled: false }, dns: { servers: [server] } },
+    routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+    clusters: [{ name: 'app', discovery: { dns: { name: 'app.test', port, refresh: '200ms', mode } } }],
+  });
 
-interface Status { discovery?: { source: string; target: string; endpoints: number; stale: boolean; lastError: string | null; lastSuccess: string | null }; endpoints: Array<{ address: string }> }
+interface Status {
+  discovery?: {
+    source: string;
+    target: string;
+    endpoints: number;
+    stale: boolean;
+    lastError: string | null;
+    lastSuccess: string | null;
+  };
+  endpoints: Array<{ address: string }>;
+}
 
 describe('DNS clusters in a running gateway', () => {
   it('strict: endpoints follow the records within refresh with no failed request; DNS down keeps the last endpoints, visible in status and a metric', async () => {
@@ -46,7 +57,13 @@ describe('DNS clusters in a running gateway', () => {
     // Start waited for the first lookup: the first request already has an endpoint.
     expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[0]);
     const s0 = await status();
-    expect(s0.discovery).toMatchObject({ source: 'dns', target: `app.test:${port} (strict)`, endpoints: 1, stale: false, lastError: null });
+    expect(s0.discovery).toMatchObject({
+      source: 'dns',
+      target: `app.test:${port} (strict)`,
+      endpoints: 1,
+      stale: false,
+      lastError: null,
+    });
     expect(s0.endpoints.map((e) => e.address)).toEqual([`${IPS[0]}:${port}`]);
 
     const load = loadLoop(`${gw.url}/`);
@@ -103,22 +120,36 @@ describe('DNS clusters in a running gateway', () => {
   it('a discovery block added and removed through the admin API starts and stops the lookups; endpoints and discovery are exclusive', async () => {
     const { port } = await upstreams();
     const dns = await dnsmasq({ 'app.test': [IPS[0]] });
-    const gw = await startInProcess(baseConfig({
-      gateway: { name: 'dns', workers: 1, accessLog: { enabled: false }, dns: { servers: [dns.server] } },
-      routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{ name: 'app', endpoints: [{ address: `${IPS[1]}:${port}` }] }],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        gateway: { name: 'dns', workers: 1, accessLog: { enabled: false }, dns: { servers: [dns.server] } },
+        routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [{ name: 'app', endpoints: [{ address: `${IPS[1]}:${port}` }] }],
+      }),
+    );
     cleanup.push(() => gw.stop());
     expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[1]);
-    const both = await request(`${gw.admin}/clusters/app`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: `${IPS[1]}:${port}` }], discovery: { dns: { name: 'app.test', port } } }) });
+    const both = await request(`${gw.admin}/clusters/app`, {
+      method: 'PUT',
+      body: JSON.stringify({
+        endpoints: [{ address: `${IPS[1]}:${port}` }],
+        discovery: { dns: { name: 'app.test', port } },
+      }),
+    });
     expect(both.statusCode).toBe(400);
     expect(JSON.stringify(await both.body.json())).toContain('clusters[0].discovery');
     expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[1]);
-    const put = await request(`${gw.admin}/clusters/app`, { method: 'PUT', body: JSON.stringify({ discovery: { dns: { name: 'app.test', port, refresh: '200ms' } } }) });
+    const put = await request(`${gw.admin}/clusters/app`, {
+      method: 'PUT',
+      body: JSON.stringify({ discovery: { dns: { name: 'app.test', port, refresh: '200ms' } } }),
+    });
     expect(put.statusCode).toBe(200);
     await put.body.dump();
     await waitFor(async () => (await (await request(`${gw.url}/`)).body.text()) === IPS[0], 3000);
-    const back = await request(`${gw.admin}/clusters/app`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: `${IPS[1]}:${port}` }] }) });
+    const back = await request(`${gw.admin}/clusters/app`, {
+      method: 'PUT',
+      body: JSON.stringify({ endpoints: [{ address: `${IPS[1]}:${port}` }] }),
+    });
     expect(back.statusCode).toBe(200);
     await back.body.dump();
     // Records change after the block is gone: nothing follows them any more.

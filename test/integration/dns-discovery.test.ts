@@ -11,10 +11,15 @@ import { RecordingSink, metricValue } from '../helpers/discovery.js';
 type DnsBlock = { name: string; port: number; refresh?: string; mode?: 'strict' | 'logical' };
 
 function config(servers: string[], clusters: Record<string, DnsBlock | undefined>): Config {
-  const r = validateConfig({
-    gateway: { dns: { servers } },
-    clusters: Object.entries(clusters).map(([name, dns]) => (dns ? { name, discovery: { dns } } : { name, endpoints: [{ address: '127.0.0.1:9' }] })),
-  }, {});
+  const r = validateConfig(
+    {
+      gateway: { dns: { servers } },
+      clusters: Object.entries(clusters).map(([name, dns]) =>
+        dns ? { name, discovery: { dns } } : { name, endpoints: [{ address: '127.0.0.1:9' }] },
+      ),
+    },
+    {},
+  );
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.config;
 }
@@ -38,7 +43,10 @@ afterEach(() => {
 });
 
 /** Serve `records`, discover `clusters` from them, and wait for the first set of each cluster. */
-async function discover(records: HostRecords, clusters: Record<string, DnsBlock>): Promise<{ sink: RecordingSink; d: DnsDiscovery }> {
+async function discover(
+  records: HostRecords,
+  clusters: Record<string, DnsBlock>,
+): Promise<{ sink: RecordingSink; d: DnsDiscovery }> {
   await dns.setHosts(records);
   const sink = new RecordingSink();
   const d = (discovery = new DnsDiscovery(sink));
@@ -49,7 +57,10 @@ async function discover(records: HostRecords, clusters: Record<string, DnsBlock>
 
 describe('DNS discovery against a real dnsmasq', () => {
   it('strict mode publishes every A and AAAA record as a defaulted endpoint, sorted', async () => {
-    const { sink, d } = await discover({ 'app.svc.test': ['10.0.0.2', '10.0.0.1', 'fd00::1'] }, { app: { name: 'app.svc.test', port: 8080, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'app.svc.test': ['10.0.0.2', '10.0.0.1', 'fd00::1'] },
+      { app: { name: 'app.svc.test', port: 8080, refresh: REFRESH } },
+    );
     expect(sink.calls).toHaveLength(1);
     const locality = { region: '', zone: '', subzone: '' };
     expect(sink.calls[0]).toMatchObject({ cluster: 'app', source: 'dns' });
@@ -58,14 +69,23 @@ describe('DNS discovery against a real dnsmasq', () => {
       { address: '10.0.0.2:8080', weight: 1, priority: 0, locality, labels: {} },
       { address: '[fd00::1]:8080', weight: 1, priority: 0, locality, labels: {} },
     ]);
-    expect(d.status('app')).toMatchObject({ source: 'dns', target: 'app.svc.test:8080 (strict)', endpoints: 3, lastError: null, stale: false });
+    expect(d.status('app')).toMatchObject({
+      source: 'dns',
+      target: 'app.svc.test:8080 (strict)',
+      endpoints: 3,
+      lastError: null,
+      stale: false,
+    });
     expect(Date.parse(d.status('app')!.lastSuccess!)).toBeGreaterThan(Date.now() - 5000);
     expect(await metricValue(discoveredEndpoints, { cluster: 'app', source: 'dns' })).toBe(3);
     expect(d.status('other')).toBeUndefined();
   });
 
   it('follows a changed answer within one refresh, and does not hand an unchanged answer again', async () => {
-    const { sink, d } = await discover({ 'follow.svc.test': ['10.0.1.1'] }, { follow: { name: 'follow.svc.test', port: 80, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'follow.svc.test': ['10.0.1.1'] },
+      { follow: { name: 'follow.svc.test', port: 80, refresh: REFRESH } },
+    );
 
     // Several more lookups with the same answer: each a success, none handed.
     const successes = new Set<string>();
@@ -84,41 +104,71 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('keeps the last endpoints while the DNS server is down, reports stale with the error, counts failures, and recovers', async () => {
-    const { sink, d } = await discover({ 'outage.svc.test': ['10.0.2.1'] }, { outage: { name: 'outage.svc.test', port: 80, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'outage.svc.test': ['10.0.2.1'] },
+      { outage: { name: 'outage.svc.test', port: 80, refresh: REFRESH } },
+    );
     const before = (await metricValue(dnsResolutionFailures, { cluster: 'outage' })) ?? 0;
 
     await dns.stop();
     try {
-      await vi.waitFor(async () => expect(await metricValue(dnsResolutionFailures, { cluster: 'outage' })).toBeGreaterThanOrEqual(before + 2), wait);
-      expect(d.status('outage')).toMatchObject({ endpoints: 1, stale: true, lastError: expect.stringContaining('ECONNREFUSED') });
+      await vi.waitFor(
+        async () =>
+          expect(await metricValue(dnsResolutionFailures, { cluster: 'outage' })).toBeGreaterThanOrEqual(before + 2),
+        wait,
+      );
+      expect(d.status('outage')).toMatchObject({
+        endpoints: 1,
+        stale: true,
+        lastError: expect.stringContaining('ECONNREFUSED'),
+      });
       expect(sink.calls).toHaveLength(1);
       expect(await metricValue(discoveredEndpoints, { cluster: 'outage', source: 'dns' })).toBe(1);
     } finally {
       await dns.start();
     }
     // The failure backoff is jittered: a few retries may be up to a few hundred ms apart.
-    await vi.waitFor(() => expect(d.status('outage')).toMatchObject({ stale: false, lastError: null }), { timeout: 10_000, interval: 20 });
+    await vi.waitFor(() => expect(d.status('outage')).toMatchObject({ stale: false, lastError: null }), {
+      timeout: 10_000,
+      interval: 20,
+    });
     expect(sink.calls).toHaveLength(1);
   });
 
   it('keeps the last endpoints when the name disappears (NXDOMAIN)', async () => {
-    const { sink, d } = await discover({ 'gone.svc.test': ['10.0.3.1', '10.0.3.2'] }, { gone: { name: 'gone.svc.test', port: 80, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'gone.svc.test': ['10.0.3.1', '10.0.3.2'] },
+      { gone: { name: 'gone.svc.test', port: 80, refresh: REFRESH } },
+    );
 
     await dns.setHosts({});
-    await vi.waitFor(() => expect(d.status('gone')).toMatchObject({ stale: true, lastError: 'no A or AAAA records for gone.svc.test (ENOTFOUND)' }), wait);
+    await vi.waitFor(
+      () =>
+        expect(d.status('gone')).toMatchObject({
+          stale: true,
+          lastError: 'no A or AAAA records for gone.svc.test (ENOTFOUND)',
+        }),
+      wait,
+    );
     expect(d.status('gone')!.endpoints).toBe(2);
     expect(sink.calls).toHaveLength(1);
     expect(await metricValue(dnsResolutionFailures, { cluster: 'gone' })).toBeGreaterThanOrEqual(1);
   });
 
   it('treats an AAAA answer with no A record (NODATA) as an answer', async () => {
-    const { sink, d } = await discover({ 'v6only.svc.test': ['fd00::7'] }, { v6only: { name: 'v6only.svc.test', port: 443, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'v6only.svc.test': ['fd00::7'] },
+      { v6only: { name: 'v6only.svc.test', port: 443, refresh: REFRESH } },
+    );
     expect(sink.addresses('v6only')).toEqual([['[fd00::7]:443']]);
     expect(d.status('v6only')).toMatchObject({ stale: false, lastError: null });
   });
 
   it('logical mode publishes one endpoint, the first record, and moves it when the first record changes', async () => {
-    const { sink, d } = await discover({ 'logical.svc.test': ['10.0.4.9', '10.0.4.1', 'fd00::4'] }, { logical: { name: 'logical.svc.test', port: 8443, refresh: REFRESH, mode: 'logical' } });
+    const { sink, d } = await discover(
+      { 'logical.svc.test': ['10.0.4.9', '10.0.4.1', 'fd00::4'] },
+      { logical: { name: 'logical.svc.test', port: 8443, refresh: REFRESH, mode: 'logical' } },
+    );
     expect(sink.addresses('logical')).toEqual([['10.0.4.9:8443']]);
     expect(d.status('logical')).toMatchObject({ target: 'logical.svc.test:8443 (logical)', endpoints: 1 });
 
@@ -127,10 +177,18 @@ describe('DNS discovery against a real dnsmasq', () => {
   });
 
   it('reconcile stops a cluster that lost its block and restarts one whose block changed', async () => {
-    const { sink, d } = await discover({ 'a.svc.test': ['10.0.5.1'], 'b.svc.test': ['10.0.6.1'] }, { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } });
+    const { sink, d } = await discover(
+      { 'a.svc.test': ['10.0.5.1'], 'b.svc.test': ['10.0.6.1'] },
+      { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } },
+    );
 
     // The same blocks again: nothing restarts, nothing is handed again.
-    d.reconcile(config([dns.server], { a: { name: 'a.svc.test', port: 80, refresh: REFRESH }, b: { name: 'b.svc.test', port: 80, refresh: REFRESH } }));
+    d.reconcile(
+      config([dns.server], {
+        a: { name: 'a.svc.test', port: 80, refresh: REFRESH },
+        b: { name: 'b.svc.test', port: 80, refresh: REFRESH },
+      }),
+    );
     // a loses its block; b changes port.
     d.reconcile(config([dns.server], { a: undefined, b: { name: 'b.svc.test', port: 81, refresh: REFRESH } }));
     expect(d.status('a')).toBeUndefined();
@@ -148,7 +206,8 @@ describe('DNS discovery against a real dnsmasq', () => {
     const sink = new RecordingSink();
     let refusals = 1;
     const refusing: EndpointSink = {
-      setEndpoints: (cluster, endpoints, source) => (refusals-- > 0 ? Promise.reject(new Error('workers busy')) : sink.setEndpoints(cluster, endpoints, source)),
+      setEndpoints: (cluster, endpoints, source) =>
+        refusals-- > 0 ? Promise.reject(new Error('workers busy')) : sink.setEndpoints(cluster, endpoints, source),
     };
     const d = (discovery = new DnsDiscovery(refusing));
     d.reconcile(config([dns.server], { refused: { name: 'refused.svc.test', port: 80, refresh: REFRESH } }));

@@ -20,15 +20,22 @@ let port = 0;
 
 beforeAll(async () => {
   up = await startUpstream(okHandler('up'));
-  gw = await startInProcess(baseConfig({
-    gateway: { name: 'edge', workers: 1, accessLog: { enabled: false }, limits: { bodyTimeout: '1s', bodyMinRate: 500 } },
-    admin: { address: '127.0.0.1:0', token: 'admin-secret-token' },
-    routes: [
-      { name: 'trace-ok', match: { path: { prefix: '/trace-allowed' }, methods: ['TRACE', 'GET'] }, cluster: 'up' },
-      { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
-    ],
-    clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      gateway: {
+        name: 'edge',
+        workers: 1,
+        accessLog: { enabled: false },
+        limits: { bodyTimeout: '1s', bodyMinRate: 500 },
+      },
+      admin: { address: '127.0.0.1:0', token: 'admin-secret-token' },
+      routes: [
+        { name: 'trace-ok', match: { path: { prefix: '/trace-allowed' }, methods: ['TRACE', 'GET'] }, cluster: 'up' },
+        { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
+      ],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
   port = Number(gw.url.split(':').at(-1));
 });
 
@@ -44,7 +51,12 @@ function raw(pieces: Array<string | Buffer | number>, maxMs = 8000): Promise<{ t
     const s = net.connect(port, '127.0.0.1');
     let text = '';
     let stop = false;
-    const done = () => { stop = true; clearTimeout(timer); s.destroy(); resolve({ text, closedAfterMs: performance.now() - t0 }); };
+    const done = () => {
+      stop = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ text, closedAfterMs: performance.now() - t0 });
+    };
     const timer = setTimeout(done, maxMs);
     s.on('data', (d) => (text += d.toString('latin1')));
     s.on('close', done);
@@ -64,7 +76,19 @@ const statusOf = (text: string) => Number(text.slice(9, 12));
 
 describe('Host and :authority must be a valid host[:port]', () => {
   it.each([
-    'evil.invalid/../x y', 'a b', 'host:0', 'host:65536', 'host:', 'user@host', '[::1', '[zz::1]:80', 'h/x', 'h?x', 'h#x', 'h:80:80', 'h\\x',
+    'evil.invalid/../x y',
+    'a b',
+    'host:0',
+    'host:65536',
+    'host:',
+    'user@host',
+    '[::1',
+    '[zz::1]:80',
+    'h/x',
+    'h?x',
+    'h#x',
+    'h:80:80',
+    'h\\x',
   ])('Host: %s -> 400, not forwarded', async (host) => {
     const path = `/bad-host-${encodeURIComponent(host).replace(/%/g, '_')}`;
     const { text } = await raw([`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`]);
@@ -73,30 +97,44 @@ describe('Host and :authority must be a valid host[:port]', () => {
     expect(seen(path)).toBe(0);
   });
 
-  it.each(['example.com', 'a-b.example:443', '127.0.0.1:8080', '[::1]:8080', '[2001:db8::1]', "x!$&'()*+,;=.example", 'pct%41.example'])('Host: %s is accepted', async (host) => {
+  it.each([
+    'example.com',
+    'a-b.example:443',
+    '127.0.0.1:8080',
+    '[::1]:8080',
+    '[2001:db8::1]',
+    "x!$&'()*+,;=.example",
+    'pct%41.example',
+  ])('Host: %s is accepted', async (host) => {
     const { text } = await raw([`GET /good-host HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`]);
     expect(statusOf(text)).toBe(200);
   });
 
-  it.each(['user@h', 'h:0', 'h:99999', 'h!x:80:80'])('HTTP/2 :authority %s -> 400, not forwarded', async (authority) => {
-    const session = http2.connect(gw.url);
-    try {
-      const stream = session.request({ ':path': '/bad-authority', ':authority': authority });
-      const headers = await new Promise<http2.IncomingHttpHeaders>((r) => stream.once('response', r));
-      stream.resume();
-      expect(headers[':status']).toBe(400);
-      expect(headers['x-meridian-error']).toBe('bad_request');
-    } finally {
-      session.close();
-    }
-    expect(seen('/bad-authority')).toBe(0);
-  });
+  it.each(['user@h', 'h:0', 'h:99999', 'h!x:80:80'])(
+    'HTTP/2 :authority %s -> 400, not forwarded',
+    async (authority) => {
+      const session = http2.connect(gw.url);
+      try {
+        const stream = session.request({ ':path': '/bad-authority', ':authority': authority });
+        const headers = await new Promise<http2.IncomingHttpHeaders>((r) => stream.once('response', r));
+        stream.resume();
+        expect(headers[':status']).toBe(400);
+        expect(headers['x-meridian-error']).toBe('bad_request');
+      } finally {
+        session.close();
+      }
+      expect(seen('/bad-authority')).toBe(0);
+    },
+  );
 
   it('an HTTP/2 :authority with a path or a space is reset by nghttp2 itself, never forwarded', async () => {
     const session = http2.connect(gw.url);
     try {
       const stream = session.request({ ':path': '/reset-authority', ':authority': 'evil.invalid/../x' });
-      const outcome = await new Promise<string>((r) => { stream.once('response', () => r('response')); stream.once('error', () => r('reset')); });
+      const outcome = await new Promise<string>((r) => {
+        stream.once('response', () => r('response'));
+        stream.once('error', () => r('reset'));
+      });
       expect(outcome).toBe('reset');
     } finally {
       session.close();
@@ -122,7 +160,10 @@ describe('TRACE', () => {
 
 describe('request bodies', () => {
   it('Content-Length over the default maxBodyBytes (10 MiB) -> 413 before any byte is read, not forwarded', async () => {
-    const { text } = await raw([`POST /huge HTTP/1.1\r\nHost: h\r\nContent-Length: ${2 * 1024 ** 3}\r\n\r\n`, 'only a little']);
+    const { text } = await raw([
+      `POST /huge HTTP/1.1\r\nHost: h\r\nContent-Length: ${2 * 1024 ** 3}\r\n\r\n`,
+      'only a little',
+    ]);
     expect(statusOf(text)).toBe(413);
     expect(text).toContain('x-meridian-error: payload_too_large');
     expect(text.toLowerCase()).toContain('connection: close');
@@ -131,7 +172,9 @@ describe('request bodies', () => {
 
   it('a chunked body outgrowing the default maxBodyBytes -> 413 and the connection closed', async () => {
     const chunk = Buffer.alloc(1024 * 1024, 0x61);
-    const pieces: Array<string | Buffer | number> = ['POST /huge-chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n'];
+    const pieces: Array<string | Buffer | number> = [
+      'POST /huge-chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ];
     for (let i = 0; i < 12; i++) pieces.push(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n', 5);
     pieces.push('0\r\n\r\n');
     const { text } = await raw(pieces);
@@ -143,7 +186,10 @@ describe('request bodies', () => {
   });
 
   it('a stalled body ends with 408 and the connection closed after bodyTimeout', async () => {
-    const { text, closedAfterMs } = await raw(['POST /stalled HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n', 'x'.repeat(10)]);
+    const { text, closedAfterMs } = await raw([
+      'POST /stalled HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n',
+      'x'.repeat(10),
+    ]);
     expect(statusOf(text)).toBe(408);
     expect(text).toContain('x-meridian-error: request_timeout');
     expect(closedAfterMs).toBeGreaterThan(900);
@@ -159,7 +205,9 @@ describe('request bodies', () => {
   });
 
   it('a steady body above bodyMinRate outlives bodyTimeout', async () => {
-    const pieces: Array<string | number> = ['POST /steady HTTP/1.1\r\nHost: h\r\nContent-Length: 40000\r\nConnection: close\r\n\r\n'];
+    const pieces: Array<string | number> = [
+      'POST /steady HTTP/1.1\r\nHost: h\r\nContent-Length: 40000\r\nConnection: close\r\n\r\n',
+    ];
     for (let i = 0; i < 20; i++) pieces.push('y'.repeat(2000), 100);
     const { text, closedAfterMs } = await raw(pieces);
     expect(statusOf(text)).toBe(200);
@@ -168,12 +216,15 @@ describe('request bodies', () => {
 });
 
 describe('admin API with authentication on', () => {
-  it.each(['/does-not-exist', '/config', '/%zz', '/live/extra', '/ready/x', '/clusters/none/status'])('unauthenticated %s -> 401', async (path) => {
-    const r = await request(`${gw.admin}${path}`);
-    expect(r.statusCode).toBe(401);
-    expect(r.headers['www-authenticate']).toContain('Bearer');
-    await r.body.dump();
-  });
+  it.each(['/does-not-exist', '/config', '/%zz', '/live/extra', '/ready/x', '/clusters/none/status'])(
+    'unauthenticated %s -> 401',
+    async (path) => {
+      const r = await request(`${gw.admin}${path}`);
+      expect(r.statusCode).toBe(401);
+      expect(r.headers['www-authenticate']).toContain('Bearer');
+      await r.body.dump();
+    },
+  );
 
   it('probes answer without credentials on their exact paths', async () => {
     for (const path of ['/live', '/ready', '/ready?verbose=1']) {
@@ -198,7 +249,12 @@ describe('the hub API', () => {
   let hub: RunningHub;
   beforeAll(async () => {
     const dir = tempDir('meridian-hub-edge-');
-    writeFileSync(join(dir, 'hub.yaml'), stringify({ hub: { address: `127.0.0.1:${await closedPort()}`, tokens: [{ name: 'ops', token: 'hub-secret-token' }] } }));
+    writeFileSync(
+      join(dir, 'hub.yaml'),
+      stringify({
+        hub: { address: `127.0.0.1:${await closedPort()}`, tokens: [{ name: 'ops', token: 'hub-secret-token' }] },
+      }),
+    );
     hub = await startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') });
   });
   afterAll(async () => hub?.stop());
@@ -212,7 +268,9 @@ describe('the hub API', () => {
   it('refuses a non-loopback address without authentication unless hub.insecure', async () => {
     const dir = tempDir('meridian-hub-open-');
     writeFileSync(join(dir, 'hub.yaml'), stringify({ hub: { address: '0.0.0.0:0' } }));
-    await expect(startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') })).rejects.toThrow(/hub\.insecure/);
+    await expect(startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') })).rejects.toThrow(
+      /hub\.insecure/,
+    );
     const dir2 = tempDir('meridian-hub-open-');
     writeFileSync(join(dir2, 'hub.yaml'), stringify({ hub: { address: '0.0.0.0:0', insecure: true } }));
     const open = await startHub({ configFile: join(dir2, 'hub.yaml'), stateDir: join(dir2, 'state') });

@@ -15,7 +15,9 @@ afterEach(async () => {
 });
 
 async function upstream(name: string, delayMs = 0): Promise<TestUpstream & { connections: number }> {
-  const up = await startUpstream((_req, res) => setTimeout(() => res.end(name), delayMs)) as TestUpstream & { connections: number };
+  const up = (await startUpstream((_req, res) => setTimeout(() => res.end(name), delayMs))) as TestUpstream & {
+    connections: number;
+  };
   up.connections = 0;
   up.server.on('connection', () => up.connections++);
   cleanup.push(() => up.close());
@@ -26,16 +28,18 @@ describe('endpoint churn', () => {
   it('a request in flight on an endpoint the config removes finishes; the next goes to the endpoint that stays, on its warm connection', async () => {
     const slow = await upstream('slow', 800);
     const stays = await upstream('stays');
-    const gw = await startInProcess(baseConfig({
-      routes: [
-        { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'slow' },
-        { name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' },
-      ],
-      clusters: [
-        { name: 'slow', endpoints: [{ address: slow.address }, { address: stays.address, priority: 1 }] },
-        { name: 'app', endpoints: [{ address: stays.address }] },
-      ],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        routes: [
+          { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'slow' },
+          { name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' },
+        ],
+        clusters: [
+          { name: 'slow', endpoints: [{ address: slow.address }, { address: stays.address, priority: 1 }] },
+          { name: 'app', endpoints: [{ address: stays.address }] },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
     // Warm the connection to the endpoint that stays.
     expect(await (await request(`${gw.url}/warm`)).body.text()).toBe('stays');
@@ -43,7 +47,10 @@ describe('endpoint churn', () => {
     const inFlight = request(`${gw.url}/slow`);
     await new Promise((r) => setTimeout(r, 200));
     // Remove the slow endpoint while its request is in flight.
-    const put = await request(`${gw.admin}/clusters/slow`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: stays.address }] }) });
+    const put = await request(`${gw.admin}/clusters/slow`, {
+      method: 'PUT',
+      body: JSON.stringify({ endpoints: [{ address: stays.address }] }),
+    });
     expect(put.statusCode).toBe(200);
     await put.body.dump();
     const r = await inFlight;
@@ -58,15 +65,20 @@ describe('endpoint churn', () => {
   it('an endpoint added through the admin API reaches both workers as a delta: the endpoint that stays keeps its host state (its request count)', async () => {
     const stays = await upstream('stays');
     const added = await upstream('added');
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'delta', workers: 2, accessLog: { enabled: false } },
-      routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
-    }));
+    const gw = await spawnGateway(
+      baseConfig({
+        gateway: { name: 'delta', workers: 2, accessLog: { enabled: false } },
+        routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
+      }),
+    );
     cleanup.push(() => gw.stop());
     for (let i = 0; i < 20; i++) expect(await (await request(`${gw.url}/x`)).body.text()).toBe('stays');
     const requestsOf = async (address: string) => {
-      const status = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { workersReporting: number; endpoints: Array<{ address: string; requests: number }> };
+      const status = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+        workersReporting: number;
+        endpoints: Array<{ address: string; requests: number }>;
+      };
       expect(status.workersReporting).toBe(2);
       return status.endpoints.find((e) => e.address === address)?.requests;
     };
@@ -95,16 +107,24 @@ describe('endpoint churn', () => {
     const busy = createServer().listen(0, '127.0.0.1');
     await new Promise((r) => busy.once('listening', r));
     cleanup.push(() => new Promise((r) => busy.close(r)));
-    const gw = await startInProcess(baseConfig({
-      routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        routes: [{ name: 'app', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [{ name: 'app', endpoints: [{ address: stays.address }] }],
+      }),
+    );
     cleanup.push(() => gw.stop());
     const { port } = busy.address() as { port: number };
-    const bad = await request(`${gw.admin}/listeners/second`, { method: 'PUT', body: JSON.stringify({ address: `127.0.0.1:${port}`, protocol: 'http' }) });
+    const bad = await request(`${gw.admin}/listeners/second`, {
+      method: 'PUT',
+      body: JSON.stringify({ address: `127.0.0.1:${port}`, protocol: 'http' }),
+    });
     expect(bad.statusCode).toBe(500);
     await bad.body.dump();
-    const put = await request(`${gw.admin}/clusters/app`, { method: 'PUT', body: JSON.stringify({ endpoints: [{ address: added.address }] }) });
+    const put = await request(`${gw.admin}/clusters/app`, {
+      method: 'PUT',
+      body: JSON.stringify({ endpoints: [{ address: added.address }] }),
+    });
     expect(put.statusCode).toBe(200);
     await put.body.dump();
     expect(await (await request(`${gw.url}/x`)).body.text()).toBe('added');

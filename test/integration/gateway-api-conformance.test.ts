@@ -29,20 +29,43 @@ const CLASS = 'gateway-conformance';
 
 /** Cases not run, with why (docs/gateway-api.md keeps the report). */
 const NOT_YET: Record<string, string> = {
-  HTTPRouteDisallowedKind: 'needs TLSRoute (its Gateway\'s only listener is TLS Passthrough, which must be Programmed); Go skips it unless TLSRoute is claimed',
+  HTTPRouteDisallowedKind:
+    "needs TLSRoute (its Gateway's only listener is TLS Passthrough, which must be Programmed); Go skips it unless TLSRoute is claimed",
 };
 
 interface Expectation {
   name: string;
   phase: number;
   gateway: { port: number; scheme: string };
-  request: { scheme: string; method: string; host: string | null; target: string; path: string; headers: Record<string, string>; followRedirects: boolean; sni?: string | null };
+  request: {
+    scheme: string;
+    method: string;
+    host: string | null;
+    target: string;
+    path: string;
+    headers: Record<string, string>;
+    followRedirects: boolean;
+    sni?: string | null;
+  };
   response: { statusCodes: number[]; headers?: Record<string, string>; absentHeaders?: string[] };
   /** Response headers the echo is asked to set (Go sends them as X-Echo-Set-Header). */
   backendSetResponseHeaders?: Record<string, string>;
   backend: { namespace: string; podNamePrefix: string } | null;
-  expectedRequest: { source: string; method: string; path: string; host: string | null; headers: Record<string, string> | null; absentHeaders: string[] } | null;
-  redirect: { stated: Record<string, unknown>; scheme: string; host: string | null; port: number | null; path: string } | null;
+  expectedRequest: {
+    source: string;
+    method: string;
+    path: string;
+    host: string | null;
+    headers: Record<string, string> | null;
+    absentHeaders: string[];
+  } | null;
+  redirect: {
+    stated: Record<string, unknown>;
+    scheme: string;
+    host: string | null;
+    port: number | null;
+    path: string;
+  } | null;
   /** RequestMirror: each of these Services must receive the exact request-target ({REQUEST_ID} made unique). */
   mirroredTo?: Array<{ namespace: string; service: string }>;
 }
@@ -61,13 +84,26 @@ interface Case {
   supportLevel: string;
   manifests: {
     objects: KubeObject[];
-    echoBackends: Array<{ service: string; deployment: string; namespace: string; labels: Record<string, string>; podNames: string[] }>;
+    echoBackends: Array<{
+      service: string;
+      deployment: string;
+      namespace: string;
+      labels: Record<string, string>;
+      podNames: string[];
+    }>;
     generatedSecrets?: Array<{ namespace: string; name: string; hosts: string[] }>;
   };
   status?: StatusCheck[];
   expectations: Expectation[];
   weightDistribution?: WeightDistribution;
-  actions?: Array<{ phase: number; op: string; endpointSlices?: string[]; fill?: string; object?: { kind: string; namespace: string; name: string }; mergePatchBody?: unknown }>;
+  actions?: Array<{
+    phase: number;
+    op: string;
+    endpointSlices?: string[];
+    fill?: string;
+    object?: { kind: string; namespace: string; name: string };
+    mergePatchBody?: unknown;
+  }>;
 }
 
 const COLLECTIONS: Record<string, string> = {
@@ -93,14 +129,33 @@ const received = new Map<string, string[]>();
 /** The conformance echo: 200 with namespace, pod, path, host, method and headers (one array entry per header line). */
 function echo(namespace: string, service: string, pod: string) {
   return createServer((req, res) => {
-    (received.get(`${namespace}/${service}`) ?? received.set(`${namespace}/${service}`, []).get(`${namespace}/${service}`)!).push(req.url!);
+    (
+      received.get(`${namespace}/${service}`) ??
+      received.set(`${namespace}/${service}`, []).get(`${namespace}/${service}`)!
+    ).push(req.url!);
     // Go's r.Header: names canonicalized (here lower-cased), one entry per header line.
     const headers: Record<string, string[]> = {};
-    for (let i = 0; i < req.rawHeaders.length; i += 2) (headers[req.rawHeaders[i].toLowerCase()] ??= []).push(req.rawHeaders[i + 1]);
+    for (let i = 0; i < req.rawHeaders.length; i += 2)
+      (headers[req.rawHeaders[i].toLowerCase()] ??= []).push(req.rawHeaders[i + 1]);
     const set = req.headers['x-echo-set-header'];
-    if (typeof set === 'string') for (const pair of set.split(',')) { const [k, v] = pair.split(':'); if (k) res.setHeader(k, v ?? ''); }
+    if (typeof set === 'string')
+      for (const pair of set.split(',')) {
+        const [k, v] = pair.split(':');
+        if (k) res.setHeader(k, v ?? '');
+      }
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ namespace, service, pod, path: req.url, host: req.headers.host, method: req.method, proto: `HTTP/${req.httpVersion}`, headers }));
+    res.end(
+      JSON.stringify({
+        namespace,
+        service,
+        pod,
+        path: req.url,
+        host: req.headers.host,
+        method: req.method,
+        proto: `HTTP/${req.httpVersion}`,
+        headers,
+      }),
+    );
   });
 }
 
@@ -118,12 +173,20 @@ async function startPods(c: Case): Promise<{ port: number; ips: Map<string, stri
       for (const [i, { b, pod }] of pods.entries()) {
         const ip = `127.1.${(i >> 8) & 255}.${(i & 255) + 1}`;
         const s = echo(b.namespace, b.service, pod);
-        await new Promise<void>((res, rej) => { s.once('error', rej); s.listen(port, ip, () => res()); });
+        await new Promise<void>((res, rej) => {
+          s.once('error', rej);
+          s.listen(port, ip, () => res());
+        });
         port = (s.address() as { port: number }).port;
         servers.push(s);
         ips.set(pod, ip);
       }
-      cleanup.push(async () => { for (const s of servers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); } });
+      cleanup.push(async () => {
+        for (const s of servers) {
+          s.closeAllConnections();
+          await new Promise((r) => s.close(r));
+        }
+      });
       return { port, ips };
     } catch {
       for (const s of servers) s.close();
@@ -134,18 +197,36 @@ async function startPods(c: Case): Promise<{ port: number; ips: Map<string, stri
 
 /** The case's objects and EndpointSlices (one per Service with a selector, as the controller makes them). */
 function serve(api: KubeApiServer, c: Case, pods: { port: number; ips: Map<string, string> }) {
-  const objects = JSON.parse(JSON.stringify(c.manifests.objects).replaceAll('{GATEWAY_CLASS_NAME}', CLASS).replaceAll('{CONTROLLER_NAME}', CONTROLLER)) as KubeObject[];
+  const objects = JSON.parse(
+    JSON.stringify(c.manifests.objects)
+      .replaceAll('{GATEWAY_CLASS_NAME}', CLASS)
+      .replaceAll('{CONTROLLER_NAME}', CONTROLLER),
+  ) as KubeObject[];
   for (const o of objects) if (COLLECTIONS[o.kind!]) api.put(COLLECTIONS[o.kind!], o);
   for (const svc of objects.filter((o) => o.kind === 'Service')) {
     const spec = svc.spec as { selector?: Record<string, string>; ports?: Array<{ name?: string }> };
     if (!spec.selector) continue;
-    const backing = c.manifests.echoBackends.filter((b) => b.namespace === svc.metadata.namespace && Object.entries(spec.selector!).every(([k, v]) => b.labels[k] === v));
+    const backing = c.manifests.echoBackends.filter(
+      (b) =>
+        b.namespace === svc.metadata.namespace && Object.entries(spec.selector!).every(([k, v]) => b.labels[k] === v),
+    );
     api.put(ENDPOINT_SLICES, {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `${svc.metadata.name}-abcde`, namespace: svc.metadata.namespace, labels: { 'kubernetes.io/service-name': svc.metadata.name } },
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: `${svc.metadata.name}-abcde`,
+        namespace: svc.metadata.namespace,
+        labels: { 'kubernetes.io/service-name': svc.metadata.name },
+      },
       addressType: 'IPv4',
       ports: (spec.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: pods.port, protocol: 'TCP' })),
-      endpoints: backing.flatMap((b) => b.podNames.map((pod) => ({ addresses: [pods.ips.get(pod)!], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace: b.namespace, name: pod } }))),
+      endpoints: backing.flatMap((b) =>
+        b.podNames.map((pod) => ({
+          addresses: [pods.ips.get(pod)!],
+          conditions: { ready: true, serving: true, terminating: false },
+          targetRef: { kind: 'Pod', namespace: b.namespace, name: pod },
+        })),
+      ),
     });
   }
 }
@@ -171,13 +252,35 @@ async function check(e: Expectation, dial: Dial): Promise<string | undefined> {
   const port = dial.ports[e.gateway.port];
   const defaultPort = e.request.scheme === 'https' ? 443 : 80;
   const host = e.request.host ?? (e.gateway.port === defaultPort ? dial.address : `${dial.address}:${e.gateway.port}`);
-  const echoSet = e.backendSetResponseHeaders ? { 'X-Echo-Set-Header': Object.entries(e.backendSetResponseHeaders).map(([k, v]) => `${k}:${v}`).join(',') } : {};
+  const echoSet = e.backendSetResponseHeaders
+    ? {
+        'X-Echo-Set-Header': Object.entries(e.backendSetResponseHeaders)
+          .map(([k, v]) => `${k}:${v}`)
+          .join(','),
+      }
+    : {};
   // Over TLS: SNI as the test states, and only the generated certificate trusted (Go's utils/tls).
-  const tls = e.request.scheme === 'https'
-    ? new Agent({ connect: { ca: dial.ca, servername: e.request.sni ?? undefined, checkServerIdentity: (name, cert) => (String(cert.subjectaltname ?? '').split(', ').some((san) => san.startsWith('DNS:') && matchesName(name, san.slice(4))) ? undefined : new Error(`certificate does not name ${name}`)) } })
-    : undefined;
+  const tls =
+    e.request.scheme === 'https'
+      ? new Agent({
+          connect: {
+            ca: dial.ca,
+            servername: e.request.sni ?? undefined,
+            checkServerIdentity: (name, cert) =>
+              String(cert.subjectaltname ?? '')
+                .split(', ')
+                .some((san) => san.startsWith('DNS:') && matchesName(name, san.slice(4)))
+                ? undefined
+                : new Error(`certificate does not name ${name}`),
+          },
+        })
+      : undefined;
   try {
-    const r = await request(`${e.request.scheme}://${dial.address}:${port}${e.request.target}`, { method: e.request.method as 'GET', headers: { ...e.request.headers, ...echoSet, host, connection: 'close' }, ...(tls ? { dispatcher: tls } : {}) });
+    const r = await request(`${e.request.scheme}://${dial.address}:${port}${e.request.target}`, {
+      method: e.request.method as 'GET',
+      headers: { ...e.request.headers, ...echoSet, host, connection: 'close' },
+      ...(tls ? { dispatcher: tls } : {}),
+    });
     const text = await r.body.text();
     return compare(e, r.statusCode, r.headers, text, host);
   } finally {
@@ -185,13 +288,30 @@ async function check(e: Expectation, dial: Dial): Promise<string | undefined> {
   }
 }
 
-function compare(e: Expectation, statusCode: number, headers: Record<string, string | string[] | undefined>, text: string, host: string): string | undefined {
-  if (!e.response.statusCodes.includes(statusCode)) return `status ${statusCode}, want ${e.response.statusCodes.join('|')}`;
+function compare(
+  e: Expectation,
+  statusCode: number,
+  headers: Record<string, string | string[] | undefined>,
+  text: string,
+  host: string,
+): string | undefined {
+  if (!e.response.statusCodes.includes(statusCode))
+    return `status ${statusCode}, want ${e.response.statusCodes.join('|')}`;
   const joined = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(',') : v);
-  for (const [k, v] of Object.entries(e.response.headers ?? {})) if (joined(headers[k.toLowerCase()]) !== v) return `response header ${k}: ${joined(headers[k.toLowerCase()])}, want ${v}`;
-  for (const k of e.response.absentHeaders ?? []) if (headers[k.toLowerCase()] !== undefined) return `response header ${k} present`;
+  for (const [k, v] of Object.entries(e.response.headers ?? {}))
+    if (joined(headers[k.toLowerCase()]) !== v)
+      return `response header ${k}: ${joined(headers[k.toLowerCase()])}, want ${v}`;
+  for (const k of e.response.absentHeaders ?? [])
+    if (headers[k.toLowerCase()] !== undefined) return `response header ${k} present`;
   if (statusCode === 200 && e.backend) {
-    const body = JSON.parse(text) as { namespace: string; pod: string; path: string; host: string; method: string; headers: Record<string, string[]> };
+    const body = JSON.parse(text) as {
+      namespace: string;
+      pod: string;
+      path: string;
+      host: string;
+      method: string;
+      headers: Record<string, string[]>;
+    };
     if (body.namespace !== e.backend.namespace) return `namespace ${body.namespace}, want ${e.backend.namespace}`;
     if (!body.pod.startsWith(e.backend.podNamePrefix)) return `pod ${body.pod}, want ${e.backend.podNamePrefix}*`;
     const want = e.expectedRequest;
@@ -200,18 +320,27 @@ function compare(e: Expectation, statusCode: number, headers: Record<string, str
       if (body.method !== want.method) return `method ${body.method}, want ${want.method}`;
       const wantHost = want.host ?? (want.source === 'defaulted-from-request' ? host : null);
       if (wantHost !== null && body.host !== wantHost) return `host ${body.host}, want ${wantHost}`;
-      const headerOf = (name: string) => Object.entries(body.headers).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
-      for (const [k, v] of Object.entries(want.headers ?? {})) if (headerOf(k)?.join(',') !== v) return `request header ${k}: ${headerOf(k)?.join(',')}, want ${v}`;
+      const headerOf = (name: string) =>
+        Object.entries(body.headers).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+      for (const [k, v] of Object.entries(want.headers ?? {}))
+        if (headerOf(k)?.join(',') !== v) return `request header ${k}: ${headerOf(k)?.join(',')}, want ${v}`;
       for (const k of want.absentHeaders ?? []) if (headerOf(k) !== undefined) return `request header ${k} present`;
     }
   }
   if (statusCode >= 300 && statusCode < 400 && e.redirect) {
     const location = new URL(String(headers.location), `${e.request.scheme}://${host}`);
-    if (e.redirect.host && location.hostname !== e.redirect.host) return `Location host ${location.hostname}, want ${e.redirect.host}`;
-    if (location.protocol !== `${e.redirect.scheme}:`) return `Location scheme ${location.protocol}, want ${e.redirect.scheme}`;
+    if (e.redirect.host && location.hostname !== e.redirect.host)
+      return `Location host ${location.hostname}, want ${e.redirect.host}`;
+    if (location.protocol !== `${e.redirect.scheme}:`)
+      return `Location scheme ${location.protocol}, want ${e.redirect.scheme}`;
     if (location.pathname !== e.redirect.path) return `Location path ${location.pathname}, want ${e.redirect.path}`;
     const defaultPort = e.redirect.scheme === 'https' ? '443' : '80';
-    if (e.redirect.port === null ? location.port !== '' && location.port !== defaultPort : location.port !== String(e.redirect.port)) return `Location port ${location.port}, want ${e.redirect.port ?? 'default'}`;
+    if (
+      e.redirect.port === null
+        ? location.port !== '' && location.port !== defaultPort
+        : location.port !== String(e.redirect.port)
+    )
+      return `Location port ${location.port}, want ${e.redirect.port ?? 'default'}`;
   }
   return undefined;
 }
@@ -246,7 +375,14 @@ function fillSlices(api: KubeApiServer, c: Case, pods: { ips: Map<string, string
     for (const name of a.endpointSlices ?? []) {
       const slice = api.get(ENDPOINT_SLICES, backend.namespace, name);
       if (slice?.addressType !== 'IPv4') continue;
-      api.put(ENDPOINT_SLICES, { ...slice, endpoints: backend.podNames.map((pod) => ({ addresses: [pods.ips.get(pod)!], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace: backend.namespace, name: pod } })) });
+      api.put(ENDPOINT_SLICES, {
+        ...slice,
+        endpoints: backend.podNames.map((pod) => ({
+          addresses: [pods.ips.get(pod)!],
+          conditions: { ready: true, serving: true, terminating: false },
+          targetRef: { kind: 'Pod', namespace: backend.namespace, name: pod },
+        })),
+      });
     }
   }
 }
@@ -258,14 +394,23 @@ function withRequestId(e: Expectation): Expectation {
   return {
     ...e,
     request: { ...e.request, target: e.request.target.replaceAll('{REQUEST_ID}', id) },
-    expectedRequest: e.expectedRequest && { ...e.expectedRequest, path: e.expectedRequest.path.replaceAll('{REQUEST_ID}', id) },
+    expectedRequest: e.expectedRequest && {
+      ...e.expectedRequest,
+      path: e.expectedRequest.path.replaceAll('{REQUEST_ID}', id),
+    },
   };
 }
 
 /** Go's mirror check: within 10 s every mirroredTo Service has received the exact request-target. */
 async function mirrored(e: Expectation): Promise<string | undefined> {
   for (const m of e.mirroredTo ?? []) {
-    const why = await waitFor(() => (received.get(`${m.namespace}/${m.service}`)?.includes(e.request.target) ? undefined : `${m.service} did not receive ${e.request.target}`), 10_000);
+    const why = await waitFor(
+      () =>
+        received.get(`${m.namespace}/${m.service}`)?.includes(e.request.target)
+          ? undefined
+          : `${m.service} did not receive ${e.request.target}`,
+      10_000,
+    );
     if (why) return why;
   }
   return undefined;
@@ -286,7 +431,9 @@ async function weightDistribution(w: WeightDistribution, e: Expectation, dial: D
       while (next < w.totalRequests) {
         next++;
         const jitter = Math.random() < 0.5 ? { 'X-Jitter': String(Math.floor(Math.random() * 10_000)) } : {};
-        const r = await request(`http://${dial.address}:${dial.ports[e.gateway.port]}${e.request.target}`, { headers: { ...jitter, connection: 'close' } });
+        const r = await request(`http://${dial.address}:${dial.ports[e.gateway.port]}${e.request.target}`, {
+          headers: { ...jitter, connection: 'close' },
+        });
         const body = (await r.body.json()) as { pod: string };
         if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
         const deployment = body.pod.split('-').slice(0, -2).join('-');
@@ -295,31 +442,77 @@ async function weightDistribution(w: WeightDistribution, e: Expectation, dial: D
     };
     await Promise.all(Array.from({ length: w.concurrentRequests }, worker));
     const unknown = [...seen.keys()].find((d) => !(d in w.expectedWeights));
-    const shares = Object.entries(w.expectedWeights).map(([d, want]) => ({ d, want, got: (seen.get(d) ?? 0) / w.totalRequests }));
-    why = unknown ? `unknown backend ${unknown}`
-      : shares.find((x) => x.want === 0 && x.got > 0) ? `a weight-0 backend received requests: ${JSON.stringify(shares)}`
-      : shares.find((x) => Math.abs(x.got - x.want) > w.tolerancePercentage) ? `shares off by more than ${w.tolerancePercentage}: ${JSON.stringify(shares)}`
-      : undefined;
+    const shares = Object.entries(w.expectedWeights).map(([d, want]) => ({
+      d,
+      want,
+      got: (seen.get(d) ?? 0) / w.totalRequests,
+    }));
+    why = unknown
+      ? `unknown backend ${unknown}`
+      : shares.find((x) => x.want === 0 && x.got > 0)
+        ? `a weight-0 backend received requests: ${JSON.stringify(shares)}`
+        : shares.find((x) => Math.abs(x.got - x.want) > w.tolerancePercentage)
+          ? `shares off by more than ${w.tolerancePercentage}: ${JSON.stringify(shares)}`
+          : undefined;
     if (!why) return undefined;
   }
   return why;
 }
 
 /** A self-signed certificate for a generated TLS Secret (Go's MustCreateSelfSignedCertSecret), as the Secret object. */
-function selfSignedSecret(spec: { namespace: string; name: string; hosts: string[] }): { secret: KubeObject; certPem: string } {
+function selfSignedSecret(spec: { namespace: string; name: string; hosts: string[] }): {
+  secret: KubeObject;
+  certPem: string;
+} {
   const dir = mkdtempSync(join(tmpdir(), 'conformance-tls-'));
   cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'tls.key', '-out', 'tls.crt', '-days', '1', '-subj', '/O=gateway-conformance',
-    '-addext', `subjectAltName=${spec.hosts.map((h) => `DNS:${h}`).join(',')}`, '-addext', 'basicConstraints=critical,CA:TRUE'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'tls.key',
+      '-out',
+      'tls.crt',
+      '-days',
+      '1',
+      '-subj',
+      '/O=gateway-conformance',
+      '-addext',
+      `subjectAltName=${spec.hosts.map((h) => `DNS:${h}`).join(',')}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+    ],
+    { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   const certPem = readFileSync(join(dir, 'tls.crt'), 'utf8');
-  const data = { 'tls.crt': Buffer.from(certPem).toString('base64'), 'tls.key': readFileSync(join(dir, 'tls.key')).toString('base64') };
-  return { certPem, secret: { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: spec.name, namespace: spec.namespace }, data } };
+  const data = {
+    'tls.crt': Buffer.from(certPem).toString('base64'),
+    'tls.key': readFileSync(join(dir, 'tls.key')).toString('base64'),
+  };
+  return {
+    certPem,
+    secret: {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/tls',
+      metadata: { name: spec.name, namespace: spec.namespace },
+      data,
+    },
+  };
 }
 
 /** RFC 7386 JSON merge patch (client.MergeFrom): objects merge, anything else (arrays included) replaces. */
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (!patch || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> =
+    target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);
@@ -370,9 +563,17 @@ async function runCase(c: Case): Promise<void> {
     ca = certPem;
   }
   const ports: Record<number, number> = { 80: await closedPort(), 8080: await closedPort(), 443: await closedPort() };
-  const gw: InProcessGateway = await startInProcess(baseConfig({
-    gateway: { name: 'conformance', workers: 1, accessLog: { enabled: false }, kubernetes: { kubeconfig: api.writeKubeconfig() }, gatewayApi: { controllerName: CONTROLLER, address: '127.0.0.1', addresses: ADDRESS_POOL, portMap: ports } },
-  }));
+  const gw: InProcessGateway = await startInProcess(
+    baseConfig({
+      gateway: {
+        name: 'conformance',
+        workers: 1,
+        accessLog: { enabled: false },
+        kubernetes: { kubeconfig: api.writeKubeconfig() },
+        gatewayApi: { controllerName: CONTROLLER, address: '127.0.0.1', addresses: ADDRESS_POOL, portMap: ports },
+      },
+    }),
+  );
   cleanup.push(() => gw.stop());
 
   const memo = new Map<string, unknown>();
@@ -384,18 +585,36 @@ async function runCase(c: Case): Promise<void> {
   };
   // Go's setup check: our GatewayClass Accepted, observedGeneration current.
   const gc = await waitFor(() => {
-    const o = api.get(COLLECTIONS.GatewayClass, undefined, CLASS) as { metadata: { generation?: number }; status?: { conditions?: Array<{ type: string; status: string; observedGeneration?: number }> } } | undefined;
-    return o?.status?.conditions?.some((x) => x.type === 'Accepted' && x.status === 'True' && x.observedGeneration === o.metadata.generation) ? undefined : 'GatewayClass not Accepted with a current observedGeneration';
+    const o = api.get(COLLECTIONS.GatewayClass, undefined, CLASS) as
+      | {
+          metadata: { generation?: number };
+          status?: { conditions?: Array<{ type: string; status: string; observedGeneration?: number }> };
+        }
+      | undefined;
+    return o?.status?.conditions?.some(
+      (x) => x.type === 'Accepted' && x.status === 'True' && x.observedGeneration === o.metadata.generation,
+    )
+      ? undefined
+      : 'GatewayClass not Accepted with a current observedGeneration';
   }, 10_000);
   expect(gc, 'GatewayClass').toBeUndefined();
 
   const dial = (e: Expectation) => (): Dial => {
-    const gateway = api.get(COLLECTIONS.Gateway, e.gateway.namespace, e.gateway.name) as { status?: { addresses?: Array<{ type?: string; value: string }> } } | undefined;
+    const gateway = api.get(COLLECTIONS.Gateway, e.gateway.namespace, e.gateway.name) as
+      | { status?: { addresses?: Array<{ type?: string; value: string }> } }
+      | undefined;
     const address = gateway?.status?.addresses?.find((a) => a.type)?.value;
     if (!address) throw new Error(`Gateway ${e.gateway.name} has no address in its status`);
     return { address, ports, ca };
   };
-  const phases = [...new Set([1, ...(c.actions ?? []).map((a) => a.phase), ...c.expectations.map((e) => e.phase), ...(c.status ?? []).map((s) => s.phase ?? 1)])].sort();
+  const phases = [
+    ...new Set([
+      1,
+      ...(c.actions ?? []).map((a) => a.phase),
+      ...c.expectations.map((e) => e.phase),
+      ...(c.status ?? []).map((s) => s.phase ?? 1),
+    ]),
+  ].sort();
   for (const phase of phases) {
     act(api, c, phase, memo);
     for (const s of (c.status ?? []).filter((x) => (x.phase ?? 1) === phase)) {
@@ -409,7 +628,8 @@ async function runCase(c: Case): Promise<void> {
       const why = await converge(e, dial(e), i === 0 ? 10_000 : 3000);
       expect(why, e.name).toBeUndefined();
       expect(await mirrored(e), `${e.name}: mirror`).toBeUndefined();
-      if (c.weightDistribution && i === 0) expect(await weightDistribution(c.weightDistribution, e, dial(e)()), `${e.name}: distribution`).toBeUndefined();
+      if (c.weightDistribution && i === 0)
+        expect(await weightDistribution(c.weightDistribution, e, dial(e)()), `${e.name}: distribution`).toBeUndefined();
     }
   }
 }
@@ -425,11 +645,23 @@ async function waitFor(probe: () => string | undefined, timeoutMs: number): Prom
 }
 
 const available = existsSync(join(DATA, 'index.json'));
-describe.skipIf(!available)('Gateway API HTTPRoute conformance (status checks, requests over HTTP and HTTPS, both phases)', () => {
-  const cases = available ? readdirSync(join(DATA, 'cases')).map((f) => JSON.parse(readFileSync(join(DATA, 'cases', f), 'utf8').replaceAll('{GATEWAY_CLASS_NAME}', CLASS).replaceAll('{CONTROLLER_NAME}', CONTROLLER)) as Case) : [];
-  for (const c of cases) {
-    const reason = NOT_YET[c.name];
-    if (reason) it.todo(`${c.name} (${c.supportLevel}): ${reason}`);
-    else it(`${c.name} (${c.supportLevel})`, () => runCase(c), 120_000);
-  }
-});
+describe.skipIf(!available)(
+  'Gateway API HTTPRoute conformance (status checks, requests over HTTP and HTTPS, both phases)',
+  () => {
+    const cases = available
+      ? readdirSync(join(DATA, 'cases')).map(
+          (f) =>
+            JSON.parse(
+              readFileSync(join(DATA, 'cases', f), 'utf8')
+                .replaceAll('{GATEWAY_CLASS_NAME}', CLASS)
+                .replaceAll('{CONTROLLER_NAME}', CONTROLLER),
+            ) as Case,
+        )
+      : [];
+    for (const c of cases) {
+      const reason = NOT_YET[c.name];
+      if (reason) it.todo(`${c.name} (${c.supportLevel}): ${reason}`);
+      else it(`${c.name} (${c.supportLevel})`, () => runCase(c), 120_000);
+    }
+  },
+);

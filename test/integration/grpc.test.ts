@@ -10,8 +10,13 @@ import { TestCa } from '../helpers/pki.js';
  */
 const id = (b: Buffer) => b;
 const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
-  path: `/meridian.test.Echo/${name}`, requestStream, responseStream,
-  requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id,
+  path: `/meridian.test.Echo/${name}`,
+  requestStream,
+  responseStream,
+  requestSerialize: id,
+  requestDeserialize: id,
+  responseSerialize: id,
+  responseDeserialize: id,
 });
 const service = {
   Unary: method('Unary', false, false),
@@ -65,26 +70,44 @@ beforeAll(async () => {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
   ca = new TestCa('gRPC test CA');
   const cert = ca.server();
-  gw = await startInProcess(baseConfig({
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: cert.cert, key: cert.key } },
-    ],
-    routes: [
-      { name: 'retrying', match: { path: { prefix: '/meridian.test.Echo/Unavailable' } }, cluster: 'grpc', retry: { attempts: 2, on: ['unavailable'], backoff: { base: '10ms', max: '20ms' } } },
-      { name: 'outlier', match: { path: { prefix: '/meridian.test.Echo/StreamThenUnavailable' } }, cluster: 'grpc-outlier' },
-      { name: 'grpc', match: { path: { prefix: '/meridian.test.Echo/' } }, cluster: 'grpc', timeout: '60s' },
-    ],
-    clusters: [
-      { name: 'grpc', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port}` }] },
-      // The same server as a cluster of its own, judged by outlier detection.
-      { name: 'grpc-outlier', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port}` }],
-        outlierDetection: { consecutive5xx: 3, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 100 } },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      listeners: [
+        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+        { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: cert.cert, key: cert.key } },
+      ],
+      routes: [
+        {
+          name: 'retrying',
+          match: { path: { prefix: '/meridian.test.Echo/Unavailable' } },
+          cluster: 'grpc',
+          retry: { attempts: 2, on: ['unavailable'], backoff: { base: '10ms', max: '20ms' } },
+        },
+        {
+          name: 'outlier',
+          match: { path: { prefix: '/meridian.test.Echo/StreamThenUnavailable' } },
+          cluster: 'grpc-outlier',
+        },
+        { name: 'grpc', match: { path: { prefix: '/meridian.test.Echo/' } }, cluster: 'grpc', timeout: '60s' },
+      ],
+      clusters: [
+        { name: 'grpc', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port}` }] },
+        // The same server as a cluster of its own, judged by outlier detection.
+        {
+          name: 'grpc-outlier',
+          protocol: 'http2',
+          endpoints: [{ address: `127.0.0.1:${port}` }],
+          outlierDetection: { consecutive5xx: 3, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 100 },
+        },
+      ],
+    }),
+  );
   tlsAddress = gw.gw.addresses.listeners.tls;
 });
 
@@ -95,7 +118,9 @@ afterAll(async () => {
 
 describe('gRPC statuses drive retries and outlier detection', () => {
   let c: Client;
-  beforeAll(() => { c = new EchoClient(gw.url.replace('http://', ''), grpc.credentials.createInsecure()) as Client; });
+  beforeAll(() => {
+    c = new EchoClient(gw.url.replace('http://', ''), grpc.credentials.createInsecure()) as Client;
+  });
   afterAll(() => c?.close());
 
   it('retry.on: [unavailable] retries a Trailers-Only UNAVAILABLE answer', async () => {
@@ -108,14 +133,18 @@ describe('gRPC statuses drive retries and outlier detection', () => {
 
   it('UNAVAILABLE in the trailers of an HTTP 200 counts as a 5xx: three calls eject the endpoint', async () => {
     for (let i = 0; i < 3; i++) {
-      const { got, status } = await readStream(c.StreamThenUnavailable(Buffer.from('x')) as grpc.ClientReadableStream<Buffer>);
+      const { got, status } = await readStream(
+        c.StreamThenUnavailable(Buffer.from('x')) as grpc.ClientReadableStream<Buffer>,
+      );
       expect(got).toEqual(['partial']);
       expect(status.code).toBe(grpc.status.UNAVAILABLE);
       expect(status.details).toBe('shutting down');
     }
     // Outcomes reach the detector in batches: wait for the verdict.
     const ejected = await waitFor(async () => {
-      const s = await (await fetch(`${gw.admin}/clusters/grpc-outlier/status`)).json() as { endpoints: Array<{ outlier?: { ejected: boolean } }> };
+      const s = (await (await fetch(`${gw.admin}/clusters/grpc-outlier/status`)).json()) as {
+        endpoints: Array<{ outlier?: { ejected: boolean } }>;
+      };
       return s.endpoints[0].outlier?.ejected || undefined;
     });
     expect(ejected).toBe(true);
@@ -124,7 +153,14 @@ describe('gRPC statuses drive retries and outlier detection', () => {
 
 const clients: Array<[string, () => Client]> = [
   ['h2c listener', () => new EchoClient(gw.url.replace('http://', ''), grpc.credentials.createInsecure()) as Client],
-  ['TLS listener', () => new EchoClient(tlsAddress.replace('127.0.0.1', 'localhost'), grpc.credentials.createSsl(Buffer.from(ca.certPem))) as Client],
+  [
+    'TLS listener',
+    () =>
+      new EchoClient(
+        tlsAddress.replace('127.0.0.1', 'localhost'),
+        grpc.credentials.createSsl(Buffer.from(ca.certPem)),
+      ) as Client,
+  ],
 ];
 
 /** Every message of a server stream, then its final status (an error status is not thrown). */
@@ -137,7 +173,12 @@ function readStream(call: grpc.ClientReadableStream<Buffer>): Promise<{ got: str
   });
 }
 
-function unary(c: Client, name: string, req: Buffer, opts: grpc.CallOptions = {}): Promise<{ res?: Buffer; err?: grpc.ServiceError; trailers?: grpc.Metadata }> {
+function unary(
+  c: Client,
+  name: string,
+  req: Buffer,
+  opts: grpc.CallOptions = {},
+): Promise<{ res?: Buffer; err?: grpc.ServiceError; trailers?: grpc.Metadata }> {
   return new Promise((resolve) => {
     let trailers: grpc.Metadata | undefined;
     const call = c[name](req, new grpc.Metadata(), opts, (err: grpc.ServiceError | null, res?: Buffer) => {
@@ -150,7 +191,9 @@ function unary(c: Client, name: string, req: Buffer, opts: grpc.CallOptions = {}
 
 describe.each(clients)('gRPC through the gateway (%s)', (_name, makeClient) => {
   let c: Client;
-  beforeAll(() => { c = makeClient(); });
+  beforeAll(() => {
+    c = makeClient();
+  });
   afterAll(() => c?.close());
 
   it('unary call: response and trailing metadata', async () => {

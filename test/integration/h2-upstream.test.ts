@@ -27,24 +27,51 @@ beforeAll(async () => {
     }
     res.end(`h2 ${req.url}`);
   });
-  up.on('session', (s) => { sessions++; upstreamSessions.push(s); });
+  up.on('session', (s) => {
+    sessions++;
+    upstreamSessions.push(s);
+  });
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   const addr = `127.0.0.1:${(up.address() as AddressInfo).port}`;
   const dead = `127.0.0.1:${await closedPort()}`;
-  gw = await startInProcess(baseConfig({
-    routes: [
-      { name: 'dead', match: { path: { prefix: '/dead' } }, cluster: 'dead' },
-      { name: 'failover', match: { path: { prefix: '/failover' } }, cluster: 'failover', retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '5ms' } } },
-      { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'h2', timeout: '300ms' },
-      { name: 'all', match: { path: { prefix: '/' } }, cluster: 'h2' },
-    ],
-    clusters: [
-      { name: 'h2', protocol: 'http2', endpoints: [{ address: addr }],
-        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 1 } },
-      { name: 'dead', protocol: 'http2', endpoints: [{ address: dead }] },
-      { name: 'failover', protocol: 'http2', endpoints: [{ address: dead, priority: 0 }, { address: addr, priority: 1 }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [
+        { name: 'dead', match: { path: { prefix: '/dead' } }, cluster: 'dead' },
+        {
+          name: 'failover',
+          match: { path: { prefix: '/failover' } },
+          cluster: 'failover',
+          retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '5ms' } },
+        },
+        { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'h2', timeout: '300ms' },
+        { name: 'all', match: { path: { prefix: '/' } }, cluster: 'h2' },
+      ],
+      clusters: [
+        {
+          name: 'h2',
+          protocol: 'http2',
+          endpoints: [{ address: addr }],
+          healthCheck: {
+            http: { path: '/healthz' },
+            interval: '100ms',
+            timeout: '500ms',
+            healthyThreshold: 1,
+            unhealthyThreshold: 1,
+          },
+        },
+        { name: 'dead', protocol: 'http2', endpoints: [{ address: dead }] },
+        {
+          name: 'failover',
+          protocol: 'http2',
+          endpoints: [
+            { address: dead, priority: 0 },
+            { address: addr, priority: 1 },
+          ],
+        },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -56,7 +83,11 @@ afterAll(async () => {
 describe('HTTP/2 upstream connections', () => {
   it('multiplexes concurrent requests over one session', async () => {
     const before = sessions;
-    const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => request(`${gw.url}/m/${i}`).then(async (r) => [r.statusCode, await r.body.text()])));
+    const rs = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        request(`${gw.url}/m/${i}`).then(async (r) => [r.statusCode, await r.body.text()]),
+      ),
+    );
     rs.forEach(([status, body], i) => {
       expect(status).toBe(200);
       expect(body).toBe(`h2 /m/${i}`);
@@ -99,7 +130,9 @@ describe('HTTP/2 upstream connections', () => {
   it('HTTP health checks run over HTTP/2 and pass', async () => {
     const seen = healthChecks;
     await waitFor(() => (healthChecks >= seen + 2 ? true : undefined));
-    const s = await (await request(`${gw.admin}/clusters/h2/status`)).body.json() as { endpoints: Array<{ flags: string[] }> };
+    const s = (await (await request(`${gw.admin}/clusters/h2/status`)).body.json()) as {
+      endpoints: Array<{ flags: string[] }>;
+    };
     expect(s.endpoints[0].flags).not.toContain('failed_active_hc');
   });
 });

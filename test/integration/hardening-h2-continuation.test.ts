@@ -28,15 +28,22 @@ beforeAll(async () => {
   ca = new TestCa('H2 Test CA');
   const cert = ca.server();
   up = await startUpstream((_req, res) => res.end('ok'));
-  gw = await startInProcess(baseConfig({
-    gateway: { name: 'test', workers: 1, accessLog: { enabled: false }, limits: { headersTimeout: `${HEADERS_TIMEOUT_MS}ms`, idleTimeout: `${IDLE_TIMEOUT_MS}ms` } },
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: cert.cert, key: cert.key } },
-    ],
-    routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
-    clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      gateway: {
+        name: 'test',
+        workers: 1,
+        accessLog: { enabled: false },
+        limits: { headersTimeout: `${HEADERS_TIMEOUT_MS}ms`, idleTimeout: `${IDLE_TIMEOUT_MS}ms` },
+      },
+      listeners: [
+        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+        { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: cert.cert, key: cert.key } },
+      ],
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -72,27 +79,52 @@ function hpackInt(n: number, prefixBits: number, high = 0): number[] {
 
 const hpackString = (s: string) => Buffer.concat([Buffer.from(hpackInt(Buffer.byteLength(s), 7)), Buffer.from(s)]);
 /** Literal header field without indexing, new name (RFC 7541 6.2.2). */
-const literal = (name: string, value: string) => Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]);
+const literal = (name: string, value: string) =>
+  Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]);
 /** Literal without indexing, name from the static table. */
-const literalIndexedName = (index: number, value: string) => Buffer.concat([Buffer.from(hpackInt(index, 4)), hpackString(value)]);
+const literalIndexedName = (index: number, value: string) =>
+  Buffer.concat([Buffer.from(hpackInt(index, 4)), hpackString(value)]);
 
 /** :method GET, :scheme, :path, :authority localhost. */
 function requestBlock(path: string, scheme: 'http' | 'https'): Buffer {
-  return Buffer.concat([Buffer.from([0x82, scheme === 'http' ? 0x86 : 0x87]), literalIndexedName(4, path), literalIndexedName(1, 'localhost')]);
+  return Buffer.concat([
+    Buffer.from([0x82, scheme === 'http' ? 0x86 : 0x87]),
+    literalIndexedName(4, path),
+    literalIndexedName(1, 'localhost'),
+  ]);
 }
 
 /** A CONTINUATION payload of about `size` bytes: one literal header field. */
 const filler = (i: number, size = 300) => literal(`x-flood-${i}`, 'a'.repeat(size));
 
 // Huffman codes of the digits (RFC 7541 appendix B), enough to read a :status value.
-const HUFFMAN_DIGITS: Record<string, string> = { '00000': '0', '00001': '1', '00010': '2', '011001': '3', '011010': '4', '011011': '5', '011100': '6', '011101': '7', '011110': '8', '011111': '9' };
-const STATIC_STATUS: Record<number, string> = { 8: '200', 9: '204', 10: '206', 11: '304', 12: '400', 13: '404', 14: '500' };
+const HUFFMAN_DIGITS: Record<string, string> = {
+  '00000': '0',
+  '00001': '1',
+  '00010': '2',
+  '011001': '3',
+  '011010': '4',
+  '011011': '5',
+  '011100': '6',
+  '011101': '7',
+  '011110': '8',
+  '011111': '9',
+};
+const STATIC_STATUS: Record<number, string> = {
+  8: '200',
+  9: '204',
+  10: '206',
+  11: '304',
+  12: '400',
+  13: '404',
+  14: '500',
+};
 
 /** The :status of a response header block, when it is the first field (as Node writes it). */
 function statusOf(block: Buffer): string | undefined {
   const b = block[0];
   if (b & 0x80) return STATIC_STATUS[b & 0x7f];
-  const index = (b & 0x40) ? b & 0x3f : b & 0x0f;
+  const index = b & 0x40 ? b & 0x3f : b & 0x0f;
   if (!STATIC_STATUS[index]) return undefined;
   const len = block[1] & 0x7f;
   const raw = block.subarray(2, 2 + len);
@@ -102,13 +134,21 @@ function statusOf(block: Buffer): string | undefined {
   let cur = '';
   for (const bit of bits) {
     cur += bit;
-    if (HUFFMAN_DIGITS[cur]) { out += HUFFMAN_DIGITS[cur]; cur = ''; }
+    if (HUFFMAN_DIGITS[cur]) {
+      out += HUFFMAN_DIGITS[cur];
+      cur = '';
+    }
     if (out.length === 3) break;
   }
   return out;
 }
 
-interface Frame { type: number; flags: number; streamId: number; payload: Buffer }
+interface Frame {
+  type: number;
+  flags: number;
+  streamId: number;
+  payload: Buffer;
+}
 
 /** A raw HTTP/2 client connection: writes bytes, parses the frames it gets back, knows when it closed. */
 class RawH2 {
@@ -117,17 +157,26 @@ class RawH2 {
   readonly closedPromise: Promise<void>;
   #buf = Buffer.alloc(0);
 
-  private constructor(readonly socket: net.Socket, readonly scheme: 'http' | 'https') {
+  private constructor(
+    readonly socket: net.Socket,
+    readonly scheme: 'http' | 'https',
+  ) {
     socket.on('error', () => {});
     socket.on('data', (d: Buffer) => this.#onData(d));
-    this.closedPromise = new Promise((resolve) => socket.once('close', () => { this.closed = true; resolve(); }));
+    this.closedPromise = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.closed = true;
+        resolve();
+      }),
+    );
   }
 
   static async open(listener: 'main' | 'tls'): Promise<RawH2> {
     const [host, port] = gw.gw.addresses.listeners[listener].split(':');
-    const socket = listener === 'main'
-      ? net.connect(Number(port), host)
-      : tls.connect({ host, port: Number(port), servername: 'localhost', ca: ca.certPem, ALPNProtocols: ['h2'] });
+    const socket =
+      listener === 'main'
+        ? net.connect(Number(port), host)
+        : tls.connect({ host, port: Number(port), servername: 'localhost', ca: ca.certPem, ALPNProtocols: ['h2'] });
     await new Promise<void>((resolve, reject) => {
       socket.once(listener === 'main' ? 'connect' : 'secureConnect', () => resolve());
       socket.once('error', reject);
@@ -144,7 +193,12 @@ class RawH2 {
     while (this.#buf.length >= 9) {
       const len = this.#buf.readUIntBE(0, 3);
       if (this.#buf.length < 9 + len) break;
-      this.frames.push({ type: this.#buf[3], flags: this.#buf[4], streamId: this.#buf.readUInt32BE(5) & 0x7fffffff, payload: this.#buf.subarray(9, 9 + len) });
+      this.frames.push({
+        type: this.#buf[3],
+        flags: this.#buf[4],
+        streamId: this.#buf.readUInt32BE(5) & 0x7fffffff,
+        payload: this.#buf.subarray(9, 9 + len),
+      });
       this.#buf = this.#buf.subarray(9 + len);
     }
   }
@@ -155,7 +209,10 @@ class RawH2 {
     if (this.socket.write(b)) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 200);
-      const done = () => { clearTimeout(t); resolve(); };
+      const done = () => {
+        clearTimeout(t);
+        resolve();
+      };
       this.socket.once('drain', done);
       this.socket.once('close', done);
     });
@@ -182,13 +239,23 @@ class RawH2 {
   }
 }
 
-interface FloodResult { sent: number; elapsedMs: number; closed: boolean; goaway: ReturnType<RawH2['goaway']>; frames: Frame[] }
+interface FloodResult {
+  sent: number;
+  elapsedMs: number;
+  closed: boolean;
+  goaway: ReturnType<RawH2['goaway']>;
+  frames: Frame[];
+}
 
 /**
  * HEADERS (END_STREAM, no END_HEADERS) for `path`, then CONTINUATION frames without END_HEADERS until
  * the gateway closes the connection, `maxFrames` were sent or `maxMs` passed.
  */
-async function flood(listener: 'main' | 'tls', path: string, opts: { maxFrames?: number; maxMs?: number; payload?: (i: number) => Buffer } = {}): Promise<FloodResult> {
+async function flood(
+  listener: 'main' | 'tls',
+  path: string,
+  opts: { maxFrames?: number; maxMs?: number; payload?: (i: number) => Buffer } = {},
+): Promise<FloodResult> {
   const { maxFrames = 5000, maxMs = 2000, payload = (i: number) => filler(i) } = opts;
   const conn = await RawH2.open(listener);
   const t0 = Date.now();
@@ -211,7 +278,10 @@ function h2get(client: http2.ClientHttp2Session, path: string): Promise<number> 
   return new Promise((resolve, reject) => {
     const s = client.request({ ':path': path });
     s.setTimeout(5000, () => s.close(http2.constants.NGHTTP2_CANCEL));
-    s.on('response', (h) => { s.resume(); s.on('end', () => resolve(Number(h[':status']))); });
+    s.on('response', (h) => {
+      s.resume();
+      s.on('end', () => resolve(Number(h[':status'])));
+    });
     s.on('error', reject);
     s.on('close', () => resolve(0));
     s.end();
@@ -220,7 +290,10 @@ function h2get(client: http2.ClientHttp2Session, path: string): Promise<number> 
 
 function normalClient(listener: 'main' | 'tls'): http2.ClientHttp2Session {
   const addr = gw.gw.addresses.listeners[listener];
-  const client = listener === 'main' ? http2.connect(`http://${addr}`) : http2.connect(`https://${addr}`, { ca: ca.certPem, servername: 'localhost' });
+  const client =
+    listener === 'main'
+      ? http2.connect(`http://${addr}`)
+      : http2.connect(`https://${addr}`, { ca: ca.certPem, servername: 'localhost' });
   client.on('error', () => {});
   return client;
 }
@@ -233,8 +306,11 @@ describe('HTTP/2 CONTINUATION frames', () => {
       const conn = await RawH2.open(listener);
       try {
         await conn.write(frame(T.HEADERS, END_STREAM, 1, requestBlock(`/control/${listener}`, conn.scheme)));
-        for (let i = 0; i < 5; i++) await conn.write(frame(T.CONTINUATION, i === 4 ? END_HEADERS : 0, 1, filler(i, 100)));
-        expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 1), 5000)).toBe(true);
+        for (let i = 0; i < 5; i++)
+          await conn.write(frame(T.CONTINUATION, i === 4 ? END_HEADERS : 0, 1, filler(i, 100)));
+        expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 1), 5000)).toBe(
+          true,
+        );
         const response = conn.frames.find((f) => f.type === T.HEADERS && f.streamId === 1)!;
         expect(statusOf(response.payload)).toBe('200');
         expect(conn.goaway()).toBeUndefined();
@@ -282,7 +358,9 @@ describe('HTTP/2 CONTINUATION frames', () => {
       await conn.write(frame(T.HEADERS, END_STREAM, 1, requestBlock('/threshold', 'http')));
       for (let i = 0; i < 8; i++) await conn.write(frame(T.CONTINUATION, 0, 1, filler(i)));
       // The server answered our SETTINGS, so it has read what precedes them.
-      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.SETTINGS && f.flags & 0x1), 2000)).toBe(true);
+      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.SETTINGS && f.flags & 0x1), 2000)).toBe(
+        true,
+      );
       await new Promise((r) => setTimeout(r, 300));
       expect(conn.closed).toBe(false);
       expect(conn.goaway()).toBeUndefined();
@@ -300,13 +378,20 @@ describe('HTTP/2 CONTINUATION frames', () => {
     try {
       await conn.write(frame(T.HEADERS, END_STREAM, 1, requestBlock('/too-big', 'http')));
       // 5 x ~15 KB = ~75 KB of header list, over the default 61440-byte SETTINGS_MAX_HEADER_LIST_SIZE.
-      for (let i = 0; i < 5; i++) await conn.write(frame(T.CONTINUATION, i === 4 ? END_HEADERS : 0, 1, filler(i, 15_000)));
-      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 1), 5000)).toBe(true);
+      for (let i = 0; i < 5; i++)
+        await conn.write(frame(T.CONTINUATION, i === 4 ? END_HEADERS : 0, 1, filler(i, 15_000)));
+      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 1), 5000)).toBe(
+        true,
+      );
       expect(statusOf(conn.frames.find((f) => f.type === T.HEADERS && f.streamId === 1)!.payload)).toBe('431');
-      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.RST_STREAM && f.streamId === 1), 2000)).toBe(true);
+      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.RST_STREAM && f.streamId === 1), 2000)).toBe(
+        true,
+      );
       // The same connection still serves a normal request.
       await conn.write(frame(T.HEADERS, END_STREAM | END_HEADERS, 3, requestBlock('/after-431', 'http')));
-      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 3), 5000)).toBe(true);
+      expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.HEADERS && f.streamId === 3), 5000)).toBe(
+        true,
+      );
       expect(statusOf(conn.frames.find((f) => f.type === T.HEADERS && f.streamId === 3)!.payload)).toBe('200');
       expect(conn.goaway()).toBeUndefined();
     } finally {
@@ -331,7 +416,13 @@ describe('HTTP/2 CONTINUATION frames', () => {
     try {
       // Up to 40 attacking connections, 4 at a time, bounded to 4 s in total.
       for (let round = 0; round < 10 && Date.now() - t0 < 4000; round++) {
-        floods.push(...(await Promise.all([0, 1, 2, 3].map((k) => flood(k % 2 ? 'tls' : 'main', `/flood-concurrent/${round}/${k}`, { maxFrames: 5000, maxMs: 2000 })))));
+        floods.push(
+          ...(await Promise.all(
+            [0, 1, 2, 3].map((k) =>
+              flood(k % 2 ? 'tls' : 'main', `/flood-concurrent/${round}/${k}`, { maxFrames: 5000, maxMs: 2000 }),
+            ),
+          )),
+        );
       }
     } finally {
       attacking = false;

@@ -9,10 +9,12 @@ let up: TestUpstream;
 
 beforeAll(async () => {
   up = await startUpstream((_req, res) => setTimeout(() => res.end('ok'), 5));
-  gw = await startInProcess(baseConfig({
-    routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
-    clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -23,7 +25,10 @@ afterAll(async () => {
 function h2get(client: http2.ClientHttp2Session, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = client.request({ ':path': path });
-    s.on('response', (h) => { s.resume(); s.on('end', () => resolve(Number(h[':status']))); });
+    s.on('response', (h) => {
+      s.resume();
+      s.on('end', () => resolve(Number(h[':status'])));
+    });
     s.on('error', reject);
     s.end();
   });

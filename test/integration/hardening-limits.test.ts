@@ -3,7 +3,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import http2 from 'node:http2';
 import { request } from 'undici';
-import { startInProcess, spawnGateway, baseConfig, waitFor, type InProcessGateway, type SpawnedGateway } from '../helpers/gateway.js';
+import {
+  startInProcess,
+  spawnGateway,
+  baseConfig,
+  waitFor,
+  type InProcessGateway,
+  type SpawnedGateway,
+} from '../helpers/gateway.js';
 import { startUpstream, okHandler, type TestUpstream } from '../helpers/upstream.js';
 import { TestCa, type Issued } from '../helpers/pki.js';
 
@@ -37,31 +44,37 @@ beforeAll(async () => {
       rawUpSeen[i] += d.toString('latin1');
       if (!first) return;
       // An upstream that speaks h2c: the smuggling target the gateway must never hand a client to.
-      if (/^upgrade:[^\r]*h2c/im.test(rawUpSeen[i])) sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+      if (/^upgrade:[^\r]*h2c/im.test(rawUpSeen[i]))
+        sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
       else sock.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
     });
   });
   await new Promise<void>((r) => rawUp.listen(0, '127.0.0.1', r));
-  control = tls.createServer({ cert: serverCert.certPem, key: serverCert.keyPem, minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => {
-    s.on('error', () => {});
-    const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
-    s.on('data', (d: Buffer) => (/connection: close/i.test(d.toString('latin1')) ? s.end(ok) : s.write(ok)));
-  });
+  control = tls.createServer(
+    { cert: serverCert.certPem, key: serverCert.keyPem, minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' },
+    (s) => {
+      s.on('error', () => {});
+      const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n';
+      s.on('data', (d: Buffer) => (/connection: close/i.test(d.toString('latin1')) ? s.end(ok) : s.write(ok)));
+    },
+  );
   await new Promise<void>((r) => control.listen(0, '127.0.0.1', r));
-  gw = await startInProcess(baseConfig({
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key } },
-    ],
-    routes: [
-      { name: 'h2c', match: { path: { prefix: '/h2c' } }, cluster: 'raw' },
-      { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
-    ],
-    clusters: [
-      { name: 'up', endpoints: [{ address: up.address }] },
-      { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as net.AddressInfo).port}` }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      listeners: [
+        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+        { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key } },
+      ],
+      routes: [
+        { name: 'h2c', match: { path: { prefix: '/h2c' } }, cluster: 'raw' },
+        { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
+      ],
+      clusters: [
+        { name: 'up', endpoints: [{ address: up.address }] },
+        { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as net.AddressInfo).port}` }] },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -118,7 +131,11 @@ class KeepAlive {
  * Connect, send `bytes`, collect the reply until the server closes (or `timeoutMs`). `closedByServer`
  * is true only when the server ended the connection (we never close first before the timeout).
  */
-function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 2000): Promise<{ reply: string; closedByServer: boolean; ms: number }> {
+function rawExchange(
+  port: number,
+  bytes: string | Buffer,
+  timeoutMs = 2000,
+): Promise<{ reply: string; closedByServer: boolean; ms: number }> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const s = net.connect(port, '127.0.0.1');
@@ -145,15 +162,22 @@ describe('limits.maxConnections (per worker; workers: 1)', () => {
   let mainPort: number;
 
   beforeAll(async () => {
-    capGw = await startInProcess(baseConfig({
-      gateway: { name: 'cap', workers: 1, accessLog: { enabled: false }, limits: { maxConnections: CAP } },
-      listeners: [
-        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-        { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key } },
-      ],
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
-      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-    }));
+    capGw = await startInProcess(
+      baseConfig({
+        gateway: { name: 'cap', workers: 1, accessLog: { enabled: false }, limits: { maxConnections: CAP } },
+        listeners: [
+          { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+          {
+            name: 'tls',
+            address: '127.0.0.1:0',
+            protocol: 'https',
+            tls: { cert: serverCert.cert, key: serverCert.key },
+          },
+        ],
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+        clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+      }),
+    );
     mainPort = portOf(capGw.url);
   });
 
@@ -184,10 +208,17 @@ describe('limits.maxConnections (per worker; workers: 1)', () => {
       }
       // Free one slot: a new connection is served (bounded retry while the server sees the close).
       conns.shift()!.destroy();
-      const reply = await waitFor(async () => {
-        const r = await rawExchange(mainPort, 'GET /cap/after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-        return r.reply.startsWith('HTTP/1.1 200') ? r.reply : undefined;
-      }, 3000, 50);
+      const reply = await waitFor(
+        async () => {
+          const r = await rawExchange(
+            mainPort,
+            'GET /cap/after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+          );
+          return r.reply.startsWith('HTTP/1.1 200') ? r.reply : undefined;
+        },
+        3000,
+        50,
+      );
       expect(reply).toMatch(/^HTTP\/1.1 200/);
     } finally {
       for (const c of conns) c.destroy();
@@ -204,11 +235,30 @@ describe('limits.maxConnections (per worker; workers: 1)', () => {
         expect(await c.get(`/cap/pw-${i}`)).toBe(200);
       }
       const tlsOutcome = await new Promise<string>((resolve) => {
-        const s = tls.connect({ host: '127.0.0.1', port: portOf(capGw.gw.addresses.listeners.tls), ca: ca.certPem, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
-        const timer = setTimeout(() => { s.destroy(); resolve('timeout'); }, 3000);
-        s.on('secureConnect', () => { clearTimeout(timer); s.destroy(); resolve('accepted'); });
-        s.on('error', () => { clearTimeout(timer); resolve('refused'); });
-        s.on('close', () => { clearTimeout(timer); resolve('refused'); });
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: portOf(capGw.gw.addresses.listeners.tls),
+          ca: ca.certPem,
+          servername: 'localhost',
+          ALPNProtocols: ['http/1.1'],
+        });
+        const timer = setTimeout(() => {
+          s.destroy();
+          resolve('timeout');
+        }, 3000);
+        s.on('secureConnect', () => {
+          clearTimeout(timer);
+          s.destroy();
+          resolve('accepted');
+        });
+        s.on('error', () => {
+          clearTimeout(timer);
+          resolve('refused');
+        });
+        s.on('close', () => {
+          clearTimeout(timer);
+          resolve('refused');
+        });
       });
       expect(tlsOutcome).toBe('refused');
     } finally {
@@ -222,7 +272,14 @@ type TlsOutcome = { ok: true; protocol: string; cipher: string; reply: string } 
 /** TLS handshake with `opts`; on success send one HTTP/1.1 request and collect the reply (bounded). */
 function tlsExchange(port: number, opts: tls.ConnectionOptions, path = '/tls'): Promise<TlsOutcome> {
   return new Promise((resolve) => {
-    const s = tls.connect({ host: '127.0.0.1', port, ca: ca.certPem, servername: 'localhost', ALPNProtocols: ['http/1.1'], ...opts });
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: ca.certPem,
+      servername: 'localhost',
+      ALPNProtocols: ['http/1.1'],
+      ...opts,
+    });
     let out: TlsOutcome | undefined;
     let reply = '';
     const timer = setTimeout(() => s.destroy(), 3000);
@@ -231,7 +288,9 @@ function tlsExchange(port: number, opts: tls.ConnectionOptions, path = '/tls'): 
       s.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
     });
     s.on('data', (d: Buffer) => (reply += d.toString('latin1')));
-    s.on('error', (e: NodeJS.ErrnoException) => { out ??= { ok: false, code: e.code ?? e.message }; });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      out ??= { ok: false, code: e.code ?? e.message };
+    });
     s.on('close', () => {
       clearTimeout(timer);
       if (out?.ok) out.reply = reply;
@@ -243,7 +302,8 @@ function tlsExchange(port: number, opts: tls.ConnectionOptions, path = '/tls'): 
 describe('TLS hardening (https listener)', () => {
   const gwPort = () => portOf(gw.gw.addresses.listeners.tls);
   const ctlPort = () => (control.address() as net.AddressInfo).port;
-  const CBC_ONLY = 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-SHA:AES128-SHA256:AES128-SHA';
+  const CBC_ONLY =
+    'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-SHA:AES128-SHA256:AES128-SHA';
 
   it('refuses a TLS 1.2 client offering only CBC (non-AEAD) suites; a permissive server accepts the same offer', async () => {
     const offer: tls.ConnectionOptions = { maxVersion: 'TLSv1.2', ciphers: CBC_ONLY };
@@ -263,10 +323,30 @@ describe('TLS hardening (https listener)', () => {
   });
 
   const accepted: Array<[string, tls.ConnectionOptions, string, RegExp]> = [
-    ['TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256', { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }, 'TLSv1.2', /^ECDHE-ECDSA-AES128-GCM-SHA256$/],
-    ['TLS 1.2 ECDHE-ECDSA-AES256-GCM-SHA384', { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' }, 'TLSv1.2', /^ECDHE-ECDSA-AES256-GCM-SHA384$/],
-    ['TLS 1.2 ECDHE-ECDSA-CHACHA20-POLY1305', { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305' }, 'TLSv1.2', /^ECDHE-ECDSA-CHACHA20-POLY1305$/],
-    ['TLS 1.2 with a mixed offer (the server picks the AEAD suite)', { maxVersion: 'TLSv1.2', ciphers: `${CBC_ONLY}:ECDHE-ECDSA-AES128-GCM-SHA256` }, 'TLSv1.2', /GCM/],
+    [
+      'TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256',
+      { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' },
+      'TLSv1.2',
+      /^ECDHE-ECDSA-AES128-GCM-SHA256$/,
+    ],
+    [
+      'TLS 1.2 ECDHE-ECDSA-AES256-GCM-SHA384',
+      { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' },
+      'TLSv1.2',
+      /^ECDHE-ECDSA-AES256-GCM-SHA384$/,
+    ],
+    [
+      'TLS 1.2 ECDHE-ECDSA-CHACHA20-POLY1305',
+      { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305' },
+      'TLSv1.2',
+      /^ECDHE-ECDSA-CHACHA20-POLY1305$/,
+    ],
+    [
+      'TLS 1.2 with a mixed offer (the server picks the AEAD suite)',
+      { maxVersion: 'TLSv1.2', ciphers: `${CBC_ONLY}:ECDHE-ECDSA-AES128-GCM-SHA256` },
+      'TLSv1.2',
+      /GCM/,
+    ],
     ['TLS 1.3', { minVersion: 'TLSv1.3' }, 'TLSv1.3', /^TLS_(AES_\d+_GCM|CHACHA20_POLY1305)_SHA\d+$/],
   ];
   for (const [what, offer, protocol, cipher] of accepted) {
@@ -280,18 +360,30 @@ describe('TLS hardening (https listener)', () => {
   }
 
   /** Renegotiate on an established TLS 1.2 connection, then send a request to drive the handshake. */
-  function renegotiate(port: number): Promise<{ renegotiated: boolean; error?: string; closed: boolean; reply: string }> {
+  function renegotiate(
+    port: number,
+  ): Promise<{ renegotiated: boolean; error?: string; closed: boolean; reply: string }> {
     return new Promise((resolve) => {
       const st = { renegotiated: false, error: undefined as string | undefined, closed: false, reply: '' };
       let settled = false;
-      const s = tls.connect({ host: '127.0.0.1', port, ca: ca.certPem, servername: 'localhost', ALPNProtocols: ['http/1.1'], maxVersion: 'TLSv1.2' }, () => {
-        const started = s.renegotiate({ rejectUnauthorized: true }, (err) => {
-          if (err) st.error ??= (err as NodeJS.ErrnoException).code ?? err.message;
-          else st.renegotiated = true;
-        });
-        if (!started) st.error ??= 'renegotiate() refused locally';
-        s.write('GET /tls/reneg HTTP/1.1\r\nHost: localhost\r\n\r\n');
-      });
+      const s = tls.connect(
+        {
+          host: '127.0.0.1',
+          port,
+          ca: ca.certPem,
+          servername: 'localhost',
+          ALPNProtocols: ['http/1.1'],
+          maxVersion: 'TLSv1.2',
+        },
+        () => {
+          const started = s.renegotiate({ rejectUnauthorized: true }, (err) => {
+            if (err) st.error ??= (err as NodeJS.ErrnoException).code ?? err.message;
+            else st.renegotiated = true;
+          });
+          if (!started) st.error ??= 'renegotiate() refused locally';
+          s.write('GET /tls/reneg HTTP/1.1\r\nHost: localhost\r\n\r\n');
+        },
+      );
       const done = () => {
         if (settled) return;
         settled = true;
@@ -303,8 +395,13 @@ describe('TLS hardening (https listener)', () => {
         st.reply += d.toString('latin1');
         if (st.renegotiated) done();
       });
-      s.on('error', (e: NodeJS.ErrnoException) => { st.error ??= e.code ?? e.message; });
-      s.on('close', () => { st.closed = true; done(); });
+      s.on('error', (e: NodeJS.ErrnoException) => {
+        st.error ??= e.code ?? e.message;
+      });
+      s.on('close', () => {
+        st.closed = true;
+        done();
+      });
       const timer = setTimeout(done, 3000);
     });
   }
@@ -321,7 +418,10 @@ describe('TLS hardening (https listener)', () => {
     expect(r.reply).toBe('');
     expect(upSaw('/tls/reneg')).toBe(before);
     // The listener keeps serving new handshakes.
-    expect(await tlsExchange(gwPort(), {}, '/tls/after-reneg')).toMatchObject({ ok: true, reply: expect.stringMatching(/^HTTP\/1.1 200/) });
+    expect(await tlsExchange(gwPort(), {}, '/tls/after-reneg')).toMatchObject({
+      ok: true,
+      reply: expect.stringMatching(/^HTTP\/1.1 200/),
+    });
   });
 });
 
@@ -347,7 +447,10 @@ describe('Upgrade: h2c on the plain listener', () => {
     expect(up.requests.length).toBe(upBefore);
   };
 
-  for (const [what, lines] of [['Upgrade: h2c', 'Upgrade: h2c\r\n'], ['Upgrade: H2C', 'Upgrade: H2C\r\n']]) {
+  for (const [what, lines] of [
+    ['Upgrade: h2c', 'Upgrade: h2c\r\n'],
+    ['Upgrade: H2C', 'Upgrade: H2C\r\n'],
+  ]) {
     it(`answers ${what} with 400, closes the connection and forwards nothing (not even a pipelined request)`, async () => {
       await expectRefused(lines);
     });
@@ -377,7 +480,8 @@ function frame(type: number, flags: number, stream: number, payload: Buffer = Bu
 
 /** GET `path`: indexed :method GET and :scheme http, :path and :authority as literals without indexing. */
 function getBlock(path: string): Buffer {
-  const lit = (nameIndex: number, v: string) => Buffer.concat([Buffer.from([nameIndex, v.length]), Buffer.from(v, 'latin1')]);
+  const lit = (nameIndex: number, v: string) =>
+    Buffer.concat([Buffer.from([nameIndex, v.length]), Buffer.from(v, 'latin1')]);
   return Buffer.concat([Buffer.from([0x82, 0x86]), lit(0x04, path), lit(0x01, 'localhost')]);
 }
 
@@ -388,9 +492,21 @@ const CANCEL = Buffer.from([0, 0, 0, 8]);
 function h2get(client: http2.ClientHttp2Session, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = client.request({ ':path': path });
-    const timer = setTimeout(() => { s.close(); reject(new Error(`no response for ${path}`)); }, 5000);
-    s.on('response', (h) => { s.resume(); s.on('end', () => { clearTimeout(timer); resolve(Number(h[':status'])); }); });
-    s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    const timer = setTimeout(() => {
+      s.close();
+      reject(new Error(`no response for ${path}`));
+    }, 5000);
+    s.on('response', (h) => {
+      s.resume();
+      s.on('end', () => {
+        clearTimeout(timer);
+        resolve(Number(h[':status']));
+      });
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     s.end();
   });
 }
@@ -411,7 +527,11 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
       while (pending.length >= 9) {
         const len = pending.readUIntBE(0, 3);
         if (pending.length < 9 + len) break;
-        frames.push({ type: pending[3], stream: pending.readUInt32BE(5) & 0x7fffffff, payload: pending.subarray(9, 9 + len) });
+        frames.push({
+          type: pending[3],
+          stream: pending.readUInt32BE(5) & 0x7fffffff,
+          payload: pending.subarray(9, 9 + len),
+        });
         pending = pending.subarray(9 + len);
       }
     });
@@ -437,7 +557,10 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
         const batch: Buffer[] = [];
         for (let i = 0; i < BATCH; i++, pairs++) {
           const id = 2 * pairs + 1;
-          batch.push(frame(FRAME.HEADERS, END_STREAM_HEADERS, id, getBlock(`/rr-reset/${pairs}`)), frame(FRAME.RST_STREAM, 0, id, CANCEL));
+          batch.push(
+            frame(FRAME.HEADERS, END_STREAM_HEADERS, id, getBlock(`/rr-reset/${pairs}`)),
+            frame(FRAME.RST_STREAM, 0, id, CANCEL),
+          );
         }
         if (!sock.write(Buffer.concat(batch))) await new Promise((r) => sock.once('drain', r));
         await new Promise((r) => setImmediate(r));
@@ -455,7 +578,13 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
       // After GOAWAY new streams on that connection are never forwarded, and the gateway closes the
       // connection itself (Envoy's premature-reset rule), freeing the slot.
       const next = 2 * pairs + 1;
-      if (!closed) sock.write(Buffer.concat([frame(FRAME.HEADERS, END_STREAM_HEADERS, next, getBlock('/rr-after-goaway')), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]));
+      if (!closed)
+        sock.write(
+          Buffer.concat([
+            frame(FRAME.HEADERS, END_STREAM_HEADERS, next, getBlock('/rr-after-goaway')),
+            frame(FRAME.PING, 0, 0, Buffer.alloc(8)),
+          ]),
+        );
       await sleep(300);
       expect(upSaw('/rr-after-goaway')).toBe(0);
       expect(await waitFor(() => closed, 2000, 20)).toBe(true);
@@ -484,12 +613,17 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
 // in-flight cap"); this adds multiplexed HTTP/2 streams on one session.
 describe('limits.maxInFlightRequests over HTTP/2 streams', () => {
   it('answers a stream over the cap with an immediate 503 x-meridian-overloaded, and the session keeps working', async () => {
-    const slow = await startUpstream((_req, res) => { const t = setTimeout(() => res.end('slow'), 600); res.on('close', () => clearTimeout(t)); });
-    const g = await startInProcess(baseConfig({
-      gateway: { name: 'inflight', workers: 1, accessLog: { enabled: false }, limits: { maxInFlightRequests: 2 } },
-      routes: [{ name: 'slow', match: { path: { prefix: '/' } }, cluster: 'slow', timeout: '5s' }],
-      clusters: [{ name: 'slow', endpoints: [{ address: slow.address }] }],
-    }));
+    const slow = await startUpstream((_req, res) => {
+      const t = setTimeout(() => res.end('slow'), 600);
+      res.on('close', () => clearTimeout(t));
+    });
+    const g = await startInProcess(
+      baseConfig({
+        gateway: { name: 'inflight', workers: 1, accessLog: { enabled: false }, limits: { maxInFlightRequests: 2 } },
+        routes: [{ name: 'slow', match: { path: { prefix: '/' } }, cluster: 'slow', timeout: '5s' }],
+        clusters: [{ name: 'slow', endpoints: [{ address: slow.address }] }],
+      }),
+    );
     const client = http2.connect(g.url);
     client.on('error', () => {});
     try {
@@ -498,7 +632,10 @@ describe('limits.maxInFlightRequests over HTTP/2 streams', () => {
       const t0 = Date.now();
       const over = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
         const s = client.request({ ':path': '/over' });
-        s.on('response', (h) => { s.resume(); s.on('end', () => resolve(h)); });
+        s.on('response', (h) => {
+          s.resume();
+          s.on('end', () => resolve(h));
+        });
         s.on('error', reject);
         s.end();
       });
@@ -526,11 +663,20 @@ describe('limits.maxInFlightRequests over HTTP/2 streams', () => {
  */
 describe('heap shedding (heapShedPercent)', () => {
   it('sheds with a fast 503 x-meridian-overloaded, nothing forwarded, once heap use is over the threshold; 95 % on the same heap keeps serving', async () => {
-    const spawnWith = (heapShedPercent: number) => spawnGateway(baseConfig({
-      gateway: { name: `heap-${heapShedPercent}`, workers: 1, accessLog: { enabled: false }, limits: { heapShedPercent } },
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
-      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-    }), { env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=64`.trim() } });
+    const spawnWith = (heapShedPercent: number) =>
+      spawnGateway(
+        baseConfig({
+          gateway: {
+            name: `heap-${heapShedPercent}`,
+            workers: 1,
+            accessLog: { enabled: false },
+            limits: { heapShedPercent },
+          },
+          routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+          clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+        }),
+        { env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=64`.trim() } },
+      );
     const started = await Promise.allSettled([spawnWith(1), spawnWith(95)]);
     const gws = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     try {
@@ -542,10 +688,14 @@ describe('heap shedding (heapShedPercent)', () => {
         return r;
       };
       // The first check runs 1 s after start: poll (bounded) until shedding starts.
-      const first = await waitFor(async () => {
-        const r = await get(shed, '/heap-shed/poll');
-        return r.statusCode === 503 ? r : undefined;
-      }, 5000, 100) as Awaited<ReturnType<typeof get>>;
+      const first = (await waitFor(
+        async () => {
+          const r = await get(shed, '/heap-shed/poll');
+          return r.statusCode === 503 ? r : undefined;
+        },
+        5000,
+        100,
+      )) as Awaited<ReturnType<typeof get>>;
       expect(first.headers['x-meridian-overloaded']).toBe('true');
       expect(first.headers['x-meridian-error']).toBe('overloaded');
       const before = upSaw('/heap-shed/');
@@ -575,25 +725,46 @@ describe('heap shedding (heapShedPercent)', () => {
 describe('HTTP/1 over TLS: refusals carry the error catalogue', () => {
   let tgw: InProcessGateway;
   beforeAll(async () => {
-    tgw = await startInProcess(baseConfig({
-      gateway: { name: 'tls408', workers: 1, accessLog: { enabled: false }, limits: { headersTimeout: '400ms' } },
-      listeners: [{ name: 'main', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key } }],
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
-      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-    }));
+    tgw = await startInProcess(
+      baseConfig({
+        gateway: { name: 'tls408', workers: 1, accessLog: { enabled: false }, limits: { headersTimeout: '400ms' } },
+        listeners: [
+          {
+            name: 'main',
+            address: '127.0.0.1:0',
+            protocol: 'https',
+            tls: { cert: serverCert.cert, key: serverCert.key },
+          },
+        ],
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' }],
+        clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+      }),
+    );
   });
   afterAll(async () => tgw?.stop());
 
   /** Send `bytes` over TLS (ALPN http/1.1) and collect the reply until the server closes. */
-  const exchange = (bytes: string) => new Promise<{ reply: string; ms: number }>((resolve, reject) => {
-    const t0 = Date.now();
-    const s = tls.connect({ port: portOf(tgw.gw.addresses.listeners.main), host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => s.write(bytes));
-    let reply = '';
-    s.on('data', (d: Buffer) => (reply += d.toString('latin1')));
-    s.on('error', () => {});
-    s.on('close', () => resolve({ reply, ms: Date.now() - t0 }));
-    setTimeout(() => { s.destroy(); reject(new Error(`no close within 5 s; got ${JSON.stringify(reply)}`)); }, 5000).unref();
-  });
+  const exchange = (bytes: string) =>
+    new Promise<{ reply: string; ms: number }>((resolve, reject) => {
+      const t0 = Date.now();
+      const s = tls.connect(
+        {
+          port: portOf(tgw.gw.addresses.listeners.main),
+          host: '127.0.0.1',
+          rejectUnauthorized: false,
+          ALPNProtocols: ['http/1.1'],
+        },
+        () => s.write(bytes),
+      );
+      let reply = '';
+      s.on('data', (d: Buffer) => (reply += d.toString('latin1')));
+      s.on('error', () => {});
+      s.on('close', () => resolve({ reply, ms: Date.now() - t0 }));
+      setTimeout(() => {
+        s.destroy();
+        reject(new Error(`no close within 5 s; got ${JSON.stringify(reply)}`));
+      }, 5000).unref();
+    });
 
   it('answers a stalled request head with 408 request_timeout after about headersTimeout', async () => {
     const before = up.requests.length;

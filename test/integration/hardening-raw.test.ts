@@ -17,20 +17,26 @@ beforeAll(async () => {
   hosted = await startUpstream(okHandler('hosted'));
   badUp = net.createServer((s) => s.once('data', () => s.end(badResponse)));
   await new Promise<void>((r) => badUp.listen(0, '127.0.0.1', r));
-  gw = await startInProcess(baseConfig({
-    routes: [
-      { name: 'bad', match: { path: { prefix: '/bad-upstream' } }, cluster: 'bad' },
-      { name: 'api', match: { hosts: ['api.example.com'], path: { prefix: '/' } }, cluster: 'hosted' },
-      { name: 'wild', match: { hosts: ['*.wild.test'], path: { prefix: '/' } }, cluster: 'hosted' },
-      { name: 'api-admin', match: { hosts: ['api.example.com'], path: { prefix: '/admin' } }, directResponse: { status: 403, body: 'no' } },
-      { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
-    ],
-    clusters: [
-      { name: 'up', endpoints: [{ address: up.address }] },
-      { name: 'hosted', endpoints: [{ address: hosted.address }] },
-      { name: 'bad', endpoints: [{ address: `127.0.0.1:${(badUp.address() as net.AddressInfo).port}` }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [
+        { name: 'bad', match: { path: { prefix: '/bad-upstream' } }, cluster: 'bad' },
+        { name: 'api', match: { hosts: ['api.example.com'], path: { prefix: '/' } }, cluster: 'hosted' },
+        { name: 'wild', match: { hosts: ['*.wild.test'], path: { prefix: '/' } }, cluster: 'hosted' },
+        {
+          name: 'api-admin',
+          match: { hosts: ['api.example.com'], path: { prefix: '/admin' } },
+          directResponse: { status: 403, body: 'no' },
+        },
+        { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
+      ],
+      clusters: [
+        { name: 'up', endpoints: [{ address: up.address }] },
+        { name: 'hosted', endpoints: [{ address: hosted.address }] },
+        { name: 'bad', endpoints: [{ address: `127.0.0.1:${(badUp.address() as net.AddressInfo).port}` }] },
+      ],
+    }),
+  );
   port = Number(gw.url.split(':').at(-1));
 });
 
@@ -50,7 +56,10 @@ function raw(bytes: string | Buffer): Promise<string> {
     s.on('error', () => {});
     s.on('close', () => resolve(out));
     s.write(bytes);
-    setTimeout(() => { s.destroy(); resolve(out); }, 1500);
+    setTimeout(() => {
+      s.destroy();
+      resolve(out);
+    }, 1500);
   });
 }
 
@@ -62,12 +71,32 @@ async function stillServes() {
 
 const H = 'Host: example.com\r\n';
 const cases: Array<[string, string, RegExp]> = [
-  ['Content-Length with Transfer-Encoding', `POST /x HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, /^HTTP\/1.1 400/],
-  ['duplicate Content-Length', `POST /x HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello`, /^HTTP\/1.1 400/],
+  [
+    'Content-Length with Transfer-Encoding',
+    `POST /x HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    /^HTTP\/1.1 400/,
+  ],
+  [
+    'duplicate Content-Length',
+    `POST /x HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello`,
+    /^HTTP\/1.1 400/,
+  ],
   ['an invalid Content-Length', `POST /x HTTP/1.1\r\n${H}Content-Length: 5x\r\n\r\nhello`, /^HTTP\/1.1 400/],
-  ['a Transfer-Encoding other than a final chunked', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n`, /^HTTP\/1.1 (400|501)/],
-  ['an invalid chunk size', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, /^HTTP\/1.1 400/],
-  ['an oversized chunk extension', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;${'a'.repeat(20000)}\r\nhello\r\n0\r\n\r\n`, /^HTTP\/1.1 (400|413)/],
+  [
+    'a Transfer-Encoding other than a final chunked',
+    `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n`,
+    /^HTTP\/1.1 (400|501)/,
+  ],
+  [
+    'an invalid chunk size',
+    `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`,
+    /^HTTP\/1.1 400/,
+  ],
+  [
+    'an oversized chunk extension',
+    `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;${'a'.repeat(20000)}\r\nhello\r\n0\r\n\r\n`,
+    /^HTTP\/1.1 (400|413)/,
+  ],
   ['an obs-fold header', `GET /x HTTP/1.1\r\n${H}X-Folded: a\r\n b\r\n\r\n`, /^HTTP\/1.1 400/],
   ['a bare CR in a header', `GET /x HTTP/1.1\r\n${H}X-A: a\rb\r\n\r\n`, /^HTTP\/1.1 400/],
   ['a space before the colon', `GET /x HTTP/1.1\r\n${H}X-A : b\r\n\r\n`, /^HTTP\/1.1 400/],
@@ -78,9 +107,17 @@ const cases: Array<[string, string, RegExp]> = [
   ['a missing Host', 'GET /x HTTP/1.1\r\nX-A: b\r\n\r\n', /^HTTP\/1.1 400/],
   ['an absolute-form target (no open forward proxy)', `GET http://evil.com/x HTTP/1.1\r\n${H}\r\n`, /^HTTP\/1.1 400/],
   ['CONNECT', `CONNECT evil.com:443 HTTP/1.1\r\nHost: evil.com:443\r\n\r\n`, /^HTTP\/1.1 (400|405)/],
-  ['Upgrade: h2c', `GET /x HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`, /^HTTP\/1.1 400/],
+  [
+    'Upgrade: h2c',
+    `GET /x HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`,
+    /^HTTP\/1.1 400/,
+  ],
   ['headers over 60 KiB', `GET /x HTTP/1.1\r\n${H}X-Big: ${'a'.repeat(62 * 1024)}\r\n\r\n`, /^HTTP\/1.1 431/],
-  ['more than 100 headers', `GET /x HTTP/1.1\r\n${H}${Array.from({ length: 101 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`, /^HTTP\/1.1 431/],
+  [
+    'more than 100 headers',
+    `GET /x HTTP/1.1\r\n${H}${Array.from({ length: 101 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`,
+    /^HTTP\/1.1 431/,
+  ],
   ['a URI over 16 KiB', `GET /${'a'.repeat(17 * 1024)} HTTP/1.1\r\n${H}\r\n`, /^HTTP\/1.1 414/],
 ];
 
@@ -97,8 +134,10 @@ describe('hostile HTTP/1 input', () => {
     });
   }
 
-  it('never forwards client identity headers: XFCC and x-spiffe-id are dropped, x-real-ip is the gateway\'s', async () => {
-    const reply = await raw(`GET /x HTTP/1.1\r\n${H}X-Forwarded-Client-Cert: By=spiffe://evil\r\nX-Spiffe-Id: spiffe://evil/x\r\nX-Real-IP: 1.1.1.1\r\nConnection: close\r\n\r\n`);
+  it("never forwards client identity headers: XFCC and x-spiffe-id are dropped, x-real-ip is the gateway's", async () => {
+    const reply = await raw(
+      `GET /x HTTP/1.1\r\n${H}X-Forwarded-Client-Cert: By=spiffe://evil\r\nX-Spiffe-Id: spiffe://evil/x\r\nX-Real-IP: 1.1.1.1\r\nConnection: close\r\n\r\n`,
+    );
     expect(reply).toMatch(/^HTTP\/1.1 200/);
     const h = up.requests.at(-1)!.headers;
     expect(h['x-forwarded-client-cert']).toBeUndefined();
@@ -114,7 +153,8 @@ describe('hostile HTTP/1 input', () => {
  * origin-form. Anything else is a 400 with nothing forwarded: never a forward proxy.
  */
 describe('absolute-form request targets', () => {
-  const send = (line: string, headers = 'Host: other.test\r\n') => raw(`${line}\r\n${headers}Connection: close\r\n\r\n`);
+  const send = (line: string, headers = 'Host: other.test\r\n') =>
+    raw(`${line}\r\n${headers}Connection: close\r\n\r\n`);
   const total = () => up.requests.length + hosted.requests.length;
 
   it('accepts a configured route host: the URI authority replaces Host, the upstream gets origin-form', async () => {
@@ -146,16 +186,18 @@ describe('absolute-form request targets', () => {
     expect(hosted.requests.at(-1)!.url).toBe('/b');
   });
 
-  it('accepts an authority equal to the request\'s own Host (the catch-all route serves it as origin-form)', async () => {
+  it("accepts an authority equal to the request's own Host (the catch-all route serves it as origin-form)", async () => {
     const before = up.requests.length;
-    expect(await send(`GET http://127.0.0.1:${port}/self HTTP/1.1`, `Host: 127.0.0.1:${port}\r\n`)).toMatch(/^HTTP\/1.1 200/);
+    expect(await send(`GET http://127.0.0.1:${port}/self HTTP/1.1`, `Host: 127.0.0.1:${port}\r\n`)).toMatch(
+      /^HTTP\/1.1 200/,
+    );
     expect(up.requests.length).toBe(before + 1);
     expect(up.requests.at(-1)!.url).toBe('/self');
   });
 
   const refused: Array<[string, string, string?]> = [
     ['an authority no route names (the catch-all route does not count)', 'GET http://evil.example/x HTTP/1.1'],
-    ['a wildcard route\'s bare suffix', 'GET http://wild.test/x HTTP/1.1', 'Host: wild.test.evil\r\n'],
+    ["a wildcard route's bare suffix", 'GET http://wild.test/x HTTP/1.1', 'Host: wild.test.evil\r\n'],
     ['userinfo in the authority', 'GET http://user@api.example.com/x HTTP/1.1'],
     ['a scheme other than http(s)', 'GET ftp://api.example.com/x HTTP/1.1'],
     ['an empty authority', 'GET http:///x HTTP/1.1'],
@@ -177,7 +219,9 @@ describe('absolute-form request targets', () => {
 
   it('keeps refusing CONNECT to a configured host with 405', async () => {
     const before = total();
-    expect(await send('CONNECT api.example.com:443 HTTP/1.1', 'Host: api.example.com:443\r\n')).toMatch(/^HTTP\/1.1 405/);
+    expect(await send('CONNECT api.example.com:443 HTTP/1.1', 'Host: api.example.com:443\r\n')).toMatch(
+      /^HTTP\/1.1 405/,
+    );
     expect(total()).toBe(before);
   });
 });
@@ -186,7 +230,10 @@ describe('hostile upstream responses', () => {
   const responses: Array<[string, string]> = [
     ['a malformed status line', 'HTTP/1.1 2OO OK\r\ncontent-length: 0\r\n\r\n'],
     ['duplicate Content-Length', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok'],
-    ['Content-Length with Transfer-Encoding', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'],
+    [
+      'Content-Length with Transfer-Encoding',
+      'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+    ],
   ];
   for (const [what, bytes] of responses) {
     it(`turns ${what} into a 502`, async () => {
@@ -209,10 +256,14 @@ describe('hostile upstream responses', () => {
       });
     });
     await new Promise<void>((r) => chatty.listen(0, '127.0.0.1', r));
-    const g = await startInProcess(baseConfig({
-      routes: [{ name: 'chatty', match: { path: { prefix: '/' } }, cluster: 'chatty' }],
-      clusters: [{ name: 'chatty', endpoints: [{ address: `127.0.0.1:${(chatty.address() as net.AddressInfo).port}` }] }],
-    }));
+    const g = await startInProcess(
+      baseConfig({
+        routes: [{ name: 'chatty', match: { path: { prefix: '/' } }, cluster: 'chatty' }],
+        clusters: [
+          { name: 'chatty', endpoints: [{ address: `127.0.0.1:${(chatty.address() as net.AddressInfo).port}` }] },
+        ],
+      }),
+    );
     try {
       for (let i = 0; i < 4; i++) {
         expect(await (await request(`${g.url}/`)).body.text()).toBe('good');

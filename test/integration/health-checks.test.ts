@@ -35,7 +35,13 @@ async function endpoint(gw: InProcessGateway, address: string, cluster = 'app'):
 }
 
 /** An upstream whose /healthz answer is decided by `healthz`; other paths answer 200 with `name`. */
-async function upstream(name: string, healthz: (req: http.IncomingMessage, res: http.ServerResponse) => void = (_q, s) => { s.writeHead(200); s.end(); }): Promise<TestUpstream> {
+async function upstream(
+  name: string,
+  healthz: (req: http.IncomingMessage, res: http.ServerResponse) => void = (_q, s) => {
+    s.writeHead(200);
+    s.end();
+  },
+): Promise<TestUpstream> {
   const up = await startUpstream((req, res) => {
     if (req.url === '/healthz') return healthz(req, res);
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -48,7 +54,10 @@ async function upstream(name: string, healthz: (req: http.IncomingMessage, res: 
 const traffic = (up: TestUpstream) => up.requests.filter((r) => r.url !== '/healthz').length;
 const checks = (up: TestUpstream) => up.requests.filter((r) => r.url === '/healthz').length;
 
-async function gateway(clusters: unknown[], routes: unknown[] = [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }]): Promise<InProcessGateway> {
+async function gateway(
+  clusters: unknown[],
+  routes: unknown[] = [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+): Promise<InProcessGateway> {
   const gw = await startInProcess(baseConfig({ routes, clusters }));
   cleanup.push(() => gw.stop());
   return gw;
@@ -75,7 +84,13 @@ async function send(gw: InProcessGateway, n: number, path = '/x'): Promise<Recor
  * value of `count()` and whether the endpoint was failing. Only polls during which `count()` did
  * not move are kept ("stable"), so a poll is never attributed to the wrong number of checks.
  */
-async function watch(gw: InProcessGateway, address: string, count: () => number, done: (failing: boolean, n: number) => boolean, timeoutMs = 6000) {
+async function watch(
+  gw: InProcessGateway,
+  address: string,
+  count: () => number,
+  done: (failing: boolean, n: number) => boolean,
+  timeoutMs = 6000,
+) {
   const polls: Array<{ n: number; failing: boolean }> = [];
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -97,10 +112,13 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
     const b = await upstream('b');
     const port = await closedPort();
     const c = `127.0.0.1:${port}`;
-    const gw = await gateway([{
-      name: 'app', endpoints: [{ address: a.address }, { address: b.address }, { address: c }],
-      healthCheck: { tcp: {}, interval: '250ms', timeout: '500ms', healthyThreshold: 2, unhealthyThreshold: 2 },
-    }]);
+    const gw = await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: a.address }, { address: b.address }, { address: c }],
+        healthCheck: { tcp: {}, interval: '250ms', timeout: '500ms', healthyThreshold: 2, unhealthyThreshold: 2 },
+      },
+    ]);
 
     const before = await status(gw);
     const byAddr = Object.fromEntries(before.endpoints.map((e) => [e.address, e]));
@@ -117,10 +135,24 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
     let connections = 0;
     const revived = http.createServer((_req, res) => res.end('c'));
     revived.on('connection', () => connections++);
-    await new Promise<void>((resolve, reject) => { revived.once('error', reject); revived.listen(port, '127.0.0.1', () => resolve()); });
-    cleanup.push(() => new Promise((r) => { revived.closeAllConnections(); revived.close(() => r(undefined)); }));
+    await new Promise<void>((resolve, reject) => {
+      revived.once('error', reject);
+      revived.listen(port, '127.0.0.1', () => resolve());
+    });
+    cleanup.push(
+      () =>
+        new Promise((r) => {
+          revived.closeAllConnections();
+          revived.close(() => r(undefined));
+        }),
+    );
 
-    const polls = await watch(gw, c, () => connections, (failing) => !failing);
+    const polls = await watch(
+      gw,
+      c,
+      () => connections,
+      (failing) => !failing,
+    );
     // One passing check is not enough (healthyThreshold 2): every stable poll after < 2 checks saw it failing.
     expect(polls.filter((p) => p.n < 2).every((p) => p.failing)).toBe(true);
     expect(polls.some((p) => p.n === 1)).toBe(true);
@@ -135,7 +167,19 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
   it('an endpoint change keeps the checker: the endpoint that stays is not checked again or reset, a new one gets its first check before traffic', async () => {
     const a = await upstream('a');
     const b = await upstream('b');
-    const gw = await gateway([{ name: 'app', endpoints: [{ address: a.address }], healthCheck: { http: { path: '/healthz' }, interval: '60s', timeout: '1s', healthyThreshold: 1, unhealthyThreshold: 1 } }]);
+    const gw = await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: a.address }],
+        healthCheck: {
+          http: { path: '/healthz' },
+          interval: '60s',
+          timeout: '1s',
+          healthyThreshold: 1,
+          unhealthyThreshold: 1,
+        },
+      },
+    ]);
     expect(checks(a)).toBe(1);
     const put = await request(`${gw.admin}/clusters/app/endpoints/${b.address}`, { method: 'PUT', body: '{}' });
     expect(put.statusCode).toBe(200);
@@ -152,13 +196,23 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
   });
 
   it('HTTP check: expectedStatuses replaces the default [200]; an endpoint answering outside the set gets no traffic', async () => {
-    const s204a = await upstream('s204a', (_q, s) => { s.writeHead(204); s.end(); });
-    const s204b = await upstream('s204b', (_q, s) => { s.writeHead(204); s.end(); });
+    const s204a = await upstream('s204a', (_q, s) => {
+      s.writeHead(204);
+      s.end();
+    });
+    const s204b = await upstream('s204b', (_q, s) => {
+      s.writeHead(204);
+      s.end();
+    });
     const s200 = await upstream('s200');
     const endpoints = [s204a, s204b, s200].map((u) => ({ address: u.address }));
     const gw = await gateway(
       [
-        { name: 'app', endpoints, healthCheck: { http: { path: '/healthz', expectedStatuses: [204] }, interval: '200ms', timeout: '500ms' } },
+        {
+          name: 'app',
+          endpoints,
+          healthCheck: { http: { path: '/healthz', expectedStatuses: [204] }, interval: '200ms', timeout: '500ms' },
+        },
         { name: 'dflt', endpoints, healthCheck: { http: { path: '/healthz' }, interval: '200ms', timeout: '500ms' } },
       ],
       [
@@ -166,10 +220,19 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
         { name: 'd', match: { path: { prefix: '/d' } }, cluster: 'dflt' },
       ],
     );
-    const flags = async (cluster: string) => Object.fromEntries((await status(gw, cluster)).endpoints.map((e) => [e.address, e.flags]));
-    expect(await flags('app')).toEqual({ [s204a.address]: [], [s204b.address]: [], [s200.address]: ['failed_active_hc'] });
+    const flags = async (cluster: string) =>
+      Object.fromEntries((await status(gw, cluster)).endpoints.map((e) => [e.address, e.flags]));
+    expect(await flags('app')).toEqual({
+      [s204a.address]: [],
+      [s204b.address]: [],
+      [s200.address]: ['failed_active_hc'],
+    });
     // Default expectedStatuses is [200] only: 204 fails.
-    expect(await flags('dflt')).toEqual({ [s204a.address]: ['failed_active_hc'], [s204b.address]: ['failed_active_hc'], [s200.address]: [] });
+    expect(await flags('dflt')).toEqual({
+      [s204a.address]: ['failed_active_hc'],
+      [s204b.address]: ['failed_active_hc'],
+      [s200.address]: [],
+    });
     // The check sends GET path with the meridian user agent.
     const hc = s200.requests.find((r) => r.url === '/healthz')!;
     expect(hc.method).toBe('GET');
@@ -185,13 +248,23 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
   it('HTTP check: x-envoy-degraded marks the endpoint degraded (70/30 healthy/degraded load with 1 of each) until the header goes away', async () => {
     let degraded = true;
     const h = await upstream('h');
-    const d = await upstream('d', (_q, s) => { s.writeHead(200, degraded ? { 'x-envoy-degraded': 'true' } : {}); s.end(); });
-    const gw = await gateway([{
-      name: 'app', endpoints: [{ address: h.address }, { address: d.address }],
-      healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms' },
-    }]);
+    const d = await upstream('d', (_q, s) => {
+      s.writeHead(200, degraded ? { 'x-envoy-degraded': 'true' } : {});
+      s.end();
+    });
+    const gw = await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: h.address }, { address: d.address }],
+        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms' },
+      },
+    ]);
     const st = await status(gw);
-    expect(st.endpoints.find((e) => e.address === d.address)).toMatchObject({ health: 'degraded', flags: ['degraded_active_hc'], activeHealthCheck: 'degraded' });
+    expect(st.endpoints.find((e) => e.address === d.address)).toMatchObject({
+      health: 'degraded',
+      flags: ['degraded_active_hc'],
+      activeHealthCheck: 'degraded',
+    });
     expect(st.endpoints.find((e) => e.address === h.address)).toMatchObject({ health: 'healthy', flags: [] });
     expect(st.lb.healthyPriorityLoad).toEqual([70]);
     expect(st.lb.degradedPriorityLoad).toEqual([30]);
@@ -217,15 +290,29 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
       res.end();
     });
     const other = await upstream('other');
-    const gw = await gateway([{
-      name: 'app', endpoints: [{ address: up.address }, { address: other.address }],
-      healthCheck: { http: { path: '/healthz' }, interval: '300ms', timeout: '1s', healthyThreshold: 2, unhealthyThreshold: 2 },
-    }]);
+    const gw = await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: up.address }, { address: other.address }],
+        healthCheck: {
+          http: { path: '/healthz' },
+          interval: '300ms',
+          timeout: '1s',
+          healthyThreshold: 2,
+          unhealthyThreshold: 2,
+        },
+      },
+    ]);
     expect((await endpoint(gw, up.address)).flags).toEqual([]);
 
     // Connection resets count towards the threshold: still passing after one, failed after two.
     mode = 'reset';
-    const down = await watch(gw, up.address, () => hits.reset, (failing) => failing);
+    const down = await watch(
+      gw,
+      up.address,
+      () => hits.reset,
+      (failing) => failing,
+    );
     expect(down.filter((p) => p.n < 2).every((p) => !p.failing)).toBe(true);
     expect(down.some((p) => p.n === 1)).toBe(true);
     expect(down.at(-1)!.n).toBe(2);
@@ -233,20 +320,36 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
 
     const okBase = hits.ok;
     mode = 'ok';
-    const back = await watch(gw, up.address, () => hits.ok - okBase, (failing) => !failing);
+    const back = await watch(
+      gw,
+      up.address,
+      () => hits.ok - okBase,
+      (failing) => !failing,
+    );
     expect(back.filter((p) => p.n < 2).every((p) => p.failing)).toBe(true);
     expect(back.some((p) => p.n === 1)).toBe(true);
     expect(back.at(-1)!.n).toBe(2);
 
     // 503 is outside expectedStatuses: one check is enough, unhealthyThreshold is ignored.
     mode = '503';
-    const fast = await watch(gw, up.address, () => hits['503'], (failing) => failing);
+    const fast = await watch(
+      gw,
+      up.address,
+      () => hits['503'],
+      (failing) => failing,
+    );
     expect(fast.at(-1)!.n).toBe(1);
   });
 
   it('checks run every `interval` while the cluster has no traffic (about 10 per second at 100ms)', async () => {
     const up = await upstream('u');
-    await gateway([{ name: 'app', endpoints: [{ address: up.address }], healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms' } }]);
+    await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: up.address }],
+        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms' },
+      },
+    ]);
     const start = checks(up);
     await sleep(1000);
     const n = checks(up) - start;
@@ -258,10 +361,13 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
   // traffic; the first request brings checks back to `interval` (workers report outcomes every ~100 ms).
   it('noTrafficInterval slows checks of a cluster that has carried no traffic, until its first request', async () => {
     const up = await upstream('u');
-    const gw = await gateway([{
-      name: 'app', endpoints: [{ address: up.address }],
-      healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms', noTrafficInterval: '10s' },
-    }]);
+    const gw = await gateway([
+      {
+        name: 'app',
+        endpoints: [{ address: up.address }],
+        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms', noTrafficInterval: '10s' },
+      },
+    ]);
     const start = checks(up);
     await sleep(1000);
     expect(checks(up) - start).toBeLessThanOrEqual(1);

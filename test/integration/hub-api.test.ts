@@ -18,7 +18,9 @@ const client = ca.issue({ cn: 'gw-1', san: ['URI:spiffe://mesh.internal/gateway/
 const operator = ca.issue({ cn: 'operator', eku: 'clientAuth' });
 const tls = { ca: readFileSync(ca.cert), cert: readFileSync(client.cert), key: readFileSync(client.key) };
 // Operators: a certificate without a SPIFFE ID. A gateway's SVID may only speak for that gateway.
-const dispatcher = new Agent({ connect: { ca: tls.ca, cert: readFileSync(operator.cert), key: readFileSync(operator.key) } });
+const dispatcher = new Agent({
+  connect: { ca: tls.ca, cert: readFileSync(operator.cert), key: readFileSync(operator.key) },
+});
 const asGateway = new Agent({ connect: tls });
 
 let hub: RunningHub;
@@ -27,7 +29,12 @@ let dir: string;
 let port: number;
 
 const api = async (path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}) => {
-  const r = await request(`${url}${path}`, { dispatcher, method: (init.method ?? 'GET') as 'GET', headers: { 'content-type': 'application/json', ...init.headers }, body: init.body === undefined ? undefined : JSON.stringify(init.body) });
+  const r = await request(`${url}${path}`, {
+    dispatcher,
+    method: (init.method ?? 'GET') as 'GET',
+    headers: { 'content-type': 'application/json', ...init.headers },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
   return { status: r.statusCode, headers: r.headers, body: (await r.body.json()) as any };
 };
 
@@ -42,10 +49,13 @@ describe('management server API over mTLS', () => {
     dir = tempDir('meridian-hub-');
     port = await closedPort();
     url = `https://127.0.0.1:${port}`;
-    writeFileSync(join(dir, 'hub.yaml'), stringify({
-      hub: { address: `127.0.0.1:${port}`, tls: { cert: server.cert, key: server.key, clientCa: ca.cert } },
-      routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200, body: 'hi' } }],
-    }));
+    writeFileSync(
+      join(dir, 'hub.yaml'),
+      stringify({
+        hub: { address: `127.0.0.1:${port}`, tls: { cert: server.cert, key: server.key, clientCa: ca.cert } },
+        routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200, body: 'hi' } }],
+      }),
+    );
     await start();
   });
   afterAll(async () => {
@@ -62,7 +72,11 @@ describe('management server API over mTLS', () => {
 
   it('delivers a snapshot to a watching client with a certificate and records its ack under its SPIFFE identity', async () => {
     const received: Snapshot[] = [];
-    const watcher = new HubClient({ url, id: 'gw-1', tls, reportIntervalMs: 60000 }, { report: () => report, apply: async (s) => void received.push(s) }, systemRng);
+    const watcher = new HubClient(
+      { url, id: 'gw-1', tls, reportIntervalMs: 60000 },
+      { report: () => report, apply: async (s) => void received.push(s) },
+      systemRng,
+    );
     watcher.start();
     try {
       await waitFor(() => received.length > 0, 5000);
@@ -71,9 +85,17 @@ describe('management server API over mTLS', () => {
         const f = await api('/fleet');
         return f.body.gateways[0]?.inSync ? f.body : undefined;
       }, 5000);
-      expect(fleet.gateways[0]).toMatchObject({ id: 'gw-1', identity: 'spiffe://mesh.internal/gateway/gw-1', connected: true, lastAck: { version: received[0]!.version, hash: received[0]!.hash } });
+      expect(fleet.gateways[0]).toMatchObject({
+        id: 'gw-1',
+        identity: 'spiffe://mesh.internal/gateway/gw-1',
+        connected: true,
+        lastAck: { version: received[0]!.version, hash: received[0]!.hash },
+      });
       // A change reaches the open watch.
-      const put = await api('/routes/bye', { method: 'PUT', body: { match: { path: { exact: '/bye' } }, directResponse: { status: 200 } } });
+      const put = await api('/routes/bye', {
+        method: 'PUT',
+        body: { match: { path: { exact: '/bye' } }, directResponse: { status: 200 } },
+      });
       expect(put.status).toBe(200);
       await waitFor(() => received.at(-1)!.version === put.body.version, 5000);
       expect(received.at(-1)!.resources.routes.map((r) => r.name)).toEqual(['hello', 'bye']);
@@ -85,9 +107,17 @@ describe('management server API over mTLS', () => {
   it('honours If-Match (412 on a stale version), rolls back as a new version and keeps history across a restart', async () => {
     const cur = await api('/config');
     const version = Number(String(cur.headers.etag).replace(/"/g, ''));
-    const stale = await api('/routes/x', { method: 'PUT', headers: { 'if-match': `"${version - 1}"` }, body: { match: {}, directResponse: { status: 204 } } });
+    const stale = await api('/routes/x', {
+      method: 'PUT',
+      headers: { 'if-match': `"${version - 1}"` },
+      body: { match: {}, directResponse: { status: 204 } },
+    });
     expect(stale.status).toBe(412);
-    const ok = await api('/routes/x', { method: 'PUT', headers: { 'if-match': `"${version}"` }, body: { match: {}, directResponse: { status: 204 } } });
+    const ok = await api('/routes/x', {
+      method: 'PUT',
+      headers: { 'if-match': `"${version}"` },
+      body: { match: {}, directResponse: { status: 204 } },
+    });
     expect(ok.body.version).toBe(version + 1);
     const back = await api('/config/rollback', { method: 'POST', body: { version } });
     expect(back.body.version).toBe(version + 2);
@@ -113,11 +143,22 @@ describe('management server API over mTLS', () => {
   it('refuses a __proto__ key and a body nested beyond 64 levels with 400, like the admin API, version unchanged', async () => {
     const before = (await api('/config/versions')).body.at(-1).version;
     const put = async (body: string) => {
-      const r = await request(`${url}/routes/p`, { dispatcher, method: 'PUT', headers: { 'content-type': 'application/json' }, body });
-      return { status: r.statusCode, body: (await r.body.json()) as { errors: Array<{ path: string; message: string }> } };
+      const r = await request(`${url}/routes/p`, {
+        dispatcher,
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      return {
+        status: r.statusCode,
+        body: (await r.body.json()) as { errors: Array<{ path: string; message: string }> },
+      };
     };
     const proto = await put('{"match":{"__proto__":{"x":1}},"directResponse":{"status":204}}');
-    expect(proto).toEqual({ status: 400, body: { errors: [{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }] } });
+    expect(proto).toEqual({
+      status: 400,
+      body: { errors: [{ path: 'match.__proto__', message: 'the key "__proto__" is not allowed' }] },
+    });
     const deep = await put('{"match":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000) + '}');
     expect(deep.status).toBe(400);
     expect(deep.body.errors[0].message).toMatch(/nested more than 64 levels deep/);
@@ -137,7 +178,10 @@ describe('management server API over mTLS', () => {
     expect(hub.store.current!.config.hub.tokens).toEqual([{ name: 'ops', token: 'ops-token-1234' }]);
     const { hub: _hub, ...withoutHub } = shown.body;
     expect((await api('/config', { method: 'PUT', body: withoutHub })).status).toBe(200);
-    expect(hub.store.current!.config.hub).toMatchObject({ address: doc.hub.address, tokens: [{ name: 'ops', token: 'ops-token-1234' }] });
+    expect(hub.store.current!.config.hub).toMatchObject({
+      address: doc.hub.address,
+      tokens: [{ name: 'ops', token: 'ops-token-1234' }],
+    });
     // Put the document back as it was (no tokens) for the tests that follow.
     const restore = (await api('/config')).body;
     delete restore.hub.tokens;
@@ -146,7 +190,13 @@ describe('management server API over mTLS', () => {
   });
 
   it('lets a gateway certificate act only as the gateway its SPIFFE ID names', async () => {
-    const call = (path: string, method = 'GET', body?: unknown) => request(`${url}${path}`, { dispatcher: asGateway, method: method as 'GET', body: body && JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const call = (path: string, method = 'GET', body?: unknown) =>
+      request(`${url}${path}`, {
+        dispatcher: asGateway,
+        method: method as 'GET',
+        body: body && JSON.stringify(body),
+        headers: { 'content-type': 'application/json' },
+      });
     const other = await call('/v1/gateways/gw-2/report', 'POST', report);
     expect(other.statusCode).toBe(403);
     expect(((await other.body.json()) as { message: string }).message).toContain('spiffe://mesh.internal/gateway/gw-1');
@@ -159,7 +209,10 @@ describe('management server API over mTLS', () => {
   });
 
   it('rejects malformed reports with field paths and a watch before any report', async () => {
-    const bad = await api('/v1/gateways/gw-x/report', { method: 'POST', body: { labels: {}, locality: {}, instances: [{ address: 'nope' }] } });
+    const bad = await api('/v1/gateways/gw-x/report', {
+      method: 'POST',
+      body: { labels: {}, locality: {}, instances: [{ address: 'nope' }] },
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.errors.map((e: { path: string }) => e.path)).toContain('locality.region');
     const watch = await api('/v1/gateways/gw-unknown/watch');
@@ -170,10 +223,13 @@ describe('management server API over mTLS', () => {
 describe('management server persisted state', () => {
   it('is validated again on start: a document the current version refuses stops the start with its path', async () => {
     const d = tempDir('meridian-hub-state-');
-    writeFileSync(join(d, 'hub.yaml'), stringify({
-      hub: { address: `127.0.0.1:${await closedPort()}` },
-      routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200 } }],
-    }));
+    writeFileSync(
+      join(d, 'hub.yaml'),
+      stringify({
+        hub: { address: `127.0.0.1:${await closedPort()}` },
+        routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200 } }],
+      }),
+    );
     const first = await startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') });
     await first.stop();
     const again = await startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') });
@@ -183,6 +239,8 @@ describe('management server persisted state', () => {
     const state = JSON.parse(readFileSync(file, 'utf8'));
     state.versions[0].config.routes[0].directResponse.status = 99;
     writeFileSync(file, JSON.stringify(state));
-    await expect(startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') })).rejects.toThrow(`${file} (version 1) routes[0].directResponse.status`);
+    await expect(startHub({ configFile: join(d, 'hub.yaml'), stateDir: join(d, 'state') })).rejects.toThrow(
+      `${file} (version 1) routes[0].directResponse.status`,
+    );
   });
 });

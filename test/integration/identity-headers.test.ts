@@ -15,8 +15,11 @@ import { TestCa, type Issued } from '../helpers/pki.js';
 
 const SPIFFE_OPS = 'spiffe://prod.example/ns/ops/sa/x';
 const FORGED = {
-  'x-real-ip': '198.51.100.66', 'x-spiffe-id': 'spiffe://prod.example/ns/admin/sa/root', 'x-consumer': 'root',
-  'x-forwarded-client-cert': 'Hash=forged', 'x-user-id': 'root',
+  'x-real-ip': '198.51.100.66',
+  'x-spiffe-id': 'spiffe://prod.example/ns/admin/sa/root',
+  'x-consumer': 'root',
+  'x-forwarded-client-cert': 'Hash=forged',
+  'x-user-id': 'root',
 };
 
 let ca: TestCa;
@@ -29,12 +32,49 @@ function config(trustForwardedHeaders: boolean, serverCert: Issued) {
     gateway: { name: 'identity', workers: 1, trustForwardedHeaders, accessLog: { enabled: false } },
     listeners: [
       { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'mtls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key, ca: ca.cert, requireClientCert: true, spiffe: { trustDomains: ['prod.example'] } } },
-      { name: 'mtls-any', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key, ca: ca.cert, requireClientCert: true, forwardClientCert: true } },
+      {
+        name: 'mtls',
+        address: '127.0.0.1:0',
+        protocol: 'https',
+        tls: {
+          cert: serverCert.cert,
+          key: serverCert.key,
+          ca: ca.cert,
+          requireClientCert: true,
+          spiffe: { trustDomains: ['prod.example'] },
+        },
+      },
+      {
+        name: 'mtls-any',
+        address: '127.0.0.1:0',
+        protocol: 'https',
+        tls: {
+          cert: serverCert.cert,
+          key: serverCert.key,
+          ca: ca.cert,
+          requireClientCert: true,
+          forwardClientCert: true,
+        },
+      },
     ],
     auth: {
-      jwtProviders: [{ name: 'jwt', issuer: 'https://issuer.test', jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0', alg: 'HS256' }] }, algorithms: ['HS256'], forwardClaims: { sub: 'x-user-id' } }],
-      apiKeys: [{ name: 'partners', header: 'x-api-key', consumerHeader: 'x-consumer', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('key-1').digest('hex') }] }],
+      jwtProviders: [
+        {
+          name: 'jwt',
+          issuer: 'https://issuer.test',
+          jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0', alg: 'HS256' }] },
+          algorithms: ['HS256'],
+          forwardClaims: { sub: 'x-user-id' },
+        },
+      ],
+      apiKeys: [
+        {
+          name: 'partners',
+          header: 'x-api-key',
+          consumerHeader: 'x-consumer',
+          keys: [{ consumer: 'acme', sha256: createHash('sha256').update('key-1').digest('hex') }],
+        },
+      ],
     },
     routes: [
       { name: 'keyed', match: { path: { prefix: '/keyed' } }, cluster: 'up', auth: ['partners'] },
@@ -90,11 +130,15 @@ describe('x-real-ip', () => {
       let out = '';
       s.on('data', (d) => (out += d.toString('latin1')));
       s.on('close', () => resolve(out));
-      s.write('GET /raw HTTP/1.1\r\nHost: gw.test\r\nX-Real-IP: 10.0.0.1\r\nX-Real-IP: 10.0.0.2\r\nConnection: close\r\n\r\n');
+      s.write(
+        'GET /raw HTTP/1.1\r\nHost: gw.test\r\nX-Real-IP: 10.0.0.1\r\nX-Real-IP: 10.0.0.2\r\nConnection: close\r\n\r\n',
+      );
     });
     expect(reply).toMatch(/^HTTP\/1.1 200/);
     expect(up.requests.length).toBe(before + 1);
-    expect(up.requests.at(-1)!.rawHeaders.filter((_, i, a) => i % 2 === 0 && a[i].toLowerCase() === 'x-real-ip')).toHaveLength(1);
+    expect(
+      up.requests.at(-1)!.rawHeaders.filter((_, i, a) => i % 2 === 0 && a[i].toLowerCase() === 'x-real-ip'),
+    ).toHaveLength(1);
     expect(up.requests.at(-1)!.headers['x-real-ip']).toBe('127.0.0.1');
   });
 });
@@ -121,7 +165,12 @@ describe('x-spiffe-id', () => {
 
   it('carries the verified client certificate SPIFFE ID (HTTP/2 over mTLS)', async () => {
     const c = ca.client(SPIFFE_OPS);
-    const session = http2.connect(`https://${edge.gw.addresses.listeners.mtls}`, { ca: ca.certPem, cert: c.certPem, key: c.keyPem, servername: 'localhost' });
+    const session = http2.connect(`https://${edge.gw.addresses.listeners.mtls}`, {
+      ca: ca.certPem,
+      cert: c.certPem,
+      key: c.keyPem,
+      servername: 'localhost',
+    });
     try {
       const before = up.requests.length;
       const status = await new Promise<number>((resolve, reject) => {

@@ -49,20 +49,53 @@ beforeAll(async () => {
 });
 afterAll(() => jwks?.stop());
 
-function providerConfig(o: { uri?: string; cacheDuration?: string; cooldown?: string; algorithms?: string[] } = {}): JwtProviderConfig {
-  const r = validateConfig({ auth: { jwtProviders: [{
-    name: 'main', issuer: ISS, audiences: ['api'], algorithms: o.algorithms ?? ['ES256', 'RS256'],
-    jwks: { uri: o.uri ?? jwks.url(`p${++seq}`), cacheDuration: o.cacheDuration ?? '10m', cooldown: o.cooldown ?? '30s', timeout: '2s' },
-  }] } }, {});
+function providerConfig(
+  o: { uri?: string; cacheDuration?: string; cooldown?: string; algorithms?: string[] } = {},
+): JwtProviderConfig {
+  const r = validateConfig(
+    {
+      auth: {
+        jwtProviders: [
+          {
+            name: 'main',
+            issuer: ISS,
+            audiences: ['api'],
+            algorithms: o.algorithms ?? ['ES256', 'RS256'],
+            jwks: {
+              uri: o.uri ?? jwks.url(`p${++seq}`),
+              cacheDuration: o.cacheDuration ?? '10m',
+              cooldown: o.cooldown ?? '30s',
+              timeout: '2s',
+            },
+          },
+        ],
+      },
+    },
+    {},
+  );
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.config.auth.jwtProviders[0];
 }
 
-interface TokenOpts { key?: CryptoKey | Uint8Array; header?: Record<string, unknown>; aud?: string; iss?: string; exp?: number; nbf?: number; sub?: string; crit?: Record<string, boolean> }
+interface TokenOpts {
+  key?: CryptoKey | Uint8Array;
+  header?: Record<string, unknown>;
+  aud?: string;
+  iss?: string;
+  exp?: number;
+  nbf?: number;
+  sub?: string;
+  crit?: Record<string, boolean>;
+}
 function token(o: TokenOpts = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const t = new SignJWT({ roles: ['user'] }).setProtectedHeader({ alg: 'ES256', kid: 'es1', ...o.header } as { alg: string })
-    .setIssuer(o.iss ?? ISS).setAudience(o.aud ?? 'api').setSubject(o.sub ?? 'alice').setIssuedAt(now).setExpirationTime(o.exp ?? now + 300);
+  const t = new SignJWT({ roles: ['user'] })
+    .setProtectedHeader({ alg: 'ES256', kid: 'es1', ...o.header } as { alg: string })
+    .setIssuer(o.iss ?? ISS)
+    .setAudience(o.aud ?? 'api')
+    .setSubject(o.sub ?? 'alice')
+    .setIssuedAt(now)
+    .setExpirationTime(o.exp ?? now + 300);
   if (o.nbf !== undefined) t.setNotBefore(o.nbf);
   return t.sign(o.key ?? es1.privateKey, o.crit ? { crit: o.crit } : undefined);
 }
@@ -76,7 +109,9 @@ describe('JWT verification against a live JWKS endpoint', () => {
     const before = jwks.hits;
     const p = new JwtProvider(providerConfig());
     expect((await p.verify(await token())).sub).toBe('alice');
-    expect((await p.verify(await token({ key: rs1.privateKey, header: { alg: 'RS256', kid: 'rs1' }, sub: 'bob' }))).sub).toBe('bob');
+    expect(
+      (await p.verify(await token({ key: rs1.privateKey, header: { alg: 'RS256', kid: 'rs1' }, sub: 'bob' }))).sub,
+    ).toBe('bob');
     expect(jwks.hits - before).toBe(1);
   });
 
@@ -86,10 +121,31 @@ describe('JWT verification against a live JWKS endpoint', () => {
     ['a token whose nbf is in the future', () => token({ nbf: now() + 600 }), 'not_yet_valid'],
     ['a wrong audience', () => token({ aud: 'other' }), 'bad_audience'],
     ['a wrong issuer', () => token({ iss: 'https://evil.test' }), 'bad_issuer'],
-    ['alg none', async () => `${b64({ alg: 'none', kid: 'es1' })}.${b64({ iss: ISS, aud: 'api', sub: 'mallory', exp: now() + 300 })}.`, 'alg_not_allowed'],
-    ['HS256 signed with the RSA public key PEM (algorithm confusion)', async () => token({ key: new TextEncoder().encode(await exportSPKI(rs1.publicKey)), header: { alg: 'HS256', kid: 'rs1' } }), 'alg_not_allowed'],
-    ['a tampered payload', async () => { const [h, , s] = (await token()).split('.'); return `${h}.${b64({ iss: ISS, aud: 'api', sub: 'root', exp: now() + 300 })}.${s}`; }, 'bad_signature'],
-    ['an unknown critical header parameter', () => token({ header: { crit: ['x-must'], 'x-must': true }, crit: { 'x-must': true } }), 'unsupported'],
+    [
+      'alg none',
+      async () =>
+        `${b64({ alg: 'none', kid: 'es1' })}.${b64({ iss: ISS, aud: 'api', sub: 'mallory', exp: now() + 300 })}.`,
+      'alg_not_allowed',
+    ],
+    [
+      'HS256 signed with the RSA public key PEM (algorithm confusion)',
+      async () =>
+        token({ key: new TextEncoder().encode(await exportSPKI(rs1.publicKey)), header: { alg: 'HS256', kid: 'rs1' } }),
+      'alg_not_allowed',
+    ],
+    [
+      'a tampered payload',
+      async () => {
+        const [h, , s] = (await token()).split('.');
+        return `${h}.${b64({ iss: ISS, aud: 'api', sub: 'root', exp: now() + 300 })}.${s}`;
+      },
+      'bad_signature',
+    ],
+    [
+      'an unknown critical header parameter',
+      () => token({ header: { crit: ['x-must'], 'x-must': true }, crit: { 'x-must': true } }),
+      'unsupported',
+    ],
     ['garbage', async () => 'not-a-jwt', 'malformed'],
   ];
   for (const [what, make, expected] of refused) {
@@ -103,7 +159,10 @@ describe('JWT verification against a live JWKS endpoint', () => {
     // Validation refuses this combination; the provider must still refuse HS256 if it ever got one.
     const cfg = providerConfig({ algorithms: ['RS256'] });
     const p = new JwtProvider({ ...cfg, algorithms: ['RS256', 'HS256'] });
-    const forged = await token({ key: new TextEncoder().encode(await exportSPKI(rs1.publicKey)), header: { alg: 'HS256', kid: 'rs1' } });
+    const forged = await token({
+      key: new TextEncoder().encode(await exportSPKI(rs1.publicKey)),
+      header: { alg: 'HS256', kid: 'rs1' },
+    });
     expect(await reason(p.verify(forged))).toBe('alg_not_allowed');
   });
 
@@ -150,12 +209,16 @@ describe('JWKS caching, rotation and outages', () => {
       const p = new JwtProvider(providerConfig({ uri: server.url('ghost'), cooldown: '30s' }));
       await p.verify(await token()); // hit 1; the cooldown now runs from this fetch
       const ghost = await token({ key: es2.privateKey, header: { kid: 'ghost' } });
-      expect(await Promise.all(Array.from({ length: 20 }, () => reason(p.verify(ghost))))).toEqual(Array(20).fill('unknown_kid'));
+      expect(await Promise.all(Array.from({ length: 20 }, () => reason(p.verify(ghost))))).toEqual(
+        Array(20).fill('unknown_kid'),
+      );
       expect(server.hits).toBe(1); // inside the cooldown: no refetch at all
       const p2 = new JwtProvider(providerConfig({ uri: server.url('ghost2'), cooldown: '100ms' }));
       await p2.verify(await token()); // hit 2
       await waitMs(150);
-      expect(await Promise.all(Array.from({ length: 20 }, () => reason(p2.verify(ghost))))).toEqual(Array(20).fill('unknown_kid'));
+      expect(await Promise.all(Array.from({ length: 20 }, () => reason(p2.verify(ghost))))).toEqual(
+        Array(20).fill('unknown_kid'),
+      );
       expect(server.hits).toBe(3); // exactly one refetch for the 20
     } finally {
       await server.stop();
@@ -192,7 +255,9 @@ describe('JWKS caching, rotation and outages', () => {
       await waitMs(20);
     }
     // A key the cache never held fails closed.
-    expect(await reason(p.verify(await token({ key: es2.privateKey, header: { kid: 'es2' } })))).toMatch(/^(jwks_unavailable|unknown_kid)$/);
+    expect(await reason(p.verify(await token({ key: es2.privateKey, header: { kid: 'es2' } })))).toMatch(
+      /^(jwks_unavailable|unknown_kid)$/,
+    );
   });
 
   it('bounds fetches while the endpoint fails: a burst of unknown kids costs one attempt', async () => {

@@ -11,16 +11,32 @@ import { RecordingSink, metricValue } from '../helpers/discovery.js';
 type KubernetesBlock = { service: string; namespace?: string; port: number | string };
 
 function config(kubeconfig: string, clusters: Record<string, KubernetesBlock | undefined>): Config {
-  const r = validateConfig({
-    gateway: { kubernetes: { kubeconfig } },
-    clusters: Object.entries(clusters).map(([name, kubernetes]) => (kubernetes ? { name, discovery: { kubernetes } } : { name, endpoints: [{ address: '127.0.0.1:9' }] })),
-  }, {});
+  const r = validateConfig(
+    {
+      gateway: { kubernetes: { kubeconfig } },
+      clusters: Object.entries(clusters).map(([name, kubernetes]) =>
+        kubernetes ? { name, discovery: { kubernetes } } : { name, endpoints: [{ address: '127.0.0.1:9' }] },
+      ),
+    },
+    {},
+  );
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.config;
 }
 
 /** An endpoint as the EndpointSlice controller writes it for a pod. */
-function pod(name: string, address: string, options: { zone?: string; ready?: boolean; serving?: boolean; terminating?: boolean; forZones?: string[]; conditions?: 'none' } = {}): V1Endpoint {
+function pod(
+  name: string,
+  address: string,
+  options: {
+    zone?: string;
+    ready?: boolean;
+    serving?: boolean;
+    terminating?: boolean;
+    forZones?: string[];
+    conditions?: 'none';
+  } = {},
+): V1Endpoint {
   const { ready = true, serving = ready, terminating = false } = options;
   return {
     addresses: [address],
@@ -32,11 +48,19 @@ function pod(name: string, address: string, options: { zone?: string; ready?: bo
   };
 }
 
-function slice(name: string, endpoints: V1Endpoint[], options: { addressType?: string; ports?: V1EndpointSlice['ports'] } = {}): V1EndpointSlice {
+function slice(
+  name: string,
+  endpoints: V1Endpoint[],
+  options: { addressType?: string; ports?: V1EndpointSlice['ports'] } = {},
+): V1EndpointSlice {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name, generateName: `${name.replace(/-[^-]+$/, '')}-`, labels: { 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+    metadata: {
+      name,
+      generateName: `${name.replace(/-[^-]+$/, '')}-`,
+      labels: { 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+    },
     addressType: options.addressType ?? 'IPv4',
     ports: options.ports ?? [{ name: 'http', port: 8080, protocol: 'TCP' }],
     endpoints,
@@ -66,7 +90,11 @@ afterEach(() => {
 });
 
 /** Serve `slices` for `service`, discover `clusters`, and wait for the first list of each (initialized()). */
-async function discover(service: string, slices: V1EndpointSlice[], clusters: Record<string, KubernetesBlock>): Promise<{ sink: RecordingSink; d: KubernetesDiscovery }> {
+async function discover(
+  service: string,
+  slices: V1EndpointSlice[],
+  clusters: Record<string, KubernetesBlock>,
+): Promise<{ sink: RecordingSink; d: KubernetesDiscovery }> {
   for (const s of slices) api.apply('default', service, s);
   const sink = new RecordingSink();
   const d = (discovery = new KubernetesDiscovery(sink, fast));
@@ -80,15 +108,47 @@ const locality = (zone = '') => ({ region: '', zone, subzone: '' });
 describe('Kubernetes EndpointSlice discovery against a stand-in API server', () => {
   it('lists the slices over TLS with the kubeconfig token and hands the ready pods as endpoints with zone and labels', async () => {
     const before = api.requests.length;
-    const { sink, d } = await discover('web', [slice('web-abc12', [pod('web-1', '10.1.0.2', { zone: 'zone-a' }), pod('web-0', '10.1.0.1', { zone: 'zone-b', forZones: ['zone-b', 'zone-c'] })])], { web: { service: 'web', port: 'http' } });
+    const { sink, d } = await discover(
+      'web',
+      [
+        slice('web-abc12', [
+          pod('web-1', '10.1.0.2', { zone: 'zone-a' }),
+          pod('web-0', '10.1.0.1', { zone: 'zone-b', forZones: ['zone-b', 'zone-c'] }),
+        ]),
+      ],
+      { web: { service: 'web', port: 'http' } },
+    );
 
     expect(sink.calls).toHaveLength(1);
     expect(sink.calls[0]).toMatchObject({ cluster: 'web', source: 'kubernetes' });
     expect(sink.calls[0].endpoints).toEqual([
-      { address: '10.1.0.1:8080', weight: 1, priority: 0, locality: locality('zone-b'), labels: { 'kubernetes.io/service-name': 'web', pod: 'web-0', node: 'node-zone-b', 'meridian.dev/for-zones': 'zone-b,zone-c' } },
-      { address: '10.1.0.2:8080', weight: 1, priority: 0, locality: locality('zone-a'), labels: { 'kubernetes.io/service-name': 'web', pod: 'web-1', node: 'node-zone-a' } },
+      {
+        address: '10.1.0.1:8080',
+        weight: 1,
+        priority: 0,
+        locality: locality('zone-b'),
+        labels: {
+          'kubernetes.io/service-name': 'web',
+          pod: 'web-0',
+          node: 'node-zone-b',
+          'meridian.dev/for-zones': 'zone-b,zone-c',
+        },
+      },
+      {
+        address: '10.1.0.2:8080',
+        weight: 1,
+        priority: 0,
+        locality: locality('zone-a'),
+        labels: { 'kubernetes.io/service-name': 'web', pod: 'web-1', node: 'node-zone-a' },
+      },
     ]);
-    expect(d.status('web')).toMatchObject({ source: 'kubernetes', target: 'default/web:http', endpoints: 2, lastError: null, stale: false });
+    expect(d.status('web')).toMatchObject({
+      source: 'kubernetes',
+      target: 'default/web:http',
+      endpoints: 2,
+      lastError: null,
+      stale: false,
+    });
     expect(Date.parse(d.status('web')!.lastSuccess!)).toBeGreaterThan(Date.now() - 5000);
     expect(await metricValue(discoveredEndpoints, { cluster: 'web', source: 'kubernetes' })).toBe(2);
 
@@ -96,14 +156,23 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     await vi.waitFor(() => expect(api.requests.length).toBeGreaterThanOrEqual(before + 2), wait);
     const [list, watch] = api.requests.slice(before);
     expect(list).toMatchObject({ watch: false, authorization: `Bearer ${api.token}` });
-    expect(list.url).toBe('/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb');
+    expect(list.url).toBe(
+      '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb',
+    );
     const watchQuery = new URL(watch.url, 'https://x').searchParams;
     expect(watch.authorization).toBe(`Bearer ${api.token}`);
-    expect(Object.fromEntries(watchQuery)).toMatchObject({ watch: '1', allowWatchBookmarks: 'true', resourceVersion: api.resourceVersion, labelSelector: 'kubernetes.io/service-name=web' });
+    expect(Object.fromEntries(watchQuery)).toMatchObject({
+      watch: '1',
+      allowWatchBookmarks: 'true',
+      resourceVersion: api.resourceVersion,
+      labelSelector: 'kubernetes.io/service-name=web',
+    });
   });
 
   it('follows a pod added to a slice (MODIFIED), a new slice (ADDED) and a deleted slice (DELETED), one hand-off per burst', async () => {
-    const { sink } = await discover('follow', [slice('follow-a', [pod('f-0', '10.2.0.1')])], { follow: { service: 'follow', port: 8080 } });
+    const { sink } = await discover('follow', [slice('follow-a', [pod('f-0', '10.2.0.1')])], {
+      follow: { service: 'follow', port: 8080 },
+    });
     await vi.waitFor(() => expect(api.openWatches).toBeGreaterThan(0), wait);
 
     api.apply('default', 'follow', slice('follow-a', [pod('f-0', '10.2.0.1'), pod('f-1', '10.2.0.2')]));
@@ -114,7 +183,16 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3')]));
     await sleep(5);
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3'), pod('f-3', '10.2.0.4')]));
-    await vi.waitFor(() => expect(sink.addresses('follow').at(-1)).toEqual(['10.2.0.1:8080', '10.2.0.2:8080', '10.2.0.3:8080', '10.2.0.4:8080']), wait);
+    await vi.waitFor(
+      () =>
+        expect(sink.addresses('follow').at(-1)).toEqual([
+          '10.2.0.1:8080',
+          '10.2.0.2:8080',
+          '10.2.0.3:8080',
+          '10.2.0.4:8080',
+        ]),
+      wait,
+    );
     expect(sink.calls.length).toBe(calls + 1);
 
     api.delete('default', 'follow-a');
@@ -130,13 +208,19 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
   });
 
   it('maps ready to healthy, serving+terminating to draining, and leaves out what is not serving', async () => {
-    const { sink } = await discover('states', [slice('states-a', [
-      pod('ready', '10.3.0.1'),
-      pod('nil-conditions', '10.3.0.2', { conditions: 'none' }),
-      pod('terminating', '10.3.0.3', { ready: false, serving: true, terminating: true }),
-      pod('terminating-not-serving', '10.3.0.4', { ready: false, serving: false, terminating: true }),
-      pod('starting', '10.3.0.5', { ready: false, serving: false, terminating: false }),
-    ])], { states: { service: 'states', port: 8080 } });
+    const { sink } = await discover(
+      'states',
+      [
+        slice('states-a', [
+          pod('ready', '10.3.0.1'),
+          pod('nil-conditions', '10.3.0.2', { conditions: 'none' }),
+          pod('terminating', '10.3.0.3', { ready: false, serving: true, terminating: true }),
+          pod('terminating-not-serving', '10.3.0.4', { ready: false, serving: false, terminating: true }),
+          pod('starting', '10.3.0.5', { ready: false, serving: false, terminating: false }),
+        ]),
+      ],
+      { states: { service: 'states', port: 8080 } },
+    );
 
     const endpoints = sink.last('states');
     expect(endpoints.map((e) => [e.address, e.health])).toEqual([
@@ -146,29 +230,59 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     ]);
 
     // The draining pod goes once it stops serving.
-    api.apply('default', 'states', slice('states-a', [pod('ready', '10.3.0.1'), pod('terminating', '10.3.0.3', { ready: false, serving: false, terminating: true })]));
+    api.apply(
+      'default',
+      'states',
+      slice('states-a', [
+        pod('ready', '10.3.0.1'),
+        pod('terminating', '10.3.0.3', { ready: false, serving: false, terminating: true }),
+      ]),
+    );
     await vi.waitFor(() => expect(sink.addresses('states').at(-1)).toEqual(['10.3.0.1:8080']), wait);
   });
 
   it('merges IPv4 and IPv6 slices and several slices, an address in two slices once (ready before draining); skips FQDN slices and slices without the port', async () => {
-    const { sink } = await discover('dual', [
-      // 10.4.0.2 draining then ready, 10.4.0.4 ready then draining (a pod moving between slices mid-rollout).
-      slice('dual-v4a', [pod('d-0', '10.4.0.1', { zone: 'z1' }), pod('d-1', '10.4.0.2', { ready: false, serving: true, terminating: true }), pod('d-3', '10.4.0.4')]),
-      slice('dual-v4b', [pod('d-1', '10.4.0.2'), pod('d-2', '10.4.0.3'), pod('d-3', '10.4.0.4', { ready: false, serving: true, terminating: true })]),
-      slice('dual-v6', [pod('d-0', 'fd00::1', { zone: 'z1' })], { addressType: 'IPv6' }),
-      slice('dual-fqdn', [pod('d-9', 'app.example.com')], { addressType: 'FQDN' }),
-      slice('dual-other-port', [pod('d-8', '10.4.0.8')], { ports: [{ name: 'metrics', port: 9090, protocol: 'TCP' }] }),
-      slice('dual-udp', [pod('d-7', '10.4.0.7')], { ports: [{ name: 'http', port: 8080, protocol: 'UDP' }] }),
-    ], { dual: { service: 'dual', port: 'http' } });
+    const { sink } = await discover(
+      'dual',
+      [
+        // 10.4.0.2 draining then ready, 10.4.0.4 ready then draining (a pod moving between slices mid-rollout).
+        slice('dual-v4a', [
+          pod('d-0', '10.4.0.1', { zone: 'z1' }),
+          pod('d-1', '10.4.0.2', { ready: false, serving: true, terminating: true }),
+          pod('d-3', '10.4.0.4'),
+        ]),
+        slice('dual-v4b', [
+          pod('d-1', '10.4.0.2'),
+          pod('d-2', '10.4.0.3'),
+          pod('d-3', '10.4.0.4', { ready: false, serving: true, terminating: true }),
+        ]),
+        slice('dual-v6', [pod('d-0', 'fd00::1', { zone: 'z1' })], { addressType: 'IPv6' }),
+        slice('dual-fqdn', [pod('d-9', 'app.example.com')], { addressType: 'FQDN' }),
+        slice('dual-other-port', [pod('d-8', '10.4.0.8')], {
+          ports: [{ name: 'metrics', port: 9090, protocol: 'TCP' }],
+        }),
+        slice('dual-udp', [pod('d-7', '10.4.0.7')], { ports: [{ name: 'http', port: 8080, protocol: 'UDP' }] }),
+      ],
+      { dual: { service: 'dual', port: 'http' } },
+    );
 
     const endpoints = sink.last('dual');
-    expect(endpoints.map((e) => e.address)).toEqual(['10.4.0.1:8080', '10.4.0.2:8080', '10.4.0.3:8080', '10.4.0.4:8080', '[fd00::1]:8080']);
+    expect(endpoints.map((e) => e.address)).toEqual([
+      '10.4.0.1:8080',
+      '10.4.0.2:8080',
+      '10.4.0.3:8080',
+      '10.4.0.4:8080',
+      '[fd00::1]:8080',
+    ]);
     expect(endpoints.map((e) => e.health)).toEqual([undefined, undefined, undefined, undefined, undefined]);
     expect(endpoints[4]).toMatchObject({ locality: locality('z1'), labels: { pod: 'd-0' } });
   });
 
   it('picks the port by name or by number, per cluster', async () => {
-    const ports = [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'grpc', port: 9000, protocol: 'TCP' }];
+    const ports = [
+      { name: 'http', port: 8080, protocol: 'TCP' },
+      { name: 'grpc', port: 9000, protocol: 'TCP' },
+    ];
     const { sink } = await discover('ports', [slice('ports-a', [pod('p-0', '10.5.0.1')], { ports })], {
       byName: { service: 'ports', port: 'grpc' },
       byNumber: { service: 'ports', port: 8080 },
@@ -182,7 +296,9 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
   it('re-lists after 410 Gone (ERROR event or 410 response) and loses no update made while the watch was away', async () => {
     for (const expiredAs of ['event', 'http'] as const) {
       const service = `gone-${expiredAs}`;
-      const { sink } = await discover(service, [slice(`${service}-a`, [pod('g-0', '10.6.0.1')])], { gone: { service, port: 8080 } });
+      const { sink } = await discover(service, [slice(`${service}-a`, [pod('g-0', '10.6.0.1')])], {
+        gone: { service, port: 8080 },
+      });
       await vi.waitFor(() => expect(api.openWatches).toBeGreaterThan(0), wait);
       const lists = api.lists;
 
@@ -205,14 +321,20 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
   });
 
   it('backs off instead of spinning when the server answers 410 for the version it just listed, then recovers', async () => {
-    const { sink, d } = await discover('spin', [slice('spin-a', [pod('v-0', '10.14.0.1')])], { spin: { service: 'spin', port: 8080 } });
+    const { sink, d } = await discover('spin', [slice('spin-a', [pod('v-0', '10.14.0.1')])], {
+      spin: { service: 'spin', port: 8080 },
+    });
     await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
     const lists = api.lists;
     const errors = (await metricValue(kubernetesWatchErrors, { cluster: 'spin' })) ?? 0;
 
     api.expireEveryWatch = true;
     api.dropWatches();
-    await vi.waitFor(() => expect(d.status('spin')).toMatchObject({ stale: true, lastError: expect.stringContaining('410 Gone again') }), wait);
+    await vi.waitFor(
+      () =>
+        expect(d.status('spin')).toMatchObject({ stale: true, lastError: expect.stringContaining('410 Gone again') }),
+      wait,
+    );
     const spinning = api.lists;
     await sleep(1500);
     // Retries 50-100 ms, then 100-200, then 200-400 ms apart (growing, though each list between succeeds):
@@ -250,8 +372,10 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     await vi.waitFor(() => expect(sink.addresses('window').at(-1)).toEqual(['10.13.0.2:8080']), wait);
   });
 
-  it('resumes a dropped watch from its resourceVersion (and a bookmark\'s) without a re-list, catching up on changes', async () => {
-    const { sink, d } = await discover('drop', [slice('drop-a', [pod('x-0', '10.7.0.1')])], { drop: { service: 'drop', port: 8080 } });
+  it("resumes a dropped watch from its resourceVersion (and a bookmark's) without a re-list, catching up on changes", async () => {
+    const { sink, d } = await discover('drop', [slice('drop-a', [pod('x-0', '10.7.0.1')])], {
+      drop: { service: 'drop', port: 8080 },
+    });
     await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
     const lists = api.lists;
 
@@ -271,14 +395,28 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
   });
 
   it('keeps the last endpoints while the API server is down (stale, lastError, error metric), then recovers and catches up', async () => {
-    const { sink, d } = await discover('outage', [slice('outage-a', [pod('o-0', '10.8.0.1'), pod('o-1', '10.8.0.2')])], { outage: { service: 'outage', port: 8080 } });
+    const { sink, d } = await discover(
+      'outage',
+      [slice('outage-a', [pod('o-0', '10.8.0.1'), pod('o-1', '10.8.0.2')])],
+      {
+        outage: { service: 'outage', port: 8080 },
+      },
+    );
     await vi.waitFor(() => expect(api.openWatches).toBeGreaterThan(0), wait);
     const errors = (await metricValue(kubernetesWatchErrors, { cluster: 'outage' })) ?? 0;
 
     await api.down();
     try {
-      await vi.waitFor(async () => expect(await metricValue(kubernetesWatchErrors, { cluster: 'outage' })).toBeGreaterThanOrEqual(errors + 2), wait);
-      expect(d.status('outage')).toMatchObject({ endpoints: 2, stale: true, lastError: expect.stringContaining('ECONNREFUSED') });
+      await vi.waitFor(
+        async () =>
+          expect(await metricValue(kubernetesWatchErrors, { cluster: 'outage' })).toBeGreaterThanOrEqual(errors + 2),
+        wait,
+      );
+      expect(d.status('outage')).toMatchObject({
+        endpoints: 2,
+        stale: true,
+        lastError: expect.stringContaining('ECONNREFUSED'),
+      });
       expect(sink.calls).toHaveLength(1);
       expect(await metricValue(discoveredEndpoints, { cluster: 'outage', source: 'kubernetes' })).toBe(2);
       // A pod replaced while the gateway cannot see it.
@@ -290,12 +428,17 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     await vi.waitFor(() => expect(sink.addresses('outage').at(-1)).toEqual(['10.8.0.2:8080', '10.8.0.3:8080']), wait);
   });
 
-  it('reports a refused token with the API\'s Status message and initialized() still resolves', async () => {
+  it("reports a refused token with the API's Status message and initialized() still resolves", async () => {
     const sink = new RecordingSink();
     const d = (discovery = new KubernetesDiscovery(sink, fast));
     d.reconcile(config(api.writeKubeconfig('wrong-token'), { denied: { service: 'denied', port: 8080 } }));
     await d.initialized();
-    expect(d.status('denied')).toMatchObject({ endpoints: 0, stale: true, lastSuccess: null, lastError: '401 Unauthorized: Unauthorized' });
+    expect(d.status('denied')).toMatchObject({
+      endpoints: 0,
+      stale: true,
+      lastSuccess: null,
+      lastError: '401 Unauthorized: Unauthorized',
+    });
     expect(sink.calls).toHaveLength(0);
   });
 
@@ -307,21 +450,37 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
       api.apply('default', 'envcfg', slice('envcfg-a', [pod('k-0', '10.12.0.1')]));
       const sink = new RecordingSink();
       const d = (discovery = new KubernetesDiscovery(sink, fast));
-      const r = validateConfig({ clusters: [{ name: 'envcfg', discovery: { kubernetes: { service: 'envcfg', port: 8080 } } }] }, {});
+      const r = validateConfig(
+        { clusters: [{ name: 'envcfg', discovery: { kubernetes: { service: 'envcfg', port: 8080 } } }] },
+        {},
+      );
       if (!r.ok) throw new Error(JSON.stringify(r.errors));
       d.reconcile(r.config);
       await d.initialized();
       expect(sink.addresses('envcfg')).toEqual([['10.12.0.1:8080']]);
     } finally {
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
   });
 
   it('reconcile stops a cluster that lost its block, restarts one whose block changed, leaves an unchanged one', async () => {
-    const { sink, d } = await discover('rec', [slice('rec-a', [pod('r-0', '10.9.0.1')], { ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { name: 'alt', port: 81, protocol: 'TCP' }] })], {
-      a: { service: 'rec', port: 'http' },
-      b: { service: 'rec', port: 'http' },
-    });
+    const { sink, d } = await discover(
+      'rec',
+      [
+        slice('rec-a', [pod('r-0', '10.9.0.1')], {
+          ports: [
+            { name: 'http', port: 80, protocol: 'TCP' },
+            { name: 'alt', port: 81, protocol: 'TCP' },
+          ],
+        }),
+      ],
+      {
+        a: { service: 'rec', port: 'http' },
+        b: { service: 'rec', port: 'http' },
+      },
+    );
     await vi.waitFor(() => expect(api.openWatches).toBe(2), wait);
     const watchesBefore = api.requests.filter((r) => r.watch).length;
     d.reconcile(config(kubeconfig, { a: { service: 'rec', port: 'http' }, b: { service: 'rec', port: 'http' } }));
@@ -335,7 +494,16 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     expect(sink.addresses('b')).toEqual([['10.9.0.1:80'], ['10.9.0.1:81']]);
     await vi.waitFor(() => expect(api.openWatches).toBe(1), wait);
 
-    api.apply('default', 'rec', slice('rec-a', [pod('r-0', '10.9.0.1'), pod('r-1', '10.9.0.2')], { ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { name: 'alt', port: 81, protocol: 'TCP' }] }));
+    api.apply(
+      'default',
+      'rec',
+      slice('rec-a', [pod('r-0', '10.9.0.1'), pod('r-1', '10.9.0.2')], {
+        ports: [
+          { name: 'http', port: 80, protocol: 'TCP' },
+          { name: 'alt', port: 81, protocol: 'TCP' },
+        ],
+      }),
+    );
     await vi.waitFor(() => expect(sink.addresses('b').at(-1)).toEqual(['10.9.0.1:81', '10.9.0.2:81']), wait);
     expect(sink.addresses('a')).toEqual([['10.9.0.1:80']]);
 
@@ -348,7 +516,8 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     const sink = new RecordingSink();
     let refusals = 1;
     const refusing: EndpointSink = {
-      setEndpoints: (cluster, endpoints, source) => (refusals-- > 0 ? Promise.reject(new Error('workers busy')) : sink.setEndpoints(cluster, endpoints, source)),
+      setEndpoints: (cluster, endpoints, source) =>
+        refusals-- > 0 ? Promise.reject(new Error('workers busy')) : sink.setEndpoints(cluster, endpoints, source),
     };
     const d = (discovery = new KubernetesDiscovery(refusing, fast));
     d.reconcile(config(kubeconfig, { refused: { service: 'refused', port: 8080 } }));
@@ -360,12 +529,18 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
   it('aborts a watch the server keeps open past its timeoutSeconds and resumes it', async () => {
     const sink = new RecordingSink();
     api.apply('default', 'silent', slice('silent-a', [pod('q-0', '10.11.0.1')]));
-    const d = (discovery = new KubernetesDiscovery(sink, { ...fast, watchTimeoutSeconds: 1, watchSilenceGraceMs: 200 }));
+    const d = (discovery = new KubernetesDiscovery(sink, {
+      ...fast,
+      watchTimeoutSeconds: 1,
+      watchSilenceGraceMs: 200,
+    }));
     d.reconcile(config(kubeconfig, { silent: { service: 'silent', port: 8080 } }));
     await d.initialized();
     const watches = () => api.requests.filter((r) => r.watch && r.url.includes('silent')).length;
     await vi.waitFor(() => expect(watches()).toBe(1), wait);
-    expect(new URL(api.requests.filter((r) => r.watch).at(-1)!.url, 'https://x').searchParams.get('timeoutSeconds')).toBe('1');
+    expect(
+      new URL(api.requests.filter((r) => r.watch).at(-1)!.url, 'https://x').searchParams.get('timeoutSeconds'),
+    ).toBe('1');
     await vi.waitFor(() => expect(watches()).toBeGreaterThanOrEqual(2), wait);
     expect(api.lists).toBeGreaterThan(0);
     expect(sink.calls).toHaveLength(1);
@@ -380,29 +555,100 @@ describe('Kubernetes discovery config', () => {
   };
 
   it('defaults the namespace, accepts a port name or number', () => {
-    const r = validateConfig({ clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 'http' } } }, { name: 'b', discovery: { kubernetes: { service: 'web', namespace: 'shop', port: 8080 } } }] }, {});
+    const r = validateConfig(
+      {
+        clusters: [
+          { name: 'a', discovery: { kubernetes: { service: 'web', port: 'http' } } },
+          { name: 'b', discovery: { kubernetes: { service: 'web', namespace: 'shop', port: 8080 } } },
+        ],
+      },
+      {},
+    );
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
     expect(r.config.clusters[0].discovery!.kubernetes).toEqual({ service: 'web', namespace: 'default', port: 'http' });
     expect(r.config.clusters[1].discovery!.kubernetes).toEqual({ service: 'web', namespace: 'shop', port: 8080 });
   });
 
   it.each([
-    ['both dns and kubernetes', { clusters: [{ name: 'a', discovery: { dns: { name: 'a.test', port: 80 }, kubernetes: { service: 'web', port: 80 } } }] }, 'clusters[0].discovery', 'set one source, not dns and kubernetes'],
-    ['kubernetes beside static endpoints', { clusters: [{ name: 'a', endpoints: [{ address: '127.0.0.1:80' }], discovery: { kubernetes: { service: 'web', port: 80 } } }] },
-      'clusters[0].discovery', 'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only'],
-    ['no service', { clusters: [{ name: 'a', discovery: { kubernetes: { port: 80 } } }] }, 'clusters[0].discovery.kubernetes.service', 'expected a Service name (DNS-1035 label)'],
-    ['a service name with a dot', { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web.default', port: 80 } } }] }, 'clusters[0].discovery.kubernetes.service', 'expected a Service name (DNS-1035 label)'],
-    ['an upper-case namespace', { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', namespace: 'Shop', port: 80 } } }] }, 'clusters[0].discovery.kubernetes.namespace', 'expected a namespace name (DNS-1123 label)'],
-    ['port 0', { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 0 } } }] }, 'clusters[0].discovery.kubernetes.port', 'expected a port number (1-65535) or a port name'],
-    ['a port name with a space', { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 'my port' } } }] }, 'clusters[0].discovery.kubernetes.port', 'expected a port number (1-65535) or a port name'],
-    ['an unknown field', { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80, selector: 'x' } } }] }, 'clusters[0].discovery.kubernetes.selector', 'Unexpected property'],
-    ['a missing kubeconfig file', { gateway: { kubernetes: { kubeconfig: '/nonexistent/kubeconfig' } }, clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80 } } }] },
-      'gateway.kubernetes.kubeconfig', 'file not found: /nonexistent/kubeconfig'],
+    [
+      'both dns and kubernetes',
+      {
+        clusters: [
+          { name: 'a', discovery: { dns: { name: 'a.test', port: 80 }, kubernetes: { service: 'web', port: 80 } } },
+        ],
+      },
+      'clusters[0].discovery',
+      'set one source, not dns and kubernetes',
+    ],
+    [
+      'kubernetes beside static endpoints',
+      {
+        clusters: [
+          {
+            name: 'a',
+            endpoints: [{ address: '127.0.0.1:80' }],
+            discovery: { kubernetes: { service: 'web', port: 80 } },
+          },
+        ],
+      },
+      'clusters[0].discovery',
+      'discovery and endpoints are alternatives: a discovered cluster takes its endpoints from discovery only',
+    ],
+    [
+      'no service',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { port: 80 } } }] },
+      'clusters[0].discovery.kubernetes.service',
+      'expected a Service name (DNS-1035 label)',
+    ],
+    [
+      'a service name with a dot',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web.default', port: 80 } } }] },
+      'clusters[0].discovery.kubernetes.service',
+      'expected a Service name (DNS-1035 label)',
+    ],
+    [
+      'an upper-case namespace',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', namespace: 'Shop', port: 80 } } }] },
+      'clusters[0].discovery.kubernetes.namespace',
+      'expected a namespace name (DNS-1123 label)',
+    ],
+    [
+      'port 0',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 0 } } }] },
+      'clusters[0].discovery.kubernetes.port',
+      'expected a port number (1-65535) or a port name',
+    ],
+    [
+      'a port name with a space',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 'my port' } } }] },
+      'clusters[0].discovery.kubernetes.port',
+      'expected a port number (1-65535) or a port name',
+    ],
+    [
+      'an unknown field',
+      { clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80, selector: 'x' } } }] },
+      'clusters[0].discovery.kubernetes.selector',
+      'Unexpected property',
+    ],
+    [
+      'a missing kubeconfig file',
+      {
+        gateway: { kubernetes: { kubeconfig: '/nonexistent/kubeconfig' } },
+        clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80 } } }],
+      },
+      'gateway.kubernetes.kubeconfig',
+      'file not found: /nonexistent/kubeconfig',
+    ],
   ])('%s is refused at its path', (_name, input, path, message) => {
     expect(errorsOf(input)).toContainEqual([path, message]);
   });
 
   it('accepts an existing kubeconfig file', () => {
-    expect(errorsOf({ gateway: { kubernetes: { kubeconfig: existing } }, clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80 } } }] })).toEqual([]);
+    expect(
+      errorsOf({
+        gateway: { kubernetes: { kubeconfig: existing } },
+        clusters: [{ name: 'a', discovery: { kubernetes: { service: 'web', port: 80 } } }],
+      }),
+    ).toEqual([]);
   });
 });

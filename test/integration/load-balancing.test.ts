@@ -8,11 +8,19 @@ afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!().catch(() => {});
 });
 
-async function upstreams(n: number, name: string, healthy: (i: number) => boolean, status = () => 200): Promise<TestUpstream[]> {
+async function upstreams(
+  n: number,
+  name: string,
+  healthy: (i: number) => boolean,
+  status = () => 200,
+): Promise<TestUpstream[]> {
   const out: TestUpstream[] = [];
   for (let i = 0; i < n; i++) {
     const up = await startUpstream((req, res) => {
-      if (req.url === '/healthz') { res.writeHead(healthy(i) ? 200 : 503); return void res.end(); }
+      if (req.url === '/healthz') {
+        res.writeHead(healthy(i) ? 200 : 503);
+        return void res.end();
+      }
       res.writeHead(status());
       res.end(`${name}${i}`);
     });
@@ -26,22 +34,40 @@ describe('load balancing with real upstreams', () => {
   it('shifts 30 % of traffic to P1 when half of P0 fails its health checks (2000 requests, within 3 points)', async () => {
     const p0 = await upstreams(4, 'p0-', (i) => i < 2);
     const p1 = await upstreams(4, 'p1-', () => true);
-    const gw = await startInProcess(baseConfig({
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{
-        name: 'app',
-        endpoints: [...p0.map((u) => ({ address: u.address, priority: 0 })), ...p1.map((u) => ({ address: u.address, priority: 1 }))],
-        healthCheck: { http: { path: '/healthz' }, interval: '200ms', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 1 },
-      }],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [
+          {
+            name: 'app',
+            endpoints: [
+              ...p0.map((u) => ({ address: u.address, priority: 0 })),
+              ...p1.map((u) => ({ address: u.address, priority: 1 })),
+            ],
+            healthCheck: {
+              http: { path: '/healthz' },
+              interval: '200ms',
+              timeout: '500ms',
+              healthyThreshold: 1,
+              unhealthyThreshold: 1,
+            },
+          },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
-    const status = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { lb: { healthyPriorityLoad: number[] }; endpoints: Array<{ flags: string[] }> };
+    const status = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+      lb: { healthyPriorityLoad: number[] };
+      endpoints: Array<{ flags: string[] }>;
+    };
     expect(status.lb.healthyPriorityLoad).toEqual([70, 30]);
     expect(status.endpoints.filter((e) => e.flags.includes('failed_active_hc'))).toHaveLength(2);
     const counts: Record<string, number> = {};
     const agent = new Agent({ connections: 20 });
     for (let batch = 0; batch < 40; batch++) {
-      const bodies = await Promise.all(Array.from({ length: 50 }, async () => (await request(`${gw.url}/x`, { dispatcher: agent })).body.text()));
+      const bodies = await Promise.all(
+        Array.from({ length: 50 }, async () => (await request(`${gw.url}/x`, { dispatcher: agent })).body.text()),
+      );
       for (const b of bodies) counts[b.slice(0, 2)] = (counts[b.slice(0, 2)] ?? 0) + 1;
     }
     await agent.close();
@@ -54,22 +80,35 @@ describe('load balancing with real upstreams', () => {
 
   it('ejects a 5xx endpoint after 5 consecutive failures and no worker of a 2-worker gateway sends to it while ejected', async () => {
     const good = await upstreams(2, 'good', () => true);
-    const bad = await upstreams(1, 'bad', () => true, () => 500);
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'od', workers: 2, accessLog: { enabled: false } },
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{
-        name: 'app',
-        endpoints: [...good, ...bad].map((u) => ({ address: u.address })),
-        outlierDetection: { consecutive5xx: 5, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
-      }],
-    }));
+    const bad = await upstreams(
+      1,
+      'bad',
+      () => true,
+      () => 500,
+    );
+    const gw = await spawnGateway(
+      baseConfig({
+        gateway: { name: 'od', workers: 2, accessLog: { enabled: false } },
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [
+          {
+            name: 'app',
+            endpoints: [...good, ...bad].map((u) => ({ address: u.address })),
+            outlierDetection: { consecutive5xx: 5, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
+          },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
     const agent = new Agent();
-    const hit = async (n: number) => { for (let i = 0; i < n; i++) await (await request(`${gw.url}/x`, { dispatcher: agent })).body.dump(); };
+    const hit = async (n: number) => {
+      for (let i = 0; i < n; i++) await (await request(`${gw.url}/x`, { dispatcher: agent })).body.dump();
+    };
     await waitFor(async () => {
       await hit(20);
-      const s = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { endpoints: Array<{ address: string; flags: string[]; outlier?: { ejected: boolean } }> };
+      const s = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+        endpoints: Array<{ address: string; flags: string[]; outlier?: { ejected: boolean } }>;
+      };
       return s.endpoints.find((e) => e.address === bad[0].address)?.outlier?.ejected;
     }, 10000);
     // Let the overlay reach both workers (it is broadcast right after the decision).
@@ -77,7 +116,9 @@ describe('load balancing with real upstreams', () => {
     const before = bad[0].requests.length;
     await hit(300);
     expect(bad[0].requests.length).toBe(before);
-    const s = await (await request(`${gw.admin}/clusters/app/status`)).body.json() as { endpoints: Array<{ address: string; flags: string[] }> };
+    const s = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+      endpoints: Array<{ address: string; flags: string[] }>;
+    };
     expect(s.endpoints.find((e) => e.address === bad[0].address)!.flags).toContain('failed_outlier_check');
     await agent.close();
   });
@@ -85,10 +126,19 @@ describe('load balancing with real upstreams', () => {
   it('answers 503 with x-meridian-overloaded at once when maxPendingRequests overflows', async () => {
     const slow = await startUpstream((_req, res) => setTimeout(() => res.end('ok'), 800));
     cleanup.push(() => slow.close());
-    const gw = await startInProcess(baseConfig({
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{ name: 'app', endpoints: [{ address: slow.address }], maxConnectionsPerEndpoint: 1, circuitBreakers: { maxPendingRequests: 1 } }],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [
+          {
+            name: 'app',
+            endpoints: [{ address: slow.address }],
+            maxConnectionsPerEndpoint: 1,
+            circuitBreakers: { maxPendingRequests: 1 },
+          },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
     const agent = new Agent({ connections: 10 });
     const first = request(`${gw.url}/a`, { dispatcher: agent });
@@ -110,13 +160,25 @@ describe('load balancing with real upstreams', () => {
     let bHealthy = true;
     const ups = await upstreams(3, 'e', (i) => i !== 1 || bHealthy);
     const [a, b, c] = ups.map((u) => u.address);
-    const gw = await startInProcess(baseConfig({
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
-      clusters: [{
-        name: 'app', endpoints: [{ address: a }, { address: b }], lb: { policy: 'round_robin', slowStart: { window: '60s' } },
-        healthCheck: { http: { path: '/healthz' }, interval: '100ms', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 1 },
-      }],
-    }));
+    const gw = await startInProcess(
+      baseConfig({
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'app' }],
+        clusters: [
+          {
+            name: 'app',
+            endpoints: [{ address: a }, { address: b }],
+            lb: { policy: 'round_robin', slowStart: { window: '60s' } },
+            healthCheck: {
+              http: { path: '/healthz' },
+              interval: '100ms',
+              timeout: '500ms',
+              healthyThreshold: 1,
+              unhealthyThreshold: 1,
+            },
+          },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
     const count = async (n: number) => {
       const seen: Record<string, number> = {};
@@ -128,15 +190,37 @@ describe('load balancing with real upstreams', () => {
     };
     // Endpoints of the first config start together: plain round robin.
     expect(await count(200)).toEqual({ e0: 100, e1: 100 });
-    await (await request(`${gw.admin}/clusters/app/endpoints/${c}`, { method: 'PUT', body: JSON.stringify({}) })).body.dump();
+    await (
+      await request(`${gw.admin}/clusters/app/endpoints/${c}`, { method: 'PUT', body: JSON.stringify({}) })
+    ).body.dump();
     // Weight factor 0.1 for the next 6 s: e2 gets about 1 / 21 of the traffic (19 of 400).
     const joined = await count(400);
     expect(joined.e2).toBeGreaterThan(0);
     expect(joined.e2).toBeLessThan(60);
     bHealthy = false;
-    await waitFor(async () => ((await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as { endpoints: Array<{ address: string; flags: string[] }> }).endpoints.find((e) => e.address === b)!.flags.includes('failed_active_hc'), 5000, 50);
+    await waitFor(
+      async () =>
+        (
+          (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+            endpoints: Array<{ address: string; flags: string[] }>;
+          }
+        ).endpoints
+          .find((e) => e.address === b)!
+          .flags.includes('failed_active_hc'),
+      5000,
+      50,
+    );
     bHealthy = true;
-    await waitFor(async () => ((await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as { endpoints: Array<{ address: string; flags: string[] }> }).endpoints.find((e) => e.address === b)!.flags.length === 0, 5000, 50);
+    await waitFor(
+      async () =>
+        (
+          (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+            endpoints: Array<{ address: string; flags: string[] }>;
+          }
+        ).endpoints.find((e) => e.address === b)!.flags.length === 0,
+      5000,
+      50,
+    );
     const back = await count(400);
     expect(back.e1).toBeGreaterThan(0);
     expect(back.e1).toBeLessThan(60);
@@ -146,30 +230,48 @@ describe('load balancing with real upstreams', () => {
   it('an aggregate cluster fails over to its second member when an admin override marks the first unhealthy, on every worker', async () => {
     const [first] = await upstreams(1, 'first', () => true);
     const [second] = await upstreams(1, 'second', () => true);
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'agg', workers: 2, accessLog: { enabled: true } },
-      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'both' }],
-      clusters: [
-        { name: 'a', endpoints: [{ address: first.address }] },
-        { name: 'b', endpoints: [{ address: second.address }] },
-        { name: 'both', kind: 'aggregate', clusters: ['a', 'b'] },
-      ],
-    }));
+    const gw = await spawnGateway(
+      baseConfig({
+        gateway: { name: 'agg', workers: 2, accessLog: { enabled: true } },
+        routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'both' }],
+        clusters: [
+          { name: 'a', endpoints: [{ address: first.address }] },
+          { name: 'b', endpoints: [{ address: second.address }] },
+          { name: 'both', kind: 'aggregate', clusters: ['a', 'b'] },
+        ],
+      }),
+    );
     cleanup.push(() => gw.stop());
     // New connections alternate between the two workers (node:cluster round robin).
     const bodies = async (n: number, tag: string) => {
       const out: Record<string, number> = {};
       for (let i = 0; i < n; i++) {
         const a = new Agent();
-        const body = await (await request(`${gw.url}/`, { dispatcher: a, headers: { 'x-request-id': `${tag}-${i}` } })).body.text();
+        const body = await (
+          await request(`${gw.url}/`, { dispatcher: a, headers: { 'x-request-id': `${tag}-${i}` } })
+        ).body.text();
         out[body] = (out[body] ?? 0) + 1;
         await a.close();
       }
       return out;
     };
-    const pidsOf = (tag: string) => new Set(gw.output.flatMap((l) => { try { const j = JSON.parse(l); return j.type === 'access' && String(j.requestId).startsWith(`${tag}-`) ? [j.pid] : []; } catch { return []; } }));
+    const pidsOf = (tag: string) =>
+      new Set(
+        gw.output.flatMap((l) => {
+          try {
+            const j = JSON.parse(l);
+            return j.type === 'access' && String(j.requestId).startsWith(`${tag}-`) ? [j.pid] : [];
+          } catch {
+            return [];
+          }
+        }),
+      );
     expect(await bodies(20, 'before')).toEqual({ first0: 20 });
-    const mark = (status: string) => request(`${gw.admin}/clusters/a/endpoints/${first.address}/health`, { method: 'POST', body: JSON.stringify({ status }) }).then((r) => r.body.dump());
+    const mark = (status: string) =>
+      request(`${gw.admin}/clusters/a/endpoints/${first.address}/health`, {
+        method: 'POST',
+        body: JSON.stringify({ status }),
+      }).then((r) => r.body.dump());
     await mark('unhealthy');
     // Live on every worker when the call returned: member b (stacked as priority 1) takes everything.
     expect(await bodies(40, 'failover')).toEqual({ second0: 40 });

@@ -9,20 +9,37 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
-import { spawnGateway, spawnMain, tempDir, waitFor, writeConfig, type MainProcess, type SpawnedGateway } from '../helpers/gateway.js';
+import {
+  spawnGateway,
+  spawnMain,
+  tempDir,
+  waitFor,
+  writeConfig,
+  type MainProcess,
+  type SpawnedGateway,
+} from '../helpers/gateway.js';
 import { closedPort } from '../helpers/upstream.js';
 import { TestCa, type Issued } from '../helpers/pki.js';
 
 const HOST = 'app-b.mesh.internal'; // default failover: closest first
 const HOST_P = 'app-p.mesh.internal'; // active-passive: failover.order [c-b, c-a]
-const fastCheck = { http: { path: '/' }, interval: '150ms', timeout: '150ms', healthyThreshold: 1, unhealthyThreshold: 1 };
+const fastCheck = {
+  http: { path: '/' },
+  interval: '150ms',
+  timeout: '150ms',
+  healthyThreshold: 1,
+  unhealthyThreshold: 1,
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A service instance that names its cluster and records the paths it was asked for. */
 class Instance {
   server?: http.Server;
   paths: string[] = [];
-  constructor(readonly label: string, readonly port: number) {}
+  constructor(
+    readonly label: string,
+    readonly port: number,
+  ) {}
   start() {
     if (this.server?.listening) return Promise.resolve();
     this.server = http.createServer((req, res) => {
@@ -68,13 +85,18 @@ type HubProcess = MainProcess<unknown>;
 let hubProc: HubProcess | undefined;
 
 /** `node dist/main.js control-plane`; resolves on its "ready" log line. */
-const spawnHub = (): Promise<HubProcess> => spawnMain(['control-plane', '-c', hubFile, '--state-dir', hubState], 'hub', {}, 15_000);
+const spawnHub = (): Promise<HubProcess> =>
+  spawnMain(['control-plane', '-c', hubFile, '--state-dir', hubState], 'hub', {}, 15_000);
 
 const hubUrl = () => `https://127.0.0.1:${hubPort}`;
 async function hubApi(path: string, init: { method?: string; body?: unknown } = {}) {
   const r = await request(`${hubUrl()}${path}`, {
-    dispatcher: ops, method: (init.method ?? 'GET') as 'GET', headers: { 'content-type': 'application/json' },
-    body: init.body === undefined ? undefined : JSON.stringify(init.body), headersTimeout: 5000, bodyTimeout: 5000,
+    dispatcher: ops,
+    method: (init.method ?? 'GET') as 'GET',
+    headers: { 'content-type': 'application/json' },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    headersTimeout: 5000,
+    bodyTimeout: 5000,
   });
   return { status: r.statusCode, headers: r.headers, body: (await r.body.json()) as any };
 }
@@ -113,25 +135,32 @@ async function load(gw: SpawnedGateway, host: string, ms: number, concurrency: n
   const dispatcher = new Agent({ connections: concurrency });
   const stats = { requests: 0, non2xx: 0, errors: 0, by: {} as Record<string, number>, failures: [] as string[] };
   const end = Date.now() + ms;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    for (let i = 0; i < 50_000 && Date.now() < end; i++) {
-      stats.requests++;
-      try {
-        const r = await request(`${gw.url}/`, { dispatcher, headers: { host }, headersTimeout: 5000, bodyTimeout: 5000 });
-        const body = await r.body.text();
-        if (r.statusCode >= 200 && r.statusCode < 300) {
-          const k = body.split('/')[0]!;
-          stats.by[k] = (stats.by[k] ?? 0) + 1;
-        } else {
-          stats.non2xx++;
-          if (stats.failures.length < 5) stats.failures.push(`${r.statusCode} ${body}`);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = 0; i < 50_000 && Date.now() < end; i++) {
+        stats.requests++;
+        try {
+          const r = await request(`${gw.url}/`, {
+            dispatcher,
+            headers: { host },
+            headersTimeout: 5000,
+            bodyTimeout: 5000,
+          });
+          const body = await r.body.text();
+          if (r.statusCode >= 200 && r.statusCode < 300) {
+            const k = body.split('/')[0]!;
+            stats.by[k] = (stats.by[k] ?? 0) + 1;
+          } else {
+            stats.non2xx++;
+            if (stats.failures.length < 5) stats.failures.push(`${r.statusCode} ${body}`);
+          }
+        } catch (e) {
+          stats.errors++;
+          if (stats.failures.length < 5) stats.failures.push(String(e));
         }
-      } catch (e) {
-        stats.errors++;
-        if (stats.failures.length < 5) stats.failures.push(String(e));
       }
-    }
-  }));
+    }),
+  );
   await dispatcher.close();
   return stats;
 }
@@ -140,35 +169,67 @@ const allGateways = () => [...sites.map((s) => s.gw!), ...replicas];
 
 /** PUT a directResponse route at the hub; wait (bounded) until every gateway process serves it and every fleet id acks it. */
 async function putRouteAndWaitEverywhere(name: string, body: string) {
-  const put = await hubApi(`/routes/${name}`, { method: 'PUT', body: { match: { path: { exact: `/${name}` } }, directResponse: { status: 200, body } } });
+  const put = await hubApi(`/routes/${name}`, {
+    method: 'PUT',
+    body: { match: { path: { exact: `/${name}` } }, directResponse: { status: 200, body } },
+  });
   expect(put.status).toBe(200);
   const version = put.body.version as number;
-  for (const gw of allGateways()) await waitFor(async () => (await text(`${gw.url}/${name}`)).body === body, 20_000, 50);
-  const byId = await waitFor(async () => {
-    const f = await fleetById();
-    return Object.values(f).every((g: any) => g.lastAck?.version === version) ? f : undefined;
-  }, 10_000, 50);
+  for (const gw of allGateways())
+    await waitFor(async () => (await text(`${gw.url}/${name}`)).body === body, 20_000, 50);
+  const byId = await waitFor(
+    async () => {
+      const f = await fleetById();
+      return Object.values(f).every((g: any) => g.lastAck?.version === version) ? f : undefined;
+    },
+    10_000,
+    50,
+  );
   return { version, byId };
 }
 
 async function stopGateway(gw: SpawnedGateway | undefined) {
   if (!gw || gw.proc.exitCode !== null || gw.proc.signalCode !== null) return;
-  try { process.kill(gw.proc.pid!, 'SIGCONT'); } catch { /* gone */ }
+  try {
+    process.kill(gw.proc.pid!, 'SIGCONT');
+  } catch {
+    /* gone */
+  }
   const stopped = await Promise.race([gw.stop().then(() => true), sleep(10_000).then(() => false)]);
   if (!stopped) gw.kill('SIGKILL');
 }
 
-function gatewayConfig(name: string, cert: Issued, locality: { region: string; zone: string }, extra: { instances?: Instance[]; eastWest?: string }) {
+function gatewayConfig(
+  name: string,
+  cert: Issued,
+  locality: { region: string; zone: string },
+  extra: { instances?: Instance[]; eastWest?: string },
+) {
   const ew = extra.eastWest;
   return {
     gateway: { name, workers: 1, accessLog: { enabled: false }, locality, labels: { cluster: name } },
     admin: { address: '127.0.0.1:0' },
     listeners: [
       { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      ...(ew ? [{ name: 'east-west', address: ew, protocol: 'https', tls: { cert: cert.cert, key: cert.key, ca: ca.cert, requireClientCert: true } }] : []),
+      ...(ew
+        ? [
+            {
+              name: 'east-west',
+              address: ew,
+              protocol: 'https',
+              tls: { cert: cert.cert, key: cert.key, ca: ca.cert, requireClientCert: true },
+            },
+          ]
+        : []),
     ],
     clusters: extra.instances
-      ? [{ name: 'app-b', endpoints: extra.instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })), healthCheck: fastCheck }]
+      ? [
+          {
+            name: 'app-b',
+            endpoints: extra.instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })),
+            healthCheck: fastCheck,
+          },
+        ]
       : [],
     managementServer: {
       url: hubUrl(),
@@ -185,43 +246,80 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     ca = new TestCa('Mesh CA');
     const hubCert = ca.issue({ cn: 'hub', san: ['DNS:localhost', 'IP:127.0.0.1'], eku: 'serverAuth' });
     const operator = ca.issue({ cn: 'operator', eku: 'clientAuth' });
-    ops = new Agent({ connect: { ca: readFileSync(ca.cert), cert: readFileSync(operator.cert), key: readFileSync(operator.key) } });
+    ops = new Agent({
+      connect: { ca: readFileSync(ca.cert), cert: readFileSync(operator.cert), key: readFileSync(operator.key) },
+    });
     const dir = tempDir('meridian-mc-ops-');
     hubPort = await closedPort();
     hubFile = join(dir, 'hub.yaml');
     hubState = join(dir, 'hub-state');
-    writeFileSync(hubFile, stringify({
-      hub: { address: `127.0.0.1:${hubPort}`, tls: { cert: hubCert.cert, key: hubCert.key, clientCa: ca.cert } },
-      virtualDestinations: [
-        { name: 'app-b', host: HOST, selector: { app: 'b' }, healthCheck: fastCheck },
-        { name: 'app-p', host: HOST_P, selector: { app: 'b' }, failover: { order: ['c-b', 'c-a'] }, healthCheck: fastCheck },
-      ],
-    }));
+    writeFileSync(
+      hubFile,
+      stringify({
+        hub: { address: `127.0.0.1:${hubPort}`, tls: { cert: hubCert.cert, key: hubCert.key, clientCa: ca.cert } },
+        virtualDestinations: [
+          { name: 'app-b', host: HOST, selector: { app: 'b' }, healthCheck: fastCheck },
+          {
+            name: 'app-p',
+            host: HOST_P,
+            selector: { app: 'b' },
+            failover: { order: ['c-b', 'c-a'] },
+            healthCheck: fastCheck,
+          },
+        ],
+      }),
+    );
     hubProc = await spawnHub();
-    await Promise.all(sites.map(async (site) => {
-      for (let i = 1; i <= 2; i++) site.instances.push(new Instance(`${site.name}/${i}`, await closedPort()));
-      await Promise.all(site.instances.map((x) => x.start()));
-      site.cert = ca.issue({ cn: site.name, san: ['DNS:*.mesh.internal', 'IP:127.0.0.1', `URI:spiffe://mesh.internal/gateway/${site.name}`], eku: 'serverAuth,clientAuth' });
-      site.eastWest = `127.0.0.1:${await closedPort()}`;
-      site.gw = await spawnGateway(gatewayConfig(site.name, site.cert, { region: site.region, zone: site.zone }, { instances: site.instances, eastWest: site.eastWest }));
-    }));
+    await Promise.all(
+      sites.map(async (site) => {
+        for (let i = 1; i <= 2; i++) site.instances.push(new Instance(`${site.name}/${i}`, await closedPort()));
+        await Promise.all(site.instances.map((x) => x.start()));
+        site.cert = ca.issue({
+          cn: site.name,
+          san: ['DNS:*.mesh.internal', 'IP:127.0.0.1', `URI:spiffe://mesh.internal/gateway/${site.name}`],
+          eku: 'serverAuth,clientAuth',
+        });
+        site.eastWest = `127.0.0.1:${await closedPort()}`;
+        site.gw = await spawnGateway(
+          gatewayConfig(
+            site.name,
+            site.cert,
+            { region: site.region, zone: site.zone },
+            { instances: site.instances, eastWest: site.eastWest },
+          ),
+        );
+      }),
+    );
     // Replicas: one config file and one certificate, two processes with their own state dirs
     // (listeners and admin on port 0, so each process gets its own ports).
-    const rCert = ca.issue({ cn: 'c-r', san: ['DNS:*.mesh.internal', 'IP:127.0.0.1', 'URI:spiffe://mesh.internal/gateway/c-r'], eku: 'serverAuth,clientAuth' });
+    const rCert = ca.issue({
+      cn: 'c-r',
+      san: ['DNS:*.mesh.internal', 'IP:127.0.0.1', 'URI:spiffe://mesh.internal/gateway/c-r'],
+      eku: 'serverAuth,clientAuth',
+    });
     const rDir = tempDir('meridian-mc-replica-');
     const rFile = writeConfig(gatewayConfig('c-r', rCert, { region: 'us-east', zone: 'zone-c' }, {}), rDir);
     for (const i of [1, 2]) replicas.push(await spawnGateway(rFile, { stateDir: join(rDir, `state-${i}`) }));
-    await waitFor(async () => {
-      const f = await fleet();
-      return f.gateways.length === 4 && f.gateways.every((g) => g.connected && g.inSync) && f.gateways.find((g) => g.id === 'c-r')?.replicas === 2;
-    }, 20_000, 100);
+    await waitFor(
+      async () => {
+        const f = await fleet();
+        return (
+          f.gateways.length === 4 &&
+          f.gateways.every((g) => g.connected && g.inSync) &&
+          f.gateways.find((g) => g.id === 'c-r')?.replicas === 2
+        );
+      },
+      20_000,
+      100,
+    );
   }, 90_000);
 
   afterAll(async () => {
     await Promise.all(allGateways().map((gw) => stopGateway(gw)));
     if (hubProc && hubProc.proc.exitCode === null && hubProc.proc.signalCode === null) {
       hubProc.proc.kill('SIGTERM');
-      if (!(await Promise.race([hubProc.exited.then(() => true), sleep(5000).then(() => false)]))) hubProc.proc.kill('SIGKILL');
+      if (!(await Promise.race([hubProc.exited.then(() => true), sleep(5000).then(() => false)])))
+        hubProc.proc.kill('SIGKILL');
     }
     await Promise.all(sites.flatMap((s) => s.instances.map((x) => x.stop())));
     await ops?.close();
@@ -231,9 +329,21 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     const byId = await fleetById();
     expect(Object.keys(byId).sort()).toEqual(['c-a', 'c-b', 'c-c', 'c-r']);
     for (const id of ['c-a', 'c-b', 'c-c']) {
-      expect(byId[id]).toMatchObject({ identity: `spiffe://mesh.internal/gateway/${id}`, connected: true, replicas: 1, inSync: true, instances: 2 });
+      expect(byId[id]).toMatchObject({
+        identity: `spiffe://mesh.internal/gateway/${id}`,
+        connected: true,
+        replicas: 1,
+        inSync: true,
+        instances: 2,
+      });
     }
-    expect(byId['c-r']).toMatchObject({ identity: 'spiffe://mesh.internal/gateway/c-r', connected: true, replicas: 2, inSync: true, instances: 0 });
+    expect(byId['c-r']).toMatchObject({
+      identity: 'spiffe://mesh.internal/gateway/c-r',
+      connected: true,
+      replicas: 2,
+      inSync: true,
+      instances: 0,
+    });
   });
 
   it('hub SIGKILLed during concurrent traffic: zero failures, and a change after its restart reaches every gateway', async () => {
@@ -246,11 +356,21 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     hubProc!.proc.kill('SIGKILL');
     expect(await hubProc!.exited).toBe(-1);
     const [local, cross] = await Promise.all([traffic, crossTraffic]);
-    console.log(`during hub SIGKILL: ${local.requests} local requests (10 loops), ${cross.requests} cross-cluster requests (5 loops)`);
-    expect({ non2xx: local.non2xx, errors: local.errors, failures: local.failures }).toEqual({ non2xx: 0, errors: 0, failures: [] });
+    console.log(
+      `during hub SIGKILL: ${local.requests} local requests (10 loops), ${cross.requests} cross-cluster requests (5 loops)`,
+    );
+    expect({ non2xx: local.non2xx, errors: local.errors, failures: local.failures }).toEqual({
+      non2xx: 0,
+      errors: 0,
+      failures: [],
+    });
     expect(local.by).toEqual({ 'c-a': local.requests });
     expect(local.requests).toBeGreaterThan(100);
-    expect({ non2xx: cross.non2xx, errors: cross.errors, failures: cross.failures }).toEqual({ non2xx: 0, errors: 0, failures: [] });
+    expect({ non2xx: cross.non2xx, errors: cross.errors, failures: cross.failures }).toEqual({
+      non2xx: 0,
+      errors: 0,
+      failures: [],
+    });
     expect(cross.by).toEqual({ 'c-b': cross.requests });
     // The gateways noticed the hub is gone, and still serve.
     for (const gw of allGateways()) {
@@ -264,13 +384,23 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     const after = await hubApi('/config');
     expect(after.headers.etag).toBe(before.headers.etag);
     expect(after.body).toEqual(before.body);
-    await waitFor(async () => {
-      const f = await fleet();
-      return f.gateways.length === 4 && f.gateways.every((g) => g.connected) && f.gateways.find((g) => g.id === 'c-r')?.replicas === 2;
-    }, 30_000, 100);
+    await waitFor(
+      async () => {
+        const f = await fleet();
+        return (
+          f.gateways.length === 4 &&
+          f.gateways.every((g) => g.connected) &&
+          f.gateways.find((g) => g.id === 'c-r')?.replicas === 2
+        );
+      },
+      30_000,
+      100,
+    );
     const { version, byId } = await putRouteAndWaitEverywhere('after-restart', 'hello after the hub restart');
-    for (const g of Object.values(byId) as any[]) expect(g).toMatchObject({ lastAck: { version }, lastSent: { version }, inSync: true });
-    for (const gw of allGateways()) expect((await ready(gw)).managementServer).toMatchObject({ connected: true, applied: { version } });
+    for (const g of Object.values(byId) as any[])
+      expect(g).toMatchObject({ lastAck: { version }, lastSent: { version }, inSync: true });
+    for (const gw of allGateways())
+      expect((await ready(gw)).managementServer).toMatchObject({ connected: true, applied: { version } });
   }, 90_000);
 
   it('active-passive: failover.order sends traffic to the first cluster from every gateway, to the second when it is down, and back', async () => {
@@ -294,12 +424,24 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
 
   it('no ping-pong: an east-west request for a destination whose local instances are down or absent is answered locally, never forwarded', async () => {
     const cert = A.cert!;
-    const ew = new Agent({ connect: { ca: readFileSync(ca.cert), cert: readFileSync(cert.cert), key: readFileSync(cert.key), servername: HOST } });
+    const ew = new Agent({
+      connect: {
+        ca: readFileSync(ca.cert),
+        cert: readFileSync(cert.cert),
+        key: readFileSync(cert.key),
+        servername: HOST,
+      },
+    });
     const allInstances = sites.flatMap((s) => s.instances);
     const hits = (path: string) => allInstances.filter((x) => x.paths.includes(path)).map((x) => x.label);
     // What c-a's gateway sends to c-b's east-west listener (mTLS with c-a's SVID, the marker header).
     const inbound = async (path: string) => {
-      const r = await request(`https://${B.eastWest}${path}`, { dispatcher: ew, headers: { host: HOST, 'x-meridian-east-west': 'c-a' }, headersTimeout: 5000, bodyTimeout: 5000 });
+      const r = await request(`https://${B.eastWest}${path}`, {
+        dispatcher: ew,
+        headers: { host: HOST, 'x-meridian-east-west': 'c-a' },
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
       return { status: r.statusCode, error: r.headers['x-meridian-error'], body: await r.body.text() };
     };
     const bAdmin = `${B.gw!.admin}/clusters/app-b`;
@@ -327,7 +469,14 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
 
       // 2. No matching instances at all (a local edit drops the app label; reported within
       // reportInterval): the hub turns c-b's inbound route into a 503 while c-b's outbound goes elsewhere.
-      const put = await request(bAdmin, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...original, endpoints: original.endpoints.map((e: any) => ({ ...e, labels: { app: 'not-b' } })) }) });
+      const put = await request(bAdmin, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          ...original,
+          endpoints: original.endpoints.map((e: any) => ({ ...e, labels: { app: 'not-b' } })),
+        }),
+      });
       expect(put.statusCode).toBe(200);
       await put.body.dump();
       await waitFor(async () => (await inbound('/pp-probe')).status === 503, 15_000, 100);
@@ -340,7 +489,11 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     } finally {
       await ew.close();
       await Promise.all(B.instances.map((x) => x.start()));
-      const restore = await request(bAdmin, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(original) });
+      const restore = await request(bAdmin, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(original),
+      });
       await restore.body.dump();
     }
     expect(await settleOn(B.gw!, HOST, 'c-b')).toEqual({ 'c-b': 100 });
@@ -352,7 +505,10 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     const applied = async () => Promise.all(replicas.map(async (gw) => (await ready(gw)).managementServer));
     let byId = await fleetById();
     const [m1, m2] = await applied();
-    expect(m1).toMatchObject({ connected: true, applied: { version: byId['c-r'].lastSent.version, hash: byId['c-r'].lastSent.hash } });
+    expect(m1).toMatchObject({
+      connected: true,
+      applied: { version: byId['c-r'].lastSent.version, hash: byId['c-r'].lastSent.hash },
+    });
     expect(m2.applied).toEqual(m1.applied);
     // The managed part of both replicas' configs is identical.
     const managedOf = async (gw: SpawnedGateway) => {
@@ -378,24 +534,42 @@ describe('multi-cluster operations: hub crash, active-passive, replicas, no ping
     process.kill(pid, 'SIGSTOP');
     try {
       await waitFor(() => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('T'), 5000, 10);
-      const put = await hubApi('/routes/while-frozen', { method: 'PUT', body: { match: { path: { exact: '/while-frozen' } }, directResponse: { status: 200, body: 'frozen' } } });
+      const put = await hubApi('/routes/while-frozen', {
+        method: 'PUT',
+        body: { match: { path: { exact: '/while-frozen' } }, directResponse: { status: 200, body: 'frozen' } },
+      });
       expect(put.status).toBe(200);
       const v2 = put.body.version as number;
       await waitFor(async () => (await text(`${r1.url}/while-frozen`)).body === 'frozen', 10_000, 50);
-      const g = await waitFor(async () => {
-        const x = (await fleetById())['c-r'];
-        return x.lastAck?.version === v2 ? x : undefined;
-      }, 10_000, 50);
+      const g = await waitFor(
+        async () => {
+          const x = (await fleetById())['c-r'];
+          return x.lastAck?.version === v2 ? x : undefined;
+        },
+        10_000,
+        50,
+      );
       expect(g).toMatchObject({ replicas: 2, connected: true, inSync: false });
       expect(g.replicaAcks).toHaveLength(2);
-      expect(g.replicaAcks.map((r: { lastAck?: { version: number } }) => r.lastAck?.version).sort()).toEqual([v2 - 1, v2].sort());
+      expect(g.replicaAcks.map((r: { lastAck?: { version: number } }) => r.lastAck?.version).sort()).toEqual(
+        [v2 - 1, v2].sort(),
+      );
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     const v2 = (await hubApi('/config')).headers.etag;
     await waitFor(async () => `"${(await ready(r2)).managementServer.applied?.version}"` === v2, 15_000, 50);
-    const synced = await waitFor(async () => { const x = (await fleetById())['c-r']; return x.inSync ? x : undefined; }, 10_000, 50);
-    expect(synced.replicaAcks.every((r: { lastAck?: { version: number } }) => `"${r.lastAck?.version}"` === v2)).toBe(true);
+    const synced = await waitFor(
+      async () => {
+        const x = (await fleetById())['c-r'];
+        return x.inSync ? x : undefined;
+      },
+      10_000,
+      50,
+    );
+    expect(synced.replicaAcks.every((r: { lastAck?: { version: number } }) => `"${r.lastAck?.version}"` === v2)).toBe(
+      true,
+    );
     await waitFor(async () => (await text(`${r2.url}/while-frozen`)).body === 'frozen', 10_000, 50);
     const [f1, f2] = await applied();
     expect(f2.applied).toEqual(f1.applied);

@@ -11,12 +11,21 @@ import { TestCa } from '../helpers/pki.js';
 
 const TOKEN = 'fleet-token-0123';
 const HOST = 'app-b.mesh.internal';
-const fastCheck = { http: { path: '/' }, interval: '150ms', timeout: '150ms', healthyThreshold: 1, unhealthyThreshold: 1 };
+const fastCheck = {
+  http: { path: '/' },
+  interval: '150ms',
+  timeout: '150ms',
+  healthyThreshold: 1,
+  unhealthyThreshold: 1,
+};
 
 /** A service instance that names its cluster; stop() and start() simulate a crash and a restart. */
 class Instance {
   server = http.createServer((req, res) => res.end(this.label));
-  constructor(readonly label: string, readonly port: number) {}
+  constructor(
+    readonly label: string,
+    readonly port: number,
+  ) {}
   start() {
     this.server = http.createServer((req, res) => res.end(this.label));
     return new Promise<void>((r) => this.server.listen(this.port, '127.0.0.1', r));
@@ -47,7 +56,11 @@ let hubFile: string;
 let hubState: string;
 const hubUrl = () => `http://127.0.0.1:${hubPort}`;
 const hubApi = (path: string, init: { method?: string; body?: unknown } = {}) =>
-  request(`${hubUrl()}${path}`, { method: (init.method ?? 'GET') as 'GET', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: init.body === undefined ? undefined : JSON.stringify(init.body) });
+  request(`${hubUrl()}${path}`, {
+    method: (init.method ?? 'GET') as 'GET',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
 
 async function json(path: string): Promise<any> {
   const r = await hubApi(path);
@@ -83,31 +96,72 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
     hubPort = await closedPort();
     hubFile = join(dir, 'hub.yaml');
     hubState = join(dir, 'hub-state');
-    writeFileSync(hubFile, stringify({
-      hub: { address: `127.0.0.1:${hubPort}`, tokens: [{ name: 'fleet', token: TOKEN }, { name: 'c-a-only', token: 'c-a-only-token', gateways: ['c-a'] }] },
-      virtualDestinations: [{ name: 'app-b', host: HOST, selector: { app: 'b' }, healthCheck: fastCheck }],
-    }));
+    writeFileSync(
+      hubFile,
+      stringify({
+        hub: {
+          address: `127.0.0.1:${hubPort}`,
+          tokens: [
+            { name: 'fleet', token: TOKEN },
+            { name: 'c-a-only', token: 'c-a-only-token', gateways: ['c-a'] },
+          ],
+        },
+        virtualDestinations: [{ name: 'app-b', host: HOST, selector: { app: 'b' }, healthCheck: fastCheck }],
+      }),
+    );
     await startTheHub();
-    await Promise.all(sites.map(async (site) => {
-      for (let i = 1; i <= 2; i++) site.instances.push(new Instance(`${site.name}/${i}`, await closedPort()));
-      await Promise.all(site.instances.map((x) => x.start()));
-      const cert = ca.issue({ cn: site.name, san: [`DNS:*.mesh.internal`, 'IP:127.0.0.1', `URI:spiffe://mesh.internal/gateway/${site.name}`], eku: 'serverAuth,clientAuth' });
-      const ew = `127.0.0.1:${await closedPort()}`;
-      site.gw = await spawnGateway({
-        gateway: { name: site.name, workers: 1, accessLog: { enabled: false }, locality: { region: site.region, zone: site.zone }, labels: { cluster: site.name } },
-        admin: { address: '127.0.0.1:0' },
-        listeners: [
-          { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-          { name: 'east-west', address: ew, protocol: 'https', tls: { cert: cert.cert, key: cert.key, ca: ca.cert, requireClientCert: true } },
-        ],
-        clusters: [{ name: 'app-b', endpoints: site.instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })), healthCheck: fastCheck }],
-        managementServer: { url: hubUrl(), token: TOKEN, reportInterval: '1s', eastWest: { address: ew, tls: { ca: ca.cert, cert: cert.cert, key: cert.key } } },
-      });
-    }));
-    await waitFor(async () => {
-      const fleet = await json('/fleet');
-      return fleet.gateways.length === 3 && fleet.gateways.every((g: any) => g.connected && g.inSync);
-    }, 15000, 100);
+    await Promise.all(
+      sites.map(async (site) => {
+        for (let i = 1; i <= 2; i++) site.instances.push(new Instance(`${site.name}/${i}`, await closedPort()));
+        await Promise.all(site.instances.map((x) => x.start()));
+        const cert = ca.issue({
+          cn: site.name,
+          san: [`DNS:*.mesh.internal`, 'IP:127.0.0.1', `URI:spiffe://mesh.internal/gateway/${site.name}`],
+          eku: 'serverAuth,clientAuth',
+        });
+        const ew = `127.0.0.1:${await closedPort()}`;
+        site.gw = await spawnGateway({
+          gateway: {
+            name: site.name,
+            workers: 1,
+            accessLog: { enabled: false },
+            locality: { region: site.region, zone: site.zone },
+            labels: { cluster: site.name },
+          },
+          admin: { address: '127.0.0.1:0' },
+          listeners: [
+            { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+            {
+              name: 'east-west',
+              address: ew,
+              protocol: 'https',
+              tls: { cert: cert.cert, key: cert.key, ca: ca.cert, requireClientCert: true },
+            },
+          ],
+          clusters: [
+            {
+              name: 'app-b',
+              endpoints: site.instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })),
+              healthCheck: fastCheck,
+            },
+          ],
+          managementServer: {
+            url: hubUrl(),
+            token: TOKEN,
+            reportInterval: '1s',
+            eastWest: { address: ew, tls: { ca: ca.cert, cert: cert.cert, key: cert.key } },
+          },
+        });
+      }),
+    );
+    await waitFor(
+      async () => {
+        const fleet = await json('/fleet');
+        return fleet.gateways.length === 3 && fleet.gateways.every((g: any) => g.connected && g.inSync);
+      },
+      15000,
+      100,
+    );
   }, 60_000);
 
   afterAll(async () => {
@@ -139,7 +193,12 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
   }, 60_000);
 
   it('confines a gateway-scoped hub token to its gateway ids and the gateway protocol', async () => {
-    const scoped = (path: string, method = 'GET', body?: unknown) => request(`${hubUrl()}${path}`, { method: method as 'GET', headers: { authorization: 'Bearer c-a-only-token', 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const scoped = (path: string, method = 'GET', body?: unknown) =>
+      request(`${hubUrl()}${path}`, {
+        method: method as 'GET',
+        headers: { authorization: 'Bearer c-a-only-token', 'content-type': 'application/json' },
+        body: body && JSON.stringify(body),
+      });
     const report = { labels: {}, locality: { region: 'x', zone: 'y', subzone: '' }, instances: [] };
     const asOther = await scoped('/v1/gateways/c-b/report', 'POST', report);
     expect(asOther.statusCode).toBe(403);
@@ -150,9 +209,13 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
   });
 
   it('refuses local writes to managed resources with 409', async () => {
-    const r = await request(`${sites[0]!.gw!.admin}/routes/vd.app-b`, { method: 'PUT', body: JSON.stringify({ match: {}, directResponse: { status: 200 } }), headers: { 'content-type': 'application/json' } });
+    const r = await request(`${sites[0]!.gw!.admin}/routes/vd.app-b`, {
+      method: 'PUT',
+      body: JSON.stringify({ match: {}, directResponse: { status: 200 } }),
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.statusCode).toBe(409);
-    expect((await r.body.json() as any).message).toMatch(/managed by/);
+    expect(((await r.body.json()) as any).message).toMatch(/managed by/);
   });
 
   it('keeps serving with zero failures while the hub is down, and resyncs when it returns', async () => {
@@ -168,36 +231,59 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
     expect(await shares(c.gw, 50)).toEqual({ 'c-c': 50 });
     await startTheHub();
     await waitFor(async () => (await json('/fleet')).gateways.filter((g: any) => g.connected).length === 3, 20000, 100);
-    const put = await hubApi('/routes/hello', { method: 'PUT', body: { match: { path: { exact: '/hello' } }, directResponse: { status: 200, body: 'hello from the hub' } } });
+    const put = await hubApi('/routes/hello', {
+      method: 'PUT',
+      body: { match: { path: { exact: '/hello' } }, directResponse: { status: 200, body: 'hello from the hub' } },
+    });
     expect(put.statusCode).toBe(200);
     const { version } = (await put.body.json()) as { version: number };
     for (const s of sites) {
-      await waitFor(async () => {
-        const r = await request(`${s.gw!.url}/hello`);
-        return (await r.body.text()) === 'hello from the hub';
-      }, 20000, 50);
+      await waitFor(
+        async () => {
+          const r = await request(`${s.gw!.url}/hello`);
+          return (await r.body.text()) === 'hello from the hub';
+        },
+        20000,
+        50,
+      );
     }
     // A gateway serves the new snapshot before its acknowledgement reaches the hub.
-    const fleet = await waitFor(async () => {
-      const f = await json('/fleet');
-      return f.gateways.every((g: any) => g.lastAck?.version === version) ? f : undefined;
-    }, 10000, 50);
+    const fleet = await waitFor(
+      async () => {
+        const f = await json('/fleet');
+        return f.gateways.every((g: any) => g.lastAck?.version === version) ? f : undefined;
+      },
+      10000,
+      50,
+    );
     expect(fleet.gateways.map((g: any) => g.lastAck.version)).toEqual([version, version, version]);
   }, 60_000);
 
   it('a snapshot that fails validation on one gateway is rejected there, reported in /fleet, applied elsewhere', async () => {
     // The route targets c-a only, the cluster it uses targets c-b only: valid as a fleet, invalid on c-a.
     const cfg = await json('/config');
-    cfg.clusters = [...cfg.clusters, { name: 'b-only', endpoints: [{ address: '127.0.0.1:9' }], targets: { cluster: 'c-b' } }];
-    cfg.routes = [...cfg.routes, { name: 'a-only', match: { path: { prefix: '/a-only' } }, cluster: 'b-only', targets: { cluster: 'c-a' } }];
+    cfg.clusters = [
+      ...cfg.clusters,
+      { name: 'b-only', endpoints: [{ address: '127.0.0.1:9' }], targets: { cluster: 'c-b' } },
+    ];
+    cfg.routes = [
+      ...cfg.routes,
+      { name: 'a-only', match: { path: { prefix: '/a-only' } }, cluster: 'b-only', targets: { cluster: 'c-a' } },
+    ];
     const put = await hubApi('/config', { method: 'PUT', body: cfg });
     expect(put.statusCode).toBe(200);
     const { version } = (await put.body.json()) as { version: number };
-    const fleet = await waitFor(async () => {
-      const f = await json('/fleet');
-      const byId = Object.fromEntries(f.gateways.map((g: any) => [g.id, g]));
-      return byId['c-a'].lastRejected?.version === version && byId['c-b'].lastAck?.version === version ? byId : undefined;
-    }, 10000, 50);
+    const fleet = await waitFor(
+      async () => {
+        const f = await json('/fleet');
+        const byId = Object.fromEntries(f.gateways.map((g: any) => [g.id, g]));
+        return byId['c-a'].lastRejected?.version === version && byId['c-b'].lastAck?.version === version
+          ? byId
+          : undefined;
+      },
+      10000,
+      50,
+    );
     expect(fleet['c-a'].lastRejected.errors.map((e: any) => e.path)).toContain('routes[1].cluster');
     expect(fleet['c-a'].inSync).toBe(false);
     // c-a still serves its previous config; c-b has the new cluster.
@@ -212,7 +298,10 @@ describe('multi-cluster: hub, fleet and virtual destinations', () => {
 
   it('validates the fleet document with field paths and keeps the old one live', async () => {
     const before = await json('/config');
-    const r = await hubApi('/virtualDestinations/bad', { method: 'PUT', body: { host: 'x.mesh', selector: {}, port: 70000 } });
+    const r = await hubApi('/virtualDestinations/bad', {
+      method: 'PUT',
+      body: { host: 'x.mesh', selector: {}, port: 70000 },
+    });
     expect(r.statusCode).toBe(400);
     const body = (await r.body.json()) as { errors: Array<{ path: string }> };
     expect(body.errors.map((e) => e.path)).toContain('virtualDestinations[1].port');

@@ -43,7 +43,10 @@ async function versionsSeen(url: string, n: number): Promise<Set<string>> {
 
 function workerPids(primary: number): number[] {
   const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(primary)]).toString();
-  return out.split('\n').map((s) => Number(s.trim())).filter(Boolean);
+  return out
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter(Boolean);
 }
 
 describe('process model (2 workers)', () => {
@@ -79,7 +82,9 @@ describe('process model (2 workers)', () => {
     const slow = await startUpstream((_req, res) => setTimeout(() => res.end('slow done'), 700));
     cleanup.push(() => slow.close());
     const gw = await start(slow, 'v1');
-    const inflight = Array.from({ length: 8 }, () => request(`${gw.url}/slow`, { dispatcher: new Agent() }).then(async (r) => [r.statusCode, await r.body.text()]));
+    const inflight = Array.from({ length: 8 }, () =>
+      request(`${gw.url}/slow`, { dispatcher: new Agent() }).then(async (r) => [r.statusCode, await r.body.text()]),
+    );
     await waitFor(() => slow.requests.length >= 8, 5000);
     gw.proc.kill('SIGTERM');
     const results = await Promise.all(inflight);
@@ -93,7 +98,10 @@ describe('process model (2 workers)', () => {
     const gw = await start(up, 'v1');
     const [victim] = workerPids(gw.proc.pid!);
     process.kill(victim, 'SIGKILL');
-    await waitFor(() => { const p = workerPids(gw.proc.pid!); return p.length === 2 && !p.includes(victim); }, 10000);
+    await waitFor(() => {
+      const p = workerPids(gw.proc.pid!);
+      return p.length === 2 && !p.includes(victim);
+    }, 10000);
     expect([...(await versionsSeen(gw.url, 10))]).toEqual(['v1']);
   });
 });

@@ -4,7 +4,14 @@ import { request, Agent } from 'undici';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import { startInProcess, spawnGateway, waitFor, baseConfig, type InProcessGateway, type SpawnedGateway } from '../helpers/gateway.js';
+import {
+  startInProcess,
+  spawnGateway,
+  waitFor,
+  baseConfig,
+  type InProcessGateway,
+  type SpawnedGateway,
+} from '../helpers/gateway.js';
 import { startUpstream, closedPort, okHandler, type TestUpstream } from '../helpers/upstream.js';
 
 let gw: InProcessGateway;
@@ -19,7 +26,11 @@ const mirrorBodies: string[] = [];
 /** A raw TCP upstream: keeps the bytes of each request head, answers with non-ASCII header bytes. */
 let rawUp: net.Server;
 const rawHeads: Buffer[] = [];
-const RAW_REPLY = Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Reply: '), Buffer.from([0xc3, 0xa9, 0x74, 0xe9]), Buffer.from('\r\n\r\nok')]);
+const RAW_REPLY = Buffer.concat([
+  Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Reply: '),
+  Buffer.from([0xc3, 0xa9, 0x74, 0xe9]),
+  Buffer.from('\r\n\r\nok'),
+]);
 const agent = new Agent({ keepAliveTimeout: 10 });
 
 beforeAll(async () => {
@@ -46,39 +57,74 @@ beforeAll(async () => {
     let head = Buffer.alloc(0);
     sock.on('data', (d) => {
       head = Buffer.concat([head, d]);
-      if (head.includes('\r\n\r\n')) { rawHeads.push(head); sock.end(RAW_REPLY); }
+      if (head.includes('\r\n\r\n')) {
+        rawHeads.push(head);
+        sock.end(RAW_REPLY);
+      }
     });
   });
   await new Promise<void>((r) => rawUp.listen(0, '127.0.0.1', r));
-  gw = await startInProcess(baseConfig({
-    routes: [
-      { name: 'plain', match: { path: { prefix: '/plain' } }, cluster: 'up', requestHeaders: { set: { 'x-added': 'yes' }, remove: ['x-secret'] }, responseHeaders: { add: { 'x-gw': 'meridian' } } },
-      { name: 'rewrite', match: { path: { prefix: '/old' } }, rewrite: { pathPrefix: '/new' }, cluster: 'up' },
-      { name: 'refused', match: { path: { prefix: '/refused' } }, cluster: 'dead' },
-      { name: 'hang', match: { path: { prefix: '/hang' } }, cluster: 'hang', timeout: '300ms' },
-      { name: 'retry-connect', match: { path: { prefix: '/retry-connect' } }, cluster: 'dead-then-up', retry: { attempts: 2, on: ['connect-failure'], backoff: { base: '5ms' } } },
-      { name: 'retry-5xx', match: { path: { prefix: '/retry-5xx' } }, cluster: 'flaky', retry: { attempts: 2, on: ['5xx'], backoff: { base: '5ms' } } },
-      { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
-      { name: 'retry-post', match: { path: { prefix: '/retry-post' } }, cluster: 'flaky-body', retry: { attempts: 1, on: ['5xx'], backoff: { base: '5ms' } } },
-      { name: 'mirrored', match: { path: { prefix: '/mirrored' } }, cluster: 'up', mirror: { cluster: 'mirror', percent: 100, maxBodyBytes: 1000 } },
-      { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
-      { name: 'redirect-port', match: { path: { prefix: '/port-moved' } }, redirect: { port: 8443 } },
-      { name: 'redirect-https', match: { path: { prefix: '/to-https' } }, redirect: { scheme: 'https', port: 443 } },
-      { name: 'redirect-prefix', match: { path: { prefix: '/old-docs/' } }, redirect: { pathPrefix: '/docs/v2/', status: 308 } },
-      { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
-      { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
-    ],
-    clusters: [
-      { name: 'up', endpoints: [{ address: up.address }] },
-      { name: 'dead', endpoints: [{ address: `127.0.0.1:${refused}` }] },
-      { name: 'hang', endpoints: [{ address: hang.address }] },
-      { name: 'dead-then-up', endpoints: [{ address: `127.0.0.1:${refused}` }, { address: up.address }] },
-      { name: 'flaky', endpoints: [{ address: flaky.address }] },
-      { name: 'flaky-body', endpoints: [{ address: flakyBody.address }] },
-      { name: 'mirror', endpoints: [{ address: mirror.address }] },
-      { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as AddressInfo).port}` }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [
+        {
+          name: 'plain',
+          match: { path: { prefix: '/plain' } },
+          cluster: 'up',
+          requestHeaders: { set: { 'x-added': 'yes' }, remove: ['x-secret'] },
+          responseHeaders: { add: { 'x-gw': 'meridian' } },
+        },
+        { name: 'rewrite', match: { path: { prefix: '/old' } }, rewrite: { pathPrefix: '/new' }, cluster: 'up' },
+        { name: 'refused', match: { path: { prefix: '/refused' } }, cluster: 'dead' },
+        { name: 'hang', match: { path: { prefix: '/hang' } }, cluster: 'hang', timeout: '300ms' },
+        {
+          name: 'retry-connect',
+          match: { path: { prefix: '/retry-connect' } },
+          cluster: 'dead-then-up',
+          retry: { attempts: 2, on: ['connect-failure'], backoff: { base: '5ms' } },
+        },
+        {
+          name: 'retry-5xx',
+          match: { path: { prefix: '/retry-5xx' } },
+          cluster: 'flaky',
+          retry: { attempts: 2, on: ['5xx'], backoff: { base: '5ms' } },
+        },
+        { name: 'no-retry', match: { path: { prefix: '/no-retry' } }, cluster: 'flaky' },
+        {
+          name: 'retry-post',
+          match: { path: { prefix: '/retry-post' } },
+          cluster: 'flaky-body',
+          retry: { attempts: 1, on: ['5xx'], backoff: { base: '5ms' } },
+        },
+        {
+          name: 'mirrored',
+          match: { path: { prefix: '/mirrored' } },
+          cluster: 'up',
+          mirror: { cluster: 'mirror', percent: 100, maxBodyBytes: 1000 },
+        },
+        { name: 'redirect', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 301 } },
+        { name: 'redirect-port', match: { path: { prefix: '/port-moved' } }, redirect: { port: 8443 } },
+        { name: 'redirect-https', match: { path: { prefix: '/to-https' } }, redirect: { scheme: 'https', port: 443 } },
+        {
+          name: 'redirect-prefix',
+          match: { path: { prefix: '/old-docs/' } },
+          redirect: { pathPrefix: '/docs/v2/', status: 308 },
+        },
+        { name: 'raw-bytes', match: { path: { prefix: '/raw-bytes' } }, cluster: 'raw' },
+        { name: 'small-body', match: { path: { prefix: '/upload-small' } }, cluster: 'up', maxBodyBytes: 10 },
+      ],
+      clusters: [
+        { name: 'up', endpoints: [{ address: up.address }] },
+        { name: 'dead', endpoints: [{ address: `127.0.0.1:${refused}` }] },
+        { name: 'hang', endpoints: [{ address: hang.address }] },
+        { name: 'dead-then-up', endpoints: [{ address: `127.0.0.1:${refused}` }, { address: up.address }] },
+        { name: 'flaky', endpoints: [{ address: flaky.address }] },
+        { name: 'flaky-body', endpoints: [{ address: flakyBody.address }] },
+        { name: 'mirror', endpoints: [{ address: mirror.address }] },
+        { name: 'raw', endpoints: [{ address: `127.0.0.1:${(rawUp.address() as AddressInfo).port}` }] },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -88,7 +134,8 @@ afterAll(async () => {
   await agent.close();
 });
 
-const get = (path: string, headers: Record<string, string> = {}) => request(`${gw.url}${path}`, { dispatcher: agent, headers });
+const get = (path: string, headers: Record<string, string> = {}) =>
+  request(`${gw.url}${path}`, { dispatcher: agent, headers });
 
 describe('proxying HTTP/1.1', () => {
   it('forwards to the upstream and adds forwarding headers', async () => {
@@ -119,7 +166,9 @@ describe('proxying HTTP/1.1', () => {
   it('strips hop-by-hop headers and the headers Connection names', async () => {
     const sock = net.connect(Number(gw.url.split(':').at(-1)), '127.0.0.1');
     const before = up.requests.length;
-    sock.write('GET /plain/hop HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic x\r\nX-Forwarded-Client-Cert: forged\r\n\r\n');
+    sock.write(
+      'GET /plain/hop HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic x\r\nX-Forwarded-Client-Cert: forged\r\n\r\n',
+    );
     const reply = await new Promise<string>((r) => sock.once('data', (d) => r(d.toString())));
     sock.destroy();
     expect(reply).toMatch(/^HTTP\/1.1 200/);
@@ -135,12 +184,22 @@ describe('proxying HTTP/1.1', () => {
   it('passes non-ASCII header bytes through unchanged in both directions', async () => {
     const sock = net.connect(Number(gw.url.split(':').at(-1)), '127.0.0.1');
     const name = Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9, 0xff]); // "café" in UTF-8, then an obs-text byte
-    sock.write(Buffer.concat([Buffer.from('GET /raw-bytes HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-Name: '), name, Buffer.from('\r\n\r\n')]));
+    sock.write(
+      Buffer.concat([
+        Buffer.from('GET /raw-bytes HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-Name: '),
+        name,
+        Buffer.from('\r\n\r\n'),
+      ]),
+    );
     const chunks: Buffer[] = [];
     for await (const c of sock) chunks.push(c as Buffer);
     const reply = Buffer.concat(chunks);
     expect(reply.subarray(0, 15).toString()).toBe('HTTP/1.1 200 OK');
-    expect(reply.includes(Buffer.concat([Buffer.from('X-Reply: '), Buffer.from([0xc3, 0xa9, 0x74, 0xe9]), Buffer.from('\r\n')]))).toBe(true);
+    expect(
+      reply.includes(
+        Buffer.concat([Buffer.from('X-Reply: '), Buffer.from([0xc3, 0xa9, 0x74, 0xe9]), Buffer.from('\r\n')]),
+      ),
+    ).toBe(true);
     expect(rawHeads.at(-1)!.includes(Buffer.concat([Buffer.from('X-Name: '), name, Buffer.from('\r\n')]))).toBe(true);
   });
 
@@ -214,11 +273,18 @@ describe('proxying HTTP/1.1', () => {
   });
 
   it('mirrors a body within the mirror limit, and sends a larger one to the primary only', async () => {
-    const post = (body: string, chunked = false) => request(`${gw.url}/mirrored/post`, {
-      dispatcher: agent, method: 'POST',
-      // A generator body has no length: undici sends it chunked.
-      body: chunked ? (async function* () { yield body.slice(0, 10); yield body.slice(10); })() : body,
-    });
+    const post = (body: string, chunked = false) =>
+      request(`${gw.url}/mirrored/post`, {
+        dispatcher: agent,
+        method: 'POST',
+        // A generator body has no length: undici sends it chunked.
+        body: chunked
+          ? (async function* () {
+              yield body.slice(0, 10);
+              yield body.slice(10);
+            })()
+          : body,
+      });
     const before = mirror.requests.length;
     const small = await post('a'.repeat(900));
     expect(small.statusCode).toBe(200);
@@ -249,7 +315,7 @@ describe('proxying HTTP/1.1', () => {
     await r.body.dump();
   });
 
-  it('redirects with a port: the request host without its port, then the port unless it is the scheme\'s default', async () => {
+  it("redirects with a port: the request host without its port, then the port unless it is the scheme's default", async () => {
     const host = new URL(gw.url).host;
     const hostname = new URL(gw.url).hostname;
     const r = await get('/port-moved/a');
@@ -291,17 +357,27 @@ describe('accounting: metrics, access log and in-flight', () => {
 
   beforeAll(async () => {
     wsServer = http.createServer((_req, res) => res.end('plain'));
-    new WebSocketServer({ server: wsServer }).on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${String(m)}`)));
+    new WebSocketServer({ server: wsServer }).on('connection', (ws) =>
+      ws.on('message', (m) => ws.send(`echo:${String(m)}`)),
+    );
     await new Promise<void>((r) => wsServer.listen(0, '127.0.0.1', r));
-    sgw = await spawnGateway(baseConfig({
-      gateway: { name: 'acct', workers: 1, accessLog: { enabled: true }, drainTimeout: '20s', limits: { maxInFlightRequests: 1 } },
-      routes: [
-        { name: 'echo', match: { path: { exact: '/echo' } }, directResponse: { status: 200, body: 'hi' } },
-        { name: 'moved', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 302 } },
-        { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
-      ],
-      clusters: [{ name: 'ws', endpoints: [{ address: `127.0.0.1:${(wsServer.address() as AddressInfo).port}` }] }],
-    }));
+    sgw = await spawnGateway(
+      baseConfig({
+        gateway: {
+          name: 'acct',
+          workers: 1,
+          accessLog: { enabled: true },
+          drainTimeout: '20s',
+          limits: { maxInFlightRequests: 1 },
+        },
+        routes: [
+          { name: 'echo', match: { path: { exact: '/echo' } }, directResponse: { status: 200, body: 'hi' } },
+          { name: 'moved', match: { path: { prefix: '/moved' } }, redirect: { host: 'new.example', status: 302 } },
+          { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
+        ],
+        clusters: [{ name: 'ws', endpoints: [{ address: `127.0.0.1:${(wsServer.address() as AddressInfo).port}` }] }],
+      }),
+    );
   });
 
   afterAll(async () => {
@@ -313,9 +389,25 @@ describe('accounting: metrics, access log and in-flight', () => {
 
   const metrics = async () => (await request(`${sgw.admin}/metrics`)).body.text();
   const count = (text: string, route: string, cls: string) =>
-    Number(new RegExp(`meridian_downstream_rq_total\\{route="${route}",status_class="${cls}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-  const accessLines = () => sgw.output.flatMap((l) => { try { const j = JSON.parse(l); return j.type === 'access' ? [j] : []; } catch { return []; } });
-  const access = (id: string) => waitFor(() => accessLines().filter((l) => l.requestId === id).length ? accessLines().filter((l) => l.requestId === id) : undefined);
+    Number(
+      new RegExp(`meridian_downstream_rq_total\\{route="${route}",status_class="${cls}"\\} (\\d+)`).exec(text)?.[1] ??
+        0,
+    );
+  const accessLines = () =>
+    sgw.output.flatMap((l) => {
+      try {
+        const j = JSON.parse(l);
+        return j.type === 'access' ? [j] : [];
+      } catch {
+        return [];
+      }
+    });
+  const access = (id: string) =>
+    waitFor(() =>
+      accessLines().filter((l) => l.requestId === id).length
+        ? accessLines().filter((l) => l.requestId === id)
+        : undefined,
+    );
   const send = async (path: string, id: string) => {
     const r = await request(`${sgw.url}${path}`, { headers: { 'x-request-id': id } });
     await r.body.dump();
@@ -324,7 +416,10 @@ describe('accounting: metrics, access log and in-flight', () => {
   async function openWs(id: string): Promise<WebSocket> {
     const ws = new WebSocket(`${sgw.url.replace('http', 'ws')}/ws/chat`, { headers: { 'x-request-id': id } });
     open.push(ws);
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
     const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
     ws.send('hi');
     expect(await reply).toBe('echo:hi');
@@ -362,7 +457,9 @@ describe('accounting: metrics, access log and in-flight', () => {
     const ws = await openWs('ws-1');
     const before = await metrics();
     expect(await send('/echo', 'over-1')).toBe(503);
-    expect(await access('over-1')).toEqual([expect.objectContaining({ route: 'echo', status: 503, error: 'overloaded' })]);
+    expect(await access('over-1')).toEqual([
+      expect.objectContaining({ route: 'echo', status: 503, error: 'overloaded' }),
+    ]);
     expect(count(await metrics(), 'echo', '5xx')).toBe(count(before, 'echo', '5xx') + 1);
     ws.close();
     // The upgrade is logged once, when it ends, and counted as 1xx.
@@ -374,12 +471,17 @@ describe('accounting: metrics, access log and in-flight', () => {
   it('drains an open upgrade: SIGTERM waits for it, then the process exits once it closes', async () => {
     const ws = await openWs('ws-drain');
     sgw.proc.kill('SIGTERM');
-    const exited = await Promise.race([sgw.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 800))]);
+    const exited = await Promise.race([
+      sgw.exited.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 800)),
+    ]);
     expect(exited).toBe(false);
     const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
     ws.send('still there');
     expect(await reply).toBe('echo:still there');
     ws.close();
-    expect(await Promise.race([sgw.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))])).toBe(true);
+    expect(
+      await Promise.race([sgw.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))]),
+    ).toBe(true);
   });
 });

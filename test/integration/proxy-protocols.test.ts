@@ -4,7 +4,7 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import { request, } from 'undici';
+import { request } from 'undici';
 import { startInProcess, baseConfig, waitFor, type InProcessGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -19,11 +19,14 @@ let wss: WebSocketServer;
 
 beforeAll(async () => {
   // Counts body bytes as they stream, answering with the total.
-  counting = await startUpstream((req, res) => {
-    let n = 0;
-    req.on('data', (c: Buffer) => (n += c.length));
-    req.on('end', () => res.end(String(n)));
-  }, { stream: true });
+  counting = await startUpstream(
+    (req, res) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => res.end(String(n)));
+    },
+    { stream: true },
+  );
   trailers = await startUpstream((_req, res) => {
     res.writeHead(200, { trailer: 'x-checksum' });
     res.write('data');
@@ -43,22 +46,30 @@ beforeAll(async () => {
   wss.on('connection', (s) => s.on('message', (m) => s.send(`echo:${m}`)));
   await new Promise<void>((r) => wsServer.listen(0, '127.0.0.1', r));
   const port = (s: { address(): unknown }) => (s.address() as AddressInfo).port;
-  gw = await startInProcess(baseConfig({
-    routes: [
-      { name: 'upload', match: { path: { prefix: '/upload' } }, cluster: 'counting', timeout: '60s', maxBodyBytes: 0 },
-      { name: 'trailers', match: { path: { prefix: '/trailers' } }, cluster: 'trailers' },
-      { name: 'h2', match: { path: { prefix: '/h2' } }, cluster: 'h2up' },
-      { name: 'early', match: { path: { prefix: '/early' } }, cluster: 'early' },
-      { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
-    ],
-    clusters: [
-      { name: 'counting', endpoints: [{ address: counting.address }] },
-      { name: 'trailers', endpoints: [{ address: trailers.address }] },
-      { name: 'early', endpoints: [{ address: `127.0.0.1:${port(early)}` }] },
-      { name: 'h2up', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port(h2up)}` }] },
-      { name: 'ws', endpoints: [{ address: `127.0.0.1:${port(wsServer)}` }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [
+        {
+          name: 'upload',
+          match: { path: { prefix: '/upload' } },
+          cluster: 'counting',
+          timeout: '60s',
+          maxBodyBytes: 0,
+        },
+        { name: 'trailers', match: { path: { prefix: '/trailers' } }, cluster: 'trailers' },
+        { name: 'h2', match: { path: { prefix: '/h2' } }, cluster: 'h2up' },
+        { name: 'early', match: { path: { prefix: '/early' } }, cluster: 'early' },
+        { name: 'ws', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
+      ],
+      clusters: [
+        { name: 'counting', endpoints: [{ address: counting.address }] },
+        { name: 'trailers', endpoints: [{ address: trailers.address }] },
+        { name: 'early', endpoints: [{ address: `127.0.0.1:${port(early)}` }] },
+        { name: 'h2up', protocol: 'http2', endpoints: [{ address: `127.0.0.1:${port(h2up)}` }] },
+        { name: 'ws', endpoints: [{ address: `127.0.0.1:${port(wsServer)}` }] },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -77,9 +88,21 @@ describe('protocols and streaming', () => {
     const total = 100 * 1024 * 1024;
     const chunk = Buffer.alloc(1024 * 1024, 7);
     let sent = 0;
-    const body = new Readable({ read() { if (sent >= total) this.push(null); else { sent += chunk.length; this.push(chunk); } } });
+    const body = new Readable({
+      read() {
+        if (sent >= total) this.push(null);
+        else {
+          sent += chunk.length;
+          this.push(chunk);
+        }
+      },
+    });
     const heapBefore = process.memoryUsage().rss;
-    const r = await request(`${gw.url}/upload`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    const r = await request(`${gw.url}/upload`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toBe(String(total));
     // Gateway, client and upstream share this process: a buffered copy would add >= 100 MB.
@@ -132,7 +155,10 @@ describe('protocols and streaming', () => {
 
   it('proxies a WebSocket end to end', async () => {
     const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/ws`);
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
     const replies: string[] = [];
     ws.on('message', (m) => replies.push(String(m)));
     ws.send('one');
@@ -145,7 +171,9 @@ describe('protocols and streaming', () => {
 
   it('refuses Upgrade: h2c without forwarding it', async () => {
     const r = await new Promise<number>((resolve) => {
-      const req = http.request(`${gw.url}/ws`, { headers: { connection: 'upgrade, http2-settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAAP__' } });
+      const req = http.request(`${gw.url}/ws`, {
+        headers: { connection: 'upgrade, http2-settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAAP__' },
+      });
       req.on('response', (res) => resolve(res.statusCode!));
       req.on('upgrade', (res) => resolve(res.statusCode!));
       req.end();

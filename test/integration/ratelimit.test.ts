@@ -75,7 +75,9 @@ describe('rate limiting', () => {
 
   it('answers 429 with Retry-After and the draft RateLimit headers', async () => {
     const up = await upstream();
-    const gw = await startInProcess(limited(up.address, { limit: { requests: 2, per: '10s' }, headersOnSuccess: true }, {}, 1));
+    const gw = await startInProcess(
+      limited(up.address, { limit: { requests: 2, per: '10s' }, headersOnSuccess: true }, {}, 1),
+    );
     cleanup.push(() => gw.stop());
     const first = await request(`${gw.url}/x`);
     await first.body.dump();
@@ -96,9 +98,18 @@ describe('rate limiting', () => {
 
   it('applies per-key overrides (a gold consumer gets 10x)', async () => {
     const up = await upstream();
-    const gw = await startInProcess(limited(up.address, {
-      key: [{ header: 'x-tenant' }], limit: { requests: 2, per: '10s' }, overrides: [{ match: 'gold-*', limit: { requests: 20, per: '10s' } }],
-    }, {}, 1));
+    const gw = await startInProcess(
+      limited(
+        up.address,
+        {
+          key: [{ header: 'x-tenant' }],
+          limit: { requests: 2, per: '10s' },
+          overrides: [{ match: 'gold-*', limit: { requests: 20, per: '10s' } }],
+        },
+        {},
+        1,
+      ),
+    );
     cleanup.push(() => gw.stop());
     const count = async (tenant: string) => {
       let ok = 0;
@@ -117,18 +128,24 @@ describe('rate limiting', () => {
 
   it('counts and access-logs refusals (429, 401, 403) with their route and error code', async () => {
     const up = await upstream();
-    const gw = await spawnGateway(baseConfig({
-      gateway: { name: 'refusals', workers: 2, accessLog: { enabled: true } },
-      auth: { apiKeys: [{ name: 'keys', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('k1').digest('hex') }] }] },
-      rbac: [{ name: 'nobody', rules: [{ action: 'deny' }] }],
-      rateLimits: [{ name: 'one', key: [{ value: 'all' }], limit: { requests: 1, per: '60s' } }],
-      routes: [
-        { name: 'rl', match: { path: { prefix: '/rl' } }, cluster: 'up', rateLimits: ['one'] },
-        { name: 'keyed', match: { path: { prefix: '/keyed' } }, cluster: 'up', auth: ['keys'] },
-        { name: 'closed', match: { path: { prefix: '/closed' } }, cluster: 'up', rbac: 'nobody' },
-      ],
-      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-    }));
+    const gw = await spawnGateway(
+      baseConfig({
+        gateway: { name: 'refusals', workers: 2, accessLog: { enabled: true } },
+        auth: {
+          apiKeys: [
+            { name: 'keys', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('k1').digest('hex') }] },
+          ],
+        },
+        rbac: [{ name: 'nobody', rules: [{ action: 'deny' }] }],
+        rateLimits: [{ name: 'one', key: [{ value: 'all' }], limit: { requests: 1, per: '60s' } }],
+        routes: [
+          { name: 'rl', match: { path: { prefix: '/rl' } }, cluster: 'up', rateLimits: ['one'] },
+          { name: 'keyed', match: { path: { prefix: '/keyed' } }, cluster: 'up', auth: ['keys'] },
+          { name: 'closed', match: { path: { prefix: '/closed' } }, cluster: 'up', rbac: 'nobody' },
+        ],
+        clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+      }),
+    );
     cleanup.push(() => gw.stop());
     const get = async (path: string, id: string) => {
       const r = await request(`${gw.url}${path}`, { headers: { 'x-request-id': id } });
@@ -146,13 +163,27 @@ describe('rate limiting', () => {
       return text.includes('route="closed",status_class="4xx"} 1') ? text : undefined;
     });
     for (const line of [
-      'meridian_downstream_rq_total{route="rl",status_class="2xx"} 1', 'meridian_downstream_rq_total{route="rl",status_class="4xx"} 1',
-      'meridian_downstream_rq_total{route="keyed",status_class="4xx"} 1', 'meridian_downstream_errors_total{code="rate_limited"} 1',
-      'meridian_downstream_errors_total{code="unauthenticated"} 1', 'meridian_downstream_errors_total{code="forbidden"} 1',
-    ]) expect(metrics).toContain(line);
+      'meridian_downstream_rq_total{route="rl",status_class="2xx"} 1',
+      'meridian_downstream_rq_total{route="rl",status_class="4xx"} 1',
+      'meridian_downstream_rq_total{route="keyed",status_class="4xx"} 1',
+      'meridian_downstream_errors_total{code="rate_limited"} 1',
+      'meridian_downstream_errors_total{code="unauthenticated"} 1',
+      'meridian_downstream_errors_total{code="forbidden"} 1',
+    ])
+      expect(metrics).toContain(line);
 
-    const access = (id: string) => waitFor(() => gw.output.map((l) => { try { return JSON.parse(l); } catch { return {}; } })
-      .find((l) => l.type === 'access' && l.requestId === id));
+    const access = (id: string) =>
+      waitFor(() =>
+        gw.output
+          .map((l) => {
+            try {
+              return JSON.parse(l);
+            } catch {
+              return {};
+            }
+          })
+          .find((l) => l.type === 'access' && l.requestId === id),
+      );
     expect(await access('rl-2')).toMatchObject({ route: 'rl', status: 429, error: 'rate_limited', path: '/rl' });
     expect(await access('keyed-1')).toMatchObject({ route: 'keyed', status: 401, error: 'unauthenticated' });
     expect(await access('closed-1')).toMatchObject({ route: 'closed', status: 403, error: 'forbidden' });
@@ -163,7 +194,14 @@ describe('rate limiting', () => {
       const redis = await startRedis();
       cleanup.push(() => redis.stop());
       const up = await upstream();
-      const gw = await startInProcess(limited(up.address, { store: 'redis', failureMode: mode, limit: { requests: 5, per: '10s' } }, { redis: { url: redis.url, timeout: '50ms' } }, 1));
+      const gw = await startInProcess(
+        limited(
+          up.address,
+          { store: 'redis', failureMode: mode, limit: { requests: 5, per: '10s' } },
+          { redis: { url: redis.url, timeout: '50ms' } },
+          1,
+        ),
+      );
       cleanup.push(() => gw.stop());
       const agent = new Agent();
       const statuses = async (n: number) => {
@@ -183,7 +221,10 @@ describe('rate limiting', () => {
       await new Promise((r) => setTimeout(r, 150)); // outlive the 100 ms lease
       const during = await statuses(10);
       expect(during).toEqual(Array(10).fill(mode === 'open' ? 200 : 503));
-      await waitFor(async () => ((await (await request(`${gw.admin}/ready`)).body.json()) as { redis?: string }).redis === 'down', 3000);
+      await waitFor(
+        async () => ((await (await request(`${gw.admin}/ready`)).body.json()) as { redis?: string }).redis === 'down',
+        3000,
+      );
       await redis.restart();
       // Recovered without a gateway restart: Redis decides again. Closed mode admits again (a fresh
       // Redis has full buckets), and both modes refuse again once its 5 tokens are spent.
@@ -198,14 +239,23 @@ describe('rate limiting', () => {
       const redis = await startRedis();
       cleanup.push(() => redis.stop());
       const up = await upstream();
-      const gw = await startInProcess(limited(up.address, { store: 'redis', failureMode: mode, limit: { requests: 1000000, per: '1s' } }, { redis: { url: redis.url, timeout: '50ms' } }, 1));
+      const gw = await startInProcess(
+        limited(
+          up.address,
+          { store: 'redis', failureMode: mode, limit: { requests: 1000000, per: '1s' } },
+          { redis: { url: redis.url, timeout: '50ms' } },
+          1,
+        ),
+      );
       cleanup.push(() => gw.stop());
       const load = autocannon({ url: `${gw.url}/x`, connections: 10, duration: 3 });
       const killed = new Promise((r) => setTimeout(r, 1000)).then(() => redis.kill());
       const [result] = await Promise.all([load, killed]);
       expect(result.errors).toBe(0);
       expect(result.timeouts).toBe(0);
-      const codes = Object.keys(result.statusCodeStats ?? {}).map(Number).sort();
+      const codes = Object.keys(result.statusCodeStats ?? {})
+        .map(Number)
+        .sort();
       if (mode === 'open') expect(codes).toEqual([200]);
       else {
         expect(codes).toEqual([200, 503]);

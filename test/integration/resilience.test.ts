@@ -11,20 +11,31 @@ let slowClosed = 0;
 beforeAll(async () => {
   slow = await startUpstream((req, res) => {
     const t = setTimeout(() => res.end('slow'), 1500);
-    res.on('close', () => { clearTimeout(t); if (!res.writableFinished) slowClosed++; });
+    res.on('close', () => {
+      clearTimeout(t);
+      if (!res.writableFinished) slowClosed++;
+    });
   });
   fast = await startUpstream((_req, res) => res.end('fast'));
-  gw = await startInProcess(baseConfig({
-    gateway: { name: 't', workers: 1, accessLog: { enabled: false }, limits: { maxInFlightRequests: 3 } },
-    routes: [
-      { name: 'hedged', match: { path: { prefix: '/hedged' } }, cluster: 'both', hedge: { delay: '50ms' }, timeout: '5s' },
-      { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'slow', timeout: '5s' },
-    ],
-    clusters: [
-      { name: 'both', endpoints: [{ address: slow.address }, { address: fast.address }] },
-      { name: 'slow', endpoints: [{ address: slow.address }] },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      gateway: { name: 't', workers: 1, accessLog: { enabled: false }, limits: { maxInFlightRequests: 3 } },
+      routes: [
+        {
+          name: 'hedged',
+          match: { path: { prefix: '/hedged' } },
+          cluster: 'both',
+          hedge: { delay: '50ms' },
+          timeout: '5s',
+        },
+        { name: 'slow', match: { path: { prefix: '/slow' } }, cluster: 'slow', timeout: '5s' },
+      ],
+      clusters: [
+        { name: 'both', endpoints: [{ address: slow.address }, { address: fast.address }] },
+        { name: 'slow', endpoints: [{ address: slow.address }] },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -43,12 +43,19 @@ const agent = new Agent({ keepAliveTimeout: 10, connections: 16 });
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function startBlackhole(): Promise<number> {
-  blackhole = spawn('python3', ['-c', [
-    'import socket, sys',
-    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
-    'print(s.getsockname()[1], flush=True)',
-    'sys.stdin.read()',
-  ].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  blackhole = spawn(
+    'python3',
+    [
+      '-c',
+      [
+        'import socket, sys',
+        's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+        'print(s.getsockname()[1], flush=True)',
+        'sys.stdin.read()',
+      ].join('\n'),
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const p = await new Promise<number>((resolve, reject) => {
     blackhole!.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
     blackhole!.once('error', reject);
@@ -58,7 +65,10 @@ async function startBlackhole(): Promise<number> {
   const s = net.connect(p, '127.0.0.1');
   fillers.push(s);
   s.on('error', () => {});
-  await new Promise<void>((r, j) => { s.once('connect', r); s.once('error', j); });
+  await new Promise<void>((r, j) => {
+    s.once('connect', r);
+    s.once('error', j);
+  });
   return p;
 }
 
@@ -76,7 +86,10 @@ beforeAll(async () => {
     const t = setInterval(() => {
       n++;
       if (n < 6) res.write(`chunk${n};`);
-      else { clearInterval(t); res.end('done'); }
+      else {
+        clearInterval(t);
+        res.end('done');
+      }
     }, 150);
     res.once('close', () => clearInterval(t));
   });
@@ -89,45 +102,119 @@ beforeAll(async () => {
   refused = await closedPort();
   if (hasPython) blackholePort = await startBlackhole();
 
-  gw = await startInProcess(baseConfig({
-    gateway: {
-      name: 'timeouts', workers: 1, accessLog: { enabled: false },
-      limits: { headersTimeout: `${HEADERS_TIMEOUT_MS}ms`, keepAliveTimeout: `${KEEPALIVE_TIMEOUT_MS}ms` },
-    },
-    routes: [
-      { name: 'plain', match: { path: { prefix: '/plain' } }, cluster: 'up' },
-      { name: 'hang', match: { path: { prefix: '/hang' } }, cluster: 'hang', timeout: '300ms' },
-      { name: 'stall', match: { path: { prefix: '/stall' } }, cluster: 'stall', timeout: '5s', idleTimeout: `${IDLE_TIMEOUT_MS}ms` },
-      { name: 'steady', match: { path: { prefix: '/steady' } }, cluster: 'steady', timeout: '5s', idleTimeout: `${IDLE_TIMEOUT_MS}ms` },
-      { name: 'split', match: { path: { prefix: '/split' } }, weightedClusters: [{ cluster: 'wa', weight: 3 }, { cluster: 'wb', weight: 1 }, { cluster: 'wz', weight: 0 }] },
-      // The mirror's copies inherit the route timeout: 20s, longer than this whole file.
-      { name: 'mirror-hang', match: { path: { prefix: '/mirror-hang' } }, cluster: 'up', timeout: '20s', mirror: { cluster: 'mirror-hang' } },
-      { name: 'mirror-refused', match: { path: { prefix: '/mirror-refused' } }, cluster: 'up', mirror: { cluster: 'refused' } },
-      { name: 'retry-reset', match: { path: { prefix: '/retry-reset' } }, cluster: 'reset-then-backup', timeout: '5s', retry: { attempts: 2, on: ['5xx', 'reset'], backoff: { base: '5ms' } } },
-      { name: 'retry-buffered', match: { path: { prefix: '/retry-buffered' } }, cluster: 'reset-then-backup', timeout: '5s', retry: { attempts: 2, on: ['reset'], bufferBytes: 1024, backoff: { base: '5ms' } } },
-      ...(hasPython ? [
-        { name: 'blackhole', match: { path: { prefix: '/blackhole' } }, cluster: 'blackhole', timeout: '5s' },
-        { name: 'blackhole-retry', match: { path: { prefix: '/bh-retry' } }, cluster: 'blackhole-then-up', timeout: '5s', retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '5ms' } } },
-      ] : []),
-    ],
-    clusters: [
-      { name: 'up', endpoints: [{ address: up.address }] },
-      { name: 'hang', endpoints: [{ address: hang.address }] },
-      { name: 'stall', endpoints: [{ address: stall.address }] },
-      { name: 'steady', endpoints: [{ address: steady.address }] },
-      { name: 'wa', endpoints: [{ address: wa.address }] },
-      { name: 'wb', endpoints: [{ address: wb.address }] },
-      { name: 'wz', endpoints: [{ address: wz.address }] },
-      { name: 'mirror-hang', endpoints: [{ address: mirrorHang.address }] },
-      { name: 'refused', endpoints: [{ address: `127.0.0.1:${refused}` }] },
-      // Priorities make the first try deterministic: always the resetter, the retry the backup.
-      { name: 'reset-then-backup', endpoints: [{ address: resetter.address, priority: 0 }, { address: backup.address, priority: 1 }] },
-      ...(hasPython ? [
-        { name: 'blackhole', connectTimeout: `${CONNECT_TIMEOUT_MS}ms`, endpoints: [{ address: `127.0.0.1:${blackholePort}` }] },
-        { name: 'blackhole-then-up', connectTimeout: `${CONNECT_TIMEOUT_MS}ms`, endpoints: [{ address: `127.0.0.1:${blackholePort}`, priority: 0 }, { address: up.address, priority: 1 }] },
-      ] : []),
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      gateway: {
+        name: 'timeouts',
+        workers: 1,
+        accessLog: { enabled: false },
+        limits: { headersTimeout: `${HEADERS_TIMEOUT_MS}ms`, keepAliveTimeout: `${KEEPALIVE_TIMEOUT_MS}ms` },
+      },
+      routes: [
+        { name: 'plain', match: { path: { prefix: '/plain' } }, cluster: 'up' },
+        { name: 'hang', match: { path: { prefix: '/hang' } }, cluster: 'hang', timeout: '300ms' },
+        {
+          name: 'stall',
+          match: { path: { prefix: '/stall' } },
+          cluster: 'stall',
+          timeout: '5s',
+          idleTimeout: `${IDLE_TIMEOUT_MS}ms`,
+        },
+        {
+          name: 'steady',
+          match: { path: { prefix: '/steady' } },
+          cluster: 'steady',
+          timeout: '5s',
+          idleTimeout: `${IDLE_TIMEOUT_MS}ms`,
+        },
+        {
+          name: 'split',
+          match: { path: { prefix: '/split' } },
+          weightedClusters: [
+            { cluster: 'wa', weight: 3 },
+            { cluster: 'wb', weight: 1 },
+            { cluster: 'wz', weight: 0 },
+          ],
+        },
+        // The mirror's copies inherit the route timeout: 20s, longer than this whole file.
+        {
+          name: 'mirror-hang',
+          match: { path: { prefix: '/mirror-hang' } },
+          cluster: 'up',
+          timeout: '20s',
+          mirror: { cluster: 'mirror-hang' },
+        },
+        {
+          name: 'mirror-refused',
+          match: { path: { prefix: '/mirror-refused' } },
+          cluster: 'up',
+          mirror: { cluster: 'refused' },
+        },
+        {
+          name: 'retry-reset',
+          match: { path: { prefix: '/retry-reset' } },
+          cluster: 'reset-then-backup',
+          timeout: '5s',
+          retry: { attempts: 2, on: ['5xx', 'reset'], backoff: { base: '5ms' } },
+        },
+        {
+          name: 'retry-buffered',
+          match: { path: { prefix: '/retry-buffered' } },
+          cluster: 'reset-then-backup',
+          timeout: '5s',
+          retry: { attempts: 2, on: ['reset'], bufferBytes: 1024, backoff: { base: '5ms' } },
+        },
+        ...(hasPython
+          ? [
+              { name: 'blackhole', match: { path: { prefix: '/blackhole' } }, cluster: 'blackhole', timeout: '5s' },
+              {
+                name: 'blackhole-retry',
+                match: { path: { prefix: '/bh-retry' } },
+                cluster: 'blackhole-then-up',
+                timeout: '5s',
+                retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '5ms' } },
+              },
+            ]
+          : []),
+      ],
+      clusters: [
+        { name: 'up', endpoints: [{ address: up.address }] },
+        { name: 'hang', endpoints: [{ address: hang.address }] },
+        { name: 'stall', endpoints: [{ address: stall.address }] },
+        { name: 'steady', endpoints: [{ address: steady.address }] },
+        { name: 'wa', endpoints: [{ address: wa.address }] },
+        { name: 'wb', endpoints: [{ address: wb.address }] },
+        { name: 'wz', endpoints: [{ address: wz.address }] },
+        { name: 'mirror-hang', endpoints: [{ address: mirrorHang.address }] },
+        { name: 'refused', endpoints: [{ address: `127.0.0.1:${refused}` }] },
+        // Priorities make the first try deterministic: always the resetter, the retry the backup.
+        {
+          name: 'reset-then-backup',
+          endpoints: [
+            { address: resetter.address, priority: 0 },
+            { address: backup.address, priority: 1 },
+          ],
+        },
+        ...(hasPython
+          ? [
+              {
+                name: 'blackhole',
+                connectTimeout: `${CONNECT_TIMEOUT_MS}ms`,
+                endpoints: [{ address: `127.0.0.1:${blackholePort}` }],
+              },
+              {
+                name: 'blackhole-then-up',
+                connectTimeout: `${CONNECT_TIMEOUT_MS}ms`,
+                endpoints: [
+                  { address: `127.0.0.1:${blackholePort}`, priority: 0 },
+                  { address: up.address, priority: 1 },
+                ],
+              },
+            ]
+          : []),
+      ],
+    }),
+  );
   port = Number(gw.url.split(':').at(-1));
 });
 
@@ -150,24 +237,42 @@ function rawConnect(): Promise<net.Socket> {
   rawSockets.add(s);
   s.once('close', () => rawSockets.delete(s));
   s.on('error', () => {});
-  return new Promise((r, j) => { s.once('connect', () => r(s)); s.once('error', j); });
+  return new Promise((r, j) => {
+    s.once('connect', () => r(s));
+    s.once('error', j);
+  });
 }
 
-interface Observed { data: string; closedAfterMs: number | undefined }
+interface Observed {
+  data: string;
+  closedAfterMs: number | undefined;
+}
 
 /** Collect what a socket receives for at most `maxMs`, and when (after `t0`) it closed, if it did. */
 function observe(s: net.Socket, t0: number, maxMs: number): Promise<Observed> {
   return new Promise((resolve) => {
     const out: Observed = { data: '', closedAfterMs: undefined };
-    const done = () => { clearTimeout(timer); resolve(out); };
+    const done = () => {
+      clearTimeout(timer);
+      resolve(out);
+    };
     const timer = setTimeout(done, maxMs);
-    s.on('data', (d: Buffer) => { out.data += d.toString('latin1'); });
-    s.once('close', () => { out.closedAfterMs = performance.now() - t0; done(); });
-    if (s.destroyed) { out.closedAfterMs = 0; done(); }
+    s.on('data', (d: Buffer) => {
+      out.data += d.toString('latin1');
+    });
+    s.once('close', () => {
+      out.closedAfterMs = performance.now() - t0;
+      done();
+    });
+    if (s.destroyed) {
+      out.closedAfterMs = 0;
+      done();
+    }
   });
 }
 
-const get = (path: string, opts: Parameters<typeof request>[1] = {}) => request(`${gw.url}${path}`, { dispatcher: agent, ...opts });
+const get = (path: string, opts: Parameters<typeof request>[1] = {}) =>
+  request(`${gw.url}${path}`, { dispatcher: agent, ...opts });
 
 describe('header read timeout (slowloris)', () => {
   it('never forwards a stalled partial request head, and keeps serving other connections', async () => {
@@ -217,21 +322,22 @@ describe('header read timeout (slowloris)', () => {
 describe('keep-alive timeout', () => {
   it('keeps an idle connection open for a follow-up request, then closes it after keepAliveTimeout', async () => {
     const s = await rawConnect();
-    const readResponse = () => new Promise<string>((resolve, reject) => {
-      let buf = '';
-      const timer = setTimeout(() => reject(new Error(`no complete response in 3s: ${JSON.stringify(buf)}`)), 3000);
-      const onData = (d: Buffer) => {
-        buf += d.toString('latin1');
-        const head = buf.indexOf('\r\n\r\n');
-        const len = /content-length: (\d+)/i.exec(buf)?.[1];
-        if (head !== -1 && len !== undefined && buf.length >= head + 4 + Number(len)) {
-          clearTimeout(timer);
-          s.off('data', onData);
-          resolve(buf);
-        }
-      };
-      s.on('data', onData);
-    });
+    const readResponse = () =>
+      new Promise<string>((resolve, reject) => {
+        let buf = '';
+        const timer = setTimeout(() => reject(new Error(`no complete response in 3s: ${JSON.stringify(buf)}`)), 3000);
+        const onData = (d: Buffer) => {
+          buf += d.toString('latin1');
+          const head = buf.indexOf('\r\n\r\n');
+          const len = /content-length: (\d+)/i.exec(buf)?.[1];
+          if (head !== -1 && len !== undefined && buf.length >= head + 4 + Number(len)) {
+            clearTimeout(timer);
+            s.off('data', onData);
+            resolve(buf);
+          }
+        };
+        s.on('data', onData);
+      });
     s.write('GET /plain/ka1 HTTP/1.1\r\nHost: h\r\n\r\n');
     expect(await readResponse()).toMatch(/^HTTP\/1\.1 200 /);
     await sleep(KEEPALIVE_TIMEOUT_MS / 2); // idle, but under the timeout: still usable
@@ -326,7 +432,14 @@ describe('mirroring never delays or fails the primary', () => {
     const body = 'm'.repeat(3000);
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();
-      const r = await get('/mirror-hang/post', { method: 'POST', body: (async function* () { yield body.slice(0, 1000); await sleep(10); yield body.slice(1000); })() });
+      const r = await get('/mirror-hang/post', {
+        method: 'POST',
+        body: (async function* () {
+          yield body.slice(0, 1000);
+          await sleep(10);
+          yield body.slice(1000);
+        })(),
+      });
       expect(r.statusCode).toBe(200);
       await r.body.dump();
       expect(up.requests.at(-1)!.bodyBytes).toBe(3000);
@@ -370,7 +483,10 @@ describe('retries and request bodies', () => {
     const r = await get('/retry-reset/upload', {
       method: 'POST',
       body: (async function* () {
-        for (const c of chunks) { yield c; await sleep(30); }
+        for (const c of chunks) {
+          yield c;
+          await sleep(30);
+        }
       })(),
     });
     expect(r.statusCode).toBe(502);
@@ -387,7 +503,7 @@ describe('retries and request bodies', () => {
     const chunks = ['alpha-', 'beta-', 'gamma-', 'delta'];
     const r = await get('/retry-buffered/upload', { method: 'POST', body: trickle(chunks, 30) });
     expect(r.statusCode).toBe(200);
-    expect((await r.body.json() as { upstream: string }).upstream).toBe('backup');
+    expect(((await r.body.json()) as { upstream: string }).upstream).toBe('backup');
     expect(resetter.requests.length).toBe(r0 + 1);
     expect(resetter.requests.at(-1)!.bodyBytes).toBe(chunks.join('').length);
     expect(backup.requests.length).toBe(b0 + 1);

@@ -36,7 +36,14 @@ beforeAll(async () => {
   };
   up = await startUpstream((req, res) => {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ host: req.headers.host, route: req.headers['x-route'] ?? null, spiffe: req.headers['x-spiffe-id'] ?? null, path: req.url }));
+    res.end(
+      JSON.stringify({
+        host: req.headers.host,
+        route: req.headers['x-route'] ?? null,
+        spiffe: req.headers['x-spiffe-id'] ?? null,
+        path: req.url,
+      }),
+    );
   });
   const sniCerts = [
     { serverNames: ['api.example.test', 'API2.Example.Test'], cert: certs.api.cert, key: certs.api.key },
@@ -44,27 +51,70 @@ beforeAll(async () => {
     { serverNames: ['billing.apps.example.test'], cert: certs.billing.cert, key: certs.billing.key },
     { serverNames: ['reload.example.test'], cert: certs.reload.cert, key: certs.reload.key },
   ];
-  gw = await startInProcess(baseConfig({
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'https', tls: { cert: certs.default.cert, key: certs.default.key, certificates: sniCerts } },
-      // No listener-level cert: the first entry is the default.
-      { name: 'first', address: '127.0.0.1:0', protocol: 'https', tls: { certificates: [
-        { serverNames: ['first.example.test'], cert: certs.first.cert, key: certs.first.key },
-        { serverNames: ['second.example.test'], cert: certs.second.cert, key: certs.second.key },
-      ] } },
-      { name: 'mtls', address: '127.0.0.1:0', protocol: 'https', tls: {
-        cert: certs.default.cert, key: certs.default.key, ca: ca.cert, requireClientCert: true, spiffe: { trustDomains: ['prod.example'] },
-        certificates: [{ serverNames: ['api.example.test'], cert: certs.api.cert, key: certs.api.key }],
-      } },
-    ],
-    routes: [
-      { name: 'api', match: { hosts: ['api.example.test', 'api2.example.test'] }, cluster: 'up', requestHeaders: { set: { 'x-route': 'api' } } },
-      { name: 'billing', match: { hosts: ['billing.apps.example.test'] }, cluster: 'up', requestHeaders: { set: { 'x-route': 'billing' } } },
-      { name: 'apps', match: { hosts: ['*.apps.example.test'] }, cluster: 'up', requestHeaders: { set: { 'x-route': 'apps' } } },
-      { name: 'fallback', match: { path: { prefix: '/' } }, cluster: 'up', requestHeaders: { set: { 'x-route': 'fallback' } } },
-    ],
-    clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      listeners: [
+        {
+          name: 'main',
+          address: '127.0.0.1:0',
+          protocol: 'https',
+          tls: { cert: certs.default.cert, key: certs.default.key, certificates: sniCerts },
+        },
+        // No listener-level cert: the first entry is the default.
+        {
+          name: 'first',
+          address: '127.0.0.1:0',
+          protocol: 'https',
+          tls: {
+            certificates: [
+              { serverNames: ['first.example.test'], cert: certs.first.cert, key: certs.first.key },
+              { serverNames: ['second.example.test'], cert: certs.second.cert, key: certs.second.key },
+            ],
+          },
+        },
+        {
+          name: 'mtls',
+          address: '127.0.0.1:0',
+          protocol: 'https',
+          tls: {
+            cert: certs.default.cert,
+            key: certs.default.key,
+            ca: ca.cert,
+            requireClientCert: true,
+            spiffe: { trustDomains: ['prod.example'] },
+            certificates: [{ serverNames: ['api.example.test'], cert: certs.api.cert, key: certs.api.key }],
+          },
+        },
+      ],
+      routes: [
+        {
+          name: 'api',
+          match: { hosts: ['api.example.test', 'api2.example.test'] },
+          cluster: 'up',
+          requestHeaders: { set: { 'x-route': 'api' } },
+        },
+        {
+          name: 'billing',
+          match: { hosts: ['billing.apps.example.test'] },
+          cluster: 'up',
+          requestHeaders: { set: { 'x-route': 'billing' } },
+        },
+        {
+          name: 'apps',
+          match: { hosts: ['*.apps.example.test'] },
+          cluster: 'up',
+          requestHeaders: { set: { 'x-route': 'apps' } },
+        },
+        {
+          name: 'fallback',
+          match: { path: { prefix: '/' } },
+          cluster: 'up',
+          requestHeaders: { set: { 'x-route': 'fallback' } },
+        },
+      ],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -85,23 +135,57 @@ interface Presented {
 }
 
 /** Handshake with `servername` (none when undefined) and report the certificate the gateway presented. */
-function presented(servername: string | undefined, listener = 'main', extra: tls.ConnectionOptions = {}): Promise<Presented> {
+function presented(
+  servername: string | undefined,
+  listener = 'main',
+  extra: tls.ConnectionOptions = {},
+): Promise<Presented> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: portOf(listener), ca: ca.certPem, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...(servername === undefined ? {} : { servername }), ...extra }, () => {
-      const cert = s.getPeerX509Certificate()!;
-      resolve({ fingerprint: cert.fingerprint256, subject: cert.subject, san: cert.subjectAltName, authorized: s.authorized, authorizationError: s.authorizationError ? String(s.authorizationError) : undefined });
+    const s = tls.connect(
+      {
+        host: '127.0.0.1',
+        port: portOf(listener),
+        ca: ca.certPem,
+        rejectUnauthorized: false,
+        ALPNProtocols: ['http/1.1'],
+        ...(servername === undefined ? {} : { servername }),
+        ...extra,
+      },
+      () => {
+        const cert = s.getPeerX509Certificate()!;
+        resolve({
+          fingerprint: cert.fingerprint256,
+          subject: cert.subject,
+          san: cert.subjectAltName,
+          authorized: s.authorized,
+          authorizationError: s.authorizationError ? String(s.authorizationError) : undefined,
+        });
+        s.destroy();
+      },
+    );
+    s.setTimeout(5000, () => {
       s.destroy();
+      reject(new Error('handshake timed out'));
     });
-    s.setTimeout(5000, () => { s.destroy(); reject(new Error('handshake timed out')); });
     s.on('error', reject);
   });
 }
 
 /** An HTTP/1.1 request through undici with SNI = Host = `name`, the server certificate verified for `name`. */
-async function getVia(name: string, path: string, listener = 'main', client?: Issued): Promise<{ status: number; body: Record<string, unknown> }> {
-  const agent = new Agent({ connect: { ca: ca.certPem, servername: name, cert: client?.certPem, key: client?.keyPem } });
+async function getVia(
+  name: string,
+  path: string,
+  listener = 'main',
+  client?: Issued,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const agent = new Agent({
+    connect: { ca: ca.certPem, servername: name, cert: client?.certPem, key: client?.keyPem },
+  });
   try {
-    const r = await request(`https://127.0.0.1:${portOf(listener)}${path}`, { dispatcher: agent, headers: { host: name } });
+    const r = await request(`https://127.0.0.1:${portOf(listener)}${path}`, {
+      dispatcher: agent,
+      headers: { host: name },
+    });
     return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
   } finally {
     await agent.close();
@@ -195,11 +279,16 @@ describe('requests through each server name', () => {
   });
 
   it('a client verifying the server name refuses a name that only gets the default certificate', async () => {
-    await expect(getVia('unknown.example.test', '/nope')).rejects.toThrow(/altnames|ERR_TLS_CERT_ALTNAME_INVALID|does not match/i);
+    await expect(getVia('unknown.example.test', '/nope')).rejects.toThrow(
+      /altnames|ERR_TLS_CERT_ALTNAME_INVALID|does not match/i,
+    );
   });
 
   it('negotiates HTTP/2 by ALPN on an SNI certificate', async () => {
-    const client = http2.connect(`https://127.0.0.1:${portOf('main')}`, { ca: ca.certPem, servername: 'shop.apps.example.test' });
+    const client = http2.connect(`https://127.0.0.1:${portOf('main')}`, {
+      ca: ca.certPem,
+      servername: 'shop.apps.example.test',
+    });
     client.on('error', () => {});
     try {
       const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -226,7 +315,10 @@ describe('requests through each server name', () => {
   it('routes by Host, not by SNI: the certificate follows SNI, the route follows Host', async () => {
     const agent = new Agent({ connect: { ca: ca.certPem, servername: 'api.example.test' } });
     try {
-      const r = await request(`https://127.0.0.1:${portOf('main')}/mixed`, { dispatcher: agent, headers: { host: 'shop.apps.example.test' } });
+      const r = await request(`https://127.0.0.1:${portOf('main')}/mixed`, {
+        dispatcher: agent,
+        headers: { host: 'shop.apps.example.test' },
+      });
       expect(r.statusCode).toBe(200);
       expect(await r.body.json()).toMatchObject({ route: 'apps', host: 'shop.apps.example.test' });
     } finally {
@@ -240,7 +332,9 @@ describe('mTLS with SNI certificates', () => {
     const client = ca.client(SPIFFE_OPS);
     const p = await presented('api.example.test', 'mtls', { cert: client.certPem, key: client.keyPem });
     expect(p.fingerprint).toBe(fingerprint(certs.api));
-    expect((await presented(undefined, 'mtls', { cert: client.certPem, key: client.keyPem })).fingerprint).toBe(fingerprint(certs.default));
+    expect((await presented(undefined, 'mtls', { cert: client.certPem, key: client.keyPem })).fingerprint).toBe(
+      fingerprint(certs.default),
+    );
     const ok = await getVia('api.example.test', '/m', 'mtls', client);
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ route: 'api', spiffe: SPIFFE_OPS });

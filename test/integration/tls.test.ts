@@ -26,34 +26,70 @@ beforeAll(async () => {
   serverCert = ca.server();
   // The listener reads these paths; the hot-reload test overwrites them.
   liveCert = ca.server();
-  up = await startUpstream((req, res) => res.end(JSON.stringify({ xfcc: req.headers['x-forwarded-client-cert'] ?? null })));
-  const upCert = ca.issue({ cn: 'app', san: ['DNS:localhost', 'IP:127.0.0.1', 'URI:spiffe://prod.example/ns/app/sa/app'], eku: 'serverAuth' });
-  tlsUp = https.createServer({ cert: upCert.certPem, key: upCert.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    tlsUpSeenClientCert = (req.socket as tls.TLSSocket).authorized;
-    res.end('tls upstream');
+  up = await startUpstream((req, res) =>
+    res.end(JSON.stringify({ xfcc: req.headers['x-forwarded-client-cert'] ?? null })),
+  );
+  const upCert = ca.issue({
+    cn: 'app',
+    san: ['DNS:localhost', 'IP:127.0.0.1', 'URI:spiffe://prod.example/ns/app/sa/app'],
+    eku: 'serverAuth',
   });
+  tlsUp = https.createServer(
+    { cert: upCert.certPem, key: upCert.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      tlsUpSeenClientCert = (req.socket as tls.TLSSocket).authorized;
+      res.end('tls upstream');
+    },
+  );
   await new Promise<void>((r) => tlsUp.listen(0, '127.0.0.1', r));
   const tlsUpAddr = `127.0.0.1:${(tlsUp.address() as AddressInfo).port}`;
   const gwClient = ca.client('spiffe://prod.example/ns/gateway/sa/gw');
-  gw = await startInProcess(baseConfig({
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: liveCert.cert, key: liveCert.key } },
-      { name: 'mtls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key, ca: ca.cert, requireClientCert: true, spiffe: { trustDomains: ['prod.example'] }, forwardClientCert: true } },
-      { name: 'passthrough', address: '127.0.0.1:0', protocol: 'tls-passthrough', routes: ['sni-app'] },
-    ],
-    routes: [
-      { name: 'sni-app', match: { hosts: ['app.internal'] }, cluster: 'tls-up' },
-      { name: 'up-tls-ok', match: { path: { prefix: '/upstream-tls-ok' } }, cluster: 'tls-up' },
-      { name: 'up-tls-bad-san', match: { path: { prefix: '/upstream-tls-bad-san' } }, cluster: 'tls-up-wrong-san' },
-      { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
-    ],
-    clusters: [
-      { name: 'up', endpoints: [{ address: up.address }] },
-      { name: 'tls-up', endpoints: [{ address: tlsUpAddr }], upstreamTls: { ca: ca.cert, cert: gwClient.cert, key: gwClient.key, verifySubjectAltName: ['spiffe://prod.example/ns/app/sa/app'] } },
-      { name: 'tls-up-wrong-san', endpoints: [{ address: tlsUpAddr }], upstreamTls: { ca: ca.cert, verifySubjectAltName: ['spiffe://prod.example/ns/other/sa/x'] } },
-    ],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      listeners: [
+        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+        { name: 'tls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: liveCert.cert, key: liveCert.key } },
+        {
+          name: 'mtls',
+          address: '127.0.0.1:0',
+          protocol: 'https',
+          tls: {
+            cert: serverCert.cert,
+            key: serverCert.key,
+            ca: ca.cert,
+            requireClientCert: true,
+            spiffe: { trustDomains: ['prod.example'] },
+            forwardClientCert: true,
+          },
+        },
+        { name: 'passthrough', address: '127.0.0.1:0', protocol: 'tls-passthrough', routes: ['sni-app'] },
+      ],
+      routes: [
+        { name: 'sni-app', match: { hosts: ['app.internal'] }, cluster: 'tls-up' },
+        { name: 'up-tls-ok', match: { path: { prefix: '/upstream-tls-ok' } }, cluster: 'tls-up' },
+        { name: 'up-tls-bad-san', match: { path: { prefix: '/upstream-tls-bad-san' } }, cluster: 'tls-up-wrong-san' },
+        { name: 'all', match: { path: { prefix: '/' } }, cluster: 'up' },
+      ],
+      clusters: [
+        { name: 'up', endpoints: [{ address: up.address }] },
+        {
+          name: 'tls-up',
+          endpoints: [{ address: tlsUpAddr }],
+          upstreamTls: {
+            ca: ca.cert,
+            cert: gwClient.cert,
+            key: gwClient.key,
+            verifySubjectAltName: ['spiffe://prod.example/ns/app/sa/app'],
+          },
+        },
+        {
+          name: 'tls-up-wrong-san',
+          endpoints: [{ address: tlsUpAddr }],
+          upstreamTls: { ca: ca.cert, verifySubjectAltName: ['spiffe://prod.example/ns/other/sa/x'] },
+        },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -93,7 +129,10 @@ describe('TLS termination', () => {
     const client = http2.connect(`https://${addr('tls')}`, { ca: ca.certPem, servername: 'localhost' });
     const status = await new Promise<number>((resolve, reject) => {
       const s = client.request({ ':path': '/h2' });
-      s.on('response', (h) => { s.resume(); s.on('end', () => resolve(Number(h[':status']))); });
+      s.on('response', (h) => {
+        s.resume();
+        s.on('end', () => resolve(Number(h[':status'])));
+      });
       s.on('error', reject);
       s.end();
     });
@@ -104,8 +143,18 @@ describe('TLS termination', () => {
 
   it('refuses TLS 1.1', async () => {
     const err = await new Promise<string>((resolve) => {
-      const s = tls.connect({ host: '127.0.0.1', port: Number(addr('tls').split(':')[1]), ca: ca.certPem, servername: 'localhost', minVersion: 'TLSv1', maxVersion: 'TLSv1.1' });
-      s.on('secureConnect', () => { resolve('connected'); s.destroy(); });
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: Number(addr('tls').split(':')[1]),
+        ca: ca.certPem,
+        servername: 'localhost',
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.1',
+      });
+      s.on('secureConnect', () => {
+        resolve('connected');
+        s.destroy();
+      });
       s.on('error', (e) => resolve(e.message));
     });
     expect(err).not.toBe('connected');
@@ -115,13 +164,17 @@ describe('TLS termination', () => {
     const agent = mtlsAgent();
     const r1 = await request(`https://${addr('tls')}/before`, { dispatcher: agent });
     await r1.body.dump();
-    const serialOf = () => new Promise<string>((resolve, reject) => {
-      const s = tls.connect({ host: '127.0.0.1', port: Number(addr('tls').split(':')[1]), ca: ca.certPem, servername: 'localhost' }, () => {
-        resolve(s.getPeerX509Certificate()!.serialNumber);
-        s.destroy();
+    const serialOf = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tls.connect(
+          { host: '127.0.0.1', port: Number(addr('tls').split(':')[1]), ca: ca.certPem, servername: 'localhost' },
+          () => {
+            resolve(s.getPeerX509Certificate()!.serialNumber);
+            s.destroy();
+          },
+        );
+        s.on('error', reject);
       });
-      s.on('error', reject);
-    });
     const before = await serialOf();
     const next = ca.server();
     copyFileSync(next.cert, liveCert.cert);
@@ -146,7 +199,9 @@ describe('certificate operations', () => {
   it('exports the expiry of every loaded certificate', async () => {
     const r = await request(`${gw.admin}/metrics`);
     const text = await r.body.text();
-    const line = text.split('\n').find((l) => l.startsWith('meridian_tls_cert_expiry_timestamp_seconds') && l.includes('listener="mtls"'));
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith('meridian_tls_cert_expiry_timestamp_seconds') && l.includes('listener="mtls"'));
     expect(line).toBeDefined();
     const expiry = Number(line!.split(' ').at(-1));
     expect(expiry).toBeGreaterThan(Date.now() / 1000);
@@ -208,11 +263,14 @@ describe('tls-passthrough', () => {
   it('routes raw TLS by SNI without terminating it', async () => {
     const [host, port] = addr('passthrough').split(':');
     const reply = await new Promise<string>((resolve, reject) => {
-      const s = tls.connect({ host, port: Number(port), servername: 'app.internal', ca: ca.certPem, checkServerIdentity: () => undefined }, () => {
-        // The certificate is the upstream's own, proving the gateway did not terminate TLS.
-        expect(s.getPeerX509Certificate()!.subjectAltName).toContain('spiffe://prod.example/ns/app/sa/app');
-        s.write('GET / HTTP/1.1\r\nHost: app.internal\r\nConnection: close\r\n\r\n');
-      });
+      const s = tls.connect(
+        { host, port: Number(port), servername: 'app.internal', ca: ca.certPem, checkServerIdentity: () => undefined },
+        () => {
+          // The certificate is the upstream's own, proving the gateway did not terminate TLS.
+          expect(s.getPeerX509Certificate()!.subjectAltName).toContain('spiffe://prod.example/ns/app/sa/app');
+          s.write('GET / HTTP/1.1\r\nHost: app.internal\r\nConnection: close\r\n\r\n');
+        },
+      );
       let out = '';
       s.on('data', (d) => (out += d));
       s.on('end', () => resolve(out));

@@ -34,15 +34,24 @@ beforeAll(async () => {
   const cert = ca.server();
   const h1 = await listen(http.createServer((_req, res) => respond(res)));
   const h2c = await listen(http2.createServer((_req, res) => respond(res)));
-  const h2tls = await listen(http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => respond(res)));
-  gw = await startInProcess(baseConfig({
-    routes: ['h1', 'h2c', 'h2tls'].map((name) => ({ name, match: { path: { prefix: `/${name}` } }, cluster: name })),
-    clusters: [
-      { name: 'h1', endpoints: [{ address: h1 }] },
-      { name: 'h2c', protocol: 'http2', endpoints: [{ address: h2c }] },
-      { name: 'h2tls', protocol: 'http2', endpoints: [{ address: h2tls }], upstreamTls: { ca: ca.cert, sni: 'localhost' } },
-    ],
-  }));
+  const h2tls = await listen(
+    http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => respond(res)),
+  );
+  gw = await startInProcess(
+    baseConfig({
+      routes: ['h1', 'h2c', 'h2tls'].map((name) => ({ name, match: { path: { prefix: `/${name}` } }, cluster: name })),
+      clusters: [
+        { name: 'h1', endpoints: [{ address: h1 }] },
+        { name: 'h2c', protocol: 'http2', endpoints: [{ address: h2c }] },
+        {
+          name: 'h2tls',
+          protocol: 'http2',
+          endpoints: [{ address: h2tls }],
+          upstreamTls: { ca: ca.cert, sni: 'localhost' },
+        },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -24,8 +24,14 @@ const seen: IncomingMessage[] = [];
 
 async function token(roles: string[] = ['user'], sub = 'alice') {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ roles }).setProtectedHeader({ alg: 'ES256', kid: 'es1' }).setIssuer(ISS).setAudience('api')
-    .setSubject(sub).setIssuedAt(now).setExpirationTime(now + 300).sign(es.privateKey);
+  return new SignJWT({ roles })
+    .setProtectedHeader({ alg: 'ES256', kid: 'es1' })
+    .setIssuer(ISS)
+    .setAudience('api')
+    .setSubject(sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 300)
+    .sign(es.privateKey);
 }
 
 beforeAll(async () => {
@@ -40,31 +46,65 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => wsServer.listen(0, '127.0.0.1', r));
   const upstream = `127.0.0.1:${(wsServer.address() as AddressInfo).port}`;
-  gw = await startInProcess(baseConfig({
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'mtls', address: '127.0.0.1:0', protocol: 'https', tls: { cert: serverCert.cert, key: serverCert.key, ca: ca.cert, requireClientCert: true, spiffe: { trustDomains: ['prod.example'] }, forwardClientCert: true } },
-    ],
-    auth: {
-      jwtProviders: [{ name: 'main', issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es1', alg: 'ES256' }] }, forwardClaims: { sub: 'x-user-id' } }],
-      apiKeys: [{ name: 'partners', header: 'x-api-key', keys: [{ consumer: 'acme', sha256: createHash('sha256').update('secret-key-1').digest('hex') }] }],
-    },
-    rbac: [
-      { name: 'admins', rules: [{ action: 'allow', principals: [{ claim: { name: 'roles', contains: 'admin' } }] }] },
-      { name: 'ops', rules: [{ action: 'allow', principals: [{ spiffeId: 'spiffe://prod.example/ns/ops/*' }] }] },
-    ],
-    rateLimits: [{ name: 'ws-rl', key: [{ source: 'route' }], limit: { requests: 2, per: '60s' } }],
-    routes: [
-      { name: 'ws-jwt', match: { path: { prefix: '/ws/jwt' } }, cluster: 'ws', auth: ['main'] },
-      { name: 'ws-key', match: { path: { prefix: '/ws/key' } }, cluster: 'ws', auth: ['partners'] },
-      { name: 'ws-admin', match: { path: { prefix: '/ws/admin' } }, cluster: 'ws', auth: ['main'], rbac: 'admins' },
-      { name: 'ws-ops', match: { path: { prefix: '/ws/ops' } }, cluster: 'ws', rbac: 'ops' },
-      { name: 'ws-rl', match: { path: { prefix: '/ws/rl' } }, cluster: 'ws', rateLimits: ['ws-rl'] },
-      { name: 'ws-rewrite', match: { path: { prefix: '/ws/old' } }, cluster: 'ws', rewrite: { pathPrefix: '/ws/new' } },
-      { name: 'ws-open', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
-    ],
-    clusters: [{ name: 'ws', endpoints: [{ address: upstream }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      listeners: [
+        { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
+        {
+          name: 'mtls',
+          address: '127.0.0.1:0',
+          protocol: 'https',
+          tls: {
+            cert: serverCert.cert,
+            key: serverCert.key,
+            ca: ca.cert,
+            requireClientCert: true,
+            spiffe: { trustDomains: ['prod.example'] },
+            forwardClientCert: true,
+          },
+        },
+      ],
+      auth: {
+        jwtProviders: [
+          {
+            name: 'main',
+            issuer: ISS,
+            audiences: ['api'],
+            algorithms: ['ES256'],
+            jwks: { keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es1', alg: 'ES256' }] },
+            forwardClaims: { sub: 'x-user-id' },
+          },
+        ],
+        apiKeys: [
+          {
+            name: 'partners',
+            header: 'x-api-key',
+            keys: [{ consumer: 'acme', sha256: createHash('sha256').update('secret-key-1').digest('hex') }],
+          },
+        ],
+      },
+      rbac: [
+        { name: 'admins', rules: [{ action: 'allow', principals: [{ claim: { name: 'roles', contains: 'admin' } }] }] },
+        { name: 'ops', rules: [{ action: 'allow', principals: [{ spiffeId: 'spiffe://prod.example/ns/ops/*' }] }] },
+      ],
+      rateLimits: [{ name: 'ws-rl', key: [{ source: 'route' }], limit: { requests: 2, per: '60s' } }],
+      routes: [
+        { name: 'ws-jwt', match: { path: { prefix: '/ws/jwt' } }, cluster: 'ws', auth: ['main'] },
+        { name: 'ws-key', match: { path: { prefix: '/ws/key' } }, cluster: 'ws', auth: ['partners'] },
+        { name: 'ws-admin', match: { path: { prefix: '/ws/admin' } }, cluster: 'ws', auth: ['main'], rbac: 'admins' },
+        { name: 'ws-ops', match: { path: { prefix: '/ws/ops' } }, cluster: 'ws', rbac: 'ops' },
+        { name: 'ws-rl', match: { path: { prefix: '/ws/rl' } }, cluster: 'ws', rateLimits: ['ws-rl'] },
+        {
+          name: 'ws-rewrite',
+          match: { path: { prefix: '/ws/old' } },
+          cluster: 'ws',
+          rewrite: { pathPrefix: '/ws/new' },
+        },
+        { name: 'ws-open', match: { path: { prefix: '/ws' } }, cluster: 'ws' },
+      ],
+      clusters: [{ name: 'ws', endpoints: [{ address: upstream }] }],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -86,17 +126,26 @@ function rawUpgrade(path: string, headers: Record<string, string> = {}): Promise
   return new Promise((resolve, reject) => {
     const sock = net.connect(Number(gw.url.split(':').pop()), '127.0.0.1');
     let data = '';
-    const timer = setTimeout(() => { sock.destroy(); finish(false); }, 3000);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      finish(false);
+    }, 3000);
     const finish = (closed: boolean) => {
       clearTimeout(timer);
       const [head, body = ''] = data.split('\r\n\r\n');
       resolve({ status: Number(head.split(' ')[1]), head: head.toLowerCase(), body, closed });
     };
-    sock.on('data', (d) => { data += d.toString('latin1'); });
+    sock.on('data', (d) => {
+      data += d.toString('latin1');
+    });
     sock.on('error', reject);
     sock.on('close', () => finish(true));
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    sock.write(`GET ${path} HTTP/1.1\r\nhost: gw.test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`);
+    const extra = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    sock.write(
+      `GET ${path} HTTP/1.1\r\nhost: gw.test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`,
+    );
   });
 }
 
@@ -104,7 +153,11 @@ function rawUpgrade(path: string, headers: Record<string, string> = {}): Promise
 async function roundTrip(url: string, opts: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<IncomingMessage> {
   const before = seen.length;
   const ws = new WebSocket(url, opts);
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); ws.once('unexpected-response', (_q, res) => j(new Error(`status ${res.statusCode}`))); });
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+    ws.once('unexpected-response', (_q, res) => j(new Error(`status ${res.statusCode}`)));
+  });
   const reply = new Promise<string>((r) => ws.once('message', (m) => r(String(m))));
   ws.send('hi');
   expect(await reply).toBe('echo:hi');
@@ -135,7 +188,13 @@ describe('upgrade requests run the route filters', () => {
   });
 
   it('lets a valid token through, forwards its claims and strips the token and client-sent identity headers', async () => {
-    const req = await roundTrip(wsUrl('/ws/jwt/chat'), { headers: { authorization: `Bearer ${await token()}`, 'x-user-id': 'mallory', 'x-forwarded-client-cert': 'Hash=forged' } });
+    const req = await roundTrip(wsUrl('/ws/jwt/chat'), {
+      headers: {
+        authorization: `Bearer ${await token()}`,
+        'x-user-id': 'mallory',
+        'x-forwarded-client-cert': 'Hash=forged',
+      },
+    });
     expect(req.headers['x-user-id']).toBe('alice');
     expect(req.headers.authorization).toBeUndefined();
     expect(req.headers['x-forwarded-client-cert']).toBeUndefined();
@@ -156,7 +215,9 @@ describe('upgrade requests run the route filters', () => {
     expect(r.body).toBe('forbidden\n');
     expect(r.closed).toBe(true);
     expect(seen.length).toBe(before);
-    const req = await roundTrip(wsUrl('/ws/admin'), { headers: { authorization: `Bearer ${await token(['admin'], 'root')}` } });
+    const req = await roundTrip(wsUrl('/ws/admin'), {
+      headers: { authorization: `Bearer ${await token(['admin'], 'root')}` },
+    });
     expect(req.headers['x-user-id']).toBe('root');
   });
 

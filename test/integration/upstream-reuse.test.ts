@@ -36,10 +36,12 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-  gw = await startInProcess(baseConfig({
-    routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'closer' }],
-    clusters: [{ name: 'closer', endpoints: [{ address: `127.0.0.1:${(up.address() as net.AddressInfo).port}` }] }],
-  }));
+  gw = await startInProcess(
+    baseConfig({
+      routes: [{ name: 'all', match: { path: { prefix: '/' } }, cluster: 'closer' }],
+      clusters: [{ name: 'closer', endpoints: [{ address: `127.0.0.1:${(up.address() as net.AddressInfo).port}` }] }],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -52,15 +54,21 @@ async function run(total: number, concurrency: number, method: 'GET' | 'POST') {
   const statuses: Record<string, number> = {};
   let next = 0;
   const t0 = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total && Date.now() - t0 < 60_000) {
-      next++;
-      const r = await request(`${gw.url}/x`, { dispatcher: agent, method, body: method === 'POST' ? 'payload' : undefined });
-      await r.body.dump();
-      const key = `${r.statusCode}${r.headers['x-meridian-error'] ? ` ${r.headers['x-meridian-error']}` : ''}`;
-      statuses[key] = (statuses[key] ?? 0) + 1;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total && Date.now() - t0 < 60_000) {
+        next++;
+        const r = await request(`${gw.url}/x`, {
+          dispatcher: agent,
+          method,
+          body: method === 'POST' ? 'payload' : undefined,
+        });
+        await r.body.dump();
+        const key = `${r.statusCode}${r.headers['x-meridian-error'] ? ` ${r.headers['x-meridian-error']}` : ''}`;
+        statuses[key] = (statuses[key] ?? 0) + 1;
+      }
+    }),
+  );
   await agent.close();
   return statuses;
 }

@@ -5,7 +5,13 @@ import type { FleetMember } from '../../src/hub/virtual-destinations.js';
 import { SseParser } from '../../src/control/managed/sse.js';
 import { validateConfig } from '../../src/config/validate.js';
 
-function member(id: string, region: string, zone: string, instances: Array<[string, boolean]>, extra: Partial<FleetMember['report']> = {}): FleetMember {
+function member(
+  id: string,
+  region: string,
+  zone: string,
+  instances: Array<[string, boolean]>,
+  extra: Partial<FleetMember['report']> = {},
+): FleetMember {
   return {
     id,
     report: {
@@ -25,8 +31,14 @@ function hub(doc: Record<string, unknown>): HubConfig {
 }
 
 const vd = { name: 'app-b', host: 'app-b.mesh.internal', selector: { app: 'b' } };
-const a = member('c-a', 'us-east', 'zone-a', [['127.0.0.1:1001', true], ['127.0.0.1:1002', true]]);
-const b = member('c-b', 'us-east', 'zone-b', [['127.0.0.1:2001', true], ['127.0.0.1:2002', false]]);
+const a = member('c-a', 'us-east', 'zone-a', [
+  ['127.0.0.1:1001', true],
+  ['127.0.0.1:1002', true],
+]);
+const b = member('c-b', 'us-east', 'zone-b', [
+  ['127.0.0.1:2001', true],
+  ['127.0.0.1:2002', false],
+]);
 const c = member('c-c', 'eu-west', 'zone-a', [['127.0.0.1:3001', false]]);
 const fleet = [a, b, c];
 
@@ -37,9 +49,14 @@ describe('hub snapshots', () => {
     const snap = buildSnapshot(hub({ virtualDestinations: [vd] }), 3, a, fleet);
     const clusters = byName(snap.resources.clusters);
     expect(clusters['vd.app-b'].clusters).toEqual(['vd.app-b.local', 'vd.app-b.tier2', 'vd.app-b.tier3']);
-    expect(clusters['vd.app-b.local'].endpoints.map((e: any) => e.address)).toEqual(['127.0.0.1:1001', '127.0.0.1:1002']);
+    expect(clusters['vd.app-b.local'].endpoints.map((e: any) => e.address)).toEqual([
+      '127.0.0.1:1001',
+      '127.0.0.1:1002',
+    ]);
     // One healthy instance behind c-b: weight 1; none behind c-c: the east-west endpoint is unhealthy.
-    expect(clusters['vd.app-b.tier2'].endpoints).toMatchObject([{ address: b.report.eastWestAddress, weight: 1, locality: { region: 'us-east', zone: 'zone-b' } }]);
+    expect(clusters['vd.app-b.tier2'].endpoints).toMatchObject([
+      { address: b.report.eastWestAddress, weight: 1, locality: { region: 'us-east', zone: 'zone-b' } },
+    ]);
     expect(clusters['vd.app-b.tier2'].endpoints[0].health).toBeUndefined();
     expect(clusters['vd.app-b.tier3'].endpoints[0].health).toBe('unhealthy');
     expect(clusters['vd.app-b.tier3'].upstreamTls).toEqual({ sni: 'app-b.mesh.internal' });
@@ -50,8 +67,17 @@ describe('hub snapshots', () => {
   });
 
   it('orders tiers by failover.order in active-passive mode', () => {
-    const snap = buildSnapshot(hub({ virtualDestinations: [{ ...vd, failover: { order: ['c-c', 'c-a', 'c-b'] } }] }), 1, a, fleet);
-    expect(byName(snap.resources.clusters)['vd.app-b'].clusters).toEqual(['vd.app-b.tier0', 'vd.app-b.local', 'vd.app-b.tier2']);
+    const snap = buildSnapshot(
+      hub({ virtualDestinations: [{ ...vd, failover: { order: ['c-c', 'c-a', 'c-b'] } }] }),
+      1,
+      a,
+      fleet,
+    );
+    expect(byName(snap.resources.clusters)['vd.app-b'].clusters).toEqual([
+      'vd.app-b.tier0',
+      'vd.app-b.local',
+      'vd.app-b.tier2',
+    ]);
   });
 
   it('answers 503 from the inbound route of a gateway without local instances', () => {
@@ -64,7 +90,10 @@ describe('hub snapshots', () => {
 
   it('sends each gateway exactly the resources that target it', () => {
     const doc = hub({
-      clusters: [{ name: 'edge-only', endpoints: [{ address: '127.0.0.1:1' }], targets: { role: 'edge' } }, { name: 'all', endpoints: [{ address: '127.0.0.1:2' }] }],
+      clusters: [
+        { name: 'edge-only', endpoints: [{ address: '127.0.0.1:1' }], targets: { role: 'edge' } },
+        { name: 'all', endpoints: [{ address: '127.0.0.1:2' }] },
+      ],
       virtualDestinations: [{ ...vd, targets: { role: 'edge' } }],
     });
     const snap = buildSnapshot(doc, 1, a, fleet);
@@ -73,7 +102,12 @@ describe('hub snapshots', () => {
   });
 
   it('produces configs a gateway accepts once merged', () => {
-    const snap = buildSnapshot(hub({ virtualDestinations: [{ ...vd, healthCheck: { http: { path: '/' } } }] }), 1, a, fleet);
+    const snap = buildSnapshot(
+      hub({ virtualDestinations: [{ ...vd, healthCheck: { http: { path: '/' } } }] }),
+      1,
+      a,
+      fleet,
+    );
     const v = validateConfig({ listeners: [{ name: 'main', address: '127.0.0.1:0' }], ...snap.resources });
     expect(v.ok ? [] : v.errors).toEqual([]);
   });
@@ -81,7 +115,10 @@ describe('hub snapshots', () => {
   it('changes the hash only when the content changes', () => {
     const doc = hub({ virtualDestinations: [vd] });
     expect(buildSnapshot(doc, 1, a, fleet).hash).toBe(buildSnapshot(doc, 1, a, fleet).hash);
-    const bDown = member('c-b', 'us-east', 'zone-b', [['127.0.0.1:2001', false], ['127.0.0.1:2002', false]]);
+    const bDown = member('c-b', 'us-east', 'zone-b', [
+      ['127.0.0.1:2001', false],
+      ['127.0.0.1:2002', false],
+    ]);
     expect(buildSnapshot(doc, 1, a, [a, bDown, c]).hash).not.toBe(buildSnapshot(doc, 1, a, fleet).hash);
   });
 });
@@ -95,8 +132,12 @@ describe('hub config validation', () => {
     expect(v.ok).toBe(false);
     expect(!v.ok && v.errors.map((e) => e.path)).toContain('hub.address');
     const refs = validateHubConfig({ routes: [{ name: 'r', match: {}, cluster: 'missing' }] });
-    expect(!refs.ok && refs.errors).toEqual([{ path: 'routes[0].cluster', message: expect.stringContaining('missing') }]);
-    const both = validateHubConfig({ virtualDestinations: [{ ...vd, failover: { order: ['x'], priorityFromLocality: true } }] });
+    expect(!refs.ok && refs.errors).toEqual([
+      { path: 'routes[0].cluster', message: expect.stringContaining('missing') },
+    ]);
+    const both = validateHubConfig({
+      virtualDestinations: [{ ...vd, failover: { order: ['x'], priorityFromLocality: true } }],
+    });
     expect(!both.ok && both.errors.map((e) => e.path)).toEqual(['virtualDestinations[0].failover']);
   });
 });

@@ -15,8 +15,19 @@ let seq = 0;
 /** A detector over n hosts with a fake clock; each setup has a cluster name of its own for the metrics. */
 function setup(n: number, o: Record<string, unknown> = {}) {
   const cluster = `lo-${++seq}`;
-  const clock = { t: 0, now() { return this.t; } };
-  const d = new OutlierDetector(cluster, outlierConfig({ maxEjectionPercent: 100, ...o }), clock, seededRng(1), () => {});
+  const clock = {
+    t: 0,
+    now() {
+      return this.t;
+    },
+  };
+  const d = new OutlierDetector(
+    cluster,
+    outlierConfig({ maxEjectionPercent: 100, ...o }),
+    clock,
+    seededRng(1),
+    () => {},
+  );
   d.setHosts(Array.from({ length: n }, (_, i) => `h${i}`));
   return { d, clock, cluster };
 }
@@ -28,7 +39,8 @@ async function metric(name: string, cluster: string, reason: string): Promise<nu
   return values.find((v) => v.labels.cluster === cluster && v.labels.reason === reason)?.value ?? 0;
 }
 const detected = (cluster: string, reason: string) => metric('meridian_outlier_detected_total', cluster, reason);
-const enforced = (cluster: string, reason: string) => metric('meridian_outlier_ejections_enforced_total', cluster, reason);
+const enforced = (cluster: string, reason: string) =>
+  metric('meridian_outlier_ejections_enforced_total', cluster, reason);
 
 const local = (k: number) => Array(k).fill(Outcome.LOCAL_FAILURE);
 const fives = (k: number) => Array(k).fill(Outcome.HTTP_5XX);
@@ -142,7 +154,10 @@ describe('outlier detection: local-origin failures without split mode', () => {
 describe('outlier detection: success rate by origin (Envoy computes local-origin success rate apart in split mode)', () => {
   // 5 hosts x 100 requests; h0: 50 successes and 50 connect failures spread out (no consecutive run).
   const traffic = (d: OutlierDetector) => {
-    d.record('h0', Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.LOCAL_FAILURE : Outcome.SUCCESS)));
+    d.record(
+      'h0',
+      Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.LOCAL_FAILURE : Outcome.SUCCESS)),
+    );
     for (let i = 1; i < 5; i++) d.record(`h${i}`, Array(100).fill(Outcome.SUCCESS));
   };
 
@@ -158,7 +173,10 @@ describe('outlier detection: success rate by origin (Envoy computes local-origin
 
   it('split mode: the external success rate counts only the upstream answers', async () => {
     const { d, cluster } = setup(5, { ...SPLIT, successRate: { minimumHosts: 5, requestVolume: 50 } });
-    d.record('h0', Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.HTTP_5XX : Outcome.SUCCESS)));
+    d.record(
+      'h0',
+      Array.from({ length: 100 }, (_, i) => (i % 2 ? Outcome.HTTP_5XX : Outcome.SUCCESS)),
+    );
     for (let i = 1; i < 5; i++) d.record(`h${i}`, Array(100).fill(Outcome.SUCCESS));
     d.tick();
     expect(await enforced(cluster, 'success_rate')).toBe(1);

@@ -11,7 +11,12 @@ function outlierConfig(o: Record<string, unknown> = {}) {
 }
 
 function setup(n: number, o: Record<string, unknown> = {}) {
-  const clock = { t: 0, now() { return this.t; } };
+  const clock = {
+    t: 0,
+    now() {
+      return this.t;
+    },
+  };
   let changes = 0;
   const d = new OutlierDetector('c', outlierConfig(o), clock, seededRng(1), () => changes++);
   const hosts = Array.from({ length: n }, (_, i) => `h${i}`);
@@ -128,7 +133,13 @@ describe('outlier detection (fake clock)', () => {
   });
 
   it('failure percentage ejects at >= 85 % failures when enforcing', () => {
-    const { d } = setup(10, { maxEjectionPercent: 100, consecutive5xx: 0, consecutiveGatewayFailure: 0, failurePercentage: { enforcing: 100 }, successRate: { minimumHosts: 100 } });
+    const { d } = setup(10, {
+      maxEjectionPercent: 100,
+      consecutive5xx: 0,
+      consecutiveGatewayFailure: 0,
+      failurePercentage: { enforcing: 100 },
+      successRate: { minimumHosts: 100 },
+    });
     const seq = (ok: number, bad: number) => [...Array(ok).fill(Outcome.SUCCESS), ...Array(bad).fill(Outcome.HTTP_5XX)];
     d.record('h0', seq(7, 43));
     for (const h of ['h1', 'h2', 'h3', 'h4']) d.record(h, seq(50, 0));

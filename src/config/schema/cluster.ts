@@ -1,9 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import { Address, Duration, Labels, LocalitySchema, Name, Obj } from './common.js';
 
-const HealthOverride = Type.Union(['healthy', 'degraded', 'unhealthy', 'draining'].map((v) => Type.Literal(v)), {
-  errorMessage: 'expected healthy, degraded, unhealthy or draining',
-});
+const HealthOverride = Type.Union(
+  ['healthy', 'degraded', 'unhealthy', 'draining'].map((v) => Type.Literal(v)),
+  {
+    errorMessage: 'expected healthy, degraded, unhealthy or draining',
+  },
+);
 
 export const EndpointSchema = Obj({
   address: Address,
@@ -15,14 +18,21 @@ export const EndpointSchema = Obj({
 });
 
 /** A locality pattern: the fields given must match, the others are wildcards. */
-const LocalityMatch = Obj({ region: Type.Optional(Type.String()), zone: Type.Optional(Type.String()), subzone: Type.Optional(Type.String()) });
+const LocalityMatch = Obj({
+  region: Type.Optional(Type.String()),
+  zone: Type.Optional(Type.String()),
+  subzone: Type.Optional(Type.String()),
+});
 
 export const LbSchema = Obj(
   {
-    policy: Type.Union(['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map((v) => Type.Literal(v)), {
-      default: 'round_robin',
-      errorMessage: 'expected round_robin, least_request, random, ring_hash or maglev',
-    }),
+    policy: Type.Union(
+      ['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map((v) => Type.Literal(v)),
+      {
+        default: 'round_robin',
+        errorMessage: 'expected round_robin, least_request, random, ring_hash or maglev',
+      },
+    ),
     overprovisioningFactor: Type.Number({ minimum: 1, maximum: 10, default: 1.4 }),
     panicThreshold: Type.Number({ minimum: 0, maximum: 100, default: 50 }),
     priorityFromLocality: Type.Boolean({ default: false }),
@@ -37,22 +47,42 @@ export const LbSchema = Obj(
       },
       { default: {} },
     ),
-    hashOn: Type.Optional(Obj({ header: Type.Optional(Type.String()), cookie: Type.Optional(Type.String()), sourceIp: Type.Optional(Type.Boolean()) })),
+    hashOn: Type.Optional(
+      Obj({
+        header: Type.Optional(Type.String()),
+        cookie: Type.Optional(Type.String()),
+        sourceIp: Type.Optional(Type.Boolean()),
+      }),
+    ),
     choiceCount: Type.Integer({ minimum: 2, maximum: 100, default: 2 }),
     activeRequestBias: Type.Number({ minimum: 0, default: 1 }),
-    ringHash: Obj({ minRingSize: Type.Integer({ minimum: 1, default: 1024 }), maxRingSize: Type.Integer({ minimum: 1, default: 8388608 }) }, { default: {} }),
+    ringHash: Obj(
+      {
+        minRingSize: Type.Integer({ minimum: 1, default: 1024 }),
+        maxRingSize: Type.Integer({ minimum: 1, default: 8388608 }),
+      },
+      { default: {} },
+    ),
     maglev: Obj({ tableSize: Type.Integer({ minimum: 1, default: 65537 }) }, { default: {} }),
-    slowStart: Type.Optional(Obj({
-      window: Duration(),
-      aggression: Type.Number({ exclusiveMinimum: 0, default: 1 }),
-      minWeightPercent: Type.Number({ minimum: 0, maximum: 100, default: 10 }),
-    })),
+    slowStart: Type.Optional(
+      Obj({
+        window: Duration(),
+        aggression: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+        minWeightPercent: Type.Number({ minimum: 0, maximum: 100, default: 10 }),
+      }),
+    ),
   },
   { default: {} },
 );
 
 export const HealthCheckSchema = Obj({
-  http: Type.Optional(Obj({ path: Type.String({ default: '/healthz' }), host: Type.Optional(Type.String()), expectedStatuses: Type.Array(Type.Integer(), { default: [200] }) })),
+  http: Type.Optional(
+    Obj({
+      path: Type.String({ default: '/healthz' }),
+      host: Type.Optional(Type.String()),
+      expectedStatuses: Type.Array(Type.Integer(), { default: [200] }),
+    }),
+  ),
   tcp: Type.Optional(Obj({})),
   interval: Duration('5s'),
   timeout: Duration('1s'),
@@ -72,8 +102,26 @@ export const OutlierDetectionSchema = Obj({
   enforcingConsecutive5xx: Percent(100),
   enforcingConsecutiveGatewayFailure: Percent(0),
   enforcingConsecutiveLocalOriginFailure: Percent(100),
-  successRate: Obj({ minimumHosts: Type.Integer({ default: 5 }), requestVolume: Type.Integer({ default: 100 }), stdevFactor: Type.Integer({ default: 1900 }), enforcing: Percent(100), enforcingLocalOrigin: Percent(100) }, { default: {} }),
-  failurePercentage: Obj({ threshold: Percent(85), minimumHosts: Type.Integer({ default: 5 }), requestVolume: Type.Integer({ default: 50 }), enforcing: Percent(0), enforcingLocalOrigin: Percent(0) }, { default: {} }),
+  successRate: Obj(
+    {
+      minimumHosts: Type.Integer({ default: 5 }),
+      requestVolume: Type.Integer({ default: 100 }),
+      stdevFactor: Type.Integer({ default: 1900 }),
+      enforcing: Percent(100),
+      enforcingLocalOrigin: Percent(100),
+    },
+    { default: {} },
+  ),
+  failurePercentage: Obj(
+    {
+      threshold: Percent(85),
+      minimumHosts: Type.Integer({ default: 5 }),
+      requestVolume: Type.Integer({ default: 50 }),
+      enforcing: Percent(0),
+      enforcingLocalOrigin: Percent(0),
+    },
+    { default: {} },
+  ),
   interval: Duration('10s'),
   baseEjectionTime: Duration('30s'),
   maxEjectionTime: Duration('300s'),
@@ -89,7 +137,12 @@ export const CircuitBreakersSchema = Obj(
     maxPendingRequests: Type.Integer({ minimum: 0, default: 1024 }),
     maxRequests: Type.Integer({ minimum: 1, default: 1024 }),
     maxRetries: Type.Integer({ minimum: 0, default: 3 }),
-    retryBudget: Type.Optional(Obj({ budgetPercent: Type.Number({ minimum: 0, maximum: 100, default: 20 }), minRetryConcurrency: Type.Integer({ minimum: 0, default: 3 }) })),
+    retryBudget: Type.Optional(
+      Obj({
+        budgetPercent: Type.Number({ minimum: 0, maximum: 100, default: 20 }),
+        minRetryConcurrency: Type.Integer({ minimum: 0, default: 3 }),
+      }),
+    ),
   },
   { default: {} },
 );
@@ -109,10 +162,16 @@ export const UpstreamTlsSchema = Obj({
  * `strict` makes every address an endpoint, `logical` only the first. See docs/config.md#dns-clusters.
  */
 export const DnsDiscoverySchema = Obj({
-  name: Type.String({ pattern: '^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$', errorMessage: 'expected a DNS name' }),
+  name: Type.String({
+    pattern: '^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$',
+    errorMessage: 'expected a DNS name',
+  }),
   port: Type.Integer({ minimum: 1, maximum: 65535 }),
   refresh: Duration('5s'),
-  mode: Type.Union([Type.Literal('strict'), Type.Literal('logical')], { default: 'strict', errorMessage: 'expected strict or logical' }),
+  mode: Type.Union([Type.Literal('strict'), Type.Literal('logical')], {
+    default: 'strict',
+    errorMessage: 'expected strict or logical',
+  }),
 });
 
 /**
@@ -122,21 +181,40 @@ export const DnsDiscoverySchema = Obj({
  */
 export const KubernetesDiscoverySchema = Obj({
   // DNS-1035 label, as Service names are; DNS-1123 label, as namespace names are.
-  service: Type.String({ pattern: '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$', errorMessage: 'expected a Service name (DNS-1035 label)' }),
-  namespace: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', default: 'default', errorMessage: 'expected a namespace name (DNS-1123 label)' }),
-  port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' })], {
-    errorMessage: 'expected a port number (1-65535) or a port name',
+  service: Type.String({
+    pattern: '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$',
+    errorMessage: 'expected a Service name (DNS-1035 label)',
   }),
+  namespace: Type.String({
+    pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$',
+    default: 'default',
+    errorMessage: 'expected a namespace name (DNS-1123 label)',
+  }),
+  port: Type.Union(
+    [Type.Integer({ minimum: 1, maximum: 65535 }), Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$' })],
+    {
+      errorMessage: 'expected a port number (1-65535) or a port name',
+    },
+  ),
 });
 
 /** Where a cluster's endpoints come from instead of `endpoints`: one source kind per cluster. */
-export const DiscoverySchema = Obj({ dns: Type.Optional(DnsDiscoverySchema), kubernetes: Type.Optional(KubernetesDiscoverySchema) });
+export const DiscoverySchema = Obj({
+  dns: Type.Optional(DnsDiscoverySchema),
+  kubernetes: Type.Optional(KubernetesDiscoverySchema),
+});
 
 export const ClusterSchema = Obj({
   name: Name,
-  kind: Type.Union([Type.Literal('static'), Type.Literal('aggregate')], { default: 'static', errorMessage: 'expected static or aggregate' }),
+  kind: Type.Union([Type.Literal('static'), Type.Literal('aggregate')], {
+    default: 'static',
+    errorMessage: 'expected static or aggregate',
+  }),
   clusters: Type.Optional(Type.Array(Name, { description: 'aggregate: member clusters in failover order' })),
-  protocol: Type.Union([Type.Literal('http1'), Type.Literal('http2')], { default: 'http1', errorMessage: 'expected http1 or http2' }),
+  protocol: Type.Union([Type.Literal('http1'), Type.Literal('http2')], {
+    default: 'http1',
+    errorMessage: 'expected http1 or http2',
+  }),
   connectTimeout: Duration('5s'),
   keepAliveTimeout: Duration('4s'),
   endpoints: Type.Array(EndpointSchema, { default: [] }),

@@ -6,7 +6,13 @@ import { DURATION_PATTERN, type DurationText } from '../duration.js';
  * parses it once and code reads the milliseconds with msOf (see ../duration.ts).
  */
 export const Duration = (def?: DurationText) =>
-  Type.Unsafe<DurationText>(Type.String({ pattern: DURATION_PATTERN, errorMessage: 'expected a duration like "250ms", "5s", "10m"', ...(def ? { default: def } : {}) }));
+  Type.Unsafe<DurationText>(
+    Type.String({
+      pattern: DURATION_PATTERN,
+      errorMessage: 'expected a duration like "250ms", "5s", "10m"',
+      ...(def ? { default: def } : {}),
+    }),
+  );
 
 /** "host:port": hostname, IPv4 or [IPv6], port 0-65535. */
 export const Address = Type.String({
@@ -14,7 +20,10 @@ export const Address = Type.String({
   errorMessage: 'expected host:port',
 });
 
-export const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', errorMessage: 'expected a name of letters, digits, "_", "-", "." (max 128)' });
+export const Name = Type.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$',
+  errorMessage: 'expected a name of letters, digits, "_", "-", "." (max 128)',
+});
 
 export const LocalitySchema = Type.Object(
   {
@@ -31,10 +40,8 @@ export const Labels = Type.Record(Type.String(), Type.String(), { default: {} })
 export const Obj = <T extends Record<string, TSchema>>(props: T, opts: Record<string, unknown> = {}) =>
   Type.Object(props, { additionalProperties: false, ...opts });
 
-export const HeaderOps = Obj(
-  {
-    add: Type.Optional(Type.Record(Type.String(), Type.String())),
-    set: Type.Optional(Type.Record(Type.String(), Type.String())),
-    remove: Type.Optional(Type.Array(Type.String())),
-  },
-);
+export const HeaderOps = Obj({
+  add: Type.Optional(Type.Record(Type.String(), Type.String())),
+  set: Type.Optional(Type.Record(Type.String(), Type.String())),
+  remove: Type.Optional(Type.Array(Type.String())),
+});

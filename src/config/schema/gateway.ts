@@ -15,7 +15,11 @@ export const LimitsSchema = Obj(
     requestTimeout: Duration('300s'),
     keepAliveTimeout: Duration('5s'),
     idleTimeout: Duration('3600s'),
-    maxEndpointsPerCluster: Type.Integer({ minimum: 0, default: 100000, description: 'a cluster with more endpoints is refused; 0 = unlimited' }),
+    maxEndpointsPerCluster: Type.Integer({
+      minimum: 0,
+      default: 100000,
+      description: 'a cluster with more endpoints is refused; 0 = unlimited',
+    }),
     maxConcurrentStreams: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     maxConnections: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),
     maxInFlightRequests: Type.Integer({ minimum: 0, default: 0, description: 'per worker; 0 = unlimited' }),
@@ -24,14 +28,23 @@ export const LimitsSchema = Obj(
   { default: {} },
 );
 
-export const AccessLogSchema = Obj({ enabled: Type.Boolean({ default: true }), sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 1 }) }, { default: {} });
+export const AccessLogSchema = Obj(
+  { enabled: Type.Boolean({ default: true }), sampleRate: Type.Number({ minimum: 0, maximum: 1, default: 1 }) },
+  { default: {} },
+);
 
 /**
  * DNS servers for discovery (`clusters[].discovery.dns`): "ip", "ip:port", "[ipv6]:port" (port 53 when
  * absent), as node:dns `setServers` takes them. Without this section the system's resolv.conf servers.
  */
 export const GatewayDnsSchema = Obj({
-  servers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:.]+)$', errorMessage: 'expected ip, ip:port or [ipv6]:port' }), { minItems: 1 }),
+  servers: Type.Array(
+    Type.String({
+      pattern: '^(\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:.]+)$',
+      errorMessage: 'expected ip, ip:port or [ipv6]:port',
+    }),
+    { minItems: 1 },
+  ),
 });
 
 /**
@@ -49,7 +62,9 @@ export const GatewayKubernetesSchema = Obj({ kubeconfig: Type.Optional(Type.Stri
 export const GatewayApiSchema = Obj({
   controllerName: Type.String({ minLength: 1, default: 'meridian.dev/gateway-controller' }),
   address: Type.String({ minLength: 1, default: '0.0.0.0' }),
-  portMap: Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Integer({ minimum: 0, maximum: 65535 }), { default: {} }),
+  portMap: Type.Record(Type.String({ pattern: '^[0-9]+$' }), Type.Integer({ minimum: 0, maximum: 65535 }), {
+    default: {},
+  }),
   /** A pool: each Gateway opens on one of its own (so two Gateways can both listen on port 80). */
   addresses: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true })),
 });
@@ -59,7 +74,10 @@ export const GatewaySchema = Obj(
     name: Type.String({ default: 'meridian' }),
     locality: LocalitySchema,
     labels: Labels,
-    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 'auto', errorMessage: 'expected a positive integer or "auto"' }),
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+      default: 'auto',
+      errorMessage: 'expected a positive integer or "auto"',
+    }),
     trustForwardedHeaders: Type.Boolean({ default: false }),
     drainTimeout: Duration('30s'),
     limits: LimitsSchema,

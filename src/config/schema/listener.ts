@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import { Address, Name, Obj } from './common.js';
 
-const TlsVersion = Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { errorMessage: 'expected TLSv1.2 or TLSv1.3' });
+const TlsVersion = Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], {
+  errorMessage: 'expected TLSv1.2 or TLSv1.3',
+});
 
 export const ListenerTlsSchema = Obj({
   cert: Type.Optional(Type.String()),
@@ -12,14 +14,21 @@ export const ListenerTlsSchema = Obj({
   ciphers: Type.Optional(Type.String()),
   alpn: Type.Optional(Type.Array(Type.String())),
   spiffe: Type.Optional(Obj({ trustDomains: Type.Array(Type.String(), { minItems: 1 }) })),
-  certificates: Type.Optional(Type.Array(Obj({ serverNames: Type.Array(Type.String(), { minItems: 1 }), cert: Type.String(), key: Type.String() }))),
+  certificates: Type.Optional(
+    Type.Array(
+      Obj({ serverNames: Type.Array(Type.String(), { minItems: 1 }), cert: Type.String(), key: Type.String() }),
+    ),
+  ),
   forwardClientCert: Type.Boolean({ default: false, description: 'send x-forwarded-client-cert upstream' }),
 });
 
 export const ListenerSchema = Obj({
   name: Name,
   address: Address,
-  protocol: Type.Union([Type.Literal('http'), Type.Literal('https'), Type.Literal('tls-passthrough')], { default: 'http', errorMessage: 'expected http, https or tls-passthrough' }),
+  protocol: Type.Union([Type.Literal('http'), Type.Literal('https'), Type.Literal('tls-passthrough')], {
+    default: 'http',
+    errorMessage: 'expected http, https or tls-passthrough',
+  }),
   h2c: Type.Boolean({ default: true, description: 'accept HTTP/2 with prior knowledge on plain http' }),
   tls: Type.Optional(ListenerTlsSchema),
   routes: Type.Optional(Type.Array(Name)),

@@ -1,7 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { Address, Duration, Name, Obj } from './common.js';
 
-const TlsFiles = Obj({ ca: Type.Optional(Type.String()), cert: Type.Optional(Type.String()), key: Type.Optional(Type.String()) });
+const TlsFiles = Obj({
+  ca: Type.Optional(Type.String()),
+  cert: Type.Optional(Type.String()),
+  key: Type.Optional(Type.String()),
+});
 
 /** A gateway that follows a management server (hub): see docs/multicluster.md. */
 export const ManagementServerSchema = Obj({

@@ -47,7 +47,8 @@ export function checkBodyShape(body: unknown): BodyShapeError | undefined {
       return { path: path || '(body)', message: DEPTH_MESSAGE };
     }
     if (Array.isArray(value)) {
-      for (let i = value.length - 1; i >= 0; i--) stack.push({ value: value[i], path: `${path}[${i}]`, depth: depth + 1 });
+      for (let i = value.length - 1; i >= 0; i--)
+        stack.push({ value: value[i], path: `${path}[${i}]`, depth: depth + 1 });
       continue;
     }
     for (const key of Object.keys(value)) {

@@ -16,7 +16,8 @@ interface SecretSlot {
 }
 
 type Loose = Record<string, unknown> | undefined;
-const obj = (v: unknown): Loose => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const obj = (v: unknown): Loose =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 /**
@@ -32,14 +33,19 @@ function secretSlots(doc: unknown): SecretSlot[] {
   const root = obj(doc);
   const admin = obj(root?.admin);
   add(admin, 'token', 'admin.token', 'admin.token');
-  list(admin?.tokens).forEach((t, i) => add(obj(t), 'token', `admin.tokens[${i}].token`, `admin.tokens[${String(obj(t)?.name)}]`));
+  list(admin?.tokens).forEach((t, i) =>
+    add(obj(t), 'token', `admin.tokens[${i}].token`, `admin.tokens[${String(obj(t)?.name)}]`),
+  );
   add(obj(root?.managementServer), 'token', 'managementServer.token', 'managementServer.token');
-  list(obj(root?.hub)?.tokens).forEach((t, i) => add(obj(t), 'token', `hub.tokens[${i}].token`, `hub.tokens[${String(obj(t)?.name)}]`));
+  list(obj(root?.hub)?.tokens).forEach((t, i) =>
+    add(obj(t), 'token', `hub.tokens[${i}].token`, `hub.tokens[${String(obj(t)?.name)}]`),
+  );
   list(obj(root?.auth)?.jwtProviders).forEach((p, i) => {
     const provider = String(obj(p)?.name);
     list(obj(obj(p)?.jwks)?.keys).forEach((k, j) => {
       const id = obj(k)?.kid ?? j;
-      for (const m of JWK_SECRETS) add(obj(k), m, `auth.jwtProviders[${i}].jwks.keys[${j}].${m}`, `jwks[${provider}][${String(id)}].${m}`);
+      for (const m of JWK_SECRETS)
+        add(obj(k), m, `auth.jwtProviders[${i}].jwks.keys[${j}].${m}`, `jwks[${provider}][${String(id)}].${m}`);
     });
   });
   return slots;

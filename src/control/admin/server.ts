@@ -65,7 +65,10 @@ export class AdminServer {
   /** Bind the admin API; and the ops listener when `admin.opsAddress` is set. Returns bound addresses. */
   async listen(admin: Config['admin']): Promise<{ admin: string; ops?: string }> {
     if (!isLoopbackHost(splitAddress(admin.address).host) && !admin.token && !admin.tokens?.length) {
-      logger.warn({ address: admin.address }, 'admin.insecure: the admin API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change the config');
+      logger.warn(
+        { address: admin.address },
+        'admin.insecure: the admin API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change the config',
+      );
     }
     const a = await this.#bind(admin.address, false);
     const ops = admin.opsAddress ? await this.#bind(admin.opsAddress, true) : undefined;
@@ -85,7 +88,15 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#servers.map((s) => new Promise((r) => { s.close(r); s.closeAllConnections(); })));
+    await Promise.all(
+      this.#servers.map(
+        (s) =>
+          new Promise((r) => {
+            s.close(r);
+            s.closeAllConnections();
+          }),
+      ),
+    );
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse, opsOnly: boolean) {
@@ -98,13 +109,23 @@ export class AdminServer {
       let who = 'ops';
       if (!opsOnly) {
         const auth = authenticate(req, this.#primary.current.config.admin);
-        if (!auth.ok) return sendJson(res, auth.status, { error: auth.status === 401 ? 'unauthenticated' : 'forbidden' }, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="meridian-admin"' } : {});
+        if (!auth.ok)
+          return sendJson(
+            res,
+            auth.status,
+            { error: auth.status === 401 ? 'unauthenticated' : 'forbidden' },
+            auth.status === 401 ? { 'www-authenticate': 'Bearer realm="meridian-admin"' } : {},
+          );
         who = auth.who;
       }
       const url = new URL(req.url ?? '/', 'http://admin');
       const parts = pathParts(url.pathname);
       const head = parts[0] ?? '';
-      if (opsOnly && head !== 'metrics') return sendJson(res, 404, { error: 'not_found', message: 'the ops listener serves only /ready, /live and /metrics' });
+      if (opsOnly && head !== 'metrics')
+        return sendJson(res, 404, {
+          error: 'not_found',
+          message: 'the ops listener serves only /ready, /live and /metrics',
+        });
       if (head === 'metrics' && req.method === 'GET') return this.#metrics(res);
       const call: Call = { req, res, who, parts, ifMatch: req.headers['if-match'] };
       if (await this.#route(call)) return;
@@ -119,7 +140,13 @@ export class AdminServer {
   #ready(res: ServerResponse) {
     const extra = Object.assign({}, ...this.#readiness.map((f) => f()));
     const ready = !this.draining && this.#primary.links.size > 0;
-    sendJson(res, ready ? 200 : 503, { ready, draining: this.draining, version: this.#primary.current.version, workers: this.#primary.links.size, ...extra });
+    sendJson(res, ready ? 200 : 503, {
+      ready,
+      draining: this.draining,
+      version: this.#primary.current.version,
+      workers: this.#primary.links.size,
+      ...extra,
+    });
   }
 
   async #metrics(res: ServerResponse) {
@@ -127,7 +154,9 @@ export class AdminServer {
     const own = await registry.getMetricsAsJSON();
     // In single-process mode the worker shares this registry: do not count it twice.
     const sets = this.#primary.isSingleProcess ? [own] : [own, ...replies.map((r) => r.metrics)];
-    const text = await AggregatorRegistry.aggregate(sets as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+    const text = await AggregatorRegistry.aggregate(
+      sets as Parameters<typeof AggregatorRegistry.aggregate>[0],
+    ).metrics();
     res.writeHead(200, { 'content-type': registry.contentType });
     res.end(text);
   }
@@ -140,55 +169,94 @@ export class AdminServer {
   async #route(c: Call): Promise<boolean> {
     const [head, name, sub, addr, leaf] = c.parts;
     const m = c.req.method;
-    if (m !== 'GET' && m !== 'HEAD' && (head === 'clusters' || head === 'routes' || head === 'listeners' || (head === 'config' && name !== 'validate'))) this.#guard(head, name);
+    if (
+      m !== 'GET' &&
+      m !== 'HEAD' &&
+      (head === 'clusters' || head === 'routes' || head === 'listeners' || (head === 'config' && name !== 'validate'))
+    )
+      this.#guard(head, name);
     if (head === 'config') return this.#config(c, name);
     if (head === 'drain' && m === 'POST') return this.#drain(c);
     if (head === 'certificates' && name === 'reload' && m === 'POST') {
-      const replies = await this.#primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>('reload-certs', 5000);
+      const replies = await this.#primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>(
+        'reload-certs',
+        5000,
+      );
       const failed = [...new Set(replies.flatMap((r) => r.failed))];
-      return void sendJson(c.res, failed.length ? 500 : 200, { reloaded: failed.length === 0, workers: replies.length, failed }), true;
+      return (
+        void sendJson(c.res, failed.length ? 500 : 200, {
+          reloaded: failed.length === 0,
+          workers: replies.length,
+          failed,
+        }),
+        true
+      );
     }
     if (head !== 'clusters' && head !== 'routes' && head !== 'listeners') return false;
     const kind = head as ResourceKind;
     const cfg = this.#changes.current.config;
-    if (!name && m === 'GET') return void sendJson(c.res, 200, cfg[kind], etag(this.#changes)), true;
+    if (!name && m === 'GET') return (void sendJson(c.res, 200, cfg[kind], etag(this.#changes)), true);
     if (!name) return false;
-    if (kind === 'clusters' && sub === 'status' && m === 'GET') return void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.#hostDetails, this.#clusterDetails)), true;
+    if (kind === 'clusters' && sub === 'status' && m === 'GET')
+      return (
+        void sendJson(c.res, 200, await clusterStatus(this.#primary, name, this.#hostDetails, this.#clusterDetails)),
+        true
+      );
     if (kind === 'clusters' && sub === 'endpoints' && addr) return this.#endpoint(c, name, addr, leaf);
     if (sub) return false;
-    if (m === 'GET') return void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this.#changes)), true;
+    if (m === 'GET') return (void sendJson(c.res, 200, findResource(cfg, kind, name), etag(this.#changes)), true);
     if (m === 'PUT') {
       const body = await readBody(c.req);
       let created = false;
-      const r = await this.#changes.change(c.who, `put ${kind}/${name}`, c.ifMatch, (d) => void (created = putResource(d, kind, name, body)));
-      return void sendJson(c.res, created ? 201 : 200, r, { etag: `"${r.version}"` }), true;
+      const r = await this.#changes.change(
+        c.who,
+        `put ${kind}/${name}`,
+        c.ifMatch,
+        (d) => void (created = putResource(d, kind, name, body)),
+      );
+      return (void sendJson(c.res, created ? 201 : 200, r, { etag: `"${r.version}"` }), true);
     }
     if (m === 'DELETE') {
-      const r = await this.#changes.change(c.who, `delete ${kind}/${name}`, c.ifMatch, (d) => deleteResource(d, kind, name));
-      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+      const r = await this.#changes.change(c.who, `delete ${kind}/${name}`, c.ifMatch, (d) =>
+        deleteResource(d, kind, name),
+      );
+      return (void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true);
     }
     return false;
   }
 
   async #config(c: Call, sub: string | undefined): Promise<boolean> {
     const m = c.req.method;
-    if (!sub && m === 'GET') return void sendJson(c.res, 200, redactSecrets(this.#changes.current.config), etag(this.#changes)), true;
+    if (!sub && m === 'GET')
+      return (void sendJson(c.res, 200, redactSecrets(this.#changes.current.config), etag(this.#changes)), true);
     if (!sub && m === 'PUT') {
       const body = await readBody(c.req);
       const r = await this.#changes.change(c.who, 'replace config', c.ifMatch, (draft) => withSecrets(body, draft));
-      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+      return (void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true);
     }
     if (sub === 'validate' && m === 'POST') {
       const v = validateConfig(withSecrets(await readBody(c.req), this.#changes.current.config));
-      return void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true;
+      return (
+        void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true
+      );
     }
-    if (sub === 'versions' && m === 'GET') return void sendJson(c.res, 200, this.#primary.store.list()), true;
+    if (sub === 'versions' && m === 'GET') return (void sendJson(c.res, 200, this.#primary.store.list()), true);
     if (sub === 'rollback' && m === 'POST') {
       const body = (await readBody(c.req)) as { version?: unknown } | undefined;
       const target = this.#primary.store.get(Number(body?.version));
-      if (!target) throw new ApiError(404, 'unknown version', { error: 'not_found', message: `version ${String(body?.version)} is not in the history` });
-      const r = await this.#changes.change(c.who, `rollback to ${target.version}`, c.ifMatch, () => structuredClone(target.config) as Config, `rollback:${target.version}`);
-      return void sendJson(c.res, 200, { ...r, restored: target.version }, { etag: `"${r.version}"` }), true;
+      if (!target)
+        throw new ApiError(404, 'unknown version', {
+          error: 'not_found',
+          message: `version ${String(body?.version)} is not in the history`,
+        });
+      const r = await this.#changes.change(
+        c.who,
+        `rollback to ${target.version}`,
+        c.ifMatch,
+        () => structuredClone(target.config) as Config,
+        `rollback:${target.version}`,
+      );
+      return (void sendJson(c.res, 200, { ...r, restored: target.version }, { etag: `"${r.version}"` }), true);
     }
     return false;
   }
@@ -200,10 +268,14 @@ export class AdminServer {
       const body = (await readBody(c.req)) as { status?: string } | undefined;
       const r = await this.#changes.change(c.who, action, c.ifMatch, (d) => {
         const ep = endpointsOf(d, cluster).find((e) => e.address === address);
-        if (!ep) throw new ApiError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        if (!ep)
+          throw new ApiError(404, 'not found', {
+            error: 'not_found',
+            message: `endpoint ${address} is not in cluster ${cluster}`,
+          });
         (ep as { health?: string }).health = body?.status;
       });
-      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+      return (void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true);
     }
     if (leaf) return false;
     if (m === 'PUT') {
@@ -215,16 +287,20 @@ export class AdminServer {
         if (i === -1) list.push(ep);
         else list[i] = ep;
       });
-      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+      return (void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true);
     }
     if (m === 'DELETE') {
       const r = await this.#changes.change(c.who, action, c.ifMatch, (d) => {
         const list = endpointsOf(d, cluster);
         const i = list.findIndex((e) => e.address === address);
-        if (i === -1) throw new ApiError(404, 'not found', { error: 'not_found', message: `endpoint ${address} is not in cluster ${cluster}` });
+        if (i === -1)
+          throw new ApiError(404, 'not found', {
+            error: 'not_found',
+            message: `endpoint ${address} is not in cluster ${cluster}`,
+          });
         list.splice(i, 1);
       });
-      return void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true;
+      return (void sendJson(c.res, 200, r, { etag: `"${r.version}"` }), true);
     }
     return false;
   }

@@ -52,7 +52,14 @@ export type ToPrimary =
   /** The worker's snapshot is not the `base` a message builds on (an earlier apply failed): send a whole one. */
   | { t: 'resync' }
   | { t: 'outcomes'; batch: OutcomeBatch }
-  | { t: 'stats-reply'; id: number; stats: HostStats; lb: Record<string, LbState>; connections: number; inFlight: number }
+  | {
+      t: 'stats-reply';
+      id: number;
+      stats: HostStats;
+      lb: Record<string, LbState>;
+      connections: number;
+      inFlight: number;
+    }
   | { t: 'metrics-reply'; id: number; metrics: unknown }
   | { t: 'certs-reply'; id: number; failed: string[] }
   | { t: 'rpc'; id: number; topic: string; payload: unknown }

@@ -89,9 +89,12 @@ export class HubClient {
     while (!this.#stopped) {
       try {
         await this.#report(true);
-        await this.#watchOnce(() => { attempt = 0; });
+        await this.#watchOnce(() => {
+          attempt = 0;
+        });
       } catch (e) {
-        if (this.connected || attempt === 0) log.warn({ hub: this.#opts.url, err: (e as Error).message }, 'hub unreachable; serving the last good config');
+        if (this.connected || attempt === 0)
+          log.warn({ hub: this.#opts.url, err: (e as Error).message }, 'hub unreachable; serving the last good config');
       }
       this.connected = false;
       if (this.#stopped) return;
@@ -103,7 +106,11 @@ export class HubClient {
   /** One watch: resolves when the stream ends, rejects on error. */
   #watchOnce(onOpen: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url('watch'), { method: 'GET', agent: this.#agent, headers: { ...this.#identity(), accept: 'text/event-stream' } });
+      const req = this.#request(this.#url('watch'), {
+        method: 'GET',
+        agent: this.#agent,
+        headers: { ...this.#identity(), accept: 'text/event-stream' },
+      });
       this.#watch = req;
       req.setTimeout(WATCH_IDLE_MS, () => req.destroy(new Error('watch idle')));
       req.on('error', reject);
@@ -118,7 +125,8 @@ export class HubClient {
         const parser = new SseParser();
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
-          for (const ev of parser.push(chunk)) if (ev.event === 'snapshot') this.#enqueue(JSON.parse(ev.data) as Snapshot);
+          for (const ev of parser.push(chunk))
+            if (ev.event === 'snapshot') this.#enqueue(JSON.parse(ev.data) as Snapshot);
         });
         res.on('end', () => resolve());
         res.on('error', reject);
@@ -130,7 +138,9 @@ export class HubClient {
   /** Snapshots apply one at a time, in arrival order. */
   #enqueue(snapshot: Snapshot): void {
     this.#applying = this.#applying.then(async () => {
-      const errors = await this.#handlers.apply(snapshot).catch((e: Error) => [{ path: '(apply)', message: e.message }]);
+      const errors = await this.#handlers
+        .apply(snapshot)
+        .catch((e: Error) => [{ path: '(apply)', message: e.message }]);
       const ack: Ack = { version: snapshot.version, hash: snapshot.hash, ok: !errors, ...(errors ? { errors } : {}) };
       await this.#post('ack', JSON.stringify(ack)).catch((e: Error) => log.debug({ err: e.message }, 'ack failed'));
     });
@@ -142,17 +152,25 @@ export class HubClient {
 
   /** Who is calling: the hub token if any, and this process's replica id (see REPLICA_HEADER). */
   #identity(): Record<string, string> {
-    return this.#opts.token ? { authorization: `Bearer ${this.#opts.token}`, [REPLICA_HEADER]: this.#replica } : { [REPLICA_HEADER]: this.#replica };
+    return this.#opts.token
+      ? { authorization: `Bearer ${this.#opts.token}`, [REPLICA_HEADER]: this.#replica }
+      : { [REPLICA_HEADER]: this.#replica };
   }
 
   #post(action: string, body: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url(action), { method: 'POST', agent: this.#agent, headers: { ...this.#identity(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+      const req = this.#request(this.#url(action), {
+        method: 'POST',
+        agent: this.#agent,
+        headers: { ...this.#identity(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
       req.setTimeout(5000, () => req.destroy(new Error('hub request timed out')));
       req.on('error', reject);
       req.on('response', (res) => {
         res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`hub answered ${res.statusCode} to ${action}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`hub answered ${res.statusCode} to ${action}`)),
+        );
       });
       req.end(body);
     });

@@ -12,7 +12,14 @@ import type { Primary } from '../../process/primary.js';
 import type { ConfigChanges } from '../config-service.js';
 
 import { removeStaleTempFiles, writeFileAtomic } from '../store/config-store.js';
-import { MANAGED_KINDS, VD_PREFIX, type GatewayReport, type ManagedKind, type ManagedResources, type Snapshot } from '../../hub/protocol.js';
+import {
+  MANAGED_KINDS,
+  VD_PREFIX,
+  type GatewayReport,
+  type ManagedKind,
+  type ManagedResources,
+  type Snapshot,
+} from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
 
 type ManagementServer = NonNullable<Config['managementServer']>;
@@ -23,7 +30,6 @@ interface AppliedState {
   hash: string;
   resources: ManagedResources;
 }
-
 
 /**
  * A gateway that follows a management server. Managed resources are merged into the local config
@@ -70,8 +76,10 @@ export class ManagedGateway {
 
   /** Admin write guard: managed resources (and whole-document writes) belong to the hub. */
   guard(kind: string, name: string | undefined): string | undefined {
-    if (kind === 'config') return `this gateway is managed by ${this.#ms.url}: whole-config writes are refused; change local resources one by one, managed ones at the management server`;
-    if (name && this.#isManaged(kind, name)) return `${kind.slice(0, -1)} "${name}" is managed by ${this.#ms.url}; change it there`;
+    if (kind === 'config')
+      return `this gateway is managed by ${this.#ms.url}: whole-config writes are refused; change local resources one by one, managed ones at the management server`;
+    if (name && this.#isManaged(kind, name))
+      return `${kind.slice(0, -1)} "${name}" is managed by ${this.#ms.url}; change it there`;
     return undefined;
   }
 
@@ -82,10 +90,18 @@ export class ManagedGateway {
     // Set first: health changes triggered by the apply itself report (and guard) the new managed set.
     this.#applied = { version: snapshot.version, hash: snapshot.hash, resources: snapshot.resources };
     try {
-      await this.#changes.change('hub', `apply snapshot ${snapshot.version}/${snapshot.hash}`, undefined, (draft) => this.#merge(draft as unknown as Record<string, Named[]>, previous, snapshot.resources) as unknown as Config, `hub:${snapshot.version}`);
+      await this.#changes.change(
+        'hub',
+        `apply snapshot ${snapshot.version}/${snapshot.hash}`,
+        undefined,
+        (draft) =>
+          this.#merge(draft as unknown as Record<string, Named[]>, previous, snapshot.resources) as unknown as Config,
+        `hub:${snapshot.version}`,
+      );
     } catch (e) {
       this.#applied = previous;
-      if (e instanceof ApiError) return (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(apply)', message: e.message }];
+      if (e instanceof ApiError)
+        return (e.body as { errors?: ConfigError[] }).errors ?? [{ path: '(apply)', message: e.message }];
       throw e;
     }
     await this.#persist();
@@ -108,7 +124,12 @@ export class ManagedGateway {
       if (c.kind === 'aggregate' || this.#isManaged('clusters', c.name)) continue;
       for (const e of c.endpoints) {
         const flags = adminFlags(e.health) | (overlay[c.name]?.[e.address] ?? 0);
-        instances.push({ cluster: c.name, address: e.address, labels: { ...e.labels }, healthy: hostHealth(flags) !== 'unhealthy' });
+        instances.push({
+          cluster: c.name,
+          address: e.address,
+          labels: { ...e.labels },
+          healthy: hostHealth(flags) !== 'unhealthy',
+        });
       }
     }
     const { locality, labels } = config.gateway;
@@ -116,11 +137,19 @@ export class ManagedGateway {
   }
 
   #isManaged(kind: string, name: string): boolean {
-    return !!this.#applied && (MANAGED_KINDS as readonly string[]).includes(kind) && this.#applied.resources[kind as ManagedKind].some((r) => r.name === name);
+    return (
+      !!this.#applied &&
+      (MANAGED_KINDS as readonly string[]).includes(kind) &&
+      this.#applied.resources[kind as ManagedKind].some((r) => r.name === name)
+    );
   }
 
   /** Drop the previous managed resources from a draft, then add the snapshot's (hub wins on a name clash). */
-  #merge(draft: Record<string, Named[]>, previous: AppliedState | undefined, resources: ManagedResources): Record<string, Named[]> {
+  #merge(
+    draft: Record<string, Named[]>,
+    previous: AppliedState | undefined,
+    resources: ManagedResources,
+  ): Record<string, Named[]> {
     for (const kind of MANAGED_KINDS) {
       const incoming = kind === 'clusters' ? resources.clusters.map((c) => this.#eastWestTls(c)) : resources[kind];
       const replaced = new Set([...(previous?.resources[kind] ?? []), ...incoming].map((r) => r.name));

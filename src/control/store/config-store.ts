@@ -64,12 +64,19 @@ export class ConfigStore<T = Config> {
    * errors of one the current version refuses, each path naming this file and the version, for the
    * caller to stop its start with.
    */
-  async revalidate(check: (value: unknown) => { ok: true; config: T } | { ok: false; errors: ConfigError[] }): Promise<ConfigError[]> {
+  async revalidate(
+    check: (value: unknown) => { ok: true; config: T } | { ok: false; errors: ConfigError[] },
+  ): Promise<ConfigError[]> {
     const cur = this.current!;
     const checked = check(structuredClone(cur.config));
-    if (!checked.ok) return checked.errors.map((e) => ({ path: `${this.#file} (version ${cur.version}) ${e.path}`, message: e.message }));
+    if (!checked.ok)
+      return checked.errors.map((e) => ({
+        path: `${this.#file} (version ${cur.version}) ${e.path}`,
+        message: e.message,
+      }));
     const { changed } = await this.commit(checked.config, `defaults:${cur.version}`);
-    if (!changed) this.#versions = this.#versions.map((v) => (v === cur ? deepFreeze({ ...cur, config: checked.config }) : v));
+    if (!changed)
+      this.#versions = this.#versions.map((v) => (v === cur ? deepFreeze({ ...cur, config: checked.config }) : v));
     return [];
   }
 
@@ -139,7 +146,10 @@ export class ConfigStore<T = Config> {
   }
 
   #persist(state: StateFile<T>): Promise<void> {
-    return writeFileAtomic(this.#file, `{"current":${state.current},"versions":[${state.versions.map((v) => this.#textOf(v)).join(',')}]}`);
+    return writeFileAtomic(
+      this.#file,
+      `{"current":${state.current},"versions":[${state.versions.map((v) => this.#textOf(v)).join(',')}]}`,
+    );
   }
 }
 

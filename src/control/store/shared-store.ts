@@ -26,7 +26,9 @@ redis.call('SET', KEYS[2], rev)
 redis.call('PUBLISH', KEYS[3], rev)
 return {1, rev}`;
 
-type CasClient = Redis & { meridianCas(doc: string, rev: string, chan: string, expected: number, body: string): Promise<[number, number]> };
+type CasClient = Redis & {
+  meridianCas(doc: string, rev: string, chan: string, expected: number, body: string): Promise<[number, number]>;
+};
 
 /**
  * Replicas of one gateway kept consistent through Redis, without a hub: every admin change is
@@ -49,7 +51,14 @@ export class SharedConfigStore {
     this.#keys = { doc: `${prefix}:doc`, rev: `${prefix}:rev`, channel: `${prefix}:changed` };
     // The rate limiter's connection settings: no offline queue, a command timeout, capped reconnects.
     const timeoutMs = msOf(cfg).timeout;
-    this.#cmd = connectRedis({ url: cfg.url, mode: 'standalone', commandTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs, tls: cfg.url.startsWith('rediss:'), passwordEnv: cfg.passwordEnv }) as CasClient;
+    this.#cmd = connectRedis({
+      url: cfg.url,
+      mode: 'standalone',
+      commandTimeoutMs: timeoutMs,
+      connectTimeoutMs: timeoutMs,
+      tls: cfg.url.startsWith('rediss:'),
+      passwordEnv: cfg.passwordEnv,
+    }) as CasClient;
     this.#cmd.defineCommand('meridianCas', { numberOfKeys: 3, lua: CAS_LUA });
     this.#sub = this.#cmd.duplicate({ commandTimeout: undefined });
     this.#sub.on('error', () => {});
@@ -98,18 +107,26 @@ export class SharedConfigStore {
       const body = JSON.stringify({ hash: configHash(config), config });
       result = await this.#cmd.meridianCas(this.#keys.doc, this.#keys.rev, this.#keys.channel, this.#rev, body);
     } catch (e) {
-      throw new ApiError(503, 'shared store unreachable', { error: 'store_unavailable', message: `the shared config store is unreachable (${(e as Error).message}); the change is refused so replicas do not diverge` });
+      throw new ApiError(503, 'shared store unreachable', {
+        error: 'store_unavailable',
+        message: `the shared config store is unreachable (${(e as Error).message}); the change is refused so replicas do not diverge`,
+      });
     }
     const [ok, rev] = result;
     if (!ok) {
       this.#syncSoon();
-      throw new ApiError(409, 'conflict', { error: 'conflict', message: `another replica changed the config first (shared revision ${rev}); read it again and retry` });
+      throw new ApiError(409, 'conflict', {
+        error: 'conflict',
+        message: `another replica changed the config first (shared revision ${rev}); read it again and retry`,
+      });
     }
     this.#rev = rev;
   }
 
   #syncSoon(): void {
-    this.#syncing = this.#syncing.then(() => this.#sync()).catch((e: Error) => log.warn({ err: e.message }, 'shared config sync failed'));
+    this.#syncing = this.#syncing
+      .then(() => this.#sync())
+      .catch((e: Error) => log.warn({ err: e.message }, 'shared config sync failed'));
   }
 
   /** Adopt the shared document if it differs from ours; seed it from ours if Redis has none. */
@@ -127,7 +144,13 @@ export class SharedConfigStore {
     if (shared.hash === this.#changes!.current.hash) return void (this.#rev = sharedRev);
     // By the time this runs in the change queue a local write may have moved past sharedRev: keep it.
     const adopt = (draft: Config) => (this.#rev >= sharedRev ? draft : shared.config);
-    const r = await this.#changes!.change(SOURCE, `sync shared revision ${sharedRev}`, undefined, adopt, `${SOURCE}:${sharedRev}`);
+    const r = await this.#changes!.change(
+      SOURCE,
+      `sync shared revision ${sharedRev}`,
+      undefined,
+      adopt,
+      `${SOURCE}:${sharedRev}`,
+    );
     log.info({ version: r.version, sharedRevision: sharedRev }, 'applied the shared config');
   }
 }

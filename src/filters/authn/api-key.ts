@@ -37,7 +37,11 @@ export class ApiKeySet {
     const all = cfg.file ? [...cfg.keys, ...readKeyFile(cfg.file)] : cfg.keys;
     for (const k of all) {
       const headerValue = isHeaderSafe(k.consumer) ? k.consumer : undefined;
-      this.#byDigest.set(k.sha256.toLowerCase(), { consumer: k.consumer, metadata: Object.freeze({ ...(k.metadata ?? {}) }), headerValue });
+      this.#byDigest.set(k.sha256.toLowerCase(), {
+        consumer: k.consumer,
+        metadata: Object.freeze({ ...(k.metadata ?? {}) }),
+        headerValue,
+      });
     }
   }
 
@@ -60,7 +64,8 @@ export class ApiKeySet {
     ctx.consumer = c.consumer;
     ctx.consumerMetadata = c.metadata;
     if (!this.#forward) ctx.upstreamStrip.push(this.#header);
-    if (this.#consumerHeader && c.headerValue !== undefined) ctx.upstreamHeaders.push(this.#consumerHeader, c.headerValue);
+    if (this.#consumerHeader && c.headerValue !== undefined)
+      ctx.upstreamHeaders.push(this.#consumerHeader, c.headerValue);
     return true;
   }
 }
@@ -71,7 +76,8 @@ function readKeyFile(file: string): KeyEntry[] {
   const keys = Array.isArray(parsed) ? parsed : parsed.keys;
   if (!Array.isArray(keys)) throw new Error(`API key file ${file}: expected an array of { consumer, sha256 }`);
   for (const k of keys) {
-    if (typeof k?.consumer !== 'string' || !/^[0-9a-fA-F]{64}$/.test(String(k?.sha256))) throw new Error(`API key file ${file}: each key needs a consumer and a 64-hex sha256`);
+    if (typeof k?.consumer !== 'string' || !/^[0-9a-fA-F]{64}$/.test(String(k?.sha256)))
+      throw new Error(`API key file ${file}: each key needs a consumer and a 64-hex sha256`);
   }
   return keys;
 }

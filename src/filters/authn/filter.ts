@@ -4,7 +4,11 @@ import { counter } from '../../observability/metrics.js';
 import { ApiKeySet } from './api-key.js';
 import { JwtProvider, jwtFailureReason } from './jwt.js';
 
-const failures = counter('meridian_authn_failures_total', 'Requests whose credential a provider refused, and requests without any', ['provider', 'reason']);
+const failures = counter(
+  'meridian_authn_failures_total',
+  'Requests whose credential a provider refused, and requests without any',
+  ['provider', 'reason'],
+);
 
 /** An authentication provider a route can name in `auth: [...]`. */
 export type AuthProvider = JwtProvider | ApiKeySet;
@@ -12,7 +16,12 @@ export type AuthProvider = JwtProvider | ApiKeySet;
 const BODY = 'unauthenticated\n';
 
 function refusal(challenge: string): FilterResponse {
-  return Object.freeze({ status: 401, code: 'unauthenticated' as const, headers: Object.freeze({ 'www-authenticate': challenge }), body: BODY });
+  return Object.freeze({
+    status: 401,
+    code: 'unauthenticated' as const,
+    headers: Object.freeze({ 'www-authenticate': challenge }),
+    body: BODY,
+  });
 }
 
 /**
@@ -51,8 +60,14 @@ export function createAuthnFilter(route: string, providers: readonly AuthProvide
         return undefined;
       }
       return p.verify(credential).then(
-        (claims) => { p.accept(ctx, claims); return undefined; },
-        (err: unknown) => { fail(p, jwtFailureReason(err), ctx); return attempt(ctx, i + 1, true); },
+        (claims) => {
+          p.accept(ctx, claims);
+          return undefined;
+        },
+        (err: unknown) => {
+          fail(p, jwtFailureReason(err), ctx);
+          return attempt(ctx, i + 1, true);
+        },
       );
     }
     if (presented) return invalid;

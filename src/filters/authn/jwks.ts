@@ -1,5 +1,15 @@
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, importJWK, errors, type CryptoKey, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  importJWK,
+  errors,
+  type CryptoKey,
+  type JSONWebKeySet,
+  type JWK,
+  type JWTVerifyGetKey,
+} from 'jose';
 
 const { JWKSNoMatchingKey } = errors;
 import type { JwtProviderConfig } from '../../config/schema/auth.js';
@@ -89,7 +99,12 @@ export class RemoteKeySource implements KeySource {
     const now = Date.now();
     if (now - this.#lastSuccess < this.#refreshMs || now - this.#lastFailure < this.#backoffMs) return;
     this.#refreshing = true;
-    this.#remote.reload().catch(() => undefined).finally(() => { this.#refreshing = false; });
+    this.#remote
+      .reload()
+      .catch(() => undefined)
+      .finally(() => {
+        this.#refreshing = false;
+      });
   }
 }
 
@@ -114,7 +129,9 @@ class LocalKeySource implements KeySource {
   }
 
   #secret(oct: JWK[], alg: string, kid: string | undefined): Promise<CryptoKey | Uint8Array> {
-    const matches = oct.filter((k) => (kid === undefined ? true : k.kid === kid) && (k.alg === undefined || k.alg === alg));
+    const matches = oct.filter(
+      (k) => (kid === undefined ? true : k.kid === kid) && (k.alg === undefined || k.alg === alg),
+    );
     if (matches.length !== 1) return Promise.reject(new JWKSNoMatchingKey());
     const id = `${alg}:${oct.indexOf(matches[0])}`;
     let key = this.#secrets.get(id);
@@ -154,7 +171,11 @@ function createKeySource(p: JwtProviderConfig, fileText: string | undefined): Ke
   const jwks = p.jwks;
   if ('uri' in jwks) {
     const ms = msOf(jwks);
-    return new RemoteKeySource(p.name, jwks.uri, { cacheMs: ms.cacheDuration, cooldownMs: ms.cooldown, timeoutMs: ms.timeout });
+    return new RemoteKeySource(p.name, jwks.uri, {
+      cacheMs: ms.cacheDuration,
+      cooldownMs: ms.cooldown,
+      timeoutMs: ms.timeout,
+    });
   }
   const set = 'keys' in jwks ? { keys: jwks.keys } : (JSON.parse(fileText!) as JSONWebKeySet);
   return new LocalKeySource(set as JSONWebKeySet);

@@ -48,11 +48,19 @@ export class JwtProvider {
     this.#keys = keySourceFor(p);
     this.#skewSec = Math.ceil(msOf(p).clockSkew / 1000);
     const algorithms = effectiveAlgorithms(p);
-    this.#options = Object.freeze({ issuer: p.issuer, audience: p.audiences, algorithms, clockTolerance: this.#skewSec, requiredClaims: ['exp'] });
+    this.#options = Object.freeze({
+      issuer: p.issuer,
+      audience: p.audiences,
+      algorithms,
+      clockTolerance: this.#skewSec,
+      requiredClaims: ['exp'],
+    });
     this.#strip = p.forwardToken ? [] : tokenHeaders(p.from);
     this.#stripCookies = p.forwardToken ? undefined : nonEmpty(tokenCookies(p.from));
     this.#stripQuery = p.forwardToken ? undefined : nonEmpty(tokenQueryParams(p.from));
-    this.#forward = Object.entries(p.forwardClaims).map(([claim, header]) => [claim, claim.split('.'), header.toLowerCase()] as const);
+    this.#forward = Object.entries(p.forwardClaims).map(
+      ([claim, header]) => [claim, claim.split('.'), header.toLowerCase()] as const,
+    );
   }
 
   /** Claims of a token verified earlier and still valid now, without a signature check; else undefined. */
@@ -60,7 +68,8 @@ export class JwtProvider {
     const c = this.#tokens.get(token);
     if (!c) return undefined;
     const now = Date.now() / 1000;
-    if (c.generation === this.#keys.generation() && now < c.exp + this.#skewSec && now >= c.nbf - this.#skewSec) return c.claims;
+    if (c.generation === this.#keys.generation() && now < c.exp + this.#skewSec && now >= c.nbf - this.#skewSec)
+      return c.claims;
     this.#tokens.delete(token);
     return undefined;
   }
@@ -70,7 +79,12 @@ export class JwtProvider {
     const { payload } = await jwtVerify(token, this.#keys.getKey, this.#options);
     if (this.#tokens.size >= MAX_CACHED_TOKENS) this.#tokens.delete(this.#tokens.keys().next().value!);
     // Read after verifying: the first verification itself may have fetched the key set.
-    this.#tokens.set(token, { claims: payload, exp: payload.exp!, nbf: payload.nbf ?? 0, generation: this.#keys.generation() });
+    this.#tokens.set(token, {
+      claims: payload,
+      exp: payload.exp!,
+      nbf: payload.nbf ?? 0,
+      generation: this.#keys.generation(),
+    });
     return payload;
   }
 
@@ -103,7 +117,8 @@ function concat(prev: readonly string[] | undefined, add: readonly string[]): re
 export function effectiveAlgorithms(p: JwtProviderConfig): string[] {
   const symmetric = hasSymmetricKeys(p);
   const algs = p.algorithms.filter((a) => symmetric || !(HMAC_ALGORITHMS as readonly string[]).includes(a));
-  if (algs.length < p.algorithms.length) logger.warn({ provider: p.name }, 'HMAC algorithms ignored: the provider has no inline oct keys');
+  if (algs.length < p.algorithms.length)
+    logger.warn({ provider: p.name }, 'HMAC algorithms ignored: the provider has no inline oct keys');
   return algs;
 }
 
@@ -143,20 +158,31 @@ function headerValue(v: unknown): string | undefined {
 export function jwtFailureReason(err: unknown): string {
   const e = err as { code?: string; claim?: string };
   switch (e.code) {
-    case 'ERR_JWT_EXPIRED': return 'expired';
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       if (e.claim === 'nbf') return 'not_yet_valid';
       if (e.claim === 'aud') return 'bad_audience';
       if (e.claim === 'iss') return 'bad_issuer';
       if (e.claim === 'exp') return 'missing_exp';
       return 'bad_claim';
-    case 'ERR_JOSE_ALG_NOT_ALLOWED': return 'alg_not_allowed';
-    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED': return 'bad_signature';
-    case 'ERR_JWKS_NO_MATCHING_KEY': return 'unknown_kid';
-    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS': return 'ambiguous_kid';
-    case 'ERR_JWS_INVALID': case 'ERR_JWT_INVALID': return 'malformed';
-    case 'ERR_JOSE_NOT_SUPPORTED': return 'unsupported';
-    case 'ERR_JWKS_TIMEOUT': case 'ERR_JOSE_GENERIC': return 'jwks_unavailable';
-    default: return e.code ? 'invalid' : 'jwks_unavailable';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return 'alg_not_allowed';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return 'bad_signature';
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return 'unknown_kid';
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return 'ambiguous_kid';
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return 'malformed';
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return 'unsupported';
+    case 'ERR_JWKS_TIMEOUT':
+    case 'ERR_JOSE_GENERIC':
+      return 'jwks_unavailable';
+    default:
+      return e.code ? 'invalid' : 'jwks_unavailable';
   }
 }

@@ -8,7 +8,11 @@ export type { RbacPolicyConfig } from '../../config/schema/auth.js';
 
 type Test = (ctx: RequestContext) => boolean;
 
-const decisions = counter('meridian_rbac_decisions_total', 'RBAC decisions per policy (shadow: dry-run, not enforced)', ['policy', 'decision', 'shadow']);
+const decisions = counter(
+  'meridian_rbac_decisions_total',
+  'RBAC decisions per policy (shadow: dry-run, not enforced)',
+  ['policy', 'decision', 'shadow'],
+);
 
 const FORBIDDEN: FilterResponse = Object.freeze({ status: 403, code: 'forbidden' as const, body: 'forbidden\n' });
 
@@ -140,7 +144,8 @@ export function permissionTest(p: PermissionConfig): Test {
 
 function headerTest(h: NonNullable<PermissionConfig['headers']>[number]): Test {
   const name = h.name.toLowerCase();
-  const one = (v: string) => (h.exact !== undefined ? v === h.exact : h.prefix !== undefined ? v.startsWith(h.prefix) : true);
+  const one = (v: string) =>
+    h.exact !== undefined ? v === h.exact : h.prefix !== undefined ? v.startsWith(h.prefix) : true;
   return (ctx) => {
     const raw = ctx.headers[name];
     if (h.present !== undefined) return (raw !== undefined) === h.present;
@@ -169,7 +174,16 @@ export function createRbacFilter(policy: RbacPolicyConfig, logger: Logger): Filt
         return undefined;
       }
       denyCount.inc();
-      const who = { policy: policy.name, rule: d.rule, method: ctx.method, path: ctx.path, spiffeId: ctx.peer?.spiffeId, consumer: ctx.consumer, sub: ctx.claims?.sub, requestId: ctx.requestId };
+      const who = {
+        policy: policy.name,
+        rule: d.rule,
+        method: ctx.method,
+        path: ctx.path,
+        spiffeId: ctx.peer?.spiffeId,
+        consumer: ctx.consumer,
+        sub: ctx.claims?.sub,
+        requestId: ctx.requestId,
+      };
       if (policy.shadow) {
         logger.info({ ...who, shadow: true }, 'rbac would deny (shadow)');
         return undefined;

@@ -11,7 +11,10 @@ import { claimValue } from '../authn/jwt.js';
 type Policy = Config['rateLimits'][number];
 type KeyPart = Policy['key'][number];
 
-const decisions = counter('meridian_ratelimit_decisions_total', 'Rate-limit decisions by policy', ['policy', 'decision']);
+const decisions = counter('meridian_ratelimit_decisions_total', 'Rate-limit decisions by policy', [
+  'policy',
+  'decision',
+]);
 
 /** A policy compiled once per snapshot. */
 interface Compiled {
@@ -27,13 +30,20 @@ interface Compiled {
 
 function rateOf(limit: Policy['limit']) {
   const perMs = msOf(limit).per;
-  return { rate: { perMs: limit.requests / perMs, capacity: limit.burst ?? limit.requests }, requests: limit.requests, windowSec: Math.max(1, Math.round(perMs / 1000)) };
+  return {
+    rate: { perMs: limit.requests / perMs, capacity: limit.burst ?? limit.requests },
+    requests: limit.requests,
+    windowSec: Math.max(1, Math.round(perMs / 1000)),
+  };
 }
 
 function keyPart(p: KeyPart): (ctx: RequestContext) => string | undefined {
   if (p.header) {
     const name = p.header.toLowerCase();
-    return (ctx) => { const v = ctx.headers[name]; return Array.isArray(v) ? v[0] : v; };
+    return (ctx) => {
+      const v = ctx.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
   }
   if (p.claim) {
     const name = p.claim;
@@ -47,10 +57,14 @@ function keyPart(p: KeyPart): (ctx: RequestContext) => string | undefined {
   }
   if (p.value !== undefined) return () => p.value;
   switch (p.source) {
-    case 'clientIp': return (ctx) => ctx.clientIp;
-    case 'consumer': return (ctx) => ctx.consumer;
-    case 'spiffeId': return (ctx) => ctx.peer?.spiffeId;
-    default: return (ctx) => ctx.routeName;
+    case 'clientIp':
+      return (ctx) => ctx.clientIp;
+    case 'consumer':
+      return (ctx) => ctx.consumer;
+    case 'spiffeId':
+      return (ctx) => ctx.peer?.spiffeId;
+    default:
+      return (ctx) => ctx.routeName;
   }
 }
 
@@ -76,11 +90,18 @@ export function compilePolicy(p: Policy, store: LeasingStore): Compiled {
     want: p.store === 'redis' ? p.batch : undefined,
     failOpen: p.failureMode === 'open',
     headersOnSuccess: p.headersOnSuccess,
-    counters: { allowed: decisions.labels(p.name, 'allowed'), limited: decisions.labels(p.name, 'limited'), failed_open: decisions.labels(p.name, 'failed_open'), failed_closed: decisions.labels(p.name, 'failed_closed') },
+    counters: {
+      allowed: decisions.labels(p.name, 'allowed'),
+      limited: decisions.labels(p.name, 'limited'),
+      failed_open: decisions.labels(p.name, 'failed_open'),
+      failed_closed: decisions.labels(p.name, 'failed_closed'),
+    },
   };
 }
 
-type Outcome = { policy: Compiled; decision: Decision; requests: number; windowSec: number } | { policy: Compiled; failed: true };
+type Outcome =
+  | { policy: Compiled; decision: Decision; requests: number; windowSec: number }
+  | { policy: Compiled; failed: true };
 
 /**
  * Rate limiting for a route: every policy with a key decides (token bucket in its store); the
@@ -123,7 +144,11 @@ function outcomeOf(policy: Compiled, ctx: RequestContext): Outcome | Promise<Out
   } catch {
     return { policy, failed: true };
   }
-  if (d instanceof Promise) return d.then((decision) => ({ policy, decision, requests, windowSec }), () => ({ policy, failed: true as const }));
+  if (d instanceof Promise)
+    return d.then(
+      (decision) => ({ policy, decision, requests, windowSec }),
+      () => ({ policy, failed: true as const }),
+    );
   return { policy, decision: d, requests, windowSec };
 }
 
@@ -146,7 +171,10 @@ function decide(ctx: RequestContext, outcomes: Outcome[]): FilterResult {
   let worst: Extract<Outcome, { decision: Decision }> | undefined;
   for (const o of outcomes) {
     if ('failed' in o) {
-      if (o.policy.failOpen) { o.policy.counters.failed_open.inc(); continue; }
+      if (o.policy.failOpen) {
+        o.policy.counters.failed_open.inc();
+        continue;
+      }
       o.policy.counters.failed_closed.inc();
       return { status: 503, code: 'overloaded', headers: { 'retry-after': '1' } };
     }
@@ -160,7 +188,14 @@ function decide(ctx: RequestContext, outcomes: Outcome[]): FilterResult {
     'ratelimit-policy': `"${worst.policy.name}";q=${worst.requests};w=${worst.windowSec}`,
     ratelimit: `"${worst.policy.name}";r=${d.remaining};t=${d.allowed ? worst.windowSec : reset}`,
   };
-  if (!d.allowed) return { status: 429, code: 'rate_limited', headers: { ...headers, 'retry-after': String(reset) }, body: 'rate limited\n' } satisfies FilterResponse;
-  if (worst.policy.headersOnSuccess) ctx.responseHeaders.push('ratelimit-policy', headers['ratelimit-policy'], 'ratelimit', headers.ratelimit);
+  if (!d.allowed)
+    return {
+      status: 429,
+      code: 'rate_limited',
+      headers: { ...headers, 'retry-after': String(reset) },
+      body: 'rate limited\n',
+    } satisfies FilterResponse;
+  if (worst.policy.headersOnSuccess)
+    ctx.responseHeaders.push('ratelimit-policy', headers['ratelimit-policy'], 'ratelimit', headers.ratelimit);
   return undefined;
 }

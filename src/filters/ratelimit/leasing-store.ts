@@ -47,7 +47,10 @@ export class LeasingStore implements RateLimitStore {
     if (lease && lease.tokens > 0 && lease.expires > this.#clock.now()) return spend(lease);
     if (!lease) {
       if (this.#leases.size >= MAX_KEYS) this.#leases.clear();
-      this.#leases.set(key, (lease = { tokens: 0, expires: 0, remaining: 0, retryAfterMs: 0, pending: undefined, waiting: 0 }));
+      this.#leases.set(
+        key,
+        (lease = { tokens: 0, expires: 0, remaining: 0, retryAfterMs: 0, pending: undefined, waiting: 0 }),
+      );
     }
     return this.#refill(key, rate, lease, want);
   }

@@ -44,5 +44,9 @@ function evict(buckets: Map<string, Bucket>, now: number, rate: Rate) {
  * Worker side of the local store: tokens leased from the primary's bucket (see LeasingStore).
  */
 export function createLocalStore(rpc: RpcChannel, clock: Clock): LeasingStore {
-  return new LeasingStore((key, rate, want) => rpc.request<LeaseReply>(TOPIC, { key, perMs: rate.perMs, capacity: rate.capacity, want } satisfies LeaseRequest), clock);
+  return new LeasingStore(
+    (key, rate, want) =>
+      rpc.request<LeaseReply>(TOPIC, { key, perMs: rate.perMs, capacity: rate.capacity, want } satisfies LeaseRequest),
+    clock,
+  );
 }

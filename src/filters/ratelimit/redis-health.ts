@@ -29,7 +29,15 @@ export class RedisHealth {
     this.stop();
     this.#key = key;
     const client = (this.#client = connectRedis(redisConnection(cfg)));
-    const ping = () => client.ping().then(() => { this.#up = true; }, () => { this.#up = false; });
+    const ping = () =>
+      client.ping().then(
+        () => {
+          this.#up = true;
+        },
+        () => {
+          this.#up = false;
+        },
+      );
     void ping();
     this.#timer = setInterval(ping, PING_MS);
     this.#timer.unref();

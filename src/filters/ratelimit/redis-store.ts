@@ -12,7 +12,10 @@ type RedisConfig = NonNullable<Config['redis']>;
 type Client = Redis | Cluster;
 
 /** What connectRedis needs: where Redis is and how to log in (as in a `redis` section), timeouts in ms. */
-export type RedisConnection = Pick<RedisConfig, 'url' | 'mode' | 'sentinels' | 'name' | 'nodes' | 'tls' | 'usernameEnv' | 'passwordEnv'> & {
+export type RedisConnection = Pick<
+  RedisConfig,
+  'url' | 'mode' | 'sentinels' | 'name' | 'nodes' | 'tls' | 'usernameEnv' | 'passwordEnv'
+> & {
   commandTimeoutMs: number;
   connectTimeoutMs: number;
 };
@@ -48,7 +51,10 @@ if granted == 0 then retry = math.ceil((1 - tokens) / rate) end
 return { granted, math.floor(tokens), retry }
 `;
 
-const outages = counter('meridian_ratelimit_redis_outages_total', 'Transitions of the rate-limit Redis connection to unavailable');
+const outages = counter(
+  'meridian_ratelimit_redis_outages_total',
+  'Transitions of the rate-limit Redis connection to unavailable',
+);
 
 /** Resolves when the client is ready or after `ms`, whichever comes first (never rejects). */
 function readyWithin(client: Client, ms: number): Promise<void> {
@@ -56,7 +62,10 @@ function readyWithin(client: Client, ms: number): Promise<void> {
     if (client.status === 'ready') return resolve();
     const t = setTimeout(resolve, ms);
     t.unref();
-    client.once('ready', () => { clearTimeout(t); resolve(); });
+    client.once('ready', () => {
+      clearTimeout(t);
+      resolve();
+    });
   });
 }
 
@@ -73,12 +82,24 @@ export function connectRedis(cfg: RedisConnection): Client {
     tls: cfg.tls ? {} : undefined,
     lazyConnect: false,
   };
-  const client: Client = cfg.mode === 'cluster'
-    ? new Cluster((cfg.nodes ?? [cfg.url.replace(/^rediss?:\/\//, '')]).map((n) => splitAddress(n)), { redisOptions: opts, enableOfflineQueue: false })
-    : cfg.mode === 'sentinel'
-      // ioredis applies `tls` to the master only when told to; sentinels get the same credentials.
-      ? new Redis({ ...opts, sentinels: (cfg.sentinels ?? []).map((s) => splitAddress(s)), name: cfg.name, enableTLSForSentinelMode: cfg.tls, sentinelTLS: opts.tls, sentinelPassword: opts.password, sentinelUsername: opts.username })
-      : new Redis(cfg.url, opts);
+  const client: Client =
+    cfg.mode === 'cluster'
+      ? new Cluster(
+          (cfg.nodes ?? [cfg.url.replace(/^rediss?:\/\//, '')]).map((n) => splitAddress(n)),
+          { redisOptions: opts, enableOfflineQueue: false },
+        )
+      : cfg.mode === 'sentinel'
+        ? // ioredis applies `tls` to the master only when told to; sentinels get the same credentials.
+          new Redis({
+            ...opts,
+            sentinels: (cfg.sentinels ?? []).map((s) => splitAddress(s)),
+            name: cfg.name,
+            enableTLSForSentinelMode: cfg.tls,
+            sentinelTLS: opts.tls,
+            sentinelPassword: opts.password,
+            sentinelUsername: opts.username,
+          })
+        : new Redis(cfg.url, opts);
   client.defineCommand('meridianTake', { numberOfKeys: 1, lua: TAKE_LUA });
   client.on('error', () => {});
   return client;
@@ -98,7 +119,9 @@ export function createRedisStore(client: Client, cfg: RedisConfig, clock: Clock)
       // Right after start the connection may still be opening: wait for it (bounded) rather than
       // treating "not connected yet" as an outage.
       if (client.status !== 'ready') await firstConnect;
-      const [granted, remaining, retry] = (await (client as unknown as { meridianTake(k: string, ...a: number[]): Promise<number[]> }).meridianTake(prefix + key, rate.perMs, rate.capacity, want, ttl));
+      const [granted, remaining, retry] = await (
+        client as unknown as { meridianTake(k: string, ...a: number[]): Promise<number[]> }
+      ).meridianTake(prefix + key, rate.perMs, rate.capacity, want, ttl);
       if (down) {
         down = false;
         logger.info('rate-limit redis recovered');
@@ -108,7 +131,7 @@ export function createRedisStore(client: Client, cfg: RedisConfig, clock: Clock)
       if (!down) {
         down = true;
         outages.inc();
-        logger.warn({ err: (e as Error).message }, 'rate-limit redis unavailable; applying each policy\'s failure mode');
+        logger.warn({ err: (e as Error).message }, "rate-limit redis unavailable; applying each policy's failure mode");
       }
       throw e;
     }

@@ -12,7 +12,9 @@ import { acceptOrNext, type PolicyFactory } from './policy.js';
 export const maglev: PolicyFactory = (hosts, config, rng, weights, cache) => {
   if (hosts.length === 0) return { pick: () => undefined };
   const m = config.maglev.tableSize;
-  const table = cache ? cache.get('maglev', hosts, weights, () => buildMaglevTable(hosts, m, weights)) : buildMaglevTable(hosts, m, weights);
+  const table = cache
+    ? cache.get('maglev', hosts, weights, () => buildMaglevTable(hosts, m, weights))
+    : buildMaglevTable(hosts, m, weights);
   return {
     pick(ctx) {
       const key = ctx?.hashKey !== undefined ? murmur3(ctx.hashKey) : Math.floor(rng.random() * 0x100000000);
@@ -22,7 +24,11 @@ export const maglev: PolicyFactory = (hosts, config, rng, weights, cache) => {
 };
 
 /** Slot -> host index. Host i's j-th choice is (offset_i + j x skip_i) mod m. */
-export function buildMaglevTable(hosts: readonly { address: string; weight: number }[], m: number, weights?: ArrayLike<number>): Int32Array {
+export function buildMaglevTable(
+  hosts: readonly { address: string; weight: number }[],
+  m: number,
+  weights?: ArrayLike<number>,
+): Int32Array {
   const n = hosts.length;
   const table = new Int32Array(m).fill(-1);
   const pos = new Int32Array(n);

@@ -22,7 +22,13 @@ export interface TableCache {
  * policies take it, for locality-weighted ring_hash / maglev (host weight x locality weight share).
  * The consistent-hash policies also take a `cache` of the previous build's tables.
  */
-export type PolicyFactory = (hosts: readonly Host[], config: LbConfig, rng: Rng, weights?: ArrayLike<number>, cache?: TableCache) => HostSelector;
+export type PolicyFactory = (
+  hosts: readonly Host[],
+  config: LbConfig,
+  rng: Rng,
+  weights?: ArrayLike<number>,
+  cache?: TableCache,
+) => HostSelector;
 
 /**
  * When the policy's choice is rejected by `accept` (a retry avoiding the previous host), take the

@@ -19,7 +19,9 @@ const KETAMA_POINTS = 160;
  */
 export const ringHash: PolicyFactory = (hosts, config, rng, weights, cache) => {
   if (hosts.length === 0) return { pick: () => undefined };
-  const ring = cache ? cache.get('ring_hash', hosts, weights, () => buildRing(hosts, config.ringHash, weights)) : buildRing(hosts, config.ringHash, weights);
+  const ring = cache
+    ? cache.get('ring_hash', hosts, weights, () => buildRing(hosts, config.ringHash, weights))
+    : buildRing(hosts, config.ringHash, weights);
   const { hashes, owners } = ring;
   const size = hashes.length;
   return {
@@ -43,11 +45,18 @@ export interface Ring {
   owners: Uint32Array;
 }
 
-export function buildRing(hosts: readonly { address: string; weight: number }[], sizes: { minRingSize: number; maxRingSize: number }, weights?: ArrayLike<number>): Ring {
+export function buildRing(
+  hosts: readonly { address: string; weight: number }[],
+  sizes: { minRingSize: number; maxRingSize: number },
+  weights?: ArrayLike<number>,
+): Ring {
   const n = hosts.length;
   let totalWeight = 0;
   for (let i = 0; i < n; i++) totalWeight += weights ? weights[i] : hosts[i].weight;
-  const perWeight = Math.min(Math.max(KETAMA_POINTS, Math.ceil(sizes.minRingSize / totalWeight)), Math.floor(sizes.maxRingSize / totalWeight));
+  const perWeight = Math.min(
+    Math.max(KETAMA_POINTS, Math.ceil(sizes.minRingSize / totalWeight)),
+    Math.floor(sizes.maxRingSize / totalWeight),
+  );
   const counts = new Uint32Array(n);
   let size = 0;
   for (let i = 0; i < n; i++) {
@@ -64,7 +73,8 @@ export function buildRing(hosts: readonly { address: string; weight: number }[],
     // murmur3 state after the address's whole 2-char blocks; an odd last char is carried.
     let h = 0;
     let j = 0;
-    for (; j + 1 < len; j += 2) h = murmurBlock(h, (address.charCodeAt(j) & 0xffff) | ((address.charCodeAt(j + 1) & 0xffff) << 16));
+    for (; j + 1 < len; j += 2)
+      h = murmurBlock(h, (address.charCodeAt(j) & 0xffff) | ((address.charCodeAt(j + 1) & 0xffff) << 16));
     const carry = j < len ? address.charCodeAt(j) & 0xffff : -1;
     for (let e = 0, c = counts[i]; e < c; e++) {
       hashes[at] = pointHash(h, carry, len, e);

@@ -13,7 +13,11 @@ import { acceptOrNext, type PolicyFactory } from './policy.js';
  * re-evaluated as each host is re-queued (least_request also divides by (active + 1) ^ bias); once
  * the last window has ended, the policy's ordinary selector takes over.
  */
-export function withSlowStart(base: PolicyFactory, ss: NonNullable<LbConfig['slowStart']>, clock: Clock): PolicyFactory {
+export function withSlowStart(
+  base: PolicyFactory,
+  ss: NonNullable<LbConfig['slowStart']>,
+  clock: Clock,
+): PolicyFactory {
   const windowMs = msOf(ss).window;
   const floor = ss.minWeightPercent / 100;
   const exponent = 1 / ss.aggression;
@@ -26,7 +30,8 @@ export function withSlowStart(base: PolicyFactory, ss: NonNullable<LbConfig['slo
     let now = clock.now();
     const weightOf = (h: Host): number => {
       const age = now - h.healthySince;
-      const factor = h.healthySince === 0 || age >= windowMs ? 1 : Math.max(floor, (Math.max(age, 1000) / windowMs) ** exponent);
+      const factor =
+        h.healthySince === 0 || age >= windowMs ? 1 : Math.max(floor, (Math.max(age, 1000) / windowMs) ** exponent);
       const w = h.weight * factor;
       return bias === 0 ? w : w / (h.activeRequests + 1) ** bias;
     };

@@ -18,27 +18,49 @@ import type { Exchange, RoutedRequest } from '../exchange.js';
  * headers (hop-by-hop and client identity headers stripped, the gateway's identity headers set),
  * the normalized and rewritten path, then a ProxyRequest that runs the attempts.
  */
-export function forward(r: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined, upgrade: string | undefined): void {
+export function forward(
+  r: RoutedRequest,
+  res: DownstreamResponse,
+  x: Exchange | undefined,
+  upgrade: string | undefined,
+): void {
   const { snap, route, env, req, hasBody } = r;
   const cluster = pickCluster(route, env.rng.random());
-  if (!cluster) return ProxyRequest.answer(req, res, env, { route, requestId: x?.requestId ?? clientRequestId(req), code: 'no_healthy_upstream' });
+  if (!cluster)
+    return ProxyRequest.answer(req, res, env, {
+      route,
+      requestId: x?.requestId ?? clientRequestId(req),
+      code: 'no_healthy_upstream',
+    });
   const facts = forwardFacts(r);
   const headers: string[] = [];
   const bad = buildUpstreamHeaders(req.rawHeaders, facts, route.requestOps, headers);
-  if (bad) return ProxyRequest.answer(req, res, env, { route, requestId: x?.requestId ?? clientRequestId(req), code: bad, close: true });
+  if (bad)
+    return ProxyRequest.answer(req, res, env, {
+      route,
+      requestId: x?.requestId ?? clientRequestId(req),
+      code: bad,
+      close: true,
+    });
   // The client address after trusted-proxy handling: x-real-ip, and source-IP hashing (like rate limits
   // and RBAC). At the edge it is the peer address the facts already hold.
   const ip = x ? x.clientIp : facts.trustForwarded ? clientIp(req, true) : facts.clientIp;
   addIdentityHeaders(headers, facts, r, x, ip);
   const opts: Dispatcher.DispatchOptions = {
-    path: upstreamPath(route, r.path, upstreamQuery(x, r.query)), method: (req.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: hasBody ? req : null,
-    headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs, bodyTimeout: route.idleTimeoutMs, upgrade,
+    path: upstreamPath(route, r.path, upstreamQuery(x, r.query)),
+    method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+    headers,
+    body: hasBody ? req : null,
+    headersTimeout: route.retry?.perTryTimeoutMs || route.timeoutMs,
+    bodyTimeout: route.idleTimeoutMs,
+    upgrade,
   };
   // Read from the upstream list: IncomingMessage builds its `headers` object only when asked.
   const length = hasBody ? contentLengthIn(headers) : -1;
   // Innermost, so the mirror's and a retry's copies are of the counted body.
   if (hasBody && route.maxBodyBytes > 0 && length < 0) opts.body = new LimitedBody(req, route.maxBodyBytes);
-  if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction) mirror(route.mirror, opts, hasBody, length);
+  if (route.mirror && upgrade === undefined && env.rng.random() < route.mirror.fraction)
+    mirror(route.mirror, opts, hasBody, length);
   if (hasBody && route.retry && route.retry.bufferBytes > 0 && length <= route.retry.bufferBytes) {
     opts.body = new ReplayableBody(opts.body as Readable, route.retry.bufferBytes);
   }

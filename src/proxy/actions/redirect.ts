@@ -12,14 +12,22 @@ import type { Exchange, RoutedRequest } from '../exchange.js';
  * it, the given host or the request's host without its port, then the port unless it is the scheme's
  * default (Gateway API RequestRedirect semantics).
  */
-function redirectAuthority(r: NonNullable<CompiledRoute['config']['redirect']>, scheme: string, authority: string): string {
+function redirectAuthority(
+  r: NonNullable<CompiledRoute['config']['redirect']>,
+  scheme: string,
+  authority: string,
+): string {
   if (r.port === undefined) return r.host ?? authority;
   const host = r.host ?? authority.replace(/:\d+$/, '');
   const isDefault = (scheme === 'http' && r.port === 80) || (scheme === 'https' && r.port === 443);
   return isDefault ? host : `${host}:${r.port}`;
 }
 
-export function respondRedirect({ route, listener, env, req, authority, path, query }: RoutedRequest, res: DownstreamResponse, x: Exchange | undefined) {
+export function respondRedirect(
+  { route, listener, env, req, authority, path, query }: RoutedRequest,
+  res: DownstreamResponse,
+  x: Exchange | undefined,
+) {
   const r = route.config.redirect!;
   const scheme = r.scheme ?? listener.proto;
   const to = r.path ?? (route.redirectPrefix ? replacePrefix(route.redirectPrefix, path) : path);

@@ -21,23 +21,56 @@ beforeAll(async () => {
 
 /** A provider over inline keys; `n` keeps each test's key-source cache entry distinct. */
 function jwtProvider(extra: Record<string, unknown> = {}) {
-  const { jwt } = authConfig({ jwtProviders: [{ name: `p${++n}`, issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { keys: [{ ...jwk, x_test: n }] }, ...extra }] });
+  const { jwt } = authConfig({
+    jwtProviders: [
+      {
+        name: `p${++n}`,
+        issuer: ISS,
+        audiences: ['api'],
+        algorithms: ['ES256'],
+        jwks: { keys: [{ ...jwk, x_test: n }] },
+        ...extra,
+      },
+    ],
+  });
   return new JwtProvider(jwt[0]);
 }
 
 function sign(claims: Record<string, unknown> = {}, o: { exp?: number | string } = {}) {
-  return new SignJWT({ sub: 'alice', ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISS).setAudience('api').setExpirationTime(o.exp ?? '5m').sign(es.privateKey);
+  return new SignJWT({ sub: 'alice', ...claims })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setIssuer(ISS)
+    .setAudience('api')
+    .setExpirationTime(o.exp ?? '5m')
+    .sign(es.privateKey);
 }
 
-const keySet = (extra: Record<string, unknown> = {}) => new ApiKeySet(authConfig({ apiKeys: [{ name: 'partners', keys: [{ consumer: 'acme', sha256: hashApiKey('k-acme'), metadata: { tier: 'gold' } }], ...extra }] }).keys[0]);
+const keySet = (extra: Record<string, unknown> = {}) =>
+  new ApiKeySet(
+    authConfig({
+      apiKeys: [
+        {
+          name: 'partners',
+          keys: [{ consumer: 'acme', sha256: hashApiKey('k-acme'), metadata: { tier: 'gold' } }],
+          ...extra,
+        },
+      ],
+    }).keys[0],
+  );
 
 function failures(provider: string, reason: string): number {
-  const m = registry.getSingleMetric('meridian_authn_failures_total') as unknown as { hashMap: Record<string, { value: number; labels: Record<string, string> }> };
+  const m = registry.getSingleMetric('meridian_authn_failures_total') as unknown as {
+    hashMap: Record<string, { value: number; labels: Record<string, string> }>;
+  };
   return Object.values(m.hashMap).find((v) => v.labels.provider === provider && v.labels.reason === reason)?.value ?? 0;
 }
 
 describe('token sources', () => {
-  const get = compileTokenSources([{ header: 'authorization', prefix: 'Bearer ' }, { cookie: 'tok' }, { query: 'access_token' }]);
+  const get = compileTokenSources([
+    { header: 'authorization', prefix: 'Bearer ' },
+    { cookie: 'tok' },
+    { query: 'access_token' },
+  ]);
   const table: Array<[string, Partial<Parameters<typeof get>[0]>, string | undefined]> = [
     ['a bearer header', { headers: { authorization: 'Bearer abc' } }, 'abc'],
     ['a lower-case scheme', { headers: { authorization: 'bearer abc' } }, 'abc'],
@@ -50,7 +83,8 @@ describe('token sources', () => {
     ['a malformed escape in the query', { query: '?access_token=%zz' }, undefined],
     ['nothing', {}, undefined],
   ];
-  for (const [what, c, expected] of table) it(`reads ${what} as ${String(expected)}`, () => expect(get(ctx(c))).toBe(expected));
+  for (const [what, c, expected] of table)
+    it(`reads ${what} as ${String(expected)}`, () => expect(get(ctx(c))).toBe(expected));
 
   it('prefers the first source present', () => {
     expect(get(ctx({ headers: { authorization: 'Bearer h', cookie: 'tok=c' }, query: '?access_token=q' }))).toBe('h');
@@ -100,23 +134,51 @@ describe('JWT provider (inline keys)', () => {
 
   it('requires exp', async () => {
     const p = jwtProvider();
-    const token = await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISS).setAudience('api').sign(es.privateKey);
+    const token = await new SignJWT({ sub: 'a' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(ISS)
+      .setAudience('api')
+      .sign(es.privateKey);
     await expect(p.verify(token)).rejects.toSatisfy((e) => jwtFailureReason(e) === 'missing_exp');
   });
 
   it('drops HMAC algorithms unless the provider has inline oct keys', () => {
     // Validation refuses this combination; the runtime drop is the second line of defence.
-    const valid = authConfig({ jwtProviders: [{ name: 'r', issuer: ISS, algorithms: ['ES256'], jwks: { uri: 'https://issuer.unit/jwks' } }] }).jwt[0];
+    const valid = authConfig({
+      jwtProviders: [{ name: 'r', issuer: ISS, algorithms: ['ES256'], jwks: { uri: 'https://issuer.unit/jwks' } }],
+    }).jwt[0];
     const remote = { ...valid, algorithms: ['HS256', 'ES256'] as typeof valid.algorithms };
     expect(effectiveAlgorithms(remote)).toEqual(['ES256']);
-    const oct = authConfig({ jwtProviders: [{ name: 'o', issuer: ISS, algorithms: ['HS256'], jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA' }] } }] }).jwt[0];
+    const oct = authConfig({
+      jwtProviders: [
+        {
+          name: 'o',
+          issuer: ISS,
+          algorithms: ['HS256'],
+          jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA' }] },
+        },
+      ],
+    }).jwt[0];
     expect(effectiveAlgorithms(oct)).toEqual(['HS256']);
   });
 
   it('verifies HS256 with an inline oct key', async () => {
     const secret = new TextEncoder().encode('an-inline-hmac-secret-of-32-bytes!!');
-    const { jwt } = authConfig({ jwtProviders: [{ name: 'hs', issuer: ISS, algorithms: ['HS256'], jwks: { keys: [{ kty: 'oct', k: Buffer.from(secret).toString('base64url') }] } }] });
-    const token = await new SignJWT({ sub: 'h' }).setProtectedHeader({ alg: 'HS256' }).setIssuer(ISS).setExpirationTime('1m').sign(secret);
+    const { jwt } = authConfig({
+      jwtProviders: [
+        {
+          name: 'hs',
+          issuer: ISS,
+          algorithms: ['HS256'],
+          jwks: { keys: [{ kty: 'oct', k: Buffer.from(secret).toString('base64url') }] },
+        },
+      ],
+    });
+    const token = await new SignJWT({ sub: 'h' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer(ISS)
+      .setExpirationTime('1m')
+      .sign(secret);
     expect((await new JwtProvider(jwt[0]).verify(token)).sub).toBe('h');
   });
 });
@@ -155,7 +217,12 @@ describe('route authentication filter', () => {
     const p = jwtProvider();
     const f = createAuthnFilter('r', [p, keySet()], log);
     const before = failures(`${p.name}|partners`, 'missing');
-    expect(f.onRequest(ctx())).toEqual({ status: 401, code: 'unauthenticated', headers: { 'www-authenticate': 'Bearer realm="meridian"' }, body: 'unauthenticated\n' });
+    expect(f.onRequest(ctx())).toEqual({
+      status: 401,
+      code: 'unauthenticated',
+      headers: { 'www-authenticate': 'Bearer realm="meridian"' },
+      body: 'unauthenticated\n',
+    });
     expect(failures(`${p.name}|partners`, 'missing')).toBe(before + 1);
   });
 
@@ -164,7 +231,12 @@ describe('route authentication filter', () => {
     const f = createAuthnFilter('r', [p], log);
     const expired = await sign({}, { exp: Math.floor(Date.now() / 1000) - 3600 });
     const r = await f.onRequest(ctx({ headers: { authorization: `Bearer ${expired}` } }));
-    expect(r).toEqual({ status: 401, code: 'unauthenticated', headers: { 'www-authenticate': 'Bearer realm="meridian", error="invalid_token"' }, body: 'unauthenticated\n' });
+    expect(r).toEqual({
+      status: 401,
+      code: 'unauthenticated',
+      headers: { 'www-authenticate': 'Bearer realm="meridian", error="invalid_token"' },
+      body: 'unauthenticated\n',
+    });
     expect(failures(p.name, 'expired')).toBe(1);
   });
 
@@ -179,7 +251,10 @@ describe('route authentication filter', () => {
 
   it('uses an ApiKey challenge on routes with API keys only', () => {
     const r = createAuthnFilter('r', [keySet()], log).onRequest(ctx({ headers: { 'x-api-key': 'nope' } }));
-    expect(r).toMatchObject({ status: 401, headers: { 'www-authenticate': 'ApiKey realm="meridian", error="invalid_token"' } });
+    expect(r).toMatchObject({
+      status: 401,
+      headers: { 'www-authenticate': 'ApiKey realm="meridian", error="invalid_token"' },
+    });
   });
 
   it('lets a request without a token through when the provider is optional, but still refuses a bad one', async () => {

@@ -11,5 +11,19 @@ export function authConfig(auth: Record<string, unknown>): { jwt: JwtProviderCon
 
 /** A request context as the proxy builds it. */
 export function ctx(o: Partial<RequestContext> = {}): RequestContext {
-  return { method: 'GET', path: '/x', query: '', authority: 'h', headers: {}, clientIp: '127.0.0.1', peer: undefined, routeName: 'r', requestId: 'req-1', upstreamHeaders: [], upstreamStrip: [], responseHeaders: [], ...o };
+  return {
+    method: 'GET',
+    path: '/x',
+    query: '',
+    authority: 'h',
+    headers: {},
+    clientIp: '127.0.0.1',
+    peer: undefined,
+    routeName: 'r',
+    requestId: 'req-1',
+    upstreamHeaders: [],
+    upstreamStrip: [],
+    responseHeaders: [],
+    ...o,
+  };
 }

@@ -14,12 +14,19 @@ const cert = { subjectaltname: SMUGGLING, subject: { CN: 'a' }, raw: Buffer.from
 
 describe('a SAN smuggled inside a quoted value is seen by no caller', () => {
   it('parses to one URI and one DNS name holding the whole quoted text', () => {
-    expect(parseSubjectAltName(SMUGGLING)).toEqual([['URI', 'spiffe://td/a'], ['DNS', 'x, URI:spiffe://td/admin']]);
+    expect(parseSubjectAltName(SMUGGLING)).toEqual([
+      ['URI', 'spiffe://td/a'],
+      ['DNS', 'x, URI:spiffe://td/admin'],
+    ]);
     expect(subjectAltNames(SMUGGLING, ['URI'])).toEqual(['spiffe://td/a']);
   });
 
   it('gives the listener peer identity the signed SPIFFE ID only', () => {
-    expect(peerIdentity(cert)).toMatchObject({ uris: ['spiffe://td/a'], spiffeId: 'spiffe://td/a', dnsNames: ['x, URI:spiffe://td/admin'] });
+    expect(peerIdentity(cert)).toMatchObject({
+      uris: ['spiffe://td/a'],
+      spiffeId: 'spiffe://td/a',
+      dnsNames: ['x, URI:spiffe://td/admin'],
+    });
   });
 
   it('lets the hub client certificate act only as the gateway its signed SPIFFE ID names', () => {
@@ -27,7 +34,9 @@ describe('a SAN smuggled inside a quoted value is seen by no caller', () => {
   });
 
   it('refuses the smuggled name in an upstream SAN allow-list and accepts the signed one', () => {
-    expect((verifySans(cert, ['spiffe://td/admin']) as NodeJS.ErrnoException).code).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
+    expect((verifySans(cert, ['spiffe://td/admin']) as NodeJS.ErrnoException).code).toBe(
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+    );
     expect(verifySans(cert, ['x'])).toBeInstanceOf(Error);
     expect(verifySans(cert, ['spiffe://td/a'])).toBeUndefined();
   });

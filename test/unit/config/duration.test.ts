@@ -7,9 +7,20 @@ import type { Config } from '../../../src/config/schema/index.js';
 
 const input = {
   listeners: [{ name: 'main', address: '127.0.0.1:8080' }],
-  clusters: [{ name: 'app', connectTimeout: '250ms', endpoints: [{ address: '127.0.0.1:9000' }], healthCheck: { tcp: {}, interval: '2s' } }],
-  routes: [{ name: 'api', match: {}, cluster: 'app', timeout: '1.5m', retry: { attempts: 2, backoff: { base: '10ms' } } }],
-  auth: { jwtProviders: [{ name: 'idp', issuer: 'https://idp.test', jwks: { uri: 'https://idp.test/jwks', cooldown: '1h' } }] },
+  clusters: [
+    {
+      name: 'app',
+      connectTimeout: '250ms',
+      endpoints: [{ address: '127.0.0.1:9000' }],
+      healthCheck: { tcp: {}, interval: '2s' },
+    },
+  ],
+  routes: [
+    { name: 'api', match: {}, cluster: 'app', timeout: '1.5m', retry: { attempts: 2, backoff: { base: '10ms' } } },
+  ],
+  auth: {
+    jwtProviders: [{ name: 'idp', issuer: 'https://idp.test', jwks: { uri: 'https://idp.test/jwks', cooldown: '1h' } }],
+  },
 };
 
 function validated(): Config {

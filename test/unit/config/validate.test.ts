@@ -37,14 +37,20 @@ describe('config validation', () => {
     c.admin = { address: '0.0.0.0:9901', insecure: true };
     expect(errorsOf(c)).toEqual([]);
     c.admin = { address: '0.0.0.0:9901' };
-    expect(errorsOf(c).map((e) => e.message).join()).toContain('admin.insecure: true overrides');
+    expect(
+      errorsOf(c)
+        .map((e) => e.message)
+        .join(),
+    ).toContain('admin.insecure: true overrides');
   });
 
   it('refuses a cluster over gateway.limits.maxEndpointsPerCluster, naming the field (default 100,000)', () => {
     const c = base() as { gateway?: unknown; clusters: Array<{ endpoints: unknown[] }> };
     c.clusters[0].endpoints = Array.from({ length: 4 }, (_, i) => ({ address: `10.0.0.${i + 1}:80` }));
     c.gateway = { limits: { maxEndpointsPerCluster: 3 } };
-    expect(errorsOf(c)).toEqual([{ path: 'clusters[0].endpoints', message: '4 endpoints is over gateway.limits.maxEndpointsPerCluster (3)' }]);
+    expect(errorsOf(c)).toEqual([
+      { path: 'clusters[0].endpoints', message: '4 endpoints is over gateway.limits.maxEndpointsPerCluster (3)' },
+    ]);
     c.gateway = { limits: { maxEndpointsPerCluster: 4 } };
     expect(errorsOf(c)).toEqual([]);
     const r = validateConfig(base(), {});
@@ -57,23 +63,68 @@ describe('config validation', () => {
   });
 
   const cases: Array<[string, (c: any) => void, string, RegExp]> = [
-    ['a bad endpoint address', (c) => (c.clusters[0].endpoints[0].address = 'nohostport'), 'clusters[0].endpoints[0].address', /host:port/],
-    ['an unknown cluster on a route', (c) => (c.routes[0].cluster = 'missing'), 'routes[0].cluster', /unknown cluster "missing"/],
+    [
+      'a bad endpoint address',
+      (c) => (c.clusters[0].endpoints[0].address = 'nohostport'),
+      'clusters[0].endpoints[0].address',
+      /host:port/,
+    ],
+    [
+      'an unknown cluster on a route',
+      (c) => (c.routes[0].cluster = 'missing'),
+      'routes[0].cluster',
+      /unknown cluster "missing"/,
+    ],
     ['a route with two actions', (c) => (c.routes[0].directResponse = { status: 200 }), 'routes[0]', /exactly one/],
     ['a route with no action', (c) => delete c.routes[0].cluster, 'routes[0]', /exactly one/],
     ['a bad duration', (c) => (c.routes[0].timeout = '10 seconds'), 'routes[0].timeout', /duration/],
     ['an unknown key', (c) => (c.clusters[0].endpoint = []), 'clusters[0].endpoint', /Unexpected property/],
-    ['a bad listener protocol', (c) => (c.listeners[0].protocol = 'ftp'), 'listeners[0].protocol', /http, https or tls-passthrough/],
+    [
+      'a bad listener protocol',
+      (c) => (c.listeners[0].protocol = 'ftp'),
+      'listeners[0].protocol',
+      /http, https or tls-passthrough/,
+    ],
     ['a duplicate route name', (c) => c.routes.push({ ...c.routes[0] }), 'routes[1].name', /duplicate name "r"/],
-    ['a duplicate endpoint', (c) => c.clusters[0].endpoints.push({ address: '127.0.0.1:9000' }), 'clusters[0].endpoints[1].address', /duplicate endpoint/],
-    ['an invalid regex', (c) => (c.routes[0].match.path = { regex: '(' }), 'routes[0].match.path.regex', /invalid regular expression/],
-    ['an unknown listener route', (c) => (c.listeners[0].routes = ['nope']), 'listeners[0].routes[0]', /unknown route "nope"/],
+    [
+      'a duplicate endpoint',
+      (c) => c.clusters[0].endpoints.push({ address: '127.0.0.1:9000' }),
+      'clusters[0].endpoints[1].address',
+      /duplicate endpoint/,
+    ],
+    [
+      'an invalid regex',
+      (c) => (c.routes[0].match.path = { regex: '(' }),
+      'routes[0].match.path.regex',
+      /invalid regular expression/,
+    ],
+    [
+      'an unknown listener route',
+      (c) => (c.listeners[0].routes = ['nope']),
+      'listeners[0].routes[0]',
+      /unknown route "nope"/,
+    ],
     ['https without certificates', (c) => (c.listeners[0].protocol = 'https'), 'listeners[0].tls', /needs tls.cert/],
     ['a weight out of range', (c) => (c.clusters[0].endpoints[0].weight = 0), 'clusters[0].endpoints[0].weight', /.+/],
     ['a bad LB policy', (c) => (c.clusters[0].lb = { policy: 'fastest' }), 'clusters[0].lb.policy', /round_robin/],
-    ['an unknown mirror cluster', (c) => (c.routes[0].mirror = { cluster: 'x' }), 'routes[0].mirror.cluster', /unknown cluster "x"/],
-    ['an aggregate naming a missing cluster', (c) => c.clusters.push({ name: 'agg', kind: 'aggregate', clusters: ['zz'] }), 'clusters[1].clusters[0]', /unknown cluster "zz"/],
-    ['a non-loopback admin without token', (c) => (c.admin = { address: '0.0.0.0:9901' }), 'admin.address', /requires admin.token/],
+    [
+      'an unknown mirror cluster',
+      (c) => (c.routes[0].mirror = { cluster: 'x' }),
+      'routes[0].mirror.cluster',
+      /unknown cluster "x"/,
+    ],
+    [
+      'an aggregate naming a missing cluster',
+      (c) => c.clusters.push({ name: 'agg', kind: 'aggregate', clusters: ['zz'] }),
+      'clusters[1].clusters[0]',
+      /unknown cluster "zz"/,
+    ],
+    [
+      'a non-loopback admin without token',
+      (c) => (c.admin = { address: '0.0.0.0:9901' }),
+      'admin.address',
+      /requires admin.token/,
+    ],
     ['an unknown rbac policy', (c) => (c.routes[0].rbac = 'nope'), 'routes[0].rbac', /unknown rbac policy/],
   ];
   for (const [what, mutate, path, message] of cases) {

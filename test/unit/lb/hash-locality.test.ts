@@ -17,7 +17,13 @@ function zoneHosts(zone: string, n: number, o: Partial<Host> = {}): Host[] {
 }
 
 function build(hosts: Host[], lb: Record<string, unknown>, seed = 1) {
-  return createLoadBalancer({ hosts, config: lbConfig(lb), localLocality: local, clock: systemClock, rng: seededRng(seed) });
+  return createLoadBalancer({
+    hosts,
+    config: lbConfig(lb),
+    localLocality: local,
+    clock: systemClock,
+    rng: seededRng(seed),
+  });
 }
 
 const weighted = (policy: string, weights: Record<string, number>, extra: Record<string, unknown> = {}) => ({
@@ -62,7 +68,14 @@ describe.each(POLICIES)('%s with locality-weighted LB', (policy) => {
       ...zoneHosts('d', 1, { priority: 1 }),
       ...zoneHosts('g', 9, { priority: 1, flags: HostFlag.FAILED_ACTIVE_HC }),
     ];
-    const lb = build(hs, weighted(policy, { a: 1, b: 1, c: 1, d: 1, e: 2, f: 3, g: 1 }, { zoneAware: { enabled: true, minClusterSize: 1, originShares: { a: 10, e: 90 } } }));
+    const lb = build(
+      hs,
+      weighted(
+        policy,
+        { a: 1, b: 1, c: 1, d: 1, e: 2, f: 3, g: 1 },
+        { zoneAware: { enabled: true, minClusterSize: 1, originShares: { a: 10, e: 90 } } },
+      ),
+    );
     expect(lb.state().healthyPriorityLoad).toEqual([60, 14]);
     expect(lb.state().degradedPriorityLoad).toEqual([26, 0]);
     const seen = new Set<string>();
@@ -83,7 +96,11 @@ describe.each(POLICIES)('%s with locality-weighted LB', (policy) => {
   });
 
   it('splits a locality share by host weight (host weights 1:3 within a locality of weight 1, against 1)', () => {
-    const hs = [host('x1:80', { locality: loc('a') }), host('x3:80', { locality: loc('a'), weight: 3 }), ...zoneHosts('b', 4)];
+    const hs = [
+      host('x1:80', { locality: loc('a') }),
+      host('x3:80', { locality: loc('a'), weight: 3 }),
+      ...zoneHosts('b', 4),
+    ];
     const lb = build(hs, weighted(policy, { a: 1, b: 1 }));
     let x1 = 0;
     let x3 = 0;
@@ -119,7 +136,10 @@ describe('key movement when one host fails (locality-weighted)', () => {
   const N = 90;
   const zones = 'abcdefghi';
   const cluster = () => Array.from({ length: N }, (_, i) => host(`10.2.${i}.1:80`, { locality: loc(zones[i % 9]) }));
-  const cfg = (policy: string) => ({ ...weighted(policy, { a: 3, b: 3, c: 3, d: 2, e: 2, f: 2, g: 1, h: 1, i: 1 }), panicThreshold: 0 });
+  const cfg = (policy: string) => ({
+    ...weighted(policy, { a: 3, b: 3, c: 3, d: 2, e: 2, f: 2, g: 1, h: 1, i: 1 }),
+    panicThreshold: 0,
+  });
 
   function moved(policy: string) {
     const before = build(cluster(), cfg(policy));
@@ -139,7 +159,7 @@ describe('key movement when one host fails (locality-weighted)', () => {
     return { moved: n / keys, fromFailed: fromFailed / keys };
   }
 
-  it('ring_hash: the failed host\'s keys plus about as many again (its locality-mates take its share): ~2/N', () => {
+  it("ring_hash: the failed host's keys plus about as many again (its locality-mates take its share): ~2/N", () => {
     const r = moved('ring_hash');
     expect(r.fromFailed).toBeGreaterThan(0);
     expect(r.moved).toBeGreaterThanOrEqual(r.fromFailed);
@@ -166,13 +186,15 @@ describe('hash key edge cases', () => {
 describe('table reuse across rebuilds of one cluster', () => {
   // createLoadBalancer keeps the rings / tables of the previous build per config object and reuses the
   // ones whose host set is unchanged; a reused table must map exactly as a fresh one.
-  const mapping = (lb: ReturnType<typeof createLoadBalancer>) => Array.from({ length: 3000 }, (_, i) => lb.pick({ hashKey: `t-${i}` })!.address).join(',');
+  const mapping = (lb: ReturnType<typeof createLoadBalancer>) =>
+    Array.from({ length: 3000 }, (_, i) => lb.pick({ hashKey: `t-${i}` })!.address).join(',');
 
   it.each(POLICIES)('%s: every rebuild maps as a fresh build of the same hosts', (policy) => {
     const hs = [...zoneHosts('a', 5), ...zoneHosts('b', 5), ...zoneHosts('c', 6, { priority: 1 })];
     const lbCfg = { ...weighted(policy, { a: 2, b: 1, c: 1 }), panicThreshold: 0 };
     const shared = lbConfig(lbCfg);
-    const viaShared = () => createLoadBalancer({ hosts: hs, config: shared, localLocality: local, clock: systemClock, rng: seededRng(1) });
+    const viaShared = () =>
+      createLoadBalancer({ hosts: hs, config: shared, localLocality: local, clock: systemClock, rng: seededRng(1) });
     const fresh = () => build(hs, lbCfg);
     const states: Array<() => void> = [
       () => undefined,
@@ -181,7 +203,9 @@ describe('table reuse across rebuilds of one cluster', () => {
       () => (hs[12].flags = HostFlag.FAILED_ACTIVE_HC), // P1 changes, P0 reused
       () => (hs[1].flags = 0),
       () => (hs[3].flags = HostFlag.DEGRADED_ACTIVE_HC),
-      () => { for (const h of hs) h.flags = 0; },
+      () => {
+        for (const h of hs) h.flags = 0;
+      },
     ];
     for (const apply of states) {
       apply();

@@ -9,7 +9,13 @@ const loc = (region: string, zone = '', subzone = ''): Locality => ({ region, zo
 const local = loc('us-east', 'us-east-1a');
 
 function build(hosts: Host[], lb: Record<string, unknown> = {}, seed = 1) {
-  return createLoadBalancer({ hosts, config: lbConfig(lb), localLocality: local, clock: systemClock, rng: seededRng(seed) });
+  return createLoadBalancer({
+    hosts,
+    config: lbConfig(lb),
+    localLocality: local,
+    clock: systemClock,
+    rng: seededRng(seed),
+  });
 }
 
 function shares(lb: ReturnType<typeof build>, n: number, key: (h: Host) => string) {
@@ -24,7 +30,9 @@ function shares(lb: ReturnType<typeof build>, n: number, key: (h: Host) => strin
 }
 
 const level = (p: number, n: number, healthy: number, extra: Partial<Host> = {}) =>
-  Array.from({ length: n }, (_, i) => host(`p${p}-${i}`, { priority: p, flags: i < healthy ? 0 : HostFlag.FAILED_ACTIVE_HC, ...extra }));
+  Array.from({ length: n }, (_, i) =>
+    host(`p${p}-${i}`, { priority: p, flags: i < healthy ? 0 : HostFlag.FAILED_ACTIVE_HC, ...extra }),
+  );
 
 describe('createLoadBalancer', () => {
   it('sends ~70/30 to P0/P1 when half of P0 is healthy (10000 seeded picks)', () => {
@@ -75,7 +83,11 @@ describe('createLoadBalancer', () => {
   });
 
   it('priorityFromLocality orders hosts by distance: zone, region, elsewhere', () => {
-    const hs = [host('a', { locality: loc('eu-west', 'eu-west-1a') }), host('b', { locality: loc('us-east', 'us-east-1b') }), host('c', { locality: local })];
+    const hs = [
+      host('a', { locality: loc('eu-west', 'eu-west-1a') }),
+      host('b', { locality: loc('us-east', 'us-east-1b') }),
+      host('c', { locality: local }),
+    ];
     const lb = build(hs, { priorityFromLocality: true });
     expect(lb.state().hostPriority).toEqual([2, 1, 0]);
     for (let i = 0; i < 50; i++) expect(lb.pick(undefined)!.address).toBe('c');
@@ -92,25 +104,62 @@ describe('createLoadBalancer', () => {
   });
 
   it('failoverPriority ranks hosts matching more leading labels first', () => {
-    const hs = [host('a', { labels: { net: 'n1', cluster: 'c2' } }), host('b', { labels: { net: 'n1', cluster: 'c1' } }), host('c', { labels: { net: 'n2', cluster: 'c1' } })];
-    const prio = effectivePriorities(hs, lbConfig({ failoverPriority: ['net', 'cluster'] }), local, { net: 'n1', cluster: 'c1' });
+    const hs = [
+      host('a', { labels: { net: 'n1', cluster: 'c2' } }),
+      host('b', { labels: { net: 'n1', cluster: 'c1' } }),
+      host('c', { labels: { net: 'n2', cluster: 'c1' } }),
+    ];
+    const prio = effectivePriorities(hs, lbConfig({ failoverPriority: ['net', 'cluster'] }), local, {
+      net: 'n1',
+      cluster: 'c1',
+    });
     expect(prio).toEqual([1, 0, 2]);
   });
 
   it('locality-weighted: X (weight 1) with 1 of 2 healthy gets 0.7/2.7 = 25.9 % against Y (weight 2)', () => {
     const x = loc('r', 'x');
     const y = loc('r', 'y');
-    const hs = [host('x1', { locality: x }), host('x2', { locality: x, flags: HostFlag.FAILED_ACTIVE_HC }), host('y1', { locality: y }), host('y2', { locality: y })];
-    const lb = build(hs, { localityWeighted: true, localityWeights: [{ locality: { zone: 'x' }, weight: 1 }, { locality: { zone: 'y' }, weight: 2 }] });
+    const hs = [
+      host('x1', { locality: x }),
+      host('x2', { locality: x, flags: HostFlag.FAILED_ACTIVE_HC }),
+      host('y1', { locality: y }),
+      host('y2', { locality: y }),
+    ];
+    const lb = build(hs, {
+      localityWeighted: true,
+      localityWeights: [
+        { locality: { zone: 'x' }, weight: 1 },
+        { locality: { zone: 'y' }, weight: 2 },
+      ],
+    });
     const s = shares(lb, 27000, (h) => h.locality.zone);
     expect(Math.abs(s.x - 25.9)).toBeLessThan(0.5);
   });
 
   it('locality-weighted table: X at 100/70/69/50/25/0 % healthy', () => {
-    const expected: Array<[number, number]> = [[100, 33.3], [70, 33.3], [69, 32.6], [50, 25.9], [25, 14.9], [0, 0]];
+    const expected: Array<[number, number]> = [
+      [100, 33.3],
+      [70, 33.3],
+      [69, 32.6],
+      [50, 25.9],
+      [25, 14.9],
+      [0, 0],
+    ];
     for (const [pct, toX] of expected) {
-      const hs = [...Array.from({ length: 100 }, (_, i) => host(`x${i}`, { locality: loc('r', 'x'), flags: i < pct ? 0 : HostFlag.FAILED_ACTIVE_HC })), ...Array.from({ length: 10 }, (_, i) => host(`y${i}`, { locality: loc('r', 'y') }))];
-      const lb = build(hs, { localityWeighted: true, panicThreshold: 0, localityWeights: [{ locality: { zone: 'x' }, weight: 1 }, { locality: { zone: 'y' }, weight: 2 }] });
+      const hs = [
+        ...Array.from({ length: 100 }, (_, i) =>
+          host(`x${i}`, { locality: loc('r', 'x'), flags: i < pct ? 0 : HostFlag.FAILED_ACTIVE_HC }),
+        ),
+        ...Array.from({ length: 10 }, (_, i) => host(`y${i}`, { locality: loc('r', 'y') })),
+      ];
+      const lb = build(hs, {
+        localityWeighted: true,
+        panicThreshold: 0,
+        localityWeights: [
+          { locality: { zone: 'x' }, weight: 1 },
+          { locality: { zone: 'y' }, weight: 2 },
+        ],
+      });
       const s = shares(lb, 30000, (h) => h.locality.zone);
       expect(Math.abs((s.x ?? 0) - toX)).toBeLessThan(0.5);
     }
@@ -118,26 +167,63 @@ describe('createLoadBalancer', () => {
 });
 
 describe('zone-aware routing (Envoy zone_aware.rst)', () => {
-  const cfg = (originShares: Record<string, number>) => lbConfig({ zoneAware: { enabled: true, minClusterSize: 6, originShares } });
+  const cfg = (originShares: Record<string, number>) =>
+    lbConfig({ zoneAware: { enabled: true, minClusterSize: 6, originShares } });
 
   it('worked example: origin 40/40/20, upstream 25/50/25 -> 62.5 % local, residual 2:1', () => {
-    const split = zoneAwareSplit(new Map([['a', 25], ['b', 50], ['c', 25]]), 'a', cfg({ a: 40, b: 40, c: 20 }))!;
+    const split = zoneAwareSplit(
+      new Map([
+        ['a', 25],
+        ['b', 50],
+        ['c', 25],
+      ]),
+      'a',
+      cfg({ a: 40, b: 40, c: 20 }),
+    )!;
     expect(split.local).toBeCloseTo(0.625, 6);
-    expect(split.residual).toEqual([['b', expect.closeTo(0.1, 6)], ['c', expect.closeTo(0.05, 6)]]);
+    expect(split.residual).toEqual([
+      ['b', expect.closeTo(0.1, 6)],
+      ['c', expect.closeTo(0.05, 6)],
+    ]);
   });
 
   it('routes all local traffic locally when the upstream local share covers the origin share', () => {
-    expect(zoneAwareSplit(new Map([['a', 5], ['b', 5]]), 'a', cfg({ a: 50, b: 50 }))).toEqual({ local: 1, residual: [] });
+    expect(
+      zoneAwareSplit(
+        new Map([
+          ['a', 5],
+          ['b', 5],
+        ]),
+        'a',
+        cfg({ a: 50, b: 50 }),
+      ),
+    ).toEqual({ local: 1, residual: [] });
   });
 
   it('does not zone-route below minClusterSize healthy hosts', () => {
-    expect(zoneAwareSplit(new Map([['a', 2], ['b', 3]]), 'a', cfg({ a: 50, b: 50 }))).toBeUndefined();
+    expect(
+      zoneAwareSplit(
+        new Map([
+          ['a', 2],
+          ['b', 3],
+        ]),
+        'a',
+        cfg({ a: 50, b: 50 }),
+      ),
+    ).toBeUndefined();
   });
 
   it('end to end: 62.5 / 25 / 12.5 over seeded picks', () => {
-    const z = (zone: string, n: number) => Array.from({ length: n }, (_, i) => host(`${zone}${i}`, { locality: loc('us-east', zone) }));
+    const z = (zone: string, n: number) =>
+      Array.from({ length: n }, (_, i) => host(`${zone}${i}`, { locality: loc('us-east', zone) }));
     const hs = [...z('us-east-1a', 25), ...z('b', 50), ...z('c', 25)];
-    const lb = createLoadBalancer({ hosts: hs, config: cfg({ 'us-east-1a': 40, b: 40, c: 20 }), localLocality: local, clock: systemClock, rng: seededRng(5) });
+    const lb = createLoadBalancer({
+      hosts: hs,
+      config: cfg({ 'us-east-1a': 40, b: 40, c: 20 }),
+      localLocality: local,
+      clock: systemClock,
+      rng: seededRng(5),
+    });
     const s = shares(lb, 40000, (h) => h.locality.zone);
     expect(Math.abs(s['us-east-1a'] - 62.5)).toBeLessThan(1);
     expect(Math.abs(s.b - 25)).toBeLessThan(1);

@@ -20,20 +20,39 @@ const fixedRng = (...values: number[]) => {
   let i = 0;
   return { random: () => values[Math.min(i++, values.length - 1)] };
 };
-const seq = (sel: { pick(ctx: undefined): { address: string } | undefined }, n: number) => Array.from({ length: n }, () => sel.pick(undefined)!.address);
+const seq = (sel: { pick(ctx: undefined): { address: string } | undefined }, n: number) =>
+  Array.from({ length: n }, () => sel.pick(undefined)!.address);
 
 describe('round robin', () => {
   it('rotates through equal-weight hosts from the start the rng draws (start 0 for a draw of 0)', () => {
     const hs = hosts(3);
-    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0)), 6)).toEqual(['10.0.0.0:80', '10.0.0.1:80', '10.0.0.2:80', '10.0.0.0:80', '10.0.0.1:80', '10.0.0.2:80']);
+    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0)), 6)).toEqual([
+      '10.0.0.0:80',
+      '10.0.0.1:80',
+      '10.0.0.2:80',
+      '10.0.0.0:80',
+      '10.0.0.1:80',
+      '10.0.0.2:80',
+    ]);
     // floor(0.5 x 3) = 1, floor(0.9 x 3) = 2: same rotation, shifted.
-    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0.5)), 4)).toEqual(['10.0.0.1:80', '10.0.0.2:80', '10.0.0.0:80', '10.0.0.1:80']);
-    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0.9)), 4)).toEqual(['10.0.0.2:80', '10.0.0.0:80', '10.0.0.1:80', '10.0.0.2:80']);
+    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0.5)), 4)).toEqual([
+      '10.0.0.1:80',
+      '10.0.0.2:80',
+      '10.0.0.0:80',
+      '10.0.0.1:80',
+    ]);
+    expect(seq(roundRobin(hs, lbConfig(), fixedRng(0.9)), 4)).toEqual([
+      '10.0.0.2:80',
+      '10.0.0.0:80',
+      '10.0.0.1:80',
+      '10.0.0.2:80',
+    ]);
   });
   it('seeds a random start per build, so rebuilt LBs (one per worker) do not move in lock-step', () => {
     const hs = hosts(10);
     const firsts = new Set<string>();
-    for (let seed = 1; seed <= 40; seed++) firsts.add(roundRobin(hs, lbConfig(), seededRng(seed)).pick(undefined)!.address);
+    for (let seed = 1; seed <= 40; seed++)
+      firsts.add(roundRobin(hs, lbConfig(), seededRng(seed)).pick(undefined)!.address);
     // Before the fix every build started at host 0.
     expect(firsts.size).toBeGreaterThan(5);
     // Deterministic for a given rng: the start is floor(first draw x n).
@@ -60,7 +79,9 @@ describe('round robin', () => {
     expect(seq(roundRobin(hs, lbConfig(), fixedRng(0)), 10).join('')).toBe('aabcaaabca');
     for (const r of [0.2, 0.45, 0.7, 0.99]) {
       const picks = Math.floor(r * 5);
-      expect(seq(roundRobin(hs, lbConfig(), fixedRng(r)), 10).join('')).toBe('aabca'.repeat(3).slice(picks, picks + 10));
+      expect(seq(roundRobin(hs, lbConfig(), fixedRng(r)), 10).join('')).toBe(
+        'aabca'.repeat(3).slice(picks, picks + 10),
+      );
     }
   });
   it('skips the previous host on a retry when another exists', () => {
@@ -138,7 +159,8 @@ describe('consistent hashing', () => {
     const a = maglev(before, cfg, seededRng(1));
     const b = maglev(before.slice(0, 9), cfg, seededRng(1));
     let moved = 0;
-    for (let i = 0; i < 20000; i++) if (a.pick({ hashKey: `k${i}` })!.address !== b.pick({ hashKey: `k${i}` })!.address) moved++;
+    for (let i = 0; i < 20000; i++)
+      if (a.pick({ hashKey: `k${i}` })!.address !== b.pick({ hashKey: `k${i}` })!.address) moved++;
     expect(moved / 20000).toBeGreaterThan(0.08);
     expect(moved / 20000).toBeLessThan(0.25);
   });
@@ -162,14 +184,27 @@ describe('EDF scheduler with a random start (Envoy createWithPicks)', () => {
   const run = (edf: EdfScheduler<string>, n: number) => Array.from({ length: n }, () => edf.pick()).join('');
 
   it('is in exactly the state of k picks from an empty scheduler (weights with exact reciprocals)', () => {
-    for (const ws of [[2, 1, 1], [4, 2, 1, 1], [8, 1], [1, 1, 1, 1, 2], [16, 4, 4, 2, 1]]) {
+    for (const ws of [
+      [2, 1, 1],
+      [4, 2, 1, 1],
+      [8, 1],
+      [1, 1, 1, 1, 2],
+      [16, 4, 4, 2, 1],
+    ]) {
       for (let k = 0; k < 60; k++) {
-        expect(`${ws.join(':')} k=${k} ${run(EdfScheduler.withPicks(letters(ws), ws, k), 40)}`).toBe(`${ws.join(':')} k=${k} ${run(fresh(letters(ws), ws, k), 40)}`);
+        expect(`${ws.join(':')} k=${k} ${run(EdfScheduler.withPicks(letters(ws), ws, k), 40)}`).toBe(
+          `${ws.join(':')} k=${k} ${run(fresh(letters(ws), ws, k), 40)}`,
+        );
       }
     }
   });
   it('matches k picks from empty up to floating-point ties for other weights (per-item counts within 1)', () => {
-    for (const ws of [[3, 1, 1], [25, 75], [5, 3, 2, 7], [0.4, 1, 2.5]]) {
+    for (const ws of [
+      [3, 1, 1],
+      [25, 75],
+      [5, 3, 2, 7],
+      [0.4, 1, 2.5],
+    ]) {
       for (let k = 0; k < 60; k += 7) {
         const a = run(fresh(letters(ws), ws, k), 200);
         const b = run(EdfScheduler.withPicks(letters(ws), ws, k), 200);
@@ -182,9 +217,14 @@ describe('EDF scheduler with a random start (Envoy createWithPicks)', () => {
 /** The ring and table as built before the typed-array rewrite (object entries, template strings). */
 function referenceRing(hs: Host[], cfg: LbConfig) {
   const totalWeight = hs.reduce((s, h) => s + h.weight, 0);
-  const perWeight = Math.min(Math.max(160, Math.ceil(cfg.ringHash.minRingSize / totalWeight)), Math.floor(cfg.ringHash.maxRingSize / totalWeight));
+  const perWeight = Math.min(
+    Math.max(160, Math.ceil(cfg.ringHash.minRingSize / totalWeight)),
+    Math.floor(cfg.ringHash.maxRingSize / totalWeight),
+  );
   const entries: Array<{ hash: number; host: Host }> = [];
-  for (const h of hs) for (let i = 0; i < Math.max(1, perWeight * h.weight); i++) entries.push({ hash: murmur3(`${h.address}_${i}`), host: h });
+  for (const h of hs)
+    for (let i = 0; i < Math.max(1, perWeight * h.weight); i++)
+      entries.push({ hash: murmur3(`${h.address}_${i}`), host: h });
   entries.sort((a, b) => a.hash - b.hash);
   return (key: string) => {
     const k = murmur3(key);
@@ -216,7 +256,10 @@ function referenceMaglev(hs: Host[], m: number) {
 }
 
 describe('typed-array ring and table build the same mapping as before', () => {
-  const mixed = () => Array.from({ length: 37 }, (_, i) => host(`10.1.${i}.${(i * 7) % 256}:${8000 + i}${i % 3 ? '' : 'x'}`, { weight: 1 + (i % 4) }));
+  const mixed = () =>
+    Array.from({ length: 37 }, (_, i) =>
+      host(`10.1.${i}.${(i * 7) % 256}:${8000 + i}${i % 3 ? '' : 'x'}`, { weight: 1 + (i % 4) }),
+    );
   it('ring hash: every key maps to the same host as the object/template-string ring', () => {
     const hs = mixed();
     const cfg = lbConfig({ policy: 'ring_hash' });
@@ -235,10 +278,17 @@ describe('typed-array ring and table build the same mapping as before', () => {
 
 describe('very large host lists', () => {
   // Math.max(...array) throws RangeError (call stack) past ~120k elements.
-  const many = (n: number) => Array.from({ length: n }, (_, i) => host(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:80`, { index: i }));
+  const many = (n: number) =>
+    Array.from({ length: n }, (_, i) => host(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:80`, { index: i }));
   it('createLoadBalancer builds and picks over 200k hosts', () => {
     const hs = many(200_000);
-    const lb = createLoadBalancer({ hosts: hs, config: lbConfig(), localLocality: { region: '', zone: '', subzone: '' }, clock: systemClock, rng: seededRng(1) });
+    const lb = createLoadBalancer({
+      hosts: hs,
+      config: lbConfig(),
+      localLocality: { region: '', zone: '', subzone: '' },
+      clock: systemClock,
+      rng: seededRng(1),
+    });
     expect(lb.pick(undefined)).toBeDefined();
     expect(lb.state().healthyPriorityLoad).toEqual([100]);
   });

@@ -37,7 +37,9 @@ describe('slow start (Envoy: weight x max(minWeightPercent, (age / window) ^ (1 
       const lb = createLoadBalancer({
         hosts: [host('old', { index: 0 }), host('new', { index: 1, healthySince: 1000 })],
         config: lbConfig({ policy, slowStart: { window: '60s', ...ss } }),
-        localLocality: { region: '', zone: '', subzone: '' }, clock, rng: seededRng(3),
+        localLocality: { region: '', zone: '', subzone: '' },
+        clock,
+        rng: seededRng(3),
       });
       expect(shareOf(lb, 'new')).toBeCloseTo((100 * factor) / (1 + factor), 0);
     });
@@ -48,7 +50,9 @@ describe('slow start (Envoy: weight x max(minWeightPercent, (age / window) ^ (1 
     const lb = createLoadBalancer({
       hosts: [host('old', { index: 0 }), host('new', { index: 1, healthySince: 1000 })],
       config: lbConfig({ policy: 'round_robin', slowStart: { window: '10s' } }),
-      localLocality: { region: '', zone: '', subzone: '' }, clock, rng: seededRng(3),
+      localLocality: { region: '', zone: '', subzone: '' },
+      clock,
+      rng: seededRng(3),
     });
     expect(shareOf(lb, 'new', 2000)).toBeCloseTo(100 * (0.1 / 1.1), 0);
     clock.t = 6000; // age 5 s: factor 0.5
@@ -61,7 +65,10 @@ describe('slow start (Envoy: weight x max(minWeightPercent, (age / window) ^ (1 
   it('is off without a window, and hosts of a cluster seen for the first time are established', () => {
     const lb = createLoadBalancer({
       hosts: [host('old', { index: 0 }), host('new', { index: 1, healthySince: 1000 })],
-      config: lbConfig({ policy: 'round_robin' }), localLocality: { region: '', zone: '', subzone: '' }, clock: fakeClock(2000), rng: seededRng(3),
+      config: lbConfig({ policy: 'round_robin' }),
+      localLocality: { region: '', zone: '', subzone: '' },
+      clock: fakeClock(2000),
+      rng: seededRng(3),
     });
     expect(shareOf(lb, 'new', 1000)).toBe(50);
     const clock = fakeClock(5000);
@@ -80,6 +87,10 @@ describe('slow start (Envoy: weight x max(minWeightPercent, (age / window) ^ (1 
   it('is refused with its path for policies other than round_robin and least_request', () => {
     const r = validateConfig({ clusters: [{ name: 'c', lb: { policy: 'maglev', slowStart: { window: '30s' } } }] }, {});
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.errors).toContainEqual({ path: 'clusters[0].lb.slowStart', message: 'slow start applies to round_robin and least_request only' });
+    if (!r.ok)
+      expect(r.errors).toContainEqual({
+        path: 'clusters[0].lb.slowStart',
+        message: 'slow start applies to round_robin and least_request only',
+      });
   });
 });

@@ -41,7 +41,8 @@ describe('path normalization', () => {
     ['admin', null],
   ];
   for (const [input, expected] of rows) {
-    it(`normalizes ${JSON.stringify(input)} to ${JSON.stringify(expected)}`, () => expect(normalizePath(input, { mergeSlashes: true })).toBe(expected));
+    it(`normalizes ${JSON.stringify(input)} to ${JSON.stringify(expected)}`, () =>
+      expect(normalizePath(input, { mergeSlashes: true })).toBe(expected));
   }
 
   it('keeps repeated slashes when merging is off but still removes dot segments', () => {

@@ -1,15 +1,31 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { generateTestPki, SPIFFE, type TestPki } from '../../helpers/certs.js';
-import { peerIdentity, validateSvid, formatXfcc, parseSubjectAltName, parseSpiffeId, clientCertificateError } from '../../../src/listener/peer-identity.js';
+import {
+  peerIdentity,
+  validateSvid,
+  formatXfcc,
+  parseSubjectAltName,
+  parseSpiffeId,
+  clientCertificateError,
+} from '../../../src/listener/peer-identity.js';
 import type { PeerIdentity } from '../../../src/filters/filter.js';
 
 let pki: TestPki;
-beforeAll(() => { pki = generateTestPki(); });
+beforeAll(() => {
+  pki = generateTestPki();
+});
 afterAll(() => pki?.cleanup());
 
 const x509 = (pem: string) => new X509Certificate(pem);
-const id = (uris: string[], extra: Partial<PeerIdentity> = {}): PeerIdentity => ({ subject: 'CN=x', dnsNames: [], uris, spiffeId: undefined, fingerprint: 'ab', ...extra });
+const id = (uris: string[], extra: Partial<PeerIdentity> = {}): PeerIdentity => ({
+  subject: 'CN=x',
+  dnsNames: [],
+  uris,
+  spiffeId: undefined,
+  fingerprint: 'ab',
+  ...extra,
+});
 
 describe('peer identity extraction', () => {
   it('extracts subject, DNS names, URI SANs, the SPIFFE ID and the DER fingerprint from an X509Certificate', () => {
@@ -31,13 +47,22 @@ describe('peer identity extraction', () => {
   });
 
   it('leaves spiffeId unset when a certificate carries two spiffe:// URIs or none', () => {
-    expect(peerIdentity(x509(pki.clientTwoSpiffe.certPem))).toMatchObject({ spiffeId: undefined, uris: [SPIFFE.ops, SPIFFE.dev] });
-    expect(peerIdentity(x509(pki.clientNoSpiffe.certPem))).toMatchObject({ spiffeId: undefined, uris: [], dnsNames: ['plain.internal'] });
+    expect(peerIdentity(x509(pki.clientTwoSpiffe.certPem))).toMatchObject({
+      spiffeId: undefined,
+      uris: [SPIFFE.ops, SPIFFE.dev],
+    });
+    expect(peerIdentity(x509(pki.clientNoSpiffe.certPem))).toMatchObject({
+      spiffeId: undefined,
+      uris: [],
+      dnsNames: ['plain.internal'],
+    });
   });
 
   it('decodes JSON-quoted SAN values instead of splitting them (no entry smuggling)', () => {
     expect(parseSubjectAltName('DNS:a, URI:"spiffe://td/x, URI:spiffe://evil/y", IP Address:127.0.0.1')).toEqual([
-      ['DNS', 'a'], ['URI', 'spiffe://td/x, URI:spiffe://evil/y'], ['IP Address', '127.0.0.1'],
+      ['DNS', 'a'],
+      ['URI', 'spiffe://td/x, URI:spiffe://evil/y'],
+      ['IP Address', '127.0.0.1'],
     ]);
   });
 });
@@ -57,7 +82,8 @@ describe('X.509-SVID validation', () => {
     ['no workload path', ['spiffe://prod.example'], 'svid_no_workload_path'],
   ];
   for (const [what, uris, expected] of table) {
-    it(`${expected ? 'refuses' : 'accepts'} ${what}`, () => expect(validateSvid(id(uris), ['prod.example'])).toBe(expected));
+    it(`${expected ? 'refuses' : 'accepts'} ${what}`, () =>
+      expect(validateSvid(id(uris), ['prod.example'])).toBe(expected));
   }
 
   it('validates the generated certificates end to end', () => {
@@ -75,8 +101,11 @@ describe('X.509-SVID validation', () => {
 
 describe('x-forwarded-client-cert formatting', () => {
   it('follows Envoy element format with one URI and DNS pair per SAN', () => {
-    expect(formatXfcc(id(['spiffe://td/a'], { subject: 'CN=c,O=Acme', dnsNames: ['a.local', 'b.local'], fingerprint: 'f00d' })))
-      .toBe('Hash=f00d;Subject="CN=c,O=Acme";URI=spiffe://td/a;DNS=a.local;DNS=b.local');
+    expect(
+      formatXfcc(
+        id(['spiffe://td/a'], { subject: 'CN=c,O=Acme', dnsNames: ['a.local', 'b.local'], fingerprint: 'f00d' }),
+      ),
+    ).toBe('Hash=f00d;Subject="CN=c,O=Acme";URI=spiffe://td/a;DNS=a.local;DNS=b.local');
   });
 
   it('quotes values that could add fields and never emits CR or LF', () => {
@@ -112,7 +141,8 @@ describe('generated test certificates', () => {
     expect(clientCertificateError(x509(pki.clientNotYetValid.certPem))).toBe('client_certificate_not_yet_valid');
     expect(clientCertificateError(x509(pki.clientLeafCa.certPem))).toBe('client_certificate_is_ca');
     expect(clientCertificateError(x509(pki.clientNoClientAuth.certPem))).toBe('client_certificate_wrong_eku');
-    for (const c of [pki.clientExpired, pki.clientNotYetValid, pki.clientLeafCa, pki.clientNoClientAuth]) expect(chainsTo(c.certPem, pki.ca.certPem)).toBe(true);
+    for (const c of [pki.clientExpired, pki.clientNotYetValid, pki.clientLeafCa, pki.clientNoClientAuth])
+      expect(chainsTo(c.certPem, pki.ca.certPem)).toBe(true);
   });
 
   it('signs the foreign client with a CA the test CA does not vouch for', () => {

@@ -21,8 +21,12 @@ describe('the error catalogue', () => {
 
   it('classifies an upstream parser error without an HPE code as upstream_protocol_error, a bare socket error as upstream_reset', async () => {
     const { errors } = await import('undici');
-    expect(classifyUpstreamError(new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol'))).toBe('upstream_protocol_error');
-    expect(classifyUpstreamError(Object.assign(new Error('parse'), { code: 'HPE_INVALID_CONSTANT' }))).toBe('upstream_protocol_error');
+    expect(classifyUpstreamError(new errors.HTTPParserError('Response does not match the HTTP/1.1 protocol'))).toBe(
+      'upstream_protocol_error',
+    );
+    expect(classifyUpstreamError(Object.assign(new Error('parse'), { code: 'HPE_INVALID_CONSTANT' }))).toBe(
+      'upstream_protocol_error',
+    );
     expect(classifyUpstreamError(new errors.SocketError('other side closed'))).toBe('upstream_reset');
     expect(classifyUpstreamError(null)).toBe('upstream_reset');
   });

@@ -6,8 +6,25 @@ import { trailersToObject } from '../../../src/proxy/headers.js';
 
 describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
   it.each([
-    ['0', 200], ['1', 499], ['2', 500], ['3', 400], ['4', 504], ['5', 404], ['6', 409], ['7', 403], ['8', 429],
-    ['9', 400], ['10', 409], ['11', 400], ['12', 501], ['13', 500], ['14', 503], ['15', 500], ['16', 401], ['17', 500], ['99', 500],
+    ['0', 200],
+    ['1', 499],
+    ['2', 500],
+    ['3', 400],
+    ['4', 504],
+    ['5', 404],
+    ['6', 409],
+    ['7', 403],
+    ['8', 429],
+    ['9', 400],
+    ['10', 409],
+    ['11', 400],
+    ['12', 501],
+    ['13', 500],
+    ['14', 503],
+    ['15', 500],
+    ['16', 401],
+    ['17', 500],
+    ['99', 500],
   ])('grpc-status %s -> %i', (value, http) => {
     expect(grpcToHttpStatus(value)).toBe(http);
   });
@@ -20,7 +37,14 @@ describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
   });
 
   it('finds grpc-status in raw headers of either case, as Buffers or strings', () => {
-    expect(grpcStatusIn([Buffer.from('content-type'), Buffer.from('application/grpc'), Buffer.from('Grpc-Status'), Buffer.from('14')])).toBe(14);
+    expect(
+      grpcStatusIn([
+        Buffer.from('content-type'),
+        Buffer.from('application/grpc'),
+        Buffer.from('Grpc-Status'),
+        Buffer.from('14'),
+      ]),
+    ).toBe(14);
     expect(grpcStatusIn(['grpc-status', '0'])).toBe(0);
     expect(grpcStatusIn(['grpc-message', 'x'])).toBe(-1);
     expect(grpcStatusIn(['grpc-status', 'x'])).toBe(-1);
@@ -29,8 +53,18 @@ describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
 
 describe('retriableResponse', () => {
   const policy = (o: Partial<RetryPolicy>): RetryPolicy => ({
-    attempts: 1, onConnectFailure: false, onReset: false, on5xx: false, onGatewayError: false, statusCodes: new Set(), grpcCodes: new Set(),
-    perTryTimeoutMs: 0, bufferBytes: 0, baseMs: 25, maxMs: 250, ...o,
+    attempts: 1,
+    onConnectFailure: false,
+    onReset: false,
+    on5xx: false,
+    onGatewayError: false,
+    statusCodes: new Set(),
+    grpcCodes: new Set(),
+    perTryTimeoutMs: 0,
+    bufferBytes: 0,
+    baseMs: 25,
+    maxMs: 250,
+    ...o,
   });
 
   it('retries a gRPC status named in the policy, read from the headers', () => {
@@ -57,9 +91,18 @@ describe('trailersToObject', () => {
 
   it('keeps repeats, lower-cases names, decodes latin1 and drops framing fields', () => {
     const t = trailersToObject([
-      Buffer.from('Grpc-Status'), Buffer.from('0'), Buffer.from('x-a'), Buffer.from('1'), Buffer.from('x-a'), Buffer.from('2'),
-      Buffer.from('content-length'), Buffer.from('5'), Buffer.from('transfer-encoding'), Buffer.from('chunked'),
-      Buffer.from('x-latin'), Buffer.from([0xe9]),
+      Buffer.from('Grpc-Status'),
+      Buffer.from('0'),
+      Buffer.from('x-a'),
+      Buffer.from('1'),
+      Buffer.from('x-a'),
+      Buffer.from('2'),
+      Buffer.from('content-length'),
+      Buffer.from('5'),
+      Buffer.from('transfer-encoding'),
+      Buffer.from('chunked'),
+      Buffer.from('x-latin'),
+      Buffer.from([0xe9]),
     ]);
     expect({ ...t }).toEqual({ 'grpc-status': '0', 'x-a': ['1', '2'], 'x-latin': '\u00e9' });
   });

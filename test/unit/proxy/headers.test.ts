@@ -29,11 +29,16 @@ const facts = (over: Partial<ForwardFacts> = {}): ForwardFacts => ({
 
 /** Headers the builder always generates when the gateway does not trust X-Forwarded-*. */
 const generated = (over: { xff?: string; via?: string } = {}) => [
-  'host', AUTHORITY,
-  'x-forwarded-for', over.xff ?? CLIENT_IP,
-  'x-forwarded-proto', 'https',
-  'x-forwarded-host', AUTHORITY,
-  'via', over.via ?? '1.1 meridian',
+  'host',
+  AUTHORITY,
+  'x-forwarded-for',
+  over.xff ?? CLIENT_IP,
+  'x-forwarded-proto',
+  'https',
+  'x-forwarded-host',
+  AUTHORITY,
+  'via',
+  over.via ?? '1.1 meridian',
 ];
 
 function upstream(raw: string[], f: ForwardFacts = facts(), ops: HeaderOps = NO_HEADER_OPS) {
@@ -42,7 +47,8 @@ function upstream(raw: string[], f: ForwardFacts = facts(), ops: HeaderOps = NO_
   return { err, out, f };
 }
 
-const valuesOf = (flat: readonly string[], name: string) => flat.filter((_, i) => i % 2 === 1 && flat[i - 1].toLowerCase() === name);
+const valuesOf = (flat: readonly string[], name: string) =>
+  flat.filter((_, i) => i % 2 === 1 && flat[i - 1].toLowerCase() === name);
 
 describe('buildUpstreamHeaders', () => {
   it('keeps order, repeated values and the original name case', () => {
@@ -53,7 +59,16 @@ describe('buildUpstreamHeaders', () => {
   });
 
   it('skips pseudo headers', () => {
-    const { err, out } = upstream([':method', 'GET', ':authority', 'other.example', ':path', '/x', 'accept', 'text/html']);
+    const { err, out } = upstream([
+      ':method',
+      'GET',
+      ':authority',
+      'other.example',
+      ':path',
+      '/x',
+      'accept',
+      'text/html',
+    ]);
     expect(err).toBeUndefined();
     expect(out).toEqual(['accept', 'text/html', ...generated()]);
   });
@@ -77,16 +92,47 @@ describe('buildUpstreamHeaders', () => {
 
   it('strips hop-by-hop headers', () => {
     const { out } = upstream([
-      'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked',
-      'Proxy-Connection', 'keep-alive', 'Proxy-Authorization', 'Basic eDp5', 'Proxy-Authenticate', 'Basic',
-      'Trailer', 'x-checksum', 'HTTP2-Settings', 'AAMAAABkAAQAAP__', 'Expect', '100-continue',
-      'Upgrade', 'websocket', 'x-keep', '1',
+      'Connection',
+      'keep-alive',
+      'Keep-Alive',
+      'timeout=5',
+      'Transfer-Encoding',
+      'chunked',
+      'Proxy-Connection',
+      'keep-alive',
+      'Proxy-Authorization',
+      'Basic eDp5',
+      'Proxy-Authenticate',
+      'Basic',
+      'Trailer',
+      'x-checksum',
+      'HTTP2-Settings',
+      'AAMAAABkAAQAAP__',
+      'Expect',
+      '100-continue',
+      'Upgrade',
+      'websocket',
+      'x-keep',
+      '1',
     ]);
     expect(out).toEqual(['x-keep', '1', ...generated()]);
   });
 
   it('removes the headers Connection nominates, wherever they appear', () => {
-    const { out } = upstream(['x-a', '1', 'Connection', 'X-A, x-b , close', 'X-B', '2', 'x-c', '3', 'connection', 'X-D', 'x-d', '4']);
+    const { out } = upstream([
+      'x-a',
+      '1',
+      'Connection',
+      'X-A, x-b , close',
+      'X-B',
+      '2',
+      'x-c',
+      '3',
+      'connection',
+      'X-D',
+      'x-d',
+      '4',
+    ]);
     expect(out).toEqual(['x-c', '3', ...generated()]);
   });
 
@@ -105,7 +151,18 @@ describe('buildUpstreamHeaders', () => {
   });
 
   it('strips built-in and configured identity headers from the client', () => {
-    const raw = ['X-Forwarded-Client-Cert', 'By=spoof', 'X-Real-IP', '10.0.0.1', 'x-spiffe-id', 'spiffe://evil/x', 'X-Consumer', 'admin', 'x-other', 'ok'];
+    const raw = [
+      'X-Forwarded-Client-Cert',
+      'By=spoof',
+      'X-Real-IP',
+      '10.0.0.1',
+      'x-spiffe-id',
+      'spiffe://evil/x',
+      'X-Consumer',
+      'admin',
+      'x-other',
+      'ok',
+    ];
     expect(upstream(raw).out).toEqual(['x-other', 'ok', ...generated()]);
     // Names come from facts.identity: a claim header not configured on this snapshot is forwarded.
     const builtInsOnly = upstream(raw, facts({ identity: IDENTITY_HEADERS })).out;
@@ -113,24 +170,61 @@ describe('buildUpstreamHeaders', () => {
   });
 
   it('overwrites X-Forwarded-* from an untrusted client', () => {
-    const { out } = upstream(['X-Forwarded-For', '1.1.1.1', 'X-Forwarded-Proto', 'http', 'X-Forwarded-Host', 'evil.example', 'accept', '*/*']);
+    const { out } = upstream([
+      'X-Forwarded-For',
+      '1.1.1.1',
+      'X-Forwarded-Proto',
+      'http',
+      'X-Forwarded-Host',
+      'evil.example',
+      'accept',
+      '*/*',
+    ]);
     expect(out).toEqual(['accept', '*/*', ...generated()]);
   });
 
   it('appends to X-Forwarded-For and keeps X-Forwarded-Proto/-Host from a trusted client', () => {
     const { out } = upstream(
-      ['X-Forwarded-For', '1.1.1.1', 'X-Forwarded-Proto', 'http', 'x-forwarded-for', '2.2.2.2, 3.3.3.3', 'X-Forwarded-Host', 'front.example'],
+      [
+        'X-Forwarded-For',
+        '1.1.1.1',
+        'X-Forwarded-Proto',
+        'http',
+        'x-forwarded-for',
+        '2.2.2.2, 3.3.3.3',
+        'X-Forwarded-Host',
+        'front.example',
+      ],
       facts({ trustForwarded: true }),
     );
     expect(out).toEqual([
-      'X-Forwarded-Proto', 'http', 'X-Forwarded-Host', 'front.example',
-      'host', AUTHORITY, 'x-forwarded-for', `1.1.1.1, 2.2.2.2, 3.3.3.3, ${CLIENT_IP}`, 'via', '1.1 meridian',
+      'X-Forwarded-Proto',
+      'http',
+      'X-Forwarded-Host',
+      'front.example',
+      'host',
+      AUTHORITY,
+      'x-forwarded-for',
+      `1.1.1.1, 2.2.2.2, 3.3.3.3, ${CLIENT_IP}`,
+      'via',
+      '1.1 meridian',
     ]);
   });
 
   it('fills in X-Forwarded-Proto/-Host for a trusted client that sent none', () => {
     const { out } = upstream(['X-Forwarded-For', '1.1.1.1'], facts({ trustForwarded: true }));
-    expect(out).toEqual(['host', AUTHORITY, 'x-forwarded-for', `1.1.1.1, ${CLIENT_IP}`, 'x-forwarded-proto', 'https', 'x-forwarded-host', AUTHORITY, 'via', '1.1 meridian']);
+    expect(out).toEqual([
+      'host',
+      AUTHORITY,
+      'x-forwarded-for',
+      `1.1.1.1, ${CLIENT_IP}`,
+      'x-forwarded-proto',
+      'https',
+      'x-forwarded-host',
+      AUTHORITY,
+      'via',
+      '1.1 meridian',
+    ]);
   });
 
   it('appends the gateway to Via', () => {
@@ -198,7 +292,12 @@ describe('removeHeaders', () => {
 describe('buildResponseHeaders', () => {
   it('decodes Buffers as latin1 so non-ASCII bytes round-trip', () => {
     const bytes = Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9]); // "café" in UTF-8
-    const out = buildResponseHeaders([Buffer.from('Content-Type'), Buffer.from('text/plain'), Buffer.from('X-Name'), bytes], NO_HEADER_OPS, undefined, false);
+    const out = buildResponseHeaders(
+      [Buffer.from('Content-Type'), Buffer.from('text/plain'), Buffer.from('X-Name'), bytes],
+      NO_HEADER_OPS,
+      undefined,
+      false,
+    );
     expect(out[0]).toBe('Content-Type');
     expect(out[2]).toBe('X-Name');
     expect(out[3]).toBe('caf\u00c3\u00a9');
@@ -207,14 +306,36 @@ describe('buildResponseHeaders', () => {
   });
 
   it('keeps repeated Set-Cookie headers in order', () => {
-    const out = buildResponseHeaders(['Set-Cookie', 'a=1', 'Content-Length', '0', 'set-cookie', 'b=2'], NO_HEADER_OPS, undefined, false);
+    const out = buildResponseHeaders(
+      ['Set-Cookie', 'a=1', 'Content-Length', '0', 'set-cookie', 'b=2'],
+      NO_HEADER_OPS,
+      undefined,
+      false,
+    );
     expect(out).toEqual(['Set-Cookie', 'a=1', 'Content-Length', '0', 'set-cookie', 'b=2']);
   });
 
-  const hop = ['Connection', 'Upgrade', 'Upgrade', 'websocket', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked', 'Proxy-Authenticate', 'Basic', 'Trailer', 'x-sum', 'x-app', '1'];
+  const hop = [
+    'Connection',
+    'Upgrade',
+    'Upgrade',
+    'websocket',
+    'Keep-Alive',
+    'timeout=5',
+    'Transfer-Encoding',
+    'chunked',
+    'Proxy-Authenticate',
+    'Basic',
+    'Trailer',
+    'x-sum',
+    'x-app',
+    '1',
+  ];
 
   it('drops the headers an upstream Connection header nominates', () => {
-    const raw = ['Connection', 'x-secret, close', 'X-Secret', 'internal', 'content-type', 'text/plain'].map((v) => Buffer.from(v));
+    const raw = ['Connection', 'x-secret, close', 'X-Secret', 'internal', 'content-type', 'text/plain'].map((v) =>
+      Buffer.from(v),
+    );
     expect(buildResponseHeaders(raw, NO_HEADER_OPS, undefined, false)).toEqual(['content-type', 'text/plain']);
   });
 
@@ -223,11 +344,22 @@ describe('buildResponseHeaders', () => {
   });
 
   it('keeps Upgrade and Connection (only) with keepUpgrade', () => {
-    expect(buildResponseHeaders(hop, NO_HEADER_OPS, undefined, true)).toEqual(['Connection', 'Upgrade', 'Upgrade', 'websocket', 'x-app', '1']);
+    expect(buildResponseHeaders(hop, NO_HEADER_OPS, undefined, true)).toEqual([
+      'Connection',
+      'Upgrade',
+      'Upgrade',
+      'websocket',
+      'x-app',
+      '1',
+    ]);
   });
 
   it('applies ops, then appends extra headers', () => {
-    const ops = compileHeaderOps({ set: { 'Cache-Control': 'no-store' }, add: { 'X-Served-By': 'meridian' }, remove: ['Server'] });
+    const ops = compileHeaderOps({
+      set: { 'Cache-Control': 'no-store' },
+      add: { 'X-Served-By': 'meridian' },
+      remove: ['Server'],
+    });
     const out = buildResponseHeaders(
       ['Server', 'nginx', 'cache-control', 'max-age=60', 'X-Served-By', 'upstream', 'content-type', 'text/plain'],
       ops,
@@ -235,15 +367,32 @@ describe('buildResponseHeaders', () => {
       false,
     );
     expect(out).toEqual([
-      'X-Served-By', 'upstream', 'content-type', 'text/plain',
-      'cache-control', 'no-store', 'x-served-by', 'meridian', 'x-ratelimit-remaining', '9',
+      'X-Served-By',
+      'upstream',
+      'content-type',
+      'text/plain',
+      'cache-control',
+      'no-store',
+      'x-served-by',
+      'meridian',
+      'x-ratelimit-remaining',
+      '9',
     ]);
   });
 });
 
 describe('flatToObject', () => {
   it('lower-cases names and groups repeated ones into arrays in order', () => {
-    const obj = flatToObject(['Set-Cookie', 'a=1', 'Content-Type', 'text/plain', 'set-cookie', 'b=2', 'SET-COOKIE', 'c=3']);
+    const obj = flatToObject([
+      'Set-Cookie',
+      'a=1',
+      'Content-Type',
+      'text/plain',
+      'set-cookie',
+      'b=2',
+      'SET-COOKIE',
+      'c=3',
+    ]);
     expect(obj).toEqual({ 'set-cookie': ['a=1', 'b=2', 'c=3'], 'content-type': 'text/plain' });
     expect(Object.keys(obj)).toEqual(['set-cookie', 'content-type']);
   });

@@ -25,13 +25,20 @@ async function mirrorUpstream() {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const pool = new Pool(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
-  cleanup.push(() => pool.close(), () => new Promise((r) => server.close(r)));
+  cleanup.push(
+    () => pool.close(),
+    () => new Promise((r) => server.close(r)),
+  );
   // The cluster's load balancer is the only stand-in: one host whose pool is real.
   const cluster = { lb: { pick: () => ({ pool }) } } as unknown as ClusterRuntime;
   return { seen, cluster, next: () => new Promise<void>((r) => arrived.push(r)) };
 }
 
-const opts = (): Dispatcher.DispatchOptions => ({ path: '/orders?x=1', method: 'POST', headers: ['host', 'shop.example', 'content-type', 'text/plain'] });
+const opts = (): Dispatcher.DispatchOptions => ({
+  path: '/orders?x=1',
+  method: 'POST',
+  headers: ['host', 'shop.example', 'content-type', 'text/plain'],
+});
 
 describe('request mirroring', () => {
   it('a body-less request is copied at once, its Host suffixed with -shadow (as Envoy does)', async () => {

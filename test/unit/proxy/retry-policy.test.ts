@@ -3,8 +3,18 @@ import type { RetryPolicy } from '../../../src/proxy/route-runtime.js';
 import { retriableError, retriableResponse } from '../../../src/proxy/retry-policy.js';
 
 const policy = (o: Partial<RetryPolicy>): RetryPolicy => ({
-  attempts: 1, onConnectFailure: false, onReset: false, on5xx: false, onGatewayError: false, statusCodes: new Set(), grpcCodes: new Set(),
-  perTryTimeoutMs: 0, bufferBytes: 0, baseMs: 25, maxMs: 250, ...o,
+  attempts: 1,
+  onConnectFailure: false,
+  onReset: false,
+  on5xx: false,
+  onGatewayError: false,
+  statusCodes: new Set(),
+  grpcCodes: new Set(),
+  perTryTimeoutMs: 0,
+  bufferBytes: 0,
+  baseMs: 25,
+  maxMs: 250,
+  ...o,
 });
 
 describe('retry policy (Envoy retry_on)', () => {
@@ -19,13 +29,30 @@ describe('retry policy (Envoy retry_on)', () => {
     expect(retriableError(policy({ onReset: true, onConnectFailure: true }), 'upstream_timeout')).toBe(false);
     // Local refusals are never retried, whatever the policy says.
     const all = policy({ onConnectFailure: true, onReset: true, on5xx: true, onGatewayError: true });
-    for (const code of ['no_healthy_upstream', 'overloaded', 'payload_too_large', 'request_timeout'] as const) expect(retriableError(all, code)).toBe(false);
+    for (const code of ['no_healthy_upstream', 'overloaded', 'payload_too_large', 'request_timeout'] as const)
+      expect(retriableError(all, code)).toBe(false);
   });
 
   it('a response: 5xx takes every 5xx, gateway-error only 502/503/504, retriable-status-codes its list', () => {
-    expect([500, 502, 503, 504, 599, 404].map((s) => retriableResponse(policy({ on5xx: true }), s, []))).toEqual([true, true, true, true, true, false]);
-    expect([500, 502, 503, 504, 501].map((s) => retriableResponse(policy({ onGatewayError: true }), s, []))).toEqual([false, true, true, true, false]);
-    expect([409, 410].map((s) => retriableResponse(policy({ statusCodes: new Set([409]) }), s, []))).toEqual([true, false]);
+    expect([500, 502, 503, 504, 599, 404].map((s) => retriableResponse(policy({ on5xx: true }), s, []))).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect([500, 502, 503, 504, 501].map((s) => retriableResponse(policy({ onGatewayError: true }), s, []))).toEqual([
+      false,
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect([409, 410].map((s) => retriableResponse(policy({ statusCodes: new Set([409]) }), s, []))).toEqual([
+      true,
+      false,
+    ]);
     expect(retriableResponse(policy({}), 503, [])).toBe(false);
   });
 });

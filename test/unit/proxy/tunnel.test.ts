@@ -33,7 +33,9 @@ function readUntil(s: Socket, text: string): Promise<string> {
 
 describe('WebSocket tunnel', () => {
   it('the 101 head carries the upstream headers in order, ended by an empty line', () => {
-    expect(switchingProtocolsHead(101, ['upgrade', 'websocket', 'connection', 'Upgrade'])).toBe('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+    expect(switchingProtocolsHead(101, ['upgrade', 'websocket', 'connection', 'Upgrade'])).toBe(
+      'HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n',
+    );
   });
 
   it('after the head, bytes flow both ways; the upstream closing reports it, closing closes both', async () => {

@@ -20,7 +20,12 @@ describe('token bucket', () => {
 
 describe('local store shared by workers', () => {
   it('admits the limit in total across two workers, not twice the limit', async () => {
-    const clock = { t: 0, now() { return this.t; } };
+    const clock = {
+      t: 0,
+      now() {
+        return this.t;
+      },
+    };
     const { channel, server } = createLocalRpc();
     registerLocalRateLimitServer(server, clock);
     const workers = [createLocalStore(channel, clock), createLocalStore(channel, clock)];
@@ -40,12 +45,15 @@ describe('leasing under concurrency (the Redis store leases one token per round 
   function store(capacity: number) {
     const bucket = fullBucket({ perMs: 0, capacity }, 0);
     let trips = 0;
-    const s = new LeasingStore(async (_key, rate, want) => {
-      trips++;
-      await new Promise((r) => setTimeout(r, 2));
-      const granted = take(bucket, rate, 0, want);
-      return { granted, remaining: Math.floor(bucket.tokens), retryAfterMs: granted ? 0 : 1000 };
-    }, { now: () => 0 });
+    const s = new LeasingStore(
+      async (_key, rate, want) => {
+        trips++;
+        await new Promise((r) => setTimeout(r, 2));
+        const granted = take(bucket, rate, 0, want);
+        return { granted, remaining: Math.floor(bucket.tokens), retryAfterMs: granted ? 0 : 1000 };
+      },
+      { now: () => 0 },
+    );
     return { s, trips: () => trips };
   }
 

@@ -16,15 +16,23 @@ type Policy = Config['rateLimits'][number];
  * Both read the same fake clock, so time only moves when a test moves it.
  */
 function harness() {
-  const clock = { t: 0, now() { return this.t; } };
+  const clock = {
+    t: 0,
+    now() {
+      return this.t;
+    },
+  };
   const { channel, server } = createLocalRpc();
   registerLocalRateLimitServer(server, clock);
   const store: LeasingStore = createLocalStore(channel, clock);
   return {
     clock,
     /** Advance fake time by `ms` (also expires the worker's 100 ms leases). */
-    advance(ms: number) { clock.t += ms; },
-    filter: (...raw: Array<Record<string, unknown>>) => createRateLimitFilter(raw.map((r) => compilePolicy(policy(r), store))),
+    advance(ms: number) {
+      clock.t += ms;
+    },
+    filter: (...raw: Array<Record<string, unknown>>) =>
+      createRateLimitFilter(raw.map((r) => compilePolicy(policy(r), store))),
   };
 }
 
@@ -45,13 +53,24 @@ interface CtxInput {
 }
 
 function ctx(o: CtxInput = {}): RequestContext {
-  const peer: PeerIdentity | undefined = o.spiffeId ? { subject: 'CN=client', dnsNames: [], uris: [o.spiffeId], spiffeId: o.spiffeId, fingerprint: 'ab' } : undefined;
+  const peer: PeerIdentity | undefined = o.spiffeId
+    ? { subject: 'CN=client', dnsNames: [], uris: [o.spiffeId], spiffeId: o.spiffeId, fingerprint: 'ab' }
+    : undefined;
   return {
-    method: 'GET', path: '/', query: '', authority: 'api.test',
+    method: 'GET',
+    path: '/',
+    query: '',
+    authority: 'api.test',
     headers: Object.assign(Object.create(null), o.headers ?? {}),
-    clientIp: o.clientIp ?? '192.0.2.10', peer, routeName: o.routeName ?? 'api', requestId: 'req',
-    claims: o.claims, consumer: o.consumer,
-    upstreamHeaders: [], upstreamStrip: [], responseHeaders: [],
+    clientIp: o.clientIp ?? '192.0.2.10',
+    peer,
+    routeName: o.routeName ?? 'api',
+    requestId: 'req',
+    claims: o.claims,
+    consumer: o.consumer,
+    upstreamHeaders: [],
+    upstreamStrip: [],
+    responseHeaders: [],
   };
 }
 
@@ -82,19 +101,31 @@ describe('missing keys', () => {
 
   it('onMissingKey: default puts every request without the key in one shared __default__ bucket', async () => {
     const h = harness();
-    const f = h.filter({ name: 'dflt', key: [{ header: 'x-tenant' }, { source: 'route' }], limit: perMinute(2), onMissingKey: 'default' });
+    const f = h.filter({
+      name: 'dflt',
+      key: [{ header: 'x-tenant' }, { source: 'route' }],
+      limit: perMinute(2),
+      onMissingKey: 'default',
+    });
     // Two different routes, no x-tenant: the whole key is __default__, so they share one bucket.
     expect(await statuses(f, 1, () => ctx({ routeName: 'a' }))).toEqual([200]);
     expect(await statuses(f, 1, () => ctx({ routeName: 'b' }))).toEqual([200]);
     expect(await statuses(f, 1, () => ctx({ routeName: 'c' }))).toEqual([429]);
     // Keyed requests have their own buckets, untouched by the default one.
-    expect(await statuses(f, 3, () => ctx({ headers: { 'x-tenant': 'acme' }, routeName: 'a' }))).toEqual([200, 200, 429]);
+    expect(await statuses(f, 3, () => ctx({ headers: { 'x-tenant': 'acme' }, routeName: 'a' }))).toEqual([
+      200, 200, 429,
+    ]);
     expect(await statuses(f, 1, () => ctx({ headers: { 'x-tenant': 'acme' }, routeName: 'b' }))).toEqual([200]);
   });
 
   it('a literal "__default__" header value lands in the same bucket as keyless requests', async () => {
     const h = harness();
-    const f = h.filter({ name: 'collide', key: [{ header: 'x-tenant' }], limit: perMinute(1), onMissingKey: 'default' });
+    const f = h.filter({
+      name: 'collide',
+      key: [{ header: 'x-tenant' }],
+      limit: perMinute(1),
+      onMissingKey: 'default',
+    });
     expect(await statuses(f, 1, () => ctx())).toEqual([200]);
     expect(await statuses(f, 1, () => ctx({ headers: { 'x-tenant': '__default__' } }))).toEqual([429]);
   });
@@ -111,7 +142,12 @@ describe('key sources', () => {
 
   it('claim: an exact claim name wins over a dotted path, as in RBAC; an object-valued claim is no key', async () => {
     const h = harness();
-    const f = h.filter({ name: 'uri', key: [{ claim: 'https://example.com/tenant' }], limit: perMinute(1), onMissingKey: 'skip' });
+    const f = h.filter({
+      name: 'uri',
+      key: [{ claim: 'https://example.com/tenant' }],
+      limit: perMinute(1),
+      onMissingKey: 'skip',
+    });
     const claims = (tenant: unknown) => ({ sub: 'u', 'https://example.com/tenant': tenant });
     expect(await statuses(f, 2, () => ctx({ claims: claims('acme') }))).toEqual([200, 429]);
     expect(await statuses(f, 1, () => ctx({ claims: claims('globex') }))).toEqual([200]);
@@ -156,7 +192,12 @@ describe('key sources', () => {
   it('value: a constant key, one bucket for every request whatever it carries', async () => {
     const h = harness();
     const f = h.filter({ name: 'global', key: [{ value: 'all' }], limit: perMinute(3) });
-    const mixed = [ctx({ consumer: 'a' }), ctx({ headers: { 'x-tenant': 'b' } }), ctx({ clientIp: '198.51.100.7' }), ctx({ routeName: 'other' })];
+    const mixed = [
+      ctx({ consumer: 'a' }),
+      ctx({ headers: { 'x-tenant': 'b' } }),
+      ctx({ clientIp: '198.51.100.7' }),
+      ctx({ routeName: 'other' }),
+    ];
     const got: number[] = [];
     for (const c of mixed) got.push((await run(f, c))?.status ?? 200);
     expect(got).toEqual([200, 200, 200, 429]);
@@ -164,7 +205,11 @@ describe('key sources', () => {
 
   it('several parts are joined with "|"; any missing part means no key', async () => {
     const h = harness();
-    const f = h.filter({ name: 'multi', key: [{ header: 'x-tenant' }, { source: 'consumer' }, { source: 'clientIp' }], limit: perMinute(1) });
+    const f = h.filter({
+      name: 'multi',
+      key: [{ header: 'x-tenant' }, { source: 'consumer' }, { source: 'clientIp' }],
+      limit: perMinute(1),
+    });
     const c = (tenant?: string, consumer?: string) => ctx({ headers: tenant ? { 'x-tenant': tenant } : {}, consumer });
     expect(await statuses(f, 2, () => c('acme', 'alice'))).toEqual([200, 429]);
     expect(await statuses(f, 1, () => c('acme', 'bob'))).toEqual([200]);
@@ -248,7 +293,10 @@ describe('overrides', () => {
       ],
       headersOnSuccess: true,
     });
-    const c = (tenant?: string, routeName = 'api') => () => ctx({ headers: tenant ? { 'x-tenant': tenant } : {}, routeName });
+    const c =
+      (tenant?: string, routeName = 'api') =>
+      () =>
+        ctx({ headers: tenant ? { 'x-tenant': tenant } : {}, routeName });
     expect(await statuses(f, 5, c('gold-7'))).toEqual([200, 200, 200, 200, 429]);
     expect(await statuses(f, 5, c('gold-vip'))).toEqual([200, 200, 200, 200, 429]);
     expect(await statuses(f, 3, c('silver'))).toEqual([200, 200, 429]);
@@ -265,7 +313,13 @@ describe('overrides', () => {
 
   it('a "*" override also covers the __default__ bucket', async () => {
     const h = harness();
-    const f = h.filter({ name: 'star', key: [{ header: 'x-tenant' }], limit: perMinute(1), onMissingKey: 'default', overrides: [{ match: '*', limit: perMinute(3) }] });
+    const f = h.filter({
+      name: 'star',
+      key: [{ header: 'x-tenant' }],
+      limit: perMinute(1),
+      onMissingKey: 'default',
+      overrides: [{ match: '*', limit: perMinute(3) }],
+    });
     expect(await statuses(f, 4)).toEqual([200, 200, 200, 429]);
   });
 });
@@ -273,7 +327,12 @@ describe('overrides', () => {
 describe('response headers', () => {
   it('headersOnSuccess adds ratelimit-policy and ratelimit to admitted responses, counting down', async () => {
     const h = harness();
-    const f = h.filter({ name: 'visible', key: [{ source: 'clientIp' }], limit: { requests: 3, per: '10s' }, headersOnSuccess: true });
+    const f = h.filter({
+      name: 'visible',
+      key: [{ source: 'clientIp' }],
+      limit: { requests: 3, per: '10s' },
+      headersOnSuccess: true,
+    });
     const seen: string[] = [];
     for (let i = 0; i < 3; i++) {
       const c = ctx();
@@ -310,7 +369,10 @@ describe('response headers', () => {
     const f = h.filter({ name: 'slow', key: [{ value: 'x' }], limit: { requests: 1, per: '10s' } });
     expect(await run(f)).toBeUndefined();
     let r = await run(f);
-    expect(r).toMatchObject({ status: 429, headers: { 'retry-after': '10', ratelimit: '"slow";r=0;t=10', 'ratelimit-policy': '"slow";q=1;w=10' } });
+    expect(r).toMatchObject({
+      status: 429,
+      headers: { 'retry-after': '10', ratelimit: '"slow";r=0;t=10', 'ratelimit-policy': '"slow";q=1;w=10' },
+    });
     h.advance(4000);
     r = await run(f);
     expect(r!.headers!['retry-after']).toBe('6');

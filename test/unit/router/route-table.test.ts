@@ -21,7 +21,11 @@ describe('route table precedence', () => {
     { name: 'deep-wild-host', match: { hosts: ['*.eu.example.com'], path: { prefix: '/' } }, cluster: 'c' },
     { name: 'exact-host', match: { hosts: ['api.example.com'], path: { prefix: '/' } }, cluster: 'c' },
     { name: 'post-only', match: { path: { prefix: '/write' }, methods: ['POST'] }, cluster: 'c' },
-    { name: 'header-canary', match: { path: { prefix: '/app' }, headers: [{ name: 'x-canary', exact: '1' }] }, cluster: 'c' },
+    {
+      name: 'header-canary',
+      match: { path: { prefix: '/app' }, headers: [{ name: 'x-canary', exact: '1' }] },
+      cluster: 'c',
+    },
     { name: 'app', match: { path: { prefix: '/app' } }, cluster: 'c' },
     { name: 'query-debug', match: { path: { prefix: '/q' }, query: [{ name: 'debug', exact: 'true' }] }, cluster: 'c' },
     { name: 'first-tie', match: { path: { prefix: '/tie' } }, cluster: 'c' },

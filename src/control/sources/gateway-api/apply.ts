@@ -23,24 +23,37 @@ const MAX_ROUNDS = 5;
  * refuses that HTTPRoute only (its status says why) and the rest is applied; an error elsewhere refuses
  * the whole change and the live config stays as it was.
  */
-export async function applyGatewayApi(changes: ConfigChanges, translateWith: (refused: ReadonlyMap<string, string>) => Translation): Promise<GatewayApiApply> {
+export async function applyGatewayApi(
+  changes: ConfigChanges,
+  translateWith: (refused: ReadonlyMap<string, string>) => Translation,
+): Promise<GatewayApiApply> {
   const refused = new Map<string, string>();
   for (let round = 0; ; round++) {
     const translation = translateWith(refused);
     let routeNames: string[] = [];
     try {
-      const r = await changes.change('gateway-api', 'apply Gateway API objects', undefined, (draft) => {
-        const merged = mergeGatewayApi(draft, translation);
-        routeNames = merged.routes.map((x) => x.name);
-        return merged;
-      }, 'gateway-api');
+      const r = await changes.change(
+        'gateway-api',
+        'apply Gateway API objects',
+        undefined,
+        (draft) => {
+          const merged = mergeGatewayApi(draft, translation);
+          routeNames = merged.routes.map((x) => x.name);
+          return merged;
+        },
+        'gateway-api',
+      );
       return { translation, version: r.version, refused };
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       const errors = (e.body as { errors?: Array<ConfigError | string> }).errors ?? [];
       const blamed = blame(errors, routeNames, translation);
       if (e.status !== 400 || blamed.size === 0 || round + 1 >= MAX_ROUNDS) {
-        return { translation, error: `${e.message}: ${errors.map((x) => (typeof x === 'string' ? x : `${x.path}: ${x.message}`)).join('; ')}`, refused };
+        return {
+          translation,
+          error: `${e.message}: ${errors.map((x) => (typeof x === 'string' ? x : `${x.path}: ${x.message}`)).join('; ')}`,
+          refused,
+        };
       }
       for (const [owner, message] of blamed) refused.set(owner, message);
     }

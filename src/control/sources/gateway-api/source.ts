@@ -4,11 +4,24 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../../../config/schema/index.js';
 import type { ConfigChanges } from '../../config-service.js';
 import { writeFileAtomic } from '../../store/config-store.js';
-import { KubeApiError, kubeRequest, loadKubeConfig, readBody, ResourceWatch, type ResourceWatchOptions } from '../../../common/kube-client.js';
+import {
+  KubeApiError,
+  kubeRequest,
+  loadKubeConfig,
+  readBody,
+  ResourceWatch,
+  type ResourceWatchOptions,
+} from '../../../common/kube-client.js';
 import { systemRng } from '../../../common/clock.js';
 import { logger } from '../../../observability/logger.js';
 import { applyGatewayApi } from './apply.js';
-import { GATEWAY_API_PREFIX, translate, type GatewayApiSettings, type RouteParentStatus, type Translation } from './translate.js';
+import {
+  GATEWAY_API_PREFIX,
+  translate,
+  type GatewayApiSettings,
+  type RouteParentStatus,
+  type Translation,
+} from './translate.js';
 import { gatewayClassStatus, gatewayStatus, routeStatus } from './status.js';
 import type { GatewayApiObjects, ObjectMeta } from './objects.js';
 
@@ -16,10 +29,22 @@ type Collection = keyof GatewayApiObjects;
 type KubeItem = { metadata: ObjectMeta; status?: unknown; [k: string]: unknown };
 
 /** What is watched, cluster-wide: the collection's path (Secrets: TLS ones only). */
-const COLLECTIONS: Record<Collection, { path: string; statusPath?: (namespace: string | undefined, name: string) => string }> = {
-  gatewayClasses: { path: '/apis/gateway.networking.k8s.io/v1/gatewayclasses', statusPath: (_ns, name) => `/apis/gateway.networking.k8s.io/v1/gatewayclasses/${name}/status` },
-  gateways: { path: '/apis/gateway.networking.k8s.io/v1/gateways', statusPath: (ns, name) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/gateways/${name}/status` },
-  httpRoutes: { path: '/apis/gateway.networking.k8s.io/v1/httproutes', statusPath: (ns, name) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/httproutes/${name}/status` },
+const COLLECTIONS: Record<
+  Collection,
+  { path: string; statusPath?: (namespace: string | undefined, name: string) => string }
+> = {
+  gatewayClasses: {
+    path: '/apis/gateway.networking.k8s.io/v1/gatewayclasses',
+    statusPath: (_ns, name) => `/apis/gateway.networking.k8s.io/v1/gatewayclasses/${name}/status`,
+  },
+  gateways: {
+    path: '/apis/gateway.networking.k8s.io/v1/gateways',
+    statusPath: (ns, name) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/gateways/${name}/status`,
+  },
+  httpRoutes: {
+    path: '/apis/gateway.networking.k8s.io/v1/httproutes',
+    statusPath: (ns, name) => `/apis/gateway.networking.k8s.io/v1/namespaces/${ns}/httproutes/${name}/status`,
+  },
   referenceGrants: { path: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants' },
   services: { path: '/api/v1/services' },
   secrets: { path: `/api/v1/secrets?fieldSelector=${encodeURIComponent('type=kubernetes.io/tls')}` },
@@ -28,7 +53,12 @@ const COLLECTIONS: Record<Collection, { path: string; statusPath?: (namespace: s
 
 /** Does the config carry exactly the Gateway API routes and listeners a translation made? */
 function sameNames(config: Config, t: Translation): boolean {
-  const names = (items: Array<{ name: string }>) => items.map((i) => i.name).filter((n) => n.startsWith(GATEWAY_API_PREFIX)).sort().join(',');
+  const names = (items: Array<{ name: string }>) =>
+    items
+      .map((i) => i.name)
+      .filter((n) => n.startsWith(GATEWAY_API_PREFIX))
+      .sort()
+      .join(',');
   return names(config.routes) === names(t.routes) && names(config.listeners) === names(t.listeners);
 }
 
@@ -81,7 +111,14 @@ export class GatewayApiSource {
   constructor(changes: ConfigChanges, stateDir: string, options: Partial<ResourceWatchOptions> = {}) {
     this.#changes = changes;
     this.#stateDir = stateDir;
-    this.#options = { retryBaseMs: 2000, retryMaxMs: 30_000, listTimeoutMs: 30_000, watchSilenceGraceMs: 30_000, rng: systemRng, ...options };
+    this.#options = {
+      retryBaseMs: 2000,
+      retryMaxMs: 30_000,
+      listTimeoutMs: 30_000,
+      watchSilenceGraceMs: 30_000,
+      rng: systemRng,
+      ...options,
+    };
   }
 
   /** Start, restart or stop with the config's `gateway.gatewayApi` (and the Kubernetes credentials). */
@@ -97,28 +134,36 @@ export class GatewayApiSource {
     this.stop();
     if (!block) return;
     const certDir = join(this.#stateDir, 'gateway-api');
-    const settings: GatewayApiSettings = { ...block, certificateFile: ({ namespace, name }, part) => join(certDir, `${namespace}.${name}.${part}`) };
+    const settings: GatewayApiSettings = {
+      ...block,
+      certificateFile: ({ namespace, name }, part) => join(certDir, `${namespace}.${name}.${part}`),
+    };
     const objects = new Map<Collection, Map<string, KubeItem>>();
     this.#kc = loadKubeConfig(kubeconfig);
     const watches = (Object.keys(COLLECTIONS) as Collection[]).map((collection) => {
       const items = new Map<string, KubeItem>();
       objects.set(collection, items);
       const keyOf = (o: KubeItem) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-      return new ResourceWatch<KubeItem>(() => this.#kc!, COLLECTIONS[collection].path, {
-        listed: (list) => {
-          items.clear();
-          for (const o of list) items.set(keyOf(o), o);
-          this.#schedule();
+      return new ResourceWatch<KubeItem>(
+        () => this.#kc!,
+        COLLECTIONS[collection].path,
+        {
+          listed: (list) => {
+            items.clear();
+            for (const o of list) items.set(keyOf(o), o);
+            this.#schedule();
+          },
+          changed: (type, o) => {
+            if (type === 'BOOKMARK') return;
+            if (type === 'DELETED') items.delete(keyOf(o));
+            else items.set(keyOf(o), o);
+            this.#schedule();
+          },
+          succeeded: () => {},
+          failed: (e) => logger.warn({ collection, err: e.message }, 'gateway api: watch failed; retrying'),
         },
-        changed: (type, o) => {
-          if (type === 'BOOKMARK') return;
-          if (type === 'DELETED') items.delete(keyOf(o));
-          else items.set(keyOf(o), o);
-          this.#schedule();
-        },
-        succeeded: () => {},
-        failed: (e) => logger.warn({ collection, err: e.message }, 'gateway api: watch failed; retrying'),
-      }, this.#options);
+        this.#options,
+      );
     });
     this.#running = { key, settings, watches, objects };
   }
@@ -128,7 +173,9 @@ export class GatewayApiSource {
    * those, so an edit would be lost; the Kubernetes objects are where to change them.
    */
   guard(kind: string, name: string | undefined): string | undefined {
-    return name?.startsWith(GATEWAY_API_PREFIX) ? `${kind.slice(0, -1)} "${name}" is made from Gateway API objects; change those` : undefined;
+    return name?.startsWith(GATEWAY_API_PREFIX)
+      ? `${kind.slice(0, -1)} "${name}" is made from Gateway API objects; change those`
+      : undefined;
   }
 
   /** Resolves once every collection was listed once and the first translation was applied (never rejects). */
@@ -186,11 +233,15 @@ export class GatewayApiSource {
   async #syncOnce(): Promise<void> {
     const running = this.#running;
     if (!running) return;
-    const objects = Object.fromEntries([...running.objects].map(([c, m]) => [c, [...m.values()]])) as unknown as GatewayApiObjects;
+    const objects = Object.fromEntries(
+      [...running.objects].map(([c, m]) => [c, [...m.values()]]),
+    ) as unknown as GatewayApiObjects;
     const current = translate(objects, running.settings);
     // Certificates first: the config about to be applied names these files.
     await this.#writeCertificates(current, running.settings);
-    const refusedForContent = new Set([...current.status.httpRoutes].filter(([, parents]) => parents.some(isRefusedForContent)).map(([k]) => k));
+    const refusedForContent = new Set(
+      [...current.status.httpRoutes].filter(([, parents]) => parents.some(isRefusedForContent)).map(([k]) => k),
+    );
     const withLastGood = (refused: ReadonlyMap<string, string>): GatewayApiObjects => ({
       ...objects,
       httpRoutes: objects.httpRoutes.map((r) => {
@@ -207,7 +258,8 @@ export class GatewayApiSource {
       return translate(withLastGood(refused), running.settings, { refused: stillRefused });
     });
     if (this.#running !== running) return;
-    if (result.error) logger.warn({ error: result.error }, 'gateway api: translation refused; the live config is unchanged');
+    if (result.error)
+      logger.warn({ error: result.error }, 'gateway api: translation refused; the live config is unchanged');
     // Statuses speak of the objects as they are now, not of the versions standing in for them.
     const statuses = result.translation.status.httpRoutes;
     for (const k of refusedForContent) statuses.set(k, current.status.httpRoutes.get(k)!);
@@ -227,7 +279,11 @@ export class GatewayApiSource {
       const k = routeKey(r);
       present.add(k);
       const parents = statuses.get(k);
-      if (parents?.length && parents.every((p) => p.conditions.some((c) => c.type === 'Accepted' && c.status === 'True'))) this.#lastGood.set(k, r);
+      if (
+        parents?.length &&
+        parents.every((p) => p.conditions.some((c) => c.type === 'Accepted' && c.status === 'True'))
+      )
+        this.#lastGood.set(k, r);
     }
     for (const k of this.#lastGood.keys()) if (!present.has(k)) this.#lastGood.delete(k);
   }
@@ -236,7 +292,10 @@ export class GatewayApiSource {
     if (!t.certificates.length) return;
     await mkdir(join(this.#stateDir, 'gateway-api'), { recursive: true, mode: 0o700 });
     for (const c of t.certificates) {
-      for (const [part, pem] of [['crt', c.cert], ['key', c.key]] as const) {
+      for (const [part, pem] of [
+        ['crt', c.cert],
+        ['key', c.key],
+      ] as const) {
         const file = settings.certificateFile(c, part);
         const current = await readFile(file, 'utf8').catch(() => undefined);
         if (current !== pem) await writeFileAtomic(file, pem);
@@ -249,7 +308,11 @@ export class GatewayApiSource {
     const controller = running.settings.controllerName;
     const writes: Array<Promise<void>> = [];
     for (const [name, conditions] of t.status.gatewayClasses) {
-      writes.push(this.#writeStatus(running, 'gatewayClasses', undefined, name, (s) => gatewayClassStatus(s as never, conditions, now)));
+      writes.push(
+        this.#writeStatus(running, 'gatewayClasses', undefined, name, (s) =>
+          gatewayClassStatus(s as never, conditions, now),
+        ),
+      );
     }
     for (const [key, wanted] of t.status.gateways) {
       const [ns, name] = key.split('/');
@@ -259,7 +322,11 @@ export class GatewayApiSource {
     for (const route of running.objects.get('httpRoutes')!.values()) {
       const key = `${route.metadata.namespace ?? 'default'}/${route.metadata.name}`;
       const ours = t.status.httpRoutes.get(key) ?? [];
-      writes.push(this.#writeStatus(running, 'httpRoutes', route.metadata.namespace, route.metadata.name, (s) => routeStatus(s as never, controller, ours, now)));
+      writes.push(
+        this.#writeStatus(running, 'httpRoutes', route.metadata.namespace, route.metadata.name, (s) =>
+          routeStatus(s as never, controller, ours, now),
+        ),
+      );
     }
     await Promise.all(writes);
   }
@@ -268,7 +335,13 @@ export class GatewayApiSource {
    * PUT the status an object should have (the status subresource), with its resourceVersion: on 409
    * Conflict (the object changed meanwhile) read it again and recompute, a few times.
    */
-  async #writeStatus(running: Running, collection: Collection, namespace: string | undefined, name: string, next: (current: unknown) => unknown): Promise<void> {
+  async #writeStatus(
+    running: Running,
+    collection: Collection,
+    namespace: string | undefined,
+    name: string,
+    next: (current: unknown) => unknown,
+  ): Promise<void> {
     const statusPath = COLLECTIONS[collection].statusPath!(namespace, name);
     let object = running.objects.get(collection)!.get(`${namespace ?? ''}/${name}`);
     for (let attempt = 0; object && attempt <= STATUS_RETRIES; attempt++) {
@@ -287,7 +360,9 @@ export class GatewayApiSource {
           return;
         }
         const kc = await this.#kc!;
-        const fresh = await kubeRequest(kc, statusPath.replace(/\/status$/, '')).then(readBody).catch(() => undefined);
+        const fresh = await kubeRequest(kc, statusPath.replace(/\/status$/, ''))
+          .then(readBody)
+          .catch(() => undefined);
         object = fresh ? (JSON.parse(fresh) as KubeItem) : undefined;
       }
     }

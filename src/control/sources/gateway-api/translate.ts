@@ -1,8 +1,17 @@
 import { createHash } from 'node:crypto';
 import { formatAddress } from '../../../common/address.js';
 import {
-  GATEWAY_GROUP, type Condition, type Gateway, type GatewayApiObjects, type GatewayListener, type HTTPBackendRef, type HTTPRoute,
-  type HTTPRouteMatch, type HTTPRouteRule, type ParentReference, type Service,
+  GATEWAY_GROUP,
+  type Condition,
+  type Gateway,
+  type GatewayApiObjects,
+  type GatewayListener,
+  type HTTPBackendRef,
+  type HTTPRoute,
+  type HTTPRouteMatch,
+  type HTTPRouteRule,
+  type ParentReference,
+  type Service,
 } from './objects.js';
 
 /** `gateway.gatewayApi` in the gateway's config. */
@@ -99,13 +108,19 @@ const HTTP_ROUTE_KIND = { group: GATEWAY_GROUP, kind: 'HTTPRoute' };
  * namespace/name: the translation emits routes in that order, so config order breaks the ties the same
  * way. Regular expressions are "implementation-specific" in the spec; here they come before prefixes.
  */
-export function translate(objects: GatewayApiObjects, settings: GatewayApiSettings, options: TranslateOptions = {}): Translation {
+export function translate(
+  objects: GatewayApiObjects,
+  settings: GatewayApiSettings,
+  options: TranslateOptions = {},
+): Translation {
   const status: TranslatedStatus = { gatewayClasses: new Map(), gateways: new Map(), httpRoutes: new Map() };
   const ourClasses = new Set<string>();
   for (const gc of objects.gatewayClasses) {
     if (gc.spec.controllerName !== settings.controllerName) continue;
     ourClasses.add(gc.metadata.name);
-    status.gatewayClasses.set(gc.metadata.name, [condition('Accepted', true, 'Accepted', 'handled by Meridian', gc.metadata.generation)]);
+    status.gatewayClasses.set(gc.metadata.name, [
+      condition('Accepted', true, 'Accepted', 'handled by Meridian', gc.metadata.generation),
+    ]);
   }
 
   const secrets = new Map(objects.secrets.map((s) => [key(s.metadata.namespace, s.metadata.name), s]));
@@ -128,21 +143,48 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
       const localPort = settings.portMap?.[String(l.port)] ?? l.port;
       const ls: ListenerStatus = { name: l.name, supportedKinds: [HTTP_ROUTE_KIND], attachedRoutes: 0, conditions: [] };
       listenerStatuses.push(ls);
-      const problem = 'problem' in address ? { accepted: true, resolved: true, conflicted: false, ...address.problem } : listenerProblem(l, gw, secrets, seen);
+      const problem =
+        'problem' in address
+          ? { accepted: true, resolved: true, conflicted: false, ...address.problem }
+          : listenerProblem(l, gw, secrets, seen);
       if (problem) {
         ls.supportedKinds = l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? [HTTP_ROUTE_KIND] : [];
         ls.conditions = [
           condition('Accepted', problem.accepted, problem.reason, problem.message, gen),
-          condition('ResolvedRefs', problem.resolved, problem.resolved ? 'ResolvedRefs' : problem.reason, problem.message, gen),
+          condition(
+            'ResolvedRefs',
+            problem.resolved,
+            problem.resolved ? 'ResolvedRefs' : problem.reason,
+            problem.message,
+            gen,
+          ),
           condition('Programmed', false, 'Invalid', problem.message, gen),
-          condition('Conflicted', problem.conflicted, problem.conflicted ? problem.reason : 'NoConflicts', problem.message, gen),
+          condition(
+            'Conflicted',
+            problem.conflicted,
+            problem.conflicted ? problem.reason : 'NoConflicts',
+            problem.message,
+            gen,
+          ),
         ];
         continue;
       }
-      const group = portGroup(ports, (address as { address: string }).address, localPort, l.protocol === 'HTTPS' ? 'https' : 'http', settings);
+      const group = portGroup(
+        ports,
+        (address as { address: string }).address,
+        localPort,
+        l.protocol === 'HTTPS' ? 'https' : 'http',
+        settings,
+      );
       if (group.protocol !== (l.protocol === 'HTTPS' ? 'https' : 'http')) {
         ls.conditions = [
-          condition('Accepted', false, 'UnsupportedProtocol', `port ${localPort} already serves ${group.protocol}`, gen),
+          condition(
+            'Accepted',
+            false,
+            'UnsupportedProtocol',
+            `port ${localPort} already serves ${group.protocol}`,
+            gen,
+          ),
           condition('ResolvedRefs', true, 'ResolvedRefs', 'references resolved', gen),
           condition('Programmed', false, 'Invalid', `port ${localPort} already serves ${group.protocol}`, gen),
           condition('Conflicted', true, 'ProtocolConflict', `port ${localPort} already serves ${group.protocol}`, gen),
@@ -154,8 +196,16 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
         const ns = ref.namespace ?? gw.metadata.namespace ?? 'default';
         const secret = secrets.get(key(ns, ref.name))!;
         const id = { namespace: ns, name: ref.name };
-        certificates.set(key(ns, ref.name), { ...id, cert: decode(secret.data!['tls.crt']), key: decode(secret.data!['tls.key']) });
-        group.certificates.push({ hostname: l.hostname, cert: settings.certificateFile(id, 'crt'), key: settings.certificateFile(id, 'key') });
+        certificates.set(key(ns, ref.name), {
+          ...id,
+          cert: decode(secret.data!['tls.crt']),
+          key: decode(secret.data!['tls.key']),
+        });
+        group.certificates.push({
+          hostname: l.hostname,
+          cert: settings.certificateFile(id, 'crt'),
+          key: settings.certificateFile(id, 'key'),
+        });
       }
       programmed++;
       ls.conditions = [
@@ -172,7 +222,9 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
         condition('Accepted', true, 'Accepted', 'gateway accepted', gen),
         programmed > 0
           ? condition('Programmed', true, 'Programmed', `${programmed} listener(s) programmed`, gen)
-          : 'problem' in address ? condition('Programmed', false, address.problem.reason, address.problem.message, gen) : condition('Programmed', false, 'Invalid', 'no listener could be programmed', gen),
+          : 'problem' in address
+            ? condition('Programmed', false, address.problem.reason, address.problem.message, gen)
+            : condition('Programmed', false, 'Invalid', 'no listener could be programmed', gen),
       ],
       listeners: listenerStatuses,
       ...('address' in address ? { address: address.address } : {}),
@@ -186,8 +238,12 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
     const gen = route.metadata.generation;
     const backends = route.spec.rules?.map((rule) => resolveBackends(rule, routeNs, objects, services, clusters)) ?? [];
     const badRef = backends.flatMap((b) => b.problems)[0];
-    const resolvedRefs = badRef ? condition('ResolvedRefs', false, badRef.reason, badRef.message, gen) : condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved', gen);
-    const invalidRule = options.refused?.get(key(routeNs, route.metadata.name)) ?? route.spec.rules?.map((rule) => ruleProblem(rule)).find(Boolean);
+    const resolvedRefs = badRef
+      ? condition('ResolvedRefs', false, badRef.reason, badRef.message, gen)
+      : condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved', gen);
+    const invalidRule =
+      options.refused?.get(key(routeNs, route.metadata.name)) ??
+      route.spec.rules?.map((rule) => ruleProblem(rule)).find(Boolean);
     const parents: RouteParentStatus[] = [];
     for (const ref of route.spec.parentRefs ?? []) {
       if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? 'Gateway') !== 'Gateway') continue;
@@ -195,17 +251,43 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
       const gw = gateways.find((g) => g.metadata.name === ref.name && (g.metadata.namespace ?? 'default') === gwNs);
       if (!gw) continue;
       const accepted = attach(route, ref, gw, attached, namespaceLabels);
-      const parentRef = { group: GATEWAY_GROUP, kind: 'Gateway', namespace: gwNs, name: ref.name, ...(ref.sectionName ? { sectionName: ref.sectionName } : {}), ...(ref.port ? { port: ref.port } : {}) };
+      const parentRef = {
+        group: GATEWAY_GROUP,
+        kind: 'Gateway',
+        namespace: gwNs,
+        name: ref.name,
+        ...(ref.sectionName ? { sectionName: ref.sectionName } : {}),
+        ...(ref.port ? { port: ref.port } : {}),
+      };
       if (invalidRule && accepted.ok) {
-        parents.push({ parentRef, controllerName: settings.controllerName, conditions: [condition('Accepted', false, 'UnsupportedValue', invalidRule, gen), resolvedRefs] });
+        parents.push({
+          parentRef,
+          controllerName: settings.controllerName,
+          conditions: [condition('Accepted', false, 'UnsupportedValue', invalidRule, gen), resolvedRefs],
+        });
         continue;
       }
-      parents.push({ parentRef, controllerName: settings.controllerName, conditions: [accepted.ok ? condition('Accepted', true, 'Accepted', 'route accepted', gen) : condition('Accepted', false, accepted.reason, accepted.message, gen), resolvedRefs] });
+      parents.push({
+        parentRef,
+        controllerName: settings.controllerName,
+        conditions: [
+          accepted.ok
+            ? condition('Accepted', true, 'Accepted', 'route accepted', gen)
+            : condition('Accepted', false, accepted.reason, accepted.message, gen),
+          resolvedRefs,
+        ],
+      });
       if (!accepted.ok) continue;
       for (const { listener: al, hosts } of accepted.listeners) {
         al.status.attachedRoutes++;
         route.spec.rules?.forEach((rule, ruleIndex) => {
-          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts)) routeEntries.push({ ...entry, action: withRedirectPort(entry.action, al.listener), owner: key(routeNs, route.metadata.name), group: al.group });
+          for (const entry of ruleRoutes(route, rule, ruleIndex, backends[ruleIndex], hosts))
+            routeEntries.push({
+              ...entry,
+              action: withRedirectPort(entry.action, al.listener),
+              owner: key(routeNs, route.metadata.name),
+              group: al.group,
+            });
         });
       }
     }
@@ -222,11 +304,24 @@ export function translate(objects: GatewayApiObjects, settings: GatewayApiSettin
   }
   const entries = [...byName.values()].sort(comparePrecedence);
   for (const e of entries) e.group.routes.push(e.name!);
-  const routes = entries.map((e) => ({ name: e.name!, match: { ...e.match, ...(e.hosts ? { hosts: e.hosts } : {}) }, ...e.action }));
+  const routes = entries.map((e) => ({
+    name: e.name!,
+    match: { ...e.match, ...(e.hosts ? { hosts: e.hosts } : {}) },
+    ...e.action,
+  }));
 
-  const listeners = [...ports.values()].sort((a, b) => a.address.localeCompare(b.address) || a.port - b.port).map((g) => listenerConfig(g, settings));
+  const listeners = [...ports.values()]
+    .sort((a, b) => a.address.localeCompare(b.address) || a.port - b.port)
+    .map((g) => listenerConfig(g, settings));
   const routeOwners = new Map(entries.map((e) => [e.name!, e.owner]));
-  return { listeners, routes, clusters: [...clusters.values()], certificates: [...certificates.values()], status, routeOwners };
+  return {
+    listeners,
+    routes,
+    clusters: [...clusters.values()],
+    certificates: [...certificates.values()],
+    status,
+    routeOwners,
+  };
 }
 
 /** One Meridian listener: the Gateway listeners on one address and port. */
@@ -256,25 +351,50 @@ interface RouteEntry {
   match: Record<string, unknown>;
   action: Record<string, unknown>;
   /** Sort keys, Gateway API precedence. */
-  rank: { exact: number; method: number; headers: number; query: number; age: string; route: string; rule: number; match: number };
+  rank: {
+    exact: number;
+    method: number;
+    headers: number;
+    query: number;
+    age: string;
+    route: string;
+    rule: number;
+    match: number;
+  };
 }
 
-function portGroup(ports: Map<string, PortGroup>, address: string, port: number, protocol: 'http' | 'https', settings: GatewayApiSettings): PortGroup {
+function portGroup(
+  ports: Map<string, PortGroup>,
+  address: string,
+  port: number,
+  protocol: 'http' | 'https',
+  settings: GatewayApiSettings,
+): PortGroup {
   let g = ports.get(`${address} ${port}`);
   if (!g) {
     const at = address === settings.address ? '' : `-${address.replace(/[^A-Za-z0-9]/g, '-')}`;
-    ports.set(`${address} ${port}`, (g = { id: `p${port}${at}`, port, protocol, address, certificates: [], routes: [] }));
+    ports.set(
+      `${address} ${port}`,
+      (g = { id: `p${port}${at}`, port, protocol, address, certificates: [], routes: [] }),
+    );
   }
   return g;
 }
 
 function listenerConfig(g: PortGroup, settings: GatewayApiSettings): ConfigInput {
   const at = g.address === settings.address ? [] : [g.address.replace(/[^A-Za-z0-9]/g, '-')];
-  const base = { name: configName([...at, 'port', String(g.port)]), address: formatAddress(g.address, g.port), protocol: g.protocol, routes: g.routes };
+  const base = {
+    name: configName([...at, 'port', String(g.port)]),
+    address: formatAddress(g.address, g.port),
+    protocol: g.protocol,
+    routes: g.routes,
+  };
   if (g.protocol === 'http') return base;
   // The listener without a hostname (or else the first) is the default certificate; the others are served by SNI.
   const fallback = g.certificates.find((c) => !c.hostname) ?? g.certificates[0];
-  const sni = g.certificates.filter((c) => c.hostname && c !== fallback).map((c) => ({ serverNames: [c.hostname!], cert: c.cert, key: c.key }));
+  const sni = g.certificates
+    .filter((c) => c.hostname && c !== fallback)
+    .map((c) => ({ serverNames: [c.hostname!], cert: c.cert, key: c.key }));
   return { ...base, tls: { cert: fallback.cert, key: fallback.key, ...(sni.length ? { certificates: sni } : {}) } };
 }
 
@@ -286,7 +406,10 @@ function listenerConfig(g: PortGroup, settings: GatewayApiSettings): ConfigInput
  * asked for outside the pool, or none free: the Gateway is not programmed (AddressNotUsable /
  * AddressNotAssigned, the spec's reasons).
  */
-function assignAddresses(gateways: Gateway[], settings: GatewayApiSettings): Map<string, { address: string } | { problem: { reason: string; message: string } }> {
+function assignAddresses(
+  gateways: Gateway[],
+  settings: GatewayApiSettings,
+): Map<string, { address: string } | { problem: { reason: string; message: string } }> {
   const out = new Map<string, { address: string } | { problem: { reason: string; message: string } }>();
   const pool = settings.addresses;
   const taken = new Set<string>();
@@ -295,8 +418,20 @@ function assignAddresses(gateways: Gateway[], settings: GatewayApiSettings): Map
     const gwKey = key(gw.metadata.namespace, gw.metadata.name);
     const asked = gw.spec.addresses?.[0];
     if (asked) {
-      const usable = (asked.type ?? 'IPAddress') === 'IPAddress' && (pool ? pool.includes(asked.value) : asked.value === settings.address);
-      out.set(gwKey, usable ? { address: asked.value } : { problem: { reason: 'AddressNotUsable', message: `${asked.type ?? 'IPAddress'} ${asked.value} is not one this gateway can open (gateway.gatewayApi.${pool ? 'addresses' : 'address'})` } });
+      const usable =
+        (asked.type ?? 'IPAddress') === 'IPAddress' &&
+        (pool ? pool.includes(asked.value) : asked.value === settings.address);
+      out.set(
+        gwKey,
+        usable
+          ? { address: asked.value }
+          : {
+              problem: {
+                reason: 'AddressNotUsable',
+                message: `${asked.type ?? 'IPAddress'} ${asked.value} is not one this gateway can open (gateway.gatewayApi.${pool ? 'addresses' : 'address'})`,
+              },
+            },
+      );
       if (usable) taken.add(asked.value);
     } else if (!pool) out.set(gwKey, { address: settings.address });
     else pending.push(gw);
@@ -312,50 +447,150 @@ function assignAddresses(gateways: Gateway[], settings: GatewayApiSettings): Map
   for (const gw of later) {
     const free = pool!.find((a) => !taken.has(a));
     if (free) taken.add(free);
-    out.set(key(gw.metadata.namespace, gw.metadata.name), free ? { address: free } : { problem: { reason: 'AddressNotAssigned', message: `every address of gateway.gatewayApi.addresses is in use (${pool!.length})` } });
+    out.set(
+      key(gw.metadata.namespace, gw.metadata.name),
+      free
+        ? { address: free }
+        : {
+            problem: {
+              reason: 'AddressNotAssigned',
+              message: `every address of gateway.gatewayApi.addresses is in use (${pool!.length})`,
+            },
+          },
+    );
   }
   return out;
 }
 
 /** Why a Gateway listener cannot be programmed (protocol, TLS mode, certificate, duplicate), if so. */
-function listenerProblem(l: GatewayListener, gw: Gateway, secrets: Map<string, { type?: string; data?: Record<string, string> }>, seen: Map<string, string>): { accepted: boolean; resolved: boolean; conflicted: boolean; reason: string; message: string } | undefined {
-  if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') return { accepted: false, resolved: true, conflicted: false, reason: 'UnsupportedProtocol', message: `protocol ${l.protocol} is not supported (HTTP, HTTPS)` };
+function listenerProblem(
+  l: GatewayListener,
+  gw: Gateway,
+  secrets: Map<string, { type?: string; data?: Record<string, string> }>,
+  seen: Map<string, string>,
+): { accepted: boolean; resolved: boolean; conflicted: boolean; reason: string; message: string } | undefined {
+  if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS')
+    return {
+      accepted: false,
+      resolved: true,
+      conflicted: false,
+      reason: 'UnsupportedProtocol',
+      message: `protocol ${l.protocol} is not supported (HTTP, HTTPS)`,
+    };
   const slot = `${l.port}/${l.hostname ?? '*'}`;
-  if (seen.has(slot)) return { accepted: true, resolved: true, conflicted: true, reason: 'HostnameConflict', message: `listener ${seen.get(slot)} has the same port and hostname` };
+  if (seen.has(slot))
+    return {
+      accepted: true,
+      resolved: true,
+      conflicted: true,
+      reason: 'HostnameConflict',
+      message: `listener ${seen.get(slot)} has the same port and hostname`,
+    };
   seen.set(slot, l.name);
   if (l.protocol === 'HTTPS') {
-    if ((l.tls?.mode ?? 'Terminate') !== 'Terminate') return { accepted: false, resolved: true, conflicted: false, reason: 'UnsupportedValue', message: 'only tls.mode Terminate is supported on HTTPS listeners' };
+    if ((l.tls?.mode ?? 'Terminate') !== 'Terminate')
+      return {
+        accepted: false,
+        resolved: true,
+        conflicted: false,
+        reason: 'UnsupportedValue',
+        message: 'only tls.mode Terminate is supported on HTTPS listeners',
+      };
     const ref = l.tls?.certificateRefs?.[0];
-    if (!ref) return { accepted: false, resolved: false, conflicted: false, reason: 'InvalidCertificateRef', message: 'an HTTPS listener needs tls.certificateRefs' };
-    if ((ref.group ?? '') !== '' || (ref.kind ?? 'Secret') !== 'Secret') return { accepted: true, resolved: false, conflicted: false, reason: 'InvalidCertificateRef', message: `certificateRefs kind ${ref.kind} is not supported (Secret)` };
+    if (!ref)
+      return {
+        accepted: false,
+        resolved: false,
+        conflicted: false,
+        reason: 'InvalidCertificateRef',
+        message: 'an HTTPS listener needs tls.certificateRefs',
+      };
+    if ((ref.group ?? '') !== '' || (ref.kind ?? 'Secret') !== 'Secret')
+      return {
+        accepted: true,
+        resolved: false,
+        conflicted: false,
+        reason: 'InvalidCertificateRef',
+        message: `certificateRefs kind ${ref.kind} is not supported (Secret)`,
+      };
     const ns = ref.namespace ?? gw.metadata.namespace ?? 'default';
-    if (ns !== (gw.metadata.namespace ?? 'default')) return { accepted: true, resolved: false, conflicted: false, reason: 'RefNotPermitted', message: `Secret ${ns}/${ref.name} is in another namespace` };
+    if (ns !== (gw.metadata.namespace ?? 'default'))
+      return {
+        accepted: true,
+        resolved: false,
+        conflicted: false,
+        reason: 'RefNotPermitted',
+        message: `Secret ${ns}/${ref.name} is in another namespace`,
+      };
     const secret = secrets.get(key(ns, ref.name));
     if (secret?.type !== 'kubernetes.io/tls' || !secret.data?.['tls.crt'] || !secret.data?.['tls.key']) {
-      return { accepted: true, resolved: false, conflicted: false, reason: 'InvalidCertificateRef', message: `Secret ${ns}/${ref.name} is not a kubernetes.io/tls Secret with tls.crt and tls.key` };
+      return {
+        accepted: true,
+        resolved: false,
+        conflicted: false,
+        reason: 'InvalidCertificateRef',
+        message: `Secret ${ns}/${ref.name} is not a kubernetes.io/tls Secret with tls.crt and tls.key`,
+      };
     }
   }
   return undefined;
 }
 
-type Attachment = { ok: true; listeners: Array<{ listener: AttachedListener; hosts: string[] | undefined }> } | { ok: false; reason: string; message: string };
+type Attachment =
+  | { ok: true; listeners: Array<{ listener: AttachedListener; hosts: string[] | undefined }> }
+  | { ok: false; reason: string; message: string };
 
 /** Which of a Gateway's programmed listeners a route attaches to through one parentRef, with the hosts it serves there. */
-function attach(route: HTTPRoute, ref: ParentReference, gw: Gateway, attached: AttachedListener[], namespaceLabels: Map<string, Record<string, string>>): Attachment {
-  const candidates = attached.filter((a) => a.gateway === gw && (!ref.sectionName || a.listener.name === ref.sectionName) && (!ref.port || a.listener.port === ref.port));
+function attach(
+  route: HTTPRoute,
+  ref: ParentReference,
+  gw: Gateway,
+  attached: AttachedListener[],
+  namespaceLabels: Map<string, Record<string, string>>,
+): Attachment {
+  const candidates = attached.filter(
+    (a) =>
+      a.gateway === gw &&
+      (!ref.sectionName || a.listener.name === ref.sectionName) &&
+      (!ref.port || a.listener.port === ref.port),
+  );
   if (!candidates.length) {
-    const named = gw.spec.listeners.some((l) => (!ref.sectionName || l.name === ref.sectionName) && (!ref.port || l.port === ref.port));
-    return { ok: false, reason: 'NoMatchingParent', message: named ? 'the selected listener is not programmed' : `no listener matches sectionName ${ref.sectionName ?? '(any)'} port ${ref.port ?? '(any)'}` };
+    const named = gw.spec.listeners.some(
+      (l) => (!ref.sectionName || l.name === ref.sectionName) && (!ref.port || l.port === ref.port),
+    );
+    return {
+      ok: false,
+      reason: 'NoMatchingParent',
+      message: named
+        ? 'the selected listener is not programmed'
+        : `no listener matches sectionName ${ref.sectionName ?? '(any)'} port ${ref.port ?? '(any)'}`,
+    };
   }
   const routeNs = route.metadata.namespace ?? 'default';
   const allowed = candidates.filter((a) => allowsNamespace(a, routeNs, namespaceLabels) && allowsKind(a.listener));
-  if (!allowed.length) return { ok: false, reason: 'NotAllowedByListeners', message: `no selected listener allows HTTPRoutes from namespace ${routeNs}` };
-  const listeners = allowed.map((a) => ({ listener: a, hosts: intersectHostnames(route.spec.hostnames, a.listener.hostname) })).filter((x) => x.hosts !== null) as Array<{ listener: AttachedListener; hosts: string[] | undefined }>;
-  if (!listeners.length) return { ok: false, reason: 'NoMatchingListenerHostname', message: 'no hostname of the route matches a selected listener' };
+  if (!allowed.length)
+    return {
+      ok: false,
+      reason: 'NotAllowedByListeners',
+      message: `no selected listener allows HTTPRoutes from namespace ${routeNs}`,
+    };
+  const listeners = allowed
+    .map((a) => ({ listener: a, hosts: intersectHostnames(route.spec.hostnames, a.listener.hostname) }))
+    .filter((x) => x.hosts !== null) as Array<{ listener: AttachedListener; hosts: string[] | undefined }>;
+  if (!listeners.length)
+    return {
+      ok: false,
+      reason: 'NoMatchingListenerHostname',
+      message: 'no hostname of the route matches a selected listener',
+    };
   return { ok: true, listeners };
 }
 
-function allowsNamespace(a: AttachedListener, routeNs: string, namespaceLabels: Map<string, Record<string, string>>): boolean {
+function allowsNamespace(
+  a: AttachedListener,
+  routeNs: string,
+  namespaceLabels: Map<string, Record<string, string>>,
+): boolean {
   const from = a.listener.allowedRoutes?.namespaces?.from ?? 'Same';
   if (from === 'All') return true;
   if (from === 'Same') return routeNs === (a.gateway.metadata.namespace ?? 'default');
@@ -374,7 +609,10 @@ function allowsKind(l: GatewayListener): boolean {
  * match themselves; `*.example.com` matches any name below example.com (not example.com itself). Of a
  * wildcard and a name it covers, the more specific one is kept.
  */
-export function intersectHostnames(routeHosts: string[] | undefined, listenerHost: string | undefined): string[] | undefined | null {
+export function intersectHostnames(
+  routeHosts: string[] | undefined,
+  listenerHost: string | undefined,
+): string[] | undefined | null {
   if (!listenerHost) return routeHosts?.length ? [...routeHosts] : undefined;
   if (!routeHosts?.length) return [listenerHost];
   const out = new Set<string>();
@@ -400,7 +638,13 @@ interface ResolvedBackends {
 }
 
 /** backendRefs (and a RequestMirror's) -> clusters (made once per Service port), or why a reference cannot be used. */
-function resolveBackends(rule: HTTPRouteRule, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>, clusters: Map<string, ConfigInput>): ResolvedBackends {
+function resolveBackends(
+  rule: HTTPRouteRule,
+  routeNs: string,
+  objects: GatewayApiObjects,
+  services: Map<string, Service>,
+  clusters: Map<string, ConfigInput>,
+): ResolvedBackends {
   const problems: ResolvedBackends['problems'] = [];
   const usable: Array<{ cluster: string; weight: number }> = [];
   for (const ref of rule.backendRefs ?? []) {
@@ -416,22 +660,39 @@ function resolveBackends(rule: HTTPRouteRule, routeNs: string, objects: GatewayA
 }
 
 /** The cluster of a resolvable Service reference: its pods, by the Service port's name (or target port number). */
-function clusterFor(ref: HTTPBackendRef, routeNs: string, services: Map<string, Service>, clusters: Map<string, ConfigInput>): string {
+function clusterFor(
+  ref: HTTPBackendRef,
+  routeNs: string,
+  services: Map<string, Service>,
+  clusters: Map<string, ConfigInput>,
+): string {
   const ns = ref.namespace ?? routeNs;
   const svc = services.get(key(ns, ref.name))!;
   const port = svc.spec.ports!.find((p) => p.port === ref.port)!;
   // An EndpointSlice names its ports after the Service's ports; an unnamed (single) port is matched by its target port number.
   const slicePort = port.name ? port.name : typeof port.targetPort === 'number' ? port.targetPort : port.port;
   const name = configName(['svc', ns, ref.name, String(ref.port)]);
-  if (!clusters.has(name)) clusters.set(name, { name, discovery: { kubernetes: { namespace: ns, service: ref.name, port: slicePort } } });
+  if (!clusters.has(name))
+    clusters.set(name, { name, discovery: { kubernetes: { namespace: ns, service: ref.name, port: slicePort } } });
   return name;
 }
 
 /** A RequestMirror filter's copy target (Meridian's `mirror`), its reference checked like a backendRef. */
-function mirrorOf(rule: HTTPRouteRule, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>, clusters: Map<string, ConfigInput>, problems: ResolvedBackends['problems']): { cluster: string; percent: number } | undefined {
+function mirrorOf(
+  rule: HTTPRouteRule,
+  routeNs: string,
+  objects: GatewayApiObjects,
+  services: Map<string, Service>,
+  clusters: Map<string, ConfigInput>,
+  problems: ResolvedBackends['problems'],
+): { cluster: string; percent: number } | undefined {
   const f = rule.filters?.find((x) => x.type === 'RequestMirror');
   if (!f) return undefined;
-  const m = (f.requestMirror ?? {}) as { backendRef?: HTTPBackendRef; percent?: number; fraction?: { numerator: number; denominator?: number } };
+  const m = (f.requestMirror ?? {}) as {
+    backendRef?: HTTPBackendRef;
+    percent?: number;
+    fraction?: { numerator: number; denominator?: number };
+  };
   if (!m.backendRef) return undefined;
   const problem = backendProblem(m.backendRef, routeNs, objects, services);
   if (problem) {
@@ -442,26 +703,51 @@ function mirrorOf(rule: HTTPRouteRule, routeNs: string, objects: GatewayApiObjec
   return { cluster: clusterFor(m.backendRef, routeNs, services, clusters), percent };
 }
 
-function backendProblem(ref: HTTPBackendRef, routeNs: string, objects: GatewayApiObjects, services: Map<string, Service>): { reason: string; message: string } | undefined {
-  if ((ref.group ?? '') !== '' || (ref.kind ?? 'Service') !== 'Service') return { reason: 'InvalidKind', message: `backendRef kind ${ref.group ?? ''}/${ref.kind} is not supported (core Service)` };
+function backendProblem(
+  ref: HTTPBackendRef,
+  routeNs: string,
+  objects: GatewayApiObjects,
+  services: Map<string, Service>,
+): { reason: string; message: string } | undefined {
+  if ((ref.group ?? '') !== '' || (ref.kind ?? 'Service') !== 'Service')
+    return {
+      reason: 'InvalidKind',
+      message: `backendRef kind ${ref.group ?? ''}/${ref.kind} is not supported (core Service)`,
+    };
   const ns = ref.namespace ?? routeNs;
-  if (ns !== routeNs && !referenceGranted(objects, routeNs, ns, ref.name)) return { reason: 'RefNotPermitted', message: `no ReferenceGrant in ${ns} allows HTTPRoutes from ${routeNs} to Service ${ref.name}` };
+  if (ns !== routeNs && !referenceGranted(objects, routeNs, ns, ref.name))
+    return {
+      reason: 'RefNotPermitted',
+      message: `no ReferenceGrant in ${ns} allows HTTPRoutes from ${routeNs} to Service ${ref.name}`,
+    };
   const svc = services.get(key(ns, ref.name));
   if (!svc) return { reason: 'BackendNotFound', message: `Service ${ns}/${ref.name} not found` };
-  if (ref.port === undefined) return { reason: 'UnsupportedValue', message: `backendRef to Service ${ns}/${ref.name} needs a port` };
-  if (!svc.spec.ports?.some((p) => p.port === ref.port)) return { reason: 'BackendNotFound', message: `Service ${ns}/${ref.name} has no port ${ref.port}` };
-  if (svc.spec.type === 'ExternalName') return { reason: 'UnsupportedValue', message: `Service ${ns}/${ref.name} is ExternalName (no EndpointSlices)` };
+  if (ref.port === undefined)
+    return { reason: 'UnsupportedValue', message: `backendRef to Service ${ns}/${ref.name} needs a port` };
+  if (!svc.spec.ports?.some((p) => p.port === ref.port))
+    return { reason: 'BackendNotFound', message: `Service ${ns}/${ref.name} has no port ${ref.port}` };
+  if (svc.spec.type === 'ExternalName')
+    return { reason: 'UnsupportedValue', message: `Service ${ns}/${ref.name} is ExternalName (no EndpointSlices)` };
   return undefined;
 }
 
 /** A ReferenceGrant in `toNs` that lets HTTPRoutes of `fromNs` refer to Service `name`. */
 function referenceGranted(objects: GatewayApiObjects, fromNs: string, toNs: string, name: string): boolean {
-  return objects.referenceGrants.some((g) => (g.metadata.namespace ?? 'default') === toNs
-    && g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === 'HTTPRoute' && f.namespace === fromNs)
-    && g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (!t.name || t.name === name)));
+  return objects.referenceGrants.some(
+    (g) =>
+      (g.metadata.namespace ?? 'default') === toNs &&
+      g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === 'HTTPRoute' && f.namespace === fromNs) &&
+      g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (!t.name || t.name === name)),
+  );
 }
 
-const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror']);
+const SUPPORTED_FILTERS = new Set([
+  'RequestHeaderModifier',
+  'ResponseHeaderModifier',
+  'RequestRedirect',
+  'URLRewrite',
+  'RequestMirror',
+]);
 /**
  * Filters on backendRefs: header modifiers, when every backendRef of the rule has the same ones (then
  * "sent to this backend" is "sent by this rule", and they apply after the rule's own). Different filters
@@ -475,37 +761,79 @@ function ruleProblem(rule: HTTPRouteRule): string | undefined {
   const types = filters.map((f) => f.type);
   const unsupported = types.find((t) => !SUPPORTED_FILTERS.has(t));
   if (unsupported) return `filter ${unsupported} is not supported`;
-  for (const t of SUPPORTED_FILTERS) if (types.filter((x) => x === t).length > 1) return `filter ${t} appears more than once in a rule`;
-  if (types.includes('RequestRedirect') && rule.backendRefs?.length) return 'a rule with RequestRedirect cannot have backendRefs';
-  if (types.includes('RequestRedirect') && types.includes('URLRewrite')) return 'RequestRedirect and URLRewrite cannot be in one rule';
-  const redirect = filters.find((f) => f.type === 'RequestRedirect')?.requestRedirect as { port?: number; path?: { type: string } } | undefined;
-  if (redirect?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'RequestRedirect ReplacePrefixMatch needs PathPrefix matches';
+  for (const t of SUPPORTED_FILTERS)
+    if (types.filter((x) => x === t).length > 1) return `filter ${t} appears more than once in a rule`;
+  if (types.includes('RequestRedirect') && rule.backendRefs?.length)
+    return 'a rule with RequestRedirect cannot have backendRefs';
+  if (types.includes('RequestRedirect') && types.includes('URLRewrite'))
+    return 'RequestRedirect and URLRewrite cannot be in one rule';
+  const redirect = filters.find((f) => f.type === 'RequestRedirect')?.requestRedirect as
+    | { port?: number; path?: { type: string } }
+    | undefined;
+  if (
+    redirect?.path?.type === 'ReplacePrefixMatch' &&
+    (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')
+  )
+    return 'RequestRedirect ReplacePrefixMatch needs PathPrefix matches';
   const rewrite = filters.find((f) => f.type === 'URLRewrite')?.urlRewrite as { path?: { type: string } } | undefined;
-  if (rewrite?.path?.type === 'ReplacePrefixMatch' && (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')) return 'URLRewrite ReplacePrefixMatch needs PathPrefix matches';
+  if (
+    rewrite?.path?.type === 'ReplacePrefixMatch' &&
+    (rule.matches ?? [{}]).some((m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix')
+  )
+    return 'URLRewrite ReplacePrefixMatch needs PathPrefix matches';
   const backendFilters = (rule.backendRefs ?? []).map((b) => b.filters ?? []);
   const other = backendFilters.flat().find((f) => !BACKEND_FILTERS.has(f.type));
   if (other) return `filter ${other.type} on a backendRef is not supported (${[...BACKEND_FILTERS].join(', ')})`;
-  if (backendFilters.some((f) => JSON.stringify(f) !== JSON.stringify(backendFilters[0]))) return 'backendRefs of one rule with different filters are not supported';
-  for (const t of BACKEND_FILTERS) if ((backendFilters[0] ?? []).filter((f) => f.type === t).length > 1) return `filter ${t} appears more than once on a backendRef`;
+  if (backendFilters.some((f) => JSON.stringify(f) !== JSON.stringify(backendFilters[0])))
+    return 'backendRefs of one rule with different filters are not supported';
+  for (const t of BACKEND_FILTERS)
+    if ((backendFilters[0] ?? []).filter((f) => f.type === t).length > 1)
+      return `filter ${t} appears more than once on a backendRef`;
   return undefined;
 }
 
 /** The Meridian routes of one rule: one per match (two for a PathPrefix that is not "/"). */
-function ruleRoutes(route: HTTPRoute, rule: HTTPRouteRule, ruleIndex: number, backends: ResolvedBackends, hosts: string[] | undefined): Array<Omit<RouteEntry, 'group' | 'owner'>> {
+function ruleRoutes(
+  route: HTTPRoute,
+  rule: HTTPRouteRule,
+  ruleIndex: number,
+  backends: ResolvedBackends,
+  hosts: string[] | undefined,
+): Array<Omit<RouteEntry, 'group' | 'owner'>> {
   const ns = route.metadata.namespace ?? 'default';
   const matches = rule.matches?.length ? rule.matches : [{}];
   const filtersAction = filterAction(rule);
   const action = filtersAction.redirect ? filtersAction : { ...backends.action, ...filtersAction };
   const out: Array<Omit<RouteEntry, 'group' | 'owner'>> = [];
   matches.forEach((m, matchIndex) => {
-    const rank = { exact: 0, method: m.method ? 1 : 0, headers: m.headers?.length ?? 0, query: m.queryParams?.length ?? 0, age: route.metadata.creationTimestamp ?? '', route: `${ns}/${route.metadata.name}`, rule: ruleIndex, match: matchIndex };
+    const rank = {
+      exact: 0,
+      method: m.method ? 1 : 0,
+      headers: m.headers?.length ?? 0,
+      query: m.queryParams?.length ?? 0,
+      age: route.metadata.creationTimestamp ?? '',
+      route: `${ns}/${route.metadata.name}`,
+      rule: ruleIndex,
+      match: matchIndex,
+    };
     const predicates = matchPredicates(m);
     const parts = [ns, route.metadata.name, `r${ruleIndex}`, `m${matchIndex}`];
     for (const [suffix, path, exactRank] of pathVariants(m)) {
       const rewrite = urlRewrite(rule, path);
       const redirectPrefix = action.redirect ? redirectPathPrefix(rule, path) : undefined;
-      const shaped = redirectPrefix !== undefined ? { ...action, redirect: { ...(action.redirect as object), pathPrefix: redirectPrefix } } : rewrite ? { ...action, rewrite } : action;
-      out.push({ nameParts: suffix ? [...parts, suffix] : parts, hosts, match: { path, ...predicates }, action: shaped, rank: { ...rank, exact: exactRank } });
+      const shaped =
+        redirectPrefix !== undefined
+          ? { ...action, redirect: { ...(action.redirect as object), pathPrefix: redirectPrefix } }
+          : rewrite
+            ? { ...action, rewrite }
+            : action;
+      out.push({
+        nameParts: suffix ? [...parts, suffix] : parts,
+        hosts,
+        match: { path, ...predicates },
+        action: shaped,
+        rank: { ...rank, exact: exactRank },
+      });
     }
   });
   return out;
@@ -524,40 +852,70 @@ function pathVariants(m: HTTPRouteMatch): Array<[string, Record<string, string>,
   if (type === 'RegularExpression') return [['', { regex: value }, 0]];
   const trimmed = value.replace(/\/+$/, '');
   if (trimmed === '') return [['', { prefix: '/' }, 0]];
-  return [['x', { exact: trimmed }, 1], ['', { prefix: `${trimmed}/` }, 0]];
+  return [
+    ['x', { exact: trimmed }, 1],
+    ['', { prefix: `${trimmed}/` }, 0],
+  ];
 }
 
 function matchPredicates(m: HTTPRouteMatch): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (m.method) out.methods = [m.method];
-  if (m.headers?.length) out.headers = m.headers.map((h) => (h.type === 'RegularExpression' ? { name: h.name, regex: h.value } : { name: h.name, exact: h.value }));
-  if (m.queryParams?.length) out.query = m.queryParams.map((q) => (q.type === 'RegularExpression' ? { name: q.name, regex: q.value } : { name: q.name, exact: q.value }));
+  if (m.headers?.length)
+    out.headers = m.headers.map((h) =>
+      h.type === 'RegularExpression' ? { name: h.name, regex: h.value } : { name: h.name, exact: h.value },
+    );
+  if (m.queryParams?.length)
+    out.query = m.queryParams.map((q) =>
+      q.type === 'RegularExpression' ? { name: q.name, regex: q.value } : { name: q.name, exact: q.value },
+    );
   return out;
 }
 
-type HeaderFilter = { set?: Array<{ name: string; value: string }>; add?: Array<{ name: string; value: string }>; remove?: string[] };
+type HeaderFilter = {
+  set?: Array<{ name: string; value: string }>;
+  add?: Array<{ name: string; value: string }>;
+  remove?: string[];
+};
 
 /** Supported filters as Meridian route fields. */
 function filterAction(rule: HTTPRouteRule): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of rule.filters ?? []) {
     if (f.type === 'RequestHeaderModifier') out.requestHeaders = headerOps(f.requestHeaderModifier as HeaderFilter);
-    else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = headerOps(f.responseHeaderModifier as HeaderFilter);
+    else if (f.type === 'ResponseHeaderModifier')
+      out.responseHeaders = headerOps(f.responseHeaderModifier as HeaderFilter);
     else if (f.type === 'RequestRedirect') {
-      const r = (f.requestRedirect ?? {}) as { scheme?: string; hostname?: string; port?: number; statusCode?: number; path?: { type: string; replaceFullPath?: string } };
+      const r = (f.requestRedirect ?? {}) as {
+        scheme?: string;
+        hostname?: string;
+        port?: number;
+        statusCode?: number;
+        path?: { type: string; replaceFullPath?: string };
+      };
       out.redirect = {
         ...(r.scheme ? { scheme: r.scheme } : {}),
         ...(r.port !== undefined ? { port: r.port } : {}),
         ...(r.hostname ? { host: r.hostname } : {}),
-        ...(r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined ? { path: r.path.replaceFullPath } : {}),
+        ...(r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined
+          ? { path: r.path.replaceFullPath }
+          : {}),
         status: r.statusCode ?? 302,
       };
     }
   }
   // The backendRefs' header modifiers (all alike, ruleProblem says) apply after the rule's.
   for (const f of rule.backendRefs?.[0]?.filters ?? []) {
-    if (f.type === 'RequestHeaderModifier') out.requestHeaders = thenApply(out.requestHeaders as HeaderOpsInput | undefined, headerOps(f.requestHeaderModifier as HeaderFilter));
-    else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = thenApply(out.responseHeaders as HeaderOpsInput | undefined, headerOps(f.responseHeaderModifier as HeaderFilter));
+    if (f.type === 'RequestHeaderModifier')
+      out.requestHeaders = thenApply(
+        out.requestHeaders as HeaderOpsInput | undefined,
+        headerOps(f.requestHeaderModifier as HeaderFilter),
+      );
+    else if (f.type === 'ResponseHeaderModifier')
+      out.responseHeaders = thenApply(
+        out.responseHeaders as HeaderOpsInput | undefined,
+        headerOps(f.responseHeaderModifier as HeaderFilter),
+      );
   }
   return out;
 }
@@ -571,11 +929,13 @@ type HeaderOpsInput = { set?: Record<string, string>; add?: Record<string, strin
  */
 function thenApply(first: HeaderOpsInput | undefined, second: HeaderOpsInput): HeaderOpsInput {
   if (!first) return second;
-  const lower = (r: Record<string, string> | undefined) => new Map(Object.entries(r ?? {}).map(([k, v]) => [k.toLowerCase(), [k, v] as const]));
+  const lower = (r: Record<string, string> | undefined) =>
+    new Map(Object.entries(r ?? {}).map(([k, v]) => [k.toLowerCase(), [k, v] as const]));
   const overridden = new Set([...Object.keys(second.set ?? {}), ...(second.remove ?? [])].map((k) => k.toLowerCase()));
   const set = new Map([...[...lower(first.set)].filter(([k]) => !overridden.has(k)), ...lower(second.set)]);
   const add = new Map([...lower(first.add)].filter(([k]) => !overridden.has(k)));
-  for (const [k, [name, v]] of lower(second.add)) add.set(k, add.has(k) ? [add.get(k)![0], `${add.get(k)![1]},${v}`] : [name, v]);
+  for (const [k, [name, v]] of lower(second.add))
+    add.set(k, add.has(k) ? [add.get(k)![0], `${add.get(k)![1]},${v}`] : [name, v]);
   const remove = [...new Set([...(first.remove ?? []), ...(second.remove ?? [])].map((k) => k.toLowerCase()))];
   const out: HeaderOpsInput = {};
   if (set.size) out.set = Object.fromEntries(set.values());
@@ -586,7 +946,9 @@ function thenApply(first: HeaderOpsInput | undefined, second: HeaderOpsInput): H
 
 /** A RequestRedirect's ReplacePrefixMatch as `redirect.pathPrefix` for one of the rule's path matches (as urlRewrite does). */
 function redirectPathPrefix(rule: HTTPRouteRule, path: Record<string, string>): string | undefined {
-  const r = rule.filters?.find((x) => x.type === 'RequestRedirect')?.requestRedirect as { path?: { type: string; replacePrefixMatch?: string } } | undefined;
+  const r = rule.filters?.find((x) => x.type === 'RequestRedirect')?.requestRedirect as
+    | { path?: { type: string; replacePrefixMatch?: string } }
+    | undefined;
   if (r?.path?.type !== 'ReplacePrefixMatch' || r.path.replacePrefixMatch === undefined) return undefined;
   return prefixReplacement(r.path.replacePrefixMatch, path);
 }
@@ -605,7 +967,10 @@ function prefixReplacement(value: string, path: Record<string, string>): string 
 function urlRewrite(rule: HTTPRouteRule, path: Record<string, string>): Record<string, string> | undefined {
   const f = rule.filters?.find((x) => x.type === 'URLRewrite');
   if (!f) return undefined;
-  const r = (f.urlRewrite ?? {}) as { hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string } };
+  const r = (f.urlRewrite ?? {}) as {
+    hostname?: string;
+    path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string };
+  };
   const out: Record<string, string> = {};
   if (r.hostname) out.host = r.hostname;
   if (r.path?.type === 'ReplaceFullPath' && r.path.replaceFullPath !== undefined) out.path = r.path.replaceFullPath;
@@ -637,23 +1002,48 @@ function headerOps(f: HeaderFilter | undefined): Record<string, unknown> {
 
 /** Gateway API precedence among routes of equal host and path rank (see translate). */
 function comparePrecedence(a: RouteEntry, b: RouteEntry): number {
-  const x = a.rank, y = b.rank;
-  return y.exact - x.exact || y.method - x.method || y.headers - x.headers || y.query - x.query
-    || (x.age < y.age ? -1 : x.age > y.age ? 1 : 0) || (x.route < y.route ? -1 : x.route > y.route ? 1 : 0) || x.rule - y.rule || x.match - y.match
-    || (a.name! < b.name! ? -1 : 1);
+  const x = a.rank,
+    y = b.rank;
+  return (
+    y.exact - x.exact ||
+    y.method - x.method ||
+    y.headers - x.headers ||
+    y.query - x.query ||
+    (x.age < y.age ? -1 : x.age > y.age ? 1 : 0) ||
+    (x.route < y.route ? -1 : x.route > y.route ? 1 : 0) ||
+    x.rule - y.rule ||
+    x.match - y.match ||
+    (a.name! < b.name! ? -1 : 1)
+  );
 }
 
-function sortByAge<T extends { metadata: { creationTimestamp?: string; namespace?: string; name: string } }>(items: T[]): T[] {
+function sortByAge<T extends { metadata: { creationTimestamp?: string; namespace?: string; name: string } }>(
+  items: T[],
+): T[] {
   return [...items].sort((a, b) => {
-    const ta = a.metadata.creationTimestamp ?? '', tb = b.metadata.creationTimestamp ?? '';
+    const ta = a.metadata.creationTimestamp ?? '',
+      tb = b.metadata.creationTimestamp ?? '';
     if (ta !== tb) return ta < tb ? -1 : 1;
-    const ka = key(a.metadata.namespace, a.metadata.name), kb = key(b.metadata.namespace, b.metadata.name);
+    const ka = key(a.metadata.namespace, a.metadata.name),
+      kb = key(b.metadata.namespace, b.metadata.name);
     return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
 }
 
-function condition(type: string, ok: boolean, reason: string, message: string, observedGeneration: number | undefined): Condition {
-  return { type, status: ok ? 'True' : 'False', reason, message, ...(observedGeneration !== undefined ? { observedGeneration } : {}) };
+function condition(
+  type: string,
+  ok: boolean,
+  reason: string,
+  message: string,
+  observedGeneration: number | undefined,
+): Condition {
+  return {
+    type,
+    status: ok ? 'True' : 'False',
+    reason,
+    message,
+    ...(observedGeneration !== undefined ? { observedGeneration } : {}),
+  };
 }
 
 function key(namespace: string | undefined, name: string): string {

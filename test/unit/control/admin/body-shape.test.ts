@@ -16,12 +16,17 @@ describe('admin body shape', () => {
     const blockSeqs = (levels: number) => '- '.repeat(levels) + 'x\n';
     expect(checkYamlDepth(blockSeqs(MAX_BODY_DEPTH))).toBeUndefined();
     expect(checkYamlDepth(blockSeqs(MAX_BODY_DEPTH + 1))?.message).toMatch(/nested more than 64/);
-    expect(checkYamlDepth('{a: '.repeat(MAX_BODY_DEPTH + 1) + '1' + '}'.repeat(MAX_BODY_DEPTH + 1))?.message).toMatch(/nested more than 64/);
+    expect(checkYamlDepth('{a: '.repeat(MAX_BODY_DEPTH + 1) + '1' + '}'.repeat(MAX_BODY_DEPTH + 1))?.message).toMatch(
+      /nested more than 64/,
+    );
     expect(checkYamlDepth('x:\n  ' + '- '.repeat(100_000) + 'x\ny: 1\n')?.message).toMatch(/nested more than 64/);
   });
 
   it('refuses a __proto__ key at any depth, in objects inside arrays too, and accepts a constructor key (the schema refuses that)', () => {
-    expect(checkBodyShape(JSON.parse('{"routes":[{"match":{"__proto__":{}}}]}'))).toEqual({ path: 'routes[0].match.__proto__', message: 'the key "__proto__" is not allowed' });
+    expect(checkBodyShape(JSON.parse('{"routes":[{"match":{"__proto__":{}}}]}'))).toEqual({
+      path: 'routes[0].match.__proto__',
+      message: 'the key "__proto__" is not allowed',
+    });
     expect(checkBodyShape(JSON.parse('{"__proto__":1}'))?.path).toBe('__proto__');
     expect(checkBodyShape({ routes: [{ match: { constructor: 1 } }] })).toBeUndefined();
   });

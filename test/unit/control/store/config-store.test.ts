@@ -13,9 +13,15 @@ describe('ConfigStore history', () => {
     for (let n = 1; n <= 6; n++) await store.commit({ blob: 'x'.repeat(10_000), n }, `test:${n}`);
     // Each version is ~10 KB of JSON: the newest two fit 25 KB, a third would not.
     expect(store.list().map((v) => v.version)).toEqual([5, 6]);
-    const onDisk = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { current: number; versions: Array<{ version: number; source: string; config: { n: number } }> };
+    const onDisk = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as {
+      current: number;
+      versions: Array<{ version: number; source: string; config: { n: number } }>;
+    };
     expect(onDisk.current).toBe(6);
-    expect(onDisk.versions.map((v) => [v.version, v.source, v.config.n])).toEqual([[5, 'test:5', 5], [6, 'test:6', 6]]);
+    expect(onDisk.versions.map((v) => [v.version, v.source, v.config.n])).toEqual([
+      [5, 'test:5', 5],
+      [6, 'test:6', 6],
+    ]);
     const reloaded = new ConfigStore<{ blob: string; n: number }>(dir, 'state.json', { keepBytes: 25_000 });
     expect(await reloaded.load()).toBe(true);
     expect(reloaded.current!.config.n).toBe(6);
