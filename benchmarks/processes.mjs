@@ -31,7 +31,8 @@ export function start(name, cmd, args, { env = {}, core = 0, ready = READY, read
     let out = '';
     if (readyPort) pollPort(readyPort, () => resolve(p));
     const onData = (d) => {
-      out += d;
+      // Keep the tail only: a gateway writing access logs under load would grow it without end.
+      out = (out + d).slice(-4096);
       if (ready.test(out)) resolve(p);
     };
     p.stdout.on('data', onData);

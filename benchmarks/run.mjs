@@ -1,6 +1,6 @@
 // Meridian beside its baselines, in the same run, interleaved (A B C D A B C D ...).
 // Env: DURATION (s, 10), ROUNDS (3), WARMUP (s, 3), CONNECTIONS (100), TOOLS (autocannon,wrk), UPSTREAM_SERVER (nginx if installed, else node),
-//      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier),
+//      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier; also full-chain),
 //      APPEND (1; 0 = print the report without appending it to RESULTS.md).
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -8,7 +8,16 @@ import { mkdtempSync, writeFileSync, appendFileSync, existsSync } from 'node:fs'
 import { tmpdir, cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jwtToken, meridianConfig, selfSignedCert, LB_PORTS, usesLbPorts, usesRedis, TARGETS } from './scenarios.mjs';
+import {
+  jwtToken,
+  meridianConfig,
+  selfSignedCert,
+  LB_PORTS,
+  usesLbPorts,
+  usesRedis,
+  usesJwt,
+  TARGETS,
+} from './scenarios.mjs';
 import { has, PIN, pinned, start, cpuMicros, cleanup } from './processes.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -176,7 +185,7 @@ async function startMeridian(s, port, dir, material) {
     name: `meridian-${s}`,
     url: `${s === 'https' ? 'https' : 'http'}://127.0.0.1:${port}/x`,
     proc,
-    headers: s === 'jwt' ? { authorization: `Bearer ${await jwtToken()}` } : undefined,
+    headers: usesJwt(s) ? { authorization: `Bearer ${await jwtToken()}` } : undefined,
     tools: s === 'https' ? ['wrk'] : undefined,
   };
 }

@@ -47,7 +47,9 @@ export function selfSignedCert(dir) {
 
 /** Ports of the lb-* scenarios' endpoints: extra ports of the upstream process (10 endpoints). */
 export const LB_PORTS = Array.from({ length: 10 }, (_, i) => 18120 + i);
-export const usesLbPorts = (scenario) => scenario.startsWith('lb-');
+export const usesLbPorts = (scenario) => scenario.startsWith('lb-') || scenario === 'full-chain';
+/** Scenarios whose requests carry the bench JWT. */
+export const usesJwt = (scenario) => scenario === 'jwt' || scenario === 'full-chain';
 export const usesRedis = (scenario) => scenario === 'ratelimit-redis';
 
 /**
@@ -89,7 +91,14 @@ export function meridianConfig(scenario, port, opts = {}) {
     routes: [route],
     clusters: [{ name: 'up', endpoints: [{ address: '127.0.0.1:18090' }] }],
   };
-  if (scenario === 'jwt') {
+  if (scenario === 'full-chain') {
+    // Everything a production route runs at once: JWT, a local rate limit, least-request over 10
+    // endpoints with outlier detection, metrics (always on) and an access line per request.
+    config.gateway.accessLog = { enabled: true };
+    config.rateLimits = [bigLimit('local')];
+    route.rateLimits = ['bench'];
+  }
+  if (usesJwt(scenario)) {
     config.auth = {
       jwtProviders: [
         {
@@ -102,10 +111,6 @@ export function meridianConfig(scenario, port, opts = {}) {
       ],
     };
     route.auth = ['bench'];
-    return keys.then(async ({ publicKey }) => {
-      config.auth.jwtProviders[0].jwks.keys = [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }];
-      return config;
-    });
   }
   if (scenario === 'ratelimit-local') {
     config.rateLimits = [bigLimit('local')];
@@ -124,13 +129,19 @@ export function meridianConfig(scenario, port, opts = {}) {
       endpoints: LB_PORTS.map((p) => ({ address: `127.0.0.1:${p}` })),
       lb: { policy: 'round_robin' },
     };
-    if (scenario === 'lb-lr-outlier') {
+    if (scenario === 'lb-lr-outlier' || scenario === 'full-chain') {
       cluster.lb.policy = 'least_request';
       // Envoy's defaults (consecutive 5xx, success rate, 10 % max ejection), evaluated every second so
       // that even short runs include several evaluations.
       cluster.outlierDetection = { interval: '1s' };
     }
     config.clusters = [cluster];
+  }
+  if (usesJwt(scenario)) {
+    return keys.then(async ({ publicKey }) => {
+      config.auth.jwtProviders[0].jwks.keys = [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' }];
+      return config;
+    });
   }
   return config;
 }
