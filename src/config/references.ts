@@ -37,6 +37,7 @@ export function checkReferences(config: Config): ConfigError[] {
     );
   });
   config.listeners.forEach((l, i) => checkListener(l, `listeners[${i}]`, routes, add));
+  checkSvid(config, add);
   config.clusters.forEach((c, i) => checkCluster(c, `clusters[${i}]`, config, add));
   checkAdmin(config, add);
   config.gateway.dns?.servers.forEach(
@@ -116,11 +117,25 @@ function checkRegex(source: string | undefined, path: string, add: Add) {
 
 function checkListener(l: Config['listeners'][number], p: string, routes: Set<string>, add: Add) {
   l.routes?.forEach((n, j) => routes.has(n) || add(`${p}.routes[${j}]`, `unknown route "${n}"`));
-  if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length)
-    add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates)');
-  if (l.tls?.requireClientCert && !l.tls.ca) add(`${p}.tls.ca`, 'requireClientCert needs a ca bundle');
+  if (l.protocol === 'https' && !(l.tls?.cert && l.tls?.key) && !l.tls?.certificates?.length && !l.tls?.svid)
+    add(`${p}.tls`, 'https needs tls.cert and tls.key (or tls.certificates, or tls.svid)');
+  if (l.tls?.requireClientCert && !l.tls.ca && !l.tls.svid)
+    add(`${p}.tls.ca`, 'requireClientCert needs a ca bundle (or tls.svid)');
   if ((l.tls?.cert === undefined) !== (l.tls?.key === undefined))
     add(`${p}.tls`, 'cert and key must be given together');
+}
+
+/** SVIDs come from the hub (managementServer.svid) and replace files: never both on one listener or link. */
+function checkSvid(config: Config, add: Add) {
+  const ms = config.managementServer;
+  config.listeners.forEach((l, i) => {
+    if (!l.tls?.svid) return;
+    if (!ms?.svid) add(`listeners[${i}].tls.svid`, 'tls.svid needs managementServer.svid: true');
+    const files = (['cert', 'key', 'ca', 'certificates'] as const).filter((f) => l.tls?.[f] !== undefined);
+    if (files.length) add(`listeners[${i}].tls`, `tls.svid replaces ${files.join(', ')}: set one or the other`);
+  });
+  if (ms?.svid && ms.eastWest?.tls)
+    add('managementServer.eastWest.tls', 'with managementServer.svid the SVID is the east-west credential: drop tls');
 }
 
 function checkCluster(c: Config['clusters'][number], p: string, config: Config, add: Add) {

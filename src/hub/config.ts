@@ -1,5 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Labels, Name, Obj } from '../config/schema/common.js';
+import { Address, Duration, Labels, Name, Obj } from '../config/schema/common.js';
+import { msOf } from '../config/duration.js';
+import { TRUST_DOMAIN_PATTERN } from './ca/spiffe-id.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
 import { applySchema, checkConfig, deepFreeze, substituteAll, type ConfigError } from '../config/validate.js';
 import { MANAGED_KINDS } from './protocol.js';
@@ -28,6 +30,22 @@ export const VirtualDestinationSchema = Obj({
   targets: Type.Optional(Labels),
 });
 
+/** The fleet's certificate authority (docs/multicluster.md#certificates-issued-by-the-hub). */
+export const HubCaSchema = Obj({
+  trustDomain: Type.String({
+    pattern: TRUST_DOMAIN_PATTERN,
+    errorMessage: 'expected a trust domain like mesh.example',
+  }),
+  /** The CA certificate and key (PEM files); without them one is generated and kept in the state directory. */
+  cert: Type.Optional(Type.String()),
+  key: Type.Optional(Type.String()),
+  /** Lifetime of each issued SVID; at least 1m. */
+  svidTtl: Duration('1h'),
+});
+
+/** The shortest SVID lifetime accepted: renewal at half-life must leave time for a round trip. */
+const MIN_SVID_TTL_MS = 60_000;
+
 export const HubSectionSchema = Obj(
   {
     address: Type.String({ default: '127.0.0.1:9950', pattern: Address.pattern, errorMessage: 'expected host:port' }),
@@ -43,6 +61,8 @@ export const HubSectionSchema = Obj(
     ),
     /** TLS for the hub API; with `clientCa`, client certificates are required (mTLS). */
     tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
+    /** Issue SVIDs to gateways (off when absent). */
+    ca: Type.Optional(HubCaSchema),
     /** Serve an unauthenticated hub API on a non-loopback address anyway (warned at every start). */
     insecure: Type.Boolean({ default: false }),
   },
@@ -88,8 +108,19 @@ export function checkHubConfig(value: unknown): HubValidation {
   const errors = gateway.ok
     ? []
     : gateway.errors.filter((e) => !e.path.startsWith('admin') && !e.path.startsWith('gateway'));
-  errors.push(...virtualDestinationErrors(config));
+  errors.push(...virtualDestinationErrors(config), ...caErrors(config));
   return errors.length ? { ok: false, errors } : { ok: true, config: deepFreeze(config) };
+}
+
+function caErrors(config: HubConfig): ConfigError[] {
+  const ca = config.hub.ca;
+  if (!ca) return [];
+  const errors: ConfigError[] = [];
+  if ((ca.cert === undefined) !== (ca.key === undefined))
+    errors.push({ path: 'hub.ca', message: 'cert and key must be given together (or neither: generated)' });
+  if (msOf(ca).svidTtl < MIN_SVID_TTL_MS)
+    errors.push({ path: 'hub.ca.svidTtl', message: 'svidTtl must be at least 1m' });
+  return errors;
 }
 
 function virtualDestinationErrors(config: HubConfig): ConfigError[] {

@@ -8,6 +8,8 @@ import { isLoopbackHost, splitAddress } from '../common/address.js';
 import { checkHubConfig, validateHubConfig, type HubConfig } from './config.js';
 import { Fleet } from './fleet.js';
 import { HubServer } from './server.js';
+import { msOf } from '../config/duration.js';
+import { MeshCa, MeshCaError } from './ca/mesh-ca.js';
 
 export interface RunningHub {
   address: string;
@@ -60,7 +62,21 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
     validate: validateHubConfig,
     publish: async (v) => (fleet.setConfig(v.config, v.version), []),
   });
-  const server = new HubServer(store, fleet, changes);
+  const server = new HubServer(store, fleet, changes, await openCa(hub.ca, opts.stateDir));
   const address = await server.listen();
   return { address, store, fleet, stop: () => server.close() };
+}
+
+/**
+ * The mesh CA of `hub.ca`, read once at start: a change to `hub.ca` takes effect at the next start
+ * (rotating a CA under traffic is issue 21, slice 3).
+ */
+async function openCa(ca: HubConfig['hub']['ca'], stateDir: string): Promise<MeshCa | undefined> {
+  if (!ca) return undefined;
+  try {
+    return await MeshCa.open({ ...ca, svidTtlMs: msOf(ca).svidTtl }, stateDir);
+  } catch (e) {
+    if (e instanceof MeshCaError) throw new HubStartupError(e.errors);
+    throw e;
+  }
 }

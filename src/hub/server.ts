@@ -20,6 +20,7 @@ import type { Config } from '../config/schema/index.js';
 import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
 import type { Fleet } from './fleet.js';
 import { REPLICA_HEADER, type Ack, type GatewayReport } from './protocol.js';
+import { SvidRefused, type MeshCa } from './ca/mesh-ca.js';
 
 const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
 
@@ -63,12 +64,15 @@ export class HubServer {
   readonly #fleet: Fleet;
   /** The same change path as a gateway's: a new version is live when the fleet has been sent it. */
   readonly #changes: ConfigChanges<HubConfig>;
+  /** The fleet's CA when `hub.ca` is set: SVIDs on CSRs, GET /ca/bundle, and SVIDs accepted as client certificates. */
+  readonly #ca: MeshCa | undefined;
   #server?: http.Server;
 
-  constructor(store: ConfigStore<HubConfig>, fleet: Fleet, changes: ConfigChanges<HubConfig>) {
+  constructor(store: ConfigStore<HubConfig>, fleet: Fleet, changes: ConfigChanges<HubConfig>, ca?: MeshCa) {
     this.#store = store;
     this.#fleet = fleet;
     this.#changes = changes;
+    this.#ca = ca;
   }
 
   get current() {
@@ -80,13 +84,7 @@ export class HubServer {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
     const server = hub.tls
       ? https.createServer(
-          {
-            cert: readFileSync(hub.tls.cert),
-            key: readFileSync(hub.tls.key),
-            ...(hub.tls.clientCa
-              ? { ca: readFileSync(hub.tls.clientCa), requestCert: true, rejectUnauthorized: true }
-              : {}),
-          },
+          { cert: readFileSync(hub.tls.cert), key: readFileSync(hub.tls.key), ...this.#clientCertOptions(hub.tls) },
           handler,
         )
       : http.createServer(handler);
@@ -99,6 +97,20 @@ export class HubServer {
     this.#server = server;
     const a = server.address() as AddressInfo;
     return formatAddress(a.address, a.port);
+  }
+
+  /**
+   * Client certificates: required and verified against `clientCa` when set (mTLS only, as before).
+   * With a mesh CA they are also asked for and verified against its bundle, but not required, so a
+   * gateway can renew with its SVID while others still bootstrap with a token.
+   */
+  #clientCertOptions(tls: NonNullable<HubConfig['hub']['tls']>): https.ServerOptions {
+    const ca = [
+      ...(tls.clientCa ? [readFileSync(tls.clientCa, 'utf8')] : []),
+      ...(this.#ca ? [this.#ca.bundlePem] : []),
+    ];
+    if (!ca.length) return {};
+    return { ca, requestCert: true, rejectUnauthorized: Boolean(tls.clientCa) };
   }
 
   async close(): Promise<void> {
@@ -157,6 +169,8 @@ export class HubServer {
         });
       return this.#gatewayProtocol(c, sub, c.parts[3]);
     }
+    // The trust bundle is for every authenticated caller, gateways included: it holds no secret.
+    if (head === 'ca' && name === 'bundle' && !sub && m === 'GET') return this.#bundle(c);
     if (c.gatewayIds)
       throw new ApiError(403, 'forbidden', {
         error: 'forbidden',
@@ -251,6 +265,10 @@ export class HubServer {
       this.#fleet.ack(id, ack, replicaOf(c.req));
       return (void sendJson(c.res, 200, { ok: true }), true);
     }
+    if (action === 'svid' && m === 'POST') return this.#issueSvid(c, id);
+    // What a gateway needs to write its CSR: the trust domain its SPIFFE ID is in.
+    if (action === 'svid' && m === 'GET' && this.#ca)
+      return (void sendJson(c.res, 200, { trustDomain: this.#ca.trustDomain }), true);
     if (action === 'watch' && m === 'GET') {
       if (!this.#fleet.has(id))
         throw new ApiError(409, 'report first', {
@@ -261,6 +279,37 @@ export class HubServer {
       return true;
     }
     return false;
+  }
+
+  #bundle(c: Call): boolean {
+    if (!this.#ca) return false;
+    c.res.writeHead(200, { 'content-type': 'application/x-pem-file', 'cache-control': 'no-store' });
+    c.res.end(this.#ca.bundlePem);
+    return true;
+  }
+
+  /** POST /v1/gateways/{id}/svid `{ csr }`: the gateway's SVID, signed for the key in its request. */
+  async #issueSvid(c: Call, id: string): Promise<boolean> {
+    if (!this.#ca) return false;
+    const body = (await readBody(c.req)) as { csr?: unknown } | undefined;
+    if (typeof body?.csr !== 'string')
+      throw new ApiError(400, 'invalid body', {
+        errors: [{ path: 'csr', message: 'expected a PEM certificate request' }],
+      });
+    try {
+      const callerSpiffeId = c.who.startsWith('spiffe://') ? c.who : undefined;
+      const issued = await this.#ca.issue(body.csr, { gatewayId: id, callerSpiffeId });
+      logger.info({ gateway: id, spiffeId: issued.spiffeId, expiresAt: issued.expiresAt, by: c.who }, 'issued an SVID');
+      sendJson(c.res, 200, issued);
+      return true;
+    } catch (e) {
+      if (!(e instanceof SvidRefused)) throw e;
+      logger.warn({ gateway: id, by: c.who, reason: e.message }, 'refused an SVID request');
+      throw new ApiError(e.status, 'svid refused', {
+        error: e.status === 403 ? 'forbidden' : 'invalid_csr',
+        message: e.message,
+      });
+    }
   }
 
   /** A change through the config service, with the caller's If-Match. */

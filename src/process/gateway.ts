@@ -17,6 +17,12 @@ import { DnsDiscovery } from '../discovery/dns.js';
 import { KubernetesDiscovery } from '../discovery/kubernetes.js';
 import type { EndpointSource } from '../discovery/endpoint-source.js';
 import { GatewayApiSource } from '../control/sources/gateway-api/source.js';
+import { bootstrapSvid, svidFiles, type GatewaySvid } from '../control/managed/gateway-svid.js';
+import { HubConnection } from '../control/managed/hub-connection.js';
+import { hubConnectionOptions } from '../control/managed/managed-gateway.js';
+import { withSvidListeners } from '../control/managed/svid-tls.js';
+import { clusterOf } from '../hub/ca/spiffe-id.js';
+import type { Config } from '../config/schema/index.js';
 
 export interface GatewayOptions {
   configFile: string;
@@ -50,7 +56,14 @@ export class StartupError extends Error {
  * one ConfigService built here, which stores each change and publishes it to the workers.
  */
 export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
-  const primary = new Primary({ stateDir: opts.stateDir, workers: opts.workers, workerExec: opts.workerExec });
+  const files = svidFiles(opts.stateDir);
+  const primary = new Primary({
+    stateDir: opts.stateDir,
+    workers: opts.workers,
+    workerExec: opts.workerExec,
+    // Listeners with tls.svid serve the SVID's files (a no-op for configs without one).
+    deriveLive: (config) => withSvidListeners(config, files),
+  });
   if (!(await primary.store.load())) {
     const loaded = await loadConfigFile(opts.configFile);
     if (!loaded.ok) throw new StartupError(loaded.errors);
@@ -72,6 +85,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   primary.onWorkerMessage((msg) => {
     if (msg.t === 'outcomes') health.onOutcomes(msg.batch);
   });
+  // Before the workers: their tls.svid listeners and east-west clusters read the SVID's files.
+  const svid = await startupSvid(current.config, opts.stateDir);
   await health.reconcile(primary.live);
   registerLocalRateLimitServer(primary.rpc, systemClock);
   await primary.startWorkers(current.config);
@@ -111,7 +126,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   await warmUp([gatewayApi]);
   // Clusters the Gateway API made watch their EndpointSlices: let those first lists land too.
   await warmUp(discovery);
-  managed = await loadManagedState(primary, changes, opts.stateDir);
+  managed = await loadManagedState(primary, changes, opts.stateDir, svid);
   const redisHealth = new RedisHealth();
   const readiness: Array<() => Record<string, unknown>> = [() => redisHealth.status(primary.current.config)];
   if (managed) readiness.push(managedReadiness(managed, current.config.managementServer!.url));
@@ -169,12 +184,27 @@ async function loadManagedState(
   primary: Primary,
   changes: ConfigChanges,
   stateDir: string,
+  svid: GatewaySvid | undefined,
 ): Promise<ManagedGateway | undefined> {
   const ms = primary.current.config.managementServer;
   if (!ms) return undefined;
-  const managed = new ManagedGateway(primary, changes, stateDir, ms, systemRng);
+  const managed = new ManagedGateway(primary, changes, stateDir, ms, systemRng, svid);
   await managed.load();
   return managed;
+}
+
+/** With managementServer.svid: the SVID this start serves with (see bootstrapSvid); a failure stops the start. */
+async function startupSvid(config: Config, stateDir: string): Promise<GatewaySvid | undefined> {
+  const ms = config.managementServer;
+  if (!ms?.svid) return undefined;
+  const hub = new HubConnection(hubConnectionOptions(ms, config.gateway.name));
+  try {
+    return await bootstrapSvid(hub, clusterOf(hub.id, config.gateway.labels), svidFiles(stateDir), systemRng);
+  } catch (e) {
+    throw new StartupError([{ path: 'managementServer.svid', message: (e as Error).message }]);
+  } finally {
+    hub.close();
+  }
 }
 
 function managedReadiness(managed: ManagedGateway, url: string): () => Record<string, unknown> {

@@ -5,7 +5,7 @@ import { ConfigStore, type ConfigVersion } from '../control/store/config-store.j
 import type { HealthOverlay } from '../cluster/cluster-manager.js';
 import type { RpcServer } from '../control/ipc/rpc.js';
 import { WorkerSupervisor } from './workers.js';
-import { SnapshotPublisher, type BeforeSend } from './snapshot-publisher.js';
+import { SnapshotPublisher, type BeforeSend, type DeriveLive } from './snapshot-publisher.js';
 
 export interface PrimaryOptions {
   stateDir: string;
@@ -13,6 +13,8 @@ export interface PrimaryOptions {
   workers?: number;
   /** Entry module for forked workers. */
   workerExec?: string;
+  /** What workers run, derived from each stored version (default: the version itself). */
+  deriveLive?: DeriveLive;
 }
 
 /**
@@ -29,7 +31,7 @@ export class Primary {
   constructor(opts: PrimaryOptions) {
     this.#opts = opts;
     this.store = new ConfigStore(opts.stateDir);
-    this.publisher = new SnapshotPublisher(this.store, this.workers);
+    this.publisher = new SnapshotPublisher(this.store, this.workers, opts.deriveLive);
   }
 
   get current(): ConfigVersion {

@@ -29,6 +29,9 @@ interface Live {
   config: Config;
 }
 
+/** What workers run, derived from a stored version (e.g. listeners' SVID files): pure and cheap. */
+export type DeriveLive = (config: Config) => Config;
+
 /** Runs before a change goes out, with the config workers will run (the health checks' first round). */
 export type BeforeSend = (config: Config) => Promise<void> | void;
 
@@ -51,13 +54,15 @@ export class SnapshotPublisher {
   readonly #discovered = new Map<string, EndpointConfig[]>();
   readonly #store: ConfigStore<Config>;
   readonly #workers: WorkerSupervisor;
+  readonly #derive: DeriveLive;
   readonly #pending = new Map<number, PendingApply>();
   /** Worker id -> newest sequence number it acknowledged. */
   readonly #applied = new Map<number, number>();
 
-  constructor(store: ConfigStore<Config>, workers: WorkerSupervisor) {
+  constructor(store: ConfigStore<Config>, workers: WorkerSupervisor, derive: DeriveLive = (c) => c) {
     this.#store = store;
     this.#workers = workers;
+    this.#derive = derive;
     workers.onMessage((msg, link) => this.#onMessage(msg, link));
     workers.onWorkerGone((id) => {
       this.#applied.delete(id);
@@ -81,13 +86,13 @@ export class SnapshotPublisher {
 
   #start(): Live {
     const v = this.#store.current!;
-    return (this.#live = { seq: 1, version: v.version, config: this.#withDiscovered(v.config) });
+    return (this.#live = { seq: 1, version: v.version, config: this.#derive(this.#withDiscovered(v.config)) });
   }
 
   /** Push a committed version to every worker; resolves with the workers' apply errors once all applied it. */
   async publish(v: ConfigVersion<Config>, beforeSend?: BeforeSend): Promise<string[]> {
     const prev = this.#live ?? this.#start();
-    const config = this.#withDiscovered(v.config);
+    const config = this.#derive(this.#withDiscovered(v.config));
     await beforeSend?.(config);
     const delta = smallEnough(diffEndpoints(prev.config, config), config);
     const seq = prev.seq + 1;

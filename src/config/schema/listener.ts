@@ -9,6 +9,8 @@ export const ListenerTlsSchema = Obj({
   cert: Type.Optional(Type.String()),
   key: Type.Optional(Type.String()),
   ca: Type.Optional(Type.String()),
+  /** Serve the SVID the hub issued this gateway and trust the hub's bundle (managementServer.svid), instead of files. */
+  svid: Type.Optional(Type.Boolean()),
   requireClientCert: Type.Boolean({ default: false }),
   minVersion: Type.Optional(TlsVersion),
   ciphers: Type.Optional(Type.String()),

@@ -16,6 +16,11 @@ export const ManagementServerSchema = Obj({
   /** Client TLS to the hub (mTLS when cert and key are set). */
   tls: Type.Optional(TlsFiles),
   reportInterval: Duration('10s'),
+  /**
+   * Obtain an X.509 SVID from the hub at start (a CSR: the key pair is made here and never sent); it
+   * serves listeners with `tls.svid` and this gateway's mTLS to other clusters (east-west).
+   */
+  svid: Type.Optional(Type.Boolean()),
   eastWest: Type.Optional(
     Obj({
       /** Advertised host:port of this gateway's east-west listener. */

@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { logger } from '../../observability/logger.js';
-import { REPLICA_HEADER, type Ack, type GatewayReport, type Snapshot } from '../../hub/protocol.js';
+import type { Ack, GatewayReport, Snapshot } from '../../hub/protocol.js';
+import { HubConnection, type HubConnectionOptions } from './hub-connection.js';
 import { SseParser } from './sse.js';
 
 const log = logger.child({ component: 'hub-client' });
@@ -13,11 +12,7 @@ const WATCH_IDLE_MS = 45000;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 10000;
 
-export interface HubClientOptions {
-  url: string;
-  id: string;
-  token?: string;
-  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+export interface HubClientOptions extends HubConnectionOptions {
   reportIntervalMs: number;
 }
 
@@ -35,10 +30,8 @@ export class HubClient {
   readonly #opts: HubClientOptions;
   readonly #handlers: HubClientHandlers;
   readonly #rng: Rng;
-  readonly #agent: http.Agent;
-  readonly #request: typeof http.request;
+  readonly #hub: HubConnection;
   #stopped = false;
-  readonly #replica = randomUUID();
   #watch?: http.ClientRequest;
   #reportTimer?: NodeJS.Timeout;
   #lastReport = '';
@@ -49,9 +42,7 @@ export class HubClient {
     this.#opts = opts;
     this.#handlers = handlers;
     this.#rng = rng;
-    const secure = opts.url.startsWith('https:');
-    this.#agent = secure ? new https.Agent({ keepAlive: true, ...opts.tls }) : new http.Agent({ keepAlive: true });
-    this.#request = secure ? https.request : http.request;
+    this.#hub = new HubConnection(opts);
   }
 
   start(): void {
@@ -64,7 +55,7 @@ export class HubClient {
     this.#stopped = true;
     clearInterval(this.#reportTimer);
     this.#watch?.destroy();
-    this.#agent.destroy();
+    this.#hub.close();
   }
 
   /** Send the report if it changed (or `force`); failures are left to the watch loop to recover. */
@@ -79,7 +70,7 @@ export class HubClient {
   async #report(force: boolean): Promise<void> {
     const report = JSON.stringify(this.#handlers.report());
     if (!force && report === this.#lastReport) return;
-    await this.#post('report', report);
+    await this.#hub.call('report', report);
     this.#lastReport = report;
   }
 
@@ -106,11 +97,7 @@ export class HubClient {
   /** One watch: resolves when the stream ends, rejects on error. */
   #watchOnce(onOpen: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url('watch'), {
-        method: 'GET',
-        agent: this.#agent,
-        headers: { ...this.#identity(), accept: 'text/event-stream' },
-      });
+      const req = this.#hub.request('watch', 'GET', { accept: 'text/event-stream' });
       this.#watch = req;
       req.setTimeout(WATCH_IDLE_MS, () => req.destroy(new Error('watch idle')));
       req.on('error', reject);
@@ -142,37 +129,7 @@ export class HubClient {
         .apply(snapshot)
         .catch((e: Error) => [{ path: '(apply)', message: e.message }]);
       const ack: Ack = { version: snapshot.version, hash: snapshot.hash, ok: !errors, ...(errors ? { errors } : {}) };
-      await this.#post('ack', JSON.stringify(ack)).catch((e: Error) => log.debug({ err: e.message }, 'ack failed'));
-    });
-  }
-
-  #url(action: string): URL {
-    return new URL(`/v1/gateways/${encodeURIComponent(this.#opts.id)}/${action}`, this.#opts.url);
-  }
-
-  /** Who is calling: the hub token if any, and this process's replica id (see REPLICA_HEADER). */
-  #identity(): Record<string, string> {
-    return this.#opts.token
-      ? { authorization: `Bearer ${this.#opts.token}`, [REPLICA_HEADER]: this.#replica }
-      : { [REPLICA_HEADER]: this.#replica };
-  }
-
-  #post(action: string, body: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url(action), {
-        method: 'POST',
-        agent: this.#agent,
-        headers: { ...this.#identity(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      });
-      req.setTimeout(5000, () => req.destroy(new Error('hub request timed out')));
-      req.on('error', reject);
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve() : reject(new Error(`hub answered ${res.statusCode} to ${action}`)),
-        );
-      });
-      req.end(body);
+      await this.#hub.call('ack', JSON.stringify(ack)).catch((e: Error) => log.debug({ err: e.message }, 'ack failed'));
     });
   }
 }

@@ -21,6 +21,9 @@ import {
   type Snapshot,
 } from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
+import type { GatewaySvid } from './gateway-svid.js';
+import type { HubConnectionOptions } from './hub-connection.js';
+import { eastWestSvidTls } from './svid-tls.js';
 
 type ManagementServer = NonNullable<Config['managementServer']>;
 type Named = { name: string };
@@ -44,17 +47,25 @@ export class ManagedGateway {
   readonly #changes: ConfigChanges;
   readonly #file: string;
   readonly #ms: ManagementServer;
+  /** With managementServer.svid: the SVID east-west clusters present (instead of eastWest.tls files). */
+  readonly #svid: GatewaySvid | undefined;
   #applied?: AppliedState;
 
-  constructor(primary: Primary, changes: ConfigChanges, stateDir: string, ms: ManagementServer, rng: Rng) {
+  constructor(
+    primary: Primary,
+    changes: ConfigChanges,
+    stateDir: string,
+    ms: ManagementServer,
+    rng: Rng,
+    svid?: GatewaySvid,
+  ) {
     this.#primary = primary;
     this.#changes = changes;
     this.#ms = ms;
+    this.#svid = svid;
     this.#file = join(stateDir, 'managed.json');
-    const id = ms.id ?? primary.current.config.gateway.name;
-    const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
     this.client = new HubClient(
-      { url: ms.url, id, token: ms.token, tls, reportIntervalMs: msOf(ms).reportInterval },
+      { ...hubConnectionOptions(ms, primary.current.config.gateway.name), reportIntervalMs: msOf(ms).reportInterval },
       { report: () => this.report(), apply: (s) => this.apply(s) },
       rng,
     );
@@ -162,12 +173,19 @@ export class ManagedGateway {
   #eastWestTls(cluster: ManagedResources['clusters'][number]) {
     const tls = cluster.upstreamTls as Record<string, unknown> | undefined;
     if (!tls || !cluster.name.startsWith(VD_PREFIX)) return cluster;
+    if (this.#svid) return eastWestSvidTls(cluster, this.#svid);
     return { ...cluster, upstreamTls: { ...this.#ms.eastWest?.tls, ...tls } };
   }
 
   #persist(): Promise<void> {
     return writeFileAtomic(this.#file, JSON.stringify(this.#applied));
   }
+}
+
+/** How this gateway reaches its hub: url, fleet id (default gateway.name), token and client TLS files. */
+export function hubConnectionOptions(ms: ManagementServer, gatewayName: string): HubConnectionOptions {
+  const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
+  return { url: ms.url, id: ms.id ?? gatewayName, token: ms.token, tls };
 }
 
 function read(file: string | undefined): Buffer | undefined {

@@ -1,0 +1,110 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { backoffDelay } from '../../common/backoff.js';
+import type { Rng } from '../../common/clock.js';
+import { createCsr, generateKeyPair, privateKeyPem } from '../../common/x509-builder.js';
+import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../hub/ca/spiffe-id.js';
+import type { IssuedSvid } from '../../hub/ca/mesh-ca.js';
+import { logger } from '../../observability/logger.js';
+import { writeFileAtomic } from '../store/config-store.js';
+import { HubCallError, type HubConnection } from './hub-connection.js';
+
+const log = logger.child({ component: 'svid' });
+const BOOTSTRAP_ATTEMPTS = 5;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_MAX_MS = 2000;
+
+/** Where a gateway keeps its SVID: files, so listeners and upstream pools read it like any certificate. */
+export interface SvidFiles {
+  /** The leaf certificate (PEM). */
+  cert: string;
+  /** Its private key (PKCS#8 PEM, mode 0600): made here, never sent anywhere. */
+  key: string;
+  /** The trust bundle (PEM): the CA certificates peers' SVIDs chain to. */
+  bundle: string;
+}
+
+/** The SVID files of a gateway whose state lives in `stateDir` (`<stateDir>/svid/`). */
+export function svidFiles(stateDir: string): SvidFiles {
+  const dir = join(stateDir, 'svid');
+  return { cert: join(dir, 'svid.crt'), key: join(dir, 'svid.key'), bundle: join(dir, 'bundle.crt') };
+}
+
+/** The SVID a gateway holds: its identity, where its files are and when it expires. */
+export interface GatewaySvid {
+  spiffeId: string;
+  trustDomain: string;
+  expiresAt: Date;
+  files: SvidFiles;
+}
+
+/** What the hub answers to GET /v1/gateways/{id}/svid: the trust domain it issues in. */
+export interface SvidProfile {
+  trustDomain: string;
+}
+
+/**
+ * Ask the hub for an SVID: learn its trust domain, make an EC P-256 key pair here, send a CSR for
+ * `spiffe://<trust-domain>/cluster/<cluster>/gateway/<id>` and write key, certificate and bundle.
+ */
+export async function obtainSvid(hub: HubConnection, cluster: string, files: SvidFiles): Promise<GatewaySvid> {
+  const { trustDomain } = (await hub.call('svid')) as SvidProfile;
+  const keys = await generateKeyPair();
+  const spiffeId = gatewaySpiffeId({ trustDomain, cluster, gatewayId: hub.id });
+  const csr = await createCsr(keys, { commonName: hub.id, uris: [spiffeId] });
+  const issued = (await hub.call('svid', JSON.stringify({ csr }))) as IssuedSvid;
+  // Key first: a gateway killed in between finds a certificate that is not its key's and asks again.
+  await writeFileAtomic(files.key, await privateKeyPem(keys.privateKey));
+  await writeFileAtomic(files.cert, issued.certificate);
+  await writeFileAtomic(files.bundle, issued.bundle);
+  return { spiffeId: issued.spiffeId, trustDomain, expiresAt: new Date(issued.expiresAt), files };
+}
+
+/** The SVID persisted by an earlier start, when its files are all there and the key is the certificate's. */
+export async function readPersistedSvid(files: SvidFiles): Promise<GatewaySvid | undefined> {
+  try {
+    const [cert, key] = await Promise.all([readFile(files.cert, 'utf8'), readFile(files.key, 'utf8')]);
+    await readFile(files.bundle);
+    const x509 = new X509Certificate(cert);
+    if (!x509.checkPrivateKey(createPrivateKey(key))) return undefined;
+    const spiffeId = x509.subjectAltName?.match(/URI:(spiffe:\/\/[^,\s]+)/)?.[1];
+    const id = spiffeId && parseGatewaySpiffeId(spiffeId);
+    if (!spiffeId || !id) return undefined;
+    return { spiffeId, trustDomain: id.trustDomain, expiresAt: new Date(x509.validTo), files };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The SVID a gateway starts with: a new one from the hub (a few attempts with backoff while it cannot
+ * be reached), else the one persisted by an earlier start (static stability: the hub may be away),
+ * else an error: listeners with `tls.svid` cannot serve without one. A refusal is final at once.
+ */
+export async function bootstrapSvid(
+  hub: HubConnection,
+  cluster: string,
+  files: SvidFiles,
+  rng: Rng,
+): Promise<GatewaySvid> {
+  let lastError: Error | undefined;
+  for (let attempt = 1; attempt <= BOOTSTRAP_ATTEMPTS; attempt++) {
+    try {
+      const svid = await obtainSvid(hub, cluster, files);
+      log.info({ spiffeId: svid.spiffeId, expiresAt: svid.expiresAt }, 'obtained an SVID from the management server');
+      return svid;
+    } catch (e) {
+      lastError = e as Error;
+      if (e instanceof HubCallError && e.status !== 503) break;
+      await new Promise((r) => setTimeout(r, backoffDelay(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS, rng)));
+    }
+  }
+  const persisted = await readPersistedSvid(files);
+  if (!persisted) throw new Error(`cannot obtain an SVID from ${hub.hubUrl}: ${lastError?.message}`);
+  log.warn(
+    { err: lastError?.message, spiffeId: persisted.spiffeId, expiresAt: persisted.expiresAt },
+    'cannot obtain an SVID; serving with the one from the previous start',
+  );
+  return persisted;
+}
