@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Labels, Name, Obj } from '../config/schema/common.js';
+import { Address, Duration, Labels, Name, Obj } from '../config/schema/common.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
 import { applySchema, checkConfig, deepFreeze, substituteAll, type ConfigError } from '../config/validate.js';
 import { MANAGED_KINDS } from './protocol.js';
@@ -45,6 +45,24 @@ export const HubSectionSchema = Obj(
     tls: Type.Optional(Obj({ cert: Type.String(), key: Type.String(), clientCa: Type.Optional(Type.String()) })),
     /** Serve an unauthenticated hub API on a non-loopback address anyway (warned at every start). */
     insecure: Type.Boolean({ default: false }),
+    /**
+     * Where hub replicas share the document (hub/etcd-store.ts); without it, the local state file only.
+     * Each replica keeps its own `address`, `tls` and `store`.
+     */
+    store: Type.Optional(
+      Obj({
+        etcd: Obj({
+          endpoints: Type.Array(Type.String({ pattern: '^https?://', errorMessage: 'expected http(s)://host:port' }), {
+            minItems: 1,
+          }),
+          prefix: Type.String({ default: '/meridian/hub', pattern: '^/' }),
+          timeout: Duration('2s'),
+          tls: Type.Optional(
+            Obj({ ca: Type.String(), cert: Type.Optional(Type.String()), key: Type.Optional(Type.String()) }),
+          ),
+        }),
+      }),
+    ),
   },
   { default: {} },
 );
