@@ -65,6 +65,24 @@ export const HubSectionSchema = Obj(
     ca: Type.Optional(HubCaSchema),
     /** Serve an unauthenticated hub API on a non-loopback address anyway (warned at every start). */
     insecure: Type.Boolean({ default: false }),
+    /**
+     * Where hub replicas share the document (hub/etcd-store.ts); without it, the local state file only.
+     * Each replica keeps its own `address`, `tls` and `store`.
+     */
+    store: Type.Optional(
+      Obj({
+        etcd: Obj({
+          endpoints: Type.Array(Type.String({ pattern: '^https?://', errorMessage: 'expected http(s)://host:port' }), {
+            minItems: 1,
+          }),
+          prefix: Type.String({ default: '/meridian/hub', pattern: '^/' }),
+          timeout: Duration('2s'),
+          tls: Type.Optional(
+            Obj({ ca: Type.String(), cert: Type.Optional(Type.String()), key: Type.Optional(Type.String()) }),
+          ),
+        }),
+      }),
+    ),
   },
   { default: {} },
 );

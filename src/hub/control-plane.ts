@@ -10,6 +10,7 @@ import { Fleet } from './fleet.js';
 import { HubServer } from './server.js';
 import { msOf } from '../config/duration.js';
 import { MeshCa, MeshCaError } from './ca/mesh-ca.js';
+import { EtcdHubStore } from './etcd-store.js';
 
 export interface RunningHub {
   address: string;
@@ -56,15 +57,28 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
     );
   }
   const fleet = new Fleet(current.config, current.version);
+  // Replicas sharing the document through etcd write every change through to it before storing it.
+  const etcdSettings = hub.store?.etcd;
+  const etcd = etcdSettings ? new EtcdHubStore({ ...etcdSettings, timeoutMs: msOf(etcdSettings).timeout }) : undefined;
   // The hub's one change path: a new version is live once the fleet has been sent it.
   const changes = new ConfigService<HubConfig>({
     store,
     validate: validateHubConfig,
     publish: async (v) => (fleet.setConfig(v.config, v.version), []),
+    beforeCommit: etcd ? (config, source) => etcd.writeThrough(config, source) : undefined,
   });
+  await etcd?.start(changes);
   const server = new HubServer(store, fleet, changes, await openCa(hub.ca, opts.stateDir));
   const address = await server.listen();
-  return { address, store, fleet, stop: () => server.close() };
+  return {
+    address,
+    store,
+    fleet,
+    stop: async () => {
+      await server.close();
+      await etcd?.stop();
+    },
+  };
 }
 
 /**
