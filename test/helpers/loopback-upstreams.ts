@@ -4,22 +4,28 @@ import { Agent, request } from 'undici';
 /**
  * HTTP servers on several loopback addresses (127.0.0.2, 127.0.0.3, ...) sharing one port, each
  * answering with its own IP (after 800 ms for `/slow...`): endpoints that DNS records or EndpointSlices
- * can name by address alone.
+ * can name by address alone. `requests` counts, per IP, the requests each one received (on arrival).
  * `close` ends them (register it for cleanup).
  */
-export async function upstreamsOnOnePort(
-  ips: readonly string[],
-): Promise<{ port: number; connections: Record<string, number>; close: () => Promise<void> }> {
+export async function upstreamsOnOnePort(ips: readonly string[]): Promise<{
+  port: number;
+  connections: Record<string, number>;
+  requests: Record<string, number>;
+  close: () => Promise<void>;
+}> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const servers: Server[] = [];
     const connections: Record<string, number> = {};
+    const requests: Record<string, number> = {};
     let port = 0;
     try {
       for (const ip of ips) {
         // `/slow...` answers after 800 ms: a request still in flight while its endpoint changes.
-        const s = createServer((req, res) =>
-          req.url?.startsWith('/slow') ? setTimeout(() => res.end(ip), 800) : res.end(ip),
-        );
+        const s = createServer((req, res) => {
+          requests[ip] = (requests[ip] ?? 0) + 1;
+          if (req.url?.startsWith('/slow')) setTimeout(() => res.end(ip), 800);
+          else res.end(ip);
+        });
         s.on('connection', () => (connections[ip] = (connections[ip] ?? 0) + 1));
         await new Promise<void>((resolve, reject) => {
           s.once('error', reject);
@@ -34,7 +40,7 @@ export async function upstreamsOnOnePort(
           await new Promise((r) => s.close(r));
         }
       };
-      return { port, connections, close };
+      return { port, connections, requests, close };
     } catch {
       for (const s of servers) s.close();
     }

@@ -55,8 +55,13 @@ describe('access log', () => {
       );
       try {
         for (let i = 0; i < n; i++) await (await request(`${gw.url}/s`)).body.dump();
-        // Log lines reach the test through the child's stdout pipe: give them a moment.
-        await new Promise((r) => setTimeout(r, 300));
+        // Log lines reach the test through the child's stdout pipe: every one is there once the gateway
+        // has stopped (it flushes the log at exit) and the pipe has ended.
+        const drained = new Promise((r) =>
+          gw.proc.stdout!.readableEnded ? r(undefined) : gw.proc.stdout!.once('end', r),
+        );
+        await gw.stop();
+        await drained;
         return gw.output.filter((l) => l.includes('"type":"access"') && l.includes('"path":"/s"')).length;
       } finally {
         await gw.stop();

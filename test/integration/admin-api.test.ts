@@ -80,7 +80,8 @@ describe('management API on a 2-worker gateway', () => {
     let wsClosed = false;
     ws.on('close', () => (wsClosed = true));
     const load = autocannon({ url: `${gw.url}/load`, connections: 10, duration: 3 });
-    await new Promise((r) => setTimeout(r, 700));
+    // The load is flowing before the changes.
+    await waitFor(() => up.requests.filter((q) => q.url === '/load').length >= 10, 5000, 10);
     const put = await request(`${gw.admin}/clusters/up/endpoints/${up2.address}`, { method: 'PUT', body: '{}' });
     expect(put.statusCode).toBe(200);
     const { version } = await json(put);

@@ -154,7 +154,7 @@ describe('DNS clusters in a running gateway', () => {
     await back.body.dump();
     // Records change after the block is gone: nothing follows them any more.
     await dns.setHosts({ 'app.test': [IPS[0], IPS[1]] });
-    await new Promise((r) => setTimeout(r, 600));
+    await new Promise((r) => setTimeout(r, 600)); // the point: three 200ms refreshes' worth of time, and nothing follows
     for (let i = 0; i < 10; i++) expect(await (await request(`${gw.url}/`)).body.text()).toBe(IPS[1]);
     const s = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as Status;
     expect(s.discovery).toBeUndefined();

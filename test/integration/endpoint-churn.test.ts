@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { request } from 'undici';
-import { startInProcess, spawnGateway, baseConfig } from '../helpers/gateway.js';
+import { startInProcess, spawnGateway, baseConfig, waitFor } from '../helpers/gateway.js';
 import { createServer } from 'node:net';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -45,7 +45,8 @@ describe('endpoint churn', () => {
     expect(await (await request(`${gw.url}/warm`)).body.text()).toBe('stays');
     const warmConnections = stays.connections;
     const inFlight = request(`${gw.url}/slow`);
-    await new Promise((r) => setTimeout(r, 200));
+    // The request is in flight once the slow upstream holds it.
+    await waitFor(() => slow.requests.some((q) => q.url === '/slow'), 5000, 10);
     // Remove the slow endpoint while its request is in flight.
     const put = await request(`${gw.admin}/clusters/slow`, {
       method: 'PUT',

@@ -240,7 +240,7 @@ describe('Gateway API source', () => {
     // An edit under load: the route moves to v2 only.
     const load = loadLoop(`${url}/`, { host: 'shop.example.com' });
     cleanup.push(() => load.stop());
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => load.seen.length > 0, 5000, 10); // the load is flowing before the edit
     // Two status writes meet a concurrent writer (409): the source reads the object again and retries.
     const writesBefore = api.statusWrites.length;
     api.conflictNextStatusWrites = 2;

@@ -102,7 +102,7 @@ async function watch(
       if (done(failing, before)) return polls;
     }
     if (Date.now() > end) throw new Error(`condition not met in time; polls: ${JSON.stringify(polls.slice(-5))}`);
-    await sleep(15);
+    await sleep(15); // poll step of this condition wait (it records every poll, so it cannot be waitFor)
   }
 }
 
@@ -351,7 +351,7 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
       },
     ]);
     const start = checks(up);
-    await sleep(1000);
+    await sleep(1000); // the point: the number of checks within a fixed 1 s window (both bounds)
     const n = checks(up) - start;
     expect(n).toBeGreaterThanOrEqual(5);
     expect(n).toBeLessThanOrEqual(11);
@@ -369,12 +369,15 @@ describe('active health checks (in-process gateway, real upstreams)', () => {
       },
     ]);
     const start = checks(up);
-    await sleep(1000);
+    await sleep(1000); // the point: no more than one check happens within this window
     expect(checks(up) - start).toBeLessThanOrEqual(1);
+    const idle = checks(up);
     expect(await send(gw, 1)).toEqual({ u: 1 });
-    await sleep(300); // the worker's outcome report reaches the primary
+    // The worker's outcome report reaches the primary: the check waiting out the 10 s no-traffic
+    // interval is brought forward to `interval`, so the next check arrives well before it.
+    await waitFor(() => checks(up) > idle, 5000, 10);
     const busy = checks(up);
-    await sleep(1000);
+    await sleep(1000); // the point: the number of checks within a fixed 1 s window
     expect(checks(up) - busy).toBeGreaterThanOrEqual(5);
   });
 });

@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach, vi } from 'vitest';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, generateKeyPair, exportJWK, exportSPKI, type CryptoKey, type JWK } from 'jose';
@@ -102,7 +102,6 @@ function token(o: TokenOpts = {}): Promise<string> {
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 const reason = (p: Promise<unknown>) => p.then(() => 'accepted', jwtFailureReason);
-const waitMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('JWT verification against a live JWKS endpoint', () => {
   it('accepts valid ES256 and RS256 tokens, fetching the key set once', async () => {
@@ -184,6 +183,15 @@ describe('JWT verification against a live JWKS endpoint', () => {
 });
 
 describe('JWKS caching, rotation and outages', () => {
+  // The JWKS cache, cooldown and failure backoff (and jose's own cooldown) read Date.now(): only Date
+  // is faked, so time is moved by vi.advanceTimersByTime while sockets and real timers run as usual.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('refetches exactly once for an unknown kid under 20 concurrent verifications, then accepts the rotated key', async () => {
     const server = await new JwksServer().start();
     try {
@@ -192,7 +200,7 @@ describe('JWKS caching, rotation and outages', () => {
       await p.verify(await token());
       expect(server.hits).toBe(1);
       server.keys = [jwkEs1, jwkEs2];
-      await waitMs(150); // past the cooldown, an unknown kid may refetch
+      vi.advanceTimersByTime(150); // past the cooldown, an unknown kid may refetch
       const t = await token({ key: es2.privateKey, header: { kid: 'es2' }, sub: 'rotated' });
       const results = await Promise.all(Array.from({ length: 20 }, () => reason(p.verify(t))));
       expect(results).toEqual(Array(20).fill('accepted'));
@@ -215,7 +223,7 @@ describe('JWKS caching, rotation and outages', () => {
       expect(server.hits).toBe(1); // inside the cooldown: no refetch at all
       const p2 = new JwtProvider(providerConfig({ uri: server.url('ghost2'), cooldown: '100ms' }));
       await p2.verify(await token()); // hit 2
-      await waitMs(150);
+      vi.advanceTimersByTime(150);
       expect(await Promise.all(Array.from({ length: 20 }, () => reason(p2.verify(ghost))))).toEqual(
         Array(20).fill('unknown_kid'),
       );
@@ -234,7 +242,7 @@ describe('JWKS caching, rotation and outages', () => {
       await p.verify(old);
       expect(p.cached(old)?.sub).toBe('old');
       server.keys = [jwkEs2]; // es1 retired at the issuer
-      await waitMs(150);
+      vi.advanceTimersByTime(150);
       expect(await reason(p.verify(await token({ key: es2.privateKey, header: { kid: 'es2' } })))).toBe('accepted');
       expect(p.cached(old)).toBeUndefined(); // the key set changed: the cached verdict is void
       expect(await reason(p.verify(old))).toBe('unknown_kid');
@@ -249,10 +257,10 @@ describe('JWKS caching, rotation and outages', () => {
     const p = new JwtProvider(providerConfig({ uri: server.url('down'), cacheDuration: '100ms', cooldown: '100ms' }));
     await p.verify(await token());
     await server.stop();
-    await waitMs(200); // cache duration and cooldown both elapsed: refreshes will be tried and fail
+    vi.advanceTimersByTime(200); // cache duration and cooldown both elapsed: refreshes will be tried and fail
     for (let i = 0; i < 5; i++) {
       expect(await reason(p.verify(await token({ sub: `u${i}` })))).toBe('accepted');
-      await waitMs(20);
+      vi.advanceTimersByTime(20);
     }
     // A key the cache never held fails closed.
     expect(await reason(p.verify(await token({ key: es2.privateKey, header: { kid: 'es2' } })))).toMatch(
@@ -268,7 +276,7 @@ describe('JWKS caching, rotation and outages', () => {
       const p = new JwtProvider(providerConfig({ uri: server.url('flaky'), cooldown: '400ms' }));
       await p.verify(await token());
       server.fail = true;
-      await waitMs(450);
+      vi.advanceTimersByTime(450);
       const ghost = await token({ key: es2.privateKey, header: { kid: 'ghost' } });
       for (let round = 0; round < 3; round++) {
         const results = await Promise.all(Array.from({ length: 20 }, () => reason(p.verify(ghost))));

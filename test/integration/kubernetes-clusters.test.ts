@@ -125,10 +125,12 @@ describe('Kubernetes clusters in a running gateway', () => {
         [`${ips[2]}:ready`, `${ips[3]}:ready`],
       ],
     ];
-    await new Promise((r) => setTimeout(r, 300));
+    // The load is flowing to both first pods before the rollout starts.
+    await waitFor(() => (up.requests[ips[0]] ?? 0) > 0 && (up.requests[ips[1]] ?? 0) > 0, 5000, 10);
     for (const [pods, want] of steps) {
       put(pods);
       await waitFor(async () => JSON.stringify(await addresses()) === JSON.stringify(want), 5000);
+      // Deliberate dwell: each rollout step carries the load for a while before the next one.
       await new Promise((r) => setTimeout(r, 300));
     }
     const result = await load;
@@ -150,7 +152,8 @@ describe('Kubernetes clusters in a running gateway', () => {
     api.apply('shop', 'web', slice([pod('web-1', IPS[0])], up.port));
     const gw = await webGateway(api, 1);
     const inFlight = request(`${gw.url}/slow`);
-    await new Promise((r) => setTimeout(r, 200));
+    // The request is in flight once web-1 holds it (it answers /slow after 800 ms).
+    await waitFor(() => (up.requests[IPS[0]] ?? 0) > 0, 5000, 10);
     api.apply('shop', 'web', slice([pod('web-1', IPS[0], 'terminating'), pod('web-2', IPS[1])], up.port));
     await waitFor(
       async () =>

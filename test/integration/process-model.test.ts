@@ -56,7 +56,8 @@ describe('process model (2 workers)', () => {
     const gw = await start(up, 'v1');
     expect(workerPids(gw.proc.pid!)).toHaveLength(2);
     const load = autocannon({ url: `${gw.url}/load`, connections: 10, duration: 3 });
-    await new Promise((r) => setTimeout(r, 800));
+    // The load is flowing before the reload.
+    await waitFor(() => up.requests.filter((q) => q.url === '/load').length >= 10, 5000, 10);
     writeFileSync(gw.configFile, stringify(config(up.address, 'v2')));
     gw.proc.kill('SIGHUP');
     await waitFor(async () => (await versionsSeen(gw.url, 4)).has('v2'), 5000);

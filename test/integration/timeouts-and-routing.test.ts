@@ -280,7 +280,10 @@ describe('header read timeout (slowloris)', () => {
     const before = up.requests.length;
     const slow = await rawConnect();
     slow.write('GET /plain/slowloris HTTP/1.1\r\nHo');
-    await sleep(HEADERS_TIMEOUT_MS + 200);
+    // Wait until the gateway gives up on the stalled head (408 and close, after about headersTimeout):
+    // from then on it can never be forwarded.
+    slow.resume();
+    await waitFor(() => slow.closed, HEADERS_TIMEOUT_MS + 2500, 10);
     const r = await get('/plain/normal');
     expect(r.statusCode).toBe(200);
     expect(await r.body.json()).toEqual({ upstream: 'up', path: '/plain/normal' });
@@ -307,7 +310,7 @@ describe('header read timeout (slowloris)', () => {
     const s = await rawConnect();
     const t0 = performance.now();
     s.write('GET /plain/slowloris HTTP/1.1\r\nHo');
-    await sleep(50);
+    await sleep(50); // deliberate pacing: the head arrives in two pieces
     s.write('st'); // a few more bytes, then nothing
     const o = await observe(s, t0, HEADERS_TIMEOUT_MS + 2500);
     s.destroy();
@@ -437,7 +440,7 @@ describe('mirroring never delays or fails the primary', () => {
         method: 'POST',
         body: (async function* () {
           yield body.slice(0, 1000);
-          await sleep(10);
+          await sleep(10); // deliberate pacing: the body streams in two chunks
           yield body.slice(1000);
         })(),
       });
@@ -473,7 +476,7 @@ describe('mirroring never delays or fails the primary', () => {
 async function* trickle(chunks: string[], gapMs: number) {
   for (const c of chunks) {
     yield c;
-    await sleep(gapMs);
+    await sleep(gapMs); // deliberate pacing of the streamed body
   }
 }
 
@@ -486,7 +489,7 @@ describe('retries and request bodies', () => {
       body: (async function* () {
         for (const c of chunks) {
           yield c;
-          await sleep(30);
+          await sleep(30); // deliberate pacing: the body streams chunk by chunk
         }
       })(),
     });
@@ -517,7 +520,7 @@ describe('retries and request bodies', () => {
     expect(r.statusCode).toBe(502);
     await r.body.dump();
     expect(resetter.requests.length).toBe(r0 + 1);
-    await sleep(100);
+    await sleep(100); // the point: no (wrong) retry reaches the backup within this window
     expect(backup.requests.length).toBe(b0);
   });
 
