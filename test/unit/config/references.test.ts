@@ -167,7 +167,7 @@ const cases: Case[] = [
     'requireClientCert without a ca',
     (c) => (c.listeners[0].tls = { requireClientCert: true }),
     'listeners[0].tls.ca',
-    'requireClientCert needs a ca bundle',
+    'requireClientCert needs a ca bundle (or tls.svid)',
   ],
   [
     'a listener cert without key',
@@ -188,7 +188,7 @@ const cases: Case[] = [
       c.listeners[0].tls = { cert: existing };
     },
     'listeners[0].tls',
-    'https needs tls.cert and tls.key (or tls.certificates)',
+    'https needs tls.cert and tls.key (or tls.certificates, or tls.svid)',
   ],
 
   // clusters
