@@ -19,6 +19,7 @@ import type { EndpointSource } from '../discovery/endpoint-source.js';
 import { GatewayApiSource } from '../control/sources/gateway-api/source.js';
 import { bootstrapSvid, svidFiles, type GatewaySvid } from '../control/managed/gateway-svid.js';
 import { HubConnection } from '../control/managed/hub-connection.js';
+import { SvidRenewer } from '../control/managed/svid-renewer.js';
 import { hubConnectionOptions } from '../control/managed/managed-gateway.js';
 import { withSvidListeners } from '../control/managed/svid-tls.js';
 import { clusterOf } from '../hub/ca/spiffe-id.js';
@@ -130,6 +131,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const redisHealth = new RedisHealth();
   const readiness: Array<() => Record<string, unknown>> = [() => redisHealth.status(primary.current.config)];
   if (managed) readiness.push(managedReadiness(managed, current.config.managementServer!.url));
+  const renewer =
+    svid && managed
+      ? svidRenewer(svid, { primary, managed, config: current.config, stateDir: opts.stateDir })
+      : undefined;
+  if (renewer) readiness.push(() => renewer.status());
   if (shared) readiness.push(() => ({ sharedConfigStore: { connected: shared.connected } }));
   const admin = new AdminServer(primary, {
     changes,
@@ -149,7 +155,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   managed?.client.start();
   shared?.start(changes);
   const reload = () => reloadConfigFile(changes, opts.configFile, managed ? (c) => managed!.withManaged(c) : undefined);
+  renewer?.start();
   const stop = async () => {
+    renewer?.stop();
     admin.draining = true;
     managed?.client.stop();
     shared?.stop();
@@ -191,6 +199,30 @@ async function loadManagedState(
   const managed = new ManagedGateway(primary, changes, stateDir, ms, systemRng, svid);
   await managed.load();
   return managed;
+}
+
+/**
+ * Renews the SVID under traffic: listeners re-read the rewritten files in every worker (existing
+ * connections keep theirs), east-west clusters move to new pools presenting the new SVID.
+ */
+function svidRenewer(
+  svid: GatewaySvid,
+  at: { primary: Primary; managed: ManagedGateway; config: Config; stateDir: string },
+): SvidRenewer {
+  const ms = at.config.managementServer!;
+  const hub = new HubConnection(hubConnectionOptions(ms, at.config.gateway.name));
+  return new SvidRenewer(svid, {
+    hub,
+    cluster: clusterOf(hub.id, at.config.gateway.labels),
+    files: svidFiles(at.stateDir),
+    rng: systemRng,
+    renewed: async (next) => {
+      const replies = await at.primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>('reload-certs');
+      const failed = replies.flatMap((r) => r.failed);
+      if (failed.length) throw new Error(`listeners ${failed.join(', ')} could not reload the renewed SVID`);
+      await at.managed.renewedSvid(next);
+    },
+  });
 }
 
 /** With managementServer.svid: the SVID this start serves with (see bootstrapSvid); a failure stops the start. */

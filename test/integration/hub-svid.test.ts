@@ -11,9 +11,10 @@ import { stringify } from 'yaml';
 import { startHub, type RunningHub } from '../../src/hub/control-plane.js';
 import { createCsr, generateKeyPair, privateKeyPem } from '../../src/common/x509-builder.js';
 import { TestCa } from '../helpers/pki.js';
-import { spawnGateway, tempDir, waitFor, type SpawnedGateway } from '../helpers/gateway.js';
+import { tempDir, waitFor, type SpawnedGateway } from '../helpers/gateway.js';
 import { closedPort } from '../helpers/upstream.js';
 import { svidFiles } from '../../src/control/managed/gateway-svid.js';
+import { startSvidGateway } from '../helpers/svid-fleet.js';
 
 const TOKEN = 'fleet-token-0123';
 const A_ONLY = 'c-a-only-token';
@@ -42,25 +43,8 @@ const startTheHub = async () => {
   hub = await startHub({ configFile: join(hubDir, 'hub.yaml'), stateDir: join(hubDir, 'state') });
 };
 
-/** A managed gateway whose only credential to other clusters is the SVID the hub issues it. */
-async function startGateway(name: string, instances: Array<{ port: number }>) {
-  const ew = `127.0.0.1:${await closedPort()}`;
-  return spawnGateway({
-    gateway: { name, workers: 1, accessLog: { enabled: false }, labels: { cluster: name } },
-    admin: { address: '127.0.0.1:0' },
-    listeners: [
-      { name: 'main', address: '127.0.0.1:0', protocol: 'http' },
-      { name: 'east-west', address: ew, protocol: 'https', tls: { svid: true, requireClientCert: true } },
-    ],
-    clusters: [
-      {
-        name: 'app-b',
-        endpoints: instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })),
-      },
-    ],
-    managementServer: { url: hubUrl(), token: TOKEN, svid: true, reportInterval: '1s', eastWest: { address: ew } },
-  });
-}
+const startGateway = (name: string, instances: Array<{ port: number }>) =>
+  startSvidGateway(name, instances, { url: hubUrl(), token: TOKEN });
 
 describe('the hub issues SVIDs that gateways use for east-west mTLS', () => {
   beforeAll(async () => {

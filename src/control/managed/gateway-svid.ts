@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { createCsr, generateKeyPair, privateKeyPem } from '../../common/x509-builder.js';
@@ -31,12 +31,23 @@ export function svidFiles(stateDir: string): SvidFiles {
   return { cert: join(dir, 'svid.crt'), key: join(dir, 'svid.key'), bundle: join(dir, 'bundle.crt') };
 }
 
-/** The SVID a gateway holds: its identity, where its files are and when it expires. */
+/** The SVID a gateway holds: its identity, where its files are, and its validity. */
 export interface GatewaySvid {
   spiffeId: string;
   trustDomain: string;
+  /** When this gateway received it (its notBefore is backdated for clock skew); renewal counts from here. */
+  issuedAt: Date;
   expiresAt: Date;
+  /** The certificate's serial number (hex): names this SVID's upstream copy. */
+  serial: string;
+  /** The files listeners serve (rewritten in place on renewal; listeners reload them). */
   files: SvidFiles;
+  /**
+   * A copy named by the serial, for upstream pools: a pool reads its files once, when it is made, and
+   * is keyed by their paths, so a renewed SVID under new paths gets new pools (the old ones finish
+   * their requests and close) instead of pools that would go on presenting the old certificate.
+   */
+  upstream: SvidFiles;
 }
 
 /** What the hub answers to GET /v1/gateways/{id}/svid: the trust domain it issues in. */
@@ -55,11 +66,60 @@ export async function obtainSvid(hub: HubConnection, cluster: string, files: Svi
   const csr = await createCsr(keys, { commonName: hub.id, uris: [spiffeId] });
   const issued = (await hub.call('svid', JSON.stringify({ csr }))) as IssuedSvid;
   // Key first: a gateway killed in between finds a certificate that is not its key's and asks again.
-  await writeFileAtomic(files.key, await privateKeyPem(keys.privateKey));
+  const key = await privateKeyPem(keys.privateKey);
+  await writeFileAtomic(files.key, key);
   await writeFileAtomic(files.cert, issued.certificate);
   await writeFileAtomic(files.bundle, issued.bundle);
-  return { spiffeId: issued.spiffeId, trustDomain, expiresAt: new Date(issued.expiresAt), files };
+  // Received now: the certificate's notBefore is backdated (clock skew), so it would understate the age.
+  return describe(new X509Certificate(issued.certificate), {
+    trustDomain,
+    files,
+    spiffeId: issued.spiffeId,
+    issuedAt: new Date(),
+  });
 }
+
+/** The SVID of a certificate, with its upstream copy written (and copies older than the previous one removed). */
+async function describe(
+  x509: X509Certificate,
+  at: { trustDomain: string; files: SvidFiles; spiffeId: string; issuedAt: Date },
+): Promise<GatewaySvid> {
+  const { trustDomain, files, spiffeId, issuedAt } = at;
+  const upstream = await writeUpstreamCopy(files, x509.serialNumber);
+  return {
+    spiffeId,
+    trustDomain,
+    issuedAt,
+    expiresAt: new Date(x509.validTo),
+    serial: x509.serialNumber,
+    files,
+    upstream,
+  };
+}
+
+/** `<svid dir>/upstream/<serial>.{crt,key,bundle.crt}`; keeps this copy and the one before it (pools still draining). */
+async function writeUpstreamCopy(files: SvidFiles, serial: string): Promise<SvidFiles> {
+  const dir = join(dirname(files.cert), 'upstream');
+  const copy = {
+    cert: join(dir, `${serial}.crt`),
+    key: join(dir, `${serial}.key`),
+    bundle: join(dir, `${serial}.bundle.crt`),
+  };
+  const [cert, key, bundle] = await Promise.all([files.cert, files.key, files.bundle].map((f) => readFile(f, 'utf8')));
+  await writeFileAtomic(copy.key, key);
+  await writeFileAtomic(copy.cert, cert);
+  await writeFileAtomic(copy.bundle, bundle);
+  const serials = [...new Set((await readdir(dir)).map((f) => f.split('.')[0]))];
+  const stale = serials.filter((s) => s !== serial && s !== previousSerial.get(dir));
+  await Promise.all(
+    stale.flatMap((s) => ['crt', 'key', 'bundle.crt'].map((ext) => rm(join(dir, `${s}.${ext}`), { force: true }))),
+  );
+  previousSerial.set(dir, serial);
+  return copy;
+}
+
+/** The serial of the last copy written per directory: the one pools made before a renewal still read. */
+const previousSerial = new Map<string, string>();
 
 /** The SVID persisted by an earlier start, when its files are all there and the key is the certificate's. */
 export async function readPersistedSvid(files: SvidFiles): Promise<GatewaySvid | undefined> {
@@ -71,7 +131,8 @@ export async function readPersistedSvid(files: SvidFiles): Promise<GatewaySvid |
     const spiffeId = x509.subjectAltName?.match(/URI:(spiffe:\/\/[^,\s]+)/)?.[1];
     const id = spiffeId && parseGatewaySpiffeId(spiffeId);
     if (!spiffeId || !id) return undefined;
-    return { spiffeId, trustDomain: id.trustDomain, expiresAt: new Date(x509.validTo), files };
+    // When it was received is not known: its notBefore, which is earlier (renewal comes sooner, not later).
+    return await describe(x509, { trustDomain: id.trustDomain, files, spiffeId, issuedAt: new Date(x509.validFrom) });
   } catch {
     return undefined;
   }

@@ -48,7 +48,7 @@ export class ManagedGateway {
   readonly #file: string;
   readonly #ms: ManagementServer;
   /** With managementServer.svid: the SVID east-west clusters present (instead of eastWest.tls files). */
-  readonly #svid: GatewaySvid | undefined;
+  #svid: GatewaySvid | undefined;
   #applied?: AppliedState;
 
   constructor(
@@ -118,6 +118,22 @@ export class ManagedGateway {
     await this.#persist();
     logger.info({ version: snapshot.version, hash: snapshot.hash }, 'applied management server snapshot');
     return undefined;
+  }
+
+  /**
+   * A renewed SVID: east-west clusters present it from now on. Their TLS names the SVID's serial-named
+   * files, so the change makes new upstream pools; the old ones finish their requests and close.
+   */
+  async renewedSvid(svid: GatewaySvid): Promise<void> {
+    this.#svid = svid;
+    if (!this.#applied) return;
+    await this.#changes.change(
+      'svid',
+      `use SVID ${svid.serial}`,
+      undefined,
+      (draft) => this.withManaged(draft),
+      `svid:${svid.serial}`,
+    );
   }
 
   /** A locally loaded config (SIGHUP) with the managed resources laid over it again. */

@@ -43,9 +43,10 @@ export function eastWestSvidTls(cluster: ManagedCluster, svid: GatewaySvid): Man
     ...cluster,
     upstreamTls: {
       ...tls,
-      ca: svid.files.bundle,
-      cert: svid.files.cert,
-      key: svid.files.key,
+      // The serial-named copy: a renewed SVID gets new pools (see GatewaySvid.upstream).
+      ca: svid.upstream.bundle,
+      cert: svid.upstream.cert,
+      key: svid.upstream.key,
       verifySubjectAltName: peers,
     },
   };

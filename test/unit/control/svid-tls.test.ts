@@ -52,8 +52,21 @@ describe('tls.svid listeners', () => {
 });
 
 describe('east-west clusters with an SVID', () => {
-  it('present the SVID, trust the bundle, and accept only the SPIFFE IDs of the gateways in the cluster', () => {
-    const svid = { spiffeId: 'spiffe://td/cluster/c-a/gateway/c-a', trustDomain: 'td', expiresAt: new Date(), files };
+  it('present the SVID (its serial-named copy, so a renewed one gets new pools), trust the bundle, and accept only the SPIFFE IDs of the gateways in the cluster', () => {
+    const upstream = {
+      cert: '/state/svid/upstream/0A.crt',
+      key: '/state/svid/upstream/0A.key',
+      bundle: '/state/svid/upstream/0A.bundle.crt',
+    };
+    const svid = {
+      spiffeId: 'spiffe://td/cluster/c-a/gateway/c-a',
+      trustDomain: 'td',
+      issuedAt: new Date(),
+      expiresAt: new Date(),
+      serial: '0A',
+      files,
+      upstream,
+    };
     const cluster = {
       name: 'vd.app-b.tier1',
       endpoints: [
@@ -64,9 +77,9 @@ describe('east-west clusters with an SVID', () => {
     };
     expect(eastWestSvidTls(cluster, svid).upstreamTls).toEqual({
       sni: 'app-b.mesh.internal',
-      ca: files.bundle,
-      cert: files.cert,
-      key: files.key,
+      ca: upstream.bundle,
+      cert: upstream.cert,
+      key: upstream.key,
       verifySubjectAltName: ['spiffe://td/cluster/east/gateway/c-b', 'spiffe://td/cluster/c-c/gateway/c-c'],
     });
   });
