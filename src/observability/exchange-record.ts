@@ -24,4 +24,11 @@ export interface ExchangeRecord {
   readonly startedAt: number;
   readonly retries: number;
   readonly error: ErrorCode | undefined;
+  /** The spans of a sampled, forwarded request (gateway.tracing: a RequestTrace); undefined otherwise. */
+  readonly trace: ExchangeTrace | undefined;
+}
+
+/** The spans an exchange carries: ended with the finished record (see observability/tracing.ts). */
+export interface ExchangeTrace {
+  end(p: ExchangeRecord): void;
 }

@@ -12,6 +12,8 @@ import type { ExchangeRecord } from '../observability/exchange-record.js';
 import type { Outcome } from '../outlier/outcome.js';
 import { ListenerSet } from '../listener/listener-set.js';
 import { AccessLog } from '../observability/access-log.js';
+import { TraceExport } from '../observability/trace-export.js';
+import { RequestTracing } from '../observability/tracing.js';
 import { configVersion, dropEndpointSeries, retainSeries } from '../observability/request-metrics.js';
 import type { EndpointDelta } from '../config/endpoint-delta.js';
 import { createPeerResolver } from '../listener/peer.js';
@@ -47,6 +49,9 @@ export class DataPlane {
   readonly #clock: Clock;
   readonly #rng: Rng;
   readonly #accessLog = new AccessLog();
+  readonly #traceExport = new TraceExport();
+  /** The current snapshot's tracing; undefined when gateway.tracing is absent. */
+  #tracing: RequestTracing | undefined;
   readonly #ages: HostAges;
   readonly env: RequestEnv;
   #draining = false;
@@ -80,6 +85,8 @@ export class DataPlane {
 
   /** Compile and publish a config version; reconcile listeners. Throws (old snapshot stays) on failure. */
   async apply(seq: number, version: number, config: Config): Promise<Record<string, string>> {
+    const spans = this.#traceExport.processorFor(config.gateway.tracing);
+    const tracing = spans ? new RequestTracing(config, spans) : undefined;
     const next = new Snapshot(
       version,
       config,
@@ -91,12 +98,14 @@ export class DataPlane {
         lbFactory: this.#deps.lbFactory,
         buildFilters: this.#deps.buildFilters,
         ages: this.#ages,
+        tracing,
       },
       this.#snapshot,
     );
     await this.#listeners.reconcile(config, (l) => this.#handlersFor(l));
     const previous = this.#snapshot;
     this.#snapshot = next;
+    this.#tracing = tracing;
     this.#seq = seq;
     this.env.normalize = normalizerFor(config.gateway);
     this.#accessLog.configure(
@@ -177,6 +186,9 @@ export class DataPlane {
     const status = p.res.statusCode || p.status;
     p.route.counters[(status / 100) | 0]?.inc();
     this.#accessLog.write(p, status);
+    // A forwarded request's spans were started on its way; one answered here gets its SERVER span now.
+    if (p.trace !== undefined) p.trace.end(p);
+    else if (this.#tracing !== undefined && p.cluster === undefined) this.#tracing.answered(p);
     if (this.#draining && this.env.inFlight === 0) this.#wakeIdle();
   }
 
@@ -212,5 +224,6 @@ export class DataPlane {
     destroyRest();
     await this.#pools.closeAll();
     this.#snapshot?.close();
+    await this.#traceExport.shutdown();
   }
 }

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import type { Duplex } from 'node:stream';
 import type { UpstreamHost } from '../cluster/cluster-manager.js';
 import type { CircuitBreaker } from '../pool/circuit-breaker.js';
+import type { ClientSpan } from '../observability/tracing.js';
 
 const CANCELLED = new Error('meridian: attempt cancelled');
 
@@ -32,6 +33,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly #breaker: CircuitBreaker;
   /** This attempt is a retry and holds one of the cluster's retry slots. */
   readonly isRetry: boolean;
+  /** This attempt's CLIENT span, when its request is traced. */
+  span: ClientSpan | undefined = undefined;
 
   /** Call only after `breaker.tryPending()` succeeded (and `tryRetry()` for a retry). */
   constructor(owner: AttemptOwner, host: UpstreamHost, breaker: CircuitBreaker, isRetry: boolean) {
@@ -83,7 +86,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    this.#release();
+    this.#release(err);
     this.owner.attemptError(this, err);
   }
 
@@ -94,11 +97,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#breaker.releasePending();
   }
 
-  #release() {
+  #release(err?: Error) {
     if (this.#finished) return;
     this.#finished = true;
+    if (this.span !== undefined) this.span.end(this.status, err && errorTypeOf(this, err));
     this.#leavePending();
     if (this.isRetry) this.#breaker.releaseRetry();
     if (this.host.activeRequests > 0) this.host.activeRequests--;
   }
+}
+
+/** error.type of a failed attempt's span: the status when one came, else the cancellation or the error's code. */
+function errorTypeOf(a: Attempt, err: Error): string {
+  if (a.status >= 400) return String(a.status);
+  if (a.cancelled) return `cancelled_${a.cancelled}`;
+  return (err as { code?: string }).code ?? err.name;
 }

@@ -19,6 +19,7 @@ import { bodyReplayable, bodyUnread, rewoundBody } from './body-replay.js';
 import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
 import { BodyTooLargeError } from './body-limit.js';
 import type { ExchangeRecord } from '../observability/exchange-record.js';
+import type { RequestTrace } from '../observability/tracing.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 import { Outcome, outcomeOf } from '../outlier/outcome.js';
 
@@ -102,6 +103,8 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   retries = 0;
   /** Response headers added by filters (rate-limit headers), flat. */
   extraResponseHeaders: string[] | undefined;
+  /** Its spans when the request is traced and sampled (set by the forward action before start()). */
+  trace: RequestTrace | undefined = undefined;
   #committed: Attempt | undefined;
   /** The request was already sent again after the keep-alive race (once per request). */
   #resentFresh = false;
@@ -231,7 +234,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     const a = new Attempt(this, host, this.#cluster.breaker, isRetry);
     this.current = a;
     this.#inFlight++;
-    host.pool.dispatch(this.opts, a);
+    host.pool.dispatch(this.trace === undefined ? this.opts : this.#tracedOpts(a), a);
     if (this.route.hedgeDelayMs > 0 && this.opts.body == null && !this.opts.upgrade) {
       const race = (this.#race ??= new HedgeRace());
       if (!race.racing) race.arm(this.route.hedgeDelayMs, () => ProxyRequest.#sendHedge(this));
@@ -407,7 +410,12 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     const b = new Attempt(this, a.host, this.#cluster.breaker, false);
     this.current = b;
     this.#inFlight++;
-    a.host.pool.dispatchFresh(this.opts, b);
+    a.host.pool.dispatchFresh(this.trace === undefined ? this.opts : this.#tracedOpts(b), b);
+  }
+
+  /** Attempt `a`'s CLIENT span started and its traceparent in the options; a second one in flight is a hedge. */
+  #tracedOpts(a: Attempt): Dispatcher.DispatchOptions {
+    return this.trace!.attempt(a, this.opts, this.retries, this.#inFlight > 1);
   }
 
   /**

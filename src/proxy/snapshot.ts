@@ -11,6 +11,7 @@ import { msOf } from '../config/duration.js';
 import type { BodyProgressRule } from './body-deadline.js';
 import type { HostAges } from '../cluster/host-ages.js';
 import { applyEndpointDelta, type EndpointDelta } from '../config/endpoint-delta.js';
+import type { RequestTracing } from '../observability/tracing.js';
 
 export type CompiledRoute = RouteRuntime;
 
@@ -44,6 +45,8 @@ export class Snapshot {
   readonly identityHeaders: ReadonlySet<string>;
   /** limits.bodyTimeout / bodyMinRate, parsed; undefined when the rule is off. */
   readonly bodyProgress: BodyProgressRule | undefined;
+  /** Spans of this version's requests (gateway.tracing); undefined, and never looked at further, when tracing is off. */
+  readonly tracing: RequestTracing | undefined;
 
   /** `previous`: the snapshot this one replaces; its unchanged clusters are carried over (see ClusterManager). */
   constructor(
@@ -51,11 +54,19 @@ export class Snapshot {
     config: Config,
     registry: PoolRegistry,
     overlay: HealthOverlay,
-    env: { clock: Clock; rng: Rng; lbFactory: LbFactory; buildFilters: FilterBuilder; ages: HostAges },
+    env: {
+      clock: Clock;
+      rng: Rng;
+      lbFactory: LbFactory;
+      buildFilters: FilterBuilder;
+      ages: HostAges;
+      tracing?: RequestTracing;
+    },
     previous?: Snapshot,
   ) {
     this.version = version;
     this.config = config;
+    this.tracing = env.tracing;
     this.identityHeaders = identityHeaderSet(config);
     const limits = config.gateway.limits;
     const bodyTimeoutMs = msOf(limits).bodyTimeout;

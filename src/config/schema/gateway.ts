@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { Address, Duration, Labels, LocalitySchema, Obj } from './common.js';
+import { GatewayTracingSchema } from './tracing.js';
 
 /** Request limits and timeouts; defaults follow Envoy's edge recommendations (see docs/config.md). */
 export const LimitsSchema = Obj(
@@ -88,6 +89,7 @@ export const GatewaySchema = Obj(
     dns: Type.Optional(GatewayDnsSchema),
     kubernetes: Type.Optional(GatewayKubernetesSchema),
     gatewayApi: Type.Optional(GatewayApiSchema),
+    tracing: Type.Optional(GatewayTracingSchema),
   },
   { default: {} },
 );

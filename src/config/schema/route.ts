@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { Duration, HeaderOps, Name, Obj } from './common.js';
+import { RouteTracingSchema } from './tracing.js';
 
 export const HeaderMatchSchema = Obj({
   name: Type.String({ minLength: 1 }),
@@ -133,4 +134,5 @@ export const RouteSchema = Obj({
   auth: Type.Optional(Type.Array(Name)),
   rbac: Type.Optional(Name),
   rateLimits: Type.Optional(Type.Array(Name)),
+  tracing: Type.Optional(RouteTracingSchema),
 });

@@ -22,8 +22,8 @@ const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 /**
  * The secrets of a config document, valid or not (a written document is read before validation):
- * admin tokens, the management-server token, secret members of inline JWKS keys; in the hub's
- * document, its API tokens.
+ * admin tokens, the management-server token, secret members of inline JWKS keys, the OTLP
+ * collector's headers (they carry its API keys); in the hub's document, its API tokens.
  */
 function secretSlots(doc: unknown): SecretSlot[] {
   const slots: SecretSlot[] = [];
@@ -37,6 +37,9 @@ function secretSlots(doc: unknown): SecretSlot[] {
     add(obj(t), 'token', `admin.tokens[${i}].token`, `admin.tokens[${String(obj(t)?.name)}]`),
   );
   add(obj(root?.managementServer), 'token', 'managementServer.token', 'managementServer.token');
+  const otlpHeaders = obj(obj(obj(obj(root?.gateway)?.tracing)?.otlp)?.headers);
+  for (const name of Object.keys(otlpHeaders ?? {}))
+    add(otlpHeaders, name, `gateway.tracing.otlp.headers.${name}`, `otlp.headers[${name}]`);
   list(obj(root?.hub)?.tokens).forEach((t, i) =>
     add(obj(t), 'token', `hub.tokens[${i}].token`, `hub.tokens[${String(obj(t)?.name)}]`),
   );

@@ -1,0 +1,292 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { baseConfig, startInProcess, type InProcessGateway } from '../helpers/gateway.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+/** One span as an OTLP/JSON export carries it (ids in hex, attributes as key/value pairs). */
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Array<{ key: string; value: Record<string, unknown> }>;
+}
+
+const SERVER = 2;
+const CLIENT = 3;
+
+/** A small OTLP/HTTP collector: every POST body it received, and the spans of the JSON ones. */
+interface Collector {
+  url: string;
+  bodies: Array<{ contentType: string; body: Buffer }>;
+  spans: OtlpSpan[];
+  close(): Promise<void>;
+}
+
+async function startCollector(): Promise<Collector> {
+  const c = { bodies: [], spans: [] } as unknown as Collector;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const contentType = req.headers['content-type'] ?? '';
+      c.bodies.push({ contentType, body });
+      if (contentType.includes('json')) {
+        const doc = JSON.parse(body.toString()) as {
+          resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+        };
+        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) c.spans.push(...ss.spans);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      } else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  c.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+  c.close = () => new Promise((r) => server.close(() => r()));
+  return c;
+}
+
+/** An attribute's value as a string (OTLP/JSON writes an int64 as a number or a string). */
+function attr(s: OtlpSpan, key: string): string | undefined {
+  const v = s.attributes.find((a) => a.key === key)?.value;
+  return v && String(Object.values(v)[0]);
+}
+
+async function until<T>(what: () => T | undefined | Promise<T | undefined>, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await what();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A gateway with `tracing` and one route to `up`, for the export tests. */
+function startTracedGateway(tracing: Record<string, unknown>, up: TestUpstream): Promise<InProcessGateway> {
+  return startInProcess(
+    baseConfig({
+      gateway: { name: 'edge', workers: 1, accessLog: { enabled: false }, tracing },
+      routes: [{ name: 'r', match: { path: { prefix: '/' } }, cluster: 'up' }],
+      clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+    }),
+  );
+}
+
+const routes = [
+  {
+    name: 'retried',
+    match: { path: { prefix: '/retried' } },
+    cluster: 'flaky',
+    retry: { attempts: 1, on: ['5xx'], backoff: { base: '5ms' } },
+  },
+  { name: 'gateway-ratio', match: { path: { prefix: '/gateway-ratio' } }, cluster: 'ok' },
+  { name: 'always', match: { path: { prefix: '/always' } }, cluster: 'ok', tracing: { sampling: 1 } },
+  {
+    name: 'hedged',
+    match: { path: { prefix: '/hedged' } },
+    cluster: 'slow-first',
+    hedge: { delay: '30ms' },
+    tracing: { sampling: 1 },
+  },
+  { name: 'direct', match: { path: { prefix: '/direct' } }, directResponse: { status: 204 }, tracing: { sampling: 1 } },
+];
+
+describe('OpenTelemetry traces over OTLP/HTTP', () => {
+  let collector: Collector;
+  let gw: InProcessGateway;
+  let flakyA: TestUpstream;
+  let flakyB: TestUpstream;
+  let ok: TestUpstream;
+  let slowFirst: TestUpstream[];
+  let calls = 0;
+  let hedgedCalls = 0;
+  const flaky = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.writeHead(calls++ % 2 === 0 ? 503 : 200).end();
+  };
+
+  beforeAll(async () => {
+    collector = await startCollector();
+    flakyA = await startUpstream(flaky);
+    flakyB = await startUpstream(flaky);
+    ok = await startUpstream();
+    // The first request to either endpoint answers after 300 ms: the hedge to the other one wins.
+    const slowThenFast = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      const t = setTimeout(() => res.end('x'), hedgedCalls++ === 0 ? 300 : 0);
+      res.on('close', () => clearTimeout(t));
+    };
+    slowFirst = [await startUpstream(slowThenFast), await startUpstream(slowThenFast)];
+    gw = await startInProcess(
+      baseConfig({
+        gateway: {
+          name: 'edge',
+          workers: 1,
+          accessLog: { enabled: false },
+          tracing: { otlp: { endpoint: collector.url, protocol: 'http/json' }, sampling: 0, flushInterval: '50ms' },
+        },
+        routes,
+        clusters: [
+          { name: 'flaky', endpoints: [{ address: flakyA.address }, { address: flakyB.address }] },
+          { name: 'ok', endpoints: [{ address: ok.address }] },
+          { name: 'slow-first', endpoints: slowFirst.map((u) => ({ address: u.address })) },
+        ],
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    await collector?.close();
+    for (const u of [flakyA, flakyB, ok, ...(slowFirst ?? [])]) await u?.close();
+  });
+
+  it('gives a retried request one SERVER span and two sibling CLIENT spans in the incoming trace', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parent = '00f067aa0ba902b7';
+    const r = await request(`${gw.url}/retried/x`, { headers: { traceparent: `00-${traceId}-${parent}-01` } });
+    expect(r.statusCode).toBe(200);
+    await r.body.dump();
+
+    const spans = await until(() => {
+      const mine = collector.spans.filter((s) => s.traceId === traceId);
+      return mine.length >= 3 ? mine : undefined;
+    });
+    const server = spans.filter((s) => s.kind === SERVER);
+    const clients = spans.filter((s) => s.kind === CLIENT);
+    expect(server).toHaveLength(1);
+    expect(clients).toHaveLength(2);
+    expect(server[0].parentSpanId).toBe(parent);
+    expect(server[0].name).toBe('GET /retried*');
+    expect(attr(server[0], 'http.route')).toBe('/retried*');
+    expect(attr(server[0], 'http.response.status_code')).toBe('200');
+    expect(attr(server[0], 'meridian.retries')).toBe('1');
+    for (const c of clients) {
+      expect(c.parentSpanId).toBe(server[0].spanId);
+      expect(attr(c, 'meridian.cluster')).toBe('flaky');
+    }
+    const [first, retry] = clients.sort(
+      (a, b) => Number(attr(a, 'http.request.resend_count') ?? 0) - Number(attr(b, 'http.request.resend_count') ?? 0),
+    );
+    expect(attr(first, 'http.response.status_code')).toBe('503');
+    expect(attr(retry, 'http.request.resend_count')).toBe('1');
+    expect(attr(retry, 'http.response.status_code')).toBe('200');
+    expect(attr(first, 'meridian.endpoint')).not.toBe(attr(retry, 'meridian.endpoint'));
+
+    // Each upstream got the context of the CLIENT span of its own attempt.
+    const seen = [...flakyA.requests, ...flakyB.requests].map((q) => q.headers.traceparent);
+    expect(seen.sort()).toEqual(clients.map((c) => `00-${traceId}-${c.spanId}-01`).sort());
+  });
+
+  it("samples by the route's ratio over the gateway's: 0 sends nothing, 1 sends every request", async () => {
+    for (let i = 0; i < 10; i++) await (await request(`${gw.url}/gateway-ratio/${i}`)).body.dump();
+    for (let i = 0; i < 10; i++) await (await request(`${gw.url}/always/${i}`)).body.dump();
+    const always = await until(() => {
+      const s = collector.spans.filter((x) => attr(x, 'meridian.route') === 'always' && x.kind === SERVER);
+      return s.length === 10 ? s : undefined;
+    });
+    expect(new Set(always.map((s) => s.traceId)).size).toBe(10);
+    expect(collector.spans.filter((x) => x.kind === CLIENT && attr(x, 'meridian.cluster') === 'ok')).toHaveLength(10);
+    expect(collector.spans.filter((x) => attr(x, 'meridian.route') === 'gateway-ratio')).toHaveLength(0);
+    // The unsampled requests still carry a (not sampled) trace context upstream.
+    const unsampled = ok.requests.filter((q) => q.url.startsWith('/gateway-ratio')).map((q) => q.headers.traceparent);
+    for (const tp of unsampled) expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  });
+
+  it('gives a hedged request two sibling CLIENT spans, the hedge marked and the loser cancelled', async () => {
+    const r = await request(`${gw.url}/hedged`);
+    expect(r.statusCode).toBe(200);
+    await r.body.dump();
+    const [server, ...clients] = await until(() => {
+      const server = collector.spans.find((x) => attr(x, 'meridian.route') === 'hedged');
+      const clients = collector.spans.filter((x) => server && x.parentSpanId === server.spanId);
+      return server && clients.length === 2 ? [server, ...clients] : undefined;
+    });
+    expect(clients.map((c) => c.kind)).toEqual([CLIENT, CLIENT]);
+    const hedge = clients.find((c) => attr(c, 'meridian.hedge') === 'true')!;
+    const first = clients.find((c) => c !== hedge)!;
+    expect(attr(hedge, 'http.response.status_code')).toBe('200');
+    expect(attr(first, 'error.type')).toBe('cancelled_lost');
+    expect(attr(server, 'http.response.status_code')).toBe('200');
+  });
+
+  it('gives a request the gateway answers itself a SERVER span of its own', async () => {
+    const r = await request(`${gw.url}/direct`);
+    expect(r.statusCode).toBe(204);
+    await r.body.dump();
+    const span = await until(() => collector.spans.find((x) => attr(x, 'meridian.route') === 'direct'));
+    expect(span.kind).toBe(SERVER);
+    expect(attr(span, 'http.response.status_code')).toBe('204');
+  });
+});
+
+describe('OTLP/HTTP protobuf export', () => {
+  it('sends spans as application/x-protobuf carrying the trace id', async () => {
+    const collector = await startCollector();
+    const up = await startUpstream();
+    const gw = await startTracedGateway({ otlp: { endpoint: collector.url }, sampling: 1, flushInterval: '50ms' }, up);
+    try {
+      const traceId = 'aaf92f3577b34da6a3ce929d0e0e4799';
+      await (
+        await request(`${gw.url}/p`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
+      ).body.dump();
+      const body = await until(() => collector.bodies[0]);
+      expect(body.contentType).toBe('application/x-protobuf');
+      // trace_id is a 16-byte field of every span: both spans of the request carry it.
+      expect(body.body.indexOf(Buffer.from(traceId, 'hex'))).toBeGreaterThanOrEqual(0);
+    } finally {
+      await gw.stop();
+      await collector.close();
+      await up.close();
+    }
+  });
+});
+
+describe('a collector that is down', () => {
+  it('never fails a request, and the spans it cannot take are counted as dropped', async () => {
+    // A port nobody listens on: bound, then released.
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const up = await startUpstream();
+    const gw = await startTracedGateway(
+      {
+        otlp: { endpoint: `http://127.0.0.1:${port}/v1/traces`, timeout: '200ms' },
+        sampling: 1,
+        maxQueueSize: 4,
+        flushInterval: '50ms',
+      },
+      up,
+    );
+    try {
+      const counts = async () => {
+        const text = await (await request(`${gw.admin}/metrics`)).body.text();
+        const n = (result: string) =>
+          Number(new RegExp(`meridian_tracing_spans_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+        return { queueFull: n('queue_full'), failed: n('export_failed'), exported: n('exported') };
+      };
+      const before = await counts();
+      const responses = await Promise.all(
+        Array.from({ length: 10 }, async (_, i) => {
+          const r = await request(`${gw.url}/down/${i}`);
+          await r.body.dump();
+          return r.statusCode;
+        }),
+      );
+      expect(responses).toEqual(Array(10).fill(200));
+      // 20 spans (a SERVER and a CLIENT span each): each one is dropped, for a full queue of 4 or a failed export.
+      const after = await until(async () => {
+        const c = await counts();
+        return c.queueFull + c.failed - before.queueFull - before.failed === 20 ? c : undefined;
+      });
+      expect(after.exported).toBe(before.exported);
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
