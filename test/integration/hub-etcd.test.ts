@@ -5,6 +5,9 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { Etcd3 } from 'etcd3';
 import { startHub, type RunningHub } from '../../src/hub/control-plane.js';
+import { HubClient } from '../../src/control/managed/hub-client.js';
+import type { Snapshot } from '../../src/hub/protocol.js';
+import { systemRng } from '../../src/common/clock.js';
 import { tempDir, waitFor } from '../helpers/gateway.js';
 import { closedPort } from '../helpers/upstream.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd-server.js';
@@ -52,8 +55,9 @@ beforeAll(async () => {
   await startReplica(1, etcd.url);
 }, 60_000);
 
+const stopped = new Set<RunningHub>();
 afterAll(async () => {
-  for (const h of hubs) await h?.stop();
+  for (const h of hubs) if (h && !stopped.has(h)) await h.stop();
   await etcd?.stop();
 });
 
@@ -122,4 +126,32 @@ describe('hub replicas on etcd (hub.store.etcd)', () => {
     await waitFor(async () => (await routeNames(1)).includes('after-return'), 15_000);
     expect(await routeNames(0)).not.toContain('while-down');
   }, 60_000);
+
+  it('a gateway listing both replicas (managementServer.failoverUrls) moves to the other when its replica stops; the next change reaches it and is acknowledged there', async () => {
+    const received: Snapshot[] = [];
+    const report = { labels: { cluster: 'gw-f' }, locality: { region: 'r', zone: 'z', subzone: '' }, instances: [] };
+    const client = new HubClient(
+      { url: urls[0]!, failoverUrls: [urls[1]!], id: 'gw-f', reportIntervalMs: 60_000 },
+      { report: () => report, apply: async (snap) => void received.push(snap) },
+      systemRng,
+    );
+    client.start();
+    try {
+      await waitFor(() => received.length > 0, 5000);
+      await hubs[0]!.stop();
+      stopped.add(hubs[0]!);
+      const put = await api(1, '/routes/after-failover', { method: 'PUT', body: route('/failover') });
+      expect(put.status).toBe(200);
+      await waitFor(() => received.at(-1)?.resources.routes.some((r) => r.name === 'after-failover'), 10_000);
+      // Replica 1 records the gateway's ack of that version.
+      await waitFor(async () => {
+        const fleet = (await api(1, '/fleet')).body as {
+          gateways: Array<{ id: string; lastAck?: { version: number } }>;
+        };
+        return fleet.gateways.find((g) => g.id === 'gw-f')?.lastAck?.version === put.body.version;
+      }, 10_000);
+    } finally {
+      client.stop();
+    }
+  }, 30_000);
 });

@@ -10,6 +10,15 @@ const TlsFiles = Obj({
 /** A gateway that follows a management server (hub): see docs/multicluster.md. */
 export const ManagementServerSchema = Obj({
   url: Type.String({ pattern: '^https?://[^/]+/?$', errorMessage: 'expected http(s)://host:port' }),
+  /**
+   * Other replicas of the same hub (sharing one document, e.g. through etcd): when the one in use
+   * fails, the gateway moves to the next, in order, round the list.
+   */
+  failoverUrls: Type.Optional(
+    Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', errorMessage: 'expected http(s)://host:port' }), {
+      minItems: 1,
+    }),
+  ),
   /** Identity in the fleet; replicas of one gateway share it. Default: gateway.name. */
   id: Type.Optional(Name),
   token: Type.Optional(Type.String({ minLength: 1 })),

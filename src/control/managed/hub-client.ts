@@ -74,10 +74,16 @@ export class HubClient {
     this.#lastReport = report;
   }
 
-  /** Report, then watch; on any failure back off (full jitter) and start again. */
+  /**
+   * Report, then watch; on any failure move to the next hub replica (failoverUrls), back off (full
+   * jitter; the backoff grows once per round of the replicas, so the next replica is tried at once)
+   * and start again. The replica watched next sends its current snapshot, which is applied (or found
+   * already applied) and acknowledged as usual.
+   */
   async #run(): Promise<void> {
     let attempt = 0;
     while (!this.#stopped) {
+      const hub = this.#hub.hubUrl;
       try {
         await this.#report(true);
         await this.#watchOnce(() => {
@@ -85,12 +91,15 @@ export class HubClient {
         });
       } catch (e) {
         if (this.connected || attempt === 0)
-          log.warn({ hub: this.#opts.url, err: (e as Error).message }, 'hub unreachable; serving the last good config');
+          log.warn({ hub, err: (e as Error).message }, 'hub unreachable; serving the last good config');
       }
       this.connected = false;
       if (this.#stopped) return;
       attempt++;
-      await new Promise((r) => setTimeout(r, backoffDelay(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS, this.#rng)));
+      const replicas = this.#hub.replicas;
+      if (replicas > 1) log.info({ from: hub, to: this.#hub.failover() }, 'trying the next hub replica');
+      const round = Math.ceil(attempt / replicas);
+      await new Promise((r) => setTimeout(r, backoffDelay(round, BACKOFF_BASE_MS, BACKOFF_MAX_MS, this.#rng)));
     }
   }
 
@@ -108,7 +117,7 @@ export class HubClient {
         }
         this.connected = true;
         onOpen();
-        log.info({ hub: this.#opts.url }, 'watching the management server');
+        log.info({ hub: this.#hub.hubUrl }, 'watching the management server');
         const parser = new SseParser();
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {

@@ -6,6 +6,8 @@ import { REPLICA_HEADER } from '../../hub/protocol.js';
 /** Where a gateway's hub is and how this gateway proves who it is there. */
 export interface HubConnectionOptions {
   url: string;
+  /** More replicas of the hub, tried in order (round the list) when the one in use fails. */
+  failoverUrls?: string[];
   /** The gateway id in the fleet (the path segment of /v1/gateways/{id}). */
   id: string;
   token?: string;
@@ -33,17 +35,32 @@ export class HubConnection {
   readonly #agent: http.Agent;
   readonly #request: typeof http.request;
   readonly #replica = randomUUID();
+  readonly #urls: string[];
+  #current = 0;
 
   constructor(opts: HubConnectionOptions) {
     this.#opts = opts;
     this.id = opts.id;
+    this.#urls = [opts.url, ...(opts.failoverUrls ?? [])];
     const secure = opts.url.startsWith('https:');
     this.#agent = secure ? new https.Agent({ keepAlive: true, ...opts.tls }) : new http.Agent({ keepAlive: true });
     this.#request = secure ? https.request : http.request;
   }
 
+  /** The hub replica in use. */
   get hubUrl(): string {
-    return this.#opts.url;
+    return this.#urls[this.#current];
+  }
+
+  /** How many hub replicas this connection knows. */
+  get replicas(): number {
+    return this.#urls.length;
+  }
+
+  /** The replica in use failed: use the next one (round the list); returns it. */
+  failover(): string {
+    this.#current = (this.#current + 1) % this.#urls.length;
+    return this.hubUrl;
   }
 
   /** A request on the connection's agent, with its credentials and replica id (see REPLICA_HEADER). */
@@ -92,7 +109,7 @@ export class HubConnection {
   }
 
   #url(action: string): URL {
-    return new URL(`/v1/gateways/${encodeURIComponent(this.#opts.id)}/${action}`, this.#opts.url);
+    return new URL(`/v1/gateways/${encodeURIComponent(this.#opts.id)}/${action}`, this.hubUrl);
   }
 
   /** Who is calling: the hub token if any, and this process's replica id. */

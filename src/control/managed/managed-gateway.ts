@@ -201,7 +201,7 @@ export class ManagedGateway {
 /** How this gateway reaches its hub: url, fleet id (default gateway.name), token and client TLS files. */
 export function hubConnectionOptions(ms: ManagementServer, gatewayName: string): HubConnectionOptions {
   const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
-  return { url: ms.url, id: ms.id ?? gatewayName, token: ms.token, tls };
+  return { url: ms.url, failoverUrls: ms.failoverUrls, id: ms.id ?? gatewayName, token: ms.token, tls };
 }
 
 function read(file: string | undefined): Buffer | undefined {
