@@ -117,9 +117,11 @@ export async function signCertificate(
 ): Promise<string> {
   const cert = new pkijs.Certificate();
   cert.version = 2;
-  // 16 random bytes, top bit cleared: positive and unique without a serial database (RFC 5280 4.1.2.2).
+  // 16 random bytes: unique without a serial database (RFC 5280 4.1.2.2). The first byte has its top
+  // bit clear (positive) and the next one set (never 0x00): DER forbids a leading zero byte before a
+  // byte below 0x80, and such a serial (1 in 256) made a certificate that does not parse.
   const serial = randomBytes(16);
-  serial[0] &= 0x7f;
+  serial[0] = (serial[0] & 0x3f) | 0x40;
   cert.serialNumber = new asn1js.Integer({ valueHex: serial });
   cert.subject.typesAndValues.push(commonName(spec.commonName));
   const issuerCert = issuer.certificatePem

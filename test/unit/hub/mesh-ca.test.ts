@@ -145,3 +145,15 @@ describe('hub.ca config', () => {
     if (!v.ok) expect(v.errors.map((e) => e.path)).toContain(path);
   });
 });
+
+describe('certificate serial numbers', () => {
+  it('every issued certificate parses: 300 leaves, each serial a positive DER integer without padding', async () => {
+    const ca = await MeshCa.open(settings, tempDir('meridian-ca-'));
+    const keys = await generateKeyPair();
+    const csr = await createCsr(keys, { commonName: 'gw-1', uris: [GW1] });
+    for (let i = 0; i < 300; i++) {
+      const leaf = new X509Certificate((await ca.issue(csr, { gatewayId: 'gw-1' })).certificate);
+      expect(Number.parseInt(leaf.serialNumber.slice(0, 2), 16)).toBeGreaterThanOrEqual(0x40);
+    }
+  });
+});
