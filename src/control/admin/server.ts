@@ -16,6 +16,7 @@ import { pathParts, probePath } from './request-path.js';
 import { deleteResource, endpointsOf, findResource, putResource, type ResourceKind } from './resources.js';
 import { clusterStatus, type ClusterDetails, type HostDetails } from './cluster-status.js';
 import { redactSecrets, withSecrets } from './secrets.js';
+import { serveUi } from './ui-assets.js';
 
 interface Call {
   req: IncomingMessage;
@@ -127,6 +128,7 @@ export class AdminServer {
           message: 'the ops listener serves only /ready, /live and /metrics',
         });
       if (head === 'metrics' && req.method === 'GET') return this.#metrics(res);
+      if (head === 'ui') return serveUi(res, req.method, url.pathname);
       const call: Call = { req, res, who, parts, ifMatch: req.headers['if-match'] };
       if (await this.#route(call)) return;
       sendJson(res, 404, { error: 'not_found', message: `no admin route for ${req.method} ${url.pathname}` });
@@ -240,7 +242,9 @@ export class AdminServer {
         void sendJson(c.res, v.ok ? 200 : 400, v.ok ? { valid: true } : { valid: false, errors: v.errors }), true
       );
     }
-    if (sub === 'versions' && m === 'GET') return (void sendJson(c.res, 200, this.#primary.store.list()), true);
+    if (sub === 'versions' && m === 'GET' && c.parts[2] === undefined)
+      return (void sendJson(c.res, 200, this.#primary.store.list()), true);
+    if (sub === 'versions' && m === 'GET' && c.parts[3] === undefined) return this.#version(c, c.parts[2]);
     if (sub === 'rollback' && m === 'POST') {
       const body = (await readBody(c.req)) as { version?: unknown } | undefined;
       const target = this.#primary.store.get(Number(body?.version));
@@ -259,6 +263,19 @@ export class AdminServer {
       return (void sendJson(c.res, 200, { ...r, restored: target.version }, { etag: `"${r.version}"` }), true);
     }
     return false;
+  }
+
+  /** One stored version with its config (secrets redacted, as on GET /config): what the UI diffs. */
+  #version(c: Call, wanted: string): boolean {
+    const stored = /^\d+$/.test(wanted) ? this.#primary.store.get(Number(wanted)) : undefined;
+    if (!stored)
+      throw new ApiError(404, 'unknown version', {
+        error: 'not_found',
+        message: `version ${wanted} is not in the history`,
+      });
+    const current = this.#primary.store.current?.version === stored.version;
+    sendJson(c.res, 200, { ...stored, current, config: redactSecrets(stored.config) });
+    return true;
   }
 
   async #endpoint(c: Call, cluster: string, address: string, leaf: string | undefined): Promise<boolean> {
