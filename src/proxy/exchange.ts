@@ -29,8 +29,16 @@ export interface RequestEnv extends ProxyEnv {
   xfcc(peer: PeerIdentity): string;
 }
 
-/** Where a request goes, filled by routeRequest (request-path.ts). */
+/**
+ * Where a request goes: made once per request by routeRequest (route.ts). Refused, it carries the
+ * error; routed, it is the request's {@link RoutedRequest} (see routedOf), so routing allocates one
+ * object and nothing is shared between requests.
+ */
 export interface Target extends RequestScan {
+  readonly snap: Snapshot;
+  readonly listener: ListenerContext;
+  readonly env: RequestEnv;
+  readonly req: DownstreamRequest;
   route: CompiledRoute | undefined;
   /** Set instead of `route` when the request is refused before routing or matches no route. */
   error: ErrorCode | undefined;

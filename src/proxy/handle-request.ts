@@ -1,5 +1,5 @@
 import { ProxyRequest } from './forwarder.js';
-import { routeRequest, routed } from './route.js';
+import { routeRequest, routedOf } from './route.js';
 import { newExchange, runRouteFilters, type AfterFilters } from './filter-stage.js';
 import { clientRequestId } from './request-facts.js';
 import { respondDirect } from './actions/direct.js';
@@ -38,7 +38,7 @@ export function handleRequest(
       code: 'payload_too_large',
       close: true,
     });
-  const r = routed(snap, listener, env, req, t);
+  const r = routedOf(t);
   if (route.filters.length === 0) return dispatchRoute(r, res, undefined);
   runRouteFilters(newExchange(r, res), AFTER_FILTERS);
 }

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../common/errors.js';
 import { destroySelf, ProxyRequest } from './forwarder.js';
-import { routeRequest, routed } from './route.js';
+import { routeRequest, routedOf } from './route.js';
 import { newExchange, runRouteFilters, type AfterFilters } from './filter-stage.js';
 import { clientRequestId } from './request-facts.js';
 import { forward } from './actions/forward.js';
@@ -36,7 +36,7 @@ export function handleUpgrade(
   if (t.route!.kind !== 'cluster' && t.route!.kind !== 'weighted')
     return answer(req, socket, env, t.route, 'method_not_allowed');
   // Upgrades are rare next to plain requests: always building the exchange keeps one code path.
-  runRouteFilters(newExchange(routed(snap, listener, env, req, t), undefined, socket), AFTER_FILTERS);
+  runRouteFilters(newExchange(routedOf(t), undefined, socket), AFTER_FILTERS);
 }
 
 /** True when any Upgrade header (a list, possibly repeated) names h2c, with or without a version. */
