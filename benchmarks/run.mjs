@@ -1,6 +1,6 @@
 // Meridian beside its baselines, in the same run, interleaved (A B C D A B C D ...).
 // Env: DURATION (s, 10), ROUNDS (3), WARMUP (s, 3), CONNECTIONS (100), TOOLS (autocannon,wrk), UPSTREAM_SERVER (nginx if installed, else node),
-//      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier; also full-chain),
+//      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier; also full-chain, tracing-1, tracing-100),
 //      APPEND (1; 0 = print the report without appending it to RESULTS.md).
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -16,6 +16,8 @@ import {
   usesLbPorts,
   usesRedis,
   usesJwt,
+  usesTracing,
+  OTLP_SINK_PORT,
   TARGETS,
 } from './scenarios.mjs';
 import { has, PIN, pinned, start, cpuMicros, cleanup } from './processes.mjs';
@@ -157,6 +159,12 @@ async function startRedis(dir) {
 async function scenarioMaterial(dir) {
   const material = {};
   if (SCENARIOS.includes('https')) material.cert = selfSignedCert(dir);
+  if (SCENARIOS.some(usesTracing)) {
+    await start('otlp-sink', process.execPath, [join(HERE, 'servers', 'otlp-sink.mjs')], {
+      env: { PORT: String(OTLP_SINK_PORT) },
+      core: 1,
+    });
+  }
   if (SCENARIOS.some(usesRedis))
     material.redisUrl = await startRedis(dir).catch((e) => {
       material.redisError = e.message;

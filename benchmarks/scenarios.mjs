@@ -48,6 +48,10 @@ export function selfSignedCert(dir) {
 /** Ports of the lb-* scenarios' endpoints: extra ports of the upstream process (10 endpoints). */
 export const LB_PORTS = Array.from({ length: 10 }, (_, i) => 18120 + i);
 export const usesLbPorts = (scenario) => scenario.startsWith('lb-') || scenario === 'full-chain';
+/** The tracing scenarios' head-sampling ratios; their spans go to benchmarks/servers/otlp-sink.mjs. */
+const TRACING = { 'tracing-1': 0.01, 'tracing-100': 1 };
+export const OTLP_SINK_PORT = 18095;
+export const usesTracing = (scenario) => scenario in TRACING;
 /** Scenarios whose requests carry the bench JWT. */
 export const usesJwt = (scenario) => scenario === 'jwt' || scenario === 'full-chain';
 export const usesRedis = (scenario) => scenario === 'ratelimit-redis';
@@ -61,6 +65,7 @@ export const TARGETS = [
   { scenario: 'ratelimit-redis', base: 'plain', maxCost: 0.2 },
   { scenario: 'lb-lr-outlier', base: 'lb-rr', maxCost: 0.05 },
   { scenario: 'jwt', base: 'plain', maxCost: 0.15 },
+  { scenario: 'tracing-1', base: 'plain', maxCost: 0.03 },
 ];
 
 /** Rate limit far above the load, so the cost of deciding is measured, not refusals. */
@@ -91,6 +96,12 @@ export function meridianConfig(scenario, port, opts = {}) {
     routes: [route],
     clusters: [{ name: 'up', endpoints: [{ address: '127.0.0.1:18090' }] }],
   };
+  if (usesTracing(scenario)) {
+    config.gateway.tracing = {
+      otlp: { endpoint: `http://127.0.0.1:${OTLP_SINK_PORT}/v1/traces`, protocol: 'http/protobuf' },
+      sampling: TRACING[scenario],
+    };
+  }
   if (scenario === 'full-chain') {
     // Everything a production route runs at once: JWT, a local rate limit, least-request over 10
     // endpoints with outlier detection, metrics (always on) and an access line per request.

@@ -11,12 +11,8 @@ import {
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  ParentBasedSampler,
-  type SpanProcessor,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+import { AlwaysOnSampler, ParentBasedSampler, type SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { randomHex } from '../common/random-hex.js';
 import type { Config, RouteConfig } from '../config/schema/index.js';
 import type { ExchangeRecord, ExchangeTrace } from './exchange-record.js';
 
@@ -53,6 +49,8 @@ interface WithHeaders {
 /** A route's tracer (its sampler) and its `http.route` (the path template it matches). */
 interface RouteTracer {
   readonly tracer: Tracer;
+  /** The head-sampling ratio of new traces (decided before the SDK is asked: see RequestTracing.begin). */
+  readonly ratio: number;
   readonly httpRoute: string | undefined;
 }
 
@@ -73,18 +71,19 @@ export class RequestTracing {
     const tracerFor = (ratio: number) => {
       let t = byRatio.get(ratio);
       if (!t) {
-        const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
+        // The ratio for new traces is applied before a span is started (begin, answered): the SDK
+        // only sees requests that will be recorded, or whose parent decides.
+        const sampler = new ParentBasedSampler({ root: new AlwaysOnSampler() });
         const provider = new TracerProvider({ resource, sampler, spanProcessors: [processor] });
         byRatio.set(ratio, (t = provider.getTracer('meridian')));
       }
       return t;
     };
-    this.#default = { tracer: tracerFor(settings.sampling), httpRoute: undefined };
-    for (const r of config.routes)
-      this.#routes.set(r.name, {
-        tracer: tracerFor(r.tracing?.sampling ?? settings.sampling),
-        httpRoute: pathTemplate(r),
-      });
+    this.#default = { tracer: tracerFor(settings.sampling), ratio: settings.sampling, httpRoute: undefined };
+    for (const r of config.routes) {
+      const ratio = r.tracing?.sampling ?? settings.sampling;
+      this.#routes.set(r.name, { tracer: tracerFor(ratio), ratio, httpRoute: pathTemplate(r) });
+    }
   }
 
   /**
@@ -93,11 +92,25 @@ export class RequestTracing {
    * the client's, or the one the gateway made) get the span's context. Undefined when the request is
    * not sampled: its traceparent then carries the unsampled context and no span is made at all.
    */
-  begin(p: ExchangeRecord, headers: string[]): RequestTrace | undefined {
+  begin(p: ExchangeRecord, headers: string[], clientTraceparent: string | undefined): RequestTrace | undefined {
     const rt = this.#routes.get(p.route.name) ?? this.#default;
-    const parent = propagator.extract(ROOT_CONTEXT, p.req.headers, defaultTextMapGetter);
-    const span = startServerSpan(rt, p, parent);
     const at = traceparentIndex(headers);
+    // Requests that will not be recorded cost a string check, not an SDK span (most of them at 1 %).
+    const incoming = validTraceparent(clientTraceparent);
+    if (incoming === undefined && Math.random() >= rt.ratio) {
+      headers[at] = unsampledTraceparent();
+      return undefined;
+    }
+    // A caller that decided "not sampled": its context goes upstream as it came.
+    if (incoming !== undefined && !incoming.endsWith('1')) return undefined;
+    const parent = incoming
+      ? propagator.extract(
+          ROOT_CONTEXT,
+          { traceparent: incoming, tracestate: p.req.headers.tracestate },
+          defaultTextMapGetter,
+        )
+      : ROOT_CONTEXT;
+    const span = startServerSpan(rt, p, parent);
     if (!span.isRecording()) {
       headers[at] = traceparentOf(span);
       return undefined;
@@ -108,7 +121,10 @@ export class RequestTracing {
   /** A request the gateway answered without an upstream (a refusal, a direct response): its SERVER span, whole. */
   answered(p: ExchangeRecord): void {
     const rt = this.#routes.get(p.route.name) ?? this.#default;
-    const span = startServerSpan(rt, p, propagator.extract(ROOT_CONTEXT, p.req.headers, defaultTextMapGetter));
+    const incoming = validTraceparent(rawHeader(p.req.rawHeaders, 'traceparent'));
+    if (incoming === undefined ? Math.random() >= rt.ratio : !incoming.endsWith('1')) return;
+    const parent = incoming ? propagator.extract(ROOT_CONTEXT, p.req.headers, defaultTextMapGetter) : ROOT_CONTEXT;
+    const span = startServerSpan(rt, p, parent);
     if (span.isRecording()) endServerSpan(span, p);
   }
 }
@@ -249,6 +265,25 @@ function pathOf(url: string): string {
 }
 
 /** W3C traceparent of a span's context (version 00). */
+const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** A client's traceparent when it is a valid version-00 one (flags' last bit: sampled), else undefined. */
+function validTraceparent(value: string | undefined): string | undefined {
+  return value !== undefined && TRACEPARENT.test(value) ? value : undefined;
+}
+
+/** A new trace's context, not sampled: upstream services see the decision and do not record it either. */
+function unsampledTraceparent(): string {
+  return `00-${randomHex(16)}-${randomHex(8)}-00`;
+}
+
+/** The first value of a header in a raw list (case-insensitive), without building req.headers. */
+function rawHeader(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i].length === name.length && raw[i].toLowerCase() === name) return raw[i + 1];
+  return undefined;
+}
+
 function traceparentOf(span: Span): string {
   const c = span.spanContext();
   return `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;

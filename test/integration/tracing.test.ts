@@ -196,6 +196,19 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
     for (const tp of unsampled) expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
+  it("follows the caller's decision (parent-based): its unsampled context passes unchanged and records nothing; its sampled one is recorded even at ratio 0", async () => {
+    const unsampled = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+    await (await request(`${gw.url}/always/parent-unsampled`, { headers: { traceparent: unsampled } })).body.dump();
+    const sampled = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await (await request(`${gw.url}/gateway-ratio/parent-sampled`, { headers: { traceparent: sampled } })).body.dump();
+    const server = await until(() =>
+      collector.spans.find((x) => x.kind === SERVER && x.traceId === '4bf92f3577b34da6a3ce929d0e0e4736'),
+    );
+    expect(server.parentSpanId).toBe('00f067aa0ba902b7');
+    expect(collector.spans.some((x) => x.traceId === '0af7651916cd43dd8448eb211c80319c')).toBe(false);
+    expect(ok.requests.find((q) => q.url === '/always/parent-unsampled')!.headers.traceparent).toBe(unsampled);
+  });
+
   it('gives a hedged request two sibling CLIENT spans, the hedge marked and the loser cancelled', async () => {
     const r = await request(`${gw.url}/hedged`);
     expect(r.statusCode).toBe(200);

@@ -69,7 +69,7 @@ export function forward(
   const p = new ProxyRequest(req, res, route, cluster, env, opts);
   p.hashKey = hashKey;
   p.requestId = facts.requestId!;
-  if (snap.tracing !== undefined) p.trace = snap.tracing.begin(p, headers);
+  if (snap.tracing !== undefined) p.trace = snap.tracing.begin(p, headers, facts.traceparent);
   if (x?.responseHeaders.length) p.extraResponseHeaders = x.responseHeaders;
   p.start();
   if (hasBody && upgrade === undefined && snap.bodyProgress) p.watchBody(snap.bodyProgress);
