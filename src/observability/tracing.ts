@@ -98,7 +98,11 @@ export class RequestTracing {
     // Requests that will not be recorded cost a string check, not an SDK span (most of them at 1 %).
     const incoming = validTraceparent(clientTraceparent);
     if (incoming === undefined && Math.random() >= rt.ratio) {
-      headers[at] = unsampledTraceparent();
+      // The gateway's own new context (the client sent none) just loses its sampled flag; a client's
+      // malformed one is replaced.
+      const own = headers[at];
+      headers[at] =
+        clientTraceparent === undefined && own.length === 55 ? `${own.slice(0, 53)}00` : unsampledTraceparent();
       return undefined;
     }
     // A caller that decided "not sampled": its context goes upstream as it came.
