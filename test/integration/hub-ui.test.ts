@@ -114,7 +114,7 @@ describe.skipIf(!HAS_CHROMIUM)('hub UI in headless Chromium', () => {
     const svid = await api('/v1/gateways/gw-east-1/svid', OPERATOR_TOKEN, 'POST', { csr });
     expect(svid.statusCode).toBe(200);
     await svid.body.dump();
-    ({ browser, page, consoleErrors } = await openUiBrowser(OPERATOR_TOKEN, { width: 1280, height: 760 }));
+    ({ browser, page, consoleErrors } = await openUiBrowser(OPERATOR_TOKEN, { width: 1280, height: 530 }));
     cleanup.push(() => browser.close());
   }, 60_000);
 
