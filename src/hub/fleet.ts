@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { HubConfig } from './config.js';
 import type { Ack, GatewayReport, Snapshot } from './protocol.js';
 import { buildSnapshot } from './snapshot.js';
-import type { FleetMember } from './virtual-destinations.js';
+import { failoverPaths, type FleetMember } from './virtual-destinations.js';
 
 const HEARTBEAT_MS = 15000;
 
@@ -21,6 +21,13 @@ interface Gateway {
   lastSeen: string;
 }
 
+/** The SVID the hub last signed for a gateway id (kept in memory: a restarted hub knows none). */
+export interface IssuedSvidRecord {
+  spiffeId: string;
+  expiresAt: string;
+  issuedAt: string;
+}
+
 /**
  * The hub's view of its gateways: their reports, their open watches and what each acknowledged.
  * Whenever the fleet document or any report changes, every connected gateway's snapshot is rebuilt
@@ -28,6 +35,8 @@ interface Gateway {
  */
 export class Fleet {
   readonly #gateways = new Map<string, Gateway>();
+  /** By gateway id, apart from #gateways: a gateway may ask for its SVID before its first report. */
+  readonly #svids = new Map<string, IssuedSvidRecord>();
   readonly #heartbeat: NodeJS.Timeout;
   #config: HubConfig;
   #version: number;
@@ -101,6 +110,25 @@ export class Fleet {
         .filter((r) => r)
         .map((replica) => ({ replica, lastAck: g.replicaAcks.get(replica) })),
       inSync: inSync(g),
+      svid: this.#svids.get(g.id),
+    }));
+  }
+
+  recordSvid(id: string, svid: { spiffeId: string; expiresAt: string }): void {
+    this.#svids.set(id, { spiffeId: svid.spiffeId, expiresAt: svid.expiresAt, issuedAt: new Date().toISOString() });
+  }
+
+  /** GET /fleet/virtual-destinations: each one's failover paths from the fleet's current reports. */
+  virtualDestinations() {
+    const fleet = this.#members();
+    return this.#config.virtualDestinations.map((vd) => ({
+      name: vd.name,
+      host: vd.host,
+      port: vd.port,
+      selector: vd.selector,
+      targets: vd.targets,
+      failover: vd.failover.order ? { order: vd.failover.order } : { byLocality: true },
+      paths: failoverPaths(vd, fleet),
     }));
   }
 

@@ -21,6 +21,18 @@ import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './co
 import type { Fleet } from './fleet.js';
 import { REPLICA_HEADER, type Ack, type GatewayReport } from './protocol.js';
 import { SvidRefused, type MeshCa } from './ca/mesh-ca.js';
+import { SHARED_UI_FILES, uiFileServer } from '../control/admin/ui-assets.js';
+
+/**
+ * The hub UI (docs/ui.md): its page and script beside this module (`src/hub/ui/`, copied to
+ * `dist/hub/ui/` by the build), the helpers and stylesheet shared with the gateway UI.
+ */
+const HUB_UI_DIR = new URL('./ui/', import.meta.url);
+const serveHubUi = uiFileServer({
+  'index.html': new URL('index.html', HUB_UI_DIR),
+  'app.js': new URL('app.js', HUB_UI_DIR),
+  ...SHARED_UI_FILES,
+});
 
 const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
 
@@ -176,7 +188,24 @@ export class HubServer {
         error: 'forbidden',
         message: `${c.who} is a gateway identity: it may only use /v1/gateways/{id}`,
       });
-    if (head === 'fleet' && m === 'GET')
+    if (head === 'ui') return (await serveHubUi(c.res, m, new URL(c.req.url ?? '/', 'http://hub').pathname), true);
+    if (head === 'ca' && !name && m === 'GET') {
+      if (!this.#ca)
+        throw new ApiError(404, 'no CA', {
+          error: 'not_found',
+          message: 'the hub issues no certificates (hub.ca is not set)',
+        });
+      return (void sendJson(c.res, 200, this.#ca.summary), true);
+    }
+    if (head === 'fleet' && name === 'virtual-destinations' && !sub && m === 'GET')
+      return (
+        void sendJson(c.res, 200, {
+          version: this.current.version,
+          virtualDestinations: this.#fleet.virtualDestinations(),
+        }),
+        true
+      );
+    if (head === 'fleet' && !name && m === 'GET')
       return (void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true);
     if (head === 'config') return this.#config(c, name);
     if (!KINDS.has(head ?? '')) return false;
@@ -300,6 +329,7 @@ export class HubServer {
       const callerSpiffeId = c.who.startsWith('spiffe://') ? c.who : undefined;
       const issued = await this.#ca.issue(body.csr, { gatewayId: id, callerSpiffeId });
       logger.info({ gateway: id, spiffeId: issued.spiffeId, expiresAt: issued.expiresAt, by: c.who }, 'issued an SVID');
+      this.#fleet.recordSvid(id, issued);
       sendJson(c.res, 200, issued);
       return true;
     } catch (e) {

@@ -157,3 +157,51 @@ export function expandVirtualDestination(
   });
   return { routes, clusters };
 }
+
+/** One gateway holding instances of a virtual destination, as the failover view shows it. */
+export interface FailoverMember {
+  id: string;
+  cluster: string | undefined;
+  locality: FleetMember['report']['locality'];
+  healthy: number;
+  instances: number;
+}
+
+/**
+ * Where one virtual destination sends the traffic of some gateways (`from`): its failover tiers in
+ * order, from the same ranking the expansion above gives those gateways, and the first tier with a
+ * healthy instance (`activeTier`, -1 when none has one and requests get the 503), which is where
+ * priority spill sends traffic while that tier is healthy enough.
+ */
+export interface FailoverPath {
+  from: string[];
+  tiers: FailoverMember[][];
+  activeTier: number;
+}
+
+/**
+ * The failover paths of `vd` for every gateway it targets, gateways with the same path grouped, so
+ * that 100 gateways do not make 100 rows where they agree: an active-passive order gives one path for
+ * the fleet, locality ranking one per gateway holding instances and one per zone for the others.
+ */
+export function failoverPaths(vd: VirtualDestination, fleet: FleetMember[]): FailoverPath[] {
+  const byShape = new Map<string, FailoverPath>();
+  for (const self of fleet) {
+    if (vd.targets && !selects(vd.targets, self.report.labels)) continue;
+    const path = tiers(vd, self, fleet).map((tier) =>
+      tier.members.map(({ member, instances }) => ({
+        id: member.id,
+        cluster: member.report.labels.cluster,
+        locality: member.report.locality,
+        healthy: instances.filter((i) => i.healthy).length,
+        instances: instances.length,
+      })),
+    );
+    const shape = JSON.stringify(path);
+    const known = byShape.get(shape);
+    if (known) known.from.push(self.id);
+    else
+      byShape.set(shape, { from: [self.id], tiers: path, activeTier: path.findIndex((t) => t.some((m) => m.healthy)) });
+  }
+  return [...byShape.values()];
+}

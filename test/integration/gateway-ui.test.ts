@@ -1,27 +1,26 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { HAS_CHROMIUM, openUiBrowser, survivesPolls } from '../helpers/browser.js';
 import { baseConfig, REPO, spawnGateway, waitFor, type SpawnedGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
-/** Debian's chromium (apt-get install chromium; .ci/run installs it). Never a downloaded browser. */
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'ui-test-admin-token';
 /** Screenshots land here (gitignored); docs/ui-gateway.png is a copy of one. */
 const SCREENSHOTS = join(REPO, 'test-output', 'ui');
 /** A cluster this big must still render as one table (1,000 endpoints nobody listens on). */
 const BIG_CLUSTER_SIZE = 1000;
 
-describe.skipIf(!existsSync(CHROMIUM))('gateway UI in headless Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('gateway UI in headless Chromium', () => {
   const cleanup: Array<() => Promise<unknown>> = [];
   let gw: SpawnedGateway;
   let good: TestUpstream[];
   let bad: TestUpstream;
   let browser: Browser;
   let page: Page;
-  const consoleErrors: string[] = [];
+  let consoleErrors: string[];
   const agent = new Agent();
   const hit = async (n: number) => {
     for (let i = 0; i < n; i++) await (await request(`${gw.url}/x`, { dispatcher: agent })).body.dump();
@@ -70,19 +69,8 @@ describe.skipIf(!existsSync(CHROMIUM))('gateway UI in headless Chromium', () => 
       }),
     );
     cleanup.push(() => gw.stop());
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    ({ browser, page, consoleErrors } = await openUiBrowser(TOKEN, { width: 1280, height: 900 }));
     cleanup.push(() => browser.close());
-    // The page and its fetches carry the admin token, as a header-setting proxy or extension would.
-    const context = await browser.newContext({
-      extraHTTPHeaders: { authorization: `Bearer ${TOKEN}` },
-      viewport: { width: 1280, height: 900 },
-    });
-    page = await context.newPage();
-    page.on('console', (m) => void (m.type() === 'error' && consoleErrors.push(m.text())));
-    page.on('pageerror', (e) => void consoleErrors.push(e.message));
   }, 60_000);
 
   afterAll(async () => {
@@ -160,16 +148,7 @@ describe.skipIf(!existsSync(CHROMIUM))('gateway UI in headless Chromium', () => 
     expect(summary).toContain('1000');
     expect(summary).toContain('P0: 100%');
     // A poll with the same data leaves the rows alone: the same DOM nodes survive it.
-    await page.evaluate(() => {
-      (document.querySelector('#endpoint-rows tr') as HTMLElement & { marker?: boolean }).marker = true;
-    });
-    const polls = Number(await page.locator('body').getAttribute('data-polls'));
-    await waitFor(async () => Number(await page.locator('body').getAttribute('data-polls')) >= polls + 2, 15_000, 100);
-    expect(
-      await page.evaluate(
-        () => (document.querySelector('#endpoint-rows tr') as HTMLElement & { marker?: boolean }).marker,
-      ),
-    ).toBe(true);
+    expect(await survivesPolls(page, '#endpoint-rows tr')).toBe(true);
     await page.screenshot({ path: join(SCREENSHOTS, 'gateway-ui-big-cluster.png') });
     expect(consoleErrors).toEqual([]);
   }, 60_000);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateHubConfig, type HubConfig } from '../../src/hub/config.js';
 import { buildSnapshot } from '../../src/hub/snapshot.js';
-import type { FleetMember } from '../../src/hub/virtual-destinations.js';
+import { failoverPaths, type FleetMember } from '../../src/hub/virtual-destinations.js';
 import { SseParser } from '../../src/control/managed/sse.js';
 import { validateConfig } from '../../src/config/validate.js';
 
@@ -120,6 +120,39 @@ describe('hub snapshots', () => {
       ['127.0.0.1:2002', false],
     ]);
     expect(buildSnapshot(doc, 1, a, [a, bDown, c]).hash).not.toBe(buildSnapshot(doc, 1, a, fleet).hash);
+  });
+});
+
+describe('failover paths (the hub UI)', () => {
+  const ids = (path: { tiers: Array<Array<{ id: string }>> }) => path.tiers.map((t) => t.map((m) => m.id));
+
+  it('orders tiers as the expansion does, from each gateway, and names the first tier with a healthy instance', () => {
+    const [fromA, fromB, fromC] = failoverPaths(hub({ virtualDestinations: [vd] }).virtualDestinations[0]!, fleet);
+    expect(fromA).toMatchObject({ from: ['c-a'], activeTier: 0 });
+    expect(ids(fromA!)).toEqual([['c-a'], ['c-b'], ['c-c']]);
+    expect(fromB!.tiers[0]).toEqual([
+      { id: 'c-b', cluster: 'c-b', locality: b.report.locality, healthy: 1, instances: 2 },
+    ]);
+    // c-c's only instance is unhealthy and no other gateway is in eu-west: its traffic goes to us-east.
+    expect(fromC).toMatchObject({ from: ['c-c'], activeTier: 1 });
+    expect(ids(fromC!)).toEqual([['c-c'], ['c-a', 'c-b']]);
+  });
+
+  it('groups the gateways an active-passive order sends the same way, and has no active tier without a healthy instance', () => {
+    const ordered = { ...vd, failover: { order: ['c-c', 'c-b', 'c-a'] } };
+    const paths = failoverPaths(hub({ virtualDestinations: [ordered] }).virtualDestinations[0]!, fleet);
+    expect(paths).toHaveLength(1);
+    expect(paths[0]).toMatchObject({ from: ['c-a', 'c-b', 'c-c'], activeTier: 1 });
+    expect(ids(paths[0]!)).toEqual([['c-c'], ['c-b'], ['c-a']]);
+    const allDown = member('c-c', 'eu-west', 'zone-a', [['127.0.0.1:3001', false]]);
+    const onlyC = failoverPaths(hub({ virtualDestinations: [ordered] }).virtualDestinations[0]!, [allDown]);
+    expect(onlyC).toMatchObject([{ from: ['c-c'], activeTier: -1 }]);
+  });
+
+  it('leaves out gateways the virtual destination does not target', () => {
+    const targeted = { ...vd, targets: { cluster: 'c-a' } };
+    const paths = failoverPaths(hub({ virtualDestinations: [targeted] }).virtualDestinations[0]!, fleet);
+    expect(paths.map((p) => p.from)).toEqual([['c-a']]);
   });
 });
 

@@ -111,6 +111,11 @@ export class MeshCa {
     return new MeshCa(settings, cert, keys.privateKey);
   }
 
+  /** What the hub UI shows of the CA: its own expiry and the lifetime of the SVIDs it signs. */
+  get summary(): { trustDomain: string; expiresAt: string; svidTtlMs: number } {
+    return { trustDomain: this.trustDomain, expiresAt: this.#notAfter.toISOString(), svidTtlMs: this.#svidTtlMs };
+  }
+
   /** The trust bundle (PEM). One root until rotation (slice 3) adds the next one beside it. */
   get bundlePem(): string {
     return this.#certificatePem;

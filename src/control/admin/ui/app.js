@@ -13,41 +13,6 @@ const MAX_POLLED_CLUSTERS = 50;
 const MAX_DIFF_EDITS = 2000;
 const DIFF_CONTEXT = 3;
 
-const byId = (id) => document.getElementById(id);
-
-const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-/** Every value from the API passes through here before it meets innerHTML. */
-const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
-
-class AdminRefused extends Error {}
-
-async function getJson(path) {
-  const res = await fetch(path, { headers: { accept: 'application/json' }, cache: 'no-store' });
-  if (res.status === 401 || res.status === 403)
-    throw new AdminRefused(`the admin API answered ${res.status}: this page needs the admin token (Authorization: Bearer) on every request`);
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
-  return res.json();
-}
-
-async function getText(path) {
-  const res = await fetch(path, { cache: 'no-store' });
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
-  return res.text();
-}
-
-/** Replace a tbody's rows only when their markup changed (polls mostly bring the same data). */
-function setRows(tbody, html) {
-  if (tbody.dataset.rendered === html) return;
-  tbody.innerHTML = html;
-  tbody.dataset.rendered = html;
-}
-
-function showProblem(message) {
-  const box = byId('problem');
-  box.hidden = !message;
-  box.textContent = message ?? '';
-}
-
 // ---- header -------------------------------------------------------------------------------------
 
 async function pollReady() {
@@ -391,18 +356,6 @@ async function pollVersions() {
 
 // ---- polling ------------------------------------------------------------------------------------
 
-async function pollOnce() {
-  const results = await Promise.allSettled([pollReady(), pollRates(), pollRoutes(), pollClusters(), pollVersions()]);
-  const failed = results.find((r) => r.status === 'rejected');
-  showProblem(failed ? String(failed.reason?.message ?? failed.reason) : undefined);
-  document.body.dataset.polls = String(Number(document.body.dataset.polls ?? 0) + 1);
-}
-
-async function pollForever() {
-  await pollOnce();
-  setTimeout(pollForever, POLL_MS);
-}
-
 byId('cluster-select').addEventListener('change', (ev) => {
   selectedCluster = ev.target.value;
   history.replaceState(null, '', `?cluster=${encodeURIComponent(selectedCluster)}${location.hash}`);
@@ -415,4 +368,4 @@ byId('address-filter').addEventListener('input', () => renderEndpoints(lastClust
 byId('diff-from').addEventListener('change', () => void showDiff().catch((e) => showProblem(e.message)));
 byId('diff-to').addEventListener('change', () => void showDiff().catch((e) => showProblem(e.message)));
 
-void pollForever();
+startPolling(POLL_MS, [pollReady, pollRates, pollRoutes, pollClusters, pollVersions]);
