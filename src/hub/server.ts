@@ -190,12 +190,9 @@ export class HubServer {
       });
     if (head === 'ui') return (await serveHubUi(c.res, m, new URL(c.req.url ?? '/', 'http://hub').pathname), true);
     if (head === 'ca' && !name && m === 'GET') {
-      if (!this.#ca)
-        throw new ApiError(404, 'no CA', {
-          error: 'not_found',
-          message: 'the hub issues no certificates (hub.ca is not set)',
-        });
-      return (void sendJson(c.res, 200, this.#ca.summary), true);
+      // A hub without hub.ca is a state, not a missing resource: `issuing: false` (a 404 would be an
+      // error in every browser console polling it).
+      return (void sendJson(c.res, 200, this.#ca ? { issuing: true, ...this.#ca.summary } : { issuing: false }), true);
     }
     if (head === 'fleet' && name === 'virtual-destinations' && !sub && m === 'GET')
       return (

@@ -222,3 +222,62 @@ describe.skipIf(!HAS_CHROMIUM)('hub UI in headless Chromium', () => {
     expect(consoleErrors).toEqual([]);
   }, 30_000);
 });
+
+describe.skipIf(!HAS_CHROMIUM)('hub UI with a fleet of 100 gateways', () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  afterAll(async () => {
+    while (cleanup.length) await cleanup.pop()!().catch(() => {});
+  });
+
+  it('lists all 100 in their 10 zones, in sync, without console errors, and leaves the rows alone between polls', async () => {
+    const dir = tempDir('meridian-hub-ui-100-');
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}`;
+    writeFileSync(
+      join(dir, 'hub.yaml'),
+      stringify({
+        hub: {
+          address: `127.0.0.1:${port}`,
+          tokens: [
+            { name: 'operator', token: OPERATOR_TOKEN },
+            { name: 'gateways', token: GATEWAY_TOKEN },
+          ],
+        },
+        routes: [{ name: 'hello', match: { path: { exact: '/hello' } }, directResponse: { status: 200 } }],
+      }),
+    );
+    const hub = await startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') });
+    cleanup.push(() => hub.stop());
+    for (let i = 0; i < 100; i++) {
+      const zone = `zone-${i % 10}`;
+      const client = new HubClient(
+        { url, id: `gw-${String(i).padStart(3, '0')}`, token: GATEWAY_TOKEN, reportIntervalMs: 60_000 },
+        {
+          report: () => ({
+            labels: { cluster: `c-${i % 10}` },
+            locality: { region: 'r', zone, subzone: '' },
+            instances: [],
+          }),
+          apply: async () => undefined,
+        },
+        systemRng,
+      );
+      client.start();
+      cleanup.push(async () => client.stop());
+    }
+    const { browser, page, consoleErrors } = await openUiBrowser(OPERATOR_TOKEN, { width: 1280, height: 900 });
+    cleanup.push(() => browser.close());
+    await page.goto(`${url}/ui/`);
+    await waitFor(
+      async () =>
+        (await page
+          .locator('#fleet-rows td[data-config]')
+          .evaluateAll((cells) => cells.filter((c) => c.getAttribute('data-config') === 'in-sync').length)) === 100,
+      20_000,
+      250,
+    );
+    expect(await page.locator('#fleet-rows tr[data-zone]:not([data-gateway])').count()).toBe(10);
+    expect(await survivesPolls(page, '#fleet-rows tr[data-gateway]')).toBe(true);
+    expect(consoleErrors).toEqual([]);
+  }, 60_000);
+});

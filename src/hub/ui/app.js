@@ -156,10 +156,10 @@ async function pollVirtualDestinations() {
 
 async function pollCa() {
   const res = await fetch('../ca', { headers: { accept: 'application/json' }, cache: 'no-store' });
-  // 404: the hub issues no certificates (hub.ca unset), which is a state to show, not a failure.
-  if (res.status === 404) ca = null;
-  else if (res.ok) ca = await res.json();
-  else throw new Error(`../ca: ${res.status}`);
+  if (!res.ok) throw new Error(`../ca: ${res.status}`);
+  const body = await res.json();
+  // issuing: false: the hub issues no certificates (hub.ca unset), a state to show, not a failure.
+  ca = body.issuing ? body : null;
   renderCertificates();
 }
 
