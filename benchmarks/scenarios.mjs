@@ -140,6 +140,7 @@ export function meridianConfig(scenario, port, opts = {}) {
       endpoints: LB_PORTS.map((p) => ({ address: `127.0.0.1:${p}` })),
       lb: { policy: 'round_robin' },
     };
+    if (scenario === 'lb-lr') cluster.lb.policy = 'least_request';
     if (scenario === 'lb-lr-outlier' || scenario === 'full-chain') {
       cluster.lb.policy = 'least_request';
       // Envoy's defaults (consecutive 5xx, success rate, 10 % max ejection), evaluated every second so
