@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { endChild } from './child-process.js';
+import { closedPort as freePort } from './upstream.js';
 
 /** A real etcd (Debian's etcd-server; .ci/run installs it) on free loopback ports, one member, data in a temp dir. */
 export interface TestEtcd {
@@ -13,14 +13,6 @@ export interface TestEtcd {
   /** Start it again on the same ports and data. */
   restart(): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Wait until etcd answers its /health with health true. */

@@ -1,7 +1,5 @@
 import { describe, it, expect } from 'vitest';
 import { grpcStatusIn, grpcToHttpStatus } from '../../../src/proxy/grpc-status.js';
-import type { RetryPolicy } from '../../../src/proxy/route-runtime.js';
-import { retriableResponse } from '../../../src/proxy/retry-policy.js';
 import { trailersToObject } from '../../../src/proxy/headers.js';
 
 describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
@@ -48,38 +46,6 @@ describe('gRPC status to HTTP status (Envoy grpcToHttpStatus)', () => {
     expect(grpcStatusIn(['grpc-status', '0'])).toBe(0);
     expect(grpcStatusIn(['grpc-message', 'x'])).toBe(-1);
     expect(grpcStatusIn(['grpc-status', 'x'])).toBe(-1);
-  });
-});
-
-describe('retriableResponse', () => {
-  const policy = (o: Partial<RetryPolicy>): RetryPolicy => ({
-    attempts: 1,
-    onConnectFailure: false,
-    onReset: false,
-    on5xx: false,
-    onGatewayError: false,
-    statusCodes: new Set(),
-    grpcCodes: new Set(),
-    perTryTimeoutMs: 0,
-    bufferBytes: 0,
-    baseMs: 25,
-    maxMs: 250,
-    ...o,
-  });
-
-  it('retries a gRPC status named in the policy, read from the headers', () => {
-    const p = policy({ grpcCodes: new Set([14, 4]) });
-    expect(retriableResponse(p, 200, ['grpc-status', '14'])).toBe(true);
-    expect(retriableResponse(p, 200, ['grpc-status', '4'])).toBe(true);
-    expect(retriableResponse(p, 200, ['grpc-status', '5'])).toBe(false);
-    expect(retriableResponse(p, 200, ['content-type', 'application/grpc'])).toBe(false);
-  });
-
-  it('ignores grpc-status when no gRPC condition is configured', () => {
-    expect(retriableResponse(policy({ on5xx: true }), 200, ['grpc-status', '14'])).toBe(false);
-    expect(retriableResponse(policy({ on5xx: true }), 503, [])).toBe(true);
-    expect(retriableResponse(policy({ onGatewayError: true }), 500, [])).toBe(false);
-    expect(retriableResponse(policy({ statusCodes: new Set([409]) }), 409, [])).toBe(true);
   });
 });
 

@@ -56,3 +56,20 @@ describe('retry policy (Envoy retry_on)', () => {
     expect(retriableResponse(policy({}), 503, [])).toBe(false);
   });
 });
+
+describe('retriableResponse (gRPC statuses from the headers)', () => {
+  it('retries a gRPC status named in the policy, read from the headers', () => {
+    const p = policy({ grpcCodes: new Set([14, 4]) });
+    expect(retriableResponse(p, 200, ['grpc-status', '14'])).toBe(true);
+    expect(retriableResponse(p, 200, ['grpc-status', '4'])).toBe(true);
+    expect(retriableResponse(p, 200, ['grpc-status', '5'])).toBe(false);
+    expect(retriableResponse(p, 200, ['content-type', 'application/grpc'])).toBe(false);
+  });
+
+  it('ignores grpc-status when no gRPC condition is configured', () => {
+    expect(retriableResponse(policy({ on5xx: true }), 200, ['grpc-status', '14'])).toBe(false);
+    expect(retriableResponse(policy({ on5xx: true }), 503, [])).toBe(true);
+    expect(retriableResponse(policy({ onGatewayError: true }), 500, [])).toBe(false);
+    expect(retriableResponse(policy({ statusCodes: new Set([409]) }), 409, [])).toBe(true);
+  });
+});
