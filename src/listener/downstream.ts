@@ -8,3 +8,13 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
  */
 export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
 export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+
+/**
+ * The first value of a header in a request's raw list, `name` in lower case: what reading one header
+ * costs without `req.headers`, which Node builds (every header) on first read.
+ */
+export function firstHeader(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i].length === name.length && raw[i].toLowerCase() === name) return raw[i + 1];
+  return undefined;
+}

@@ -1,7 +1,7 @@
 import type { Rng } from '../common/clock.js';
 import { logger, writeLine } from './logger.js';
 import type { ExchangeRecord } from './exchange-record.js';
-import type { DownstreamRequest } from '../listener/downstream.js';
+import { firstHeader, type DownstreamRequest } from '../listener/downstream.js';
 
 /**
  * One JSON line per downstream request, whoever answered it (upstream, direct response, redirect,
@@ -60,9 +60,7 @@ function json(s: string): string {
 /** The request's authority without building `req.headers`: HTTP/2's :authority, else the first Host line. */
 function authorityOf(req: DownstreamRequest): string | undefined {
   if (req.httpVersionMajor === 2) return req.headers[':authority'] as string | undefined;
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') return raw[i + 1];
-  return undefined;
+  return firstHeader(req.rawHeaders, 'host');
 }
 
 let lastMs = 0;

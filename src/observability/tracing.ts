@@ -13,6 +13,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, ParentBasedSampler, type SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { randomHex } from '../common/random-hex.js';
+import { firstHeader } from '../listener/downstream.js';
 import type { Config, RouteConfig } from '../config/schema/index.js';
 import type { ExchangeRecord, ExchangeTrace } from './exchange-record.js';
 
@@ -125,7 +126,7 @@ export class RequestTracing {
   /** A request the gateway answered without an upstream (a refusal, a direct response): its SERVER span, whole. */
   answered(p: ExchangeRecord): void {
     const rt = this.#routes.get(p.route.name) ?? this.#default;
-    const incoming = validTraceparent(rawHeader(p.req.rawHeaders, 'traceparent'));
+    const incoming = validTraceparent(firstHeader(p.req.rawHeaders, 'traceparent'));
     if (incoming === undefined ? Math.random() >= rt.ratio : !incoming.endsWith('1')) return;
     const parent = incoming ? propagator.extract(ROOT_CONTEXT, p.req.headers, defaultTextMapGetter) : ROOT_CONTEXT;
     const span = startServerSpan(rt, p, parent);
@@ -279,13 +280,6 @@ function validTraceparent(value: string | undefined): string | undefined {
 /** A new trace's context, not sampled: upstream services see the decision and do not record it either. */
 function unsampledTraceparent(): string {
   return `00-${randomHex(16)}-${randomHex(8)}-00`;
-}
-
-/** The first value of a header in a raw list (case-insensitive), without building req.headers. */
-function rawHeader(raw: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i].length === name.length && raw[i].toLowerCase() === name) return raw[i + 1];
-  return undefined;
 }
 
 function traceparentOf(span: Span): string {
