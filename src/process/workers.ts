@@ -113,8 +113,11 @@ export class WorkerSupervisor {
     const bornAt = Date.now();
     const link: WorkerLink = {
       id: w.id,
+      // A worker killed a moment ago may still look connected: the message is then lost (its exit
+      // is handled below), and the callback keeps the failed send from becoming an 'error' event,
+      // which with no listener would bring the primary down.
       send: (msg) => {
-        if (w.isConnected()) w.send(msg);
+        if (w.isConnected()) w.send(msg, ignoreSendError);
       },
       onMessage: (fn) => w.on('message', fn),
     };
@@ -181,3 +184,6 @@ function localLink(): WorkerLink {
   };
   return link;
 }
+
+/** A message to a worker that is going away is lost; its exit, not the send, says what happened. */
+function ignoreSendError(): void {}
