@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Duration, Labels, Name, Obj } from '../config/schema/common.js';
 import { msOf } from '../config/duration.js';
-import { TRUST_DOMAIN_PATTERN } from './ca/spiffe-id.js';
+import { TRUST_DOMAIN_PATTERN } from '../common/spiffe-id.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
 import { applySchema, checkConfig, deepFreeze, substituteAll, type ConfigError } from '../config/validate.js';
 import { MANAGED_KINDS } from './protocol.js';
@@ -93,6 +93,14 @@ export const HubConfigSchema = Obj({
   clusters: Type.Array(Targeted, { default: [] }),
   rateLimits: Type.Array(Targeted, { default: [] }),
   virtualDestinations: Type.Array(VirtualDestinationSchema, { default: [] }),
+  /**
+   * Gateways whose SVIDs are refused, by the hub (no new SVID, no call authenticated with one) and by
+   * every peer (their east-west listeners), however long the SVIDs would still be valid. `name` is
+   * the gateway id. A revoked gateway also leaves every virtual destination.
+   */
+  revokedGateways: Type.Array(Obj({ name: Name, reason: Type.Optional(Type.String({ maxLength: 256 })) }), {
+    default: [],
+  }),
 });
 
 export type HubConfig = Static<typeof HubConfigSchema>;

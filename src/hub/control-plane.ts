@@ -56,7 +56,12 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
       'hub.insecure: the hub API is served WITHOUT authentication on a non-loopback address: anyone who reaches it can change every gateway',
     );
   }
-  const fleet = new Fleet(current.config, current.version);
+  const ca = await openCa(hub.ca, opts.stateDir);
+  const fleet = new Fleet(
+    current.config,
+    current.version,
+    ca && (() => ({ bundle: ca.bundlePem, signer: ca.signerFingerprint })),
+  );
   // Replicas sharing the document through etcd write every change through to it before storing it.
   const etcdSettings = hub.store?.etcd;
   const etcd = etcdSettings ? new EtcdHubStore({ ...etcdSettings, timeoutMs: msOf(etcdSettings).timeout }) : undefined;
@@ -68,7 +73,7 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
     beforeCommit: etcd ? (config, source) => etcd.writeThrough(config, source) : undefined,
   });
   await etcd?.start(changes);
-  const server = new HubServer(store, fleet, changes, await openCa(hub.ca, opts.stateDir));
+  const server = new HubServer(store, fleet, changes, ca);
   const address = await server.listen();
   return {
     address,
@@ -83,7 +88,7 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
 
 /**
  * The mesh CA of `hub.ca`, read once at start: a change to `hub.ca` takes effect at the next start
- * (rotating a CA under traffic is issue 21, slice 3).
+ * (a generated CA rotates under traffic through POST /ca/rotation instead).
  */
 async function openCa(ca: HubConfig['hub']['ca'], stateDir: string): Promise<MeshCa | undefined> {
   if (!ca) return undefined;

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { HubConfig } from './config.js';
-import type { Ack, GatewayReport, Snapshot } from './protocol.js';
+import type { Ack, GatewayReport, Snapshot, SnapshotTrust } from './protocol.js';
 import { buildSnapshot } from './snapshot.js';
 import { failoverPaths, type FleetMember } from './virtual-destinations.js';
 
@@ -26,7 +26,12 @@ export interface IssuedSvidRecord {
   spiffeId: string;
   expiresAt: string;
   issuedAt: string;
+  /** SHA-256 fingerprint of the root that signed it (a CA rotation retires a root once none is left). */
+  issuer: string;
 }
+
+/** The CA's part of every snapshot's trust: the bundle and the signing root's fingerprint. */
+export type CaTrust = () => Omit<SnapshotTrust, 'revokedGateways'>;
 
 /**
  * The hub's view of its gateways: their reports, their open watches and what each acknowledged.
@@ -40,12 +45,17 @@ export class Fleet {
   readonly #heartbeat: NodeJS.Timeout;
   #config: HubConfig;
   #version: number;
+  #revoked: ReadonlySet<string> = new Set();
+  /** With a mesh CA: what every snapshot carries for gateways to trust (see SnapshotTrust). */
+  #caTrust: CaTrust | undefined;
   /** Observers of acks (benchmarks and tests measure propagation with it). */
   onAck?: (id: string, ack: Ack) => void;
 
-  constructor(config: HubConfig, version: number) {
+  constructor(config: HubConfig, version: number, caTrust?: CaTrust) {
     this.#config = config;
     this.#version = version;
+    this.#caTrust = caTrust;
+    this.#revoked = revokedOf(config);
     this.#heartbeat = setInterval(() => this.#ping(), HEARTBEAT_MS);
     this.#heartbeat.unref();
   }
@@ -53,7 +63,29 @@ export class Fleet {
   setConfig(config: HubConfig, version: number): void {
     this.#config = config;
     this.#version = version;
+    this.#revoked = revokedOf(config);
+    // A revoked gateway's watches close: it learns nothing more, and its reconnects are refused.
+    for (const id of this.#revoked) for (const w of this.#gateways.get(id)?.watches.keys() ?? []) w.destroy();
     this.#pushAll();
+  }
+
+  /** The CA's trust changed (a rotation step): every connected gateway gets it in a new snapshot. */
+  trustChanged(): void {
+    this.#pushAll();
+  }
+
+  isRevoked(id: string): boolean {
+    return this.#revoked.has(id);
+  }
+
+  /** Connected gateways that have not acknowledged the last snapshot sent (a rotation waits for them). */
+  notInSync(): string[] {
+    return [...this.#gateways.values()].filter((g) => g.watches.size > 0 && !inSync(g)).map((g) => g.id);
+  }
+
+  /** Gateways whose last SVID (as far as this hub process knows) was signed by `issuer` and is unexpired. */
+  holdingSvidsOf(issuer: string, now = Date.now()): string[] {
+    return [...this.#svids].filter(([, s]) => s.issuer === issuer && Date.parse(s.expiresAt) > now).map(([id]) => id);
   }
 
   report(id: string, report: GatewayReport, identity: string): void {
@@ -114,8 +146,13 @@ export class Fleet {
     }));
   }
 
-  recordSvid(id: string, svid: { spiffeId: string; expiresAt: string }): void {
-    this.#svids.set(id, { spiffeId: svid.spiffeId, expiresAt: svid.expiresAt, issuedAt: new Date().toISOString() });
+  recordSvid(id: string, svid: { spiffeId: string; expiresAt: string }, issuer: string): void {
+    this.#svids.set(id, {
+      spiffeId: svid.spiffeId,
+      expiresAt: svid.expiresAt,
+      issuedAt: new Date().toISOString(),
+      issuer,
+    });
   }
 
   /** GET /fleet/virtual-destinations: each one's failover paths from the fleet's current reports. */
@@ -137,12 +174,17 @@ export class Fleet {
     for (const g of this.#gateways.values()) for (const w of g.watches.keys()) w.destroy();
   }
 
+  /** The gateways virtual destinations route to: every registered one that is not revoked. */
   #members(): FleetMember[] {
-    return [...this.#gateways.values()].map((g) => ({ id: g.id, report: g.report }));
+    return [...this.#gateways.values()]
+      .filter((g) => !this.#revoked.has(g.id))
+      .map((g) => ({ id: g.id, report: g.report }));
   }
 
   #snapshotFor(g: Gateway, fleet = this.#members()): Snapshot {
-    return buildSnapshot(this.#config, this.#version, g, fleet);
+    const ca = this.#caTrust?.();
+    const trust = ca && { ...ca, revokedGateways: [...this.#revoked].sort() };
+    return buildSnapshot(this.#config, this.#version, g, fleet, trust);
   }
 
   #pushAll(): void {
@@ -164,6 +206,10 @@ export class Fleet {
   #ping(): void {
     for (const g of this.#gateways.values()) for (const w of g.watches.keys()) w.write(': ping\n\n');
   }
+}
+
+function revokedOf(config: HubConfig): ReadonlySet<string> {
+  return new Set(config.revokedGateways.map((r) => r.name));
 }
 
 /**

@@ -35,11 +35,24 @@ export interface ManagedResources {
 export const MANAGED_KINDS = ['routes', 'clusters', 'rateLimits'] as const;
 export type ManagedKind = (typeof MANAGED_KINDS)[number];
 
+/**
+ * What a gateway trusts, from a hub with a mesh CA: the bundle (PEM) its listeners and east-west
+ * clusters verify peers with, the fingerprint of the root that signs now (an SVID another root signed
+ * is renewed at once: a CA rotation's step 2), and the gateways the hub revoked (their SVIDs are
+ * refused by every peer, valid or not).
+ */
+export interface SnapshotTrust {
+  bundle: string;
+  signer: string;
+  revokedGateways: string[];
+}
+
 /** One SSE `snapshot` event. `version` is the hub config version; `hash` names the content. */
 export interface Snapshot {
   version: number;
   hash: string;
   resources: ManagedResources;
+  trust?: SnapshotTrust;
 }
 
 /** POST /v1/gateways/{id}/ack */

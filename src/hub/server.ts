@@ -20,7 +20,7 @@ import type { Config } from '../config/schema/index.js';
 import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
 import type { Fleet } from './fleet.js';
 import { REPLICA_HEADER, type Ack, type GatewayReport } from './protocol.js';
-import { SvidRefused, type MeshCa } from './ca/mesh-ca.js';
+import { RotationRefused, SvidRefused, type MeshCa } from './ca/mesh-ca.js';
 import { SHARED_UI_FILES, uiFileServer } from '../control/admin/ui-assets.js';
 
 /**
@@ -34,7 +34,7 @@ const serveHubUi = uiFileServer({
   ...SHARED_UI_FILES,
 });
 
-const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations']);
+const KINDS = new Set(['routes', 'clusters', 'rateLimits', 'virtualDestinations', 'revokedGateways']);
 
 interface Call {
   req: IncomingMessage;
@@ -179,6 +179,9 @@ export class HubServer {
           error: 'forbidden',
           message: `${c.who} may not act as gateway "${sub}"`,
         });
+      // Whatever the credential (a token, or an SVID still within its validity): revoked is revoked.
+      if (this.#fleet.isRevoked(sub))
+        throw new ApiError(403, 'revoked', { error: 'revoked', message: `gateway "${sub}" is revoked` });
       return this.#gatewayProtocol(c, sub, c.parts[3]);
     }
     // The trust bundle is for every authenticated caller, gateways included: it holds no secret.
@@ -192,8 +195,9 @@ export class HubServer {
     if (head === 'ca' && !name && m === 'GET') {
       // A hub without hub.ca is a state, not a missing resource: `issuing: false` (a 404 would be an
       // error in every browser console polling it).
-      return (void sendJson(c.res, 200, this.#ca ? { issuing: true, ...this.#ca.summary } : { issuing: false }), true);
+      return (void sendJson(c.res, 200, this.#ca ? this.#caStatus(this.#ca) : { issuing: false }), true);
     }
+    if (head === 'ca' && name === 'rotation' && !sub && m === 'POST' && this.#ca) return this.#rotate(c, this.#ca);
     if (head === 'fleet' && name === 'virtual-destinations' && !sub && m === 'GET')
       return (
         void sendJson(c.res, 200, {
@@ -326,7 +330,7 @@ export class HubServer {
       const callerSpiffeId = c.who.startsWith('spiffe://') ? c.who : undefined;
       const issued = await this.#ca.issue(body.csr, { gatewayId: id, callerSpiffeId });
       logger.info({ gateway: id, spiffeId: issued.spiffeId, expiresAt: issued.expiresAt, by: c.who }, 'issued an SVID');
-      this.#fleet.recordSvid(id, issued);
+      this.#fleet.recordSvid(id, issued, issued.issuer);
       sendJson(c.res, 200, issued);
       return true;
     } catch (e) {
@@ -337,6 +341,74 @@ export class HubServer {
         message: e.message,
       });
     }
+  }
+
+  /** GET /ca: the roots and the rotation phase, and who a rotation's next step would wait for. */
+  #caStatus(ca: MeshCa) {
+    const previous = ca.previousFingerprint;
+    return {
+      issuing: true,
+      ...ca.summary,
+      notInSync: this.#fleet.notInSync(),
+      holdingPrevious: previous ? this.#fleet.holdingSvidsOf(previous) : [],
+    };
+  }
+
+  /**
+   * POST /ca/rotation `{ step: add | activate | retire, force? }`: one step of a root rotation (see
+   * MeshCa). `activate` waits (409) until every connected gateway acknowledged the snapshot that
+   * carries the next root, so none is presented a leaf it cannot verify; `retire` waits until no
+   * unexpired SVID this hub signed chains to the previous root. `force` skips the wait.
+   */
+  async #rotate(c: Call, ca: MeshCa): Promise<boolean> {
+    const body = (await readBody(c.req)) as { step?: unknown; force?: unknown } | undefined;
+    const step = body?.step;
+    if (step !== 'add' && step !== 'activate' && step !== 'retire')
+      throw new ApiError(400, 'invalid body', {
+        errors: [{ path: 'step', message: 'expected add, activate or retire' }],
+      });
+    const waitingFor =
+      body?.force === true
+        ? []
+        : step === 'activate'
+          ? this.#fleet.notInSync()
+          : step === 'retire' && ca.previousFingerprint
+            ? this.#fleet.holdingSvidsOf(ca.previousFingerprint)
+            : [];
+    if (waitingFor.length)
+      throw new ApiError(409, 'not yet', {
+        error: 'rotation_waiting',
+        message:
+          step === 'activate'
+            ? `gateways have not acknowledged the bundle with the next root: ${waitingFor.join(', ')}`
+            : `gateways still hold unexpired SVIDs of the previous root: ${waitingFor.join(', ')}`,
+        gateways: waitingFor,
+      });
+    try {
+      if (step === 'add') await ca.addNextRoot();
+      else if (step === 'activate') await ca.activateNextRoot();
+      else await ca.retirePreviousRoot();
+    } catch (e) {
+      if (e instanceof RotationRefused)
+        throw new ApiError(409, 'rotation refused', { error: 'rotation_refused', message: e.message });
+      throw e;
+    }
+    logger.info({ step, phase: ca.phase, by: c.who, signer: ca.signerFingerprint }, 'CA rotation step');
+    this.#trustClientCertificatesOf(ca);
+    this.#fleet.trustChanged();
+    sendJson(c.res, 200, this.#caStatus(ca));
+    return true;
+  }
+
+  /** Renewals authenticate with SVIDs of every root in the bundle: the hub's TLS trusts what the fleet trusts. */
+  #trustClientCertificatesOf(ca: MeshCa): void {
+    const tls = this.current.config.hub.tls;
+    if (!tls || !(this.#server instanceof https.Server)) return;
+    this.#server.setSecureContext({
+      cert: readFileSync(tls.cert),
+      key: readFileSync(tls.key),
+      ca: [...(tls.clientCa ? [readFileSync(tls.clientCa, 'utf8')] : []), ca.bundlePem],
+    });
   }
 
   /** A change through the config service, with the caller's If-Match. */

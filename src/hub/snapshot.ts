@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { withoutTargets, type HubConfig } from './config.js';
-import { MANAGED_KINDS, type ManagedResources, type Snapshot } from './protocol.js';
+import { MANAGED_KINDS, type ManagedResources, type Snapshot, type SnapshotTrust } from './protocol.js';
 import { expandVirtualDestination, selects, type FleetMember } from './virtual-destinations.js';
 
 /** A resource without targets applies to every gateway; otherwise each target label must match. */
@@ -8,8 +8,17 @@ function targets(resource: { targets?: Record<string, string> }, labels: Record<
   return !resource.targets || selects(resource.targets, labels);
 }
 
-/** Exactly the resources that target `self`, with its virtual destinations expanded. */
-export function buildSnapshot(config: HubConfig, version: number, self: FleetMember, fleet: FleetMember[]): Snapshot {
+/**
+ * Exactly the resources that target `self`, with its virtual destinations expanded, and the fleet's
+ * trust (when the hub has a CA). The hash covers both: a rotation step changes what is sent.
+ */
+export function buildSnapshot(
+  config: HubConfig,
+  version: number,
+  self: FleetMember,
+  fleet: FleetMember[],
+  trust?: SnapshotTrust,
+): Snapshot {
   const labels = self.report.labels;
   const resources = Object.fromEntries(
     MANAGED_KINDS.map((k) => [k, config[k].filter((r) => targets(r, labels)).map(withoutTargets)]),
@@ -20,6 +29,9 @@ export function buildSnapshot(config: HubConfig, version: number, self: FleetMem
     resources.routes.push(...routes);
     resources.clusters.push(...clusters);
   }
-  const hash = createHash('sha256').update(JSON.stringify(resources)).digest('hex').slice(0, 16);
-  return { version, hash, resources };
+  const hash = createHash('sha256')
+    .update(JSON.stringify(trust ? [resources, trust] : resources))
+    .digest('hex')
+    .slice(0, 16);
+  return trust ? { version, hash, resources, trust } : { version, hash, resources };
 }

@@ -33,6 +33,7 @@ export class ListenerSet {
     for (const [name, r] of this.#running) {
       const next = wanted.get(name);
       if (!next || listenerKey(next, config) !== r.key) await this.#stop(name, r);
+      else r.contexts?.setRevokedGateways(next.tls?.revokedGateways);
     }
     for (const [name, l] of wanted) {
       if (this.#running.has(name)) continue;
@@ -131,8 +132,10 @@ export class ListenerSet {
   }
 }
 
+/** What makes a listener be replaced when it changes: all but the revocations, which apply in place. */
 function listenerKey(l: ListenerConfig, config: Config): string {
-  return JSON.stringify([l.address, l.protocol, l.h2c, l.tls ?? null, config.gateway.limits]);
+  const tls = l.tls && { ...l.tls, revokedGateways: undefined };
+  return JSON.stringify([l.address, l.protocol, l.h2c, tls ?? null, config.gateway.limits]);
 }
 
 /** Close idle HTTP/1 keep-alive connections and send GOAWAY on HTTP/2 sessions. */

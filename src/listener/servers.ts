@@ -235,7 +235,7 @@ export function createTlsServer(
     if (reason) {
       contexts.countRefusal(reason);
       socket.destroy();
-    }
+    } else contexts.accepted(socket);
   });
   server.on('upgrade', handlers.upgrade);
   server.on('connect', refuseConnect);

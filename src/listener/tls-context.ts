@@ -6,6 +6,7 @@ import { gauge, counter } from '../observability/metrics.js';
 import { logger } from '../observability/logger.js';
 import { peerIdentity, validateSvid } from './peer-identity.js';
 import { hasCaBasicConstraint } from './basic-constraints.js';
+import { parseGatewaySpiffeId } from '../common/spiffe-id.js';
 
 type ListenerTls = NonNullable<ListenerConfig['tls']>;
 
@@ -34,11 +35,16 @@ export class TlsContexts {
   #default!: SecureContext;
   #byName = new Map<string, SecureContext>();
   #watchers: FSWatcher[] = [];
+  /** tls.revokedGateways, changed in place (setRevokedGateways). */
+  #revoked: ReadonlySet<string>;
+  /** Open connections with a client certificate: closed when their peer's gateway is revoked. */
+  readonly #peers = new Set<TLSSocket>();
   #reloadTimer: NodeJS.Timeout | undefined;
 
   constructor(listener: string, cfg: ListenerTls) {
     this.#listener = listener;
     this.#tls = cfg;
+    this.#revoked = new Set(cfg.revokedGateways);
     this.reload();
   }
 
@@ -150,6 +156,7 @@ export class TlsContexts {
    * and with SPIFFE trust domains it must be a valid X.509-SVID. Returns a reason to refuse, if any.
    */
   refuseReason(socket: TLSSocket): string | undefined {
+    if (this.#revoked.size && this.#revokedPeer(socket)) return 'revoked_gateway';
     const t = this.#tls;
     if (!t.requireClientCert && !t.spiffe) return undefined;
     const cert = socket.getPeerX509Certificate();
@@ -158,6 +165,35 @@ export class TlsContexts {
     if (cert.ca || hasCaBasicConstraint(cert.raw)) return 'client_certificate_is_ca';
     if (t.spiffe) return validateSvid(peerIdentity(cert), t.spiffe.trustDomains);
     return undefined;
+  }
+
+  /**
+   * A connection that passed the checks: remembered while open when it has a client certificate, so
+   * a later revocation of its peer closes it (open connections do not re-handshake).
+   */
+  accepted(socket: TLSSocket): void {
+    if (!socket.getPeerX509Certificate()) return;
+    this.#peers.add(socket);
+    socket.once('close', () => this.#peers.delete(socket));
+  }
+
+  /** New revocations: refused at the next handshakes; open connections from revoked peers close now. */
+  setRevokedGateways(ids: readonly string[] | undefined): void {
+    this.#revoked = new Set(ids);
+    if (!this.#revoked.size) return;
+    for (const socket of this.#peers)
+      if (this.#revokedPeer(socket)) {
+        this.countRefusal('revoked_gateway');
+        socket.destroy();
+      }
+  }
+
+  /** The peer's certificate names a gateway (by its mesh SPIFFE ID) that is revoked. */
+  #revokedPeer(socket: TLSSocket): boolean {
+    const cert = socket.getPeerX509Certificate();
+    const spiffeId = cert && peerIdentity(cert).spiffeId;
+    const gateway = spiffeId && parseGatewaySpiffeId(spiffeId);
+    return !!gateway && this.#revoked.has(gateway.gatewayId);
   }
 
   countRefusal(reason: string): void {

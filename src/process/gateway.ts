@@ -22,7 +22,7 @@ import { HubConnection } from '../control/managed/hub-connection.js';
 import { SvidRenewer } from '../control/managed/svid-renewer.js';
 import { hubConnectionOptions } from '../control/managed/managed-gateway.js';
 import { withSvidListeners } from '../control/managed/svid-tls.js';
-import { clusterOf } from '../hub/ca/spiffe-id.js';
+import { clusterOf } from '../common/spiffe-id.js';
 import type { Config } from '../config/schema/index.js';
 
 export interface GatewayOptions {
@@ -136,6 +136,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       ? svidRenewer(svid, { primary, managed, config: current.config, stateDir: opts.stateDir })
       : undefined;
   if (renewer) readiness.push(() => renewer.status());
+  if (renewer && managed) managed.onTrust = (trust) => renewer.applyTrust(trust);
   if (shared) readiness.push(() => ({ sharedConfigStore: { connected: shared.connected } }));
   const admin = new AdminServer(primary, {
     changes,
@@ -217,12 +218,21 @@ function svidRenewer(
     files: svidFiles(at.stateDir),
     rng: systemRng,
     renewed: async (next) => {
-      const replies = await at.primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>('reload-certs');
-      const failed = replies.flatMap((r) => r.failed);
-      if (failed.length) throw new Error(`listeners ${failed.join(', ')} could not reload the renewed SVID`);
+      await reloadListenerCertificates(at.primary);
       await at.managed.renewedSvid(next);
     },
+    rebundled: async (next) => {
+      await reloadListenerCertificates(at.primary);
+      at.managed.useSvid(next);
+    },
   });
+}
+
+/** Every worker's TLS listeners re-read their files (open connections keep what they have). */
+async function reloadListenerCertificates(primary: Primary): Promise<void> {
+  const replies = await primary.collect<{ t: 'certs-reply'; id: number; failed: string[] }>('reload-certs');
+  const failed = replies.flatMap((r) => r.failed);
+  if (failed.length) throw new Error(`listeners ${failed.join(', ')} could not reload the SVID files`);
 }
 
 /** With managementServer.svid: the SVID this start serves with (see bootstrapSvid); a failure stops the start. */

@@ -1,4 +1,6 @@
-import { spawnGateway, type SpawnedGateway } from './gateway.js';
+import http from 'node:http';
+import { request } from 'undici';
+import { spawnGateway, waitFor, type SpawnedGateway } from './gateway.js';
 import { closedPort } from './upstream.js';
 
 /**
@@ -24,4 +26,40 @@ export async function startSvidGateway(
     ],
     managementServer: { url: hub.url, token: hub.token, svid: true, reportInterval: '1s', eastWest: { address: ew } },
   });
+}
+
+/**
+ * Two SVID gateways and one instance of app-b behind c-b (answering with `respond`), started and
+ * connected: resolves once a request for `host` sent to c-a reaches c-b over mTLS with c-a's SVID.
+ */
+export async function startTwoClusterFleet(
+  hub: { url: string; token: string; workers?: number; forwardClientCert?: boolean },
+  host: string,
+  respond: http.RequestListener,
+): Promise<{
+  gateways: { 'c-a': SpawnedGateway; 'c-b': SpawnedGateway };
+  instance: http.Server;
+  stop(): Promise<void>;
+}> {
+  const instance = http.createServer(respond);
+  await new Promise<void>((r) => instance.listen(0, '127.0.0.1', r));
+  const port = (instance.address() as { port: number }).port;
+  const [a, b] = await Promise.all([startSvidGateway('c-a', [], hub), startSvidGateway('c-b', [{ port }], hub)]);
+  await waitFor(
+    async () => {
+      const r = await request(`${a.url}/`, { headers: { host } });
+      return r.statusCode === 200 && (await r.body.text()).startsWith('c-b spiffe://');
+    },
+    20_000,
+    100,
+  );
+  return {
+    gateways: { 'c-a': a, 'c-b': b },
+    instance,
+    stop: async () => {
+      await Promise.all([a.stop(), b.stop()]);
+      instance.closeAllConnections();
+      await new Promise((r) => instance.close(r));
+    },
+  };
 }

@@ -1,7 +1,3 @@
-// SVID renewal under traffic (issue 21, slice 2): with a 1-minute SVID, gateways renew at half-life
-// with jitter (24-30 s after issue) while east-west traffic flows through them; no request fails, no
-// connection drops, both sides serve and present the new certificate, and /ready shows it.
-import http from 'node:http';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -15,7 +11,7 @@ import { tempDir, waitFor, type SpawnedGateway } from '../helpers/gateway.js';
 import { closedPort } from '../helpers/upstream.js';
 import { svidFiles } from '../../src/control/managed/gateway-svid.js';
 import { renewalDelayMs } from '../../src/control/managed/svid-renewer.js';
-import { startSvidGateway } from '../helpers/svid-fleet.js';
+import { startTwoClusterFleet } from '../helpers/svid-fleet.js';
 
 const TOKEN = 'fleet-token-0123';
 const TD = 'mesh.example';
@@ -23,16 +19,8 @@ const HOST = 'app-b.mesh.internal';
 
 let hub: RunningHub;
 let hubPort: number;
-let instance: http.Server;
+let fleet: Awaited<ReturnType<typeof startTwoClusterFleet>> | undefined;
 const gateways: Record<string, SpawnedGateway> = {};
-
-const startGateway = (name: string, instances: Array<{ port: number }>) =>
-  startSvidGateway(name, instances, {
-    url: `http://127.0.0.1:${hubPort}`,
-    token: TOKEN,
-    workers: 2,
-    forwardClientCert: true,
-  });
 
 /** The serial of the certificate a TLS listener serves (the handshake is enough; the listener then refuses us). */
 function servedSerial(address: string): Promise<string> {
@@ -69,28 +57,20 @@ describe('SVID renewal under traffic', () => {
     );
     hub = await startHub({ configFile: join(dir, 'hub.yaml'), stateDir: join(dir, 'state') });
     // The instance behind c-b answers with the caller's SPIFFE ID and the hash of the certificate it presented.
-    instance = http.createServer((req, res) => {
-      const hash = /Hash=([0-9a-f]+)/.exec(String(req.headers['x-forwarded-client-cert']))?.[1] ?? '-';
-      res.end(`c-b ${req.headers['x-spiffe-id'] ?? '-'} ${hash}`);
-    });
-    await new Promise<void>((r) => instance.listen(0, '127.0.0.1', r));
-    const port = (instance.address() as { port: number }).port;
-    [gateways['c-a'], gateways['c-b']] = await Promise.all([startGateway('c-a', []), startGateway('c-b', [{ port }])]);
-    await waitFor(
-      async () => {
-        const r = await request(`${gateways['c-a']!.url}/`, { headers: { host: HOST } });
-        return r.statusCode === 200 && (await r.body.text()).startsWith('c-b spiffe://');
+    fleet = await startTwoClusterFleet(
+      { url: `http://127.0.0.1:${hubPort}`, token: TOKEN, workers: 2, forwardClientCert: true },
+      HOST,
+      (req, res) => {
+        const hash = /Hash=([0-9a-f]+)/.exec(String(req.headers['x-forwarded-client-cert']))?.[1] ?? '-';
+        res.end(`c-b ${req.headers['x-spiffe-id'] ?? '-'} ${hash}`);
       },
-      20_000,
-      100,
     );
+    Object.assign(gateways, fleet.gateways);
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(Object.values(gateways).map((g) => g.stop()));
+    await fleet?.stop();
     await hub?.stop();
-    instance?.closeAllConnections();
-    await new Promise((r) => instance?.close(r));
   });
 
   it('renews at half-life with jitter: 40-50 % of the lifetime after issue', () => {

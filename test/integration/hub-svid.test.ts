@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
 import { startHub, type RunningHub } from '../../src/hub/control-plane.js';
+import { MeshCa } from '../../src/hub/ca/mesh-ca.js';
 import { createCsr, generateKeyPair, privateKeyPem } from '../../src/common/x509-builder.js';
 import { TestCa } from '../helpers/pki.js';
 import { tempDir, waitFor, type SpawnedGateway } from '../helpers/gateway.js';
@@ -181,12 +182,14 @@ describe('the hub issues SVIDs that gateways use for east-west mTLS', () => {
 describe('a gateway renews with its SVID as the hub client certificate', () => {
   let tlsHub: RunningHub;
   let base: string;
+  let tlsHubState: string;
   const serverCa = new TestCa('Hub server CA');
   const serverCert = serverCa.issue({ cn: 'hub', san: ['IP:127.0.0.1'], eku: 'serverAuth' });
   const trustHub = readFileSync(serverCa.cert);
 
   beforeAll(async () => {
     const dir = tempDir('meridian-svid-tls-');
+    tlsHubState = join(dir, 'state');
     const port = await closedPort();
     base = `https://127.0.0.1:${port}`;
     writeFileSync(
@@ -243,6 +246,40 @@ describe('a gateway renews with its SVID as the hub client certificate', () => {
     expect(fleet.statusCode).toBe(403);
     await fleet.body.dump();
     await Promise.all([tokenOnly.close(), withSvid.close()]);
+  });
+
+  it('refuses an expired SVID; across a CA rotation it accepts SVIDs of the new root and, once retired, no longer the old', async () => {
+    const tokenAuth = { authorization: `Bearer ${TOKEN}` };
+    const tokenOnly = new Agent({ connect: { ca: trustHub } });
+    const svidAgent = async (at?: Date) => {
+      const keys = await generateKeyPair();
+      const csr = await createCsr(keys, { commonName: 'c-a', uris: [idOf('c-a')] });
+      // Signed by the hub's own CA (opened from its state directory), at a chosen time.
+      const ca = await MeshCa.open({ trustDomain: TD, svidTtlMs: 60_000 }, tlsHubState);
+      const issued = await ca.issue(csr, { gatewayId: 'c-a' }, at);
+      const connect = { ca: trustHub, cert: issued.certificate, key: await privateKeyPem(keys.privateKey) };
+      return { agent: new Agent({ connect }), csr, connect };
+    };
+    const expired = await svidAgent(new Date(Date.now() - 3_600_000));
+    expect((await post(expired.agent, '/v1/gateways/c-a/svid', { csr: expired.csr })).status).toBe(401);
+    const oldRoot = await svidAgent();
+    expect((await post(oldRoot.agent, '/v1/gateways/c-a/svid', { csr: oldRoot.csr })).status).toBe(200);
+    // Rotate: the next root is trusted, then signs; no gateway is connected, so nothing to wait for.
+    for (const step of ['add', 'activate'])
+      expect((await post(tokenOnly, '/ca/rotation', { step }, tokenAuth)).status, step).toBe(200);
+    const newRoot = await svidAgent(); // opened after activation: signed by the new root
+    expect((await post(newRoot.agent, '/v1/gateways/c-a/svid', { csr: newRoot.csr })).status).toBe(200);
+    expect((await post(oldRoot.agent, '/v1/gateways/c-a/svid', { csr: oldRoot.csr })).status).toBe(200);
+    const retired = await post(tokenOnly, '/ca/rotation', { step: 'retire', force: true }, tokenAuth);
+    expect(retired.status).toBe(200);
+    expect(retired.body.roots).toHaveLength(1);
+    // A new connection with the old root's SVID (unexpired) is no longer authenticated; the new root's is.
+    const oldAgain = new Agent({ connect: oldRoot.connect });
+    const newAgain = new Agent({ connect: newRoot.connect });
+    expect((await post(oldAgain, '/v1/gateways/c-a/svid', { csr: oldRoot.csr })).status).toBe(401);
+    expect((await post(newAgain, '/v1/gateways/c-a/svid', { csr: newRoot.csr })).status).toBe(200);
+    const agents = [tokenOnly, expired.agent, oldRoot.agent, newRoot.agent, oldAgain, newAgain];
+    await Promise.all(agents.map((a) => a.close()));
   });
 });
 

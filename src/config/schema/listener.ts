@@ -11,6 +11,12 @@ export const ListenerTlsSchema = Obj({
   ca: Type.Optional(Type.String()),
   /** Serve the SVID the hub issued this gateway and trust the hub's bundle (managementServer.svid), instead of files. */
   svid: Type.Optional(Type.Boolean()),
+  /**
+   * Gateway ids whose mesh SVIDs (spiffe://<trust-domain>/cluster/<c>/gateway/<id>) are refused at
+   * the handshake, and whose open connections are closed. A managed gateway fills it on its `svid`
+   * listeners from the hub's revocations; it changes in place, without replacing the listener.
+   */
+  revokedGateways: Type.Optional(Type.Array(Name)),
   requireClientCert: Type.Boolean({ default: false }),
   minVersion: Type.Optional(TlsVersion),
   ciphers: Type.Optional(Type.String()),

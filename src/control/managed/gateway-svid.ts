@@ -1,10 +1,10 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { createCsr, generateKeyPair, privateKeyPem } from '../../common/x509-builder.js';
-import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../hub/ca/spiffe-id.js';
+import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../common/spiffe-id.js';
 import type { IssuedSvid } from '../../hub/ca/mesh-ca.js';
 import { logger } from '../../observability/logger.js';
 import { writeFileAtomic } from '../store/config-store.js';
@@ -38,7 +38,7 @@ export interface GatewaySvid {
   /** When this gateway received it (its notBefore is backdated for clock skew); renewal counts from here. */
   issuedAt: Date;
   expiresAt: Date;
-  /** The certificate's serial number (hex): names this SVID's upstream copy. */
+  /** The certificate's serial number (hex): with the bundle's hash, names this SVID's upstream copy. */
   serial: string;
   /** The files listeners serve (rewritten in place on renewal; listeners reload them). */
   files: SvidFiles;
@@ -97,29 +97,56 @@ async function describe(
   };
 }
 
-/** `<svid dir>/upstream/<serial>.{crt,key,bundle.crt}`; keeps this copy and the one before it (pools still draining). */
+/**
+ * `<svid dir>/upstream/<serial>-<bundle hash>.{crt,key,bundle.crt}`: a new SVID or a new bundle (a CA
+ * rotation step) is a new copy, so new pools. Keeps this copy and the one before it (pools still draining).
+ */
 async function writeUpstreamCopy(files: SvidFiles, serial: string): Promise<SvidFiles> {
   const dir = join(dirname(files.cert), 'upstream');
-  const copy = {
-    cert: join(dir, `${serial}.crt`),
-    key: join(dir, `${serial}.key`),
-    bundle: join(dir, `${serial}.bundle.crt`),
-  };
   const [cert, key, bundle] = await Promise.all([files.cert, files.key, files.bundle].map((f) => readFile(f, 'utf8')));
+  const name = `${serial}-${createHash('sha256').update(bundle).digest('hex').slice(0, 12)}`;
+  const copy = {
+    cert: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+    bundle: join(dir, `${name}.bundle.crt`),
+  };
   await writeFileAtomic(copy.key, key);
   await writeFileAtomic(copy.cert, cert);
   await writeFileAtomic(copy.bundle, bundle);
-  const serials = [...new Set((await readdir(dir)).map((f) => f.split('.')[0]))];
-  const stale = serials.filter((s) => s !== serial && s !== previousSerial.get(dir));
+  const names = [...new Set((await readdir(dir)).map((f) => f.split('.')[0]))];
+  const stale = names.filter((n) => n !== name && n !== previousCopy.get(dir));
   await Promise.all(
-    stale.flatMap((s) => ['crt', 'key', 'bundle.crt'].map((ext) => rm(join(dir, `${s}.${ext}`), { force: true }))),
+    stale.flatMap((n) => ['crt', 'key', 'bundle.crt'].map((ext) => rm(join(dir, `${n}.${ext}`), { force: true }))),
   );
-  previousSerial.set(dir, serial);
+  previousCopy.set(dir, name);
   return copy;
 }
 
-/** The serial of the last copy written per directory: the one pools made before a renewal still read. */
-const previousSerial = new Map<string, string>();
+/** The name of the last copy written per directory: the one pools made before a renewal still read. */
+const previousCopy = new Map<string, string>();
+
+/**
+ * The SVID with a new trust bundle (a CA rotation step): the bundle file rewritten for listeners, and
+ * a new upstream copy for east-west pools. The certificate and key are unchanged.
+ */
+export async function withBundle(svid: GatewaySvid, bundle: string): Promise<GatewaySvid> {
+  await writeFileAtomic(svid.files.bundle, bundle);
+  return { ...svid, upstream: await writeUpstreamCopy(svid.files, svid.serial) };
+}
+
+/** Whether the SVID's certificate was signed by the root with SHA-256 fingerprint `signer` in its bundle. */
+export async function signedBy(svid: GatewaySvid, signer: string): Promise<boolean> {
+  const [cert, bundle] = await Promise.all([readFile(svid.files.cert, 'utf8'), readFile(svid.files.bundle, 'utf8')]);
+  const root = pemCertificates(bundle)
+    .map((pem) => new X509Certificate(pem))
+    .find((r) => r.fingerprint256 === signer);
+  return !!root && new X509Certificate(cert).verify(root.publicKey);
+}
+
+/** The certificates of a PEM bundle, each as its own PEM block. */
+export function pemCertificates(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
 
 /** The SVID persisted by an earlier start, when its files are all there and the key is the certificate's. */
 export async function readPersistedSvid(files: SvidFiles): Promise<GatewaySvid | undefined> {

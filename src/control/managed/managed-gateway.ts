@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ApiError } from '../api-error.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Config } from '../../config/schema/index.js';
+import type { Config, ListenerConfig } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
 import { adminFlags, hostHealth } from '../../cluster/host.js';
 import type { Rng } from '../../common/clock.js';
@@ -19,6 +19,7 @@ import {
   type ManagedKind,
   type ManagedResources,
   type Snapshot,
+  type SnapshotTrust,
 } from '../../hub/protocol.js';
 import { HubClient } from './hub-client.js';
 import type { GatewaySvid } from './gateway-svid.js';
@@ -32,6 +33,8 @@ interface AppliedState {
   version: number;
   hash: string;
   resources: ManagedResources;
+  /** From a hub with a mesh CA: the bundle, the signing root and the revoked gateways. */
+  trust?: SnapshotTrust;
 }
 
 /**
@@ -50,6 +53,8 @@ export class ManagedGateway {
   /** With managementServer.svid: the SVID east-west clusters present (instead of eastWest.tls files). */
   #svid: GatewaySvid | undefined;
   #applied?: AppliedState;
+  /** With managementServer.svid: puts a snapshot's trust to use before the snapshot is applied and acked. */
+  onTrust: ((trust: SnapshotTrust) => Promise<void>) | undefined;
 
   constructor(
     primary: Primary,
@@ -98,8 +103,20 @@ export class ManagedGateway {
   async apply(snapshot: Snapshot): Promise<ConfigError[] | undefined> {
     const previous = this.#applied;
     if (previous?.hash === snapshot.hash && previous.version === snapshot.version) return undefined;
+    if (snapshot.trust && this.onTrust) {
+      try {
+        await this.onTrust(snapshot.trust);
+      } catch (e) {
+        return [{ path: 'trust', message: `cannot use the trust bundle: ${(e as Error).message}` }];
+      }
+    }
     // Set first: health changes triggered by the apply itself report (and guard) the new managed set.
-    this.#applied = { version: snapshot.version, hash: snapshot.hash, resources: snapshot.resources };
+    this.#applied = {
+      version: snapshot.version,
+      hash: snapshot.hash,
+      resources: snapshot.resources,
+      trust: snapshot.trust,
+    };
     try {
       await this.#changes.change(
         'hub',
@@ -118,6 +135,11 @@ export class ManagedGateway {
     await this.#persist();
     logger.info({ version: snapshot.version, hash: snapshot.hash }, 'applied management server snapshot');
     return undefined;
+  }
+
+  /** The SVID east-west clusters present from the next config change on (a new bundle: see SvidRenewer.applyTrust). */
+  useSvid(svid: GatewaySvid): void {
+    this.#svid = svid;
   }
 
   /**
@@ -182,6 +204,7 @@ export class ManagedGateway {
       const replaced = new Set([...(previous?.resources[kind] ?? []), ...incoming].map((r) => r.name));
       draft[kind] = [...(draft[kind] ?? []).filter((r) => !replaced.has(r.name)), ...incoming];
     }
+    draft.listeners = withRevocations(draft.listeners as ListenerConfig[], this.#applied?.trust?.revokedGateways);
     return draft;
   }
 
@@ -196,6 +219,15 @@ export class ManagedGateway {
   #persist(): Promise<void> {
     return writeFileAtomic(this.#file, JSON.stringify(this.#applied));
   }
+}
+
+/** SVID listeners refuse the gateways the hub revoked (set in place: see ListenerSet); others are as written. */
+function withRevocations(listeners: ListenerConfig[] = [], revoked: string[] = []): ListenerConfig[] {
+  return listeners.map((l) => {
+    if (!l.tls?.svid) return l;
+    const { revokedGateways: _old, ...tls } = l.tls;
+    return { ...l, tls: revoked.length ? { ...tls, revokedGateways: revoked } : tls };
+  });
 }
 
 /** How this gateway reaches its hub: url, fleet id (default gateway.name), token and client TLS files. */

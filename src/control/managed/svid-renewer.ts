@@ -2,7 +2,9 @@ import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { gauge } from '../../observability/metrics.js';
 import { logger } from '../../observability/logger.js';
-import { type GatewaySvid, obtainSvid, type SvidFiles } from './gateway-svid.js';
+import { readFile } from 'node:fs/promises';
+import type { SnapshotTrust } from '../../hub/protocol.js';
+import { type GatewaySvid, obtainSvid, signedBy, type SvidFiles, withBundle } from './gateway-svid.js';
 import type { HubConnection } from './hub-connection.js';
 
 const log = logger.child({ component: 'svid' });
@@ -32,7 +34,15 @@ export interface SvidRenewerDeps {
   rng: Rng;
   /** Put the new SVID to use (listeners reload their files; east-west clusters get new pools). */
   renewed(svid: GatewaySvid): Promise<void>;
+  /**
+   * Put a new bundle to use: listeners reload it, and the SVID's new upstream copy is handed on for
+   * the snapshot being applied (whose own config change makes the new pools).
+   */
+  rebundled(svid: GatewaySvid): Promise<void>;
 }
+
+/** How soon after learning that another root signs now an SVID is renewed: at once, spread over up to 2 s. */
+const RESIGN_JITTER_MS = 2000;
 
 /**
  * Keeps a gateway's SVID fresh: renews it at half-life with jitter (a new key pair, a CSR to the hub)
@@ -47,6 +57,8 @@ export class SvidRenewer {
   #lastError: string | undefined;
   #renewAt: Date | undefined;
   #stopped = false;
+  /** Renewals and bundle changes one at a time: both rewrite the SVID's files. */
+  #busy: Promise<unknown> = Promise.resolve();
 
   constructor(svid: GatewaySvid, deps: SvidRenewerDeps) {
     this.#svid = svid;
@@ -77,11 +89,38 @@ export class SvidRenewer {
     };
   }
 
+  /**
+   * The trust a snapshot carries: a changed bundle is written and put to use before the snapshot is
+   * acknowledged (so the hub knows this gateway trusts a next root before any leaf chains to it), and
+   * an SVID that the signing root did not sign is renewed at once (a rotation's `activate`).
+   */
+  applyTrust(trust: SnapshotTrust): Promise<void> {
+    return this.#exclusive(async () => {
+      const bundle = await readFile(this.#deps.files.bundle, 'utf8').catch(() => '');
+      if (bundle !== trust.bundle) {
+        const svid = await withBundle(this.#svid, trust.bundle);
+        await this.#deps.rebundled(svid);
+        this.#svid = svid;
+        log.info({ serial: svid.serial }, 'trust bundle changed');
+      }
+      if (!(await signedBy(this.#svid, trust.signer)) && !this.#stopped) {
+        clearTimeout(this.#timer);
+        this.#schedule(this.#deps.rng.random() * RESIGN_JITTER_MS);
+      }
+    });
+  }
+
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
     this.#renewAt = new Date(Date.now() + delayMs);
-    this.#timer = setTimeout(() => void this.#renew(), delayMs);
+    this.#timer = setTimeout(() => void this.#exclusive(() => this.#renew()), delayMs);
     this.#timer.unref();
+  }
+
+  #exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#busy.then(task, task);
+    this.#busy = run.catch(() => undefined);
+    return run;
   }
 
   async #renew(): Promise<void> {

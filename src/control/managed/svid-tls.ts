@@ -1,5 +1,5 @@
 import type { Config } from '../../config/schema/index.js';
-import { clusterOf, gatewaySpiffeId } from '../../hub/ca/spiffe-id.js';
+import { clusterOf, gatewaySpiffeId } from '../../common/spiffe-id.js';
 import type { ManagedResources } from '../../hub/protocol.js';
 import type { GatewaySvid, SvidFiles } from './gateway-svid.js';
 

@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConfigError } from '../../config/validate.js';
 import { writeFileAtomic } from '../../control/store/config-store.js';
@@ -29,6 +29,8 @@ export interface IssuedSvid {
   bundle: string;
   /** notAfter, ISO 8601. */
   expiresAt: string;
+  /** SHA-256 fingerprint of the root that signed it. */
+  issuer: string;
 }
 
 /** Raised when the CA material cannot be used; `errors` point at the hub config. */
@@ -50,75 +52,169 @@ export class SvidRefused extends Error {
 
 /** Where a generated CA is kept, inside the hub's state directory (beside hub-state.json). */
 export const GENERATED_CA_DIR = 'ca';
-/** A generated root lives 10 years, as Istio's self-signed root: rotation (issue 21, slice 3) replaces it. */
+/** A generated root lives 10 years, as Istio's self-signed root: rotation replaces it sooner. */
 const GENERATED_CA_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
 /**
  * Leaves are valid from a little before they are signed: a peer whose clock is up to this much behind
  * the hub's accepts a brand-new SVID (SPIRE backdates by 10 s; a minute also covers a 1m TTL's renewal).
  */
 const BACKDATE_MS = 60_000;
+/** The first generated root's file name (kept for state directories made before rotation existed). */
+const FIRST_ROOT = 'mesh-ca';
+/** Which generated roots are in use (see RootsIndex); written last, so it is the commit point of a step. */
+const ROOTS_INDEX = 'roots.json';
+
+/**
+ * The generated roots in use, by file name (`<name>.crt`, `<name>.key` in the CA directory).
+ * `next`: trusted, not yet signing (rotation step 1). `previous`: trusted, no longer signing (step 2).
+ */
+interface RootsIndex {
+  signing: string;
+  next?: string;
+  previous?: string;
+}
+
+/** Where a rotation is: the steps run in this order, each one asked for (POST /ca/rotation). */
+export type RotationPhase = 'stable' | 'trusting-next' | 'retiring-previous';
+
+interface Root {
+  name: string;
+  certificatePem: string;
+  x509: X509Certificate;
+  /** Absent for the previous root: it signs nothing any more. */
+  key?: CryptoKey;
+}
+
+/** A rotation step that cannot be taken now; the hub answers 409 with the message. */
+export class RotationRefused extends Error {}
 
 /**
  * The fleet's certificate authority: a root given as files or generated on first start (and then
  * persisted with the hub's state, so a restarted hub keeps its bundle), which signs short-lived
  * X.509 SVIDs on gateways' certificate requests.
+ *
+ * A generated root rotates in three steps, as Istio's and SPIRE's do, each taken when the fleet is
+ * ready for it (the hub checks, see server.ts): `add` generates the next root and puts it in the
+ * bundle beside the current one (gateways learn it from their snapshots before any leaf chains to
+ * it); `activate` signs with the next root from then on (gateways renew at once, and both roots stay
+ * trusted, so old and new leaves verify each other); `retire` drops the old root from the bundle once
+ * no unexpired leaf chains to it.
  */
 export class MeshCa {
   readonly trustDomain: string;
-  readonly #certificatePem: string;
-  readonly #key: CryptoKey;
-  readonly #notAfter: Date;
   readonly #svidTtlMs: number;
+  /** The generated CA's directory; undefined for a CA given as files (those do not rotate here). */
+  readonly #dir: string | undefined;
+  #signing: Root;
+  #next: Root | undefined;
+  #previous: Root | undefined;
 
-  private constructor(settings: MeshCaSettings, certificatePem: string, key: CryptoKey) {
+  private constructor(settings: MeshCaSettings, signing: Root, dir?: string, next?: Root, previous?: Root) {
     this.trustDomain = settings.trustDomain;
     this.#svidTtlMs = settings.svidTtlMs;
-    this.#certificatePem = certificatePem;
-    this.#key = key;
-    this.#notAfter = new Date(new X509Certificate(certificatePem).validTo);
+    this.#signing = signing;
+    this.#dir = dir;
+    this.#next = next;
+    this.#previous = previous;
   }
 
   /** The CA of `settings`: its files, else the one persisted in `stateDir`, else a new one persisted there. */
   static async open(settings: MeshCaSettings, stateDir: string, now = new Date()): Promise<MeshCa> {
     if (settings.cert && settings.key) {
       const [cert, key] = await Promise.all([readText(settings.cert, 'cert'), readText(settings.key, 'key')]);
-      return new MeshCa(settings, cert, await checkedKeyPair(cert, key, settings.cert));
+      const root = { name: 'files', certificatePem: cert, x509: new X509Certificate(cert) };
+      return new MeshCa(settings, { ...root, key: await checkedKeyPair(cert, key, settings.cert) });
     }
-    const certFile = join(stateDir, GENERATED_CA_DIR, 'mesh-ca.crt');
-    const keyFile = join(stateDir, GENERATED_CA_DIR, 'mesh-ca.key');
-    const persisted = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]).catch(
-      (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') return undefined;
-        throw e;
-      },
-    );
-    if (persisted)
-      return new MeshCa(settings, persisted[0], await checkedKeyPair(persisted[0], persisted[1], certFile));
-    const keys = await generateKeyPair();
-    const cert = await signCertificate(
-      {
-        subjectPublicKey: keys.publicKey,
-        commonName: `Meridian mesh CA ${settings.trustDomain}`,
-        isCa: true,
-        notBefore: new Date(now.getTime() - BACKDATE_MS),
-        notAfter: new Date(now.getTime() + GENERATED_CA_LIFETIME_MS),
-      },
-      { key: keys.privateKey },
-    );
-    // The key first: a start killed in between finds no certificate and generates both again.
-    await writeFileAtomic(keyFile, await privateKeyPem(keys.privateKey));
-    await writeFileAtomic(certFile, cert);
-    return new MeshCa(settings, cert, keys.privateKey);
+    const dir = join(stateDir, GENERATED_CA_DIR);
+    const index = await readIndex(dir);
+    if (!index) {
+      const first = await generateRoot(dir, FIRST_ROOT, settings.trustDomain, now);
+      return new MeshCa(settings, first, dir);
+    }
+    const [signing, next, previous] = await Promise.all([
+      readRoot(dir, index.signing, true),
+      index.next ? readRoot(dir, index.next, true) : undefined,
+      index.previous ? readRoot(dir, index.previous, false) : undefined,
+    ]);
+    return new MeshCa(settings, signing, dir, next, previous);
   }
 
-  /** What the hub UI shows of the CA: its own expiry and the lifetime of the SVIDs it signs. */
-  get summary(): { trustDomain: string; expiresAt: string; svidTtlMs: number } {
-    return { trustDomain: this.trustDomain, expiresAt: this.#notAfter.toISOString(), svidTtlMs: this.#svidTtlMs };
+  /** What the hub UI and GET /ca show: the roots, the rotation phase, the lifetime of the SVIDs signed. */
+  get summary() {
+    const root = (r: Root, role: string) => ({ role, fingerprint: r.x509.fingerprint256, expiresAt: isoOf(r.x509) });
+    return {
+      trustDomain: this.trustDomain,
+      expiresAt: isoOf(this.#signing.x509),
+      svidTtlMs: this.#svidTtlMs,
+      phase: this.phase,
+      roots: [
+        root(this.#signing, 'signing'),
+        ...(this.#next ? [root(this.#next, 'next')] : []),
+        ...(this.#previous ? [root(this.#previous, 'previous')] : []),
+      ],
+    };
   }
 
-  /** The trust bundle (PEM). One root until rotation (slice 3) adds the next one beside it. */
+  get phase(): RotationPhase {
+    return this.#next ? 'trusting-next' : this.#previous ? 'retiring-previous' : 'stable';
+  }
+
+  /** The trust bundle (PEM): the signing root, and during a rotation the next or the previous one. */
   get bundlePem(): string {
-    return this.#certificatePem;
+    return [this.#signing, this.#next, this.#previous]
+      .filter((r) => r !== undefined)
+      .map((r) => r.certificatePem.trim())
+      .join('\n')
+      .concat('\n');
+  }
+
+  /** SHA-256 fingerprint of the root that signs now: a gateway whose SVID it did not sign renews. */
+  get signerFingerprint(): string {
+    return this.#signing.x509.fingerprint256;
+  }
+
+  /** SHA-256 fingerprint of the previous root while it is retiring (leaves it signed hold up `retire`). */
+  get previousFingerprint(): string | undefined {
+    return this.#previous?.x509.fingerprint256;
+  }
+
+  /** Rotation step 1: generate the next root and trust it beside the current one. */
+  async addNextRoot(now = new Date()): Promise<void> {
+    const dir = this.#rotatable('stable', 'add');
+    const next = await generateRoot(dir, `root-${now.getTime()}`, this.trustDomain, now);
+    await writeIndex(dir, { signing: this.#signing.name, next: next.name });
+    this.#next = next;
+  }
+
+  /** Rotation step 2: the next root signs from now on; the current one stays trusted as `previous`. */
+  async activateNextRoot(): Promise<void> {
+    const dir = this.#rotatable('trusting-next', 'activate');
+    const next = this.#next!;
+    await writeIndex(dir, { signing: next.name, previous: this.#signing.name });
+    this.#previous = { ...this.#signing, key: undefined };
+    this.#signing = next;
+    this.#next = undefined;
+    // The old key signs nothing any more: remove it (its certificate stays, trusted, until retired).
+    await rm(join(dir, `${this.#previous.name}.key`), { force: true });
+  }
+
+  /** Rotation step 3: the previous root leaves the bundle. */
+  async retirePreviousRoot(): Promise<void> {
+    const dir = this.#rotatable('retiring-previous', 'retire');
+    const previous = this.#previous!;
+    await writeIndex(dir, { signing: this.#signing.name });
+    this.#previous = undefined;
+    await rm(join(dir, `${previous.name}.crt`), { force: true });
+  }
+
+  #rotatable(phase: RotationPhase, step: string): string {
+    if (!this.#dir)
+      throw new RotationRefused(
+        'the CA is given as files (hub.ca.cert, hub.ca.key): rotation here is for a generated CA; see docs/multicluster.md',
+      );
+    if (this.phase !== phase)
+      throw new RotationRefused(`cannot ${step} in rotation phase ${this.phase} (${step} needs ${phase})`);
+    return this.#dir;
   }
 
   /** Sign the SVID a gateway asks for, or throw SvidRefused (see decideSvid for what is checked). */
@@ -128,8 +224,10 @@ export class MeshCa {
     });
     const decision = decideSvid(csr, this.trustDomain, caller);
     if (!decision.ok) throw new SvidRefused(decision.status, decision.message);
+    const signing = this.#signing;
     // Never past the CA's own expiry: a leaf outliving its issuer would fail to verify anyway.
-    const notAfter = new Date(Math.min(now.getTime() + this.#svidTtlMs, this.#notAfter.getTime()));
+    const caNotAfter = new Date(signing.x509.validTo).getTime();
+    const notAfter = new Date(Math.min(now.getTime() + this.#svidTtlMs, caNotAfter));
     const certificate = await signCertificate(
       {
         subjectPublicKey: csr.publicKeyDer,
@@ -139,10 +237,65 @@ export class MeshCa {
         notBefore: new Date(now.getTime() - BACKDATE_MS),
         notAfter,
       },
-      { certificatePem: this.#certificatePem, key: this.#key },
+      { certificatePem: signing.certificatePem, key: signing.key! },
     );
-    return { spiffeId: decision.spiffeId, certificate, bundle: this.bundlePem, expiresAt: notAfter.toISOString() };
+    return {
+      spiffeId: decision.spiffeId,
+      certificate,
+      bundle: this.bundlePem,
+      expiresAt: notAfter.toISOString(),
+      issuer: signing.x509.fingerprint256,
+    };
   }
+}
+
+function isoOf(x509: X509Certificate): string {
+  return new Date(x509.validTo).toISOString();
+}
+
+/** The roots index; a directory from before rotation has only the first root's files, signing. */
+async function readIndex(dir: string): Promise<RootsIndex | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, ROOTS_INDEX), 'utf8')) as RootsIndex;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const first = await readFile(join(dir, `${FIRST_ROOT}.crt`)).catch(() => undefined);
+  return first ? { signing: FIRST_ROOT } : undefined;
+}
+
+function writeIndex(dir: string, index: RootsIndex): Promise<void> {
+  return writeFileAtomic(join(dir, ROOTS_INDEX), JSON.stringify(index));
+}
+
+async function readRoot(dir: string, name: string, withKey: boolean): Promise<Root> {
+  const certFile = join(dir, `${name}.crt`);
+  const certificatePem = await readFile(certFile, 'utf8');
+  const root = { name, certificatePem, x509: new X509Certificate(certificatePem) };
+  if (!withKey) return root;
+  return {
+    ...root,
+    key: await checkedKeyPair(certificatePem, await readFile(join(dir, `${name}.key`), 'utf8'), certFile),
+  };
+}
+
+/** A new self-signed root, persisted as `<name>.key` then `<name>.crt` (the index names it afterwards). */
+async function generateRoot(dir: string, name: string, trustDomain: string, now: Date): Promise<Root> {
+  const keys = await generateKeyPair();
+  const certificatePem = await signCertificate(
+    {
+      subjectPublicKey: keys.publicKey,
+      commonName: `Meridian mesh CA ${trustDomain} ${now.toISOString()}`,
+      isCa: true,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter: new Date(now.getTime() + GENERATED_CA_LIFETIME_MS),
+    },
+    { key: keys.privateKey },
+  );
+  // The key first: a start killed in between finds no certificate and generates both again.
+  await writeFileAtomic(join(dir, `${name}.key`), await privateKeyPem(keys.privateKey));
+  await writeFileAtomic(join(dir, `${name}.crt`), certificatePem);
+  return { name, certificatePem, x509: new X509Certificate(certificatePem), key: keys.privateKey };
 }
 
 async function readText(file: string, field: 'cert' | 'key'): Promise<string> {

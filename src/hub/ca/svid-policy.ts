@@ -1,5 +1,5 @@
 import type { CsrContents } from '../../common/x509-builder.js';
-import { gatewaySpiffeId, parseGatewaySpiffeId } from './spiffe-id.js';
+import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../common/spiffe-id.js';
 
 /** Who asks for an SVID, as the hub authenticated them. */
 export interface SvidCaller {

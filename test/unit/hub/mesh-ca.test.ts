@@ -3,8 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createCsr, generateKeyPair, privateKeyPem, type CsrContents } from '../../../src/common/x509-builder.js';
-import { MeshCa, MeshCaError, SvidRefused } from '../../../src/hub/ca/mesh-ca.js';
-import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../../src/hub/ca/spiffe-id.js';
+import { MeshCa, MeshCaError, RotationRefused, SvidRefused } from '../../../src/hub/ca/mesh-ca.js';
+import { pemCertificates } from '../../../src/control/managed/gateway-svid.js';
+import { gatewaySpiffeId, parseGatewaySpiffeId } from '../../../src/common/spiffe-id.js';
 import { decideSvid } from '../../../src/hub/ca/svid-policy.js';
 import { validateHubConfig } from '../../../src/hub/config.js';
 import { tempDir } from '../../helpers/gateway.js';
@@ -125,6 +126,66 @@ describe('MeshCa', () => {
     const csr = await createCsr(await generateKeyPair(), { commonName: 'gw-1', uris: [GW1] });
     writeFileSync(leafFile, (await generated.issue(csr, { gatewayId: 'gw-1' })).certificate);
     await expect(MeshCa.open({ ...settings, cert: leafFile, key: files.key }, dir)).rejects.toThrow(/not a CA/);
+  });
+});
+
+describe('MeshCa rotation', () => {
+  const fingerprints = (ca: MeshCa) => pemCertificates(ca.bundlePem).map((p) => new X509Certificate(p).fingerprint256);
+  const leafOf = async (ca: MeshCa) =>
+    new X509Certificate(
+      (
+        await ca.issue(await createCsr(await generateKeyPair(), { commonName: 'gw-1', uris: [GW1] }), {
+          gatewayId: 'gw-1',
+        })
+      ).certificate,
+    );
+
+  it('adds the next root, signs with it, retires the old one; each step survives a reopen', async () => {
+    const dir = tempDir('meridian-ca-');
+    const ca = await MeshCa.open(settings, dir);
+    const oldRoot = ca.signerFingerprint;
+    const oldLeaf = await leafOf(ca);
+
+    await ca.addNextRoot();
+    expect(ca.phase).toBe('trusting-next');
+    const newRoot = ca.summary.roots.find((r) => r.role === 'next')!.fingerprint;
+    expect(fingerprints(ca)).toEqual([oldRoot, newRoot]);
+    expect(ca.signerFingerprint).toBe(oldRoot); // trusted first, signing later
+    expect((await MeshCa.open(settings, dir)).bundlePem).toBe(ca.bundlePem);
+
+    await ca.activateNextRoot();
+    expect(ca.phase).toBe('retiring-previous');
+    expect(ca.signerFingerprint).toBe(newRoot);
+    expect(ca.previousFingerprint).toBe(oldRoot);
+    expect(fingerprints(ca)).toEqual([newRoot, oldRoot]);
+    const newLeaf = await leafOf(ca);
+    const [rootNew, rootOld] = pemCertificates(ca.bundlePem).map((p) => new X509Certificate(p));
+    expect(newLeaf.verify(rootNew!.publicKey)).toBe(true);
+    expect(newLeaf.verify(rootOld!.publicKey)).toBe(false);
+    expect(oldLeaf.verify(rootOld!.publicKey)).toBe(true); // still trusted until retired
+    const reopened = await MeshCa.open(settings, dir);
+    expect([reopened.phase, reopened.signerFingerprint, reopened.bundlePem]).toEqual([
+      'retiring-previous',
+      newRoot,
+      ca.bundlePem,
+    ]);
+
+    await ca.retirePreviousRoot();
+    expect(ca.phase).toBe('stable');
+    expect(fingerprints(ca)).toEqual([newRoot]);
+    expect(fingerprints(await MeshCa.open(settings, dir))).toEqual([newRoot]);
+  });
+
+  it('refuses a step out of order, and rotation of a CA given as files', async () => {
+    const dir = tempDir('meridian-ca-');
+    const ca = await MeshCa.open(settings, join(dir, 'gen'));
+    await expect(ca.activateNextRoot()).rejects.toThrow(/activate needs trusting-next/);
+    await expect(ca.retirePreviousRoot()).rejects.toBeInstanceOf(RotationRefused);
+    await ca.addNextRoot();
+    await expect(ca.addNextRoot()).rejects.toThrow(/in rotation phase trusting-next/);
+    const files = { cert: join(dir, 'gen', 'ca', 'mesh-ca.crt'), key: join(dir, 'gen', 'ca', 'mesh-ca.key') };
+    const given = await MeshCa.open({ ...settings, ...files }, join(dir, 'other'));
+    await expect(given.addNextRoot()).rejects.toThrow(/given as files/);
   });
 });
 
