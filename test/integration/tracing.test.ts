@@ -1,60 +1,16 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { baseConfig, startInProcess, type InProcessGateway } from '../helpers/gateway.js';
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-
-/** One span as an OTLP/JSON export carries it (ids in hex, attributes as key/value pairs). */
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: Array<{ key: string; value: Record<string, unknown> }>;
-}
-
-const SERVER = 2;
-const CLIENT = 3;
-
-/** A small OTLP/HTTP collector: every POST body it received, and the spans of the JSON ones. */
-interface Collector {
-  url: string;
-  bodies: Array<{ contentType: string; body: Buffer }>;
-  spans: OtlpSpan[];
-  close(): Promise<void>;
-}
-
-async function startCollector(): Promise<Collector> {
-  const c = { bodies: [], spans: [] } as unknown as Collector;
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (d: Buffer) => chunks.push(d));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      const contentType = req.headers['content-type'] ?? '';
-      c.bodies.push({ contentType, body });
-      if (contentType.includes('json')) {
-        const doc = JSON.parse(body.toString()) as {
-          resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
-        };
-        for (const rs of doc.resourceSpans) for (const ss of rs.scopeSpans) c.spans.push(...ss.spans);
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-      } else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  c.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
-  c.close = () => new Promise((r) => server.close(() => r()));
-  return c;
-}
-
-/** An attribute's value as a string (OTLP/JSON writes an int64 as a number or a string). */
-function attr(s: OtlpSpan, key: string): string | undefined {
-  const v = s.attributes.find((a) => a.key === key)?.value;
-  return v && String(Object.values(v)[0]);
-}
+import {
+  attr,
+  type OtlpCollector,
+  SPAN_KIND_CLIENT as CLIENT,
+  SPAN_KIND_SERVER as SERVER,
+  startOtlpCollector,
+  valueOf,
+} from '../helpers/otlp-collector.js';
+import { closedPort, startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 async function until<T>(what: () => T | undefined | Promise<T | undefined>, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
@@ -64,6 +20,14 @@ async function until<T>(what: () => T | undefined | Promise<T | undefined>, ms =
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** meridian_tracing_spans_total of the gateway whose admin URL is `admin`, by result. */
+async function spanCounts(admin: string): Promise<{ queueFull: number; failed: number; exported: number }> {
+  const text = await (await request(`${admin}/metrics`)).body.text();
+  const n = (result: string) =>
+    Number(new RegExp(`meridian_tracing_spans_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { queueFull: n('queue_full'), failed: n('export_failed'), exported: n('exported') };
 }
 
 /** A gateway with `tracing` and one route to `up`, for the export tests. */
@@ -96,8 +60,14 @@ const routes = [
   { name: 'direct', match: { path: { prefix: '/direct' } }, directResponse: { status: 204 }, tracing: { sampling: 1 } },
 ];
 
-describe('OpenTelemetry traces over OTLP/HTTP', () => {
-  let collector: Collector;
+/** The two OTLP/HTTP encodings: protobuf is the default (no `protocol`), JSON is asked for. */
+const encodings = [
+  { name: 'http/protobuf (the default)', protocol: undefined, contentType: 'application/x-protobuf' },
+  { name: 'http/json', protocol: 'http/json', contentType: 'application/json' },
+];
+
+describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protocol, contentType }) => {
+  let collector: OtlpCollector;
   let gw: InProcessGateway;
   let flakyA: TestUpstream;
   let flakyB: TestUpstream;
@@ -110,7 +80,7 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
   };
 
   beforeAll(async () => {
-    collector = await startCollector();
+    collector = await startOtlpCollector();
     flakyA = await startUpstream(flaky);
     flakyB = await startUpstream(flaky);
     ok = await startUpstream();
@@ -126,7 +96,7 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
           name: 'edge',
           workers: 1,
           accessLog: { enabled: false },
-          tracing: { otlp: { endpoint: collector.url, protocol: 'http/json' }, sampling: 0, flushInterval: '50ms' },
+          tracing: { otlp: { endpoint: collector.url, protocol }, sampling: 0, flushInterval: '50ms' },
         },
         routes,
         clusters: [
@@ -161,11 +131,15 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
     expect(clients).toHaveLength(2);
     expect(server[0].parentSpanId).toBe(parent);
     expect(server[0].name).toBe('GET /retried*');
+    expect(attr(server[0], 'http.request.method')).toBe('GET');
+    expect(attr(server[0], 'meridian.cluster')).toBe('flaky');
     expect(attr(server[0], 'http.route')).toBe('/retried*');
     expect(attr(server[0], 'http.response.status_code')).toBe('200');
     expect(attr(server[0], 'meridian.retries')).toBe('1');
     for (const c of clients) {
       expect(c.parentSpanId).toBe(server[0].spanId);
+      expect(c.name).toBe('GET');
+      expect(attr(c, 'http.request.method')).toBe('GET');
       expect(attr(c, 'meridian.cluster')).toBe('flaky');
     }
     const [first, retry] = clients.sort(
@@ -179,6 +153,11 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
     // Each upstream got the context of the CLIENT span of its own attempt.
     const seen = [...flakyA.requests, ...flakyB.requests].map((q) => q.headers.traceparent);
     expect(seen.sort()).toEqual(clients.map((c) => `00-${traceId}-${c.spanId}-01`).sort());
+
+    // Every export came in the configured encoding and decoded (protobuf: with the official OTLP definitions).
+    expect(collector.errors).toEqual([]);
+    expect(new Set(collector.contentTypes)).toEqual(new Set([contentType]));
+    expect(valueOf(collector.resources[0], 'service.name')).toBe('edge');
   });
 
   it("samples by the route's ratio over the gateway's: 0 sends nothing, 1 sends every request", async () => {
@@ -236,35 +215,9 @@ describe('OpenTelemetry traces over OTLP/HTTP', () => {
   });
 });
 
-describe('OTLP/HTTP protobuf export', () => {
-  it('sends spans as application/x-protobuf carrying the trace id', async () => {
-    const collector = await startCollector();
-    const up = await startUpstream();
-    const gw = await startTracedGateway({ otlp: { endpoint: collector.url }, sampling: 1, flushInterval: '50ms' }, up);
-    try {
-      const traceId = 'aaf92f3577b34da6a3ce929d0e0e4799';
-      await (
-        await request(`${gw.url}/p`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })
-      ).body.dump();
-      const body = await until(() => collector.bodies[0]);
-      expect(body.contentType).toBe('application/x-protobuf');
-      // trace_id is a 16-byte field of every span: both spans of the request carry it.
-      expect(body.body.indexOf(Buffer.from(traceId, 'hex'))).toBeGreaterThanOrEqual(0);
-    } finally {
-      await gw.stop();
-      await collector.close();
-      await up.close();
-    }
-  });
-});
-
 describe('a collector that is down', () => {
   it('never fails a request, and the spans it cannot take are counted as dropped', async () => {
-    // A port nobody listens on: bound, then released.
-    const probe = http.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await closedPort();
     const up = await startUpstream();
     const gw = await startTracedGateway(
       {
@@ -276,12 +229,7 @@ describe('a collector that is down', () => {
       up,
     );
     try {
-      const counts = async () => {
-        const text = await (await request(`${gw.admin}/metrics`)).body.text();
-        const n = (result: string) =>
-          Number(new RegExp(`meridian_tracing_spans_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-        return { queueFull: n('queue_full'), failed: n('export_failed'), exported: n('exported') };
-      };
+      const counts = () => spanCounts(gw.admin);
       const before = await counts();
       const responses = await Promise.all(
         Array.from({ length: 10 }, async (_, i) => {
