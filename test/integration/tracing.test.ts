@@ -22,6 +22,34 @@ async function until<T>(what: () => T | undefined | Promise<T | undefined>, ms =
   }
 }
 
+/**
+ * Send `count` GETs to `urlOf(i)`, `concurrency` at a time, and return each one's latency in ms
+ * (status checked: 200). Bounded in time too: past `deadlineMs` no new request starts, and the
+ * caller's count check fails.
+ */
+async function sendAll(
+  count: number,
+  urlOf: (i: number) => string,
+  concurrency = 8,
+  deadlineMs = 20_000,
+): Promise<number[]> {
+  const latencies: number[] = [];
+  const deadline = Date.now() + deadlineMs;
+  let next = 0;
+  const lane = async () => {
+    while (next < count && Date.now() < deadline) {
+      const url = urlOf(next++);
+      const t0 = performance.now();
+      const r = await request(url);
+      await r.body.dump();
+      latencies.push(performance.now() - t0);
+      if (r.statusCode !== 200) throw new Error(`${url}: ${r.statusCode}`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return latencies;
+}
+
 /** meridian_tracing_spans_total of the gateway whose admin URL is `admin`, by result. */
 async function spanCounts(admin: string): Promise<{ queueFull: number; failed: number; exported: number }> {
   const text = await (await request(`${admin}/metrics`)).body.text();
@@ -49,6 +77,7 @@ const routes = [
     retry: { attempts: 1, on: ['5xx'], backoff: { base: '5ms' } },
   },
   { name: 'gateway-ratio', match: { path: { prefix: '/gateway-ratio' } }, cluster: 'ok' },
+  { name: 'quarter', match: { path: { prefix: '/quarter' } }, cluster: 'quarter', tracing: { sampling: 0.25 } },
   { name: 'always', match: { path: { prefix: '/always' } }, cluster: 'ok', tracing: { sampling: 1 } },
   {
     name: 'hedged',
@@ -72,6 +101,7 @@ describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protoc
   let flakyA: TestUpstream;
   let flakyB: TestUpstream;
   let ok: TestUpstream;
+  let quarter: TestUpstream;
   let slowFirst: TestUpstream[];
   let calls = 0;
   let hedgedCalls = 0;
@@ -84,6 +114,7 @@ describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protoc
     flakyA = await startUpstream(flaky);
     flakyB = await startUpstream(flaky);
     ok = await startUpstream();
+    quarter = await startUpstream();
     // The first request to either endpoint answers after 300 ms: the hedge to the other one wins.
     const slowThenFast = (_req: http.IncomingMessage, res: http.ServerResponse) => {
       const t = setTimeout(() => res.end('x'), hedgedCalls++ === 0 ? 300 : 0);
@@ -102,6 +133,7 @@ describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protoc
         clusters: [
           { name: 'flaky', endpoints: [{ address: flakyA.address }, { address: flakyB.address }] },
           { name: 'ok', endpoints: [{ address: ok.address }] },
+          { name: 'quarter', endpoints: [{ address: quarter.address }] },
           { name: 'slow-first', endpoints: slowFirst.map((u) => ({ address: u.address })) },
         ],
       }),
@@ -111,7 +143,7 @@ describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protoc
   afterAll(async () => {
     await gw?.stop();
     await collector?.close();
-    for (const u of [flakyA, flakyB, ok, ...(slowFirst ?? [])]) await u?.close();
+    for (const u of [flakyA, flakyB, ok, quarter, ...(slowFirst ?? [])]) await u?.close();
   });
 
   it('gives a retried request one SERVER span and two sibling CLIENT spans in the incoming trace', async () => {
@@ -158,6 +190,34 @@ describe.each(encodings)('OpenTelemetry traces over OTLP/HTTP, $name', ({ protoc
     expect(collector.errors).toEqual([]);
     expect(new Set(collector.contentTypes)).toEqual(new Set([contentType]));
     expect(valueOf(collector.resources[0], 'service.name')).toBe('edge');
+  });
+
+  it('samples new traces at the route ratio, within binomial bounds: 0.25 of 600 requests', async () => {
+    const n = 600;
+    const ratio = 0.25;
+    await sendAll(n, (i) => `${gw.url}/quarter/${i}`);
+    // Every request reached the upstream with a traceparent whose flag is the sampling decision.
+    const flags = quarter.requests.map((q) => String(q.headers.traceparent));
+    expect(flags).toHaveLength(n);
+    const sampled = flags.filter((tp) => tp.endsWith('-01'));
+    const unsampled = flags.filter((tp) => tp.endsWith('-00'));
+    expect(sampled.length + unsampled.length).toBe(n);
+    // Binomial(600, 0.25): mean 150, sigma sqrt(600 * 0.25 * 0.75) = 10.6. Mean +- 4.5 sigma is [102.3, 197.7];
+    // a correct sampler falls outside it with probability about 7e-6 (normal approximation), so a
+    // failure here is a wrong ratio (0, 1, the gateway's 0 instead of the route's 0.25, ...), not bad luck.
+    const mean = n * ratio;
+    const sigma = Math.sqrt(n * ratio * (1 - ratio));
+    expect(sampled.length).toBeGreaterThan(0);
+    expect(sampled.length).toBeLessThan(n);
+    expect(sampled.length).toBeGreaterThanOrEqual(mean - 4.5 * sigma);
+    expect(sampled.length).toBeLessThanOrEqual(mean + 4.5 * sigma);
+
+    // The collector received exactly the sampled traces: a SERVER span each, none of the others.
+    const exported = await until(() => {
+      const s = collector.spans.filter((x) => x.kind === SERVER && attr(x, 'meridian.route') === 'quarter');
+      return s.length >= sampled.length ? s : undefined;
+    });
+    expect(exported.map((s) => s.traceId).sort()).toEqual(sampled.map((tp) => tp.split('-')[1]).sort());
   });
 
   it("samples by the route's ratio over the gateway's: 0 sends nothing, 1 sends every request", async () => {
