@@ -115,14 +115,19 @@ export async function startOtlpCollector(): Promise<OtlpCollector> {
 }
 
 /**
- * A collector that accepts connections and reads requests but never answers: every export waits for
- * its timeout. Closing it drops the connections it kept.
+ * A collector that accepts connections and reads requests (counted) but never answers: every export
+ * waits for its timeout. Closing it drops the connections it kept.
  */
-export async function startHungCollector(): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req) => req.resume());
+export async function startHungCollector(): Promise<{ url: string; requests: () => number; close(): Promise<void> }> {
+  let requests = 0;
+  const server = http.createServer((req) => {
+    requests++;
+    req.resume();
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`,
+    requests: () => requests,
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();

@@ -1,12 +1,19 @@
 import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { baseConfig, startInProcess, type InProcessGateway } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  type SpawnedGateway,
+  spawnGateway,
+  startInProcess,
+  type InProcessGateway,
+} from '../helpers/gateway.js';
 import {
   attr,
   type OtlpCollector,
   SPAN_KIND_CLIENT as CLIENT,
   SPAN_KIND_SERVER as SERVER,
+  startHungCollector,
   startOtlpCollector,
   valueOf,
 } from '../helpers/otlp-collector.js';
@@ -310,4 +317,94 @@ describe('a collector that is down', () => {
       await up.close();
     }
   });
+});
+
+/** The 99th percentile of `latencies` (nearest rank). */
+function p99(latencies: number[]): number {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return sorted[Math.ceil(sorted.length * 0.99) - 1];
+}
+
+describe('a collector that is down or hangs, under load', () => {
+  it('adds at most 5 ms to p99 latency over tracing off, and every span it cannot take is counted as dropped', async () => {
+    const up = await startUpstream();
+    const hung = await startHungCollector();
+    const down = `http://127.0.0.1:${await closedPort()}/v1/traces`;
+    // Every request traced (sampling 1), exports retried often and timed out soon: the most export work
+    // a dead collector can cause, all of which must stay off the request path.
+    const tracingTo = (endpoint: string) => ({
+      otlp: { endpoint, timeout: '250ms' },
+      sampling: 1,
+      flushInterval: '100ms',
+    });
+    const modes = { off: undefined, down: tracingTo(down), hung: tracingTo(hung.url) };
+    type Mode = keyof typeof modes;
+    const names = Object.keys(modes) as Mode[];
+    // Real gateway processes (a primary and one worker each): the load and the upstream run in this one.
+    const gateways: Partial<Record<Mode, SpawnedGateway>> = {};
+    try {
+      for (const mode of names)
+        gateways[mode] = await spawnGateway(
+          baseConfig({
+            gateway: { name: mode, workers: 1, accessLog: { enabled: false }, tracing: modes[mode] },
+            routes: [{ name: 'r', match: { path: { prefix: '/' } }, cluster: 'up' }],
+            clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+          }),
+        );
+      const sent = { off: 0, down: 0, hung: 0 };
+      /** `n` requests through `mode`'s gateway, 4 at a time; their p99 in ms. */
+      const round = async (mode: Mode, n: number) => {
+        const latencies = await sendAll(n, (i) => `${gateways[mode]!.url}/load/${i}`, 4, 15_000);
+        expect(latencies).toHaveLength(n);
+        sent[mode] += n;
+        return p99(latencies);
+      };
+      // Warm up every gateway (JIT, upstream connections, the first failed exports), then interleave the
+      // five measured rounds (each mode goes first in turn) and keep each mode's best round: on a busy
+      // 2-core machine single rounds of the same mode differ by more than 5 ms (3.4 and 9.0 ms seen).
+      for (const mode of names) await round(mode, 300);
+      const best = { off: Number.POSITIVE_INFINITY, down: Number.POSITIVE_INFINITY, hung: Number.POSITIVE_INFINITY };
+      const all: Record<Mode, number[]> = { off: [], down: [], hung: [] };
+      for (let r = 0; r < 5; r++)
+        for (const mode of [...names.slice(r % 3), ...names.slice(0, r % 3)]) {
+          const p = await round(mode, 1000);
+          all[mode].push(p);
+          best[mode] = Math.min(best[mode], p);
+        }
+      console.info(
+        `p99 ms per round (best first): ${names
+          .map(
+            (m) =>
+              `${m} ${[...all[m]]
+                .sort((a, b) => a - b)
+                .map((p) => p.toFixed(2))
+                .join(' ')}`,
+          )
+          .join('; ')}`,
+      );
+      expect(best.down).toBeLessThanOrEqual(best.off + 5);
+      expect(best.hung).toBeLessThanOrEqual(best.off + 5);
+
+      // Nothing reached a collector, and each span (a SERVER and a CLIENT span per request) is counted
+      // once as dropped: queue full, or its export failed (refused, or timed out at the hung one).
+      for (const mode of ['down', 'hung'] as const) {
+        const counts = await until(async () => {
+          const c = await spanCounts(gateways[mode]!.admin);
+          return c.queueFull + c.failed >= 2 * sent[mode] ? c : undefined;
+        }, 15_000);
+        console.info(
+          `${mode}: ${2 * sent[mode]} spans, ${counts.queueFull} queue_full, ${counts.failed} export_failed`,
+        );
+        expect(counts.queueFull + counts.failed).toBe(2 * sent[mode]);
+        expect(counts.exported).toBe(0);
+      }
+      // The hung collector was really sent exports (and left them waiting).
+      expect(hung.requests()).toBeGreaterThan(0);
+      expect(await spanCounts(gateways.off!.admin)).toEqual({ queueFull: 0, failed: 0, exported: 0 });
+    } finally {
+      for (const gw of Object.values(gateways)) await gw.stop();
+      await hung.close();
+      await up.close();
+    }
+  }, 120_000);
 });
