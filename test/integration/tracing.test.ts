@@ -1,4 +1,7 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
@@ -7,6 +10,7 @@ import {
   spawnGateway,
   startInProcess,
   type InProcessGateway,
+  tempDir,
 } from '../helpers/gateway.js';
 import {
   attr,
@@ -407,4 +411,65 @@ describe('a collector that is down or hangs, under load', () => {
       await up.close();
     }
   }, 120_000);
+});
+
+describe('tracing off', () => {
+  it('loads no OpenTelemetry module in a gateway process; with gateway.tracing the worker loads them', async () => {
+    // A module resolve hook (node:module register) in every process of a gateway writes each module
+    // URL it resolves to the file named by MERIDIAN_TEST_RESOLVED.
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'hooks.mjs'),
+      `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  appendFileSync(process.env.MERIDIAN_TEST_RESOLVED, resolved.url + '\\n');
+  return resolved;
+}
+`,
+    );
+    const hooks = pathToFileURL(join(dir, 'hooks.mjs')).href;
+    writeFileSync(
+      join(dir, 'register.mjs'),
+      `import { register } from 'node:module';\nregister(${JSON.stringify(hooks)});\n`,
+    );
+    const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --import ${pathToFileURL(join(dir, 'register.mjs')).href}`;
+    const up = await startUpstream();
+    const collector = await startOtlpCollector();
+    const gateways: SpawnedGateway[] = [];
+    const resolvedBy = (name: string) => {
+      const file = join(dir, `${name}.txt`);
+      return existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+    };
+    try {
+      for (const [name, tracing] of [
+        ['off', undefined],
+        ['on', { otlp: { endpoint: collector.url }, sampling: 1, flushInterval: '50ms' }],
+      ] as const) {
+        const config = baseConfig({
+          gateway: { name, workers: 1, accessLog: { enabled: false }, tracing },
+          routes: [{ name: 'r', match: { path: { prefix: '/' } }, cluster: 'up' }],
+          clusters: [{ name: 'up', endpoints: [{ address: up.address }] }],
+        });
+        const env = { NODE_OPTIONS: nodeOptions, MERIDIAN_TEST_RESOLVED: join(dir, `${name}.txt`) };
+        const gw = await spawnGateway(config, { env });
+        gateways.push(gw);
+        const r = await request(`${gw.url}/${name}`);
+        expect(r.statusCode).toBe(200);
+        await r.body.dump();
+      }
+      // The hook saw both gateways load the request path; only the traced one an OpenTelemetry package.
+      await until(() => (collector.spans.length > 0 ? true : undefined));
+      for (const name of ['off', 'on'])
+        expect(resolvedBy(name).some((u) => u.endsWith('/dist/process/data-plane.js'))).toBe(true);
+      expect(resolvedBy('on').filter((u) => u.includes('/node_modules/@opentelemetry/')).length).toBeGreaterThan(0);
+      expect(
+        resolvedBy('off').filter((u) => u.includes('@opentelemetry') || u.includes('/observability/trac')),
+      ).toEqual([]);
+    } finally {
+      for (const gw of gateways) await gw.stop();
+      await collector.close();
+      await up.close();
+    }
+  });
 });
