@@ -55,8 +55,11 @@ export function summarizeTraffic(
 export function foldBeyond<S extends TrafficSeries & { ejected?: number }>(series: S[], max: number): S[] {
   if (series.length <= max) return series;
   const sorted = [...series].sort((a, b) => b.requests - a.requests || (a.name < b.name ? -1 : 1));
-  const rest = sorted.slice(max);
-  // Every field of S is a number but the name: the other series is the field-wise sum of the rest.
+  const kept: S[] = [];
+  const rest: S[] = [];
+  // A route really named `_other` joins the fold: two series of one name would fail the hub's check.
+  for (const s of sorted) (kept.length < max && s.name !== FLEET_OTHER ? kept : rest).push(s);
+  // Apart from the name, the other series is the field-wise (and bucket-wise) sum of the rest.
   const other = { ...rest[0], name: FLEET_OTHER, buckets: [...rest[0].buckets] };
   for (const s of rest.slice(1)) {
     other.requests += s.requests;
@@ -67,7 +70,7 @@ export function foldBeyond<S extends TrafficSeries & { ejected?: number }>(serie
       other.buckets[i] += n;
     });
   }
-  return [...sorted.slice(0, max), other];
+  return [...kept, other];
 }
 
 /** Series by name while a registry's JSON is read; histogram buckets kept cumulative until the end. */

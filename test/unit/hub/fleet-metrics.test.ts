@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ReportSchema } from '../../../src/hub/config.js';
+import { ReportSchema, validateHubConfig } from '../../../src/hub/config.js';
+import { Fleet } from '../../../src/hub/fleet.js';
 import { fleetRegistry, isStale, summaryErrors, type FleetEntry } from '../../../src/hub/fleet-metrics.js';
 import { FLEET_OTHER, FLEET_SERIES_MAX, type FleetSummary } from '../../../src/hub/protocol.js';
 import { collectSchemaErrors } from '../../../src/config/validate.js';
@@ -90,6 +91,11 @@ describe('fleet summary (gateway side)', () => {
       s('b', 5, 0),
       s(FLEET_OTHER, 4, 3),
     ]);
+    // A route named _other itself is folded too rather than named twice.
+    expect(foldBeyond([s(FLEET_OTHER, 9, 0), s('a', 10, 0), s('b', 5, 0)], 1)).toEqual([
+      s('a', 10, 0),
+      s(FLEET_OTHER, 14, 0),
+    ]);
   });
 });
 
@@ -178,5 +184,23 @@ describe('fleet metrics endpoint rendering', () => {
     e.summary.intervalSeconds = 1;
     expect(isStale(e, 10000)).toBe(false);
     expect(isStale(e, 10001)).toBe(true);
+  });
+});
+
+describe('the fleet keeps one summary per gateway replica', () => {
+  it('keeps replicas of one gateway id apart and forgets a summary once stale', () => {
+    const v = validateHubConfig({ hub: {} });
+    if (!v.ok) throw new Error(JSON.stringify(v.errors));
+    const fleet = new Fleet(v.config, 1);
+    const report = { labels: {}, locality: { region: 'eu', zone: 'z1', subzone: '' }, instances: [] };
+    const start = Date.now();
+    fleet.report('gw-a', { ...report, summary: summary() }, 'token:fleet', 'replica-1');
+    fleet.report('gw-a', { ...report, summary: summary() }, 'token:fleet', 'replica-2');
+    fleet.report('gw-b', report, 'token:fleet', 'replica-3');
+    expect(fleet.metrics(start).map((e) => `${e.gateway}/${e.replica}`)).toEqual(['gw-a/replica-1', 'gw-a/replica-2']);
+    // The report itself, as GET /fleet shows it, does not carry the summary.
+    expect(fleet.list()[0]).not.toHaveProperty('summary');
+    expect(fleet.metrics(start + 60_000)).toEqual([]);
+    fleet.close();
   });
 });
