@@ -4,7 +4,7 @@ import { msOf } from '../config/duration.js';
 import { TRUST_DOMAIN_PATTERN } from '../common/spiffe-id.js';
 import { HealthCheckSchema } from '../config/schema/cluster.js';
 import { applySchema, checkConfig, deepFreeze, substituteAll, type ConfigError } from '../config/validate.js';
-import { MANAGED_KINDS } from './protocol.js';
+import { FLEET_BOUNDS_MAX, FLEET_SERIES_MAX, MANAGED_KINDS } from './protocol.js';
 
 /** A managed resource: any gateway resource plus `targets` (labels a gateway must carry). */
 const Targeted = Type.Object({ name: Name, targets: Type.Optional(Labels) }, { additionalProperties: true });
@@ -169,6 +169,33 @@ function virtualDestinationErrors(config: HubConfig): ConfigError[] {
 const Str = Type.String({ maxLength: 256 });
 const ReportLabels = Type.Record(Str, Str);
 
+const Count = Type.Number({ minimum: 0 });
+/** A route's or cluster's numbers; buckets one more than the bounds (checked in fleet-metrics.ts). */
+const SeriesFields = {
+  name: Type.String({ minLength: 1, maxLength: 256 }),
+  requests: Count,
+  errors: Count,
+  buckets: Type.Array(Count, { maxItems: FLEET_BOUNDS_MAX + 1 }),
+  latencySum: Count,
+};
+const Series = Type.Array(Type.Object(SeriesFields), { maxItems: FLEET_SERIES_MAX + 1 });
+
+/**
+ * A report's traffic summary: at most FLEET_SERIES_MAX series and an `_other` per kind, so a report's
+ * size does not grow with the gateway's route count. Numbers are finite (TypeBox refuses NaN and the
+ * Infinity an overlong JSON number parses to).
+ */
+const FleetSummarySchema = Type.Object({
+  intervalSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 86400 }),
+  bounds: Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1, maxItems: FLEET_BOUNDS_MAX }),
+  routes: Series,
+  clusters: Type.Array(Type.Object({ ...SeriesFields, ejected: Type.Integer({ minimum: 0 }) }), {
+    maxItems: FLEET_SERIES_MAX + 1,
+  }),
+  snapshotVersion: Type.Optional(Type.Integer({ minimum: 0 })),
+  svidExpiry: Type.Optional(Type.Number({ minimum: 0 })),
+});
+
 /** A gateway's report, checked before the hub believes it (a gateway is a client like any other). */
 export const ReportSchema = Type.Object({
   labels: ReportLabels,
@@ -180,6 +207,7 @@ export const ReportSchema = Type.Object({
       maxItems: 10000,
     },
   ),
+  summary: Type.Optional(FleetSummarySchema),
 });
 
 export const AckSchema = Type.Object({

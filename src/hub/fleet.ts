@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { HubConfig } from './config.js';
-import type { Ack, GatewayReport, Snapshot, SnapshotTrust } from './protocol.js';
+import { isStale, type FleetEntry } from './fleet-metrics.js';
+import type { Ack, FleetSummary, GatewayReport, Snapshot, SnapshotTrust } from './protocol.js';
 import { buildSnapshot } from './snapshot.js';
 import { failoverPaths, type FleetMember } from './virtual-destinations.js';
 
@@ -19,6 +20,11 @@ interface Gateway {
   replicaAcks: Map<string, { version: number; hash: string; at: string; ok: boolean }>;
   lastRejected?: { version: number; hash: string; at: string; errors: Ack['errors'] };
   lastSeen: string;
+  /**
+   * The last traffic summary of each replica (by REPLICA_HEADER) and when it arrived (Date.now()):
+   * replicas count apart, so one replica's restart is a counter reset of its own series only.
+   */
+  summaries: Map<string, { summary: FleetSummary; receivedAt: number }>;
 }
 
 /** The SVID the hub last signed for a gateway id (kept in memory: a restarted hub knows none). */
@@ -88,12 +94,28 @@ export class Fleet {
     return [...this.#svids].filter(([, s]) => s.issuer === issuer && Date.parse(s.expiresAt) > now).map(([id]) => id);
   }
 
-  report(id: string, report: GatewayReport, identity: string): void {
-    const g = this.#gateways.get(id);
+  /** A report from `replica` of gateway `id`; its summary, if any, is kept apart from the report. */
+  report(id: string, { summary, ...report }: GatewayReport, identity: string, replica = ''): void {
+    let g = this.#gateways.get(id);
     const now = new Date().toISOString();
     if (g) Object.assign(g, { report, identity, lastSeen: now });
-    else this.#gateways.set(id, { id, report, identity, watches: new Map(), replicaAcks: new Map(), lastSeen: now });
+    else {
+      g = { id, report, identity, watches: new Map(), replicaAcks: new Map(), lastSeen: now, summaries: new Map() };
+      this.#gateways.set(id, g);
+    }
+    if (summary) g.summaries.set(replica, { summary, receivedAt: Date.now() });
     this.#pushAll();
+  }
+
+  /** GET /fleet/metrics: each gateway replica's last traffic summary; stale ones at `now` are forgotten. */
+  metrics(now = Date.now()): FleetEntry[] {
+    const out: FleetEntry[] = [];
+    for (const g of this.#gateways.values())
+      for (const [replica, s] of g.summaries) {
+        if (isStale(s, now)) g.summaries.delete(replica);
+        else out.push({ gateway: g.id, replica, locality: g.report.locality, ...s });
+      }
+    return out;
   }
 
   has(id: string): boolean {

@@ -23,7 +23,50 @@ export interface GatewayReport {
   /** Address other clusters' gateways use to reach this one's east-west listener (mTLS). */
   eastWestAddress?: string;
   instances: ServiceInstance[];
+  /** The gateway's traffic so far, for the hub's fleet metrics (GET /fleet/metrics). */
+  summary?: FleetSummary;
 }
+
+/**
+ * Cumulative numbers of one route or one cluster since the gateway started. `buckets` holds the count
+ * of requests per latency bucket (not cumulative): `buckets[i]` counts latencies in
+ * (bounds[i-1], bounds[i]] and the last entry those above every bound, so it has `bounds.length + 1`
+ * entries and they sum to the requests timed.
+ */
+export interface TrafficSeries {
+  name: string;
+  requests: number;
+  /** Requests answered 5xx, whether by the upstream or by the gateway (no healthy upstream, timeout, reset). */
+  errors: number;
+  buckets: number[];
+  /** Sum of the latencies counted in `buckets`, in seconds. */
+  latencySum: number;
+}
+
+/**
+ * What a gateway's reports carry for the fleet metrics: bounded in size whatever the route count (the
+ * busiest FLEET_SERIES_MAX routes and clusters, the rest folded into one `_other` series), computed at
+ * report time from the metrics the workers already keep.
+ */
+export interface FleetSummary {
+  /** The gateway's report interval: the hub drops a summary not refreshed within a few of them. */
+  intervalSeconds: number;
+  /** Upper bounds (seconds) of the latency buckets every series here uses. */
+  bounds: number[];
+  routes: TrafficSeries[];
+  clusters: Array<TrafficSeries & { ejected: number }>;
+  /** The hub snapshot version the gateway applied, when it applied one. */
+  snapshotVersion?: number;
+  /** When the gateway's SVID expires (unix seconds), when it has one from the hub. */
+  svidExpiry?: number;
+}
+
+/** Routes (and clusters) a summary names one by one; the rest are summed into FLEET_OTHER. */
+export const FLEET_SERIES_MAX = 50;
+/** Latency bucket bounds a summary may carry (the gateway's histograms have 13). */
+export const FLEET_BOUNDS_MAX = 32;
+/** The name of the series that sums the routes (or clusters) beyond FLEET_SERIES_MAX. */
+export const FLEET_OTHER = '_other';
 
 /** Managed resources for one gateway, by kind, each a list of named resources. */
 export interface ManagedResources {

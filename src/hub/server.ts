@@ -19,6 +19,8 @@ import type { ConfigStore } from '../control/store/config-store.js';
 import type { Config } from '../config/schema/index.js';
 import { AckSchema, ReportSchema, validateHubConfig, type HubConfig } from './config.js';
 import type { Fleet } from './fleet.js';
+import { fleetRegistry, summaryErrors } from './fleet-metrics.js';
+import type { Registry } from 'prom-client';
 import { REPLICA_HEADER, type Ack, type GatewayReport } from './protocol.js';
 import { RotationRefused, SvidRefused, type MeshCa } from './ca/mesh-ca.js';
 import { SHARED_UI_FILES, uiFileServer } from '../control/admin/ui-assets.js';
@@ -78,6 +80,8 @@ export class HubServer {
   readonly #changes: ConfigChanges<HubConfig>;
   /** The fleet's CA when `hub.ca` is set: SVIDs on CSRs, GET /ca/bundle, and SVIDs accepted as client certificates. */
   readonly #ca: MeshCa | undefined;
+  /** GET /fleet/metrics: the gateways' last traffic summaries in the Prometheus text format. */
+  readonly #fleetMetrics: Registry;
   #server?: http.Server;
 
   constructor(store: ConfigStore<HubConfig>, fleet: Fleet, changes: ConfigChanges<HubConfig>, ca?: MeshCa) {
@@ -85,6 +89,7 @@ export class HubServer {
     this.#fleet = fleet;
     this.#changes = changes;
     this.#ca = ca;
+    this.#fleetMetrics = fleetRegistry(() => fleet.metrics());
   }
 
   get current() {
@@ -206,6 +211,12 @@ export class HubServer {
         }),
         true
       );
+    if (head === 'fleet' && name === 'metrics' && !sub && m === 'GET') {
+      const text = await this.#fleetMetrics.metrics();
+      c.res.writeHead(200, { 'content-type': this.#fleetMetrics.contentType, 'cache-control': 'no-store' });
+      c.res.end(text);
+      return true;
+    }
     if (head === 'fleet' && !name && m === 'GET')
       return (void sendJson(c.res, 200, { version: this.current.version, gateways: this.#fleet.list() }), true);
     if (head === 'config') return this.#config(c, name);
@@ -285,7 +296,10 @@ export class HubServer {
   async #gatewayProtocol(c: Call, id: string, action: string | undefined): Promise<boolean> {
     const m = c.req.method;
     if (action === 'report' && m === 'POST') {
-      this.#fleet.report(id, checked<GatewayReport>(ReportSchema, await readBody(c.req)), c.who);
+      const report = checked<GatewayReport>(ReportSchema, await readBody(c.req));
+      const errors = report.summary ? summaryErrors(report.summary) : [];
+      if (errors.length) throw new ApiError(400, 'invalid body', { errors });
+      this.#fleet.report(id, report, c.who, replicaOf(c.req));
       return (void sendJson(c.res, 200, { ok: true, version: this.current.version }), true);
     }
     if (action === 'ack' && m === 'POST') {

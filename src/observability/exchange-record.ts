@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../common/errors.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
-import type { routeCounters } from './request-metrics.js';
+import type { routeCounters, routeLatency } from './request-metrics.js';
 
 /**
  * What the access log and the request counters read of a finished exchange (proxied, answered by the
@@ -10,8 +10,12 @@ import type { routeCounters } from './request-metrics.js';
 export interface ExchangeRecord {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
-  /** The matched route (name '' when the request was refused before routing) and its counters by status class. */
-  readonly route: { readonly name: string; readonly counters: ReturnType<typeof routeCounters> };
+  /** The matched route (name '' when the request was refused before routing), its counters by status class and latency. */
+  readonly route: {
+    readonly name: string;
+    readonly counters: ReturnType<typeof routeCounters>;
+    readonly latency: ReturnType<typeof routeLatency>;
+  };
   /** The cluster chosen; undefined when the gateway answered. */
   readonly cluster: { readonly name: string } | undefined;
   /** The upstream host of the attempt whose response went to the client (or the last tried). */

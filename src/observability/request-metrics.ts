@@ -16,11 +16,21 @@ const upstreamRequests = batchedCounter(
   'Upstream requests by cluster, endpoint and status class',
   ['cluster', 'endpoint', 'status_class'],
 );
+/** Upper bounds (seconds) of the request latency buckets, downstream and upstream alike. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+const downstreamLatency = latencyHistogram(
+  'meridian_downstream_rq_time_seconds',
+  'Downstream request time, from the first byte in to the response finished, by route',
+  ['route'],
+  LATENCY_BUCKETS,
+);
 const upstreamLatency = latencyHistogram(
   'meridian_upstream_rq_time_seconds',
   'Upstream request time to completion',
   ['cluster', 'endpoint'],
-  [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  LATENCY_BUCKETS,
 );
 export const activeConnections = gauge('meridian_downstream_cx_active', 'Open downstream connections', ['listener']);
 export const configVersion = gauge('meridian_config_version', 'Config version applied by this process', [], 'max');
@@ -34,6 +44,11 @@ const CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
 /** Per-route counters, one child per status class, resolved once so the hot path only increments. */
 export function routeCounters(route: string) {
   return CLASSES.map((c) => downstreamRequests(route, c));
+}
+
+/** A route's latency histogram child, resolved once per compiled route like its counters. */
+export function routeLatency(route: string) {
+  return downstreamLatency.labels(route);
 }
 
 /**
@@ -72,6 +87,7 @@ export class HostMetrics {
  */
 export function retainSeries(routes: ReadonlySet<string>, endpoints: ReadonlySet<string>): void {
   downstreamRequests.retain(([route]) => route === '' || routes.has(route));
+  downstreamLatency.retain(([route]) => route === '' || routes.has(route));
   upstreamRequests.retain(([cluster, endpoint]) => endpoints.has(`${cluster}\u0000${endpoint}`));
   upstreamLatency.retain(([cluster, endpoint]) => endpoints.has(`${cluster}\u0000${endpoint}`));
 }

@@ -185,6 +185,7 @@ export class DataPlane {
     this.env.inFlight--;
     const status = p.res.statusCode || p.status;
     p.route.counters[(status / 100) | 0]?.inc();
+    p.route.latency.observe((performance.now() - p.startedAt) / 1000);
     this.#accessLog.write(p, status);
     // A forwarded request's spans were started on its way; one answered here gets its SERVER span now.
     if (p.trace !== undefined) p.trace.end(p);

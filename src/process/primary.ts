@@ -1,4 +1,6 @@
 import { availableParallelism } from 'node:os';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import { registry } from '../observability/metrics.js';
 import type { Config, EndpointConfig } from '../config/schema/index.js';
 import type { ToPrimary } from '../control/ipc/messages.js';
 import { ConfigStore, type ConfigVersion } from '../control/store/config-store.js';
@@ -95,6 +97,19 @@ export class Primary {
 
   collect<R extends ToPrimary>(t: 'stats' | 'metrics' | 'reload-certs', timeoutMs?: number): Promise<R[]> {
     return this.workers.collect<R>(t, timeoutMs);
+  }
+
+  /**
+   * Every process's metrics in one registry: each worker's (those that answer within collect's
+   * timeout) and this process's own, summed by prom-client's AggregatorRegistry. The admin /metrics
+   * renders it; the hub report summarizes it.
+   */
+  async metrics(): Promise<Registry> {
+    const replies = await this.collect<{ t: 'metrics-reply'; id: number; metrics: unknown }>('metrics');
+    const own = await registry.getMetricsAsJSON();
+    // In single-process mode the worker shares this registry: do not count it twice.
+    const sets = this.isSingleProcess ? [own] : [own, ...replies.map((r) => r.metrics)];
+    return AggregatorRegistry.aggregate(sets as Parameters<typeof AggregatorRegistry.aggregate>[0]);
   }
 
   drain(deadlineMs: number): Promise<void> {

@@ -3,7 +3,7 @@ import { msOf } from '../config/duration.js';
 import type { ClusterManager, ClusterRuntime } from '../cluster/cluster-manager.js';
 import type { Filter } from '../filters/filter.js';
 import { compileHeaderOps, NO_HEADER_OPS, type HeaderOps } from './headers.js';
-import { routeCounters } from '../observability/request-metrics.js';
+import { routeCounters, routeLatency } from '../observability/request-metrics.js';
 import type { MirrorPolicy } from './mirror.js';
 import { GRPC_RETRY_ON } from './grpc-status.js';
 
@@ -52,6 +52,8 @@ export interface RouteRuntime {
   filters: Filter[];
   /** Downstream request counters by status class (index = status / 100). */
   readonly counters: ReturnType<typeof routeCounters>;
+  /** Downstream request latency (seconds), observed when the exchange finishes. */
+  readonly latency: ReturnType<typeof routeLatency>;
 }
 
 /** A prefix replacement: `from` (the route's matched prefix, or its exact path) becomes `to`. */
@@ -106,6 +108,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
     allowsTrace: r.match.methods?.includes('TRACE') ?? false,
     filters: [],
     counters: routeCounters(r.name),
+    latency: routeLatency(r.name),
   };
 }
 
@@ -140,6 +143,7 @@ export const UNROUTED: RouteRuntime = Object.freeze({
   allowsTrace: false,
   filters: [],
   counters: routeCounters(''),
+  latency: routeLatency(''),
 });
 
 function compileWeighted(list: NonNullable<RouteConfig['weightedClusters']>, clusters: ClusterManager) {

@@ -102,6 +102,16 @@ describe('the hub issues SVIDs that gateways use for east-west mTLS', () => {
     }
   });
 
+  it("shows each gateway's SVID expiry in the hub's fleet metrics", async () => {
+    for (const [name, gw] of Object.entries(gateways)) {
+      const leaf = new X509Certificate(readFileSync(svidFiles(gw.stateDir).cert));
+      const expiry = Math.floor(new Date(leaf.validTo).getTime() / 1000);
+      const sample = new RegExp(`^meridian_fleet_svid_expiry_seconds\\{gateway="${name}",[^}]*\\} ${expiry}$`, 'm');
+      // The summary rides on the next report (every second here).
+      await waitFor(async () => sample.test((await hubCall('/fleet/metrics')).text), 10_000, 100);
+    }
+  });
+
   it('carries a request across clusters over mTLS with the SVIDs; the callee sees the caller SPIFFE ID', async () => {
     const answers = await waitFor(
       async () => {

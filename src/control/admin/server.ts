@@ -1,7 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { ApiError } from '../api-error.js';
 import type { AddressInfo } from 'node:net';
-import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../../config/schema/index.js';
 import { validateConfig } from '../../config/validate.js';
 import { formatAddress, isLoopbackHost, splitAddress } from '../../common/address.js';
@@ -152,13 +151,7 @@ export class AdminServer {
   }
 
   async #metrics(res: ServerResponse) {
-    const replies = await this.#primary.collect<{ t: 'metrics-reply'; id: number; metrics: unknown }>('metrics');
-    const own = await registry.getMetricsAsJSON();
-    // In single-process mode the worker shares this registry: do not count it twice.
-    const sets = this.#primary.isSingleProcess ? [own] : [own, ...replies.map((r) => r.metrics)];
-    const text = await AggregatorRegistry.aggregate(
-      sets as Parameters<typeof AggregatorRegistry.aggregate>[0],
-    ).metrics();
+    const text = await (await this.#primary.metrics()).metrics();
     res.writeHead(200, { 'content-type': registry.contentType });
     res.end(text);
   }

@@ -2,8 +2,8 @@ import type http from 'node:http';
 import { backoffDelay } from '../../common/backoff.js';
 import type { Rng } from '../../common/clock.js';
 import { logger } from '../../observability/logger.js';
-import type { Ack, GatewayReport, Snapshot } from '../../hub/protocol.js';
-import { HubConnection, type HubConnectionOptions } from './hub-connection.js';
+import type { Ack, FleetSummary, GatewayReport, Snapshot } from '../../hub/protocol.js';
+import { HubCallError, HubConnection, type HubConnectionOptions } from './hub-connection.js';
 import { SseParser } from './sse.js';
 
 const log = logger.child({ component: 'hub-client' });
@@ -18,6 +18,8 @@ export interface HubClientOptions extends HubConnectionOptions {
 
 export interface HubClientHandlers {
   report(): GatewayReport;
+  /** Traffic numbers sent with every report; a failure to gather them sends the report without. */
+  summary?(): Promise<FleetSummary>;
   /** Apply a snapshot; resolve with validation errors to reject it (it is then not applied). */
   apply(snapshot: Snapshot): Promise<Ack['errors'] | undefined>;
 }
@@ -67,11 +69,24 @@ export class HubClient {
     }
   }
 
+  /** The summary's counters change all the time: whether a report changed is judged without it. */
   async #report(force: boolean): Promise<void> {
-    const report = JSON.stringify(this.#handlers.report());
-    if (!force && report === this.#lastReport) return;
-    await this.#hub.call('report', report);
-    this.#lastReport = report;
+    const report = this.#handlers.report();
+    const state = JSON.stringify(report);
+    if (!force && state === this.#lastReport) return;
+    const summary = await this.#handlers.summary?.().catch((e: Error) => {
+      log.debug({ err: e.message }, 'no traffic summary for this report');
+      return undefined;
+    });
+    try {
+      await this.#hub.call('report', summary ? JSON.stringify({ ...report, summary }) : state);
+    } catch (e) {
+      // A hub that refuses the summary (an older or stricter hub) must not keep the gateway unmanaged.
+      if (!summary || !(e instanceof HubCallError) || e.status !== 400) throw e;
+      log.warn({ err: e.message }, 'the hub refused the traffic summary; reporting without it');
+      await this.#hub.call('report', state);
+    }
+    this.#lastReport = state;
   }
 
   /**

@@ -4,7 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, ListenerConfig } from '../../config/schema/index.js';
 import type { ConfigError } from '../../config/validate.js';
-import { adminFlags, hostHealth } from '../../cluster/host.js';
+import { adminFlags, HostFlag, hostHealth } from '../../cluster/host.js';
+import type { HealthOverlay } from '../../cluster/cluster-manager.js';
+import { summarizeTraffic } from '../../observability/fleet-summary.js';
+import { LATENCY_BUCKETS } from '../../observability/request-metrics.js';
 import type { Rng } from '../../common/clock.js';
 import { msOf } from '../../config/duration.js';
 import { logger } from '../../observability/logger.js';
@@ -15,6 +18,7 @@ import { removeStaleTempFiles, writeFileAtomic } from '../store/config-store.js'
 import {
   MANAGED_KINDS,
   VD_PREFIX,
+  type FleetSummary,
   type GatewayReport,
   type ManagedKind,
   type ManagedResources,
@@ -71,7 +75,7 @@ export class ManagedGateway {
     this.#file = join(stateDir, 'managed.json');
     this.client = new HubClient(
       { ...hubConnectionOptions(ms, primary.current.config.gateway.name), reportIntervalMs: msOf(ms).reportInterval },
-      { report: () => this.report(), apply: (s) => this.apply(s) },
+      { report: () => this.report(), summary: () => this.summary(), apply: (s) => this.apply(s) },
       rng,
     );
   }
@@ -185,6 +189,23 @@ export class ManagedGateway {
     return { labels: { ...labels }, locality: { ...locality }, eastWestAddress: this.#ms.eastWest?.address, instances };
   }
 
+  /**
+   * The traffic summary sent with each report (the hub's GET /fleet/metrics): read from the metrics
+   * the workers already keep, aggregated as the admin /metrics does, so nothing runs on the request path.
+   */
+  async summary(): Promise<FleetSummary> {
+    const metrics = await (await this.#primary.metrics()).getMetricsAsJSON();
+    const { routes, clusters } = summarizeTraffic(metrics, LATENCY_BUCKETS, ejectedByCluster(this.#primary.overlay));
+    return {
+      intervalSeconds: msOf(this.#ms).reportInterval / 1000,
+      bounds: [...LATENCY_BUCKETS],
+      routes,
+      clusters,
+      ...(this.#applied && { snapshotVersion: this.#applied.version }),
+      ...(this.#svid && { svidExpiry: Math.floor(this.#svid.expiresAt.getTime() / 1000) }),
+    };
+  }
+
   #isManaged(kind: string, name: string): boolean {
     return (
       !!this.#applied &&
@@ -234,6 +255,17 @@ function withRevocations(listeners: ListenerConfig[] = [], revoked: string[] = [
 export function hubConnectionOptions(ms: ManagementServer, gatewayName: string): HubConnectionOptions {
   const tls = ms.tls && { ca: read(ms.tls.ca), cert: read(ms.tls.cert), key: read(ms.tls.key) };
   return { url: ms.url, failoverUrls: ms.failoverUrls, id: ms.id ?? gatewayName, token: ms.token, tls };
+}
+
+/** Endpoints outlier detection holds ejected now, by cluster (clusters with none left out). */
+function ejectedByCluster(overlay: HealthOverlay): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [cluster, hosts] of Object.entries(overlay)) {
+    let n = 0;
+    for (const flags of Object.values(hosts)) if (flags & HostFlag.FAILED_OUTLIER_CHECK) n++;
+    if (n > 0) out.set(cluster, n);
+  }
+  return out;
 }
 
 function read(file: string | undefined): Buffer | undefined {
