@@ -91,6 +91,9 @@ export async function startDnsmasq(records: HostRecords): Promise<TestDnsmasq> {
         `--addn-hosts=${hostsPath}`,
         '--local=/test/',
         '--local-ttl=1',
+        // Records in the hosts file's order, every answer: a logical DNS cluster takes the first one,
+        // and dnsmasq's default round-robin would move it between lookups.
+        '--no-round-robin',
         `--pid-file=${join(dir, 'pid')}`,
         '--conf-file=/dev/null',
         '--log-facility=-',
