@@ -80,6 +80,15 @@ export const HubSectionSchema = Obj(
           tls: Type.Optional(
             Obj({ ca: Type.String(), cert: Type.Optional(Type.String()), key: Type.Optional(Type.String()) }),
           ),
+          /**
+           * How long the elected replica (it signs SVIDs and takes CA rotation steps) keeps its role
+           * after it stops renewing its lease: another replica takes over within this time of a crash.
+           */
+          leaderTtl: Duration('5s'),
+          /** The URL other replicas reach this one at (the elected one gets forwarded requests); default from `address`. */
+          advertiseUrl: Type.Optional(
+            Type.String({ pattern: '^https?://', errorMessage: 'expected http(s)://host:port' }),
+          ),
         }),
       }),
     ),

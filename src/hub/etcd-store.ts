@@ -68,6 +68,11 @@ export class EtcdHubStore {
     this.#client = new Etcd3(options);
   }
 
+  /** The etcd client, for what replicas share besides the document (etcd-replication.ts). */
+  get client(): Etcd3 {
+    return this.#client;
+  }
+
   /** True while the last call to etcd succeeded. */
   get reachable(): boolean {
     return this.#reachable;

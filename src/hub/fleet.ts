@@ -54,6 +54,13 @@ export class Fleet {
   #revoked: ReadonlySet<string> = new Set();
   /** With a mesh CA: what every snapshot carries for gateways to trust (see SnapshotTrust). */
   #caTrust: CaTrust | undefined;
+  /**
+   * Registrations other hub replicas hold (etcd-replication.ts): gateways that report elsewhere are
+   * members here too, so virtual destinations and fleet-wide data see the whole fleet.
+   */
+  readonly #remote = new Map<string, GatewayReport>();
+  /** Called with each report a gateway sends this replica (replicas share them through etcd). */
+  onRegistered?: (id: string, report: GatewayReport) => void;
   /** Observers of acks (benchmarks and tests measure propagation with it). */
   onAck?: (id: string, ack: Ack) => void;
 
@@ -98,13 +105,27 @@ export class Fleet {
   report(id: string, { summary, ...report }: GatewayReport, identity: string, replica = ''): void {
     let g = this.#gateways.get(id);
     const now = new Date().toISOString();
+    const changed = !g || JSON.stringify(g.report) !== JSON.stringify(report);
     if (g) Object.assign(g, { report, identity, lastSeen: now });
     else {
       g = { id, report, identity, watches: new Map(), replicaAcks: new Map(), lastSeen: now, summaries: new Map() };
       this.#gateways.set(id, g);
     }
     if (summary) g.summaries.set(replica, { summary, receivedAt: Date.now() });
+    if (changed) this.onRegistered?.(id, report);
     this.#pushAll();
+  }
+
+  /** A registration another replica shared (or this one's own, coming back): a member unless it reports here. */
+  remoteReport(id: string, report: GatewayReport): void {
+    if (JSON.stringify(this.#remote.get(id)) === JSON.stringify(report)) return;
+    this.#remote.set(id, report);
+    if (!this.#gateways.get(id)?.watches.size) this.#pushAll();
+  }
+
+  /** A registration that ended elsewhere (its replica's lease ran out). */
+  remoteGone(id: string): void {
+    if (this.#remote.delete(id)) this.#pushAll();
   }
 
   /** GET /fleet/metrics: each gateway replica's last traffic summary; stale ones at `now` are forgotten. */
@@ -198,9 +219,12 @@ export class Fleet {
 
   /** The gateways virtual destinations route to: every registered one that is not revoked. */
   #members(): FleetMember[] {
-    return [...this.#gateways.values()]
-      .filter((g) => !this.#revoked.has(g.id))
-      .map((g) => ({ id: g.id, report: g.report }));
+    const members = new Map<string, FleetMember>();
+    // A gateway connected here reports here; any other is as its replica last shared it.
+    for (const [id, report] of this.#remote) members.set(id, { id, report });
+    for (const g of this.#gateways.values())
+      if (g.watches.size || !members.has(g.id)) members.set(g.id, { id: g.id, report: g.report });
+    return [...members.values()].filter((m) => !this.#revoked.has(m.id)).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
   #snapshotFor(g: Gateway, fleet = this.#members()): Snapshot {

@@ -4,6 +4,8 @@ import https from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { timingSafeEqual } from 'node:crypto';
+import { request } from 'undici';
 import type { TSchema } from '@sinclair/typebox';
 import { formatAddress, splitAddress } from '../common/address.js';
 import { collectSchemaErrors } from '../config/validate.js';
@@ -84,11 +86,21 @@ export class HubServer {
   readonly #fleetMetrics: Registry;
   #server?: http.Server;
 
-  constructor(store: ConfigStore<HubConfig>, fleet: Fleet, changes: ConfigChanges<HubConfig>, ca?: MeshCa) {
+  /** With hub replicas on etcd: who is elected to sign and rotate, and the secret replicas vouch with. */
+  readonly #replicas: ReplicaRole | undefined;
+
+  constructor(
+    store: ConfigStore<HubConfig>,
+    fleet: Fleet,
+    changes: ConfigChanges<HubConfig>,
+    ca?: MeshCa,
+    replicas?: ReplicaRole,
+  ) {
     this.#store = store;
     this.#fleet = fleet;
     this.#changes = changes;
     this.#ca = ca;
+    this.#replicas = replicas;
     this.#fleetMetrics = fleetRegistry(() => fleet.metrics());
   }
 
@@ -166,6 +178,8 @@ export class HubServer {
    * names (spiffe://mesh/gateway/cluster-a -> cluster-a); a token only as its `gateways`, if listed.
    */
   #authenticate(req: IncomingMessage): Principal | undefined {
+    const vouched = this.#replicas && vouchedPrincipal(req, this.#replicas.secret);
+    if (vouched) return vouched;
     const socket = req.socket as TLSSocket;
     if (socket.authorized) return certificatePrincipal(socket.getPeerCertificate());
     const hub = this.current.config.hub;
@@ -335,6 +349,7 @@ export class HubServer {
   /** POST /v1/gateways/{id}/svid `{ csr }`: the gateway's SVID, signed for the key in its request. */
   async #issueSvid(c: Call, id: string): Promise<boolean> {
     if (!this.#ca) return false;
+    if (await this.#forwardedToElected(c)) return true;
     const body = (await readBody(c.req)) as { csr?: unknown } | undefined;
     if (typeof body?.csr !== 'string')
       throw new ApiError(400, 'invalid body', {
@@ -357,12 +372,19 @@ export class HubServer {
     }
   }
 
+  /** The CA's roots changed (a step another replica took): trust and snapshots follow. */
+  caChanged(): void {
+    if (this.#ca) this.#trustClientCertificatesOf(this.#ca);
+    this.#fleet.trustChanged();
+  }
+
   /** GET /ca: the roots and the rotation phase, and who a rotation's next step would wait for. */
   #caStatus(ca: MeshCa) {
     const previous = ca.previousFingerprint;
     return {
       issuing: true,
       ...ca.summary,
+      ...(this.#replicas ? { elected: this.#replicas.elected, electedUrl: this.#replicas.leaderUrl } : {}),
       notInSync: this.#fleet.notInSync(),
       holdingPrevious: previous ? this.#fleet.holdingSvidsOf(previous) : [],
     };
@@ -414,6 +436,46 @@ export class HubServer {
     return true;
   }
 
+  /**
+   * With replicas, only the elected one signs SVIDs and takes rotation steps: another replica sends
+   * the request on to it, vouching for the caller it authenticated (the replica secret), and relays
+   * the answer. No replica elected (during a failover, at most leaderTtl): 503, asked again later.
+   */
+  async #forwardedToElected(c: Call): Promise<boolean> {
+    const replicas = this.#replicas;
+    if (!replicas || replicas.elected) return false;
+    const target = replicas.leaderUrl;
+    const noLeader = (why: string) =>
+      sendJson(
+        c.res,
+        503,
+        { error: 'no_leader', message: `no elected hub replica to sign: ${why}` },
+        { 'retry-after': '1' },
+      );
+    if (!target) return (noLeader('none is elected yet'), true);
+    const body = await readRawBody(c.req);
+    try {
+      const r = await request(`${target}${c.req.url}`, {
+        method: c.req.method as 'POST',
+        headers: {
+          'content-type': 'application/json',
+          [VOUCH_SECRET]: replicas.secret,
+          [VOUCH_WHO]: c.who,
+          ...(c.gatewayIds ? { [VOUCH_GATEWAYS]: c.gatewayIds.join(',') } : {}),
+        },
+        body,
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
+      const text = await r.body.text();
+      c.res.writeHead(r.statusCode, { 'content-type': 'application/json' });
+      c.res.end(text);
+    } catch (e) {
+      noLeader(`${target} did not answer (${(e as Error).message})`);
+    }
+    return true;
+  }
+
   /** Renewals authenticate with SVIDs of every root in the bundle: the hub's TLS trusts what the fleet trusts. */
   #trustClientCertificatesOf(ca: MeshCa): void {
     const tls = this.current.config.hub.tls;
@@ -439,6 +501,44 @@ function checked<T>(schema: TSchema, body: unknown): T {
   const errors = collectSchemaErrors(schema, body);
   if (errors.length) throw new ApiError(400, 'invalid body', { errors });
   return body as T;
+}
+
+/** The elected hub replica as this one knows it (etcd-replication.ts). */
+export interface ReplicaRole {
+  readonly elected: boolean;
+  readonly leaderUrl: string | undefined;
+  readonly secret: string;
+}
+
+const VOUCH_SECRET = 'x-meridian-replica-secret';
+const VOUCH_WHO = 'x-meridian-on-behalf-of';
+const VOUCH_GATEWAYS = 'x-meridian-on-behalf-of-gateways';
+
+/** A request another replica forwarded: the caller it authenticated, when the replica secret matches. */
+function vouchedPrincipal(req: IncomingMessage, secret: string): Principal | undefined {
+  const given = req.headers[VOUCH_SECRET];
+  if (typeof given !== 'string' || !secret) return undefined;
+  const a = Buffer.from(given);
+  const b = Buffer.from(secret);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
+  const who = req.headers[VOUCH_WHO];
+  const gateways = req.headers[VOUCH_GATEWAYS];
+  if (typeof who !== 'string' || !who) return undefined;
+  return { who, gatewayIds: typeof gateways === 'string' ? gateways.split(',') : undefined };
+}
+
+function readRawBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > 1 << 20) req.destroy(new Error('body too large'));
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
 }
 
 /** The replica a gateway process names itself with (REPLICA_HEADER), or '' when absent or malformed. */

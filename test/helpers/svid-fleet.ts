@@ -10,7 +10,7 @@ import { closedPort } from './upstream.js';
 export async function startSvidGateway(
   name: string,
   instances: Array<{ port: number }>,
-  hub: { url: string; token: string; workers?: number; forwardClientCert?: boolean },
+  hub: { url: string; token: string; workers?: number; forwardClientCert?: boolean; failoverUrls?: string[] },
 ): Promise<SpawnedGateway> {
   const ew = `127.0.0.1:${await closedPort()}`;
   const tls = { svid: true, requireClientCert: true, ...(hub.forwardClientCert ? { forwardClientCert: true } : {}) };
@@ -24,7 +24,14 @@ export async function startSvidGateway(
     clusters: [
       { name: 'app-b', endpoints: instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })) },
     ],
-    managementServer: { url: hub.url, token: hub.token, svid: true, reportInterval: '1s', eastWest: { address: ew } },
+    managementServer: {
+      url: hub.url,
+      ...(hub.failoverUrls ? { failoverUrls: hub.failoverUrls } : {}),
+      token: hub.token,
+      svid: true,
+      reportInterval: '1s',
+      eastWest: { address: ew },
+    },
   });
 }
 

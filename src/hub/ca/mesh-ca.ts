@@ -1,8 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConfigError } from '../../config/validate.js';
-import { writeFileAtomic } from '../../control/store/config-store.js';
 import {
   generateKeyPair,
   importPrivateKeyPem,
@@ -11,6 +10,7 @@ import {
   signCertificate,
 } from '../../common/x509-builder.js';
 import { decideSvid, type SvidCaller } from './svid-policy.js';
+import { type CaState, type CaStateStore, FIRST_ROOT, FileCaStore, type RootMaterial } from './ca-store.js';
 
 /** The hub's `ca` section as validated (see HubCaSchema), with its durations in milliseconds. */
 export interface MeshCaSettings {
@@ -59,20 +59,8 @@ const GENERATED_CA_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
  * the hub's accepts a brand-new SVID (SPIRE backdates by 10 s; a minute also covers a 1m TTL's renewal).
  */
 const BACKDATE_MS = 60_000;
-/** The first generated root's file name (kept for state directories made before rotation existed). */
-const FIRST_ROOT = 'mesh-ca';
-/** Which generated roots are in use (see RootsIndex); written last, so it is the commit point of a step. */
-const ROOTS_INDEX = 'roots.json';
-
-/**
- * The generated roots in use, by file name (`<name>.crt`, `<name>.key` in the CA directory).
- * `next`: trusted, not yet signing (rotation step 1). `previous`: trusted, no longer signing (step 2).
- */
-interface RootsIndex {
-  signing: string;
-  next?: string;
-  previous?: string;
-}
+/** A rotation step that cannot be taken now; the hub answers 409 with the message. */
+export class RotationRefused extends Error {}
 
 /** Where a rotation is: the steps run in this order, each one asked for (POST /ca/rotation). */
 export type RotationPhase = 'stable' | 'trusting-next' | 'retiring-previous';
@@ -85,13 +73,10 @@ interface Root {
   key?: CryptoKey;
 }
 
-/** A rotation step that cannot be taken now; the hub answers 409 with the message. */
-export class RotationRefused extends Error {}
-
 /**
  * The fleet's certificate authority: a root given as files or generated on first start (and then
- * persisted with the hub's state, so a restarted hub keeps its bundle), which signs short-lived
- * X.509 SVIDs on gateways' certificate requests.
+ * persisted, in the hub's state directory or in etcd for replicas, so a restarted hub keeps its
+ * bundle), which signs short-lived X.509 SVIDs on gateways' certificate requests.
  *
  * A generated root rotates in three steps, as Istio's and SPIRE's do, each taken when the fleet is
  * ready for it (the hub checks, see server.ts): `add` generates the next root and puts it in the
@@ -103,40 +88,61 @@ export class RotationRefused extends Error {}
 export class MeshCa {
   readonly trustDomain: string;
   readonly #svidTtlMs: number;
-  /** The generated CA's directory; undefined for a CA given as files (those do not rotate here). */
-  readonly #dir: string | undefined;
-  #signing: Root;
+  /** Where a generated CA is kept; undefined for a CA given as files (those do not rotate here). */
+  readonly #store: CaStateStore | undefined;
+  #state: CaState | undefined;
+  #signing!: Root;
   #next: Root | undefined;
   #previous: Root | undefined;
 
-  private constructor(settings: MeshCaSettings, signing: Root, dir?: string, next?: Root, previous?: Root) {
+  private constructor(settings: MeshCaSettings, store?: CaStateStore) {
     this.trustDomain = settings.trustDomain;
     this.#svidTtlMs = settings.svidTtlMs;
-    this.#signing = signing;
-    this.#dir = dir;
-    this.#next = next;
-    this.#previous = previous;
+    this.#store = store;
   }
 
-  /** The CA of `settings`: its files, else the one persisted in `stateDir`, else a new one persisted there. */
-  static async open(settings: MeshCaSettings, stateDir: string, now = new Date()): Promise<MeshCa> {
+  /**
+   * The CA of `settings`: its files, else the generated one `stored` (a directory: the hub's state
+   * directory, or a store such as etcd's) holds, else a new one stored there.
+   */
+  static async open(settings: MeshCaSettings, stored: string | CaStateStore, now = new Date()): Promise<MeshCa> {
     if (settings.cert && settings.key) {
       const [cert, key] = await Promise.all([readText(settings.cert, 'cert'), readText(settings.key, 'key')]);
-      const root = { name: 'files', certificatePem: cert, x509: new X509Certificate(cert) };
-      return new MeshCa(settings, { ...root, key: await checkedKeyPair(cert, key, settings.cert) });
+      const ca = new MeshCa(settings);
+      ca.#signing = { name: 'files', certificatePem: cert, x509: new X509Certificate(cert) };
+      ca.#signing.key = await checkedKeyPair(cert, key, settings.cert);
+      return ca;
     }
-    const dir = join(stateDir, GENERATED_CA_DIR);
-    const index = await readIndex(dir);
-    if (!index) {
-      const first = await generateRoot(dir, FIRST_ROOT, settings.trustDomain, now);
-      return new MeshCa(settings, first, dir);
+    const store = typeof stored === 'string' ? new FileCaStore(join(stored, GENERATED_CA_DIR)) : stored;
+    const ca = new MeshCa(settings, store);
+    let state = await store.load();
+    if (!state) {
+      const first = await generateRoot(settings.trustDomain, now);
+      state = await store.save({ signing: FIRST_ROOT, roots: { [FIRST_ROOT]: first } }, { ifAbsent: true });
     }
+    await ca.adopt(state);
+    return ca;
+  }
+
+  /** Use `state` (read from the store: this replica's own step, or one another replica took). */
+  async adopt(state: CaState): Promise<void> {
+    const root = async (name: string | undefined, signs: boolean): Promise<Root | undefined> => {
+      if (!name) return undefined;
+      const material = state.roots[name];
+      if (!material) throw new MeshCaError([{ path: 'hub.ca', message: `stored CA names root ${name} but has none` }]);
+      const r: Root = { name, certificatePem: material.cert, x509: new X509Certificate(material.cert) };
+      if (signs) r.key = await checkedKeyPair(material.cert, material.key ?? '', `root ${name}`);
+      return r;
+    };
     const [signing, next, previous] = await Promise.all([
-      readRoot(dir, index.signing, true),
-      index.next ? readRoot(dir, index.next, true) : undefined,
-      index.previous ? readRoot(dir, index.previous, false) : undefined,
+      root(state.signing, true),
+      root(state.next, true),
+      root(state.previous, false),
     ]);
-    return new MeshCa(settings, signing, dir, next, previous);
+    this.#state = state;
+    this.#signing = signing!;
+    this.#next = next;
+    this.#previous = previous;
   }
 
   /** What the hub UI and GET /ca show: the roots, the rotation phase, the lifetime of the SVIDs signed. */
@@ -180,41 +186,43 @@ export class MeshCa {
 
   /** Rotation step 1: generate the next root and trust it beside the current one. */
   async addNextRoot(now = new Date()): Promise<void> {
-    const dir = this.#rotatable('stable', 'add');
-    const next = await generateRoot(dir, `root-${now.getTime()}`, this.trustDomain, now);
-    await writeIndex(dir, { signing: this.#signing.name, next: next.name });
-    this.#next = next;
+    const state = this.#rotatable('stable', 'add');
+    const name = `root-${now.getTime()}`;
+    const next = await generateRoot(this.trustDomain, now);
+    await this.#commit({ signing: state.signing, next: name, roots: { ...state.roots, [name]: next } });
   }
 
   /** Rotation step 2: the next root signs from now on; the current one stays trusted as `previous`. */
   async activateNextRoot(): Promise<void> {
-    const dir = this.#rotatable('trusting-next', 'activate');
-    const next = this.#next!;
-    await writeIndex(dir, { signing: next.name, previous: this.#signing.name });
-    this.#previous = { ...this.#signing, key: undefined };
-    this.#signing = next;
-    this.#next = undefined;
-    // The old key signs nothing any more: remove it (its certificate stays, trusted, until retired).
-    await rm(join(dir, `${this.#previous.name}.key`), { force: true });
+    const state = this.#rotatable('trusting-next', 'activate');
+    const next = state.next!;
+    // The old key signs nothing any more: it is not kept (its certificate stays, trusted, until retired).
+    const previous = { cert: state.roots[state.signing]!.cert };
+    await this.#commit({
+      signing: next,
+      previous: state.signing,
+      roots: { [next]: state.roots[next]!, [state.signing]: previous },
+    });
   }
 
   /** Rotation step 3: the previous root leaves the bundle. */
   async retirePreviousRoot(): Promise<void> {
-    const dir = this.#rotatable('retiring-previous', 'retire');
-    const previous = this.#previous!;
-    await writeIndex(dir, { signing: this.#signing.name });
-    this.#previous = undefined;
-    await rm(join(dir, `${previous.name}.crt`), { force: true });
+    const state = this.#rotatable('retiring-previous', 'retire');
+    await this.#commit({ signing: state.signing, roots: { [state.signing]: state.roots[state.signing]! } });
   }
 
-  #rotatable(phase: RotationPhase, step: string): string {
-    if (!this.#dir)
+  async #commit(state: CaState): Promise<void> {
+    await this.adopt(await this.#store!.save(state));
+  }
+
+  #rotatable(phase: RotationPhase, step: string): CaState {
+    if (!this.#store || !this.#state)
       throw new RotationRefused(
         'the CA is given as files (hub.ca.cert, hub.ca.key): rotation here is for a generated CA; see docs/multicluster.md',
       );
     if (this.phase !== phase)
       throw new RotationRefused(`cannot ${step} in rotation phase ${this.phase} (${step} needs ${phase})`);
-    return this.#dir;
+    return this.#state;
   }
 
   /** Sign the SVID a gateway asks for, or throw SvidRefused (see decideSvid for what is checked). */
@@ -253,36 +261,10 @@ function isoOf(x509: X509Certificate): string {
   return new Date(x509.validTo).toISOString();
 }
 
-/** The roots index; a directory from before rotation has only the first root's files, signing. */
-async function readIndex(dir: string): Promise<RootsIndex | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, ROOTS_INDEX), 'utf8')) as RootsIndex;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  const first = await readFile(join(dir, `${FIRST_ROOT}.crt`)).catch(() => undefined);
-  return first ? { signing: FIRST_ROOT } : undefined;
-}
-
-function writeIndex(dir: string, index: RootsIndex): Promise<void> {
-  return writeFileAtomic(join(dir, ROOTS_INDEX), JSON.stringify(index));
-}
-
-async function readRoot(dir: string, name: string, withKey: boolean): Promise<Root> {
-  const certFile = join(dir, `${name}.crt`);
-  const certificatePem = await readFile(certFile, 'utf8');
-  const root = { name, certificatePem, x509: new X509Certificate(certificatePem) };
-  if (!withKey) return root;
-  return {
-    ...root,
-    key: await checkedKeyPair(certificatePem, await readFile(join(dir, `${name}.key`), 'utf8'), certFile),
-  };
-}
-
-/** A new self-signed root, persisted as `<name>.key` then `<name>.crt` (the index names it afterwards). */
-async function generateRoot(dir: string, name: string, trustDomain: string, now: Date): Promise<Root> {
+/** A new self-signed root (its key and certificate, PEM). */
+async function generateRoot(trustDomain: string, now: Date): Promise<RootMaterial> {
   const keys = await generateKeyPair();
-  const certificatePem = await signCertificate(
+  const cert = await signCertificate(
     {
       subjectPublicKey: keys.publicKey,
       commonName: `Meridian mesh CA ${trustDomain} ${now.toISOString()}`,
@@ -292,10 +274,7 @@ async function generateRoot(dir: string, name: string, trustDomain: string, now:
     },
     { key: keys.privateKey },
   );
-  // The key first: a start killed in between finds no certificate and generates both again.
-  await writeFileAtomic(join(dir, `${name}.key`), await privateKeyPem(keys.privateKey));
-  await writeFileAtomic(join(dir, `${name}.crt`), certificatePem);
-  return { name, certificatePem, x509: new X509Certificate(certificatePem), key: keys.privateKey };
+  return { cert, key: await privateKeyPem(keys.privateKey) };
 }
 
 async function readText(file: string, field: 'cert' | 'key'): Promise<string> {
