@@ -181,7 +181,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     // Two events 5 ms apart, within the 20 ms debounce: merged into one set.
     const calls = sink.calls.length;
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3')]));
-    await sleep(5);
+    await sleep(5); // deliberate pacing: the second event 5 ms after the first
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3'), pod('f-3', '10.2.0.4')]));
     await vi.waitFor(
       () =>
@@ -203,7 +203,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'unrelated', slice('unrelated-a', [pod('u-0', '10.2.9.9')]));
     // A change that leaves the set equal (a new slice with no ready endpoint) is not handed.
     api.apply('default', 'follow', slice('follow-c', [pod('f-9', '10.2.0.9', { ready: false })]));
-    await sleep(200);
+    await sleep(200); // the point: nothing is handed within this window (well past the 20 ms debounce)
     expect(sink.calls.length).toBe(count);
   });
 
@@ -336,7 +336,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
       wait,
     );
     const spinning = api.lists;
-    await sleep(1500);
+    await sleep(1500); // the point: the number of lists within a fixed 1.5 s window (both bounds)
     // Retries 50-100 ms, then 100-200, then 200-400 ms apart (growing, though each list between succeeds):
     // about 7 lists in 1.5 s; without the growth about 20, without the guard thousands.
     expect(api.lists - spinning).toBeGreaterThanOrEqual(3);
@@ -361,6 +361,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
 
     // An event opens the 300 ms window; a 410 re-lists inside it.
     api.apply('default', 'window', slice('window-a', [pod('w-0', '10.13.0.1'), pod('w-1', '10.13.0.2')]));
+    // Fixed wait: the event reaches the watch and opens the window (not observable without a hook in src/).
     await sleep(20);
     const lists = api.lists;
     api.expire();
@@ -383,6 +384,8 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'elsewhere', slice('elsewhere-a', [pod('e-0', '10.7.9.1')]));
     api.bookmark();
     const bookmarked = api.resourceVersion;
+    // Fixed wait: the bookmark reaches the watch (its resourceVersion is not observable without a hook in src/);
+    // a too-short wait fails the resume assertion below, it cannot pass it.
     await sleep(100);
 
     api.dropWatches();
@@ -484,7 +487,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     await vi.waitFor(() => expect(api.openWatches).toBe(2), wait);
     const watchesBefore = api.requests.filter((r) => r.watch).length;
     d.reconcile(config(kubeconfig, { a: { service: 'rec', port: 'http' }, b: { service: 'rec', port: 'http' } }));
-    await sleep(100);
+    await sleep(100); // the point: no watch is restarted within this window
     expect(api.requests.filter((r) => r.watch).length).toBe(watchesBefore);
 
     d.reconcile(config(kubeconfig, { a: undefined, b: { service: 'rec', port: 'alt' } }));
