@@ -304,7 +304,7 @@ describe('proxying HTTP/1.1', () => {
       await big.body.dump();
       expect(up.requests.at(-1)!.bodyBytes).toBe(5000);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 200)); // the point: no mirror of the over-limit bodies within this window
     expect(mirror.requests.length).toBe(before + 2);
   });
 
