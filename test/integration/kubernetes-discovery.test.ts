@@ -3,6 +3,7 @@ import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { validateConfig } from '../../src/config/validate.js';
 import type { Config } from '../../src/config/schema/index.js';
 import { KubernetesDiscovery } from '../../src/discovery/kubernetes.js';
+import { watchEventChannel } from '../../src/common/kube-client.js';
 import { discoveredEndpoints, kubernetesWatchErrors } from '../../src/discovery/metrics.js';
 import type { EndpointSink } from '../../src/discovery/endpoint-source.js';
 import { KubeApiServer } from '../helpers/kube-api.js';
@@ -73,13 +74,33 @@ const fast = { debounceMs: 20, retryBaseMs: 100, retryMaxMs: 400 };
 
 let api: KubeApiServer;
 let kubeconfig: string;
+/** The watch events the discovery applied (published on watchEventChannel). */
+const applied: Array<{ path: string; type: string; resourceVersion?: string }> = [];
+const onWatchEvent = (m: unknown) => void applied.push(m as (typeof applied)[number]);
 beforeAll(async () => {
+  watchEventChannel.subscribe(onWatchEvent);
   api = await KubeApiServer.start();
   kubeconfig = api.writeKubeconfig();
 });
 afterAll(async () => {
+  watchEventChannel.unsubscribe(onWatchEvent);
   await api?.close();
 });
+
+/** Wait until the watch of `service`'s slices applied the event (of `type`) carrying `resourceVersion`. */
+const watchApplied = (service: string, resourceVersion: string, type?: string) =>
+  vi.waitFor(
+    () =>
+      expect(
+        applied.some(
+          (e) =>
+            e.path.endsWith(`service-name%3D${service}`) &&
+            e.resourceVersion === resourceVersion &&
+            (type === undefined || e.type === type),
+        ),
+      ).toBe(true),
+    wait,
+  );
 
 let discovery: KubernetesDiscovery | undefined;
 afterEach(() => {
@@ -361,8 +382,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
 
     // An event opens the 300 ms window; a 410 re-lists inside it.
     api.apply('default', 'window', slice('window-a', [pod('w-0', '10.13.0.1'), pod('w-1', '10.13.0.2')]));
-    // Fixed wait: the event reaches the watch and opens the window (not observable without a hook in src/).
-    await sleep(20);
+    await watchApplied('window', api.resourceVersion); // the event reached the watch: the window is open
     const lists = api.lists;
     api.expire();
     await vi.waitFor(() => expect(sink.addresses('window').at(-1)).toEqual(['10.13.0.1:8080', '10.13.0.2:8080']), wait);
@@ -384,9 +404,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'elsewhere', slice('elsewhere-a', [pod('e-0', '10.7.9.1')]));
     api.bookmark();
     const bookmarked = api.resourceVersion;
-    // Fixed wait: the bookmark reaches the watch (its resourceVersion is not observable without a hook in src/);
-    // a too-short wait fails the resume assertion below, it cannot pass it.
-    await sleep(100);
+    await watchApplied('drop', bookmarked, 'BOOKMARK');
 
     api.dropWatches();
     api.apply('default', 'drop', slice('drop-a', [pod('x-0', '10.7.0.1'), pod('x-1', '10.7.0.2')]));
