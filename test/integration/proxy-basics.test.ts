@@ -471,6 +471,7 @@ describe('accounting: metrics, access log and in-flight', () => {
   it('drains an open upgrade: SIGTERM waits for it, then the process exits once it closes', async () => {
     const ws = await openWs('ws-drain');
     sgw.proc.kill('SIGTERM');
+    // The point: the process does not exit within this fixed window while the upgrade is open.
     const exited = await Promise.race([
       sgw.exited.then(() => true),
       new Promise((r) => setTimeout(() => r(false), 800)),
