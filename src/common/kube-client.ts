@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { existsSync } from 'node:fs';
+import { channel } from 'node:diagnostics_channel';
 import type { KubeConfig, V1Status } from '@kubernetes/client-node';
 import { backoffDelay } from './backoff.js';
 import type { Rng } from './clock.js';
@@ -21,6 +22,9 @@ export class KubeApiError extends Error {
     super(message);
   }
 }
+
+/** Each watch event once applied, `{ path, type, resourceVersion }`: tests wait on it instead of sleeping. */
+export const watchEventChannel = channel('meridian:kube-watch-event');
 
 /** The service-account files a pod gets mounted; present together with KUBERNETES_SERVICE_HOST in a cluster. */
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -290,6 +294,12 @@ export class ResourceWatch<T extends { metadata?: { resourceVersion?: string } }
     }
     this.#succeeded();
     this.#handlers.changed(event.type, item);
+    if (watchEventChannel.hasSubscribers)
+      watchEventChannel.publish({
+        path: this.#path,
+        type: event.type,
+        resourceVersion: item.metadata?.resourceVersion,
+      });
     return undefined;
   }
 

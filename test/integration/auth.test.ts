@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -198,13 +198,20 @@ describe('JWT authentication', () => {
   it('refetches the JWKS once for an unknown kid under 20 concurrent requests, then accepts the rotated key', async () => {
     const next = await generateKeyPair('ES256');
     keys = [...keys, { ...(await exportJWK(next.publicKey)), kid: 'es2', alg: 'ES256' }];
-    // Past the refetch cooldown (200 ms here), an unknown kid may trigger a refetch.
-    await new Promise((r) => setTimeout(r, 250));
-    const before = jwksHits;
-    const t = await token({ key: next.privateKey, kid: 'es2' });
-    const results = await Promise.all(Array.from({ length: 20 }, () => call('/api/x', bearer(t))));
-    expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
-    expect(jwksHits - before).toBe(1);
+    // Past the refetch cooldown (200 ms here), an unknown kid may trigger a refetch. The cooldown (the
+    // gateway's and jose's) reads Date.now(), and this gateway runs in this process: only Date is faked
+    // and moved on, while sockets and real timers run as usual.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.advanceTimersByTime(250);
+      const before = jwksHits;
+      const t = await token({ key: next.privateKey, kid: 'es2' });
+      const results = await Promise.all(Array.from({ length: 20 }, () => call('/api/x', bearer(t))));
+      expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
+      expect(jwksHits - before).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps accepting tokens signed by cached keys while the JWKS server is down', async () => {

@@ -219,6 +219,8 @@ describe('DNS discovery against a real dnsmasq', () => {
   it('gives up on a server that never answers within about 1.6 s, and stop() cancels a lookup in flight', async () => {
     const blackhole = dgram.createSocket('udp4');
     await new Promise<void>((r) => blackhole.bind(0, '127.0.0.1', r));
+    let queries = 0;
+    blackhole.on('message', () => queries++);
     try {
       const server = `127.0.0.1:${blackhole.address().port}`;
       const sink = new RecordingSink();
@@ -234,10 +236,11 @@ describe('DNS discovery against a real dnsmasq', () => {
       // A second discovery, stopped while its first query waits for the silent server.
       const failures = (await metricValue(dnsResolutionFailures, { cluster: 'cancelled' })) ?? 0;
       const other = new DnsDiscovery(sink);
+      const queried = queries; // the first discovery's next lookup is 5 s or more away
       other.reconcile(config([server], { cancelled: { name: 'silent.svc.test', port: 80, refresh: '200ms' } }));
-      await sleep(100);
+      await vi.waitFor(() => expect(queries).toBeGreaterThan(queried), wait); // its first query is in flight
       other.stop();
-      await sleep(2000);
+      await sleep(2000); // the point: past the ~1.6 s give-up of the cancelled lookup, and nothing follows
       expect(other.status('cancelled')).toBeUndefined();
       expect((await metricValue(dnsResolutionFailures, { cluster: 'cancelled' })) ?? 0).toBe(failures);
       expect(sink.calls).toHaveLength(0);

@@ -64,6 +64,7 @@ function raw(pieces: Array<string | Buffer | number>, maxMs = 8000): Promise<{ t
     void (async () => {
       for (const p of pieces) {
         if (stop) return;
+        // A number is a deliberate pause: the pacing of a slow client.
         if (typeof p === 'number') await new Promise((r) => setTimeout(r, p));
         else s.write(p);
       }

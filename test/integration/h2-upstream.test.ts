@@ -119,6 +119,7 @@ describe('HTTP/2 upstream connections', () => {
   it('after the upstream sends GOAWAY, the next request opens a new session and succeeds', async () => {
     const r1 = await request(`${gw.url}/goaway`);
     expect(await r1.body.text()).toBe('bye');
+    // Fixed wait: the GOAWAY frame follows the response; the gateway's session state is not observable from here.
     await new Promise((r) => setTimeout(r, 50));
     const before = sessions;
     const r2 = await request(`${gw.url}/after-goaway`);

@@ -339,7 +339,7 @@ describe('HTTP/2 CONTINUATION frames', () => {
       expect(r.goaway!.lastStreamId).toBeLessThanOrEqual(1);
       // No response was started for the stream.
       expect(r.frames.some((f) => f.type === T.HEADERS)).toBe(false);
-      await new Promise((res) => setTimeout(res, 100));
+      await new Promise((res) => setTimeout(res, 100)); // the point: no stray forward arrives within this window
       expect(forwarded(`/flood-${listener}`)).toBe(0);
     });
   }
@@ -361,7 +361,7 @@ describe('HTTP/2 CONTINUATION frames', () => {
       expect(await conn.waitFor(() => conn.frames.some((f) => f.type === T.SETTINGS && f.flags & 0x1), 2000)).toBe(
         true,
       );
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 300)); // the point: 8 frames do not end the connection within this window
       expect(conn.closed).toBe(false);
       expect(conn.goaway()).toBeUndefined();
       await conn.write(frame(T.CONTINUATION, 0, 1, filler(8)));
@@ -440,7 +440,7 @@ describe('HTTP/2 CONTINUATION frames', () => {
     expect(normalTls.closed || normalTls.destroyed).toBe(false);
     normal.close();
     normalTls.close();
-    await new Promise((res) => setTimeout(res, 100));
+    await new Promise((res) => setTimeout(res, 100)); // the point: no flood request is forwarded within this window
     expect(forwarded('/flood-concurrent/')).toBe(0);
     expect(forwarded('/normal/')).toBe(results.length);
     // Fresh clients after the floods.
@@ -460,6 +460,8 @@ describe('HTTP/2 CONTINUATION frames', () => {
       if (i % 2) conn.destroy();
       else conn.socket.resetAndDestroy();
     }
+    // Fixed wait on purpose: the resets reach the gateway first (a crash would follow them), and no stray
+    // forward arrives within this window.
     await new Promise((r) => setTimeout(r, 200));
     for (const l of ['main', 'tls'] as const) {
       const c = normalClient(l);

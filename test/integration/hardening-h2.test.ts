@@ -56,7 +56,7 @@ describe('HTTP/2 abuse', () => {
     await new Promise((r) => socket.once('connect', r));
     const first = new Promise<Buffer>((r) => socket.once('data', r));
     socket.write('PRI * HT');
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 50)); // deliberate pacing: the preface arrives in two pieces
     socket.write('TP/2.0\r\n\r\nSM\r\n\r\n');
     socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // empty SETTINGS
     const reply = await first;

@@ -442,7 +442,7 @@ describe('Upgrade: h2c on the plain listener', () => {
     expect(r.reply.match(/HTTP\/1.1 \d{3}/g)).toHaveLength(1);
     expect(r.closedByServer).toBe(true);
     expect(r.ms).toBeLessThan(1000);
-    await sleep(50);
+    await sleep(50); // the point: no stray forward (of the upgrade or the pipelined request) within this window
     expect(rawUpSeen.length).toBe(rawBefore);
     expect(up.requests.length).toBe(upBefore);
   };
@@ -585,7 +585,7 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
             frame(FRAME.PING, 0, 0, Buffer.alloc(8)),
           ]),
         );
-      await sleep(300);
+      await sleep(300); // the point: the stream sent after GOAWAY is not forwarded within this window
       expect(upSaw('/rr-after-goaway')).toBe(0);
       expect(await waitFor(() => closed, 2000, 20)).toBe(true);
       // Cancelled streams did not turn into upstream requests in any number.
@@ -713,7 +713,7 @@ describe('heap shedding (heapShedPercent)', () => {
       const t0 = Date.now();
       while (Date.now() - t0 < 2200) {
         expect((await get(normal, '/heap-normal')).statusCode).toBe(200);
-        await sleep(200);
+        await sleep(200); // deliberate pacing: one request per 200 ms across several heap checks
       }
       expect(await (await request(`${normal.admin}/metrics`)).body.text()).toMatch(/^meridian_overload_shedding 0$/m);
     } finally {

@@ -3,6 +3,7 @@ import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { validateConfig } from '../../src/config/validate.js';
 import type { Config } from '../../src/config/schema/index.js';
 import { KubernetesDiscovery } from '../../src/discovery/kubernetes.js';
+import { watchEventChannel } from '../../src/common/kube-client.js';
 import { discoveredEndpoints, kubernetesWatchErrors } from '../../src/discovery/metrics.js';
 import type { EndpointSink } from '../../src/discovery/endpoint-source.js';
 import { KubeApiServer } from '../helpers/kube-api.js';
@@ -73,13 +74,33 @@ const fast = { debounceMs: 20, retryBaseMs: 100, retryMaxMs: 400 };
 
 let api: KubeApiServer;
 let kubeconfig: string;
+/** The watch events the discovery applied (published on watchEventChannel). */
+const applied: Array<{ path: string; type: string; resourceVersion?: string }> = [];
+const onWatchEvent = (m: unknown) => void applied.push(m as (typeof applied)[number]);
 beforeAll(async () => {
+  watchEventChannel.subscribe(onWatchEvent);
   api = await KubeApiServer.start();
   kubeconfig = api.writeKubeconfig();
 });
 afterAll(async () => {
+  watchEventChannel.unsubscribe(onWatchEvent);
   await api?.close();
 });
+
+/** Wait until the watch of `service`'s slices applied the event (of `type`) carrying `resourceVersion`. */
+const watchApplied = (service: string, resourceVersion: string, type?: string) =>
+  vi.waitFor(
+    () =>
+      expect(
+        applied.some(
+          (e) =>
+            e.path.endsWith(`service-name%3D${service}`) &&
+            e.resourceVersion === resourceVersion &&
+            (type === undefined || e.type === type),
+        ),
+      ).toBe(true),
+    wait,
+  );
 
 let discovery: KubernetesDiscovery | undefined;
 afterEach(() => {
@@ -181,7 +202,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     // Two events 5 ms apart, within the 20 ms debounce: merged into one set.
     const calls = sink.calls.length;
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3')]));
-    await sleep(5);
+    await sleep(5); // deliberate pacing: the second event 5 ms after the first
     api.apply('default', 'follow', slice('follow-b', [pod('f-2', '10.2.0.3'), pod('f-3', '10.2.0.4')]));
     await vi.waitFor(
       () =>
@@ -203,7 +224,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'unrelated', slice('unrelated-a', [pod('u-0', '10.2.9.9')]));
     // A change that leaves the set equal (a new slice with no ready endpoint) is not handed.
     api.apply('default', 'follow', slice('follow-c', [pod('f-9', '10.2.0.9', { ready: false })]));
-    await sleep(200);
+    await sleep(200); // the point: nothing is handed within this window (well past the 20 ms debounce)
     expect(sink.calls.length).toBe(count);
   });
 
@@ -336,7 +357,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
       wait,
     );
     const spinning = api.lists;
-    await sleep(1500);
+    await sleep(1500); // the point: the number of lists within a fixed 1.5 s window (both bounds)
     // Retries 50-100 ms, then 100-200, then 200-400 ms apart (growing, though each list between succeeds):
     // about 7 lists in 1.5 s; without the growth about 20, without the guard thousands.
     expect(api.lists - spinning).toBeGreaterThanOrEqual(3);
@@ -361,7 +382,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
 
     // An event opens the 300 ms window; a 410 re-lists inside it.
     api.apply('default', 'window', slice('window-a', [pod('w-0', '10.13.0.1'), pod('w-1', '10.13.0.2')]));
-    await sleep(20);
+    await watchApplied('window', api.resourceVersion); // the event reached the watch: the window is open
     const lists = api.lists;
     api.expire();
     await vi.waitFor(() => expect(sink.addresses('window').at(-1)).toEqual(['10.13.0.1:8080', '10.13.0.2:8080']), wait);
@@ -383,7 +404,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     api.apply('default', 'elsewhere', slice('elsewhere-a', [pod('e-0', '10.7.9.1')]));
     api.bookmark();
     const bookmarked = api.resourceVersion;
-    await sleep(100);
+    await watchApplied('drop', bookmarked, 'BOOKMARK');
 
     api.dropWatches();
     api.apply('default', 'drop', slice('drop-a', [pod('x-0', '10.7.0.1'), pod('x-1', '10.7.0.2')]));
@@ -484,7 +505,7 @@ describe('Kubernetes EndpointSlice discovery against a stand-in API server', () 
     await vi.waitFor(() => expect(api.openWatches).toBe(2), wait);
     const watchesBefore = api.requests.filter((r) => r.watch).length;
     d.reconcile(config(kubeconfig, { a: { service: 'rec', port: 'http' }, b: { service: 'rec', port: 'http' } }));
-    await sleep(100);
+    await sleep(100); // the point: no watch is restarted within this window
     expect(api.requests.filter((r) => r.watch).length).toBe(watchesBefore);
 
     d.reconcile(config(kubeconfig, { a: undefined, b: { service: 'rec', port: 'alt' } }));

@@ -111,7 +111,8 @@ describe('load balancing with real upstreams', () => {
       };
       return s.endpoints.find((e) => e.address === bad[0].address)?.outlier?.ejected;
     }, 10000);
-    // Let the overlay reach both workers (it is broadcast right after the decision).
+    // Fixed wait: let the overlay reach both workers (it is broadcast right after the decision; the admin
+    // status is the primary's, so a worker's copy is not observable from here).
     await new Promise((r) => setTimeout(r, 200));
     const before = bad[0].requests.length;
     await hit(300);
@@ -144,6 +145,7 @@ describe('load balancing with real upstreams', () => {
     const first = request(`${gw.url}/a`, { dispatcher: agent });
     await waitFor(() => slow.requests.length === 1, 2000);
     const second = request(`${gw.url}/b`, { dispatcher: agent });
+    // Fixed wait: the second request reaches the gateway's pending queue (not observable from outside).
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
     const third = await request(`${gw.url}/c`, { dispatcher: agent });

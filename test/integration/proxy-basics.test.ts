@@ -304,7 +304,7 @@ describe('proxying HTTP/1.1', () => {
       await big.body.dump();
       expect(up.requests.at(-1)!.bodyBytes).toBe(5000);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 200)); // the point: no mirror of the over-limit bodies within this window
     expect(mirror.requests.length).toBe(before + 2);
   });
 
@@ -471,6 +471,7 @@ describe('accounting: metrics, access log and in-flight', () => {
   it('drains an open upgrade: SIGTERM waits for it, then the process exits once it closes', async () => {
     const ws = await openWs('ws-drain');
     sgw.proc.kill('SIGTERM');
+    // The point: the process does not exit within this fixed window while the upgrade is open.
     const exited = await Promise.race([
       sgw.exited.then(() => true),
       new Promise((r) => setTimeout(() => r(false), 800)),

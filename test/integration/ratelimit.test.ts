@@ -249,6 +249,7 @@ describe('rate limiting', () => {
       );
       cleanup.push(() => gw.stop());
       const load = autocannon({ url: `${gw.url}/x`, connections: 10, duration: 3 });
+      // Deliberate timing: Redis dies 1 s into the 3 s load run.
       const killed = new Promise((r) => setTimeout(r, 1000)).then(() => redis.kill());
       const [result] = await Promise.all([load, killed]);
       expect(result.errors).toBe(0);

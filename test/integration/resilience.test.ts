@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { request, Agent } from 'undici';
-import { startInProcess, baseConfig, type InProcessGateway } from '../helpers/gateway.js';
+import { startInProcess, baseConfig, waitFor, type InProcessGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 let gw: InProcessGateway;
@@ -65,7 +65,8 @@ describe('hedging and overload', () => {
   it('answers a fast 503 over the in-flight cap instead of queueing', async () => {
     const agent = new Agent({ connections: 10 });
     const pending = Array.from({ length: 3 }, (_, i) => request(`${gw.url}/slow/${i}`, { dispatcher: agent }));
-    await new Promise((r) => setTimeout(r, 200));
+    // All three are in flight: the slow upstream holds them.
+    await waitFor(() => slow.requests.filter((r) => r.url.startsWith('/slow/')).length === 3, 2000, 10);
     const t0 = Date.now();
     const over = await request(`${gw.url}/slow/over`, { dispatcher: agent });
     expect(over.statusCode).toBe(503);

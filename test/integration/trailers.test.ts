@@ -62,7 +62,7 @@ afterAll(async () => {
 /** HTTP/1.1 client that reads slowly at first, so the gateway's writes back up. */
 async function viaHttp1(path: string) {
   const r = await request(`${gw.url}${path}`, { headers: { te: 'trailers' } });
-  await new Promise((res) => setTimeout(res, 100));
+  await new Promise((res) => setTimeout(res, 100)); // deliberate: read late, so the gateway's writes back up
   const body = Buffer.from(await r.body.arrayBuffer());
   return { status: r.statusCode, body, trailers: r.trailers };
 }
@@ -76,7 +76,7 @@ async function viaH2c(path: string) {
     stream.on('trailers', (t) => (trailers = t));
     const headers = await new Promise<http2.IncomingHttpHeaders>((r) => stream.once('response', r));
     stream.pause();
-    await new Promise((res) => setTimeout(res, 100));
+    await new Promise((res) => setTimeout(res, 100)); // deliberate: read late, so the gateway's writes back up
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.resume();
     await new Promise((r) => stream.once('end', r));

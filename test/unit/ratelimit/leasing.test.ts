@@ -48,7 +48,7 @@ describe('leasing under concurrency (the Redis store leases one token per round 
     const s = new LeasingStore(
       async (_key, rate, want) => {
         trips++;
-        await new Promise((r) => setTimeout(r, 2));
+        await new Promise((r) => setTimeout(r, 2)); // deliberate: the round trip's latency, so requests overlap
         const granted = take(bucket, rate, 0, want);
         return { granted, remaining: Math.floor(bucket.tokens), retryAfterMs: granted ? 0 : 1000 };
       },
