@@ -4,6 +4,7 @@ import { isStale, type FleetEntry } from './fleet-metrics.js';
 import type { Ack, FleetSummary, GatewayReport, Snapshot, SnapshotTrust } from './protocol.js';
 import { buildSnapshot } from './snapshot.js';
 import { failoverPaths, type FleetMember } from './virtual-destinations.js';
+import { withFleetOriginShares } from './zone-shares.js';
 
 const HEARTBEAT_MS = 15000;
 
@@ -217,7 +218,10 @@ export class Fleet {
     for (const g of this.#gateways.values()) for (const w of g.watches.keys()) w.destroy();
   }
 
-  /** The gateways virtual destinations route to: every registered one that is not revoked. */
+  /**
+   * The gateways virtual destinations route to, and the origins zone shares count: every registered
+   * one that is not revoked.
+   */
   #members(): FleetMember[] {
     const members = new Map<string, FleetMember>();
     // A gateway connected here reports here; any other is as its replica last shared it.
@@ -227,17 +231,22 @@ export class Fleet {
     return [...members.values()].filter((m) => !this.#revoked.has(m.id)).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  #snapshotFor(g: Gateway, fleet = this.#members()): Snapshot {
+  /**
+   * `config` is the fleet document with the zone shares the fleet gives it: a report that adds a
+   * gateway to a zone (or moves one) changes the snapshot of every gateway those shares go to.
+   */
+  #snapshotFor(g: Gateway, fleet = this.#members(), config = withFleetOriginShares(this.#config, fleet)): Snapshot {
     const ca = this.#caTrust?.();
     const trust = ca && { ...ca, revokedGateways: [...this.#revoked].sort() };
-    return buildSnapshot(this.#config, this.#version, g, fleet, trust);
+    return buildSnapshot(config, this.#version, g, fleet, trust);
   }
 
   #pushAll(): void {
     const fleet = this.#members();
+    const config = withFleetOriginShares(this.#config, fleet);
     for (const g of this.#gateways.values()) {
       if (g.watches.size === 0) continue;
-      const snap = this.#snapshotFor(g, fleet);
+      const snap = this.#snapshotFor(g, fleet, config);
       if (g.lastSent?.hash === snap.hash && g.lastSent.version === snap.version) continue;
       this.#send(g, snap, [...g.watches.keys()]);
     }

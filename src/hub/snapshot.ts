@@ -4,7 +4,7 @@ import { MANAGED_KINDS, type ManagedResources, type Snapshot, type SnapshotTrust
 import { expandVirtualDestination, selects, type FleetMember } from './virtual-destinations.js';
 
 /** A resource without targets applies to every gateway; otherwise each target label must match. */
-function targets(resource: { targets?: Record<string, string> }, labels: Record<string, string>): boolean {
+export function targets(resource: { targets?: Record<string, string> }, labels: Record<string, string>): boolean {
   return !resource.targets || selects(resource.targets, labels);
 }
 
