@@ -10,7 +10,15 @@ import { closedPort } from './upstream.js';
 export async function startSvidGateway(
   name: string,
   instances: Array<{ port: number }>,
-  hub: { url: string; token: string; workers?: number; forwardClientCert?: boolean; failoverUrls?: string[] },
+  hub: {
+    url: string;
+    token: string;
+    workers?: number;
+    forwardClientCert?: boolean;
+    failoverUrls?: string[];
+    /** Local routes and RBAC policies besides what the hub manages. */
+    local?: { routes?: unknown[]; rbac?: unknown[] };
+  },
 ): Promise<SpawnedGateway> {
   const ew = `127.0.0.1:${await closedPort()}`;
   const tls = { svid: true, requireClientCert: true, ...(hub.forwardClientCert ? { forwardClientCert: true } : {}) };
@@ -24,6 +32,8 @@ export async function startSvidGateway(
     clusters: [
       { name: 'app-b', endpoints: instances.map((x) => ({ address: `127.0.0.1:${x.port}`, labels: { app: 'b' } })) },
     ],
+    ...(hub.local?.routes ? { routes: hub.local.routes } : {}),
+    ...(hub.local?.rbac ? { rbac: hub.local.rbac } : {}),
     managementServer: {
       url: hub.url,
       ...(hub.failoverUrls ? { failoverUrls: hub.failoverUrls } : {}),
@@ -40,7 +50,7 @@ export async function startSvidGateway(
  * connected: resolves once a request for `host` sent to c-a reaches c-b over mTLS with c-a's SVID.
  */
 export async function startTwoClusterFleet(
-  hub: { url: string; token: string; workers?: number; forwardClientCert?: boolean },
+  hub: Parameters<typeof startSvidGateway>[2],
   host: string,
   respond: http.RequestListener,
 ): Promise<{

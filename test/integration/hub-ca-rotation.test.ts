@@ -72,10 +72,10 @@ function eastWestClient(cert: string | Buffer, key: string | Buffer): Agent {
 }
 
 /** One request to c-b's east-west listener: its status, or the error that ended it. */
-async function eastWestCall(dispatcher: Agent): Promise<number | string> {
+async function eastWestCall(dispatcher: Agent, path = '/', host = HOST): Promise<number | string> {
   const ew = gateways['c-b']!.ready.listeners['east-west']!;
   try {
-    const r = await request(`https://${ew}/`, { dispatcher, headers: { host: HOST, [EAST_WEST_HEADER]: '1' } });
+    const r = await request(`https://${ew}${path}`, { dispatcher, headers: { host, [EAST_WEST_HEADER]: '1' } });
     await r.body.text();
     return r.statusCode;
   } catch (e) {
@@ -101,7 +101,16 @@ describe('mesh CA rotation and SVID refusal', () => {
       }),
     );
     hub = await startHub({ configFile: join(dir, 'hub.yaml'), stateDir });
-    fleet = await startTwoClusterFleet({ url: hubUrl, token: TOKEN, workers: 2 }, HOST, (req, res) =>
+    // A local route on each gateway that RBAC opens to cluster c-a's gateways only (by SPIFFE ID).
+    const local = {
+      rbac: [
+        { name: 'c-a-only', rules: [{ action: 'allow', principals: [{ spiffeId: `spiffe://${TD}/cluster/c-a/*` }] }] },
+      ],
+      routes: [
+        { name: 'rbac', match: { path: { exact: '/rbac' } }, directResponse: { status: 200 }, rbac: 'c-a-only' },
+      ],
+    };
+    fleet = await startTwoClusterFleet({ url: hubUrl, token: TOKEN, workers: 2, local }, HOST, (req, res) =>
       res.end(`c-b ${req.headers['x-spiffe-id'] ?? '-'}`),
     );
     Object.assign(gateways, fleet.gateways);
@@ -173,6 +182,24 @@ describe('mesh CA rotation and SVID refusal', () => {
       expect(typeof (await eastWestCall(stale))).toBe('string');
     } finally {
       await Promise.all([stale.close(), valid.close()]);
+    }
+  });
+
+  it("lets RBAC see the peer's SPIFFE ID: c-a's SVID is allowed, another valid SVID of the mesh is not", async () => {
+    const ca = await MeshCa.open({ trustDomain: TD, svidTtlMs: 3_600_000 }, stateDir);
+    const keys = await generateKeyPair();
+    const other = gatewaySpiffeId({ trustDomain: TD, cluster: 'c-z', gatewayId: 'c-z' });
+    const issued = await ca.issue(await createCsr(keys, { commonName: 'c-z', uris: [other] }), { gatewayId: 'c-z' });
+    const a = svidFiles(gateways['c-a']!.stateDir);
+    const fromA = eastWestClient(readFileSync(a.cert), readFileSync(a.key));
+    const fromZ = eastWestClient(issued.certificate, await privateKeyPem(keys.privateKey));
+    try {
+      // Not the virtual destination's host: the local route with the RBAC policy answers.
+      expect(await eastWestCall(fromA, '/rbac', 'c-b.local')).toBe(200);
+      expect(await eastWestCall(fromZ, '/rbac', 'c-b.local')).toBe(403);
+      expect(await eastWestCall(fromZ)).toBe(200); // the handshake and other routes: a valid SVID of the mesh
+    } finally {
+      await Promise.all([fromA.close(), fromZ.close()]);
     }
   });
 

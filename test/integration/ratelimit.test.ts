@@ -31,6 +31,17 @@ const run = (url: string, seconds = 5) => autocannon({ url, connections: 10, dur
 /** Bucket starts full (burst 100) and refills 100/s: over 5 s the limit admits 600. */
 const EXPECTED = 600;
 
+/**
+ * What the limit admits over the time the load actually ran: the burst plus 100/s from the first
+ * request sent to the last. Two autocannon runs started together on a busy machine can start a
+ * second apart, and the bucket then refills for that second too (600 is the 5 s of one run).
+ */
+function admissible(...runs: autocannon.Result[]): number {
+  const start = Math.min(...runs.map((r) => new Date(r.start).getTime()));
+  const finish = Math.max(...runs.map((r) => new Date(r.finish).getTime()));
+  return 100 + (100 * (finish - start)) / 1000;
+}
+
 /** Two gateways (each with `workers`) on one real redis-server, under autocannon at once. */
 async function twoGatewaysOnOneRedis(policy: Record<string, unknown>, workers: number) {
   const redis = await startRedis();
@@ -58,7 +69,9 @@ describe('rate limiting', () => {
   it('two gateways sharing one Redis enforce one global limit within 5 %', async () => {
     const [ra, rb] = await twoGatewaysOnOneRedis({ store: 'redis' }, 1);
     const admitted = ra['2xx'] + rb['2xx'];
-    expect(Math.abs(admitted - EXPECTED) / EXPECTED).toBeLessThanOrEqual(0.05);
+    const expected = admissible(ra, rb);
+    expect(expected).toBeGreaterThanOrEqual(EXPECTED * 0.98);
+    expect(Math.abs(admitted - expected) / expected).toBeLessThanOrEqual(0.05);
     expect(ra['2xx']).toBeGreaterThan(100);
     expect(rb['2xx']).toBeGreaterThan(100);
   });
@@ -68,8 +81,9 @@ describe('rate limiting', () => {
     const admitted = ra['2xx'] + rb['2xx'];
     // Measured here: 499-551 of 600 (batch 1: 594; batch 20 with one worker per gateway: 561). The
     // trade-off documented in docs/rate-limiting.md: leases never over-admit, unspent ones are lost.
-    console.log(`batch 20, 2 gateways x 2 workers: admitted ${admitted} of ${EXPECTED}`);
-    expect(admitted).toBeLessThanOrEqual(EXPECTED * 1.05);
+    const expected = admissible(ra, rb);
+    console.log(`batch 20, 2 gateways x 2 workers: admitted ${admitted} of ${expected.toFixed(0)}`);
+    expect(admitted).toBeLessThanOrEqual(expected * 1.05);
     expect(admitted).toBeGreaterThanOrEqual(EXPECTED * 0.7);
   });
 
