@@ -23,9 +23,10 @@ export interface ConfigTarget<T> {
   refusal?(): ApiError | undefined;
   /**
    * Runs after validation, before a change that alters the config is stored; may refuse it with an
-   * ApiError (the shared store writes the change through to Redis here, compare-and-set).
+   * ApiError (the shared store writes the change through to Redis here, compare-and-set). May name
+   * the version number the change is stored as (hub replicas on etcd number versions together).
    */
-  beforeCommit?(config: T, source: string): Promise<void>;
+  beforeCommit?(config: T, source: string): Promise<void | { version: number }>;
   /** Make a discovery source's endpoints for a cluster live (not a version); resolves with apply errors. */
   publishEndpoints?(cluster: string, endpoints: EndpointConfig[]): Promise<unknown[]>;
 }
@@ -98,9 +99,11 @@ export class ConfigService<T = Config> implements ConfigChanges<T> {
       const next = edit(draft) ?? draft;
       const result = this.#target.validate(next);
       if (!result.ok) throw new ApiError(400, 'invalid config', { errors: result.errors });
-      if (this.#target.beforeCommit && configHash(result.config) !== cur.hash)
-        await this.#target.beforeCommit(result.config, source);
-      const { version, changed } = await this.#target.store.commit(result.config, source);
+      const numbered =
+        this.#target.beforeCommit && configHash(result.config) !== cur.hash
+          ? await this.#target.beforeCommit(result.config, source)
+          : undefined;
+      const { version, changed } = await this.#target.store.commit(result.config, source, numbered?.version);
       if (changed) {
         const errors = await this.#target.publish(version);
         if (errors.length) throw await this.#restore(cur, version, errors, who);
@@ -140,8 +143,8 @@ export class ConfigService<T = Config> implements ConfigChanges<T> {
     let restoreErrors: unknown[];
     let restored: number | undefined;
     try {
-      if (this.#target.beforeCommit) await this.#target.beforeCommit(previous.config, source);
-      const { version } = await this.#target.store.commit(previous.config, source);
+      const numbered = this.#target.beforeCommit ? await this.#target.beforeCommit(previous.config, source) : undefined;
+      const { version } = await this.#target.store.commit(previous.config, source, numbered?.version);
       restored = version.version;
       restoreErrors = await this.#target.publish(version);
     } catch (e) {

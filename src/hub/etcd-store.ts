@@ -20,10 +20,14 @@ export interface EtcdStoreSettings {
   tls?: { ca: string; cert?: string; key?: string };
 }
 
-/** The document as stored in etcd: the hub config and its hash (what a replica compares with its own). */
+/**
+ * The document as stored in etcd: the hub config, its hash (what a replica compares with its own) and
+ * its version number, which every replica stores it as (so `ETag`/`If-Match` mean the same at each).
+ */
 interface StoredDocument {
   hash: string;
   config: HubConfig;
+  version?: number;
 }
 
 /**
@@ -43,6 +47,10 @@ export class EtcdHubStore {
   readonly #key: string;
   /** The mod revision of the document this replica's config is (0: none seen). */
   #modRevision = 0;
+  /** The version number of the document at #modRevision (0: none seen). */
+  #docVersion = 0;
+  /** The document being adopted (sync): the version number its commit takes. */
+  #adopting: { rev: number; version: number } | undefined;
   #changes: ConfigChanges<HubConfig> | undefined;
   #watcher: Watcher | undefined;
   #syncing: Promise<void> = Promise.resolve();
@@ -115,10 +123,18 @@ export class EtcdHubStore {
    * Write a change through to etcd before it is stored locally (beforeCommit): 409 when another replica
    * wrote first (its change is adopted next), 503 when etcd cannot be reached.
    */
-  async writeThrough(config: HubConfig, source: string): Promise<void> {
-    // Adopting the shared document: from now on our config is that revision.
-    if (source.startsWith(`${SOURCE}:`)) return void (this.#modRevision = Number(source.slice(SOURCE.length + 1)));
-    const body = JSON.stringify({ hash: configHash(shared(config)), config } satisfies StoredDocument);
+  async writeThrough(config: HubConfig, source: string): Promise<void | { version: number }> {
+    // Adopting the shared document: from now on our config is that revision, under its number.
+    if (source.startsWith(`${SOURCE}:`)) {
+      this.#modRevision = Number(source.slice(SOURCE.length + 1));
+      const adopting = this.#adopting?.rev === this.#modRevision ? this.#adopting : undefined;
+      this.#docVersion = adopting?.version ?? this.#docVersion;
+      return adopting?.version ? { version: adopting.version } : undefined;
+    }
+    // The next number after both the shared document's and ours; the seed keeps ours.
+    const current = this.#changes?.current.version ?? 0;
+    const version = source === 'seed' ? current : Math.max(this.#docVersion, current) + 1;
+    const body = JSON.stringify({ hash: configHash(shared(config)), config, version } satisfies StoredDocument);
     let result: Awaited<ReturnType<ReturnType<Etcd3['if']>['commit']>>;
     try {
       result = await this.#client
@@ -141,6 +157,8 @@ export class EtcdHubStore {
       });
     }
     this.#modRevision = Number(result.header.revision);
+    this.#docVersion = version;
+    return { version };
   }
 
   /** Watch the document key; a put by another replica is adopted. The watcher reconnects by itself. */
@@ -187,7 +205,12 @@ export class EtcdHubStore {
     }
     const rev = Number(kv.mod_revision);
     const doc = JSON.parse(kv.value.toString()) as StoredDocument;
-    if (doc.hash === configHash(shared(changes.current.config))) return void (this.#modRevision = rev);
+    if (doc.hash === configHash(shared(changes.current.config))) {
+      this.#modRevision = rev;
+      this.#docVersion = doc.version ?? this.#docVersion;
+      return;
+    }
+    this.#adopting = { rev, version: doc.version ?? 0 };
     // By the time this runs in the change queue a local write may have moved past rev: keep it then.
     const adopt = (draft: HubConfig) => (this.#modRevision >= rev ? draft : withLocalHub(doc.config, draft));
     const r = await changes.change(SOURCE, `sync etcd revision ${rev}`, undefined, adopt, `${SOURCE}:${rev}`);

@@ -74,6 +74,8 @@ describe('hub replicas on etcd (hub.store.etcd)', () => {
     await waitFor(async () => (await routeNames(1)).includes('from-a'), 5000);
     expect((await api(1, '/routes/from-b', { method: 'PUT', body: route('/b') })).status).toBe(200);
     await waitFor(async () => (await routeNames(0)).includes('from-b'), 5000);
+    // One number per version at every replica: ETag and If-Match mean the same on either.
+    await waitFor(async () => (await api(0, '/fleet')).body.version === (await api(1, '/fleet')).body.version, 5000);
     // Each replica keeps its own address: only the shared part of the document travels.
     expect((await api(0, '/config')).body.hub.address).not.toBe((await api(1, '/config')).body.hub.address);
   });
@@ -108,6 +110,19 @@ describe('hub replicas on etcd (hub.store.etcd)', () => {
       const [a, b] = [await routeNames(0), await routeNames(1)];
       return JSON.stringify(a) === JSON.stringify(b) && acknowledged.every((n) => a.includes(n));
     }, 10_000);
+    // One number per version at both replicas, and no number committed by both: each version after
+    // the file's was written by one replica (its admin API) and adopted by the other (source etcd:<rev>).
+    type Listed = Array<{ version: number; source: string }>;
+    const [va, vb] = [
+      (await api(0, '/config/versions')).body as Listed,
+      (await api(1, '/config/versions')).body as Listed,
+    ];
+    const authored = (v: { source: string }) => v.source.startsWith('admin');
+    const sourceAtB = new Map(vb.map((v) => [v.version, v]));
+    const both = va.filter((v) => v.version > 1 && sourceAtB.has(v.version));
+    expect(both.length).toBeGreaterThanOrEqual(acknowledged.length);
+    expect(both.filter((v) => authored(v) === authored(sourceAtB.get(v.version)!))).toEqual([]);
+    expect(va.at(-1)!.version).toBe(vb.at(-1)!.version);
   });
 
   it('etcd away: writes are refused with 503, reads still served; when etcd returns writes resume and reach the other replica', async () => {

@@ -198,5 +198,8 @@ describe('hub replicas on etcd', () => {
       const back = new Set(((await api(r0, '/routes')).body as Array<{ name: string }>).map((r) => r.name));
       return acked.every((a) => back.has(a));
     }, 15_000);
+    // Under the number the other replica committed it as (versions are numbered in etcd, not per replica).
+    const versionAt = async (r: Replica) => ((await api(r, '/fleet')).body as { version: number }).version;
+    await waitFor(async () => (await versionAt(r0)) === (await versionAt(r1)), 5000);
   }, 40_000);
 });

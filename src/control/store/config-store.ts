@@ -111,14 +111,23 @@ export class ConfigStore<T = Config> {
     return this.#versions.map(({ config: _c, ...meta }) => ({ ...meta, current: meta.version === this.#current }));
   }
 
-  /** Record a validated config as the new current version (no-op when identical to current). */
-  async commit(config: T, source: string): Promise<{ version: ConfigVersion<T>; changed: boolean }> {
+  /**
+   * Record a validated config as the new current version (no-op when identical to current): the next
+   * number, or `atLeast` when that is higher (a number replicas agreed on; versions still only grow).
+   */
+  async commit(config: T, source: string, atLeast = 0): Promise<{ version: ConfigVersion<T>; changed: boolean }> {
     const configText = JSON.stringify(config);
     const hash = hashOfText(configText);
     const cur = this.current;
     if (cur && cur.hash === hash) return { version: cur, changed: false };
     const last = this.#versions.at(-1)?.version ?? 0;
-    const entry = deepFreeze({ version: last + 1, hash, config, createdAt: new Date().toISOString(), source });
+    const entry = deepFreeze({
+      version: Math.max(last + 1, atLeast),
+      hash,
+      config,
+      createdAt: new Date().toISOString(),
+      source,
+    });
     this.#texts.set(entry, JSON.stringify({ ...entry, config: undefined }).slice(0, -1) + `,"config":${configText}}`);
     const versions = this.#keep([...this.#versions, entry]);
     await this.#persist({ current: entry.version, versions });
