@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import type { ErrorCode } from '../common/errors.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 import type { routeCounters, routeLatency } from './request-metrics.js';
@@ -30,6 +31,20 @@ export interface ExchangeRecord {
   readonly error: ErrorCode | undefined;
   /** The spans of a sampled, forwarded request (gateway.tracing: a RequestTrace); undefined otherwise. */
   readonly trace: ExchangeTrace | undefined;
+}
+
+/**
+ * Every finished exchange is published here, as undici publishes its requests: an extension (a
+ * custom log, an audit sink) subscribes with `diagnostics_channel.subscribe('meridian:exchange:finish', fn)`
+ * in the worker process and reads the ExchangeRecord (with its status). With no subscriber the request
+ * path checks one boolean; a subscriber runs on the request path, synchronously, so it must be quick.
+ */
+export const exchangeFinished = channel('meridian:exchange:finish');
+
+/** What `meridian:exchange:finish` carries. */
+export interface FinishedExchange {
+  record: ExchangeRecord;
+  status: number;
 }
 
 /** The spans an exchange carries: ended with the finished record (see observability/tracing.ts). */

@@ -8,7 +8,7 @@ import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
 import { handleRequest } from '../proxy/handle-request.js';
 import type { ListenerContext, RequestEnv } from '../proxy/exchange.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import type { ExchangeRecord } from '../observability/exchange-record.js';
+import { exchangeFinished, type ExchangeRecord, type FinishedExchange } from '../observability/exchange-record.js';
 import type { Outcome } from '../outlier/outcome.js';
 import { ListenerSet } from '../listener/listener-set.js';
 import { AccessLog } from '../observability/access-log.js';
@@ -187,6 +187,7 @@ export class DataPlane {
     p.route.counters[(status / 100) | 0]?.inc();
     p.route.latency.observe((performance.now() - p.startedAt) / 1000);
     this.#accessLog.write(p, status);
+    if (exchangeFinished.hasSubscribers) exchangeFinished.publish({ record: p, status } satisfies FinishedExchange);
     // A forwarded request's spans were started on its way; one answered here gets its SERVER span now.
     if (p.trace !== undefined) p.trace.end(p);
     else if (this.#tracing !== undefined && p.cluster === undefined) this.#tracing.answered(p);
