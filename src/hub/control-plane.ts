@@ -100,6 +100,7 @@ export async function startHub(opts: { configFile: string; stateDir: string }): 
         }
       };
       if (!replication.secret) await retried('replica secret', () => replication.start());
+      replication.onRegistrationsLost = () => fleet.registerAgain();
       fleet.onRegistered = (id, report) =>
         void replication
           .register(id, report)

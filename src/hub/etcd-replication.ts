@@ -165,9 +165,22 @@ export class EtcdReplication {
     this.#watchers.push(watcher);
   }
 
+  /** Called when this replica's registrations were lost with its lease (etcd away for longer than it). */
+  onRegistrationsLost?: () => void;
+
   /** Share a gateway's report (registration) on this replica's lease. */
   async register(id: string, report: GatewayReport): Promise<void> {
-    this.#lease ??= this.#client.lease(this.#ttlSeconds * 2, { autoKeepAlive: true });
+    if (!this.#lease) {
+      const lease = this.#client.lease(this.#ttlSeconds * 2, { autoKeepAlive: true });
+      lease.on('lost', () => {
+        if (this.#lease !== lease) return;
+        this.#lease = undefined;
+        log.warn("etcd: the lease of this replica's registrations was lost; registering its gateways again");
+        // After the current call stack: the next register makes a new lease.
+        setTimeout(() => this.onRegistrationsLost?.(), RETRY_MS).unref();
+      });
+      this.#lease = lease;
+    }
     await this.#lease.put(`${this.#prefix}/fleet/${id}`).value(JSON.stringify(report));
   }
 

@@ -117,6 +117,11 @@ export class Fleet {
     this.#pushAll();
   }
 
+  /** Share every gateway connected here again (this replica's registrations were lost with its lease). */
+  registerAgain(): void {
+    for (const g of this.#gateways.values()) if (g.watches.size) this.onRegistered?.(g.id, g.report);
+  }
+
   /** A registration another replica shared (or this one's own, coming back): a member unless it reports here. */
   remoteReport(id: string, report: GatewayReport): void {
     if (JSON.stringify(this.#remote.get(id)) === JSON.stringify(report)) return;
@@ -149,6 +154,8 @@ export class Fleet {
     const g = this.#gateways.get(id)!;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.flushHeaders();
+    // A gateway that watches here now registers here (its registration moves to this replica's lease).
+    if (g.watches.size === 0) this.onRegistered?.(id, g.report);
     g.watches.set(res, replica);
     res.on('close', () => {
       g.watches.delete(res);

@@ -159,6 +159,11 @@ describe('hub replicas on etcd', () => {
     expect(put.status).toBe(200);
     for (const gw of gateways)
       await waitFor(async () => (await request(`${gw.url}/after-failover`)).statusCode === 204, 15_000, 100);
+    // Both gateways' registrations now live on the survivor's lease: the virtual destination still
+    // crosses from c-a to c-b after the killed replica's lease ran out (leaderTtl x 2).
+    await new Promise((r) => setTimeout(r, 2 * LEADER_TTL_MS + 500));
+    const crossing = await request(`${gateways[0]!.url}/`, { headers: { host: HOST } });
+    expect(await crossing.body.text()).toBe(`c-b spiffe://${TD}/cluster/c-a/gateway/c-a`);
     const fleet = (await api(survivor, '/fleet')).body as { gateways: Array<{ id: string; inSync: boolean }> };
     expect(
       fleet.gateways
