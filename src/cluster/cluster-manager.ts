@@ -5,7 +5,7 @@ import type { LbBuildInput, LbConfig, LoadBalancer } from '../lb/types.js';
 import type { EndpointPool, PoolRegistry } from '../pool/pool-registry.js';
 import { splitAddress } from '../common/address.js';
 import { hostMetrics } from '../observability/request-metrics.js';
-import { CircuitBreaker } from '../pool/circuit-breaker.js';
+import { CircuitBreaker, trackBreakers } from '../pool/circuit-breaker.js';
 import type { HostAges } from './host-ages.js';
 import type { EndpointDelta } from '../config/endpoint-delta.js';
 
@@ -181,6 +181,7 @@ export class ClusterManager {
       const hosts = c.kind === 'aggregate' ? this.#stack(c, staticHosts) : staticHosts.get(c.name)!;
       this.#clusters.set(c.name, new ClusterRuntime(c, hosts, this.#lbBuilder(c), env.ages));
     }
+    trackBreakers(this.#clusters);
   }
 
   #lbBuilder(c: ClusterConfig): (hosts: UpstreamHost[]) => LoadBalancer {

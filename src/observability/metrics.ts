@@ -23,6 +23,32 @@ export function gauge<L extends string>(
   return new Gauge({ name, help, labelNames: labelNames as L[], registers: [registry], aggregator });
 }
 
+/**
+ * A gauge whose values are read when the registry is scraped (`read` sets them), not maintained on the
+ * request path: for counts something else already keeps, such as a circuit breaker's.
+ */
+export function sampledGauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: (set: (labels: Record<L, string>, value: number) => void) => void,
+): Gauge<L> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<L>;
+  const g: Gauge<L> = new Gauge({
+    name,
+    help,
+    labelNames: labelNames as L[],
+    registers: [registry],
+    aggregator: 'sum',
+    collect() {
+      g.reset();
+      read((labels, value) => g.set(labels as never, value));
+    },
+  });
+  return g;
+}
+
 /** A hot-path count: a plain increment, folded into its prom-client counter child when scraped. */
 export class PendingCount {
   n = 0;

@@ -1,10 +1,36 @@
 import type { ClusterConfig } from '../config/schema/index.js';
-import { counter } from '../observability/metrics.js';
+import { counter, sampledGauge } from '../observability/metrics.js';
 
 const overflow = counter('meridian_circuit_breaker_overflow_total', 'Requests refused by a circuit breaker', [
   'cluster',
   'limit',
 ]);
+
+/** The breakers of the clusters of the newest snapshot (see trackBreakers), read when /metrics is scraped. */
+let current: ReadonlyMap<string, { breaker: CircuitBreaker }> = new Map();
+
+// Envoy's upstream_rq_active and upstream_rq_pending_active: what the breakers already count, read per scrape.
+sampledGauge(
+  'meridian_upstream_rq_active',
+  'Requests holding a request slot of the cluster, by cluster',
+  ['cluster'],
+  (set) => {
+    for (const [cluster, c] of current) set({ cluster }, c.breaker.requests);
+  },
+);
+sampledGauge(
+  'meridian_upstream_rq_pending_active',
+  'Upstream attempts waiting for a connection (pending), by cluster',
+  ['cluster'],
+  (set) => {
+    for (const [cluster, c] of current) set({ cluster }, c.breaker.pending);
+  },
+);
+
+/** The clusters of the newest snapshot: their breakers are the ones the gauges show. */
+export function trackBreakers(clusters: ReadonlyMap<string, { breaker: CircuitBreaker }>): void {
+  current = clusters;
+}
 
 /**
  * Per-cluster circuit breaker counters (Envoy's thresholds). Limits apply per worker process: Envoy

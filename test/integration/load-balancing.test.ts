@@ -144,9 +144,19 @@ describe('load balancing with real upstreams', () => {
     const agent = new Agent({ connections: 10 });
     const first = request(`${gw.url}/a`, { dispatcher: agent });
     await waitFor(() => slow.requests.length === 1, 2000);
+    const before = await (await request(`${gw.admin}/metrics`)).body.text();
+    expect(before).toContain('meridian_upstream_rq_active{cluster="app"} 1');
+    expect(before).toContain('meridian_upstream_rq_pending_active{cluster="app"} 0');
     const second = request(`${gw.url}/b`, { dispatcher: agent });
-    // Fixed wait: the second request reaches the gateway's pending queue (not observable from outside).
-    await new Promise((r) => setTimeout(r, 50));
+    // The second request waits for the one connection: pending, as the gauge shows.
+    await waitFor(
+      async () =>
+        (await (await request(`${gw.admin}/metrics`)).body.text()).includes(
+          'meridian_upstream_rq_pending_active{cluster="app"} 1',
+        ),
+      2000,
+      10,
+    );
     const t0 = Date.now();
     const third = await request(`${gw.url}/c`, { dispatcher: agent });
     expect(third.statusCode).toBe(503);
