@@ -61,7 +61,21 @@ export async function startTwoClusterFleet(
   const instance = http.createServer(respond);
   await new Promise<void>((r) => instance.listen(0, '127.0.0.1', r));
   const port = (instance.address() as { port: number }).port;
-  const [a, b] = await Promise.all([startSvidGateway('c-a', [], hub), startSvidGateway('c-b', [{ port }], hub)]);
+  const started = await Promise.allSettled([
+    startSvidGateway('c-a', [], hub),
+    startSvidGateway('c-b', [{ port }], hub),
+  ]);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    // Stop what did start (and the instance): a failed setup must not leave processes behind.
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    instance.close();
+    throw failed.reason;
+  }
+  const [a, b] = started.map((r) => (r as PromiseFulfilledResult<SpawnedGateway>).value) as [
+    SpawnedGateway,
+    SpawnedGateway,
+  ];
   await waitFor(
     async () => {
       const r = await request(`${a.url}/`, { headers: { host } });

@@ -128,10 +128,9 @@ describe('hub replicas on etcd', () => {
     await new Promise<void>((r) => instance.listen(0, '127.0.0.1', r));
     const port = (instance.address() as { port: number }).port;
     const [r0, r1] = replicas as [Replica, Replica];
-    gateways.push(
-      await startSvidGateway('c-a', [], { url: r0.url, failoverUrls: [r1.url], token: TOKEN }),
-      await startSvidGateway('c-b', [{ port }], { url: r1.url, failoverUrls: [r0.url], token: TOKEN }),
-    );
+    // Each one kept for afterAll as soon as it runs: a failure starting the second must not leak the first.
+    gateways.push(await startSvidGateway('c-a', [], { url: r0.url, failoverUrls: [r1.url], token: TOKEN }));
+    gateways.push(await startSvidGateway('c-b', [{ port }], { url: r1.url, failoverUrls: [r0.url], token: TOKEN }));
     await waitFor(
       async () => {
         const r = await request(`${gateways[0]!.url}/`, { headers: { host: HOST } });
