@@ -31,13 +31,14 @@ export class EtcdReplication {
   readonly #ttlSeconds: number;
   readonly #watchers: Watcher[] = [];
   readonly #timers: NodeJS.Timeout[] = [];
-  #leaderLease: () => ReturnType<Etcd3['lease']> | undefined = () => undefined;
+  /** The lease this replica campaigns on (holds `<prefix>/leader` with, once elected); renewed when lost. */
+  #electionLease: ReturnType<Etcd3['lease']> | undefined;
   /** The elected replica's URL as the election observer last reported it (it may lag our own win). */
   #observedLeader: string | undefined;
   #selfUrl = '';
   #elected = false;
   #secret = '';
-  #lease: ReturnType<Etcd3['lease']> | undefined;
+  #registrationsLease: ReturnType<Etcd3['lease']> | undefined;
   #stopped = false;
 
   constructor(client: Etcd3, prefix: string, leaderTtlMs: number) {
@@ -84,7 +85,6 @@ export class EtcdReplication {
   async campaign(selfUrl: string, onChange: () => void): Promise<void> {
     this.#selfUrl = selfUrl;
     const key = `${this.#prefix}/leader`;
-    let lease: ReturnType<Etcd3['lease']> | undefined;
     const setElected = (elected: boolean) => {
       if (elected === this.#elected) return;
       this.#elected = elected;
@@ -96,14 +96,15 @@ export class EtcdReplication {
     };
     const tryAcquire = async () => {
       if (this.#stopped) return;
-      if (!lease) {
+      if (!this.#electionLease) {
         const l = this.#client.lease(this.#ttlSeconds, { autoKeepAlive: true });
         l.on('lost', () => {
-          if (lease === l) lease = undefined;
+          if (this.#electionLease === l) this.#electionLease = undefined;
           setElected(false);
         });
-        lease = l;
+        this.#electionLease = l;
       }
+      const lease = this.#electionLease;
       const r = await this.#client
         .if(key, 'Create', '==', 0)
         .then(lease.put(key).value(selfUrl))
@@ -131,7 +132,6 @@ export class EtcdReplication {
     this.#watchers.push(watcher);
     await tryAcquire();
     this.#timers.push(setInterval(() => void tryAcquire().catch(() => setElected(false)), RETRY_MS).unref());
-    this.#leaderLease = () => lease;
   }
 
   /** The generated CA, kept in etcd. */
@@ -170,18 +170,18 @@ export class EtcdReplication {
 
   /** Share a gateway's report (registration) on this replica's lease. */
   async register(id: string, report: GatewayReport): Promise<void> {
-    if (!this.#lease) {
+    if (!this.#registrationsLease) {
       const lease = this.#client.lease(this.#ttlSeconds * 2, { autoKeepAlive: true });
       lease.on('lost', () => {
-        if (this.#lease !== lease) return;
-        this.#lease = undefined;
+        if (this.#registrationsLease !== lease) return;
+        this.#registrationsLease = undefined;
         log.warn("etcd: the lease of this replica's registrations was lost; registering its gateways again");
         // After the current call stack: the next register makes a new lease.
         setTimeout(() => this.onRegistrationsLost?.(), RETRY_MS).unref();
       });
-      this.#lease = lease;
+      this.#registrationsLease = lease;
     }
-    await this.#lease.put(`${this.#prefix}/fleet/${id}`).value(JSON.stringify(report));
+    await this.#registrationsLease.put(`${this.#prefix}/fleet/${id}`).value(JSON.stringify(report));
   }
 
   /**
@@ -206,9 +206,7 @@ export class EtcdReplication {
     await Promise.all(this.#watchers.map((w) => w.cancel().catch(() => {})));
     for (const t of this.#timers) clearInterval(t);
     // Resign: the key goes with the lease, and another replica is elected at once.
-    await this.#leaderLease()
-      ?.revoke()
-      .catch(() => {});
-    await this.#lease?.revoke().catch(() => {});
+    await this.#electionLease?.revoke().catch(() => {});
+    await this.#registrationsLease?.revoke().catch(() => {});
   }
 }

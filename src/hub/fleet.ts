@@ -197,13 +197,9 @@ export class Fleet {
     }));
   }
 
-  recordSvid(id: string, svid: { spiffeId: string; expiresAt: string }, issuer: string): void {
-    this.#svids.set(id, {
-      spiffeId: svid.spiffeId,
-      expiresAt: svid.expiresAt,
-      issuedAt: new Date().toISOString(),
-      issuer,
-    });
+  recordSvid(id: string, svid: { spiffeId: string; expiresAt: string; issuer: string }): void {
+    const { spiffeId, expiresAt, issuer } = svid;
+    this.#svids.set(id, { spiffeId, expiresAt, issuedAt: new Date().toISOString(), issuer });
   }
 
   /** GET /fleet/virtual-destinations: each one's failover paths from the fleet's current reports. */

@@ -111,12 +111,7 @@ export class HubServer {
   async listen(): Promise<string> {
     const { hub } = this.current.config;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
-    const server = hub.tls
-      ? https.createServer(
-          { cert: readFileSync(hub.tls.cert), key: readFileSync(hub.tls.key), ...this.#clientCertOptions(hub.tls) },
-          handler,
-        )
-      : http.createServer(handler);
+    const server = hub.tls ? https.createServer(this.#tlsOptions(hub.tls), handler) : http.createServer(handler);
     server.keepAliveTimeout = 30000;
     const { host, port } = splitAddress(hub.address);
     await new Promise<void>((resolve, reject) => {
@@ -133,13 +128,14 @@ export class HubServer {
    * With a mesh CA they are also asked for and verified against its bundle, but not required, so a
    * gateway can renew with its SVID while others still bootstrap with a token.
    */
-  #clientCertOptions(tls: NonNullable<HubConfig['hub']['tls']>): https.ServerOptions {
+  #tlsOptions(tls: NonNullable<HubConfig['hub']['tls']>): https.ServerOptions {
+    const own = { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
     const ca = [
       ...(tls.clientCa ? [readFileSync(tls.clientCa, 'utf8')] : []),
       ...(this.#ca ? [this.#ca.bundlePem] : []),
     ];
-    if (!ca.length) return {};
-    return { ca, requestCert: true, rejectUnauthorized: Boolean(tls.clientCa) };
+    if (!ca.length) return own;
+    return { ...own, ca, requestCert: true, rejectUnauthorized: Boolean(tls.clientCa) };
   }
 
   async close(): Promise<void> {
@@ -359,7 +355,7 @@ export class HubServer {
       const callerSpiffeId = c.who.startsWith('spiffe://') ? c.who : undefined;
       const issued = await this.#ca.issue(body.csr, { gatewayId: id, callerSpiffeId });
       logger.info({ gateway: id, spiffeId: issued.spiffeId, expiresAt: issued.expiresAt, by: c.who }, 'issued an SVID');
-      this.#fleet.recordSvid(id, issued, issued.issuer);
+      this.#fleet.recordSvid(id, issued);
       sendJson(c.res, 200, issued);
       return true;
     } catch (e) {
@@ -374,7 +370,7 @@ export class HubServer {
 
   /** The CA's roots changed (a step another replica took): trust and snapshots follow. */
   caChanged(): void {
-    if (this.#ca) this.#trustClientCertificatesOf(this.#ca);
+    this.#trustCurrentBundle();
     this.#fleet.trustChanged();
   }
 
@@ -430,7 +426,7 @@ export class HubServer {
       throw e;
     }
     logger.info({ step, phase: ca.phase, by: c.who, signer: ca.signerFingerprint }, 'CA rotation step');
-    this.#trustClientCertificatesOf(ca);
+    this.#trustCurrentBundle();
     this.#fleet.trustChanged();
     sendJson(c.res, 200, this.#caStatus(ca));
     return true;
@@ -453,7 +449,8 @@ export class HubServer {
         { 'retry-after': '1' },
       );
     if (!target) return (noLeader('none is elected yet'), true);
-    const body = await readRawBody(c.req);
+    // The forwarded calls carry JSON (a CSR, a rotation step): read once, with the API's body limit.
+    const body = JSON.stringify((await readBody(c.req)) ?? {});
     try {
       const r = await request(`${target}${c.req.url}`, {
         method: c.req.method as 'POST',
@@ -476,15 +473,13 @@ export class HubServer {
     return true;
   }
 
-  /** Renewals authenticate with SVIDs of every root in the bundle: the hub's TLS trusts what the fleet trusts. */
-  #trustClientCertificatesOf(ca: MeshCa): void {
+  /**
+   * Renewals authenticate with SVIDs of every root in the bundle: after a rotation step the hub's TLS
+   * trusts what the fleet trusts (the same options it listened with, the bundle as it is now).
+   */
+  #trustCurrentBundle(): void {
     const tls = this.current.config.hub.tls;
-    if (!tls || !(this.#server instanceof https.Server)) return;
-    this.#server.setSecureContext({
-      cert: readFileSync(tls.cert),
-      key: readFileSync(tls.key),
-      ca: [...(tls.clientCa ? [readFileSync(tls.clientCa, 'utf8')] : []), ca.bundlePem],
-    });
+    if (tls && this.#server instanceof https.Server) this.#server.setSecureContext(this.#tlsOptions(tls));
   }
 
   /** A change through the config service, with the caller's If-Match. */
@@ -525,20 +520,6 @@ function vouchedPrincipal(req: IncomingMessage, secret: string): Principal | und
   const gateways = req.headers[VOUCH_GATEWAYS];
   if (typeof who !== 'string' || !who) return undefined;
   return { who, gatewayIds: typeof gateways === 'string' ? gateways.split(',') : undefined };
-}
-
-function readRawBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 1 << 20) req.destroy(new Error('body too large'));
-      else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
 
 /** The replica a gateway process names itself with (REPLICA_HEADER), or '' when absent or malformed. */

@@ -185,8 +185,9 @@ export class DataPlane {
     this.env.inFlight--;
     const status = p.res.statusCode || p.status;
     p.route.counters[(status / 100) | 0]?.inc();
-    p.route.latency.observe((performance.now() - p.startedAt) / 1000);
-    this.#accessLog.write(p, status);
+    const elapsedMs = performance.now() - p.startedAt;
+    p.route.latency.observe(elapsedMs / 1000);
+    this.#accessLog.write(p, status, elapsedMs);
     if (exchangeFinished.hasSubscribers) exchangeFinished.publish({ record: p, status } satisfies FinishedExchange);
     // A forwarded request's spans were started on its way; one answered here gets its SERVER span now.
     if (p.trace !== undefined) p.trace.end(p);
