@@ -12,7 +12,7 @@ import { firstHeader, type DownstreamRequest } from '../listener/downstream.js';
  * pid, type, then the fields; undefined ones left out), built here by hand: it is written for every
  * request, and pino's general serializer, its per-line timestamp and reading `req.headers` (which Node
  * builds on first read) cost a third of a fully featured request's CPU. It goes out through the
- * logger's own stdout buffer, so its lines never interleave with the logger's.
+ * logger's own stdout (LineSink), so its lines never interleave with the logger's.
  */
 export class AccessLog {
   #enabled = true;
@@ -34,7 +34,7 @@ export class AccessLog {
     if (!this.#enabled || (this.#rate < 1 && this.#rng.random() >= this.#rate)) return;
     const req = p.req;
     const url = req.url ?? '';
-    let line = `{"level":30,"time":"${isoNow()}","pid":${process.pid},"type":"access","requestId":${json(p.requestId)}`;
+    let line = lineHead() + json(p.requestId);
     if (req.method !== undefined) line += `,"method":${json(req.method)}`;
     const authority = authorityOf(req);
     if (authority !== undefined) line += `,"authority":${json(authority)}`;
@@ -42,9 +42,9 @@ export class AccessLog {
     const bytesIn = req.socket?.bytesRead;
     if (bytesIn !== undefined) line += `,"bytesIn":${bytesIn}`;
     line += `,"bytesOut":${p.bytesOut},"durationMs":${Math.round(elapsedMs * 1000) / 1000}`;
-    if (p.host) line += `,"upstream":${json(p.host.address)}`;
-    if (p.route.name) line += `,"route":${json(p.route.name)}`;
-    if (p.cluster) line += `,"cluster":${json(p.cluster.name)}`;
+    if (p.host) line += `,"upstream":${quotedName(p.host.address)}`;
+    if (p.route.name) line += `,"route":${quotedName(p.route.name)}`;
+    if (p.cluster) line += `,"cluster":${quotedName(p.cluster.name)}`;
     line += `,"retries":${p.retries}`;
     if (p.error !== undefined) line += `,"error":${json(p.error)}`;
     writeLine(`${line}}\n`);
@@ -64,17 +64,30 @@ function authorityOf(req: DownstreamRequest): string | undefined {
   return firstHeader(req.rawHeaders, 'host');
 }
 
-let lastMs = 0;
-let lastIso = '';
+/** JSON of names from the config (route, cluster, endpoint address): few, and the same on every line. */
+const QUOTED_NAMES = new Map<string, string>();
 
-/** The ISO time of now, made once per millisecond (lines of one millisecond share it). */
-function isoNow(): string {
+function quotedName(name: string): string {
+  let q = QUOTED_NAMES.get(name);
+  if (q === undefined) {
+    // Endpoints come and go with discovery: start over rather than keep every address ever seen.
+    if (QUOTED_NAMES.size >= 10_000) QUOTED_NAMES.clear();
+    QUOTED_NAMES.set(name, (q = json(name)));
+  }
+  return q;
+}
+
+let lastMs = 0;
+let lastHead = '';
+
+/** The line up to the request id's value: level, time, pid, type. Made once per millisecond (lines of one millisecond share it). */
+function lineHead(): string {
   const now = Date.now();
   if (now !== lastMs) {
     lastMs = now;
-    lastIso = new Date(now).toISOString();
+    lastHead = `{"level":30,"time":"${new Date(now).toISOString()}","pid":${process.pid},"type":"access","requestId":`;
   }
-  return lastIso;
+  return lastHead;
 }
 
 /** The request target with the values of `names` query parameters replaced by "REDACTED". */

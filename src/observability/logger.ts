@@ -1,18 +1,24 @@
-import { destination, pino, type Logger } from 'pino';
+import { pino, type Logger } from 'pino';
+import { Counter } from 'prom-client';
+import { LineSink } from './line-sink.js';
+import { registry } from './metrics.js';
 
 /**
- * Where every line goes: stdout, written asynchronously. Under load the lines logged while a write is
- * in flight leave together in the next one (one syscall for a burst of access lines, not one each);
- * when idle a line leaves at once. Whatever is still buffered when the process exits is written then.
+ * Where every line goes: stdout, written asynchronously (see LineSink). Under load the lines of one
+ * turn of the event loop leave together in one write; whatever still waits when the process exits is
+ * written then.
  */
-const stdout = destination({ dest: 1, sync: false });
-process.on('exit', () => {
-  try {
-    flushLines();
-    stdout.flushSync();
-  } catch {
-    // stdout already gone: nothing to save.
-  }
+const stdout = new LineSink(1);
+process.on('exit', () => stdout.flushSync());
+
+new Counter({
+  name: 'meridian_log_lines_dropped_total',
+  help: 'Log and access lines dropped because stdout did not keep up (more than 16 MiB waiting).',
+  registers: [registry],
+  collect() {
+    this.reset();
+    if (stdout.dropped > 0) this.inc(stdout.dropped);
+  },
 });
 
 /** The process logger: JSON lines on stdout (pino), level from MERIDIAN_LOG_LEVEL. */
@@ -25,26 +31,10 @@ export const logger: Logger = pino(
   stdout,
 );
 
-/** Preformatted lines written since the last turn of the event loop (see writeLine). */
-let pending: string[] = [];
-let flushScheduled = false;
-
 /**
- * Write a preformatted line (ending in a newline) through the logger's stdout buffer: the access log's
- * lines. The lines of one turn of the event loop go out as one write (under load, tens of requests
- * finish per turn), after anything the logger wrote in that turn.
+ * Write a preformatted line (ending in a newline) to the logger's stdout: the access log's lines. They
+ * keep their order with the logger's own, and leave with them after the current turn of the event loop.
  */
 export function writeLine(line: string): void {
-  pending.push(line);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  setImmediate(flushLines);
-}
-
-function flushLines(): void {
-  flushScheduled = false;
-  if (pending.length === 0) return;
-  const lines = pending.join('');
-  pending = [];
-  stdout.write(lines);
+  stdout.write(line);
 }

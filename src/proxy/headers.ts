@@ -132,12 +132,16 @@ export function buildUpstreamHeaders(
 }
 
 function addNominated(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  // Nearly every upstream says just "keep-alive" (or "close"), which nominates nothing: no split.
+  if (value.length <= 10 && NOMINATES_NOTHING.has(value.toLowerCase())) return into;
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
     if (t && t !== 'keep-alive' && t !== 'close' && t !== 'upgrade') (into ??= new Set()).add(t);
   }
   return into;
 }
+
+const NOMINATES_NOTHING = new Set(['keep-alive', 'close', 'upgrade']);
 
 /**
  * Remove, in place, every header of a flat list whose lower-cased name is listed: names nominated
