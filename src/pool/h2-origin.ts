@@ -22,6 +22,12 @@ const NOT_IN_H2 = new Set([
 const STREAM_WINDOW = 1 << 20;
 /** Connection receive window, shared by the session's streams. */
 const SESSION_WINDOW = 8 << 20;
+/**
+ * A retired session's connection is closed gracefully (FIN); a peer that leaves its side open is cut
+ * after this long, as Envoy's delayed_close_timeout (1 s) does. Node's own HTTP/2 server, after it sent
+ * GOAWAY, never closes its side: without the cut every GOAWAY would leave a connection behind.
+ */
+const DELAYED_CLOSE_MS = 1000;
 
 export interface H2OriginOptions {
   host: string;
@@ -120,6 +126,7 @@ export class H2Origin extends Dispatcher {
 /** One connection to the endpoint and the exchanges running on it. */
 class Session {
   readonly #session: http2.ClientHttp2Session;
+  readonly #socket: net.Socket;
   readonly #o: H2OriginOptions;
   readonly #exchanges = new Set<Exchange>();
   #connected = false;
@@ -141,6 +148,7 @@ class Session {
         })
       : net.connect({ host: o.host, port: o.port });
     socket.setNoDelay(true);
+    this.#socket = socket;
     const session = (this.#session = http2.connect(`${scheme}://${authority}`, {
       createConnection: () => socket,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
@@ -161,6 +169,8 @@ class Session {
     session.on('goaway', () => {
       this.#goaway = true;
       onRetire();
+      // Node starts a graceful close of its own on GOAWAY; with nothing in flight, finish it now.
+      if (this.#exchanges.size === 0) this.#closeRetired();
     });
     session.once('close', () => {
       clearTimeout(this.#connectTimer);
@@ -190,12 +200,17 @@ class Session {
     this.#exchanges.delete(x);
     if (this.#exchanges.size > 0) return;
     // A retired session has nothing more to carry.
-    if (!this.usable) return void this.#session.close();
+    if (!this.usable) return this.#closeRetired();
     clearTimeout(this.#idle);
     if (this.#o.keepAliveTimeoutMs > 0) {
       this.#idle = setTimeout(() => this.#session.close(), this.#o.keepAliveTimeoutMs);
       this.#idle.unref();
     }
+  }
+
+  #closeRetired(): void {
+    this.#session.close();
+    setTimeout(() => this.#socket.destroy(), DELAYED_CLOSE_MS).unref();
   }
 
   close(): Promise<void> {

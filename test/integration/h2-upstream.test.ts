@@ -20,9 +20,10 @@ beforeAll(async () => {
     }
     if (req.url?.startsWith('/slow')) return void setTimeout(() => res.end('late'), 2000);
     if (req.url?.startsWith('/goaway')) {
-      res.end('bye');
-      // Politely retire the session: the next request must open a new one.
+      // Politely retire the session (GOAWAY before the response's frames, so the gateway has taken it
+      // by the time the response reaches the client): the next request must open a new one.
       req.stream.session!.goaway();
+      res.end('bye');
       return;
     }
     res.end(`h2 ${req.url}`);
@@ -119,8 +120,6 @@ describe('HTTP/2 upstream connections', () => {
   it('after the upstream sends GOAWAY, the next request opens a new session and succeeds', async () => {
     const r1 = await request(`${gw.url}/goaway`);
     expect(await r1.body.text()).toBe('bye');
-    // Fixed wait: the GOAWAY frame follows the response; the gateway's session state is not observable from here.
-    await new Promise((r) => setTimeout(r, 50));
     const before = sessions;
     const r2 = await request(`${gw.url}/after-goaway`);
     expect(r2.statusCode).toBe(200);

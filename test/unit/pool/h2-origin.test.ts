@@ -1,0 +1,37 @@
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { H2Origin } from '../../../src/pool/h2-origin.js';
+
+/** TCP sockets open in this test's process (the server's accepted ones and the origin's own). */
+const tcpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+
+describe('H2Origin', () => {
+  let up: http2.Http2Server;
+  let port: number;
+  beforeAll(async () => {
+    up = http2.createServer((req, res) => {
+      // GOAWAY, then the response: Node's server never closes its side of the connection afterwards.
+      req.stream.session!.goaway();
+      res.end('bye');
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    port = (up.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((r) => up.close(() => r())));
+
+  it("cuts a retired session's connection when the peer keeps its side open (Envoy's delayed close, 1 s)", async () => {
+    const origin = new H2Origin({ host: '127.0.0.1', port, connectTimeoutMs: 1000, keepAliveTimeoutMs: 60_000 });
+    const before = tcpSockets();
+    const r = await request(`http://127.0.0.1:${port}/x`, { dispatcher: origin });
+    expect(await r.body.text()).toBe('bye');
+    // Two while it lasts: the origin's socket and the server's accepted one.
+    expect(tcpSockets()).toBe(before + 2);
+    const deadline = Date.now() + 3000;
+    while (tcpSockets() > before + 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    // The origin's socket is gone; the server's half-open one is the server's to close.
+    expect(tcpSockets()).toBe(before + 1);
+    await origin.close();
+  });
+});
