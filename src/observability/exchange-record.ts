@@ -28,9 +28,24 @@ export interface ExchangeRecord {
   /** performance.now() when the exchange began. */
   readonly startedAt: number;
   readonly retries: number;
-  readonly error: ErrorCode | undefined;
+  /** An error the gateway answered, or the client gone before the response ended. */
+  readonly error: ExchangeError | undefined;
   /** The spans of a sampled, forwarded request (gateway.tracing: a RequestTrace); undefined otherwise. */
   readonly trace: ExchangeTrace | undefined;
+}
+
+/**
+ * Why an exchange ended without a complete response: an error the gateway answered (its catalogue
+ * code), or `downstream_disconnect`: the client closed the connection or reset the stream first
+ * (Envoy's DC response flag). A disconnect before the response began is logged and counted with
+ * status 0, as Envoy's %RESPONSE_CODE% is 0 then.
+ */
+export type ExchangeError = ErrorCode | 'downstream_disconnect';
+
+/** The status an exchange ended with: what the response carried, or 0 when the client left before it began. */
+export function finalStatus(p: ExchangeRecord): number {
+  // res.statusCode is Node's default 200 until a response is written: a disconnect before that sent none.
+  return p.error === 'downstream_disconnect' && !p.res.headersSent ? 0 : p.res.statusCode || p.status;
 }
 
 /**

@@ -15,7 +15,7 @@ import { AlwaysOnSampler, ParentBasedSampler, type SpanProcessor, TracerProvider
 import { randomHex } from '../common/random-hex.js';
 import { firstHeader } from '../listener/downstream.js';
 import type { Config, RouteConfig } from '../config/schema/index.js';
-import type { ExchangeRecord, ExchangeTrace } from './exchange-record.js';
+import { finalStatus, type ExchangeRecord, type ExchangeTrace } from './exchange-record.js';
 
 /*
  * OpenTelemetry spans of the request path: a SERVER span per downstream request and a CLIENT span per
@@ -219,8 +219,8 @@ function startServerSpan(rt: RouteTracer, p: ExchangeRecord, parent: Context): S
 }
 
 function endServerSpan(span: Span, p: ExchangeRecord): void {
-  const status = p.res.statusCode || p.status;
-  span.setAttribute('http.response.status_code', status);
+  const status = finalStatus(p);
+  if (status > 0) span.setAttribute('http.response.status_code', status);
   if (p.cluster) span.setAttribute('meridian.cluster', p.cluster.name);
   if (p.host) span.setAttribute('meridian.endpoint', p.host.address);
   if (p.retries > 0) span.setAttribute('meridian.retries', p.retries);

@@ -8,7 +8,12 @@ import { Snapshot, type FilterBuilder } from '../proxy/snapshot.js';
 import { handleRequest } from '../proxy/handle-request.js';
 import type { ListenerContext, RequestEnv } from '../proxy/exchange.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import { exchangeFinished, type ExchangeRecord, type FinishedExchange } from '../observability/exchange-record.js';
+import {
+  exchangeFinished,
+  finalStatus,
+  type ExchangeRecord,
+  type FinishedExchange,
+} from '../observability/exchange-record.js';
 import type { Outcome } from '../outlier/outcome.js';
 import { ListenerSet } from '../listener/listener-set.js';
 import { AccessLog } from '../observability/access-log.js';
@@ -183,7 +188,7 @@ export class DataPlane {
 
   #onFinish(p: ExchangeRecord) {
     this.env.inFlight--;
-    const status = p.res.statusCode || p.status;
+    const status = finalStatus(p);
     p.route.counters[(status / 100) | 0]?.inc();
     const elapsedMs = performance.now() - p.startedAt;
     p.route.latency.observe(elapsedMs / 1000);

@@ -18,7 +18,7 @@ import { Attempt, type AttemptOwner } from './attempt.js';
 import { bodyReplayable, bodyUnread, rewoundBody } from './body-replay.js';
 import { BodyDeadline, type BodyProgressRule } from './body-deadline.js';
 import { BodyTooLargeError } from './body-limit.js';
-import type { ExchangeRecord } from '../observability/exchange-record.js';
+import type { ExchangeError, ExchangeRecord } from '../observability/exchange-record.js';
 import type { RequestTrace } from '../observability/tracing.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/downstream.js';
 import { Outcome, outcomeOf } from '../outlier/outcome.js';
@@ -97,7 +97,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
   current: Attempt | undefined;
   status = 0;
   bytesOut = 0;
-  error: ErrorCode | undefined;
+  error: ExchangeError | undefined;
   requestId = '';
   /** Retries made so far (hedges are not counted). */
   retries = 0;
@@ -378,7 +378,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     this.#bodyDeadline?.stop();
     this.#race?.abandon();
     this.current?.cancel('gone');
-    this.error ??= 'upstream_reset';
+    this.error ??= 'downstream_disconnect';
     this.#releaseRequest();
     this.env.onFinish(this);
   }
