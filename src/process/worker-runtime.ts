@@ -124,7 +124,12 @@ export class WorkerRuntime {
     for (const c of snap.clusters.all()) {
       const hosts: HostStats[string] = (out[c.name] = {});
       for (const h of c.hosts)
-        hosts[h.address] = { active: h.activeRequests, requests: h.stats.requests, errors: h.stats.errors };
+        hosts[h.address] = {
+          active: h.activeRequests,
+          requests: h.stats.requests,
+          errors: h.stats.errors,
+          flags: h.flags,
+        };
     }
     return out;
   }

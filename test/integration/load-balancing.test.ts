@@ -111,9 +111,15 @@ describe('load balancing with real upstreams', () => {
       };
       return s.endpoints.find((e) => e.address === bad[0].address)?.outlier?.ejected;
     }, 10000);
-    // Fixed wait: let the overlay reach both workers (it is broadcast right after the decision; the admin
-    // status is the primary's, so a worker's copy is not observable from here).
-    await new Promise((r) => setTimeout(r, 200));
+    // The ejection is broadcast to the workers right after the decision: wait until both load balancers see it.
+    await waitFor(async () => {
+      const s = (await (await request(`${gw.admin}/clusters/app/status`)).body.json()) as {
+        workersReporting: number;
+        endpoints: Array<{ address: string; workersApplied: number }>;
+      };
+      const e = s.endpoints.find((x) => x.address === bad[0].address)!;
+      return s.workersReporting === 2 && e.workersApplied === 2 ? true : undefined;
+    }, 5000);
     const before = bad[0].requests.length;
     await hit(300);
     expect(bad[0].requests.length).toBe(before);

@@ -15,7 +15,10 @@ export type ClusterDetails = (cluster: string) => Record<string, unknown>;
 
 /**
  * `GET /clusters/{name}/status`: per endpoint the health flags (each reason separately), live
- * numbers summed over workers, plus the load balancer's priority loads and panic state.
+ * numbers summed over workers, how many workers' load balancers already see those flags
+ * (`workersApplied`: a health check's or an ejection's verdict is broadcast to the workers; it has
+ * reached them all when this equals `workersReporting`), plus the load balancer's priority loads and
+ * panic state.
  */
 export async function clusterStatus(
   primary: Primary,
@@ -31,13 +34,15 @@ export async function clusterStatus(
     const flags = adminFlags(e.health) | (primary.overlay[name]?.[e.address] ?? 0);
     let active = 0,
       requests = 0,
-      errors = 0;
+      errors = 0,
+      workersApplied = 0;
     for (const r of replies) {
       const s = r.stats[name]?.[e.address];
       if (s) {
         active += s.active;
         requests += s.requests;
         errors += s.errors;
+        if (s.flags === flags) workersApplied++;
       }
     }
     return {
@@ -50,6 +55,7 @@ export async function clusterStatus(
       activeRequests: active,
       requests,
       errors,
+      workersApplied,
       ...Object.assign({}, ...detailProviders.map((d) => d(name, e.address))),
     };
   });

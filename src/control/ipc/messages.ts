@@ -8,7 +8,11 @@ import type { Outcome } from '../../outlier/outcome.js';
 export type OutcomeBatch = Record<string, Record<string, Outcome[]>>;
 
 /** Per-host live numbers a worker reports for `GET /clusters/{name}/status`. */
-export type HostStats = Record<string, Record<string, { active: number; requests: number; errors: number }>>;
+/** Per cluster and endpoint address: a worker's live numbers and the health flags its load balancer sees. */
+export type HostStats = Record<
+  string,
+  Record<string, { active: number; requests: number; errors: number; flags: number }>
+>;
 
 /**
  * A config for a worker to compile. `seq` numbers every change the publisher sends (snapshots and
