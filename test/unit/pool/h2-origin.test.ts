@@ -10,16 +10,22 @@ const tcpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'T
 describe('H2Origin', () => {
   let up: http2.Http2Server;
   let port: number;
+  const sessions: http2.ServerHttp2Session[] = [];
   beforeAll(async () => {
     up = http2.createServer((req, res) => {
       // GOAWAY, then the response: Node's server never closes its side of the connection afterwards.
       req.stream.session!.goaway();
       res.end('bye');
     });
+    up.on('session', (s) => sessions.push(s));
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
     port = (up.address() as AddressInfo).port;
   });
-  afterAll(() => new Promise<void>((r) => up.close(() => r())));
+  afterAll(async () => {
+    // The server's half-open sessions never end by themselves: close() would wait for them forever.
+    for (const s of sessions) s.destroy();
+    await new Promise<void>((r) => up.close(() => r()));
+  });
 
   it("cuts a retired session's connection when the peer keeps its side open (Envoy's delayed close, 1 s)", async () => {
     const origin = new H2Origin({ host: '127.0.0.1', port, connectTimeoutMs: 1000, keepAliveTimeoutMs: 60_000 });
