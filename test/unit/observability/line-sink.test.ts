@@ -1,4 +1,5 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -69,5 +70,38 @@ describe('LineSink', () => {
     sink.write(line);
     expect(sink.dropped).toBe(12);
     expect(await fileReaches(path, 900)).toBe(line.repeat(9));
+  });
+
+  it('waits and writes again when a non-blocking pipe is full (EAGAIN), losing nothing', async () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    try {
+      const sink = new LineSink(writer);
+      const lines = Array.from({ length: 3000 }, (_, i) => `{"i":${i},"pad":"${'p'.repeat(80)}"}\n`);
+      for (const l of lines) sink.write(l); // ~270 KiB: several times what the pipe holds
+      const expected = Buffer.from(lines.join(''));
+      // Let the writes hit the full pipe before anything is read.
+      await new Promise((r) => setTimeout(r, 150));
+      const got: Buffer[] = [];
+      let total = 0;
+      const chunk = Buffer.alloc(65536);
+      for (let i = 0; i < 500 && total < expected.length; i++) {
+        try {
+          const n = readSync(reader, chunk, 0, chunk.length, null);
+          got.push(Buffer.from(chunk.subarray(0, n)));
+          total += n;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      expect(Buffer.concat(got).equals(expected)).toBe(true);
+      expect(sink.dropped).toBe(0);
+    } finally {
+      closeSync(writer);
+      closeSync(reader);
+    }
   });
 });
