@@ -23,7 +23,7 @@ const STREAM_WINDOW = 1 << 20;
 /** Connection receive window, shared by the session's streams. */
 const SESSION_WINDOW = 8 << 20;
 /**
- * A retired session's connection is closed gracefully (FIN); a peer that leaves its side open is cut
+ * An idle or retired session's connection is closed gracefully (FIN); a peer that leaves its side open is cut
  * after this long, as Envoy's delayed_close_timeout (1 s) does. Node's own HTTP/2 server, after it sent
  * GOAWAY, never closes its side: without the cut every GOAWAY would leave a connection behind.
  */
@@ -170,7 +170,7 @@ class Session {
       this.#goaway = true;
       onRetire();
       // Node starts a graceful close of its own on GOAWAY; with nothing in flight, finish it now.
-      if (this.#exchanges.size === 0) this.#closeRetired();
+      if (this.#exchanges.size === 0) this.#closeIdle();
     });
     session.once('close', () => {
       clearTimeout(this.#connectTimer);
@@ -200,15 +200,16 @@ class Session {
     this.#exchanges.delete(x);
     if (this.#exchanges.size > 0) return;
     // A retired session has nothing more to carry.
-    if (!this.usable) return this.#closeRetired();
+    if (!this.usable) return this.#closeIdle();
     clearTimeout(this.#idle);
     if (this.#o.keepAliveTimeoutMs > 0) {
-      this.#idle = setTimeout(() => this.#session.close(), this.#o.keepAliveTimeoutMs);
+      this.#idle = setTimeout(() => this.#closeIdle(), this.#o.keepAliveTimeoutMs);
       this.#idle.unref();
     }
   }
 
-  #closeRetired(): void {
+  /** Close a session with nothing in flight (retired or idle); cut its connection if the peer keeps its side open. */
+  #closeIdle(): void {
     this.#session.close();
     setTimeout(() => this.#socket.destroy(), DELAYED_CLOSE_MS).unref();
   }
