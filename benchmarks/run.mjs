@@ -1,12 +1,14 @@
 // Meridian beside its baselines, in the same run, interleaved (A B C D A B C D ...).
 // Env: DURATION (s, 10), ROUNDS (3), WARMUP (s, 3), CONNECTIONS (100), TOOLS (autocannon,wrk), UPSTREAM_SERVER (nginx if installed, else node),
 //      SCENARIOS (plain,jwt,https,ratelimit-local,ratelimit-redis,lb-rr,lb-lr-outlier; also full-chain, tracing-1, tracing-100),
-//      APPEND (1; 0 = print the report without appending it to RESULTS.md).
+//      APPEND (1; 0 = print the report without appending it to RESULTS.md),
+//      VARIANTS (none; "label=path,..." also runs every scenario on the dist/ at each path, as meridian-<scenario>@<label>:
+//      an A/B of a change, e.g. a copy of dist/ with one feature cut out, measured beside the baselines in the same rounds).
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdtempSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   jwtToken,
@@ -33,6 +35,13 @@ const SCENARIOS = (
 ).split(',');
 const APPEND = process.env.APPEND !== '0';
 const TOOLS = (process.env.TOOLS ?? 'autocannon,wrk').split(',').filter((t) => t === 'autocannon' || has(t));
+const VARIANTS = (process.env.VARIANTS ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((v) => {
+    const [label, path] = v.split('=');
+    return { label, dist: resolve(path) };
+  });
 const UPSTREAM_PORT = 18090;
 const UPSTREAM = process.env.UPSTREAM_SERVER ?? (has('nginx') ? 'nginx' : 'node');
 
@@ -174,15 +183,16 @@ async function scenarioMaterial(dir) {
 }
 
 /** Start one Meridian process for a scenario; null (and a message) when it cannot run. */
-async function startMeridian(s, port, dir, material) {
+async function startMeridian(s, port, dir, material, variant = { label: '', dist: join(ROOT, 'dist') }) {
+  const name = `meridian-${s}${variant.label ? `@${variant.label}` : ''}`;
   if (usesRedis(s) && !material.redisUrl) {
     console.error(`skipping ${s}: ${material.redisError}`);
     return null;
   }
   const file = join(dir, `${s}.json`);
   writeFileSync(file, JSON.stringify(await meridianConfig(s, port, material)));
-  const args = [join(ROOT, 'dist/main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${s}`)];
-  const proc = await start(`meridian-${s}`, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch(
+  const args = [join(variant.dist, 'main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${name}`)];
+  const proc = await start(name, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch(
     (e) => {
       console.error(`skipping ${s}: ${e.message}`);
       return null;
@@ -190,7 +200,7 @@ async function startMeridian(s, port, dir, material) {
   );
   if (!proc) return null;
   return {
-    name: `meridian-${s}`,
+    name,
     url: `${s === 'https' ? 'https' : 'http'}://127.0.0.1:${port}/x`,
     proc,
     headers: usesJwt(s) ? { authorization: `Bearer ${await jwtToken()}` } : undefined,
@@ -340,6 +350,10 @@ async function main() {
   for (const s of SCENARIOS) {
     const target = await startMeridian(s, port++, dir, material);
     if (target) targets.push(target);
+    for (const v of VARIANTS) {
+      const t = await startMeridian(s, port++, dir, material, v);
+      if (t) targets.push(t);
+    }
   }
   const text = report(summarize(measure(targets)));
   console.log(text);
