@@ -192,12 +192,10 @@ async function startMeridian(s, port, dir, material, variant = { label: '', dist
   const file = join(dir, `${s}.json`);
   writeFileSync(file, JSON.stringify(await meridianConfig(s, port, material)));
   const args = [join(variant.dist, 'main.js'), 'start', '-c', file, '--state-dir', join(dir, `state-${name}`)];
-  const proc = await start(name, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch(
-    (e) => {
-      console.error(`skipping ${s}: ${e.message}`);
-      return null;
-    },
-  );
+  const proc = await start(name, process.execPath, args, { env: { MERIDIAN_LOG_LEVEL: 'info' } }).catch((e) => {
+    console.error(`skipping ${s}: ${e.message}`);
+    return null;
+  });
   if (!proc) return null;
   return {
     name,
