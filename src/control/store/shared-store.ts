@@ -77,11 +77,18 @@ export class SharedConfigStore {
       if (!this.#down) log.warn('shared config store unreachable; serving the current config, refusing admin writes');
       this.#down = true;
     });
-    this.#sub.on('ready', () => void this.#sub.subscribe(this.#keys.channel).catch(() => {}));
+    // Read the document once the subscription holds: a change published before it (while this replica
+    // was starting, or while the subscriber was reconnecting) sends no message we could still get.
+    const subscribe = () =>
+      void this.#sub.subscribe(this.#keys.channel).then(
+        () => this.#syncSoon(),
+        () => {},
+      );
+    this.#sub.on('ready', subscribe);
     this.#sub.on('message', () => this.#syncSoon());
     // The connections opened with the constructor: one may be ready before these listeners were.
     if (this.#cmd.status === 'ready') this.#syncSoon();
-    if (this.#sub.status === 'ready') void this.#sub.subscribe(this.#keys.channel).catch(() => {});
+    if (this.#sub.status === 'ready') subscribe();
   }
 
   get connected(): boolean {
