@@ -136,11 +136,12 @@ function addNominated(value: string, into: Set<string> | undefined): Set<string>
   if (value.length <= 10 && NOMINATES_NOTHING.has(value.toLowerCase())) return into;
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
-    if (t && t !== 'keep-alive' && t !== 'close' && t !== 'upgrade') (into ??= new Set()).add(t);
+    if (t && !NOMINATES_NOTHING.has(t)) (into ??= new Set()).add(t);
   }
   return into;
 }
 
+/** Connection tokens that are options, not header names: they nominate nothing for removal. */
 const NOMINATES_NOTHING = new Set(['keep-alive', 'close', 'upgrade']);
 
 /**
