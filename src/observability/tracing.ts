@@ -89,9 +89,9 @@ export class RequestTracing {
 
   /**
    * Start the SERVER span of a request about to be forwarded, parented on its incoming `traceparent`
-   * (else a new trace), and return its trace. The upstream headers (which always hold a traceparent:
-   * the client's, or the one the gateway made) get the span's context. Undefined when the request is
-   * not sampled: its traceparent then carries the unsampled context and no span is made at all.
+   * (else a new trace), and return its trace. The upstream headers get the span's context in place of
+   * the client's traceparent, or in a new one. Undefined when the request is not sampled: its
+   * traceparent then carries the unsampled context and no span is made at all.
    */
   begin(p: ExchangeRecord, headers: string[], clientTraceparent: string | undefined): RequestTrace | undefined {
     const rt = this.#routes.get(p.route.name) ?? this.#default;
@@ -99,11 +99,9 @@ export class RequestTracing {
     // Requests that will not be recorded cost a string check, not an SDK span (most of them at 1 %).
     const incoming = validTraceparent(clientTraceparent);
     if (incoming === undefined && Math.random() >= rt.ratio) {
-      // The gateway's own new context (the client sent none) just loses its sampled flag; a client's
-      // malformed one is replaced.
-      const own = headers[at];
-      headers[at] =
-        clientTraceparent === undefined && own.length === 55 ? `${own.slice(0, 53)}00` : unsampledTraceparent();
+      // A new context, not sampled (a client's malformed one is replaced): the services behind the
+      // gateway share one trace id for the request without recording it.
+      headers[at] = unsampledTraceparent();
       return undefined;
     }
     // A caller that decided "not sampled": its context goes upstream as it came.
@@ -287,10 +285,7 @@ function traceparentOf(span: Span): string {
   return `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;
 }
 
-/**
- * The index of the traceparent value in a flat upstream header list; the list always has one
- * (addIdentityHeaders adds it when the client sent none), but a missing one is added.
- */
+/** The index of the traceparent value in a flat upstream header list: the client's, else a new entry. */
 function traceparentIndex(headers: string[]): number {
   for (let i = 0; i < headers.length; i += 2)
     if (headers[i].length === 11 && headers[i].toLowerCase() === 'traceparent') return i + 1;

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { randomHex } from '../common/random-hex.js';
 import { withoutCookies, withoutQueryParams } from '../filters/authn/token-source.js';
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { replacePrefix } from './route-runtime.js';
@@ -27,7 +26,7 @@ export function forwardFacts(r: RoutedRequest): ForwardFacts {
 
 /**
  * Headers the gateway vouches for (the client's copies were stripped by buildUpstreamHeaders):
- * request id and traceparent (when the client sent none), what the filters learned (forwarded
+ * a request id (when the client sent none), what the filters learned (forwarded
  * claims, API-key consumer) minus the credentials they consumed, `x-real-ip` (the client IP after
  * trusted-proxy handling), and from a verified client certificate `x-spiffe-id` and, when the
  * listener forwards it, `x-forwarded-client-cert`.
@@ -41,7 +40,8 @@ export function addIdentityHeaders(
 ): void {
   const { listener } = r;
   if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
-  if (facts.traceparent === undefined) headers.push('traceparent', newTraceparent());
+  // No traceparent is made here: without gateway.tracing the client's goes upstream as it came (or
+  // none), as in Envoy; with it, RequestTracing.begin writes the context it decided on.
   if (x) {
     // Credentials the filters consumed (an API key, a bearer token, a token cookie) do not go upstream.
     if (x.upstreamStrip.length) removeHeaders(headers, x.upstreamStrip);
@@ -76,11 +76,6 @@ function stripCookies(headers: string[], names: readonly string[]): void {
 /** The query to forward: without the query parameters a filter consumed as credentials. */
 export function upstreamQuery(x: Exchange | undefined, query: string): string {
   return x?.upstreamStripQuery && query !== '' ? withoutQueryParams(query, x.upstreamStripQuery) : query;
-}
-
-/** W3C trace context for a request that arrived without one: a new trace, sampled. */
-function newTraceparent(): string {
-  return `00-${randomHex(16)}-${randomHex(8)}-01`;
 }
 
 /** The upstream path: the normalized path (the one routing and RBAC judged) with the route's rewrite. */
