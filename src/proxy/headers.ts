@@ -1,5 +1,6 @@
 import type { RouteConfig } from '../config/schema/index.js';
 import type { ErrorCode } from '../common/errors.js';
+import { knownName, LOWER, NAMES } from './header-names.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus framing headers the gateway always re-creates. */
 const HOP_BY_HOP = new Set([
@@ -176,11 +177,13 @@ export function buildResponseHeaders(
   const out: string[] = [];
   let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString('latin1');
-    const lower = name.toLowerCase();
+    const bytes = raw[i];
+    const known = typeof bytes === 'string' ? -1 : knownName(bytes);
+    const name = known >= 0 ? NAMES[known] : bytes.toString('latin1');
+    const lower = known >= 0 ? LOWER[known] : name.toLowerCase();
     if (lower === 'connection') nominated = addNominated(raw[i + 1].toString('latin1'), nominated);
     if (HOP_BY_HOP.has(lower) && !(keepUpgrade && (lower === 'upgrade' || lower === 'connection'))) continue;
-    if (ops.remove.has(lower)) continue;
+    if (ops.remove.size !== 0 && ops.remove.has(lower)) continue;
     out.push(name, raw[i + 1].toString('latin1'));
   }
   if (nominated) removeHeaders(out, nominated);
