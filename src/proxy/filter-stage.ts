@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from '../common/random-hex.js';
 import type { Duplex } from 'node:stream';
 import type { FilterResponse } from '../filters/filter.js';
 import { runFilters } from '../filters/chain.js';
@@ -27,7 +27,7 @@ export function newExchange(r: RoutedRequest, res: DownstreamResponse | undefine
     clientIp: clientIp(req, trust),
     peer: listener.peerOf(req),
     routeName: r.route.name,
-    requestId: id === '' ? randomUUID() : id,
+    requestId: id === '' ? randomUuid() : id,
     upstreamHeaders: [],
     upstreamStrip: [],
     upstreamStripCookies: undefined,

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from '../common/random-hex.js';
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import type { Http2ServerResponse } from 'node:http2';
@@ -152,7 +152,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
    */
   static answer(req: DownstreamRequest, res: DownstreamResponse, env: ProxyEnv, a: LocalAnswer): void {
     const p = new ProxyRequest(req, res, a.route ?? UNROUTED, undefined, env, NO_UPSTREAM);
-    p.requestId = a.requestId || randomUUID();
+    p.requestId = a.requestId || randomUuid();
     p.#fail(a.code, a.headers ?? (a.code === 'overloaded' ? OVERLOADED : undefined), a.body, a.close ?? false);
   }
 
@@ -166,7 +166,7 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     bytesOut: number,
   ): void {
     const p = new ProxyRequest(req, res, route, undefined, env, NO_UPSTREAM);
-    p.requestId = requestId || randomUUID();
+    p.requestId = requestId || randomUuid();
     p.status = res.statusCode;
     p.bytesOut = bytesOut;
     p.#finish();

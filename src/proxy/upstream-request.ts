@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from '../common/random-hex.js';
 import { withoutCookies, withoutQueryParams } from '../filters/authn/token-source.js';
 import { removeHeaders, type ForwardFacts } from './headers.js';
 import { replacePrefix } from './route-runtime.js';
@@ -39,7 +39,7 @@ export function addIdentityHeaders(
   ip: string,
 ): void {
   const { listener } = r;
-  if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUUID()));
+  if (facts.requestId === undefined) headers.push('x-request-id', (facts.requestId = x?.requestId ?? randomUuid()));
   // No traceparent is made here: without gateway.tracing the client's goes upstream as it came (or
   // none), as in Envoy; with it, RequestTracing.begin writes the context it decided on.
   if (x) {
