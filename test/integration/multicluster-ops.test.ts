@@ -180,7 +180,9 @@ async function putRouteAndWaitEverywhere(name: string, body: string) {
   const byId = await waitFor(
     async () => {
       const f = await fleetById();
-      return Object.values(f).every((g: any) => g.lastAck?.version === version) ? f : undefined;
+      // Replicas of one identity (c-r) acknowledge one by one: lastAck is the first one's, inSync
+      // holds once every replica has acknowledged. A CI run read the fleet between the two.
+      return Object.values(f).every((g: any) => g.lastAck?.version === version && g.inSync) ? f : undefined;
     },
     10_000,
     50,
