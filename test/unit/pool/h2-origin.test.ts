@@ -1,5 +1,5 @@
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { H2Origin } from '../../../src/pool/h2-origin.js';
@@ -39,5 +39,47 @@ describe('H2Origin', () => {
     // The origin's socket is gone; the server's half-open one is the server's to close.
     expect(tcpSockets()).toBe(before + 1);
     await origin.close();
+  });
+
+  it("cuts an idle session's connection after keepAliveTimeout when the peer keeps its side open", async () => {
+    // A plain HTTP/2 server closes its side once it reads our GOAWAY. Between it and the origin, a
+    // relay that never half-closes toward the origin plays a peer that does not: what the origin's
+    // graceful close leaves open, only the delayed cut can end.
+    const plain = http2.createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    const plainPort = (plain.address() as AddressInfo).port;
+    const accepted: net.Socket[] = [];
+    const relay = net.createServer({ allowHalfOpen: true }, (fromOrigin) => {
+      accepted.push(fromOrigin);
+      const toServer = net.connect({ host: '127.0.0.1', port: plainPort, allowHalfOpen: true });
+      fromOrigin.pipe(toServer);
+      toServer.pipe(fromOrigin, { end: false });
+      fromOrigin.on('error', () => {});
+      toServer.on('error', () => {});
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const relayPort = (relay.address() as AddressInfo).port;
+    const origin = new H2Origin({
+      host: '127.0.0.1',
+      port: relayPort,
+      connectTimeoutMs: 1000,
+      keepAliveTimeoutMs: 100,
+    });
+    const before = tcpSockets();
+    const r = await request(`http://127.0.0.1:${relayPort}/x`, { dispatcher: origin });
+    expect(await r.body.text()).toBe('ok');
+    // Four while it lasts: the origin's socket, the relay's two and the server's accepted one.
+    expect(tcpSockets()).toBe(before + 4);
+    const idleAt = Date.now();
+    const deadline = idleAt + 4000;
+    while (tcpSockets() > before + 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    // Left: the relay's half-open socket toward the origin (the relay's to close). The origin's own
+    // socket went at the cut, about 100 ms of keep-alive plus 1 s after the session closed.
+    expect(tcpSockets()).toBe(before + 1);
+    expect(Date.now() - idleAt).toBeGreaterThanOrEqual(1000);
+    for (const s of accepted) s.destroy();
+    await origin.close();
+    await new Promise<void>((r) => relay.close(() => r()));
+    await new Promise<void>((r) => plain.close(() => r()));
   });
 });
