@@ -69,8 +69,10 @@ function load(tool, url, headers, duration = DURATION) {
         .reduce((s, n) => s + Number(n), 0) ?? 0;
     return {
       rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]),
-      p50: ms(/50%\s+(\S+)/.exec(out)[1]),
-      p99: ms(/99%\s+(\S+)/.exec(out)[1]),
+      // Anchored to the Latency Distribution's lines: the Thread Stats' "+/- Stdev" column (90.50%,
+      // 98.99%) also ends in 50% or 99%, and an unanchored match there read "Req/Sec" as the latency.
+      p50: ms(/^\s+50%\s+(\S+)/m.exec(out)[1]),
+      p99: ms(/^\s+99%\s+(\S+)/m.exec(out)[1]),
       total,
       errors: non2xx + socketErrors,
     };
