@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { meridianConfig, selfSignedCert } from './scenarios.mjs';
 import { createHistogram, record, percentile } from './h2load.mjs';
 import { has, PIN, pinned, start, cpuMicros, cleanup } from './processes.mjs';
+import { parseWrk } from './wrk-output.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -129,23 +130,9 @@ async function nodeTool(url, duration) {
 }
 
 function wrkTool(url, duration) {
-  const ms = (s) => (s.endsWith('us') ? parseFloat(s) / 1000 : s.endsWith('ms') ? parseFloat(s) : parseFloat(s) * 1000);
   return runLoad('wrk', ['-t1', `-c${H1_CONNECTIONS}`, `-d${duration}s`, '--latency', url]).then((out) => {
-    const total = Number(/(\d+) requests in/.exec(out)[1]);
-    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-    const socketErrors =
-      /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
-        .exec(out)
-        ?.slice(1)
-        .reduce((s, n) => s + Number(n), 0) ?? 0;
-    return {
-      rps: parseFloat(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]),
-      p50: ms(/50%\s+(\S+)/.exec(out)[1]),
-      p99: ms(/99%\s+(\S+)/.exec(out)[1]),
-      total,
-      served: total,
-      errors: non2xx + socketErrors,
-    };
+    const r = parseWrk(out);
+    return { ...r, served: r.total };
   });
 }
 
