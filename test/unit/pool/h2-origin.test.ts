@@ -63,7 +63,7 @@ describe('H2Origin', () => {
       host: '127.0.0.1',
       port: relayPort,
       connectTimeoutMs: 1000,
-      keepAliveTimeoutMs: 100,
+      keepAliveTimeoutMs: 300, // long enough that the count below is taken before it
     });
     const before = tcpSockets();
     const r = await request(`http://127.0.0.1:${relayPort}/x`, { dispatcher: origin });
@@ -74,7 +74,7 @@ describe('H2Origin', () => {
     const deadline = idleAt + 4000;
     while (tcpSockets() > before + 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
     // Left: the relay's half-open socket toward the origin (the relay's to close). The origin's own
-    // socket went at the cut, about 100 ms of keep-alive plus 1 s after the session closed.
+    // socket went at the cut, about 300 ms of keep-alive plus 1 s after the session closed.
     expect(tcpSockets()).toBe(before + 1);
     expect(Date.now() - idleAt).toBeGreaterThanOrEqual(1000);
     for (const s of accepted) s.destroy();
