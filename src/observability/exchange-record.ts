@@ -42,10 +42,13 @@ export interface ExchangeRecord {
  */
 export type ExchangeError = ErrorCode | 'downstream_disconnect';
 
-/** The status an exchange ended with: what the response carried, or 0 when the client left before it began. */
+/**
+ * The status an exchange ended with: the response's once its head went out, else the record's (a
+ * tunnel's 101, or 0 when the client left before any response began). res.statusCode alone will not
+ * do: it is Node's default 200 until a response is written.
+ */
 export function finalStatus(p: ExchangeRecord): number {
-  // res.statusCode is Node's default 200 until a response is written: a disconnect before that sent none.
-  return p.error === 'downstream_disconnect' && !p.res.headersSent ? 0 : p.res.statusCode || p.status;
+  return p.res.headersSent ? p.res.statusCode : p.status;
 }
 
 /**

@@ -321,7 +321,6 @@ export class ProxyRequest implements AttemptOwner, ExchangeRecord {
     // The request/response exchange is over: a long-lived tunnel holds no circuit-breaker request slot.
     this.#releaseRequest();
     this.status = statusCode;
-    this.res.statusCode = statusCode; // what env.onFinish reports; nothing is written through res
     const client = this.req.socket as Duplex & { bytesWritten: number };
     const headers = buildResponseHeaders(rawHeaders ?? [], this.route.responseOps, this.extraResponseHeaders, true);
     this.bytesOut = -client.bytesWritten; // + bytesWritten at the end: what this tunnel sent the client
