@@ -14,6 +14,8 @@ export type HealthOverlay = Record<string, Record<string, number>>;
 
 /** A host plus what the data plane needs to send to it. */
 export interface UpstreamHost extends Host {
+  /** The address as a JSON string, for the access log (quoted when the host is made, not per line). */
+  readonly logName: string;
   /** The endpoint's connection pool, made on its first request. */
   readonly pool: EndpointPool;
   /** The static cluster the endpoint belongs to (differs from the routed cluster for aggregates). */
@@ -41,6 +43,8 @@ const OVERLAY_MASK = HostFlag.FAILED_ACTIVE_HC | HostFlag.DEGRADED_ACTIVE_HC | H
 /** One routable cluster of a snapshot: its hosts (all priorities) and the load balancer over them. */
 export class ClusterRuntime {
   readonly name: string;
+  /** The name as a JSON string, for the access log (quoted here, not per line). */
+  readonly logName: string;
   /** The cluster's config; an endpoint delta swaps it (and `hosts`, `lb`) in place. */
   config: ClusterConfig;
   hosts: UpstreamHost[];
@@ -58,6 +62,7 @@ export class ClusterRuntime {
     ages: HostAges,
   ) {
     this.name = config.name;
+    this.logName = JSON.stringify(config.name);
     this.#ages = ages;
     this.config = config;
     this.hosts = hosts;
@@ -260,6 +265,7 @@ export class ClusterManager {
     const flags = adminFlags(e.health) | ((overlay[c.name]?.[e.address] ?? 0) & OVERLAY_MASK);
     return {
       address: e.address,
+      logName: JSON.stringify(e.address),
       hostname: host,
       port,
       weight: e.weight,

@@ -42,9 +42,9 @@ export class AccessLog {
     const bytesIn = req.socket?.bytesRead;
     if (bytesIn !== undefined) line += `,"bytesIn":${bytesIn}`;
     line += `,"bytesOut":${p.bytesOut},"durationMs":${Math.round(elapsedMs * 1000) / 1000}`;
-    if (p.host) line += `,"upstream":${quotedName(p.host.address)}`;
-    if (p.route.name) line += `,"route":${quotedName(p.route.name)}`;
-    if (p.cluster) line += `,"cluster":${quotedName(p.cluster.name)}`;
+    if (p.host) line += `,"upstream":${p.host.logName}`;
+    if (p.route.name) line += `,"route":${p.route.logName}`;
+    if (p.cluster) line += `,"cluster":${p.cluster.logName}`;
     line += `,"retries":${p.retries}`;
     if (p.error !== undefined) line += `,"error":${json(p.error)}`;
     writeLine(`${line}}\n`);
@@ -62,19 +62,6 @@ function json(s: string): string {
 function authorityOf(req: DownstreamRequest): string | undefined {
   if (req.httpVersionMajor === 2) return req.headers[':authority'] as string | undefined;
   return firstHeader(req.rawHeaders, 'host');
-}
-
-/** JSON of names from the config (route, cluster, endpoint address): few, and the same on every line. */
-const QUOTED_NAMES = new Map<string, string>();
-
-function quotedName(name: string): string {
-  let q = QUOTED_NAMES.get(name);
-  if (q === undefined) {
-    // Endpoints come and go with discovery: start over rather than keep every address ever seen.
-    if (QUOTED_NAMES.size >= 10_000) QUOTED_NAMES.clear();
-    QUOTED_NAMES.set(name, (q = json(name)));
-  }
-  return q;
 }
 
 let lastMs = 0;

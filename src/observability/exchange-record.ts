@@ -14,13 +14,15 @@ export interface ExchangeRecord {
   /** The matched route (name '' when the request was refused before routing), its counters by status class and latency. */
   readonly route: {
     readonly name: string;
+    /** The name as a JSON string, quoted when the config was compiled (the access log's field). */
+    readonly logName: string;
     readonly counters: ReturnType<typeof routeCounters>;
     readonly latency: ReturnType<typeof routeLatency>;
   };
   /** The cluster chosen; undefined when the gateway answered. */
-  readonly cluster: { readonly name: string } | undefined;
+  readonly cluster: { readonly name: string; readonly logName: string } | undefined;
   /** The upstream host of the attempt whose response went to the client (or the last tried). */
-  readonly host: { readonly address: string } | undefined;
+  readonly host: { readonly address: string; readonly logName: string } | undefined;
   readonly requestId: string;
   /** The status sent, when the response object does not carry it (a reset stream). */
   readonly status: number;

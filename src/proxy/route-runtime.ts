@@ -27,6 +27,8 @@ export interface RetryPolicy {
 /** Everything the request path needs about one route, compiled once per snapshot. */
 export interface RouteRuntime {
   readonly name: string;
+  /** The name as a JSON string, for the access log (quoted here, not per line). */
+  readonly logName: string;
   readonly config: RouteConfig;
   readonly kind: 'cluster' | 'weighted' | 'redirect' | 'direct';
   readonly cluster: ClusterRuntime | undefined;
@@ -75,6 +77,7 @@ export function compileRoute(r: RouteConfig, clusters: ClusterManager, defaultMa
   const timeoutMs = ms.timeout;
   return {
     name: r.name,
+    logName: JSON.stringify(r.name),
     config: r,
     kind: r.cluster ? 'cluster' : r.weightedClusters ? 'weighted' : r.redirect ? 'redirect' : 'direct',
     cluster: r.cluster ? clusters.get(r.cluster) : undefined,
@@ -123,6 +126,7 @@ function compileDirect(d: NonNullable<RouteConfig['directResponse']>): NonNullab
  */
 export const UNROUTED: RouteRuntime = Object.freeze({
   name: '',
+  logName: '""',
   config: Object.freeze({ name: '', match: {} }) as unknown as RouteConfig,
   kind: 'direct',
   cluster: undefined,
