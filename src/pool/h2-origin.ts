@@ -210,6 +210,7 @@ class Session {
 
   /** Close a session with nothing in flight (retired or idle); cut its connection if the peer keeps its side open. */
   #closeIdle(): void {
+    clearTimeout(this.#idle); // a GOAWAY may come while the keep-alive timer runs: close once
     this.#session.close();
     setTimeout(() => this.#socket.destroy(), DELAYED_CLOSE_MS).unref();
   }
